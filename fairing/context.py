@@ -1,0 +1,214 @@
+"""BuildContext: the immutable set of files, entrypoint and settings that becomes an image.
+
+Serialisation is reproducible by construction: entries sorted by path, every parent
+directory listed, mtime 0, uid/gid 0 with empty owner names, modes normalised to 0755
+(directories and executables) or 0644, and a gzip header with no name and mtime 0.
+The same inputs give the same sha256 whatever the order the files were created in,
+their mtimes, their owners or the machine.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import posixpath
+import stat
+import tarfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
+from types import MappingProxyType
+from typing import IO, Union
+
+from .errors import ConfigurationError, EntryPointNotFoundError
+
+__all__ = ["BuildContext", "Source"]
+
+#: What a file in the context is made from: a file on disk, or bytes made by fairing.
+Source = Union[Path, bytes]
+
+_CHUNK = 1 << 20
+
+
+def _normalise_path(name: str) -> str:
+    """A context path: relative, POSIX, no '..', no '.' parts, no trailing slash."""
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigurationError(f"A file path in the build context must be a non-empty string, got {name!r}.")
+    unified = name.replace("\\", "/")
+    if unified.startswith("/") or (len(unified) > 1 and unified[1] == ":"):
+        raise ConfigurationError(
+            f"The build context path {name!r} is absolute. Give paths relative to the image's working "
+            "directory, e.g. 'data/train.csv'."
+        )
+    parts = [p for p in unified.split("/") if p not in ("", ".")]
+    if ".." in parts or not parts:
+        raise ConfigurationError(
+            f"The build context path {name!r} leaves the working directory. Use a path below it, "
+            "e.g. 'data/train.csv'."
+        )
+    return "/".join(parts)
+
+
+def _normalise_workdir(workdir: str) -> str:
+    if not workdir.startswith("/"):
+        raise ConfigurationError(f"workdir must be an absolute path in the image, e.g. '/app'; got {workdir!r}.")
+    clean = posixpath.normpath(workdir)
+    return "/" if clean in ("/", "//") else clean
+
+
+def _freeze_files(files: Mapping[str, Source]) -> Mapping[str, Source]:
+    frozen: dict[str, Source] = {}
+    for name, source in files.items():
+        path = _normalise_path(name)
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            source = bytes(source)
+        elif isinstance(source, (str, os.PathLike)):
+            source = Path(source)
+            if not source.is_file():
+                raise EntryPointNotFoundError(
+                    f"The file {str(source)!r} (to be placed at {path!r} in the image) does not exist or is "
+                    "not a regular file. Check the path, or remove it from input_files."
+                )
+        else:
+            raise ConfigurationError(
+                f"The source of {path!r} must be a path or bytes, got {type(source).__name__}."
+            )
+        if path in frozen:
+            raise ConfigurationError(f"The build context names {path!r} twice; each image path may appear once.")
+        frozen[path] = source
+    return MappingProxyType(dict(sorted(frozen.items())))
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """Files (path in the image's working directory -> source), entrypoint and settings.
+
+    ``files`` maps relative POSIX paths to a :class:`~pathlib.Path` on disk or to bytes.
+    ``entrypoint`` is the command the container runs, in ``workdir`` (default ``/app``).
+    ``env`` is set in the image; ``requirements`` are pip requirement lines installed
+    before the code so that a code change never reinstalls them. Every ``with_*``
+    method returns a new context.
+    """
+
+    files: Mapping[str, Source]
+    entrypoint: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    workdir: str = "/app"
+    requirements: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "files", _freeze_files(self.files))
+        entrypoint = tuple(self.entrypoint)
+        if not entrypoint or not all(isinstance(a, str) for a in entrypoint):
+            raise ConfigurationError(f"entrypoint must be a non-empty list of strings, got {self.entrypoint!r}.")
+        object.__setattr__(self, "entrypoint", entrypoint)
+        env = dict(self.env)
+        for key, value in env.items():
+            if not isinstance(key, str) or not key or "=" in key or not isinstance(value, str):
+                raise ConfigurationError(f"env entries must be str -> str with no '=' in the name; got {key!r}: {value!r}.")
+        object.__setattr__(self, "env", MappingProxyType(dict(sorted(env.items()))))
+        object.__setattr__(self, "workdir", _normalise_workdir(self.workdir))
+        reqs = tuple(r.strip() for r in self.requirements if r and r.strip() and not r.strip().startswith("#"))
+        object.__setattr__(self, "requirements", tuple(sorted(set(reqs))))
+
+    # -- derived contexts -------------------------------------------------------------
+
+    def with_files(self, files: Mapping[str, Source]) -> "BuildContext":
+        """A new context with ``files`` added (an existing path is replaced)."""
+        merged = dict(self.files)
+        merged.update({_normalise_path(k): v for k, v in files.items()})
+        return replace(self, files=merged)
+
+    def with_env(self, env: Mapping[str, str]) -> "BuildContext":
+        return replace(self, env={**self.env, **env})
+
+    def with_requirements(self, requirements: Iterable[str]) -> "BuildContext":
+        return replace(self, requirements=(*self.requirements, *requirements))
+
+    def requirements_txt(self) -> bytes:
+        return "".join(f"{r}\n" for r in self.requirements).encode()
+
+    # -- serialisation ----------------------------------------------------------------
+
+    def _entries(self, prefix: str) -> Iterable[tuple[str, Source | None]]:
+        """(path, source) in tar order; source None for a directory."""
+        base = PurePosixPath(prefix.strip("/")) if prefix.strip("/") else None
+        seen_dirs: set[str] = set()
+        rows: list[tuple[str, Source | None]] = []
+        for rel, source in self.files.items():
+            full = str(base / rel) if base else rel
+            parts = full.split("/")
+            for i in range(1, len(parts)):
+                d = "/".join(parts[:i])
+                if d not in seen_dirs:
+                    seen_dirs.add(d)
+                    rows.append((d, None))
+            rows.append((full, source))
+        rows.sort(key=lambda r: r[0])
+        return rows
+
+    def write_tar(self, fileobj: IO[bytes], *, prefix: str = "") -> None:
+        """Write the files as an uncompressed, reproducible tar; ``prefix`` is prepended
+        to every path (``prefix=context.workdir`` gives an image layer)."""
+        with tarfile.open(fileobj=fileobj, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for name, source in self._entries(prefix):
+                info = tarfile.TarInfo(name)
+                info.mtime = 0
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                if source is None:
+                    info.type = tarfile.DIRTYPE
+                    info.mode = 0o755
+                    tar.addfile(info)
+                elif isinstance(source, bytes):
+                    info.size = len(source)
+                    info.mode = 0o644
+                    tar.addfile(info, io.BytesIO(source))
+                else:
+                    st = source.stat()
+                    info.size = st.st_size
+                    info.mode = 0o755 if st.st_mode & stat.S_IXUSR else 0o644
+                    with source.open("rb") as fh:
+                        tar.addfile(info, fh)
+
+    def write_tar_gz(self, fileobj: IO[bytes], *, prefix: str = "", compresslevel: int = 6) -> None:
+        """The same tar, gzipped with a fixed header (no file name, mtime 0)."""
+        with gzip.GzipFile(filename="", mode="wb", fileobj=fileobj, mtime=0, compresslevel=compresslevel) as gz:
+            self.write_tar(gz, prefix=prefix)
+
+    def tar_bytes(self, *, prefix: str = "") -> bytes:
+        buf = io.BytesIO()
+        self.write_tar(buf, prefix=prefix)
+        return buf.getvalue()
+
+    def digest(self, *, prefix: str = "") -> str:
+        """``sha256:<hex>`` of the uncompressed tar: the identity of the files."""
+        h = hashlib.sha256()
+
+        class _Sink(io.RawIOBase):
+            def writable(self) -> bool:
+                return True
+
+            def write(self, b) -> int:  # type: ignore[override]
+                h.update(b)
+                return len(b)
+
+        self.write_tar(_Sink(), prefix=prefix)  # type: ignore[arg-type]
+        return "sha256:" + h.hexdigest()
+
+    def materialize(self, directory: Path) -> None:
+        """Lay the files out under ``directory`` as they would be in the image's workdir."""
+        directory = Path(directory)
+        for rel, source in self.files.items():
+            target = directory / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(source, bytes):
+                target.write_bytes(source)
+            else:
+                with source.open("rb") as src, target.open("wb") as dst:
+                    while chunk := src.read(_CHUNK):
+                        dst.write(chunk)
+                if source.stat().st_mode & stat.S_IXUSR:
+                    target.chmod(0o755)

@@ -1,0 +1,154 @@
+"""Every error fairing raises, under one root.
+
+Each message says what happened and how to fix it. The tree::
+
+    FairingError
+    ├── ConfigurationError          an argument or setting is wrong
+    ├── MissingDependencyError      an optional extra is not installed
+    ├── PackagingError              code could not be captured into a build context
+    │   ├── EntryPointNotFoundError     the script, notebook or input file does not exist
+    │   ├── NotebookNotFoundError       the current notebook cannot be detected
+    │   └── SerializationError          a function or value cannot be pickled
+    ├── BuildError                  an image could not be built or pushed
+    │   └── RegistryError               the registry answered with an error
+    │       ├── RegistryAuthError           credentials missing or refused
+    │       └── RegistryUnreachableError    no connection to the registry
+    ├── DeployError                 the job could not be created or started
+    └── JobError                    the job ran and did not succeed
+        ├── JobFailedError              it exited non-zero (or was killed)
+        ├── JobTimeoutError             it did not finish in time (also a TimeoutError)
+        ├── RemoteError                 it raised an exception that cannot be recreated here
+        └── RuntimeMismatchError        the job's Python or cloudpickle differs from the submitter's
+
+Errors that concern a job carry ``.job`` (its name) and, where known, ``.logs_tail``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "FairingError",
+    "ConfigurationError",
+    "MissingDependencyError",
+    "PackagingError",
+    "EntryPointNotFoundError",
+    "NotebookNotFoundError",
+    "SerializationError",
+    "BuildError",
+    "RegistryError",
+    "RegistryAuthError",
+    "RegistryUnreachableError",
+    "DeployError",
+    "JobError",
+    "JobFailedError",
+    "JobTimeoutError",
+    "RemoteError",
+    "RuntimeMismatchError",
+]
+
+
+class FairingError(Exception):
+    """The root of every error fairing raises."""
+
+
+class ConfigurationError(FairingError, ValueError):
+    """An argument or setting is wrong."""
+
+
+class MissingDependencyError(FairingError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+    def __init__(self, module: str, extra: str, purpose: str) -> None:
+        self.module = module
+        self.extra = extra
+        super().__init__(
+            f"{purpose} needs the Python package {module!r}, which is not installed. "
+            f"Install it with: pip install 'fairing[{extra}]'"
+        )
+
+
+class PackagingError(FairingError):
+    """Code or files could not be captured into a build context."""
+
+
+class EntryPointNotFoundError(PackagingError, FileNotFoundError):
+    """A script, notebook or input file named by the user does not exist."""
+
+
+class NotebookNotFoundError(PackagingError):
+    """The notebook to package could not be found or detected."""
+
+
+class SerializationError(PackagingError):
+    """A function, its arguments or its result could not be pickled."""
+
+
+class BuildError(FairingError):
+    """An image could not be built or pushed."""
+
+
+class RegistryError(BuildError):
+    """The registry answered with an error.
+
+    ``status`` is the HTTP status and ``code`` the registry's error code
+    (``MANIFEST_UNKNOWN``, ``DENIED``...) where it gave one.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
+        self.status = status
+        self.code = code
+        super().__init__(message)
+
+
+class RegistryAuthError(RegistryError):
+    """Credentials for the registry are missing or were refused."""
+
+
+class RegistryUnreachableError(RegistryError):
+    """No connection to the registry could be made."""
+
+
+class DeployError(FairingError):
+    """The job could not be created or started."""
+
+
+class JobError(FairingError):
+    """The job ran and did not succeed."""
+
+    def __init__(self, message: str, *, job: str | None = None, logs_tail: str | None = None) -> None:
+        self.job = job
+        self.logs_tail = logs_tail
+        if logs_tail:
+            message = f"{message}\n--- last lines of the job's log ---\n{logs_tail.rstrip()}"
+        super().__init__(message)
+
+
+class JobFailedError(JobError):
+    """The job exited non-zero or was killed."""
+
+    def __init__(self, message: str, *, exit_code: int | None = None, **kwargs) -> None:
+        self.exit_code = exit_code
+        super().__init__(message, **kwargs)
+
+
+class JobTimeoutError(JobError, TimeoutError):
+    """The job did not finish within its timeout; it has been stopped."""
+
+
+class RemoteError(JobError):
+    """The job raised an exception whose type cannot be recreated here.
+
+    ``remote_type`` is the exception's qualified type name and ``remote_traceback``
+    the traceback as formatted inside the job.
+    """
+
+    def __init__(self, remote_type: str, message: str, remote_traceback: str, **kwargs) -> None:
+        self.remote_type = remote_type
+        self.remote_traceback = remote_traceback
+        super().__init__(
+            f"The job raised {remote_type}: {message}\n--- remote traceback ---\n{remote_traceback.rstrip()}",
+            **kwargs,
+        )
+
+
+class RuntimeMismatchError(JobError):
+    """The job's Python or cloudpickle version cannot load what the submitter pickled."""

@@ -1,0 +1,62 @@
+"""Progress events: how fairing reports what it is doing without printing.
+
+Every long operation takes ``on_event``, a callable that receives :class:`Event`
+values. The CLI (``fairing.cli``) and the notebook display (``fairing.notebook``)
+render them; when no callback is given, events go to the ``fairing`` logger at
+DEBUG level (fairing never configures logging itself).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+__all__ = ["Event", "Stage", "Progress", "LogLine", "EventCallback", "emitter"]
+
+_logger = logging.getLogger("fairing")
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base of all events."""
+
+
+@dataclass(frozen=True)
+class Stage(Event):
+    """A pipeline stage started or finished: name is 'package', 'build', 'push', 'deploy', 'run'..."""
+
+    name: str
+    status: str  # "started" | "finished" | "failed" | "skipped"
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Progress(Event):
+    """Bytes or items done of a task: an upload of one blob, a pip install..."""
+
+    task: str
+    done: int
+    total: Optional[int] = None
+    unit: str = "B"
+    note: str = ""  # "skipped" (already present), "mounted", "uploaded"...
+
+
+@dataclass(frozen=True)
+class LogLine(Event):
+    """One line of the job's output; ``source`` names the replica ('worker-1') or ''."""
+
+    line: str
+    source: str = ""
+
+
+EventCallback = Callable[[Event], None]
+
+
+def _log_event(event: Event) -> None:
+    _logger.debug("%s", event)
+
+
+def emitter(on_event: Optional[EventCallback]) -> EventCallback:
+    """The callback to use: the given one, or the logger fallback."""
+    return on_event if on_event is not None else _log_event
