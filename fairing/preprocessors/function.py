@@ -1,0 +1,153 @@
+"""Function preprocessor: a function (or a class with ``train()``) and its arguments, cloudpickled.
+
+Functions defined in a notebook or in ``__main__`` travel by value (cloudpickle's
+default), and so do the local modules they use: modules imported from the user's
+own files rather than from an installed distribution are registered with
+``cloudpickle.register_pickle_by_value`` for the duration of the dump.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+import sysconfig
+import types
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from ..context import BuildContext
+from ..errors import ConfigurationError, MissingDependencyError, SerializationError
+from ..runtime import RUNTIME_DIR
+from .base import normalise_requirements, payload_context
+from .files import collect_input_files
+
+__all__ = ["FunctionPreprocessor"]
+
+PICKLE_FILE = RUNTIME_DIR + "/function.pkl"
+
+
+def _cloudpickle():
+    try:
+        import cloudpickle
+    except ImportError as exc:  # a core dependency, but say how to fix a broken install
+        raise MissingDependencyError("cloudpickle", "core", "Packaging a function") from exc
+    return cloudpickle
+
+
+def _installed_roots() -> list[str]:
+    paths = sysconfig.get_paths()
+    roots = {paths.get("stdlib"), paths.get("platstdlib"), paths.get("purelib"), paths.get("platlib"),
+             sys.prefix, sys.base_prefix, sys.exec_prefix}
+    roots.update(p for p in sys.path if p.endswith(("site-packages", "dist-packages")))
+    return sorted({os.path.realpath(r) for r in roots if r})
+
+
+def _is_local_module(module: types.ModuleType, roots: list[str]) -> bool:
+    name = module.__name__.split(".")[0]
+    if name in sys.builtin_module_names or name in ("fairing", "cloudpickle", "__main__"):
+        return False
+    file = getattr(module, "__file__", None)
+    if not file:
+        return False
+    real = os.path.realpath(file)
+    return not any(real.startswith(root + os.sep) for root in roots)
+
+
+def _referenced_modules(obj: Any) -> set[types.ModuleType]:
+    """Modules the function's globals refer to, directly or as the home of a value."""
+    found: set[types.ModuleType] = set()
+    funcs = []
+    if inspect.isclass(obj):
+        funcs = [v for v in vars(obj).values() if inspect.isfunction(v)]
+        mod = sys.modules.get(obj.__module__)
+        if mod:
+            found.add(mod)
+    elif inspect.isfunction(obj) or inspect.ismethod(obj):
+        funcs = [getattr(obj, "__func__", obj)]
+    for fn in funcs:
+        mod = sys.modules.get(fn.__module__)
+        if mod:
+            found.add(mod)
+        for name in fn.__code__.co_names:
+            value = fn.__globals__.get(name)
+            if isinstance(value, types.ModuleType):
+                found.add(value)
+            elif value is not None and getattr(value, "__module__", None) in sys.modules:
+                found.add(sys.modules[value.__module__])
+    return found
+
+
+class FunctionPreprocessor:
+    """Capture ``target(*args, **kwargs)``; a class is instantiated and its ``train()`` called.
+
+    ``requirements`` are pip lines (or a requirements.txt path) for the image;
+    ``cloudpickle`` pinned to this interpreter's version is always added, since the
+    job needs the same version to load the payload. ``input_files`` are packaged
+    next to the payload (relative to ``base_dir``, default the current directory).
+    """
+
+    def __init__(
+        self,
+        target: Callable[..., Any] | type,
+        args: Iterable[Any] = (),
+        kwargs: Optional[Mapping[str, Any]] = None,
+        *,
+        input_files: Iterable[os.PathLike | str] = (),
+        requirements: Any = None,
+        base_dir: Optional[os.PathLike | str] = None,
+        env: Optional[Mapping[str, str]] = None,
+    ) -> None:
+        is_class = inspect.isclass(target)
+        if is_class and not callable(getattr(target, "train", None)):
+            raise ConfigurationError(
+                f"The class {target.__qualname__} has no train() method. Give it one, or pass a function instead."
+            )
+        if not is_class and not callable(target):
+            raise ConfigurationError(f"Expected a function or a class with train(), got {type(target).__name__}.")
+        self.target = target
+        self.is_class = is_class
+        self.args = tuple(args)
+        self.kwargs = dict(kwargs or {})
+        self.input_files = list(input_files)
+        self.requirements = normalise_requirements(requirements)
+        self.base_dir = Path(base_dir) if base_dir is not None else Path.cwd()
+        self.env = dict(env or {})
+
+    def _dumps(self) -> bytes:
+        cloudpickle = _cloudpickle()
+        roots = _installed_roots()
+        local = [m for m in _referenced_modules(self.target) if _is_local_module(m, roots)]
+        for module in local:
+            cloudpickle.register_pickle_by_value(module)
+        call = {"target": self.target, "args": self.args, "kwargs": self.kwargs, "is_class": self.is_class}
+        try:
+            return cloudpickle.dumps(call, protocol=4)
+        except Exception as exc:
+            name = getattr(self.target, "__qualname__", repr(self.target))
+            raise SerializationError(
+                f"Could not pickle {name} with its arguments: {type(exc).__name__}: {exc}. "
+                "A function sent to a job cannot capture objects that only make sense in this process "
+                "(locks, open files or sockets, database connections, clients). Create them inside the "
+                "function instead, or pass plain values (paths, URLs, numbers) as arguments."
+            ) from exc
+        finally:
+            for module in local:
+                cloudpickle.unregister_pickle_by_value(module)
+
+    def context(self) -> BuildContext:
+        cloudpickle = _cloudpickle()
+        payload = {
+            "kind": "function",
+            "pickle": PICKLE_FILE,
+            "python": "%d.%d" % sys.version_info[:2],
+            "cloudpickle": cloudpickle.__version__,
+        }
+        files: dict = dict(collect_input_files(self.input_files, self.base_dir))
+        files[PICKLE_FILE] = self._dumps()
+        return payload_context(
+            payload, files,
+            requirements=[*self.requirements, f"cloudpickle=={cloudpickle.__version__}"],
+            env=self.env,
+        )
