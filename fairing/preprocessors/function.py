@@ -56,25 +56,35 @@ def _is_local_module(module: types.ModuleType, roots: list[str]) -> bool:
 
 
 def _referenced_modules(obj: Any) -> set[types.ModuleType]:
-    """Modules the function's globals refer to, directly or as the home of a value."""
+    """Modules that ``obj`` refers to through globals and closures, followed through the
+    functions and classes it reaches (a module is reported, not walked)."""
     found: set[types.ModuleType] = set()
-    funcs = []
-    if inspect.isclass(obj):
-        funcs = [v for v in vars(obj).values() if inspect.isfunction(v)]
-        mod = sys.modules.get(obj.__module__)
+    seen: set[int] = set()
+    todo = [obj]
+    while todo:
+        item = todo.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        mod = sys.modules.get(getattr(item, "__module__", None) or "")
         if mod:
             found.add(mod)
-    elif inspect.isfunction(obj) or inspect.ismethod(obj):
-        funcs = [getattr(obj, "__func__", obj)]
-    for fn in funcs:
-        mod = sys.modules.get(fn.__module__)
-        if mod:
-            found.add(mod)
-        for name in fn.__code__.co_names:
-            value = fn.__globals__.get(name)
+        if inspect.isclass(item):
+            todo.extend(v for v in vars(item).values() if inspect.isfunction(v))
+            continue
+        fn = getattr(item, "__func__", item)
+        if not inspect.isfunction(fn):
+            continue
+        try:
+            refs = inspect.getclosurevars(fn)
+        except (TypeError, ValueError):
+            continue
+        for value in [*refs.nonlocals.values(), *refs.globals.values()]:
             if isinstance(value, types.ModuleType):
                 found.add(value)
-            elif value is not None and getattr(value, "__module__", None) in sys.modules:
+            elif inspect.isfunction(value) or inspect.isclass(value):
+                todo.append(value)
+            elif getattr(value, "__module__", None) in sys.modules:
                 found.add(sys.modules[value.__module__])
     return found
 
