@@ -151,7 +151,9 @@ def affinity(value: Mapping[str, Any]) -> Mutator:
 
 def image_pull_secrets(*names: str) -> Mutator:
     def add(spec: dict) -> None:
-        present = {s["name"] for s in spec.get("imagePullSecrets", [])}
-        spec.setdefault("imagePullSecrets", []).extend({"name": n} for n in names if n not in present)
+        items = spec.setdefault("imagePullSecrets", [])
+        for n in names:
+            if {"name": n} not in items:
+                items.append({"name": n})
 
     return _pod(add)

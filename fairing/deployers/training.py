@@ -110,7 +110,7 @@ class TFJobDeployer(_TrainingDeployer):
     container_name = "tensorflow"  # the operator finds the main container by this name
 
     def __init__(self, replicas: Optional[Mapping[str, int]] = None, **options: Any) -> None:
-        super().__init__(replicas or {"Worker": 1}, **options)
+        super().__init__({"Worker": 1} if replicas is None else replicas, **options)
 
 
 class PyTorchJobDeployer(_TrainingDeployer):
@@ -121,4 +121,4 @@ class PyTorchJobDeployer(_TrainingDeployer):
     container_name = "pytorch"
 
     def __init__(self, replicas: Optional[Mapping[str, int]] = None, **options: Any) -> None:
-        super().__init__(replicas or {"Master": 1}, **options)
+        super().__init__({"Master": 1} if replicas is None else replicas, **options)
