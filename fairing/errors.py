@@ -18,6 +18,7 @@ Each message says what happened and how to fix it. The tree::
     │   ├── UnschedulableError          no node can take the pod (insufficient cpu, memory, GPUs...)
     │   ├── MissingCRDError             the cluster lacks a resource type (training operator not installed)
     │   └── PermissionDeniedError       RBAC forbids an action (names the verb and the resource)
+    ├── PredictionError             an endpoint answered a prediction request with an error
     └── JobError                    the job ran and did not succeed
         ├── JobFailedError              it exited non-zero (or was killed)
         ├── JobTimeoutError             it did not finish in time (also a TimeoutError)
@@ -46,6 +47,7 @@ __all__ = [
     "UnschedulableError",
     "MissingCRDError",
     "PermissionDeniedError",
+    "PredictionError",
     "JobError",
     "JobFailedError",
     "JobTimeoutError",
@@ -133,6 +135,14 @@ class MissingCRDError(DeployError):
 
 class PermissionDeniedError(DeployError):
     """Kubernetes RBAC forbids an action fairing needs."""
+
+
+class PredictionError(FairingError):
+    """An endpoint answered a prediction request with an error; ``status`` is the HTTP status."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
 
 
 class JobError(FairingError):

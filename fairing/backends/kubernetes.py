@@ -7,7 +7,6 @@ builder when a Docker engine answers, else the append builder (no daemon needed)
 
 from __future__ import annotations
 
-import os
 from typing import Any, Optional
 
 from ..errors import ConfigurationError
@@ -67,14 +66,16 @@ def kubernetes_backend(*, registry: Optional[str] = None, base_image: Optional[s
     ``deployer_options`` go to :class:`~fairing.deployers.job.JobDeployer` (mutators,
     backoff_limit, ttl_seconds_after_finished...).
     """
-    if deployer is None:
-        from ..deployers.job import JobDeployer
+    from ..deployers.job import JobDeployer
+    from ..deployers.serving import ServingDeployer
 
-        kube = KubeClient(kubeconfig=kubeconfig, context=context, namespace=namespace)
+    kube = KubeClient(kubeconfig=kubeconfig, context=context, namespace=namespace)
+    if deployer is None:
         deployer = JobDeployer(kube=kube, **deployer_options)
     if builder is None:
         builder = choose_builder(base_image=base_image, registry=registry, dockerfile=dockerfile)
-    return Backend("kubernetes", builder, deployer)
+    serving = ServingDeployer(kube=kube, mutators=deployer_options.get("mutators", ()))
+    return Backend("kubernetes", builder, deployer, serving)
 
 
 def kubeflow_backend(*, service_account: str = "default-editor", **options: Any) -> Backend:
