@@ -20,6 +20,7 @@ DEPLOYERS = {
     "tfjob": "fairing.deployers.training:TFJobDeployer",
     "pytorchjob": "fairing.deployers.training:PyTorchJobDeployer",
     "serving": "fairing.deployers.serving:ServingDeployer",
+    "kserve": "fairing.deployers.kserve:InferenceServiceDeployer",
 }
 
 

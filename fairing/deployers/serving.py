@@ -103,7 +103,16 @@ class KubeEndpointHandle(KubeHandle):
     def __init__(self, *args: Any, replicas: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.replicas = replicas
-        self.url = f"http://{self.name}.{self.namespace}.svc:{SERVING_PORT}"
+
+    @property
+    def service(self) -> tuple[str, int]:
+        """The Service (name, port) that fronts the pods."""
+        return self.name, SERVING_PORT
+
+    @property
+    def url(self) -> str:
+        name, port = self.service
+        return f"http://{name}.{self.namespace}.svc:{port}"
 
     def _list_objects(self, **kwargs):
         return self.kube.apps.list_namespaced_deployment(**kwargs)
@@ -164,9 +173,10 @@ class KubeEndpointHandle(KubeHandle):
 
     def request(self, method: str, path: str, body: Optional[dict] = None, timeout: float = 60) -> tuple[int, Any]:
         api = self.kube.api_client
+        service, port = self.service
         try:
             data, status, _ = api.call_api(
-                f"/api/v1/namespaces/{self.namespace}/services/{self.name}:{SERVING_PORT}/proxy{path}", method,
+                f"/api/v1/namespaces/{self.namespace}/services/{service}:{port}/proxy{path}", method,
                 header_params={"Content-Type": "application/json", "Accept": "application/json"},
                 body=body, auth_settings=["BearerToken"], _preload_content=False, _request_timeout=timeout,
                 _return_http_data_only=False)
