@@ -10,30 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .errors import (
-    BuildError,
-    ConfigurationError,
-    DeployError,
-    ImagePullError,
-    MissingCRDError,
-    PermissionDeniedError,
-    PredictionError,
-    UnschedulableError,
-    EntryPointNotFoundError,
-    FairingError,
-    JobError,
-    JobFailedError,
-    JobTimeoutError,
-    MissingDependencyError,
-    NotebookNotFoundError,
-    PackagingError,
-    RegistryAuthError,
-    RegistryError,
-    RegistryUnreachableError,
-    RemoteError,
-    RuntimeMismatchError,
-    SerializationError,
-)
+from . import errors as _errors
+from .errors import *  # noqa: F401,F403  (the whole error tree is public)
 
 __version__ = "0.1.0"
 
@@ -64,28 +42,7 @@ __all__ = [
     "JobStatus",
     "config",
     "events",
-    "FairingError",
-    "ConfigurationError",
-    "MissingDependencyError",
-    "PackagingError",
-    "EntryPointNotFoundError",
-    "NotebookNotFoundError",
-    "SerializationError",
-    "BuildError",
-    "RegistryError",
-    "RegistryAuthError",
-    "RegistryUnreachableError",
-    "DeployError",
-    "ImagePullError",
-    "UnschedulableError",
-    "MissingCRDError",
-    "PermissionDeniedError",
-    "PredictionError",
-    "JobError",
-    "JobFailedError",
-    "JobTimeoutError",
-    "RemoteError",
-    "RuntimeMismatchError",
+    *_errors.__all__,
 ]
 
 

@@ -179,18 +179,10 @@ class KubeHandle:
                     if event["type"] != "BOOKMARK":
                         on_event(event["type"], obj)
                 failures = 0
-            except k8s.client.ApiException as exc:
-                if exc.status == 410:
+            except Exception as exc:  # expired watch (410): re-list; dropped connection: retry, then report
+                if getattr(exc, "status", None) == 410:
                     resource_version = None
                     continue
-                failures += 1
-                if failures > 5:
-                    with self._cond:
-                        self._watch_error = exc
-                        self._cond.notify_all()
-                    return
-                self._stop.wait(min(2 ** failures, 10))
-            except Exception as exc:  # connection dropped: retry, then report
                 failures += 1
                 if failures > 5:
                     with self._cond:
