@@ -14,6 +14,8 @@ Each message says what happened and how to fix it. The tree::
     │       ├── RegistryAuthError           credentials missing or refused
     │       └── RegistryUnreachableError    no connection to the registry
     ├── DeployError                 the job could not be created or started
+    ├── DockerEngineError           the Docker engine is not running or refused access
+    │                               (both a BuildError and a DeployError)
     └── JobError                    the job ran and did not succeed
         ├── JobFailedError              it exited non-zero (or was killed)
         ├── JobTimeoutError             it did not finish in time (also a TimeoutError)
@@ -38,6 +40,7 @@ __all__ = [
     "RegistryAuthError",
     "RegistryUnreachableError",
     "DeployError",
+    "DockerEngineError",
     "JobError",
     "JobFailedError",
     "JobTimeoutError",
@@ -109,6 +112,14 @@ class RegistryUnreachableError(RegistryError):
 
 class DeployError(FairingError):
     """The job could not be created or started."""
+
+
+class DockerEngineError(BuildError, DeployError):
+    """The Docker (or Podman) engine cannot be reached, or refused this user access.
+
+    Raised by the Docker builder and the Docker deployer alike, so it is both a
+    :class:`BuildError` and a :class:`DeployError`.
+    """
 
 
 class JobError(FairingError):
