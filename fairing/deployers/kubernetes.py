@@ -28,7 +28,7 @@ from ..results import outcome
 from ..runtime.result import PREFIX, decode
 from .mutators import Mutator, apply
 
-__all__ = ["KubeDeployerBase", "KubeHandle", "JOB_LABEL"]
+__all__ = ["KubeDeployerBase", "KubeHandle", "PodHandle", "JOB_LABEL"]
 
 JOB_LABEL = "fairing.dev/job"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "fairing"}
@@ -436,3 +436,22 @@ class KubeHandle:
             while not self._obj_gone and time.monotonic() < end and self._watch_error is None:
                 self._cond.wait(1.0)
         self._stop.set()
+
+
+class PodHandle(KubeHandle):
+    """A single bare pod (the in-cluster builder's Kaniko pod), watched like any workload."""
+
+    kind = "Pod"
+
+    def _list_objects(self, **kwargs):
+        return self.kube.core.list_namespaced_pod(**kwargs)
+
+    def _phase(self, obj: dict) -> Optional[str]:
+        phase = (obj.get("status") or {}).get("phase")
+        return phase if phase in ("Succeeded", "Failed") else None
+
+    def _delete_object(self) -> None:
+        self.kube.core.delete_namespaced_pod(self.name, self.namespace, grace_period_seconds=0)
+
+    def replica(self, pod: dict) -> str:
+        return pod["metadata"]["name"]
