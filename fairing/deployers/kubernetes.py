@@ -15,6 +15,9 @@ kubelet (10 MiB by default, per container).
 
 from __future__ import annotations
 
+import base64
+import json
+import re
 import threading
 import time
 import uuid
@@ -26,7 +29,7 @@ from ..handle import JobStatus
 from ..kube import KubeClient, raise_for_api_error
 from ..results import outcome
 from ..runtime.result import PREFIX, decode
-from .mutators import Mutator, apply
+from .mutators import Mutator, apply, image_pull_secrets
 
 __all__ = ["KubeDeployerBase", "KubeHandle", "PodHandle", "JOB_LABEL"]
 
@@ -51,6 +54,10 @@ class KubeDeployerBase:
     ``mutators`` customise every pod (see :mod:`fairing.deployers.mutators`).
     ``ttl_seconds_after_finished`` lets the cluster remove finished workloads;
     ``active_deadline_seconds`` and ``backoff_limit`` (default 0: no retries) bound them.
+    ``pull_credentials`` finds credentials for the image's registry (a provider as in
+    :mod:`fairing.images.auth`; default: the ones ``docker login`` stored, as the builders
+    use); when there are some, an image pull secret ``fairing-pull-<registry>`` is created
+    or updated in the namespace and referenced from the pods. ``False`` turns this off.
     """
 
     container_name = "fairing-job"
@@ -59,7 +66,7 @@ class KubeDeployerBase:
                  kubeconfig: Optional[str] = None, context: Optional[str] = None, mutators=(),
                  labels: Optional[dict] = None, annotations: Optional[dict] = None,
                  ttl_seconds_after_finished: Optional[int] = None, active_deadline_seconds: Optional[int] = None,
-                 backoff_limit: int = 0, name_prefix: str = "fairing") -> None:
+                 backoff_limit: int = 0, name_prefix: str = "fairing", pull_credentials: Any = None) -> None:
         self._kube = kube
         self._kube_options = {"kubeconfig": kubeconfig, "context": context, "namespace": namespace}
         self.mutators: list[Mutator] = list(mutators)
@@ -69,6 +76,7 @@ class KubeDeployerBase:
         self.active_deadline_seconds = active_deadline_seconds
         self.backoff_limit = backoff_limit
         self.name_prefix = name_prefix
+        self.pull_credentials = pull_credentials
 
     @property
     def kube(self) -> KubeClient:
@@ -78,6 +86,39 @@ class KubeDeployerBase:
 
     def new_name(self) -> str:
         return f"{self.name_prefix}-{time.strftime('%m%d-%H%M%S')}-{uuid.uuid4().hex[:5]}"
+
+    def pull_secret(self, image: Any) -> Optional[str]:
+        """Create or update the image pull secret for ``image``'s registry; its name, or None."""
+        if self.pull_credentials is False:
+            return None
+        from ..images import ImageRef
+
+        host = ImageRef.parse(str(image)).registry
+        provider = self.pull_credentials
+        if provider is None:
+            from ..images.auth import DockerConfigCredentials
+
+            provider = DockerConfigCredentials()
+        credential = provider(host)
+        if credential is None:
+            return None
+        auth = base64.b64encode(f"{credential.username}:{credential.password}".encode()).decode()
+        config = json.dumps({"auths": {host: {"auth": auth}}})
+        name = "fairing-pull-" + re.sub(r"[^a-z0-9-]+", "-", host.lower()).strip("-")[:40]
+        body = {"metadata": {"name": name, "labels": dict(MANAGED_BY)}, "type": "kubernetes.io/dockerconfigjson",
+                "data": {".dockerconfigjson": base64.b64encode(config.encode()).decode()}}
+        kube = self.kube
+        try:
+            try:
+                kube.core.create_namespaced_secret(kube.namespace, body)
+            except kube.k8s.client.ApiException as exc:
+                if exc.status != 409:
+                    raise
+                kube.core.replace_namespaced_secret(name, kube.namespace, body)
+        except kube.k8s.client.ApiException as exc:
+            raise_for_api_error(exc, action=f"write the image pull secret {name}", kind="Secret",
+                                namespace=kube.namespace)
+        return name
 
     def pod_template(self, image: Any, name: str, *, extra_mutators=()) -> dict:
         container = {
@@ -89,6 +130,9 @@ class KubeDeployerBase:
             "terminationMessagePolicy": "File",
         }
         spec = apply({"containers": [container], "restartPolicy": "Never"}, [*self.mutators, *extra_mutators])
+        secret = self.pull_secret(image)
+        if secret:
+            spec = image_pull_secrets(secret)(spec)
         return {
             "metadata": {
                 "labels": {**MANAGED_BY, **self.labels, JOB_LABEL: name},
