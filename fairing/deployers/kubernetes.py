@@ -25,7 +25,7 @@ from typing import Any, Iterator, Optional
 
 from ..errors import DeployError, ImagePullError, JobFailedError, JobTimeoutError, UnschedulableError
 from ..events import EventCallback, LogLine, emitter
-from ..handle import JobStatus
+from ..handle import JobStatus, LogBuffer
 from ..kube import KubeClient, raise_for_api_error
 from ..results import outcome
 from ..runtime.result import PREFIX, decode
@@ -162,7 +162,7 @@ class KubeHandle:
         self._obj: Optional[dict] = None
         self._obj_gone = False
         self._pods: dict[str, dict] = {}
-        self._lines: list[tuple[str, str]] = []
+        self._log = LogBuffer()
         self._streams: dict[str, threading.Thread] = {}
         self._watch_error: Optional[BaseException] = None
         self._deleted = False
@@ -294,32 +294,17 @@ class KubeHandle:
     def _add_line(self, source: str, line: str) -> None:
         if line.startswith(PREFIX):
             return  # the result line is for result(), not for people
-        with self._cond:
-            self._lines.append((source, line))
-            self._cond.notify_all()
+        self._log.add(line, source)
         self._emit(LogLine(line, source))
 
     def _streams_done(self) -> bool:
         return all(not t.is_alive() for t in self._streams.values())
 
     def logs(self, follow: bool = True) -> Iterator[str]:
-        i = 0
-        while True:
-            with self._cond:
-                while follow and i >= len(self._lines) and not (self._ended() and self._streams_done()):
-                    self._cond.wait(1.0)
-                batch = self._lines[i:]
-                finished = not follow or (self._ended() and self._streams_done())
-            for source, line in batch:
-                yield f"[{source}] {line}" if source else line
-            i += len(batch)
-            if finished and i >= len(self._lines):
-                return
+        return self._log.follow(follow, done=lambda: self._ended() and self._streams_done())
 
     def _tail(self, source: Optional[str] = None) -> str:
-        with self._cond:
-            lines = [l for s, l in self._lines if source is None or s == source]
-        return "\n".join(lines[-_TAIL:])
+        return self._log.tail(_TAIL, source)
 
     # -- status and waiting ----------------------------------------------------------------
 
