@@ -21,7 +21,8 @@ ensure_packages() {
 _stamp() {
   (
     go version
-    find "$@" -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) -print0 | sort -z | xargs -0 sha256sum
+    local p
+    for p in "$@"; do if [[ -e $p ]]; then echo "$p"; fi; done | tr '\n' '\0' | xargs -0 -r -I{} find {} -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) -print0 | sort -z | xargs -0 sha256sum
   ) | sha256sum | cut -d' ' -f1
 }
 
@@ -60,6 +61,9 @@ build_all() {
   go_build pause "$CLUSTER_DIR" ./cmd/pause
   go_build k8s "$CLUSTER_DIR" ./cmd/k8s "$(k8s_ldflags)"
   go_build coredns "$CLUSTER_DIR/tools/coredns" .
+  if [[ ${FAIRING_CLUSTER_SKIP_OPERATORS:-0} != 1 ]]; then
+    go_build training-operator "$CLUSTER_DIR/tools/training-operator" github.com/kubeflow/training-operator/cmd/training-operator.v1
+  fi
 }
 
 # push_image REF ARGS...: imgtool push unless REF already exists in the registry.

@@ -38,7 +38,7 @@ start_registry() {
     return 0
   fi
   mkdir -p "$STATE/registry.d/data"
-  cat >"$STATE/registry.d/config.yml" <<EOF
+  write_config "$STATE/registry.d/config.yml" <<EOF
 version: 0.1
 log:
   level: info
@@ -107,7 +107,7 @@ start_controllers() {
 write_containerd_config() {
   local d=$STATE/containerd h
   mkdir -p "$d/root" "$d/certs.d" /run/fairing-cluster/containerd "$STATE/cni/net.d" "$STATE/cni/ipam"
-  cat >"$d/config.toml" <<EOF
+  write_config "$d/config.toml" containerd <<EOF
 version = 2
 root = "$d/root"
 state = "/run/fairing-cluster/containerd"
@@ -152,7 +152,7 @@ EOF
   # registries are mirrored to it (and only to it), so nothing leaves this machine.
   for h in "$REGISTRY" docker.io registry-1.docker.io registry.k8s.io k8s.gcr.io gcr.io quay.io ghcr.io; do
     mkdir -p "$d/certs.d/$h"
-    cat >"$d/certs.d/$h/hosts.toml" <<EOF
+    write_config "$d/certs.d/$h/hosts.toml" <<EOF
 server = "http://$REGISTRY"
 
 [host."http://$REGISTRY"]
@@ -160,7 +160,7 @@ server = "http://$REGISTRY"
   skip_verify = true
 EOF
   done
-  cat >"$STATE/cni/net.d/10-fairing.conflist" <<EOF
+  write_config "$STATE/cni/net.d/10-fairing.conflist" <<EOF
 {
   "cniVersion": "0.4.0",
   "name": "fairing",
@@ -186,7 +186,7 @@ EOF
 
 write_kubelet_config() {
   mkdir -p "$STATE/kubelet"
-  cat >"$STATE/kubelet-config.yaml" <<EOF
+  write_config "$STATE/kubelet-config.yaml" kubelet <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: $NODE_IP
@@ -227,7 +227,7 @@ runtimeRequestTimeout: 10m
 maxPods: 60
 EOF
   # Pods with dnsPolicy Default get no upstream resolver: nothing leaves this machine.
-  : >"$STATE/resolv.conf"
+  write_config "$STATE/resolv.conf" </dev/null
 }
 
 start_node() {
@@ -239,7 +239,7 @@ start_node() {
     --config "$STATE/kubelet-config.yaml" --kubeconfig "$STATE/kubelet.kubeconfig" \
     --root-dir "$STATE/kubelet" --hostname-override "$NODE_NAME" --node-ip "$NODE_IP"
   wait_for "kubelet /healthz" 120 kubelet curl -fsS -m 2 http://127.0.0.1:10248/healthz
-  cat >"$STATE/kube-proxy-config.yaml" <<EOF
+  write_config "$STATE/kube-proxy-config.yaml" kube-proxy <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection:

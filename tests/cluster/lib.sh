@@ -137,3 +137,22 @@ stop_component() {
   rm -f "$RUN/$name.pid" "$RUN/$name.start"
   log "stopped $name (pid $pid)"
 }
+
+# write_config FILE [COMPONENT]: writes stdin to FILE only when the content
+# differs (some components exit when their config file is touched); when it
+# did differ and COMPONENT runs, COMPONENT is stopped so that up restarts it.
+write_config() {
+  local file=$1 comp=${2:-} tmp
+  tmp=$(mktemp "$file.XXXXXX")
+  cat >"$tmp"
+  if [[ -f $file ]] && cmp -s "$tmp" "$file"; then
+    rm -f "$tmp"
+    return 0
+  fi
+  mv "$tmp" "$file"
+  chmod 644 "$file"
+  if [[ -n $comp ]] && pid_of "$comp" >/dev/null; then
+    log "$file changed: restarting $comp"
+    stop_component "$comp"
+  fi
+}
