@@ -145,3 +145,66 @@ def test_service_name_resolves_through_cluster_dns(core_v1, namespace, registry_
     assert out.get("short") == cluster_ip, out
     assert out.get("kubernetes"), out
     assert out.get("body") == "served-by web", out
+
+
+TF_REPLICA = textwrap.dedent(
+    """
+    import json, os, socket, sys, time
+    cfg = json.loads(os.environ["TF_CONFIG"])
+    print("TF_CONFIG", json.dumps(cfg, sort_keys=True))
+    hosts = [a.rsplit(":", 1)[0] for addrs in cfg["cluster"].values() for a in addrs]
+    pending, deadline = set(hosts), time.time() + 90
+    while pending and time.time() < deadline:
+        for h in sorted(pending):
+            try:
+                socket.gethostbyname(h)
+                pending.discard(h)
+            except OSError:
+                pass
+        time.sleep(1)
+    print("unresolved", sorted(pending))
+    time.sleep(15)  # stay up (and resolvable) while the other replicas look us up
+    sys.exit(1 if pending else 0)
+    """
+)
+
+
+def test_tfjob_one_ps_two_workers_succeeds(api_client, core_v1, namespace, registry_address):
+    from kubernetes import client
+
+    custom = client.CustomObjectsApi(api_client)
+
+    def replica(n):
+        return {
+            "replicas": n,
+            "restartPolicy": "Never",
+            "template": {
+                "spec": {
+                    "containers": [
+                        {"name": "tensorflow", "image": f"{registry_address}/python:3", "command": ["python3", "-c", TF_REPLICA]}
+                    ]
+                }
+            },
+        }
+
+    tfjob = {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "TFJob",
+        "metadata": {"name": "dist"},
+        "spec": {"runPolicy": {"cleanPodPolicy": "None"}, "tfReplicaSpecs": {"PS": replica(1), "Worker": replica(2)}},
+    }
+    custom.create_namespaced_custom_object("kubeflow.org", "v1", namespace, "tfjobs", tfjob)
+
+    def conditions():
+        obj = custom.get_namespaced_custom_object("kubeflow.org", "v1", namespace, "tfjobs", "dist")
+        return {c["type"]: c["status"] for c in (obj.get("status") or {}).get("conditions") or []}
+
+    wait_until(lambda: conditions().get("Succeeded") == "True" or conditions().get("Failed") == "True", 300, "TFJob dist to finish")
+    pods = core_v1.list_namespaced_pod(namespace).items
+    logs = {p.metadata.name: core_v1.read_namespaced_pod_log(p.metadata.name, namespace) for p in pods}
+    assert conditions().get("Succeeded") == "True", f"TFJob conditions {conditions()}; logs: {logs}"
+    assert sorted(logs) == ["dist-ps-0", "dist-worker-0", "dist-worker-1"], sorted(logs)
+    for name, text in logs.items():
+        tf_config = json.loads(text.split("TF_CONFIG ", 1)[1].splitlines()[0])
+        assert len(tf_config["cluster"]["ps"]) == 1 and len(tf_config["cluster"]["worker"]) == 2, tf_config
+        assert "unresolved []" in text, f"{name} could not resolve its peers:\n{text}"
