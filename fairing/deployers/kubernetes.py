@@ -308,6 +308,9 @@ class KubeHandle:
 
     # -- status and waiting ----------------------------------------------------------------
 
+    def _pods_terminal(self) -> bool:
+        return all(p.get("status", {}).get("phase") in ("Succeeded", "Failed") for p in self._pods.values())
+
     def _ended(self) -> bool:
         return self._obj is not None and self._phase(self._obj) is not None
 
@@ -378,7 +381,11 @@ class KubeHandle:
                             job=self.name, logs_tail=self._tail(),
                         )
                     self._cond.wait(remaining if remaining is not None else 5.0)
-                # let the log streams of finished pods drain (bounded)
+                # Replicas may end a little after the workload does (workers after the master):
+                # give them, then their log streams, a bounded moment to finish.
+                end = time.monotonic() + 30
+                while not self._pods_terminal() and time.monotonic() < end:
+                    self._cond.wait(1.0)
                 end = time.monotonic() + 10
                 while not self._streams_done() and time.monotonic() < end:
                     self._cond.wait(0.5)

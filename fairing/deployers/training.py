@@ -3,8 +3,9 @@
 Replicas are given as counts, with optional per-replica mutators (e.g. GPUs only on
 workers). The operator sets TF_CONFIG (TFJob) or MASTER_ADDR, MASTER_PORT, RANK and
 WORLD_SIZE (PyTorchJob) in each replica. The result comes from the chief (TFJob; worker
-0 when there is no chief) or the master (PyTorchJob). Pods are kept until ``delete()``
-(cleanPodPolicy None) so that their logs and results can be read.
+0 when there is no chief) or the master (PyTorchJob). Finished pods are kept until
+``delete()`` so that their logs and results can be read; a TFJob's still-running pods
+(parameter servers) are removed by the operator when the job ends (cleanPodPolicy Running).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class _TrainingDeployer(KubeDeployerBase):
     kind = "TFJob"
     plural = "tfjobs"
     spec_key = "tfReplicaSpecs"
+    clean_pod_policy = "None"
     replica_types: Sequence[str] = ()
 
     def __init__(self, replicas: Mapping[str, int], *, replica_mutators: Optional[Mapping[str, Sequence[Mutator]]] = None,
@@ -80,7 +82,7 @@ class _TrainingDeployer(KubeDeployerBase):
         for rtype, count in self.replicas.items():
             template = self.pod_template(image, name, extra_mutators=self.replica_mutators.get(rtype, ()))
             specs[rtype] = {"replicas": count, "restartPolicy": "Never", "template": template}
-        run_policy: dict = {"cleanPodPolicy": "None", "backoffLimit": self.backoff_limit}
+        run_policy: dict = {"cleanPodPolicy": self.clean_pod_policy, "backoffLimit": self.backoff_limit}
         if self.ttl_seconds_after_finished is not None:
             run_policy["ttlSecondsAfterFinished"] = self.ttl_seconds_after_finished
         if self.active_deadline_seconds is not None:
@@ -106,6 +108,7 @@ class TFJobDeployer(_TrainingDeployer):
     """A TFJob: ``TFJobDeployer({"Chief": 1, "PS": 1, "Worker": 2})``; TF_CONFIG is set by the operator."""
 
     kind, plural, spec_key = "TFJob", "tfjobs", "tfReplicaSpecs"
+    clean_pod_policy = "Running"  # parameter servers never exit by themselves
     replica_types = ("Chief", "Master", "PS", "Evaluator", "Worker")
     container_name = "tensorflow"  # the operator finds the main container by this name
 
@@ -117,6 +120,7 @@ class PyTorchJobDeployer(_TrainingDeployer):
     """A PyTorchJob: ``PyTorchJobDeployer({"Master": 1, "Worker": 2})``; the operator sets RANK, WORLD_SIZE..."""
 
     kind, plural, spec_key = "PyTorchJob", "pytorchjobs", "pytorchReplicaSpecs"
+    clean_pod_policy = "None"  # workers finish with the master; keep them for their logs
     replica_types = ("Master", "Worker")
     container_name = "pytorch"
 

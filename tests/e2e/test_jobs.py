@@ -154,25 +154,41 @@ def test_tfjob_chief_ps_and_workers_get_tf_config(builder, kube, tmp_path):
 
 
 def test_pytorchjob_master_and_workers_get_rank_and_world_size(builder, kube, tmp_path):
+    # A real rendezvous: the master accepts one connection per worker on MASTER_PORT.
     (tmp_path / "pt.py").write_text(textwrap.dedent("""
-        import os
-        print("DIST", os.environ["RANK"], os.environ["WORLD_SIZE"], os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"])
+        import os, socket, time
+        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        addr, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+        print("DIST", rank, world, addr, port, flush=True)
+        if rank == 0:
+            server = socket.create_server(("", port))
+            seen = sorted(int(server.accept()[0].recv(16)) for _ in range(world - 1))
+            print("master heard from ranks", seen, flush=True)
+        else:
+            for _ in range(120):
+                try:
+                    socket.create_connection((addr, port), timeout=2).sendall(str(rank).encode())
+                    break
+                except OSError:
+                    time.sleep(1)
     """))
     deployer = PyTorchJobDeployer({"Master": 1, "Worker": 2}, kube=kube)
     handle = fairing.submit(fairing.api.preprocessor_for(str(tmp_path / "pt.py")), builder=builder, deployer=deployer)
     try:
         handle.result(timeout=600)
-        logs = [l for l in handle.logs(follow=False) if " DIST " in l]
+        logs = list(handle.logs(follow=False))
     finally:
         handle.delete()
     seen = {}
     for line in logs:
         prefix, _, rest = line.partition("] DIST ")
-        rank, world, addr, port = rest.split()
-        seen[prefix.lstrip("[")] = (int(rank), int(world), addr)
+        if rest:
+            rank, world, addr, port = rest.split()
+            seen[prefix.lstrip("[")] = (int(rank), int(world), addr)
     assert sorted(r for r, _, _ in seen.values()) == [0, 1, 2], logs
     assert {w for _, w, _ in seen.values()} == {3}
-    assert seen["master-0"][0] == 0
+    assert seen["master-0"][0] == 0 and {k for k in seen} == {"master-0", "worker-0", "worker-1"}
+    assert "[master-0] master heard from ranks [1, 2]" in logs
     assert _left_in(kube) == []
 
 
