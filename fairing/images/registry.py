@@ -233,7 +233,7 @@ class RegistryClient:
             self._scheme[host] = "https"
             return resp
         except requests.exceptions.SSLError as exc:
-            if not may_plain:
+            if not may_plain or "CERTIFICATE_VERIFY_FAILED" in str(exc) or "certificate verify failed" in str(exc):
                 raise RegistryUnreachableError(
                     f"TLS with {host} failed: {_short(exc)}. If the registry uses a private CA, pass "
                     f"ca_bundle='/path/to/ca.pem'; if it serves plain HTTP, mark it insecure=['{host}']."
