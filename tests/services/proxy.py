@@ -51,6 +51,8 @@ class Proxy:
             except OSError:
                 client.close()
                 continue
+            for s in (client, server):  # no Nagle delays: the proxy must not slow small requests
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self.connections += 1
                 self._sockets.update((client, server))
