@@ -152,7 +152,7 @@ class BuildContext:
     def write_tar(self, fileobj: IO[bytes], *, prefix: str = "") -> None:
         """Write the files as an uncompressed, reproducible tar; ``prefix`` is prepended
         to every path (``prefix=context.workdir`` gives an image layer)."""
-        with tarfile.open(fileobj=fileobj, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        with tarfile.open(fileobj=fileobj, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # stream: no seek needed
             for name, source in self._entries(prefix):
                 info = tarfile.TarInfo(name)
                 info.mtime = 0

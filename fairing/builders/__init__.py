@@ -13,7 +13,14 @@ from typing import Any, Optional, Protocol, runtime_checkable
 from ..context import BuildContext
 from ..events import EventCallback
 
-__all__ = ["Builder"]
+__all__ = ["Builder", "BUILDERS"]
+
+BUILDERS = {
+    "local": "fairing.builders.local:LocalBuilder",
+    "append": "fairing.builders.append:AppendBuilder",
+    "docker": "fairing.builders.docker:DockerBuilder",
+    "cluster": "fairing.builders.cluster:ClusterBuilder",
+}
 
 
 @runtime_checkable

@@ -1,0 +1,59 @@
+"""fairing: take ML code from a notebook, a function or a script to a cluster.
+
+Public names are listed in ``__all__``; everything heavier than the error types is
+imported on first use, so ``import fairing`` stays fast and pulls in no optional
+dependency.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from . import errors as _errors
+from .errors import *  # noqa: F401,F403  (the whole error tree is public)
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "BuildContext": "fairing.context",
+    "train": "fairing.api",
+    "TrainJob": "fairing.api",
+    "PredictionEndpoint": "fairing.endpoint",
+    "submit": "fairing.api",
+    "Backend": "fairing.backends",
+    "get_backend": "fairing.backends",
+    "Handle": "fairing.handle",
+    "JobStatus": "fairing.handle",
+    "config": None,  # the module fairing.config
+    "events": None,
+}
+
+__all__ = [
+    "__version__",
+    "BuildContext",
+    "train",
+    "TrainJob",
+    "PredictionEndpoint",
+    "submit",
+    "Backend",
+    "get_backend",
+    "Handle",
+    "JobStatus",
+    "config",
+    "events",
+    *_errors.__all__,
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'fairing' has no attribute {name!r}")
+    module = _LAZY[name]
+    value = importlib.import_module(f"fairing.{name}") if module is None else getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,1 @@
+"""Notebook helpers: finding the current notebook, and rendering progress in a cell."""

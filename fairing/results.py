@@ -1,0 +1,62 @@
+"""Turning a job's result envelope (see ``fairing.runtime.result``) into a value or an exception."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from .errors import JobError, JobFailedError, RemoteError, RuntimeMismatchError, SerializationError
+
+__all__ = ["RemoteTraceback", "outcome"]
+
+
+class RemoteTraceback(Exception):
+    """Carries the job's traceback as the ``__cause__`` of a re-raised remote exception.
+
+    Not a FairingError: it is never raised, only chained, so that Python prints the
+    remote traceback above the local one (as concurrent.futures does).
+    """
+
+    def __init__(self, tb: str) -> None:
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return f"\n\"\"\"\n{self.tb.rstrip()}\n\"\"\""
+
+
+def outcome(envelope: Optional[dict], *, job: str, exit_code: Optional[int], logs_tail: str = "") -> Any:
+    """The job's return value, or raise what it raised (or why it failed)."""
+    if envelope is None:
+        if exit_code not in (0, None):
+            raise JobFailedError(
+                f"The job {job} exited with code {exit_code} before reporting a result "
+                "(killed, out of memory, or failed to start). Check its log below.",
+                job=job, exit_code=exit_code, logs_tail=logs_tail,
+            )
+        raise JobError(
+            f"The job {job} finished but reported no result. Was it started with fairing's runtime entrypoint?",
+            job=job, logs_tail=logs_tail,
+        )
+    if envelope.get("ok"):
+        return envelope.get("value")
+    error = envelope.get("error")
+    if error == "mismatch":
+        raise RuntimeMismatchError(f"The job {job} could not load its payload: {envelope['message']}.", job=job)
+    if error == "result":
+        raise SerializationError(
+            f"The job {job} finished, but {envelope['message']}. Return plain data (numbers, lists, dicts, "
+            "arrays) or save large objects to a file and return its path."
+        )
+    if error:
+        raise JobFailedError(f"The job {job} failed in fairing's runtime: {envelope['message']}", job=job,
+                             exit_code=exit_code, logs_tail=logs_tail)
+    exc = envelope.get("exc")
+    tb = envelope.get("traceback", "")
+    if isinstance(exc, SystemExit):
+        raise JobFailedError(f"The job {job} called sys.exit({exc.code!r}).", job=job,
+                             exit_code=exc.code if isinstance(exc.code, int) else 1, logs_tail=logs_tail)
+    if isinstance(exc, BaseException) and not isinstance(exc, KeyboardInterrupt):
+        exc.__cause__ = RemoteTraceback(tb)
+        if hasattr(exc, "add_note"):
+            exc.add_note(f"(raised in the job {job}; its traceback is shown above)")
+        raise exc
+    raise RemoteError(envelope.get("exc_type", "Exception"), envelope.get("message", ""), tb, job=job)

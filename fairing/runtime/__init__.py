@@ -1,0 +1,33 @@
+"""The part of fairing that runs inside the job.
+
+It is copied into every build context as the package ``fairing_runtime`` (under
+``.fairing/`` in the working directory) and started with ``python3 -m fairing_runtime``,
+so the image needs no fairing installation. It therefore imports only the standard
+library (and cloudpickle, which function payloads list as a requirement).
+
+Payload description: ``.fairing/payload.json``, one of::
+
+    {"kind": "function", "pickle": ".fairing/function.pkl", "python": "3.11", "cloudpickle": "3.1.2"}
+    {"kind": "script", "path": "train.py", "args": ["--epochs", "3"]}
+    {"kind": "notebook", "path": "train.ipynb", "parameters": {...}}   # run whole with papermill
+    {"kind": "serve", "pickle": ..., "python": ..., "cloudpickle": ..., "model_name": "iris", "port": 8080}
+
+The outcome travels back through the result channel (``result.py``).
+"""
+
+from pathlib import Path
+
+PACKAGE = "fairing_runtime"
+#: Where the runtime and the payload live, relative to the image's working directory.
+RUNTIME_DIR = ".fairing"
+PAYLOAD_FILE = RUNTIME_DIR + "/payload.json"
+ENTRYPOINT = ("python3", "-m", PACKAGE)
+
+
+def runtime_files() -> dict:
+    """The runtime's own files, as build-context entries (image path -> Path)."""
+    here = Path(__file__).parent
+    return {
+        f"{RUNTIME_DIR}/{PACKAGE}/{name}": here / name
+        for name in ("__init__.py", "__main__.py", "result.py", "serving.py")
+    }

@@ -1,0 +1,156 @@
+"""Entrypoint inside the job: run the payload, report the outcome, exit with its status.
+
+Exit codes: 0 success, 1 the user's code raised, 2 the runtime could not load the payload
+(version mismatch, missing file), 3 the result could not be pickled.
+"""
+
+import json
+import os
+import platform
+import runpy
+import sys
+import traceback
+
+from . import PAYLOAD_FILE
+from .result import encode
+
+
+def _cloudpickle_version():
+    try:
+        import cloudpickle
+    except ImportError:
+        return None
+    return cloudpickle.__version__
+
+
+def _write(envelope: dict) -> None:
+    line = encode(envelope)
+    target = os.environ.get("FAIRING_RESULT_FILE")
+    if target:
+        with open(target, "w") as fh:
+            fh.write(line)
+    if os.environ.get("FAIRING_RESULT_LOG") == "1":
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sys.stdout.write("\n" + line + "\n")
+        sys.stdout.flush()
+
+
+def _base() -> dict:
+    return {"python": platform.python_version(), "cloudpickle": _cloudpickle_version()}
+
+
+def _runtime_error(kind: str, message: str) -> int:
+    _write({**_base(), "ok": False, "error": kind, "message": message})
+    sys.stderr.write(f"fairing runtime: {message}\n")
+    return 2
+
+
+def _load_function(spec: dict):
+    want_py = spec.get("python")
+    have_py = "%d.%d" % sys.version_info[:2]
+    if want_py and want_py != have_py:
+        raise _Mismatch(
+            f"the function was pickled with Python {want_py} but the job runs Python {have_py}; "
+            f"use a base image with Python {want_py}, or submit from Python {have_py}"
+        )
+    have_cp = _cloudpickle_version()
+    want_cp = spec.get("cloudpickle")
+    if have_cp is None:
+        raise _Mismatch(f"cloudpickle is not installed in the image; add cloudpickle=={want_cp} to its requirements")
+    if want_cp and want_cp != have_cp:
+        raise _Mismatch(
+            f"the function was pickled with cloudpickle {want_cp} but the job has cloudpickle {have_cp}; "
+            f"pin cloudpickle=={want_cp} in the image"
+        )
+    import pickle
+
+    with open(spec["pickle"], "rb") as fh:
+        return pickle.load(fh)
+
+
+class _Mismatch(Exception):
+    pass
+
+
+def _run(spec: dict):
+    kind = spec["kind"]
+    if kind == "function":
+        call = _load_function(spec)
+        target, args, kwargs = call["target"], call["args"], call["kwargs"]
+        if call.get("is_class"):
+            return target(*args, **kwargs).train()
+        return target(*args, **kwargs)
+    if kind == "script":
+        sys.argv = [spec["path"], *spec.get("args", [])]
+        sys.path.insert(0, os.path.dirname(os.path.abspath(spec["path"])))
+        runpy.run_path(spec["path"], run_name="__main__")
+        return None
+    if kind == "notebook":
+        import papermill
+
+        out = spec.get("output", spec["path"][: -len(".ipynb")] + ".output.ipynb")
+        papermill.execute_notebook(spec["path"], out, parameters=spec.get("parameters") or {}, progress_bar=False,
+                                   kernel_name=spec.get("kernel"))
+        with open(out) as fh:
+            return json.load(fh)
+    raise _Mismatch(f"unknown payload kind {kind!r}; the submitting fairing is newer than this runtime")
+
+
+def _load_serve_target(spec: dict):
+    return _load_function(spec)["target"]
+
+
+def main() -> int:
+    try:
+        with open(PAYLOAD_FILE) as fh:
+            spec = json.load(fh)
+    except OSError as exc:
+        return _runtime_error("payload", f"cannot read {PAYLOAD_FILE}: {exc}")
+    if spec["kind"] == "serve":
+        from .serving import serve
+
+        try:
+            return serve(spec, _load_serve_target)
+        except _Mismatch as exc:
+            return _runtime_error("mismatch", str(exc))
+    try:
+        value = _run(spec)
+    except _Mismatch as exc:
+        return _runtime_error("mismatch", str(exc))
+    except SystemExit as exc:
+        if exc.code in (None, 0):
+            value = None
+        else:
+            return _report_exception(exc)
+    except BaseException as exc:  # the user's code: report whatever it raised
+        return _report_exception(exc)
+    try:
+        _write({**_base(), "ok": True, "value": value})
+    except Exception as exc:
+        return _runtime_error("result", f"the return value could not be pickled: {type(exc).__name__}: {exc}") + 1
+    return 0
+
+
+def _report_exception(exc: BaseException) -> int:
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    sys.stderr.write(tb)
+    envelope = {
+        **_base(),
+        "ok": False,
+        "exc_type": f"{type(exc).__module__}.{type(exc).__qualname__}",
+        "message": str(exc),
+        "traceback": tb,
+    }
+    exc.__traceback__ = None
+    try:
+        encode({"exc": exc})  # can the exception itself travel?
+        envelope["exc"] = exc
+    except Exception:  # it cannot: the submitter raises RemoteError from exc_type and message
+        envelope["exc"] = None
+    _write(envelope)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
