@@ -218,7 +218,8 @@ class AppendBuilder:
                     )
                     deps_new = True
                 new_layers.append(pending)
-                env["PYTHONPATH"] = SITE_DIR
+                # the context's own entries (the runtime's .fairing) first, then the requirements
+                env["PYTHONPATH"] = ":".join(p for p in (env.get("PYTHONPATH", ""), SITE_DIR) if p)
             code = context_layer(context, Path(tmp), compresslevel=self.compresslevel)
             new_layers.append(_PendingLayer(Descriptor(lmt, code.digest, code.size), code.diff_id, code.path, "code"))
 

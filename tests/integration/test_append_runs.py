@@ -71,3 +71,71 @@ def test_requirements_layer_installed_for_image_python_and_cached(registry, base
                              on_event=events.append)
     assert not any(isinstance(e, Stage) and e.name == "requirements" for e in events)
     assert _run(docker_engine, ref3).strip().splitlines()[-1] == "third 1.16.0"
+
+
+# -- the core payloads (function, script, notebook) through the fairing runtime ----------------
+
+
+def _job_result(docker_engine, ref):
+    """Run the image as a job; the envelope the runtime wrote as the last line of stdout."""
+    from fairing.runtime.result import decode
+
+    out = _run(docker_engine, ref, env={"FAIRING_RESULT_LOG": "1"})
+    return decode(out), out
+
+
+def _square_sum(n, offset=0):
+    import sys
+
+    return {"value": sum(i * i for i in range(n)) + offset, "python": "%d.%d" % sys.version_info[:2]}
+
+
+def test_function_payload_runs_and_returns(registry, base_image, docker_engine, fairing_cache):
+    from fairing.preprocessors.function import FunctionPreprocessor
+
+    ctx = FunctionPreprocessor(_square_sum, args=(10,), kwargs={"offset": 1}).context()
+    with AppendBuilder(base_image, registry.address, cache_dir=fairing_cache) as builder:
+        ref = builder.build(ctx)
+    envelope, out = _job_result(docker_engine, ref)
+    assert envelope.get("ok"), out
+    assert envelope["value"] == {"value": 286, "python": "3.11"}
+
+
+def test_script_payload_runs(registry, base_image, docker_engine, fairing_cache, tmp_path):
+    from fairing.preprocessors.python import PythonPreprocessor
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "numbers.txt").write_text("1\n2\n3\n")
+    (tmp_path / "train.py").write_text(
+        "import sys\n"
+        "total = sum(int(x) for x in open('data/numbers.txt'))\n"
+        "print('total', total, 'args', sys.argv[1:])\n"
+    )
+    ctx = PythonPreprocessor(tmp_path / "train.py", input_files=[tmp_path / "data" / "numbers.txt"],
+                             args=["--epochs", "3"], requirements=[]).context()
+    with AppendBuilder(base_image, registry.address, cache_dir=fairing_cache) as builder:
+        ref = builder.build(ctx)
+    assert ref.repository == "fairing-train"
+    envelope, out = _job_result(docker_engine, ref)
+    assert envelope.get("ok"), out
+    assert "total 6 args ['--epochs', '3']" in out
+
+
+def test_notebook_payload_runs(registry, base_image, docker_engine, fairing_cache, tmp_path):
+    import nbformat
+
+    from fairing.preprocessors.notebook import NotebookPreprocessor
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("%matplotlib inline\nvalues = [3, 4]"),
+        nbformat.v4.new_code_cell("import math\nprint('hypot', math.hypot(*values))"),
+    ]
+    path = tmp_path / "analysis.ipynb"
+    nbformat.write(nb, str(path))
+    ctx = NotebookPreprocessor(path, requirements=[]).context()
+    with AppendBuilder(base_image, registry.address, cache_dir=fairing_cache) as builder:
+        ref = builder.build(ctx)
+    envelope, out = _job_result(docker_engine, ref)
+    assert envelope.get("ok"), out
+    assert "hypot 5.0" in out
