@@ -254,7 +254,7 @@ class AppendBuilder:
             tag = "fairing-" + digest.split(":", 1)[1][:20]
             result = target.with_tag(tag).with_digest(digest)
 
-            existing = self.client.head_manifest(target.with_tag(tag))
+            existing = self.client.head_manifest(target.with_tag(tag), actions="pull,push")
             if existing is not None and existing.digest == digest:
                 emit(Stage("push", "skipped", f"{result} is already in the registry"))
                 return result

@@ -403,11 +403,13 @@ class RegistryClient:
 
     # -- manifests ------------------------------------------------------------------------
 
-    def head_manifest(self, ref: ImageRef) -> Optional[Descriptor]:
-        """The descriptor of ``ref``'s manifest, or None when the registry does not have it."""
+    def head_manifest(self, ref: ImageRef, *, actions: str = "pull") -> Optional[Descriptor]:
+        """The descriptor of ``ref``'s manifest, or None when the registry does not have it.
+        ``actions="pull,push"`` asks a token service for push rights at once (saves a
+        round trip when a push follows)."""
         resp = self.request(
             "HEAD", ref.api_host, f"/v2/{ref.repository}/manifests/{ref.reference}", repository=ref.repository,
-            headers={"Accept": MANIFEST_ACCEPT}, allow=(404,), what=f"looking up {ref}",
+            actions=actions, headers={"Accept": MANIFEST_ACCEPT}, allow=(404,), what=f"looking up {ref}",
         )
         if resp.status_code == 404:
             return None

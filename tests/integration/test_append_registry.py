@@ -273,3 +273,32 @@ def test_chunked_upload_cut_resumes(registry, base_image):
             assert client.has_blob(ref, digest)
             assert client.get_blob(ref, digest) == data
     assert any(n.startswith("retrying") for n in seen)
+
+
+def test_bearer_token_auth(token_registry, base_image, fairing_cache):
+    """Token challenges with repository scopes: push to one repository, mount from another."""
+    from tests.services.base_image import push_base_image
+
+    from .conftest import TOKEN_USERS
+
+    (user, password), = TOKEN_USERS.items()
+    base = push_base_image(token_registry.address, username=user, password=password)
+    before = len(token_registry.token.requests)
+    mark = token_registry.mark()
+    with AppendBuilder(base, token_registry.address, repository=_repo(), username=user, password=password,
+                       cache_dir=fairing_cache) as builder:
+        ref = builder.build(_context())
+        builder.build(_context("print('again')"))
+    reqs = token_registry.requests(mark)
+    assert ref.pinned
+    assert [r for r in reqs if r.method == "POST" and "mount=" in r.path and r.status == 201]
+    scopes = " ".join(unquote(r) for r in token_registry.token.requests[before:])
+    assert f"repository:{ref.repository}:pull,push" in scopes and f"repository:{base.repository}:pull" in scopes
+    # tokens are reused: far fewer token requests than registry requests
+    assert len(token_registry.token.requests) - before <= 4, token_registry.token.requests[before:]
+
+    with AppendBuilder(base, token_registry.address, username=user, password="wrong-" + password,
+                       cache_dir=fairing_cache) as builder:
+        with pytest.raises(RegistryAuthError, match="token service.*refused user 'bob'") as info:
+            builder.build(_context())
+    assert password not in str(info.value)
