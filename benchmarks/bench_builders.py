@@ -205,7 +205,6 @@ def main() -> int:
             # as on a fresh machine: docker pulls the base in the first build (and so knows it can
             # mount its layer instead of uploading it)
             subprocess.run([args.docker, "image", "rm", "-f", base_ref], capture_output=True)
-            subprocess.run([args.docker, "builder", "prune", "-af"], capture_output=True)
             write_small(small, "x = 1")
             with Meter(registry, proxy) as m:
                 docker_build_push(small, f"{proxy.address}/bench/docker:v1")
