@@ -410,7 +410,17 @@ class AppendBuilder:
         resp.close()
         if resp.status_code == 201:
             return "mounted"
-        # 202: the registry opened an upload instead; abandon it (it expires) and copy
+        # 202: the registry opened an upload instead of mounting; cancel it, then copy
+        location = resp.headers.get("Location")
+        if location:
+            try:
+                self.client.request(
+                    "DELETE", target.api_host, location if "://" in location else location,
+                    repository=target.repository, actions="pull,push", ok=(204, 200, 202), allow=(404, 405),
+                    what="cancelling an unused upload", retry=False,
+                ).close()
+            except RegistryError:
+                pass  # it expires on its own
         return None
 
     def _copy_blob(self, target: ImageRef, base: _Base, d: Descriptor, tmp: Path, on_progress) -> str:

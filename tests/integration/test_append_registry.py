@@ -302,3 +302,36 @@ def test_bearer_token_auth(token_registry, base_image, fairing_cache):
         with pytest.raises(RegistryAuthError, match="token service.*refused user 'bob'") as info:
             builder.build(_context())
     assert password not in str(info.value)
+
+
+def test_oci_base_gives_oci_image(registry, base_image, fairing_cache):
+    """A base with OCI media types gives an OCI manifest, config and layers."""
+    from fairing.images.manifest import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, build_manifest
+
+    with RegistryClient(insecure=True) as client:
+        docker = json.loads(client.get_manifest(base_image)[0])
+        layer = docker["layers"][0]
+        config = docker["config"]
+        oci = build_manifest(Descriptor(OCI_CONFIG, config["digest"], config["size"]),
+                             [Descriptor(OCI_LAYER_GZIP, layer["digest"], layer["size"])], media_type=OCI_MANIFEST)
+        oci_ref = ImageRef(base_image.registry, base_image.repository, tag="oci")
+        client.put_manifest(oci_ref, oci, OCI_MANIFEST)
+    with AppendBuilder(oci_ref, registry.address, repository=_repo(), cache_dir=fairing_cache) as builder:
+        ref = builder.build(_context())
+    manifest = _manifest(registry, ref)["manifest"]
+    assert manifest["mediaType"] == OCI_MANIFEST and manifest["config"]["mediaType"] == OCI_CONFIG
+    assert {l["mediaType"] for l in manifest["layers"]} == {OCI_LAYER_GZIP}
+
+
+def test_base_from_another_registry_is_copied(registry, base_image, tls_registry, fairing_cache):
+    """Base on the plain registry, target on the TLS one: the base layer is streamed across."""
+    (user, password), = TLS_USERS.items()
+    events = []
+    with AppendBuilder(base_image, tls_registry.address, repository=_repo(), username=user, password=password,
+                       ca_bundle=str(tls_registry.ca_path), cache_dir=fairing_cache) as builder:
+        ref = builder.build(_context(), on_event=events.append)
+    base_events = [e for e in events if isinstance(e, Progress) and e.task.startswith("base")]
+    assert base_events[-1].note in ("uploaded", "skipped")
+    with RegistryClient(credentials=StaticCredentials(user, password), ca_bundle=str(tls_registry.ca_path)) as client:
+        manifest = json.loads(client.get_manifest(ref)[0])
+        assert client.has_blob(ref, manifest["layers"][0]["digest"])
