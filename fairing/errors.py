@@ -18,6 +18,8 @@ Each message says what happened and how to fix it. The tree::
     │   ├── UnschedulableError          no node can take the pod (insufficient cpu, memory, GPUs...)
     │   ├── MissingCRDError             the cluster lacks a resource type (training operator not installed)
     │   └── PermissionDeniedError       RBAC forbids an action (names the verb and the resource)
+    ├── DockerEngineError           the Docker engine is not running or refused access
+    │                               (both a BuildError and a DeployError)
     ├── PredictionError             an endpoint answered a prediction request with an error
     └── JobError                    the job ran and did not succeed
         ├── JobFailedError              it exited non-zero (or was killed)
@@ -48,6 +50,7 @@ __all__ = [
     "MissingCRDError",
     "PermissionDeniedError",
     "PredictionError",
+    "DockerEngineError",
     "JobError",
     "JobFailedError",
     "JobTimeoutError",
@@ -143,6 +146,12 @@ class PredictionError(FairingError):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         self.status = status
         super().__init__(message)
+class DockerEngineError(BuildError, DeployError):
+    """The Docker (or Podman) engine cannot be reached, or refused this user access.
+
+    Raised by the Docker builder and the Docker deployer alike, so it is both a
+    :class:`BuildError` and a :class:`DeployError`.
+    """
 
 
 class JobError(FairingError):

@@ -241,7 +241,8 @@ class KubeHandle:
             if pending:
                 self._add_line(source, pending.decode("utf-8", "replace"))
         except Exception as exc:  # the pod went away mid-stream: the log ends here
-            self._add_line(source, f"[fairing: log stream of {pod_name} ended: {type(exc).__name__}]")
+            if not (self._deleted or self._stop.is_set()):
+                self._add_line(source, f"[fairing: log stream of {pod_name} ended: {type(exc).__name__}]")
         finally:
             with self._cond:
                 self._cond.notify_all()
@@ -342,8 +343,9 @@ class KubeHandle:
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         raise JobTimeoutError(
-                            f"The {self.kind} {self.name} did not finish within {timeout:g} s. It is deleted "
-                            "unless cleanup='never'; raise the timeout, or make the job do less.",
+                            f"The {self.kind} {self.name} did not finish within {timeout:g} s (pods: "
+                            f"{self._pods_text()}; recent events: {self._events_text()}). It is deleted unless "
+                            "cleanup='never'; raise the timeout, or make the job do less.",
                             job=self.name, logs_tail=self._tail(),
                         )
                     self._cond.wait(remaining if remaining is not None else 5.0)
@@ -355,6 +357,23 @@ class KubeHandle:
             self.delete()
             raise
         return self.status()
+
+    def _pods_text(self) -> str:
+        rows = []
+        for pod in self._pods.values():
+            states = [next(iter((cs.get("state") or {"unknown": {}}).items())) for cs in
+                      pod.get("status", {}).get("containerStatuses") or []]
+            detail = ", ".join(f"{k}{'/' + v.get('reason') if v.get('reason') else ''}" for k, v in states)
+            rows.append(f"{pod['metadata']['name']} {pod.get('status', {}).get('phase')} {detail}".strip())
+        return "; ".join(rows) or "none created"
+
+    def _events_text(self) -> str:
+        try:
+            events = self.kube.core.list_namespaced_event(self.namespace).items
+        except self.kube.k8s.client.ApiException:
+            return "(could not list events)"
+        mine = [e for e in events if (e.involved_object.name or "").startswith(self.name)]
+        return "; ".join(f"{e.reason}: {e.message}" for e in mine[-8:]) or "none"
 
     # -- results ---------------------------------------------------------------------------
 

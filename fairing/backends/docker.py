@@ -1,0 +1,37 @@
+"""The Docker backend: build with the local Docker engine, run the image as a local container.
+
+``docker_backend(base_image="python:3.11-slim")`` builds and runs locally without a
+registry; give ``registry=`` to push too (the image that runs is then the pushed one,
+pinned by digest, exactly what a cluster would pull). Podman: ``base_url=`` its socket.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from ..builders.docker import DockerBuilder
+from ..deployers.docker import DockerDeployer
+from . import Backend
+
+
+def docker_backend(
+    *,
+    base_image: Any = None,
+    registry: Optional[str] = None,
+    dockerfile: Optional[str] = None,
+    base_url: Optional[str] = None,
+    cpu: Any = None,
+    memory: Any = None,
+    gpus: Any = None,
+    env: Optional[dict] = None,
+    **builder_options: Any,
+) -> Backend:
+    """A :class:`Backend` of a :class:`DockerBuilder` and a :class:`DockerDeployer` on one engine.
+
+    ``base_image``, ``registry``, ``dockerfile`` and ``builder_options`` (``repository``,
+    ``username``, ``password``, ``credentials``, ``pull``, ``build_args``...) go to the
+    builder; ``cpu``, ``memory``, ``gpus`` and ``env`` to the deployer; ``base_url`` to both.
+    """
+    builder = DockerBuilder(base_image, registry, dockerfile=dockerfile, base_url=base_url, **builder_options)
+    deployer = DockerDeployer(cpu=cpu, memory=memory, gpus=gpus, env=env, base_url=base_url)
+    return Backend("docker", builder, deployer)

@@ -1,0 +1,104 @@
+"""A Dockerfile and its build context, generated from a BuildContext.
+
+Shared by every builder that runs a Dockerfile (the Docker builder here, the in-cluster
+Kaniko builder later). The generated Dockerfile installs the requirements *before* it
+copies the code, so a code change reuses the cached dependency layer::
+
+    FROM <base>
+    WORKDIR /app
+    COPY requirements.txt /tmp/fairing-requirements.txt      # only with requirements
+    RUN PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore python3 -m pip install ... -r /tmp/fairing-requirements.txt
+    COPY code/ /app/
+    ENV KEY="value" ...
+    ENTRYPOINT ["python3", "-m", "fairing_runtime"]
+
+:func:`docker_build_context` returns the files to send (``Dockerfile``,
+``requirements.txt``, the code under ``code/``) as a :class:`BuildContext`, so its tar
+is reproducible: the same inputs send the same bytes and hit the same build cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Optional
+
+from ..context import BuildContext
+from ..errors import ConfigurationError
+
+__all__ = ["render_dockerfile", "docker_build_context", "DEFAULT_PIP_ARGS", "CODE_DIR"]
+
+#: Where the code sits in the Docker build context.
+CODE_DIR = "code"
+#: The requirements file's path in the Docker build context.
+REQUIREMENTS_FILE = "requirements.txt"
+#: Where the requirements file is copied in the image (removed after the install).
+_IMAGE_REQUIREMENTS = "/tmp/fairing-requirements.txt"
+#: pip options for the requirements layer: no cache in the image, no prompts.
+DEFAULT_PIP_ARGS: tuple[str, ...] = ("--no-cache-dir", "--disable-pip-version-check", "--no-input")
+
+
+def _env_value(key: str, value: str) -> str:
+    if "\n" in value or "\r" in value:
+        raise ConfigurationError(
+            f"The env value of {key!r} contains a line break, which a Dockerfile ENV cannot hold. "
+            "Pass it at run time instead (DockerDeployer(env={...})), or encode it (e.g. base64)."
+        )
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    return f'{key}="{escaped}"'
+
+
+def render_dockerfile(
+    context: BuildContext,
+    base_image: str,
+    *,
+    python: str = "python3",
+    pip_args: Sequence[str] = DEFAULT_PIP_ARGS,
+    labels: Optional[dict] = None,
+) -> str:
+    """The Dockerfile text that builds ``context`` on ``base_image``.
+
+    ``python`` runs pip in the image [``python3``]; ``pip_args`` are added to
+    ``pip install`` [:data:`DEFAULT_PIP_ARGS`]; ``labels`` become ``LABEL`` lines.
+    ``PIP_BREAK_SYSTEM_PACKAGES=1`` is set for the install only, so that pip installs
+    into the system Python of Debian-based images (older pips ignore it).
+    """
+    if not base_image or any(c.isspace() for c in base_image):
+        raise ConfigurationError(f"base_image must be an image name like 'python:3.11-slim', got {base_image!r}.")
+    lines = [f"FROM {base_image}", f"WORKDIR {context.workdir}"]
+    if context.requirements:
+        pip = " ".join(json.dumps(a) if any(c.isspace() for c in a) else a for a in pip_args)
+        lines += [
+            f"COPY {REQUIREMENTS_FILE} {_IMAGE_REQUIREMENTS}",
+            f"RUN PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore {python} -m pip install {pip} -r {_IMAGE_REQUIREMENTS}"
+            f" && rm -f {_IMAGE_REQUIREMENTS}",
+        ]
+    if context.files:
+        target = context.workdir.rstrip("/") + "/"
+        lines.append(f"COPY {CODE_DIR}/ {target}")
+    if context.env:
+        lines.append("ENV " + " \\\n    ".join(_env_value(k, v) for k, v in context.env.items()))
+    if labels:
+        lines.append("LABEL " + " ".join(f"{json.dumps(k)}={json.dumps(str(v))}" for k, v in sorted(labels.items())))
+    lines.append("ENTRYPOINT " + json.dumps(list(context.entrypoint)))
+    lines.append("CMD []")
+    return "\n".join(lines) + "\n"
+
+
+def docker_build_context(context: BuildContext, dockerfile: str) -> BuildContext:
+    """The files a Dockerfile build of ``context`` needs: ``Dockerfile``, ``requirements.txt``
+    and the code under ``code/``, as a BuildContext (so its tar is reproducible)."""
+    files: dict = {f"{CODE_DIR}/{path}": source for path, source in context.files.items()}
+    files["Dockerfile"] = dockerfile.encode()
+    if context.requirements:
+        files[REQUIREMENTS_FILE] = context.requirements_txt()
+    return BuildContext(files=files, entrypoint=context.entrypoint, workdir="/")
+
+
+def context_key(context: BuildContext, base_image: str, dockerfile: str) -> str:
+    """A short hex identity of what a build would produce, for content-derived tags."""
+    h = hashlib.sha256()
+    h.update(base_image.encode() + b"\0" + dockerfile.encode() + b"\0")
+    h.update(context.digest().encode())
+    return h.hexdigest()

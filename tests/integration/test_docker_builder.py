@@ -1,0 +1,292 @@
+"""The Docker builder against a real Docker engine and a real registry: build, push, run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import nbformat
+import pytest
+
+import fairing
+from fairing import BuildError, DockerEngineError, MissingDependencyError, RegistryAuthError, TrainJob
+from fairing.backends.docker import docker_backend
+from fairing.builders.docker import DockerBuilder, LocalDockerImage
+from fairing.deployers.docker import DockerDeployer
+from fairing.events import LogLine, Progress, Stage
+from fairing.preprocessors.function import FunctionPreprocessor
+
+from tests.integration.docker_fixtures import *  # noqa: F401,F403
+from tests.integration.docker_fixtures import AUTH_PASSWORD, AUTH_USER, registry_digest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.usefixtures("no_docker_temp_files")
+
+
+def _lines(events) -> list[str]:
+    return [e.line for e in events if isinstance(e, LogLine) and not e.source]
+
+
+def _step_notes(events) -> list[str]:
+    return [e.note for e in events if isinstance(e, Progress) and e.task == "docker build"]
+
+
+def _uploaded(events) -> int:
+    return sum(1 for e in events if isinstance(e, Progress) and e.task.startswith("push ") and e.note == "uploaded")
+
+
+def test_function_is_built_pushed_pinned_by_digest_and_run_from_the_registry(
+        docker_client, registry, base_image, images, job_label):
+    events: list = []
+
+    def double(x):
+        print("doubling", x, flush=True)
+        return {"value": 2 * x, "pid": os.getpid()}
+
+    context = FunctionPreprocessor(double, (21,), {}).context()
+    ref = DockerBuilder(base_image, registry.address).build(context, on_event=events.append)
+    images.add(ref)
+    assert ref.registry == registry.address and ref.repository == "fairing-job"
+    assert ref.tag.startswith("fairing-") and ref.digest.startswith("sha256:")
+    assert registry_digest(registry, ref.repository, ref.tag) == ref.digest
+    notes = _step_notes(events)
+    # requirements are installed before the code is copied
+    pip = next(i for i, n in enumerate(notes) if "pip install" in n)
+    assert pip < next(i for i, n in enumerate(notes) if n.startswith("COPY code/"))
+
+    # forget the local copy, so that the deployer pulls exactly the pushed digest
+    docker_client.images.remove(f"{ref.registry}/{ref.repository}:{ref.tag}", force=True)
+    handle = DockerDeployer().deploy(ref, name=f"{job_label}-double", on_event=events.append)
+    try:
+        out = handle.result(120)
+    finally:
+        handle.delete()
+    assert out["value"] == 42 and out["pid"] == 1  # PID 1: it ran in its own container
+    assert "doubling 21" in _lines(events)
+    assert any(isinstance(e, Stage) and e.name == "pull" and e.status == "finished" for e in events)
+    images.add(f"{ref.registry}/{ref.repository}@{ref.digest}")
+
+
+def test_script_with_requirements_and_cached_resubmits(docker_client, registry, base_image, images, job_label,
+                                                       workdir):
+    (workdir / "train.py").write_text(textwrap.dedent("""\
+        import sys, tomli
+        print("tomli", tomli.loads('a = 1')["a"], sys.argv[1:])
+    """))
+    backend = docker_backend(base_image=base_image, registry=registry.address)
+    events: list = []
+
+    def run(label):
+        job = TrainJob("train.py", requirements=["tomli==2.0.1"], args=["--epochs", "3"], backend=backend,
+                       name=f"{job_label}-{label}", on_event=events.append)
+        handle = job.submit()
+        try:
+            handle.result(120)
+        finally:
+            handle.delete()
+        return handle
+
+    run("first")
+    assert "tomli 1 ['--epochs', '3']" in _lines(events)
+    tags = [e.detail for e in events if isinstance(e, Stage) and e.name == "docker build" and e.status == "started"]
+    assert tags[0].startswith(f"{registry.address}/fairing-train:fairing-")
+    images.add(tags[0])
+
+    # one-line change: the requirements layer is reused, only the code layer is pushed
+    (workdir / "train.py").write_text((workdir / "train.py").read_text() + "print('second version')\n")
+    events.clear()
+    run("second")
+    assert "second version" in _lines(events)
+    notes = _step_notes(events)
+    pip = next(i for i, n in enumerate(notes) if "pip install" in n)
+    assert notes[pip + 1] == "cached", notes
+    assert _uploaded(events) == 1
+    images.add([e.detail for e in events if isinstance(e, Stage) and e.name == "docker build"
+                and e.status == "started"][0])
+
+    # unchanged: every step cached, nothing uploaded, same digest
+    first_digest = [e.detail for e in events if isinstance(e, Stage) and e.name == "push" and e.status == "started"]
+    events.clear()
+    run("third")
+    assert _uploaded(events) == 0
+    assert [e.detail for e in events if isinstance(e, Stage) and e.name == "push" and e.status == "started"] \
+        == first_digest
+
+
+def test_notebook_runs_in_a_container(docker_client, base_image, images, job_label, workdir):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# training"),
+        nbformat.v4.new_code_cell("answer = 6 * 7"),
+        nbformat.v4.new_code_cell("%matplotlib inline\nprint('the answer is', answer)"),
+    ]
+    nbformat.write(nb, str(workdir / "analysis.ipynb"))
+    events: list = []
+    backend = docker_backend(base_image=base_image)  # no registry: build and run locally
+    job = TrainJob("analysis.ipynb", backend=backend, name=f"{job_label}-nb", on_event=events.append)
+    handle = job.submit()
+    try:
+        handle.result(120)
+        assert "the answer is 42" in list(handle.logs(follow=False))
+    finally:
+        handle.delete()
+        tags = [e.detail for e in events if isinstance(e, Stage) and e.name == "docker build"
+                and e.status == "started"]
+        images.add(tags[0])
+    assert tags[0].startswith("fairing-analysis:fairing-")
+
+
+def test_local_build_without_registry_returns_the_image_id(docker_client, base_image, images, job_label):
+    context = FunctionPreprocessor(lambda: "local", (), {}).context()
+    image = DockerBuilder(base_image).build(context)
+    images.add(image)
+    assert isinstance(image, LocalDockerImage) and image.id.startswith("sha256:")
+    assert docker_client.images.get(image.id).id == image.id
+    handle = DockerDeployer().deploy(image, name=f"{job_label}-local")
+    try:
+        assert handle.result(60) == "local"
+    finally:
+        handle.delete()
+
+
+def test_user_dockerfile_is_the_environment(docker_client, registry, base_image, images, job_label, tmp_path):
+    env_dir = tmp_path / "env"
+    env_dir.mkdir()
+    (env_dir / "marker.txt").write_text("copied from the Dockerfile's context\n")
+    (env_dir / "Dockerfile").write_text(textwrap.dedent(f"""\
+        FROM {base_image}
+        ARG FLAVOUR=plain
+        COPY marker.txt /opt/marker.txt
+        RUN echo "built with $FLAVOUR" > /opt/step.txt
+    """))
+
+    events: list = []
+
+    @fairing.train(backend="docker", dockerfile=str(env_dir / "Dockerfile"), registry=registry.address,
+                   build_args={"FLAVOUR": "spicy"}, repository="team/with-dockerfile", on_event=events.append)
+    def read_env():
+        return open("/opt/marker.txt").read().strip(), open("/opt/step.txt").read().strip(), os.getcwd()
+
+    try:
+        assert read_env() == ("copied from the Dockerfile's context", "built with spicy", "/app")
+    finally:
+        for e in events:
+            if isinstance(e, Stage) and e.name == "push" and e.status == "started":
+                images.add(e.detail)
+    assert any(isinstance(e, Stage) and e.name == "docker build" and "your Dockerfile" in e.detail for e in events)
+
+
+def test_failing_pip_step_raises_with_its_output(docker_client, base_image, images, job_label):
+    before = {c.id for c in docker_client.containers.list(all=True)}
+    context = FunctionPreprocessor(lambda: 1, (), {}, requirements=["fairing-no-such-package-zq==9.9.9"]).context()
+    with pytest.raises(BuildError) as err:
+        DockerBuilder(base_image).build(context)
+    message = str(err.value)
+    assert "pip install" in message and "step 4/" in message
+    assert "fairing-no-such-package-zq" in message and "No matching distribution" in message  # the step's output
+    assert "Check the requirements" in message
+    assert {c.id for c in docker_client.containers.list(all=True)} == before  # no intermediate container left
+
+
+def test_failing_run_step_of_a_user_dockerfile(docker_client, base_image, images, tmp_path):
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {base_image}\nRUN echo preparing && echo 'output-before-failure-123' && exit 3\nRUN echo never\n")
+    before = {c.id for c in docker_client.containers.list(all=True)}
+    context = FunctionPreprocessor(lambda: 1, (), {}).context()
+    with pytest.raises(BuildError) as err:
+        DockerBuilder(dockerfile=tmp_path / "Dockerfile").build(context)
+    message = str(err.value)
+    assert "step 2/3" in message and "non-zero code: 3" in message
+    assert "output-before-failure-123" in message and "preparing" in message
+    assert "Fix that step" in message
+    assert {c.id for c in docker_client.containers.list(all=True)} == before
+
+
+def test_push_denied_and_credentials_never_leak(docker_client, auth_registry, base_image, images, job_label):
+    context = FunctionPreprocessor(lambda: "authed", (), {}).context()
+    events: list = []
+    # no credentials at all
+    with pytest.raises(RegistryAuthError) as err:
+        DockerBuilder(base_image, auth_registry.address).build(context, on_event=events.append)
+    assert "docker login" in str(err.value) and auth_registry.address in str(err.value)
+    # wrong password
+    with pytest.raises(RegistryAuthError) as err:
+        DockerBuilder(base_image, auth_registry.address, username=AUTH_USER,
+                      password=AUTH_PASSWORD + "-wrong").build(context, on_event=events.append)
+    assert AUTH_PASSWORD not in str(err.value)
+    # the right one
+    builder = DockerBuilder(base_image, auth_registry.address, username=AUTH_USER, password=AUTH_PASSWORD)
+    ref = builder.build(context, on_event=events.append)
+    images.add(ref)
+    assert ref.digest.startswith("sha256:")
+    inspected = json.dumps(docker_client.images.get(f"{ref.name}:{ref.tag}").attrs)
+    history = json.dumps(docker_client.api.history(f"{ref.name}:{ref.tag}"))
+    for text in (repr(builder), repr(events), inspected, history):
+        assert AUTH_PASSWORD not in text
+
+
+def test_engine_not_running(tmp_path):
+    context = FunctionPreprocessor(lambda: 1, (), {}).context()
+    missing = f"unix://{tmp_path}/no-docker.sock"
+    with pytest.raises(DockerEngineError) as err:
+        DockerBuilder("python:3.11", base_url=missing).build(context)
+    assert "not running" in str(err.value) and "no-docker.sock" in str(err.value)
+    assert isinstance(err.value, BuildError)
+    with pytest.raises(DockerEngineError) as err:
+        DockerDeployer(base_url=missing).deploy("python:3.11")
+    assert "Start it" in str(err.value)
+    assert isinstance(err.value, fairing.DeployError)
+
+
+def test_permission_denied_on_the_socket(tmp_path):
+    """A socket this process may not open: root without CAP_DAC_OVERRIDE, socket owned by nobody."""
+    import socket
+
+    path = tmp_path / "docker.sock"
+    sock = socket.socket(socket.AF_UNIX)
+    try:
+        sock.bind(str(path))
+        sock.listen(1)
+        os.chown(path, 65534, 65534)
+        os.chmod(path, 0o600)
+        os.chmod(tmp_path, 0o755)
+        code = textwrap.dedent(f"""\
+            from fairing.builders.docker import DockerBuilder
+            from fairing.preprocessors.function import FunctionPreprocessor
+            from fairing import DockerEngineError
+            try:
+                DockerBuilder("python:3.11", base_url="unix://{path}").build(
+                    FunctionPreprocessor(print, (), {{}}).context())
+            except DockerEngineError as exc:
+                print("RAISED", exc)
+        """)
+        proc = subprocess.run(["setpriv", "--bounding-set=-dac_override,-dac_read_search", sys.executable, "-c",
+                               code], capture_output=True, text=True, cwd=str(ROOT), timeout=60)
+    finally:
+        sock.close()
+    assert "RAISED Permission denied on the Docker socket" in proc.stdout, proc.stdout + proc.stderr
+    assert "docker' group" in proc.stdout
+
+
+def test_docker_sdk_is_an_optional_extra():
+    code = textwrap.dedent("""\
+        import sys
+        sys.modules["docker"] = None  # as if not installed
+        import fairing
+        from fairing.builders.docker import DockerBuilder
+        from fairing.deployers.docker import DockerDeployer
+        from fairing.preprocessors.function import FunctionPreprocessor
+        for call in (lambda: DockerBuilder("python:3.11").build(FunctionPreprocessor(print, (), {}).context()),
+                     lambda: DockerDeployer().deploy("python:3.11")):
+            try:
+                call()
+            except fairing.MissingDependencyError as exc:
+                print("RAISED", exc)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(ROOT), timeout=60)
+    assert proc.stdout.count("RAISED") == 2, proc.stdout + proc.stderr
+    assert "pip install 'fairing[docker]'" in proc.stdout
