@@ -139,3 +139,25 @@ def test_notebook_payload_runs(registry, base_image, docker_engine, fairing_cach
     envelope, out = _job_result(docker_engine, ref)
     assert envelope.get("ok"), out
     assert "hypot 5.0" in out
+
+
+def test_failed_requirements_clear_error_and_nothing_left_behind(registry, base_image, tmp_path, monkeypatch):
+    import tempfile
+
+    from fairing.errors import BuildError
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # fairing's temp files land here
+    ctx = BuildContext(files={"main.py": b"print(1)\n"}, entrypoint=["python3", "main.py"],
+                       requirements=("fairing-no-such-package-" + uuid.uuid4().hex[:8],))
+    with AppendBuilder(base_image, registry.address, cache_dir=tmp_path / "cache") as builder:
+        try:
+            builder.build(ctx)
+        except BuildError as exc:
+            message = str(exc)
+        else:
+            raise AssertionError("the build should have failed")
+    assert "fairing-no-such-package" in message and "wheels" in message
+    assert list(scratch.iterdir()) == []
+    assert not list((tmp_path / "cache").rglob("*.tar.gz"))
