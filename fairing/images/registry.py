@@ -233,10 +233,15 @@ class RegistryClient:
             self._scheme[host] = "https"
             return resp
         except requests.exceptions.SSLError as exc:
-            if not may_plain or "CERTIFICATE_VERIFY_FAILED" in str(exc) or "certificate verify failed" in str(exc):
+            untrusted = "certificate verify failed" in str(exc).lower()
+            if untrusted:
                 raise RegistryUnreachableError(
                     f"TLS with {host} failed: {_short(exc)}. If the registry uses a private CA, pass "
-                    f"ca_bundle='/path/to/ca.pem'; if it serves plain HTTP, mark it insecure=['{host}']."
+                    f"ca_bundle='/path/to/ca.pem' (or add the CA to the system's trust store)."
+                ) from None
+            if not may_plain:
+                raise RegistryUnreachableError(
+                    f"TLS with {host} failed: {_short(exc)}. If it serves plain HTTP, mark it insecure=['{host}']."
                 ) from None
         except _ConnectionFailed:
             if not may_plain:
@@ -287,9 +292,10 @@ class RegistryClient:
                     attempt += 1
                     time.sleep(self.backoff * attempt)
                     continue
+                verb = "Lost the connection to" if host in self._scheme else "Cannot connect to"
                 raise RegistryUnreachableError(
-                    f"Lost the connection to the registry at {host} while {what or method + ' ' + redact(url)}: "
-                    f"{_short(exc.cause)}. Check that the registry is running and reachable from here."
+                    f"{verb} the registry at {host} while {what or method + ' ' + redact(url)}: "
+                    f"{_short(exc.cause)}. Check the address, and that the registry is running and reachable from here."
                 ) from None
             if resp.status_code == 401 and not authed_again:
                 authed_again = True
@@ -655,12 +661,16 @@ class _UploadInterrupted(Exception):
 
 
 def _short(exc: BaseException) -> str:
-    """A one-line reason without URLs' query strings."""
+    """A one-line reason, without URLs' query strings."""
     text = str(exc)
-    text = re.sub(r"(https?://[^\s'\"?]+)\?[^\s'\")]*", r"\1", text)
-    m = re.search(r"(Connection refused|Name or service not known|timed out|Connection reset by peer|"
-                  r"Broken pipe|Connection aborted|RemoteDisconnected|CERTIFICATE_VERIFY_FAILED[^'\")]*|"
-                  r"WRONG_VERSION_NUMBER|certificate verify failed[^'\")]*)", text)
+    m = re.search(r"certificate verify failed: ([^(\]'\")]+)", text)
+    if m:
+        return f"the server's certificate is not trusted ({m.group(1).strip()})"
+    if "WRONG_VERSION_NUMBER" in text or "record layer failure" in text:
+        return "the server does not speak TLS"
+    m = re.search(r"(Connection refused|Name or service not known|Temporary failure in name resolution|timed out|"
+                  r"Connection reset by peer|Broken pipe|Connection aborted|RemoteDisconnected|No route to host)", text)
     if m:
         return m.group(1)
+    text = re.sub(r"(https?://[^\s'\"?]+)\?[^\s'\")]*", r"\1", text)
     return text[:200]

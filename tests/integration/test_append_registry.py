@@ -234,7 +234,7 @@ def test_untrusted_tls_certificate_clear_error(tls_registry, tls_base_image, fai
     (user, password), = TLS_USERS.items()
     with AppendBuilder(tls_base_image, tls_registry.address, username=user, password=password,
                        cache_dir=fairing_cache) as builder:
-        with pytest.raises(RegistryUnreachableError, match="ca_bundle"):
+        with pytest.raises(RegistryUnreachableError, match="certificate is not trusted.*ca_bundle="):
             builder.build(_context())
 
 
@@ -242,7 +242,7 @@ def test_unreachable_registry_clear_error(base_image, fairing_cache):
     dead = f"127.0.0.1:{free_port()}"
     with AppendBuilder(f"{dead}/some/base:1", dead, cache_dir=fairing_cache) as builder:
         builder.client.backoff = 0.05
-        with pytest.raises(RegistryUnreachableError, match=f"Cannot connect|Lost the connection.*{dead}"):
+        with pytest.raises(RegistryUnreachableError, match=f"Cannot connect to the registry at {dead}.*Connection refused"):
             builder.build(_context())
 
 
