@@ -32,7 +32,6 @@ import json
 import os
 import random
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -255,7 +254,6 @@ def main() -> int:
     return 0
 
 
-_CLIENT = None
 
 
 def _manifest_bytes(ref: ImageRef) -> bytes:

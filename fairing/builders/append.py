@@ -366,13 +366,13 @@ class AppendBuilder:
                 on_progress = self._progress(emit, "base", d.digest)
                 if same_registry and base.ref.repository != repo:
                     # a mount of a blob the repository already has also answers 201
-                    how = self._mount_or_copy(target, base, d, Path(tmp), on_progress)
+                    self._mount_or_copy(target, base, d, Path(tmp), on_progress)
                 elif same_registry:
                     if not self.client.has_blob(target, d.digest):
                         raise RegistryError(f"The base image's layer {d.digest} is missing from {target.name}.")
                     on_progress(d.size, d.size, "skipped")
                 else:
-                    how = self._copy_blob(target, base, d, Path(tmp), on_progress)
+                    self._copy_blob(target, base, d, Path(tmp), on_progress)
                 self._known.add(key)
             for layer in new_layers:
                 key = (host, repo, layer.descriptor.digest)
