@@ -115,9 +115,10 @@ class _ProgressReader:
         n = remaining if n is None or n < 0 else min(n, remaining)
         data = self._fh.read(n)
         self._done += len(data)
-        if self._on_progress and (self._done - self._last >= self._step or self._done >= self._limit):
+        # intermediate events carry no note (renderers redraw a bar); the caller reports the end
+        if self._on_progress and self._done - self._last >= self._step and self._done < self._total:
             self._last = self._done
-            self._on_progress(self._done, self._total, "uploading")
+            self._on_progress(self._done, self._total, "")
         return data
 
 

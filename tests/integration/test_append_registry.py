@@ -275,6 +275,21 @@ def test_chunked_upload_cut_resumes(registry, base_image):
     assert any(n.startswith("retrying") for n in seen)
 
 
+def test_progress_events_per_blob(registry):
+    """Bytes as they go (no note: a renderer redraws one bar), then one final note."""
+    data = os.urandom(4 << 20)
+    digest = sha256_digest(data)
+    ref = ImageRef(registry.address, _repo())
+    events = []
+    with RegistryClient(insecure=True) as client:
+        assert client.upload_blob(ref, digest, data, on_progress=lambda *e: events.append(e)) == "uploaded"
+        assert client.upload_blob(ref, digest, data, on_progress=lambda *e: events.append(e)) == "skipped"
+    middle = [e for e in events[:-2] if not e[2]]
+    assert len(middle) >= 3 and [e[0] for e in middle] == sorted(e[0] for e in middle)
+    assert all(total == len(data) for _done, total, _note in events)
+    assert events[-2] == (len(data), len(data), "uploaded") and events[-1] == (len(data), len(data), "skipped")
+
+
 def test_bearer_token_auth(token_registry, base_image, fairing_cache):
     """Token challenges with repository scopes: push to one repository, mount from another."""
     from tests.services.base_image import push_base_image
