@@ -546,6 +546,7 @@ class RegistryClient:
                 return "mounted"
             start_params = {}
             location = self._location(resp, host)
+            self._reauthorized = False
             try:
                 if total <= self.chunk_size:
                     self._put_monolithic(host, repo, location, digest, source, total, on_progress)
@@ -594,6 +595,11 @@ class RegistryClient:
             return resp
         if resp.status_code in _RETRY_STATUS:
             raise _UploadInterrupted(f"HTTP {resp.status_code}")
+        if resp.status_code == 401 and not getattr(self, "_reauthorized", False):
+            # a token that expired during a long upload: get a new one and start the upload again
+            self._reauthorized = True
+            self._authorize(host, repo, "pull,push", resp)
+            raise _UploadInterrupted("the registry asked to authenticate again")
         raise self._error(resp, host, repo, what)
 
     def _put_monolithic(self, host, repo, location, digest, source, total, on_progress) -> None:
