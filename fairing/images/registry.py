@@ -137,6 +137,9 @@ class RegistryClient:
       [64 MiB]; smaller ones in one ``PUT``.
     * ``retries`` - how many times a failed upload or a 5xx/connection error is retried [3].
     * ``timeout`` - (connect, read) seconds [(10, 300)].
+    * ``backoff`` - seconds before the first retry, growing linearly [0.5].
+
+    One client serves one thread at a time (it caches schemes and tokens per host).
     """
 
     def __init__(

@@ -350,3 +350,18 @@ def test_base_from_another_registry_is_copied(registry, base_image, tls_registry
     with RegistryClient(credentials=StaticCredentials(user, password), ca_bundle=str(tls_registry.ca_path)) as client:
         manifest = json.loads(client.get_manifest(ref)[0])
         assert client.has_blob(ref, manifest["layers"][0]["digest"])
+
+
+def test_client_mount_and_fallback(registry):
+    data = os.urandom(1 << 16)
+    digest = sha256_digest(data)
+    a, b, c = (ImageRef(registry.address, _repo()) for _ in range(3))
+    with RegistryClient(insecure=True) as client:
+        assert client.upload_blob(a, digest, data) == "uploaded"
+        mark = registry.mark()
+        assert client.upload_blob(b, digest, data, mount_from=a.repository) == "mounted"
+        assert not _uploaded_digests(registry.requests(mark))
+        # mounting from a repository that lacks the blob: the registry opens an upload instead
+        other = os.urandom(1 << 10)
+        assert client.upload_blob(c, sha256_digest(other), other, mount_from=a.repository) == "uploaded"
+        assert client.get_blob(c, sha256_digest(other)) == other
