@@ -77,23 +77,58 @@ def context_of(directory: Path) -> BuildContext:
     return BuildContext(files=files, entrypoint=ENTRYPOINT)
 
 
+def _proxy_main(upstream: str, conn) -> None:
+    proxy = Proxy(upstream)
+    conn.send(proxy.address)
+    while True:
+        if conn.recv() == "stop":
+            proxy.stop()
+            conn.send(None)
+            return
+        time.sleep(0.05)  # let the pump threads account for the last bytes
+        conn.send((proxy.bytes_up, proxy.body_bytes_up))
+
+
+class ProxyProcess:
+    """The counting proxy in a child process, so its threads do not compete with fairing
+    (which runs in this process) for the GIL."""
+
+    def __init__(self, upstream: str) -> None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("fork")
+        self._conn, child = ctx.Pipe()
+        self._process = ctx.Process(target=_proxy_main, args=(upstream, child), daemon=True)
+        self._process.start()
+        self.address = self._conn.recv()
+
+    def counters(self) -> tuple[int, int]:
+        self._conn.send("get")
+        return self._conn.recv()
+
+    def stop(self) -> None:
+        if self._process.is_alive():
+            self._conn.send("stop")
+            self._conn.recv()
+            self._process.join(5)
+
+
 class Meter:
     def __init__(self, registry, proxy) -> None:
         self.registry, self.proxy = registry, proxy
 
     def __enter__(self):
         self.mark = self.registry.mark()
-        self.up0 = self.proxy.bytes_up
-        self.body0 = self.proxy.body_bytes_up
+        self.up0, self.body0 = self.proxy.counters()
         self.t0 = time.perf_counter()
         return self
 
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self.t0
         self.requests = len(self.registry.requests(self.mark))
-        time.sleep(0.05)  # let the proxy threads account for the last bytes
-        self.bytes_up = self.proxy.bytes_up - self.up0
-        self.body_bytes = self.proxy.body_bytes_up - self.body0
+        up, body = self.proxy.counters()
+        self.bytes_up = up - self.up0
+        self.body_bytes = body - self.body0
 
 
 def run(cmd, **kw):
@@ -116,7 +151,7 @@ def main() -> int:
         raise SystemExit("crane not found: GOFLAGS=-mod=mod go install github.com/google/go-containerregistry/cmd/crane@latest")
 
     registry = start_registry()
-    proxy = Proxy(registry.address)
+    proxy = ProxyProcess(registry.address)
     docker = None if args.skip_docker else ensure_docker()
     work = Path(tempfile.mkdtemp(prefix="fairing-bench-"))
     results: list[dict] = []
@@ -136,91 +171,79 @@ def main() -> int:
             print(f"{tool:8} {case:12} {m.seconds:8.3f} s {m.bytes_up:>11,d} B sent {m.body_bytes:>11,d} B bodies "
                   f"{m.requests:5d} req", flush=True)
 
-        # ---------------------------------------------------------------- fairing
+        # The tools, each with its own target repository. Every case runs the tools one after
+        # the other, and the one-line case interleaves them per repeat, so a change in the
+        # machine's load hits all tools alike.
         cache = work / "fairing-cache"
-        with Meter(registry, proxy) as m:
-            builder = AppendBuilder(base_ref, proxy.address, repository="bench/fairing", cache_dir=cache)
-            builder.build(context_of(small))
-        record("fairing", "first", m)
-        times = []
-        for i in range(args.repeat):
-            write_small(small, f"x = {i + 2}")
-            with Meter(registry, proxy) as m:
-                ref = builder.build(context_of(small))
-            times.append(m)
-        m = sorted(times, key=lambda t: t.seconds)[len(times) // 2]
-        manifest_bytes = _manifest_bytes(ref)
-        manifest = json.loads(manifest_bytes)
-        budget = manifest["layers"][-1]["size"] + manifest["config"]["size"] + len(manifest_bytes)
-        record("fairing", "one-line", m, changed_layer_bytes=manifest["layers"][-1]["size"],
-               layer_config_manifest_bytes=budget)
-        with Meter(registry, proxy) as m:
-            builder.build(context_of(small))
-        record("fairing", "unchanged", m)
-        with Meter(registry, proxy) as m:
-            AppendBuilder(base_ref, proxy.address, repository="bench/fairing-large", cache_dir=cache).build(context_of(large))
-        record("fairing", "large-first", m)
-        builder.close()
+        state: dict = {"builder": None, "ref": None}
 
-        # ---------------------------------------------------------------- crane
-        def crane_append(ctx_parent: Path, target: str):
+        def fairing_build(ctx_dir: Path, repo: str, version: int):
+            if state["builder"] is None or repo.endswith("-large"):
+                builder = AppendBuilder(base_ref, proxy.address, repository=repo, cache_dir=cache)
+                if not repo.endswith("-large"):
+                    state["builder"] = builder
+            else:
+                builder = state["builder"]
+            state["ref"] = builder.build(context_of(ctx_dir))
+
+        def crane_build(ctx_dir: Path, repo: str, version: int):
             layer = work / "layer.tgz"
-            run(["tar", "-C", str(ctx_parent), "-czf", str(layer), "app"])
-            run([args.crane, "append", "--insecure", "-b", base_ref, "-f", str(layer), "-t", target])
+            run(["tar", "-C", str(ctx_dir.parent), "-czf", str(layer), ctx_dir.name])
+            run([args.crane, "append", "--insecure", "-b", base_ref, "-f", str(layer), "-t",
+                 f"{proxy.address}/{repo}:v{version}"])
             layer.unlink()
 
+        dockerfile = f'FROM {base_ref}\nWORKDIR /app\nCOPY . /app\nENTRYPOINT {json.dumps(ENTRYPOINT)}\n'
+        docker_env = dict(os.environ, DOCKER_BUILDKIT="1")
+
+        def docker_build(ctx_dir: Path, repo: str, version: int):
+            target = f"{proxy.address}/{repo}:v{version}"
+            (ctx_dir / "Dockerfile").write_text(dockerfile)
+            try:
+                run([args.docker, "build", "-q", "-t", target, str(ctx_dir)], env=docker_env)
+                pushed_docker.append(target)
+                run([args.docker, "push", "-q", target], env=docker_env)
+            finally:
+                (ctx_dir / "Dockerfile").unlink()
+
+        tools = {"fairing": fairing_build, "crane": crane_build}
+        if docker is not None:
+            tools["docker"] = docker_build
+            # docker pulls the base in its first build (so it knows it can mount the base layer)
+            subprocess.run([args.docker, "image", "rm", "-f", base_ref], capture_output=True)
+
         write_small(small, "x = 1")
-        with Meter(registry, proxy) as m:
-            crane_append(small.parent, f"{proxy.address}/bench/crane:v1")
-        record("crane", "first", m)
-        times = []
+        for tool, build in tools.items():
+            with Meter(registry, proxy) as m:
+                build(small, f"bench/{tool}", 1)
+            record(tool, "first", m)
+        one_line: dict = {tool: [] for tool in tools}
         for i in range(args.repeat):
             write_small(small, f"x = {i + 2}")
-            with Meter(registry, proxy) as m:
-                crane_append(small.parent, f"{proxy.address}/bench/crane:v{i + 2}")
-            times.append(m)
-        record("crane", "one-line", sorted(times, key=lambda t: t.seconds)[len(times) // 2])
-        with Meter(registry, proxy) as m:
-            crane_append(small.parent, f"{proxy.address}/bench/crane:v{args.repeat + 1}")
-        record("crane", "unchanged", m)
-        with Meter(registry, proxy) as m:
-            crane_append(large.parent, f"{proxy.address}/bench/crane-large:v1")
-        record("crane", "large-first", m)
-
-        # ---------------------------------------------------------------- docker
-        if docker is not None:
-            dockerfile = f'FROM {base_ref}\nWORKDIR /app\nCOPY . /app\nENTRYPOINT {json.dumps(ENTRYPOINT)}\n'
-            env = dict(os.environ, DOCKER_BUILDKIT="1")
-
-            def docker_build_push(ctx: Path, target: str):
-                (ctx / "Dockerfile").write_text(dockerfile)
-                try:
-                    run([args.docker, "build", "-q", "-t", target, str(ctx)], env=env)
-                    pushed_docker.append(target)
-                    run([args.docker, "push", "-q", target], env=env)
-                finally:
-                    (ctx / "Dockerfile").unlink()
-
-            # as on a fresh machine: docker pulls the base in the first build (and so knows it can
-            # mount its layer instead of uploading it)
-            subprocess.run([args.docker, "image", "rm", "-f", base_ref], capture_output=True)
-            write_small(small, "x = 1")
-            with Meter(registry, proxy) as m:
-                docker_build_push(small, f"{proxy.address}/bench/docker:v1")
-            record("docker", "first", m)
-            times = []
-            for i in range(args.repeat):
-                write_small(small, f"x = {i + 2}")
+            for tool, build in tools.items():
                 with Meter(registry, proxy) as m:
-                    docker_build_push(small, f"{proxy.address}/bench/docker:v{i + 2}")
-                times.append(m)
-            record("docker", "one-line", sorted(times, key=lambda t: t.seconds)[len(times) // 2])
+                    build(small, f"bench/{tool}", i + 2)
+                one_line[tool].append(m)
+        for tool in tools:
+            m = sorted(one_line[tool], key=lambda t: t.seconds)[len(one_line[tool]) // 2]
+            extra = {"all_seconds": [round(t.seconds, 4) for t in one_line[tool]]}
+            if tool == "fairing":
+                manifest_bytes = _manifest_bytes(state["ref"])
+                manifest = json.loads(manifest_bytes)
+                extra["changed_layer_bytes"] = manifest["layers"][-1]["size"]
+                extra["layer_config_manifest_bytes"] = (manifest["layers"][-1]["size"] + manifest["config"]["size"]
+                                                        + len(manifest_bytes))
+            record(tool, "one-line", m, **extra)
+        for tool, build in tools.items():
             with Meter(registry, proxy) as m:
-                docker_build_push(small, f"{proxy.address}/bench/docker:v{args.repeat + 1}")
-            record("docker", "unchanged", m)
+                build(small, f"bench/{tool}", args.repeat + 2)
+            record(tool, "unchanged", m)
+        for tool, build in tools.items():
             with Meter(registry, proxy) as m:
-                docker_build_push(large, f"{proxy.address}/bench/docker-large:v1")
-            record("docker", "large-first", m)
+                build(large, f"bench/{tool}-large", 1)
+            record(tool, "large-first", m)
+        if state["builder"] is not None:
+            state["builder"].close()
     finally:
         if docker is not None:
             for tag in pushed_docker + [base_ref]:
@@ -237,6 +260,10 @@ def main() -> int:
         if f and c:
             summary[f"{case}: fairing/crane time"] = round(f["seconds"] / c["seconds"], 2)
     fo = by[("fairing", "one-line")]
+    co = by.get(("crane", "one-line"))
+    if co:
+        pairs = sorted(f / c for f, c in zip(fo["all_seconds"], co["all_seconds"]))
+        summary["one-line: median of per-repeat fairing/crane"] = round(pairs[len(pairs) // 2], 2)
     summary["one-line: fairing body bytes sent"] = fo["body_bytes_up"]
     summary["one-line: changed layer + config + manifest"] = fo["layer_config_manifest_bytes"]
     summary["one-line: fairing bytes sent incl. HTTP headers"] = fo["bytes_up"]
