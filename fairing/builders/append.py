@@ -389,7 +389,9 @@ class AppendBuilder:
                     self.client.upload_blob(target, layer.descriptor.digest, layer.path, size=layer.descriptor.size,
                                             on_progress=on_progress)
                 self._known.add(key)
-            self.client.upload_blob(target, config_desc.digest, config_bytes, on_progress=self._progress(emit, "config", config_desc.digest))
+            # no HEAD for the config: a new manifest almost always has a new config, and it is small
+            self.client.upload_blob(target, config_desc.digest, config_bytes, check_exists=False,
+                                    on_progress=self._progress(emit, "config", config_desc.digest))
 
     def _mount_or_copy(self, target: ImageRef, base: _Base, d: Descriptor, tmp: Path, on_progress) -> str:
         """Mount without a HEAD first (a mount of a blob the repository already has also
