@@ -365,3 +365,12 @@ def test_client_mount_and_fallback(registry):
         other = os.urandom(1 << 10)
         assert client.upload_blob(c, sha256_digest(other), other, mount_from=a.repository) == "uploaded"
         assert client.get_blob(c, sha256_digest(other)) == other
+
+
+def test_insecure_registry_with_self_signed_certificate(tls_registry, tls_base_image, fairing_cache):
+    """insecure=[host]: HTTPS without certificate checks (Kubeflow Fairing's 'insecure registry' SSL errors)."""
+    (user, password), = TLS_USERS.items()
+    with AppendBuilder(tls_base_image, tls_registry.address, repository=_repo(), username=user, password=password,
+                       insecure=[tls_registry.address], cache_dir=fairing_cache) as builder:
+        assert builder.build(_context()).pinned
+        assert builder.client._scheme[tls_registry.address] == "https"
