@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from typing import Any, Iterator, Optional
 
-from ..errors import DeployError, JobFailedError, JobTimeoutError
+from ..errors import JobFailedError, JobTimeoutError
 from ..events import EventCallback
 from ..kube import raise_for_api_error
 from .kubernetes import JOB_LABEL, KubeDeployerBase, KubeHandle
