@@ -156,8 +156,10 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="fairing-bench-"))
     results: list[dict] = []
     pushed_docker: list[str] = []
+    base_ref, base_digest = "", None
     try:
         base = push_base_image(registry.address)
+        base_digest = base.digest
         base_ref = f"{proxy.address}/{base.repository}:3.11-bookworm"
         small = work / "small" / "app"
         large = work / "large" / "app"
@@ -249,8 +251,12 @@ def main() -> int:
             state["builder"].close()
     finally:
         if docker is not None:
-            for tag in pushed_docker + [base_ref]:
-                subprocess.run([docker.cli, "image", "rm", "-f", tag], capture_output=True)
+            # by name only: the image IDs may be shared with other users of the engine
+            leftovers = pushed_docker + [base_ref]
+            if base_digest:
+                leftovers.append(f"{base_ref.rsplit(':', 1)[0]}@{base_digest}")
+            for name in leftovers:
+                subprocess.run([args.docker, "image", "rm", "-f", name], capture_output=True)
             docker.stop()
         proxy.stop()
         registry.stop()
