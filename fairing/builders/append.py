@@ -144,6 +144,8 @@ class AppendBuilder:
         self.client = client
         # blobs this builder has seen in (host, repository): saves HEADs on re-submits
         self._known: set[tuple[str, str, str]] = set()
+        # requirement tags this builder has seen in (host, repository)
+        self._known_tags: set[tuple[str, str, str]] = set()
         self._base_cache: dict[str, _Base] = {}
 
     def close(self) -> None:
@@ -209,6 +211,7 @@ class AppendBuilder:
                 deps_tag = "deps-" + key[:32]
                 pending = self._cached_deps(target.with_tag(deps_tag), key)
                 if pending is None:
+                    deps_new = self._cache.get_layer(key) is None  # pip runs now
                     layer = build_requirements_layer(
                         context.requirements, python_version=python_version, platform=self.platform,
                         cache=self._cache, glibc=self.glibc, on_event=emit, compresslevel=self.compresslevel,
@@ -216,7 +219,8 @@ class AppendBuilder:
                     pending = _PendingLayer(
                         Descriptor(lmt, layer.digest, layer.size), layer.diff_id, layer.path, "requirements"
                     )
-                    deps_new = True
+                else:
+                    self._known_tags.add((target.registry, target.repository, deps_tag))
                 new_layers.append(pending)
                 # the context's own entries (the runtime's .fairing) first, then the requirements
                 env["PYTHONPATH"] = ":".join(p for p in (env.get("PYTHONPATH", ""), SITE_DIR) if p)
@@ -271,8 +275,12 @@ class AppendBuilder:
                         self._known.clear()
                         continue
                     raise
-            if deps_new and deps_tag:
-                self._push_deps_tag(target.with_tag(deps_tag), new_layers[0], media_type)
+            if deps_tag and (target.registry, target.repository, deps_tag) not in self._known_tags:
+                # publish the requirements layer for other machines, once per process and repository
+                deps_ref = target.with_tag(deps_tag)
+                if deps_new or self.client.head_manifest(deps_ref, actions="pull,push") is None:
+                    self._push_deps_tag(deps_ref, new_layers[0], media_type)
+                self._known_tags.add((target.registry, target.repository, deps_tag))
             emit(Stage("push", "finished", str(result)))
             return result
 

@@ -61,7 +61,10 @@ def test_requirements_layer_installed_for_image_python_and_cached(registry, base
         changed = ctx.with_files({"main.py": (script + "print('changed')\n").encode()})
         ref2 = builder.build(changed, on_event=events.append)
         assert not any(isinstance(e, Stage) and e.name == "requirements" for e in events)
-        assert len(_uploaded(registry.requests(mark))) == 2  # code layer + config
+        reqs = registry.requests(mark)
+        assert len(_uploaded(reqs)) == 2  # code layer + config
+        assert not [r for r in reqs if "/manifests/deps-" in r.path]  # the requirements tag is not pushed again
+        assert len(reqs) <= 8, reqs
         assert _run(docker_engine, ref2).strip().splitlines()[-1] == "changed"
 
     # another machine (empty local cache) finds the requirements layer in the registry: no pip
