@@ -300,12 +300,8 @@ class AppendBuilder:
         ref = self.base
         top_digest = ref.digest
         if top_digest is None:
+            # None (missing, or no digest header): the GET below fetches it or says it is missing
             found = self.client.head_manifest(ref)
-            if found is None and not self._exists_via_get(ref):
-                raise RegistryError(
-                    f"The base image {ref} was not found in its registry. Check the name and tag "
-                    "(and that the registry holds it).", status=404, code="MANIFEST_UNKNOWN",
-                )
             top_digest = found.digest if found else None
         if top_digest and top_digest in self._base_cache:
             return self._base_cache[top_digest]
@@ -341,15 +337,6 @@ class AppendBuilder:
         base = _Base(ref=ref.with_digest(manifest_digest), manifest=value, media_type=media_type, config=config)
         self._base_cache[top_digest] = base
         return base
-
-    def _exists_via_get(self, ref: ImageRef) -> bool:
-        try:
-            self.client.get_manifest(ref)
-            return True
-        except RegistryError as exc:
-            if exc.status == 404:
-                return False
-            raise
 
     # -- pushing --------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import pytest
 
 from fairing.builders.append import AppendBuilder
 from fairing.context import BuildContext
-from fairing.errors import ConfigurationError, RegistryAuthError, RegistryUnreachableError
+from fairing.errors import ConfigurationError, RegistryAuthError, RegistryError, RegistryUnreachableError
 from fairing.events import Progress, Stage
 from fairing.images import ImageRef
 from fairing.images.manifest import (
@@ -374,3 +374,10 @@ def test_insecure_registry_with_self_signed_certificate(tls_registry, tls_base_i
                        insecure=[tls_registry.address], cache_dir=fairing_cache) as builder:
         assert builder.build(_context()).pinned
         assert builder.client._scheme[tls_registry.address] == "https"
+
+
+def test_missing_base_image_clear_error(registry, fairing_cache):
+    with AppendBuilder(f"{registry.address}/no/such-base:1", registry.address, cache_dir=fairing_cache) as builder:
+        with pytest.raises(RegistryError, match="does not exist.*MANIFEST_UNKNOWN") as info:
+            builder.build(_context())
+    assert info.value.status == 404
