@@ -12,6 +12,15 @@ Everything is content-addressed: the same context and base give the same layer a
 image digests, the tag is derived from the manifest digest, and a build whose manifest
 the registry already holds uploads nothing (two requests: the base's and the target's
 manifest ``HEAD``). A one-line change uploads only the code layer, config and manifest.
+
+Example::
+
+    from fairing.builders.append import AppendBuilder
+    from fairing.preprocessors.function import FunctionPreprocessor
+
+    with AppendBuilder("python:3.11-slim", "ghcr.io/my-org") as builder:   # ~/.docker/config.json
+        ref = builder.build(FunctionPreprocessor(train, args=(10,)).context())
+    # ref: ghcr.io/my-org/fairing-job:fairing-1f2e...@sha256:1f2e...
 """
 
 from __future__ import annotations
