@@ -164,3 +164,28 @@ def test_failed_requirements_clear_error_and_nothing_left_behind(registry, base_
     assert "fairing-no-such-package" in message and "wheels" in message
     assert list(scratch.iterdir()) == []
     assert not list((tmp_path / "cache").rglob("*.tar.gz"))
+
+
+def test_full_notebook_payload_runs_with_papermill_installed_without_docker(registry, base_image, docker_engine,
+                                                                            fairing_cache, tmp_path):
+    """papermill and ipykernel (with compiled wheels: pyzmq, tornado...) go into the
+    requirements layer for the image's Python; the notebook runs whole, parameters injected."""
+    import nbformat
+
+    from fairing.preprocessors.notebook import FullNotebookPreprocessor
+
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("factor = 1")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("result = 21 * factor\nprint('result', result)")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "report.ipynb"
+    nbformat.write(nb, str(path))
+    ctx = FullNotebookPreprocessor(path, parameters={"factor": 2}, requirements=[]).context()
+    with AppendBuilder(base_image, registry.address, cache_dir=fairing_cache) as builder:
+        ref = builder.build(ctx)
+    envelope, out = _job_result(docker_engine, ref)
+    assert envelope.get("ok"), out
+    executed = envelope["value"]
+    outputs = [o.get("text", "") for c in executed["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    assert any("result 42" in "".join(t) if isinstance(t, list) else "result 42" in t for t in outputs), outputs
