@@ -26,6 +26,7 @@ Example::
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 import tempfile
 from dataclasses import dataclass
@@ -231,8 +232,10 @@ class AppendBuilder:
                 else:
                     self._known_tags.add((target.registry, target.repository, deps_tag))
                 new_layers.append(pending)
-                # the context's own entries (the runtime's .fairing) first, then the requirements
-                env["PYTHONPATH"] = ":".join(p for p in (env.get("PYTHONPATH", ""), SITE_DIR) if p)
+                # keep the context's own entries (the runtime's), made absolute against the workdir
+                own = [p if p.startswith("/") else posixpath.join(context.workdir, p)
+                       for p in context.env.get("PYTHONPATH", "").split(":") if p]
+                env["PYTHONPATH"] = ":".join([*own, SITE_DIR])
             code = context_layer(context, Path(tmp), compresslevel=self.compresslevel)
             new_layers.append(_PendingLayer(Descriptor(lmt, code.digest, code.size), code.diff_id, code.path, "code"))
 
