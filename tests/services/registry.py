@@ -88,11 +88,6 @@ class Registry:
         time.sleep(0.2)
         return len(self.request_log_lines())
 
-    def bytes_uploaded(self, since: int = 0) -> int:
-        """Bytes the registry received in blob and manifest bodies (from its storage sizes
-        is not possible, so from Content-Length of PUT/PATCH as the client declared)."""
-        raise NotImplementedError("use a counting proxy; the access log records response sizes only")
-
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
