@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import uuid
@@ -187,14 +188,27 @@ def test_platform_chosen_from_multi_arch_index(registry, base_image, fairing_cac
             builder.build(_context())
 
 
-def test_tls_basic_auth_push(tls_registry, tls_base_image, fairing_cache):
+def test_tls_basic_auth_push(tls_registry, tls_base_image, fairing_cache, caplog):
+    import logging
+
     (user, password), = TLS_USERS.items()
+    events = []
+    caplog.set_level(logging.DEBUG)
     with AppendBuilder(tls_base_image, tls_registry.address, repository=_repo(), username=user, password=password,
                        ca_bundle=str(tls_registry.ca_path), cache_dir=fairing_cache) as builder:
-        ref = builder.build(_context())
+        ref = builder.build(_context(), on_event=events.append)
+        builder.build(_context("print('again')"))  # no callback: events go to the 'fairing' logger
+        assert password not in repr(builder) and password not in repr(builder.client.__dict__.get("_credentials"))
     assert ref.pinned
     with RegistryClient(credentials=StaticCredentials(user, password), ca_bundle=str(tls_registry.ca_path)) as client:
         assert client.head_manifest(ref).digest == ref.digest
+        manifest = json.loads(client.get_manifest(ref)[0])
+        config = client.get_blob(ref, manifest["config"]["digest"])
+        code = client.get_blob(ref, manifest["layers"][-1]["digest"])
+    # credentials never in events, logs, the config or the layer
+    assert password not in repr(events) and password not in caplog.text
+    assert password.encode() not in config and password.encode() not in gzip.decompress(code)
+    assert "fairing" in caplog.text or caplog.records  # the logger fallback did receive events
 
 
 def test_credentials_from_docker_config(tls_registry, tls_base_image, fairing_cache, tmp_path, monkeypatch):
