@@ -38,7 +38,9 @@ def _context(line: str = "print('hello from fairing')", n_extra: int = 3) -> Bui
 
 
 def _diff_id(ctx: BuildContext) -> str:
-    return sha256_digest(ctx.tar_bytes(prefix=ctx.workdir))
+    """The code layer's diff_id is the context's own digest under its workdir."""
+    assert ctx.digest(prefix=ctx.workdir) == sha256_digest(ctx.tar_bytes(prefix=ctx.workdir))
+    return ctx.digest(prefix=ctx.workdir)
 
 
 def _uploaded_digests(requests) -> list[str]:
