@@ -72,5 +72,31 @@ def ensure_dockerd(timeout: float = 90.0) -> str:
     return base_url
 
 
+class DockerEngine:
+    """The engine for tests that drive the docker CLI (the append tests, the benchmark)."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.cli = shutil.which("docker") or "/usr/bin/docker"
+        if not os.path.exists(self.cli):
+            raise RuntimeError("The docker CLI is not installed: apt-get install -y docker.io")
+
+    def run(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
+        env = dict(os.environ, DOCKER_HOST=self.base_url)
+        proc = subprocess.run([self.cli, *args], capture_output=True, text=True, timeout=timeout, env=env)
+        if check and proc.returncode != 0:
+            raise RuntimeError(f"docker {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n"
+                               f"{proc.stderr[-2000:]}")
+        return proc
+
+    def stop(self) -> None:
+        """Nothing to do: the engine is shared and left running (see the module docstring)."""
+
+
+def ensure_docker(timeout: float = 90.0) -> DockerEngine:
+    """:func:`ensure_dockerd`, returning a handle that runs the docker CLI against it."""
+    return DockerEngine(ensure_dockerd(timeout))
+
+
 if __name__ == "__main__":
     print(ensure_dockerd())
