@@ -43,7 +43,9 @@ def raise_for_api_error(exc: Exception, *, action: str, kind: str = "", namespac
             f"(see the message) the missing permission on {details.get('kind') or kind or 'the resource'} "
             "with a Role and RoleBinding, or use another namespace or service account."
         ) from exc
-    if status == 404 and kind and "the server could not find the requested resource" in message:
+    unknown_type = not body.get("details") and (
+        "could not find the requested resource" in message or message in ("Not Found", "404 page not found"))
+    if status == 404 and kind and unknown_type:  # no such resource type, as opposed to no such object
         raise MissingCRDError(
             f"The cluster does not know the resource type {kind} (while trying to {action}). "
             "Install the operator that provides it (for TFJob and PyTorchJob: the Kubeflow training operator), "
