@@ -31,18 +31,24 @@ __all__ = ["SITE_DIR", "requirements_key", "pip_platform_tags", "build_requireme
 SITE_DIR = "/opt/fairing/python"
 
 _ARCH = {"amd64": "x86_64", "arm64": "aarch64", "ppc64le": "ppc64le", "s390x": "s390x", "386": "i686"}
-_RECIPE_VERSION = 1
+_RECIPE_VERSION = 2
 
 
 def pip_platform_tags(platform: Platform, glibc: str = "2.28") -> list[str]:
-    """pip ``--platform`` tags for a glibc Linux image (pip also accepts older manylinux)."""
+    """pip ``--platform`` tags for a glibc Linux image: every manylinux tag up to ``glibc``."""
     if platform.os != "linux" or platform.architecture not in _ARCH:
         raise ConfigurationError(
             f"Installing requirements without Docker supports linux/amd64, linux/arm64 and a few others, "
             f"not {platform}. Use the Docker or cluster builder for this platform."
         )
-    major, minor = glibc.split(".")
-    return [f"manylinux_{major}_{minor}_{_ARCH[platform.architecture]}"]
+    # pip does not widen an explicit --platform to older manylinux tags: list them all,
+    # newest first (PEP 600 names, then the legacy aliases they replaced).
+    arch = _ARCH[platform.architecture]
+    major, minor = (int(x) for x in glibc.split("."))
+    tags = [f"manylinux_{major}_{m}_{arch}" for m in range(minor, 4, -1)]
+    legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
+    tags += [f"{name}_{arch}" for m, name in legacy.items() if m <= minor]
+    return tags
 
 
 def requirements_key(requirements: Sequence[str], python_version: str, platform: Platform, glibc: str = "2.28",
