@@ -39,6 +39,18 @@ _TAIL = 40
 _WATCH_SECONDS = 60
 
 
+def _age(timestamp: Optional[str]) -> float:
+    """Seconds since an API timestamp (0 when absent or unreadable)."""
+    if not timestamp:
+        return 0.0
+    try:
+        from datetime import datetime
+
+        return time.time() - datetime.fromisoformat(str(timestamp).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
 def _image_name(image: Any) -> str:
     text = str(image)
     if not text or any(c.isspace() for c in text):
@@ -148,9 +160,14 @@ class KubeDeployerBase:
 
 
 class KubeHandle:
-    """A workload on a cluster. Subclasses say how to create, read, judge and delete it."""
+    """A workload on a cluster. Subclasses say how to create, read, judge and delete it.
+
+    ``unschedulable_grace``: seconds a pod may stay unschedulable (an unbound claim, a
+    node being added) before :class:`UnschedulableError` is raised.
+    """
 
     kind = "Job"
+    unschedulable_grace = 20.0
 
     def __init__(self, kube: KubeClient, name: str, namespace: str, *, on_event: Optional[EventCallback]) -> None:
         self.kube = kube
@@ -331,6 +348,8 @@ class KubeHandle:
         status = pod.get("status", {})
         for cond in status.get("conditions") or []:
             if cond.get("type") == "PodScheduled" and cond.get("status") == "False" and cond.get("reason") == "Unschedulable":
+                if _age(cond.get("lastTransitionTime")) < self.unschedulable_grace:
+                    continue  # claims being bound, nodes being added: give the scheduler a moment
                 raise UnschedulableError(
                     f"The pod {name} of {self.kind} {self.name} cannot be scheduled: {cond.get('message')}. "
                     "Ask for fewer resources (cpu, memory, GPUs), or add nodes that have them."
@@ -380,7 +399,9 @@ class KubeHandle:
                             "cleanup='never'; raise the timeout, or make the job do less.",
                             job=self.name, logs_tail=self._tail(),
                         )
-                    self._cond.wait(remaining if remaining is not None else 5.0)
+                    # Re-judge the cached state at least every few seconds (grace periods expire
+                    # without any event); the watches deliver every change as it happens.
+                    self._cond.wait(min(remaining, 5.0) if remaining is not None else 5.0)
                 # Replicas may end a little after the workload does (workers after the master):
                 # give them, then their log streams, a bounded moment to finish.
                 end = time.monotonic() + 30

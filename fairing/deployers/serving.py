@@ -151,7 +151,7 @@ class KubeEndpointHandle(KubeHandle):
                         f"after {timeout:g} s (pods: {self._pods_text()}; events: {self._events_text()}).",
                         job=self.name, logs_tail=self._tail(),
                     )
-                self._cond.wait(remaining)
+                self._cond.wait(min(remaining, 5.0))  # grace periods expire without events
 
     def _diagnose_exit(self, pod: dict) -> None:
         for cs in pod.get("status", {}).get("containerStatuses") or []:
@@ -165,19 +165,22 @@ class KubeEndpointHandle(KubeHandle):
 
     def request(self, method: str, path: str, body: Optional[dict] = None, timeout: float = 60) -> tuple[int, Any]:
         api = self.kube.api_client
+        cfg = api.configuration
         service, port = self.service
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        for setting in cfg.auth_settings().values():  # tokens; client certificates are set on the pool
+            if setting.get("in") == "header" and setting.get("value"):
+                headers[setting["key"]] = setting["value"]
+        url = f"{cfg.host}/api/v1/namespaces/{self.namespace}/services/{service}:{port}/proxy{path}"
+        # The client's urllib3 pool carries the cluster's CA and client certificate; its
+        # request wrappers differ between client versions, the pool does not.
+        response = api.rest_client.pool_manager.request(
+            method, url, headers=headers, body=json.dumps(body).encode() if body is not None else None,
+            timeout=timeout)
         try:
-            data, status, _ = api.call_api(
-                f"/api/v1/namespaces/{self.namespace}/services/{service}:{port}/proxy{path}", method,
-                header_params={"Content-Type": "application/json", "Accept": "application/json"},
-                body=body, auth_settings=["BearerToken"], _preload_content=False, _request_timeout=timeout,
-                _return_http_data_only=False)
-            return status, json.loads(data.data or b"null")
-        except self.kube.k8s.client.ApiException as exc:
-            try:
-                return exc.status, json.loads(exc.body or "null")
-            except ValueError:
-                return exc.status, {"error": exc.body}
+            return response.status, json.loads(response.data or b"null")
+        except ValueError:
+            return response.status, {"error": response.data.decode(errors="replace")}
 
     def scale(self, replicas: int) -> None:
         self.kube.apps.patch_namespaced_deployment_scale(self.name, self.namespace, {"spec": {"replicas": replicas}})

@@ -261,7 +261,7 @@ def test_service_account_without_rights_is_permission_denied(kube):
     configuration = kube.api_client.configuration.__class__()
     configuration.host = kube.api_client.configuration.host
     configuration.ssl_ca_cert = kube.api_client.configuration.ssl_ca_cert
-    configuration.api_key = {"authorization": f"Bearer {token}"}
+    configuration.api_key = {"authorization": f"Bearer {token}", "BearerToken": f"Bearer {token}"}  # old, new clients
     weak = KubeClient(api_client=kube.k8s.client.ApiClient(configuration), namespace=kube.namespace)
     with pytest.raises(PermissionDeniedError) as err:
         JobDeployer(kube=weak).deploy("busybox")

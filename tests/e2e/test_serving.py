@@ -18,7 +18,13 @@ from fairing.deployers.serving import ServingDeployer
 
 pytestmark = pytest.mark.e2e
 
-SKLEARN = ["scikit-learn==1.5.2"]
+def _sklearn_version() -> str:
+    from importlib.metadata import version
+
+    return version("scikit-learn")
+
+
+SKLEARN = [f"scikit-learn=={_sklearn_version()}"]  # the submitter's, so the pickled model loads here too
 
 
 class IrisModel:
