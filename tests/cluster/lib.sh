@@ -77,6 +77,13 @@ pid_of() {
   echo "$pid"
 }
 
+# _alive PID: the process exists and is not a zombie waiting to be reaped.
+_alive() {
+  local st
+  st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+  [[ -n $st && $st != Z ]]
+}
+
 proc_start() { awk '{print $22}' "/proc/$1/stat" 2>/dev/null; }
 
 # start_daemon NAME CMD...: runs CMD in its own session, logs to $LOGS/NAME.log.
@@ -126,10 +133,10 @@ stop_component() {
   fi
   kill -TERM "$pid" 2>/dev/null || true
   for ((i = 0; i < 100; i++)); do
-    [[ -d /proc/$pid ]] || break
+    _alive "$pid" || break
     sleep 0.1
   done
-  if [[ -d /proc/$pid ]]; then
+  if _alive "$pid"; then
     log "$name (pid $pid) ignored SIGTERM for 10s; sending SIGKILL"
     kill -KILL "$pid" 2>/dev/null || true
     sleep 0.5
