@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Installing Debian packages and building the Go binaries and local images.
 
-APT_PACKAGES=(containerd runc containernetworking-plugins iptables conntrack docker-registry mmdebstrap openssl iproute2 util-linux)
+APT_PACKAGES=(ca-certificates curl containerd runc containernetworking-plugins iptables conntrack docker-registry mmdebstrap openssl iproute2 util-linux)
 
 ensure_packages() {
   local missing=() p

@@ -208,3 +208,74 @@ def test_tfjob_one_ps_two_workers_succeeds(api_client, core_v1, namespace, regis
         tf_config = json.loads(text.split("TF_CONFIG ", 1)[1].splitlines()[0])
         assert len(tf_config["cluster"]["ps"]) == 1 and len(tf_config["cluster"]["worker"]) == 2, tf_config
         assert "unresolved []" in text, f"{name} could not resolve its peers:\n{text}"
+
+
+def _kaniko_image():
+    import os
+
+    from conftest import STATE
+
+    env = os.environ.get("FAIRING_TEST_KANIKO_IMAGE")
+    if env:
+        return env
+    f = STATE / "kaniko-image"
+    if f.is_file():
+        return f.read_text().strip()
+    why = (STATE / "kaniko-unavailable")
+    pytest.fail(
+        "no Kaniko executor image: set FAIRING_TEST_KANIKO_IMAGE, or let tests/cluster/up build one "
+        f"({why.read_text().strip() if why.is_file() else 'see ' + str(STATE) + '/logs/up.log'})"
+    )
+
+
+def test_kaniko_pod_builds_and_pushes_to_local_registry(core_v1, namespace, registry_address):
+    import uuid
+
+    kaniko = _kaniko_image()
+    tag = uuid.uuid4().hex[:12]
+    dest = f"{registry_address}/fairing-e2e/kaniko-built:{tag}"
+    context = {
+        "Dockerfile": f"FROM {registry_address}/python:3\n"
+        "COPY hello.py /app/hello.py\n"
+        "RUN python3 /app/hello.py build > /app/built.txt\n"
+        'CMD ["python3", "/app/hello.py", "run"]\n',
+        "hello.py": "import sys, pathlib\n"
+        "built = pathlib.Path('/app/built.txt')\n"
+        "print('kaniko-built', sys.argv[1], built.read_text().strip() if built.exists() else '-')\n",
+    }
+    core_v1.create_namespaced_config_map(
+        namespace, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ctx"}, "data": context}
+    )
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "kaniko"},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [
+                {
+                    "name": "kaniko",
+                    "image": kaniko,
+                    "args": [
+                        "--context=dir:///workspace",
+                        "--dockerfile=/workspace/Dockerfile",
+                        f"--destination={dest}",
+                        f"--insecure-registry={registry_address}",
+                        "--insecure",
+                        "--insecure-pull",
+                        "--skip-tls-verify",
+                        "--snapshot-mode=redo",
+                        "--verbosity=info",
+                    ],
+                    "volumeMounts": [{"name": "ctx", "mountPath": "/workspace"}],
+                }
+            ],
+            "volumes": [{"name": "ctx", "configMap": {"name": "ctx"}}],
+        },
+    }
+    core_v1.create_namespaced_pod(namespace, pod)
+    _wait_pod_done(core_v1, namespace, "kaniko", timeout=420)
+    # The pushed image runs on the kubelet, with the file made by the RUN step.
+    _run_pod(core_v1, namespace, "built", dest, None)
+    logs = _wait_pod_done(core_v1, namespace, "built")
+    assert logs.strip() == "kaniko-built run kaniko-built build -", logs
