@@ -91,8 +91,13 @@ start_daemon() {
   local name=$1 pid
   shift
   if pid=$(pid_of "$name"); then
-    log "$name already running (pid $pid)"
-    return 0
+    if [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == *" (deleted)" ]]; then
+      log "$name (pid $pid) runs a binary that was rebuilt: restarting it"
+      stop_component "$name"
+    else
+      log "$name already running (pid $pid)"
+      return 0
+    fi
   fi
   echo "==== $(date -u +%FT%TZ) starting: $*" >>"$LOGS/$name.log"
   setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null 9>&- &

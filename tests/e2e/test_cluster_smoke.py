@@ -279,3 +279,70 @@ def test_kaniko_pod_builds_and_pushes_to_local_registry(core_v1, namespace, regi
     _run_pod(core_v1, namespace, "built", dest, None)
     logs = _wait_pod_done(core_v1, namespace, "built")
     assert logs.strip() == "kaniko-built run kaniko-built build -", logs
+
+
+def test_pytorchjob_master_and_worker_succeed(api_client, core_v1, namespace, registry_address):
+    """The worker's init container (our local image for upstream's alpine one)
+    waits until the master's name resolves; both replicas see the rendezvous env."""
+    from kubernetes import client
+
+    custom = client.CustomObjectsApi(api_client)
+    # A tiny rendezvous: the master listens on MASTER_PORT until the worker
+    # connects to MASTER_ADDR by name and sends its rank.
+    script = textwrap.dedent(
+        """
+        import os, socket, time
+        e = os.environ
+        print("PT", e["MASTER_ADDR"], e["MASTER_PORT"], e["WORLD_SIZE"], e["RANK"], flush=True)
+        if e["RANK"] == "0":
+            srv = socket.create_server(("", int(e["MASTER_PORT"])))
+            srv.settimeout(240)
+            conn, _ = srv.accept()
+            print("master got rank", conn.recv(16).decode(), flush=True)
+        else:
+            for i in range(120):
+                try:
+                    socket.create_connection((e["MASTER_ADDR"], int(e["MASTER_PORT"])), timeout=3).sendall(e["RANK"].encode())
+                    print("worker connected", flush=True)
+                    break
+                except OSError as err:
+                    time.sleep(1)
+            else:
+                raise SystemExit("worker could not reach the master")
+        """
+    )
+
+    def replica(n):
+        return {
+            "replicas": n,
+            "restartPolicy": "Never",
+            "template": {
+                "spec": {
+                    "containers": [
+                        {"name": "pytorch", "image": f"{registry_address}/python:3", "command": ["python3", "-c", script],
+                         "ports": [{"name": "pytorchjob-port", "containerPort": 23456}]}
+                    ]
+                }
+            },
+        }
+
+    job = {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "metadata": {"name": "pt"},
+        "spec": {"runPolicy": {"cleanPodPolicy": "None"}, "pytorchReplicaSpecs": {"Master": replica(1), "Worker": replica(1)}},
+    }
+    custom.create_namespaced_custom_object("kubeflow.org", "v1", namespace, "pytorchjobs", job)
+
+    def conditions():
+        obj = custom.get_namespaced_custom_object("kubeflow.org", "v1", namespace, "pytorchjobs", "pt")
+        return {c["type"]: c["status"] for c in (obj.get("status") or {}).get("conditions") or []}
+
+    wait_until(lambda: conditions().get("Succeeded") == "True" or conditions().get("Failed") == "True", 300, "PyTorchJob pt to finish")
+    logs = {p.metadata.name: core_v1.read_namespaced_pod_log(p.metadata.name, namespace, container="pytorch")
+            for p in core_v1.list_namespaced_pod(namespace).items}
+    assert conditions().get("Succeeded") == "True", f"PyTorchJob conditions {conditions()}; logs: {logs}"
+    assert "PT pt-master-0 23456 2 0" in logs["pt-master-0"], logs
+    assert "master got rank 1" in logs["pt-master-0"], logs
+    assert "worker connected" in logs["pt-worker-0"], logs
+    assert "PT pt-master-0 23456 2 1" in logs["pt-worker-0"], logs
