@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Installing Debian packages and building the Go binaries and local images.
 
-APT_PACKAGES=(containerd runc containernetworking-plugins iptables conntrack docker-registry mmdebstrap openssl iproute2 util-linux)
+APT_PACKAGES=(ca-certificates curl containerd runc containernetworking-plugins iptables conntrack docker-registry mmdebstrap openssl iproute2 util-linux)
 
 ensure_packages() {
   local missing=() p
@@ -104,13 +104,13 @@ build_images() {
       --entrypoint '["/pause"]' >>"$LOGS/images.log" 2>&1 || die "pushing pause image failed"
     log "pushed $PAUSE_IMAGE"
   fi
-  # coredns
-  stamp=$(<"$BIN/coredns.stamp")
-  if [[ ! -f $IMAGES/coredns.$stamp.tar ]] || ! python3 "$CLUSTER_DIR/imgtool.py" exists "$REGISTRY/coredns:local"; then
-    files_layer "$IMAGES/coredns.$stamp.tar" "$BIN/coredns:coredns"
-    python3 "$CLUSTER_DIR/imgtool.py" push "$REGISTRY/coredns:local" --layer "$IMAGES/coredns.$stamp.tar" \
+  # coredns, tagged by its source stamp so a rebuild rolls the Deployment
+  COREDNS_IMAGE=$REGISTRY/coredns:$(cut -c1-12 "$BIN/coredns.stamp")
+  if ! python3 "$CLUSTER_DIR/imgtool.py" exists "$COREDNS_IMAGE"; then
+    files_layer "$IMAGES/coredns.tar" "$BIN/coredns:coredns"
+    python3 "$CLUSTER_DIR/imgtool.py" push "$COREDNS_IMAGE" --layer "$IMAGES/coredns.tar" \
       --entrypoint '["/coredns"]' >>"$LOGS/images.log" 2>&1 || die "pushing coredns image failed"
-    log "pushed $REGISTRY/coredns:local"
+    log "pushed $COREDNS_IMAGE"
   fi
   # python3 base (Debian minbase), also served as docker.io/library/python:3 through the mirror
   if [[ ! -s $IMAGES/python-rootfs.tar ]]; then

@@ -265,7 +265,10 @@ EOF
 }
 
 install_addons() {
-  sed -e "s|@REGISTRY@|$REGISTRY|g" -e "s|@DNS_SVC_IP@|$DNS_SVC_IP|g" -e "s|@CLUSTER_DOMAIN@|$CLUSTER_DOMAIN|g" \
+  local mhash
+  mhash=$(cat "$CLUSTER_DIR/manifests/coredns.yaml" <(echo "$COREDNS_IMAGE") | sha256sum | cut -c1-16)
+  sed -e "s|@COREDNS_IMAGE@|$COREDNS_IMAGE|g" -e "s|@DNS_SVC_IP@|$DNS_SVC_IP|g" \
+    -e "s|@CLUSTER_DOMAIN@|$CLUSTER_DOMAIN|g" -e "s|@MANIFEST_HASH@|$mhash|g" \
     "$CLUSTER_DIR/manifests/coredns.yaml" | kubectl apply -f - >>"$LOGS/addons.log" 2>&1 ||
     { tail -n 20 "$LOGS/addons.log" >&2; die "applying CoreDNS manifests failed"; }
   wait_for "CoreDNS rollout" 180 - kubectl -n kube-system rollout status deploy/coredns --timeout=5s

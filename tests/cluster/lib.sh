@@ -77,6 +77,13 @@ pid_of() {
   echo "$pid"
 }
 
+# _alive PID: the process exists and is not a zombie waiting to be reaped.
+_alive() {
+  local st
+  st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+  [[ -n $st && $st != Z ]]
+}
+
 proc_start() { awk '{print $22}' "/proc/$1/stat" 2>/dev/null; }
 
 # start_daemon NAME CMD...: runs CMD in its own session, logs to $LOGS/NAME.log.
@@ -84,8 +91,13 @@ start_daemon() {
   local name=$1 pid
   shift
   if pid=$(pid_of "$name"); then
-    log "$name already running (pid $pid)"
-    return 0
+    if [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == *" (deleted)" ]]; then
+      log "$name (pid $pid) runs a binary that was rebuilt: restarting it"
+      stop_component "$name"
+    else
+      log "$name already running (pid $pid)"
+      return 0
+    fi
   fi
   echo "==== $(date -u +%FT%TZ) starting: $*" >>"$LOGS/$name.log"
   setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null 9>&- &
@@ -126,10 +138,10 @@ stop_component() {
   fi
   kill -TERM "$pid" 2>/dev/null || true
   for ((i = 0; i < 100; i++)); do
-    [[ -d /proc/$pid ]] || break
+    _alive "$pid" || break
     sleep 0.1
   done
-  if [[ -d /proc/$pid ]]; then
+  if _alive "$pid"; then
     log "$name (pid $pid) ignored SIGTERM for 10s; sending SIGKILL"
     kill -KILL "$pid" 2>/dev/null || true
     sleep 0.5

@@ -92,6 +92,50 @@ EOF
     bash -c "[[ -n \$(\"$BIN/k8s\" kubectl --kubeconfig \"$STATE/kubeconfig\" get validatingwebhookconfiguration validator.training-operator.kubeflow.org -o jsonpath='{.webhooks[0].clientConfig.caBundle}') ]]"
 }
 
+# Kaniko: the Go module proxy refuses github.com/GoogleContainerTools/kaniko
+# (and the forks) with "403 This module version is not available", so the
+# executor is built from a kaniko source tree (with its vendor/ directory)
+# at $FAIRING_KANIKO_SRC or $STATE/src/kaniko, when one is there.
+KANIKO_SRC=${FAIRING_KANIKO_SRC:-$STATE/src/kaniko}
+
+build_kaniko() {
+  rm -f "$STATE/kaniko-unavailable"
+  if [[ ! -f $KANIKO_SRC/go.mod || ! -d $KANIKO_SRC/vendor ]] ||
+    ! grep -q '^module github.com/.*/kaniko$' "$KANIKO_SRC/go.mod"; then
+    echo "no kaniko source tree at $KANIKO_SRC (go.mod + vendor/); the Go module proxy answers 403 'This module version is not available' for github.com/GoogleContainerTools/kaniko" >"$STATE/kaniko-unavailable"
+    rm -f "$STATE/kaniko-image"
+    log "kaniko: $(<"$STATE/kaniko-unavailable")"
+    return 1
+  fi
+  local mod ver
+  mod=$(awk '$1=="module"{print $2}' "$KANIKO_SRC/go.mod")
+  ver=$(cat "$KANIKO_SRC/.fairing-version" 2>/dev/null || echo unknown)
+  go_build kaniko-executor "$KANIKO_SRC" ./cmd/executor "-s -w -X $mod/pkg/version.version=$ver"
+}
+
 install_kaniko() {
-  log "kaniko: not built (the Go module proxy refuses github.com/GoogleContainerTools/kaniko and its forks: 403 'This module version is not available')"
+  build_kaniko || return 0
+  local tag ref root
+  tag=$(cut -c1-12 "$BIN/kaniko-executor.stamp")
+  ref=$REGISTRY/kaniko-executor:$tag
+  if ! python3 "$CLUSTER_DIR/imgtool.py" exists "$ref"; then
+    # The layout of upstream's executor image (deploy/Dockerfile), without the
+    # cloud credential helpers.
+    root=$(mktemp -d)
+    mkdir -p "$root/kaniko/ssl/certs" "$root/kaniko/.docker" "$root/etc" "$root/workspace" "$root/root"
+    chmod 777 "$root/kaniko"
+    cp "$BIN/kaniko-executor" "$root/kaniko/executor"
+    cp /etc/ssl/certs/ca-certificates.crt "$root/kaniko/ssl/certs/"
+    cp "$KANIKO_SRC/files/nsswitch.conf" "$root/etc/nsswitch.conf"
+    echo '{}' >"$root/kaniko/.docker/config.json"
+    tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$root" -cf "$IMAGES/kaniko-executor.tar" .
+    rm -rf "$root"
+    python3 "$CLUSTER_DIR/imgtool.py" push "$ref" --layer "$IMAGES/kaniko-executor.tar" \
+      --entrypoint '["/kaniko/executor"]' --workdir /workspace \
+      --env HOME=/root --env USER=root --env PATH=/usr/local/bin:/kaniko \
+      --env SSL_CERT_DIR=/kaniko/ssl/certs --env DOCKER_CONFIG=/kaniko/.docker/ \
+      >>"$LOGS/images.log" 2>&1 || die "pushing $ref failed"
+    log "pushed $ref"
+  fi
+  echo "$ref" >"$STATE/kaniko-image"
 }

@@ -208,3 +208,161 @@ def test_tfjob_one_ps_two_workers_succeeds(api_client, core_v1, namespace, regis
         tf_config = json.loads(text.split("TF_CONFIG ", 1)[1].splitlines()[0])
         assert len(tf_config["cluster"]["ps"]) == 1 and len(tf_config["cluster"]["worker"]) == 2, tf_config
         assert "unresolved []" in text, f"{name} could not resolve its peers:\n{text}"
+
+
+def _kaniko_image():
+    import os
+
+    from conftest import STATE
+
+    env = os.environ.get("FAIRING_TEST_KANIKO_IMAGE")
+    if env:
+        return env
+    f = STATE / "kaniko-image"
+    if f.is_file():
+        return f.read_text().strip()
+    why = (STATE / "kaniko-unavailable")
+    pytest.fail(
+        "no Kaniko executor image: set FAIRING_TEST_KANIKO_IMAGE, or let tests/cluster/up build one "
+        f"({why.read_text().strip() if why.is_file() else 'see ' + str(STATE) + '/logs/up.log'})"
+    )
+
+
+def test_kaniko_pod_builds_and_pushes_to_local_registry(core_v1, namespace, registry_address):
+    import uuid
+
+    kaniko = _kaniko_image()
+    tag = uuid.uuid4().hex[:12]
+    dest = f"{registry_address}/fairing-e2e/kaniko-built:{tag}"
+    context = {
+        "Dockerfile": f"FROM {registry_address}/python:3\n"
+        "COPY hello.py /app/hello.py\n"
+        "RUN python3 /app/hello.py build > /app/built.txt\n"
+        'CMD ["python3", "/app/hello.py", "run"]\n',
+        "hello.py": "import sys, pathlib\n"
+        "built = pathlib.Path('/app/built.txt')\n"
+        "print('kaniko-built', sys.argv[1], built.read_text().strip() if built.exists() else '-')\n",
+    }
+    # The build context travels as a tar.gz (ConfigMap files are symlinks,
+    # which a dir:// context would copy as such).
+    import base64
+    import gzip
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for path, text in context.items():
+            ti = tarfile.TarInfo(path)
+            ti.size = len(text.encode())
+            tar.addfile(ti, io.BytesIO(text.encode()))
+    core_v1.create_namespaced_config_map(
+        namespace,
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "ctx"},
+            "binaryData": {"context.tar.gz": base64.b64encode(gzip.compress(buf.getvalue())).decode()},
+        },
+    )
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "kaniko"},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [
+                {
+                    "name": "kaniko",
+                    "image": kaniko,
+                    "args": [
+                        "--context=tar:///ctx/context.tar.gz",
+                        "--dockerfile=Dockerfile",
+                        f"--destination={dest}",
+                        f"--insecure-registry={registry_address}",
+                        "--insecure",
+                        "--insecure-pull",
+                        "--skip-tls-verify",
+                        "--snapshot-mode=redo",
+                        "--verbosity=info",
+                    ],
+                    "volumeMounts": [{"name": "ctx", "mountPath": "/ctx"}],
+                }
+            ],
+            "volumes": [{"name": "ctx", "configMap": {"name": "ctx"}}],
+        },
+    }
+    core_v1.create_namespaced_pod(namespace, pod)
+    _wait_pod_done(core_v1, namespace, "kaniko", timeout=420)
+    # The pushed image runs on the kubelet, with the file made by the RUN step.
+    _run_pod(core_v1, namespace, "built", dest, None)
+    logs = _wait_pod_done(core_v1, namespace, "built")
+    # built.txt was written by the RUN step (the shell creates it before python runs)
+    assert logs.strip() == "kaniko-built run kaniko-built build", logs
+
+
+def test_pytorchjob_master_and_worker_succeed(api_client, core_v1, namespace, registry_address):
+    """The worker's init container (our local image for upstream's alpine one)
+    waits until the master's name resolves; both replicas see the rendezvous env."""
+    from kubernetes import client
+
+    custom = client.CustomObjectsApi(api_client)
+    # A tiny rendezvous: the master listens on MASTER_PORT until the worker
+    # connects to MASTER_ADDR by name and sends its rank.
+    script = textwrap.dedent(
+        """
+        import os, socket, time
+        e = os.environ
+        print("PT", e["MASTER_ADDR"], e["MASTER_PORT"], e["WORLD_SIZE"], e["RANK"], flush=True)
+        if e["RANK"] == "0":
+            srv = socket.create_server(("", int(e["MASTER_PORT"])))
+            srv.settimeout(240)
+            conn, _ = srv.accept()
+            print("master got rank", conn.recv(16).decode(), flush=True)
+        else:
+            for i in range(120):
+                try:
+                    socket.create_connection((e["MASTER_ADDR"], int(e["MASTER_PORT"])), timeout=3).sendall(e["RANK"].encode())
+                    print("worker connected", flush=True)
+                    break
+                except OSError as err:
+                    time.sleep(1)
+            else:
+                raise SystemExit("worker could not reach the master")
+        """
+    )
+
+    def replica(n):
+        return {
+            "replicas": n,
+            "restartPolicy": "Never",
+            "template": {
+                "spec": {
+                    "containers": [
+                        {"name": "pytorch", "image": f"{registry_address}/python:3", "command": ["python3", "-c", script],
+                         "ports": [{"name": "pytorchjob-port", "containerPort": 23456}]}
+                    ]
+                }
+            },
+        }
+
+    job = {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "metadata": {"name": "pt"},
+        "spec": {"runPolicy": {"cleanPodPolicy": "None"}, "pytorchReplicaSpecs": {"Master": replica(1), "Worker": replica(1)}},
+    }
+    custom.create_namespaced_custom_object("kubeflow.org", "v1", namespace, "pytorchjobs", job)
+
+    def conditions():
+        obj = custom.get_namespaced_custom_object("kubeflow.org", "v1", namespace, "pytorchjobs", "pt")
+        return {c["type"]: c["status"] for c in (obj.get("status") or {}).get("conditions") or []}
+
+    wait_until(lambda: conditions().get("Succeeded") == "True" or conditions().get("Failed") == "True", 300, "PyTorchJob pt to finish")
+    logs = {p.metadata.name: core_v1.read_namespaced_pod_log(p.metadata.name, namespace, container="pytorch")
+            for p in core_v1.list_namespaced_pod(namespace).items}
+    assert conditions().get("Succeeded") == "True", f"PyTorchJob conditions {conditions()}; logs: {logs}"
+    assert "PT pt-master-0 23456 2 0" in logs["pt-master-0"], logs
+    assert "master got rank 1" in logs["pt-master-0"], logs
+    assert "worker connected" in logs["pt-worker-0"], logs
+    assert "PT pt-master-0 23456 2 1" in logs["pt-worker-0"], logs

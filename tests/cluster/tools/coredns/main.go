@@ -1,5 +1,6 @@
 // Command coredns is CoreDNS built with only the plugins the test cluster's
-// DNS needs (cluster names, health/readiness, caching). It has no forwarder:
+// DNS needs (cluster names, health/readiness, caching, and an empty root zone
+// that answers NXDOMAIN for every other name). It has no forwarder:
 // names outside the cluster domain are not resolved, so no query leaves the machine.
 package main
 
@@ -9,6 +10,7 @@ import (
 
 	_ "github.com/coredns/coredns/plugin/cache"
 	_ "github.com/coredns/coredns/plugin/errors"
+	_ "github.com/coredns/coredns/plugin/file"
 	_ "github.com/coredns/coredns/plugin/health"
 	_ "github.com/coredns/coredns/plugin/kubernetes"
 	_ "github.com/coredns/coredns/plugin/loadbalance"
