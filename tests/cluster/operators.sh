@@ -92,29 +92,17 @@ EOF
     bash -c "[[ -n \$(\"$BIN/k8s\" kubectl --kubeconfig \"$STATE/kubeconfig\" get validatingwebhookconfiguration validator.training-operator.kubeflow.org -o jsonpath='{.webhooks[0].clientConfig.caBundle}') ]]"
 }
 
-# Kaniko: the Go module proxy refuses github.com/GoogleContainerTools/kaniko
-# (and the forks) with "403 This module version is not available", so the
-# executor is built from a kaniko source tree (with its vendor/ directory)
-# at $FAIRING_KANIKO_SRC or $STATE/src/kaniko, when one is there.
-KANIKO_SRC=${FAIRING_KANIKO_SRC:-$STATE/src/kaniko}
+# Kaniko: the executor is built from its Go module, pinned in tools/kaniko/go.mod.
+# (`go list -m ...kaniko@latest` is refused by the proxy, an explicit version is not.)
+KANIKO_VERSION=$(awk '$1=="require" && $2 ~ /kaniko$/ {print $3}' "$CLUSTER_DIR/tools/kaniko/go.mod")
 
 build_kaniko() {
-  rm -f "$STATE/kaniko-unavailable"
-  if [[ ! -f $KANIKO_SRC/go.mod || ! -d $KANIKO_SRC/vendor ]] ||
-    ! grep -q '^module github.com/.*/kaniko$' "$KANIKO_SRC/go.mod"; then
-    echo "no kaniko source tree at $KANIKO_SRC (go.mod + vendor/); the Go module proxy answers 403 'This module version is not available' for github.com/GoogleContainerTools/kaniko" >"$STATE/kaniko-unavailable"
-    rm -f "$STATE/kaniko-image"
-    log "kaniko: $(<"$STATE/kaniko-unavailable")"
-    return 1
-  fi
-  local mod ver
-  mod=$(awk '$1=="module"{print $2}' "$KANIKO_SRC/go.mod")
-  ver=$(cat "$KANIKO_SRC/.fairing-version" 2>/dev/null || echo unknown)
-  go_build kaniko-executor "$KANIKO_SRC" ./cmd/executor "-s -w -X $mod/pkg/version.version=$ver"
+  go_build kaniko-executor "$CLUSTER_DIR/tools/kaniko" . \
+    "-s -w -X github.com/GoogleContainerTools/kaniko/pkg/version.version=$KANIKO_VERSION"
 }
 
 install_kaniko() {
-  build_kaniko || return 0
+  build_kaniko
   local tag ref root
   tag=$(cut -c1-12 "$BIN/kaniko-executor.stamp")
   ref=$REGISTRY/kaniko-executor:$tag
@@ -126,7 +114,7 @@ install_kaniko() {
     chmod 777 "$root/kaniko"
     cp "$BIN/kaniko-executor" "$root/kaniko/executor"
     cp /etc/ssl/certs/ca-certificates.crt "$root/kaniko/ssl/certs/"
-    cp "$KANIKO_SRC/files/nsswitch.conf" "$root/etc/nsswitch.conf"
+    printf 'hosts: files dns\n' >"$root/etc/nsswitch.conf"  # /etc/hosts before DNS, as upstream's image
     echo '{}' >"$root/kaniko/.docker/config.json"
     tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$root" -cf "$IMAGES/kaniko-executor.tar" .
     rm -rf "$root"

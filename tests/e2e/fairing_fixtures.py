@@ -44,7 +44,7 @@ def backend(builder, kube):
 
 @pytest.fixture(scope="session")
 def kaniko_image(registry_address) -> str:
-    path = STATE / "images" / "kaniko"
+    path = STATE / "kaniko-image"
     if os.environ.get("FAIRING_TEST_KANIKO_IMAGE"):
         return os.environ["FAIRING_TEST_KANIKO_IMAGE"]
     if not path.is_file():

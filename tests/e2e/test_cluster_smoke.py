@@ -221,10 +221,9 @@ def _kaniko_image():
     f = STATE / "kaniko-image"
     if f.is_file():
         return f.read_text().strip()
-    why = (STATE / "kaniko-unavailable")
     pytest.fail(
         "no Kaniko executor image: set FAIRING_TEST_KANIKO_IMAGE, or let tests/cluster/up build one "
-        f"({why.read_text().strip() if why.is_file() else 'see ' + str(STATE) + '/logs/up.log'})"
+        f"(see {STATE}/logs/up.log)"
     )
 
 
