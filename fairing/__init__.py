@@ -10,26 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .errors import (
-    BuildError,
-    ConfigurationError,
-    DeployError,
-    DockerEngineError,
-    EntryPointNotFoundError,
-    FairingError,
-    JobError,
-    JobFailedError,
-    JobTimeoutError,
-    MissingDependencyError,
-    NotebookNotFoundError,
-    PackagingError,
-    RegistryAuthError,
-    RegistryError,
-    RegistryUnreachableError,
-    RemoteError,
-    RuntimeMismatchError,
-    SerializationError,
-)
+from . import errors as _errors
+from .errors import *  # noqa: F401,F403  (the whole error tree is public)
 
 __version__ = "0.1.0"
 
@@ -37,6 +19,7 @@ _LAZY = {
     "BuildContext": "fairing.context",
     "train": "fairing.api",
     "TrainJob": "fairing.api",
+    "PredictionEndpoint": "fairing.endpoint",
     "submit": "fairing.api",
     "Backend": "fairing.backends",
     "get_backend": "fairing.backends",
@@ -51,6 +34,7 @@ __all__ = [
     "BuildContext",
     "train",
     "TrainJob",
+    "PredictionEndpoint",
     "submit",
     "Backend",
     "get_backend",
@@ -58,24 +42,7 @@ __all__ = [
     "JobStatus",
     "config",
     "events",
-    "FairingError",
-    "ConfigurationError",
-    "MissingDependencyError",
-    "PackagingError",
-    "EntryPointNotFoundError",
-    "NotebookNotFoundError",
-    "SerializationError",
-    "BuildError",
-    "RegistryError",
-    "RegistryAuthError",
-    "RegistryUnreachableError",
-    "DeployError",
-    "DockerEngineError",
-    "JobError",
-    "JobFailedError",
-    "JobTimeoutError",
-    "RemoteError",
-    "RuntimeMismatchError",
+    *_errors.__all__,
 ]
 
 

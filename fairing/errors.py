@@ -14,8 +14,13 @@ Each message says what happened and how to fix it. The tree::
     │       ├── RegistryAuthError           credentials missing or refused
     │       └── RegistryUnreachableError    no connection to the registry
     ├── DeployError                 the job could not be created or started
+    │   ├── ImagePullError              the node cannot pull the image (ErrImagePull, ImagePullBackOff)
+    │   ├── UnschedulableError          no node can take the pod (insufficient cpu, memory, GPUs...)
+    │   ├── MissingCRDError             the cluster lacks a resource type (training operator not installed)
+    │   └── PermissionDeniedError       RBAC forbids an action (names the verb and the resource)
     ├── DockerEngineError           the Docker engine is not running or refused access
     │                               (both a BuildError and a DeployError)
+    ├── PredictionError             an endpoint answered a prediction request with an error
     └── JobError                    the job ran and did not succeed
         ├── JobFailedError              it exited non-zero (or was killed)
         ├── JobTimeoutError             it did not finish in time (also a TimeoutError)
@@ -40,6 +45,11 @@ __all__ = [
     "RegistryAuthError",
     "RegistryUnreachableError",
     "DeployError",
+    "ImagePullError",
+    "UnschedulableError",
+    "MissingCRDError",
+    "PermissionDeniedError",
+    "PredictionError",
     "DockerEngineError",
     "JobError",
     "JobFailedError",
@@ -112,6 +122,30 @@ class RegistryUnreachableError(RegistryError):
 
 class DeployError(FairingError):
     """The job could not be created or started."""
+
+
+class ImagePullError(DeployError):
+    """The node cannot pull the job's image."""
+
+
+class UnschedulableError(DeployError):
+    """The scheduler found no node for the job's pods."""
+
+
+class MissingCRDError(DeployError):
+    """The cluster does not know the resource type (e.g. TFJob without the training operator)."""
+
+
+class PermissionDeniedError(DeployError):
+    """Kubernetes RBAC forbids an action fairing needs."""
+
+
+class PredictionError(FairingError):
+    """An endpoint answered a prediction request with an error; ``status`` is the HTTP status."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
 
 
 class DockerEngineError(BuildError, DeployError):

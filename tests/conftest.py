@@ -10,7 +10,7 @@ import pytest
 
 
 def _fairing_temp_entries() -> set[str]:
-    return {p for p in os.listdir(tempfile.gettempdir()) if p.startswith("fairing-")}
+    return {p for p in os.listdir(tempfile.gettempdir()) if p.startswith("fairing-local-")}
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def workdir(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture
 def no_leftovers():
-    """Fails the test if it leaves fairing temp dirs (or processes in its temp dirs) behind."""
+    """Fails the test if it leaves a local job directory behind."""
     before = _fairing_temp_entries()
     yield
     left = _fairing_temp_entries() - before

@@ -24,9 +24,12 @@ BACKENDS = {
 
 @dataclass(frozen=True)
 class Backend:
+    """``deployer`` runs jobs; ``serving`` runs prediction endpoints (None: this backend cannot)."""
+
     name: str
     builder: Any
     deployer: Any
+    serving: Any = None
 
 
 def get_backend(backend: "str | Backend" = "local", **options: Any) -> Backend:

@@ -11,4 +11,6 @@ from . import Backend
 
 def local_backend(*, python: Optional[str] = None, env: Optional[dict] = None) -> Backend:
     """``python``: the interpreter for jobs (default: this one); ``env``: added to each job."""
-    return Backend("local", LocalBuilder(python=python), LocalDeployer(env=env))
+    from ..deployers.serving import LocalServingDeployer
+
+    return Backend("local", LocalBuilder(python=python), LocalDeployer(env=env), LocalServingDeployer(env=env))

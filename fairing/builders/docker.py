@@ -83,24 +83,12 @@ def _derive_name(context: BuildContext) -> str:
 
 
 def _auth_dict(credential: Any) -> Optional[dict]:
-    """A Docker ``auth_config`` from a Credential-like object (username, password, identity_token)."""
+    """A Docker ``auth_config`` from a :class:`fairing.images.auth.Credential`."""
     if credential is None:
         return None
     if getattr(credential, "identity_token", False):
         return {"identitytoken": credential.password}
     return {"username": credential.username, "password": credential.password}
-
-
-class _Credentials:
-    """Fixed username/password; never shown in repr."""
-
-    def __init__(self, username: str, password: str) -> None:
-        self.username = username
-        self.password = password
-        self.identity_token = False
-
-    def __repr__(self) -> str:
-        return f"<credentials for {self.username!r}>"
 
 
 class DockerBuilder:
@@ -121,10 +109,11 @@ class DockerBuilder:
     * ``push`` - push when a registry is given [True].
     * ``base_url`` - the engine's API, e.g. ``"unix:///run/podman/podman.sock"``
       [``$DOCKER_HOST``, else ``unix:///var/run/docker.sock``].
-    * ``username``/``password`` or ``credentials`` (a callable ``host -> credential``
-      with ``.username``/``.password``, such as :mod:`fairing.images.auth`'s providers)
-      - push credentials [what ``docker login`` stored in ``~/.docker/config.json``,
-      including ``credHelpers``/``credsStore``, read by the Docker SDK].
+    * ``username``/``password`` - push credentials, or ``credentials`` - a provider
+      from :mod:`fairing.images.auth` [:class:`~fairing.images.auth.DockerConfigCredentials`:
+      what ``docker login`` stored in ``~/.docker/config.json``, with ``credHelpers`` and
+      ``credsStore``; the same lookup as the append builder]. They reach the engine in the
+      push request's ``X-Registry-Auth`` header only: never in the image, a log or an error.
     * ``pull`` - always pull a newer base image [False: use the engine's copy if it has one].
     * ``build_args`` - ``ARG`` values for your Dockerfile [none].
     * ``pip_args`` - options of the requirements' ``pip install``
@@ -186,10 +175,11 @@ class DockerBuilder:
         self.base_url = base_url
         if (username is None) != (password is None):
             raise ConfigurationError("Give both username= and password=, or neither (to use ~/.docker/config.json).")
+        from ..images.auth import DockerConfigCredentials, StaticCredentials
+
         if username is not None:
-            fixed = _Credentials(username, password)  # type: ignore[arg-type]
-            credentials = lambda host: fixed  # noqa: E731
-        self._credentials = credentials
+            credentials = StaticCredentials(username, password)  # type: ignore[arg-type]
+        self._credentials = credentials if credentials is not None else DockerConfigCredentials()
         self.pull = pull
         self.build_args = dict(build_args or {})
         self.pip_args = tuple(pip_args)
@@ -319,7 +309,13 @@ class DockerBuilder:
 
         docker_errors = _docker_errors()
         ref = ImageRef.parse(f"{repository}:{tag}")
-        auth = _auth_dict(self._credentials(ref.registry)) if self._credentials else None
+        try:
+            auth = _auth_dict(self._credentials(ref.registry))
+        except FairingError:
+            raise
+        except Exception as exc:
+            raise RegistryAuthError(f"Looking up credentials for {ref.registry} failed: {type(exc).__name__}. "
+                                    "Check ~/.docker/config.json and its credential helpers.") from None
         emit(Stage("push", "started", str(ref)))
         digest = None
         pushed = skipped = 0

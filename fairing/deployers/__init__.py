@@ -17,9 +17,10 @@ DEPLOYERS = {
     "local": "fairing.deployers.local:LocalDeployer",
     "docker": "fairing.deployers.docker:DockerDeployer",
     "job": "fairing.deployers.job:JobDeployer",
-    "tfjob": "fairing.deployers.tfjob:TFJobDeployer",
-    "pytorchjob": "fairing.deployers.pytorchjob:PyTorchJobDeployer",
+    "tfjob": "fairing.deployers.training:TFJobDeployer",
+    "pytorchjob": "fairing.deployers.training:PyTorchJobDeployer",
     "serving": "fairing.deployers.serving:ServingDeployer",
+    "kserve": "fairing.deployers.kserve:InferenceServiceDeployer",
 }
 
 

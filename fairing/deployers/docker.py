@@ -28,7 +28,7 @@ import weakref
 from typing import Any, Iterator, Optional
 
 from .._docker import engine_error, is_engine_error, make_client
-from ..errors import ConfigurationError, DeployError, FairingError, JobFailedError, JobTimeoutError
+from ..errors import ConfigurationError, DeployError, ImagePullError, JobFailedError, JobTimeoutError
 from ..events import EventCallback, LogLine, Stage, emitter
 from ..handle import JobStatus
 from ..results import outcome
@@ -404,9 +404,9 @@ class DockerDeployer:
             for chunk in client.api.pull(name, tag=tag, stream=True, decode=True):
                 if "error" in chunk or "errorDetail" in chunk:
                     message = (chunk.get("errorDetail") or {}).get("message") or chunk.get("error")
-                    raise DeployError(_pull_hint(reference, message))
+                    raise ImagePullError(_pull_hint(reference, message))
         except errors.APIError as exc:
-            raise DeployError(_pull_hint(reference, str(exc.explanation or exc))) from None
+            raise ImagePullError(_pull_hint(reference, str(exc.explanation or exc))) from None
         emit(Stage("pull", "finished", reference))
         return reference
 

@@ -59,7 +59,7 @@ class LocalHandle:
     def __init__(self, image: LocalImage, *, name: str, env: dict, on_event: Optional[EventCallback]) -> None:
         self.name = name
         self._emit = emitter(on_event)
-        self.workdir = tempfile.mkdtemp(prefix=f"fairing-{name}-")
+        self.workdir = tempfile.mkdtemp(prefix=f"fairing-local-{name}-")
         try:
             image.context.materialize(Path(self.workdir))
             self._result_file = os.path.join(self.workdir, RUNTIME_DIR, "result")

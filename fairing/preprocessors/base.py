@@ -12,7 +12,7 @@ from ..context import BuildContext, Source
 from ..errors import EntryPointNotFoundError
 from ..runtime import ENTRYPOINT, PAYLOAD_FILE, RUNTIME_DIR, runtime_files
 
-__all__ = ["Preprocessor", "payload_context", "read_requirements"]
+__all__ = ["Preprocessor", "payload_context", "read_requirements", "normalise_requirements", "default_requirements"]
 
 
 @runtime_checkable
@@ -69,3 +69,10 @@ def normalise_requirements(requirements) -> list[str]:
     if isinstance(requirements, str):
         return [requirements]
     return list(requirements)
+
+
+def default_requirements(requirements, base_dir: Path) -> list[str]:
+    """The given requirements, or ``base_dir/requirements.txt`` when none are given and it exists."""
+    if requirements is None and (base_dir / "requirements.txt").is_file():
+        return read_requirements(base_dir / "requirements.txt")
+    return normalise_requirements(requirements)

@@ -23,7 +23,7 @@ from ..runtime import RUNTIME_DIR
 from .base import normalise_requirements, payload_context
 from .files import collect_input_files
 
-__all__ = ["FunctionPreprocessor"]
+__all__ = ["FunctionPreprocessor", "ServingPreprocessor"]
 
 PICKLE_FILE = RUNTIME_DIR + "/function.pkl"
 
@@ -90,6 +90,8 @@ def _referenced_modules(obj: Any) -> set[types.ModuleType]:
 
 
 class FunctionPreprocessor:
+    extra_requirements: tuple[str, ...] = ()
+
     """Capture ``target(*args, **kwargs)``; a class is instantiated and its ``train()`` called.
 
     ``requirements`` are pip lines (or a requirements.txt path) for the image;
@@ -109,21 +111,27 @@ class FunctionPreprocessor:
         base_dir: Optional[os.PathLike | str] = None,
         env: Optional[Mapping[str, str]] = None,
     ) -> None:
-        is_class = inspect.isclass(target)
-        if is_class and not callable(getattr(target, "train", None)):
-            raise ConfigurationError(
-                f"The class {target.__qualname__} has no train() method. Give it one, or pass a function instead."
-            )
-        if not is_class and not callable(target):
-            raise ConfigurationError(f"Expected a function or a class with train(), got {type(target).__name__}.")
+        self.is_class = inspect.isclass(target)
+        self._check(target)
         self.target = target
-        self.is_class = is_class
         self.args = tuple(args)
         self.kwargs = dict(kwargs or {})
         self.input_files = list(input_files)
         self.requirements = normalise_requirements(requirements)
         self.base_dir = Path(base_dir) if base_dir is not None else Path.cwd()
         self.env = dict(env or {})
+
+    def _check(self, target: Any) -> None:
+        if self.is_class and not callable(getattr(target, "train", None)):
+            raise ConfigurationError(
+                f"The class {target.__qualname__} has no train() method. Give it one, or pass a function instead."
+            )
+        if not self.is_class and not callable(target):
+            raise ConfigurationError(f"Expected a function or a class with train(), got {type(target).__name__}.")
+
+    def _payload(self, cloudpickle_version: str) -> dict:
+        return {"kind": "function", "pickle": PICKLE_FILE, "python": "%d.%d" % sys.version_info[:2],
+                "cloudpickle": cloudpickle_version}
 
     def _dumps(self) -> bytes:
         cloudpickle = _cloudpickle()
@@ -148,16 +156,33 @@ class FunctionPreprocessor:
 
     def context(self) -> BuildContext:
         cloudpickle = _cloudpickle()
-        payload = {
-            "kind": "function",
-            "pickle": PICKLE_FILE,
-            "python": "%d.%d" % sys.version_info[:2],
-            "cloudpickle": cloudpickle.__version__,
-        }
+        payload = self._payload(cloudpickle.__version__)
         files: dict = dict(collect_input_files(self.input_files, self.base_dir))
         files[PICKLE_FILE] = self._dumps()
         return payload_context(
             payload, files,
-            requirements=[*self.requirements, f"cloudpickle=={cloudpickle.__version__}"],
+            requirements=[*self.requirements, *self.extra_requirements, f"cloudpickle=={cloudpickle.__version__}"],
             env=self.env,
         )
+
+
+class ServingPreprocessor(FunctionPreprocessor):
+    """A model class (``predict(X)``, optional ``load()``) served over HTTP by the serving runtime."""
+
+    extra_requirements = ("starlette>=0.37", "uvicorn>=0.29")
+
+    def __init__(self, model_class: type, *, model_name: str, port: int = 8080, **kwargs: Any) -> None:
+        super().__init__(model_class, **kwargs)
+        self.model_name = model_name
+        self.port = port
+
+    def _check(self, target: Any) -> None:
+        if not self.is_class or not callable(getattr(target, "predict", None)):
+            raise ConfigurationError(
+                f"A prediction endpoint serves a class with a predict(X) method (and optionally load()); "
+                f"got {getattr(target, '__qualname__', repr(target))}."
+            )
+
+    def _payload(self, cloudpickle_version: str) -> dict:
+        return {**super()._payload(cloudpickle_version), "kind": "serve", "model_name": self.model_name,
+                "port": self.port}

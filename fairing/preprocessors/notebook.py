@@ -25,7 +25,7 @@ from typing import Any, Optional
 
 from ..context import BuildContext
 from ..errors import EntryPointNotFoundError, MissingDependencyError, PackagingError
-from .base import normalise_requirements, payload_context, read_requirements
+from .base import default_requirements, payload_context
 from .files import collect_input_files, image_path
 
 __all__ = ["NotebookPreprocessor", "FullNotebookPreprocessor", "notebook_to_script"]
@@ -142,10 +142,7 @@ class _NotebookBase:
         self.notebook = _resolve_notebook(notebook_file)
         self.base_dir = Path(base_dir) if base_dir is not None else self.notebook.resolve().parent
         self.input_files = list(input_files)
-        if requirements is None and (self.base_dir / "requirements.txt").is_file():
-            self.requirements = read_requirements(self.base_dir / "requirements.txt")
-        else:
-            self.requirements = normalise_requirements(requirements)
+        self.requirements = default_requirements(requirements, self.base_dir)
         self.env = dict(env or {})
 
     def _read(self):

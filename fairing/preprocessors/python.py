@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 from ..context import BuildContext
 from ..errors import ConfigurationError, EntryPointNotFoundError
-from .base import normalise_requirements, payload_context, read_requirements
+from .base import default_requirements, payload_context
 from .files import collect_input_files, image_path
 
 __all__ = ["PythonPreprocessor"]
@@ -47,10 +47,7 @@ class PythonPreprocessor:
         self.base_dir = Path(base_dir) if base_dir is not None else entry.resolve().parent
         self.input_files = list(input_files)
         self.args = [str(a) for a in args]
-        if requirements is None and (self.base_dir / "requirements.txt").is_file():
-            self.requirements = read_requirements(self.base_dir / "requirements.txt")
-        else:
-            self.requirements = normalise_requirements(requirements)
+        self.requirements = default_requirements(requirements, self.base_dir)
         self.env = dict(env or {})
 
     def context(self) -> BuildContext:

@@ -10,6 +10,7 @@ Payload description: ``.fairing/payload.json``, one of::
     {"kind": "function", "pickle": ".fairing/function.pkl", "python": "3.11", "cloudpickle": "3.1.2"}
     {"kind": "script", "path": "train.py", "args": ["--epochs", "3"]}
     {"kind": "notebook", "path": "train.ipynb", "parameters": {...}}   # run whole with papermill
+    {"kind": "serve", "pickle": ..., "python": ..., "cloudpickle": ..., "model_name": "iris", "port": 8080}
 
 The outcome travels back through the result channel (``result.py``).
 """
@@ -28,5 +29,5 @@ def runtime_files() -> dict:
     here = Path(__file__).parent
     return {
         f"{RUNTIME_DIR}/{PACKAGE}/{name}": here / name
-        for name in ("__init__.py", "__main__.py", "result.py")
+        for name in ("__init__.py", "__main__.py", "result.py", "serving.py")
     }

@@ -97,12 +97,23 @@ def _run(spec: dict):
     raise _Mismatch(f"unknown payload kind {kind!r}; the submitting fairing is newer than this runtime")
 
 
+def _load_serve_target(spec: dict):
+    return _load_function(spec)["target"]
+
+
 def main() -> int:
     try:
         with open(PAYLOAD_FILE) as fh:
             spec = json.load(fh)
     except OSError as exc:
         return _runtime_error("payload", f"cannot read {PAYLOAD_FILE}: {exc}")
+    if spec["kind"] == "serve":
+        from .serving import serve
+
+        try:
+            return serve(spec, _load_serve_target)
+        except _Mismatch as exc:
+            return _runtime_error("mismatch", str(exc))
     try:
         value = _run(spec)
     except _Mismatch as exc:

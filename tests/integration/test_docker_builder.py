@@ -206,20 +206,20 @@ def test_failing_run_step_of_a_user_dockerfile(docker_client, base_image, images
     assert {c.id for c in docker_client.containers.list(all=True)} == before
 
 
-def test_push_denied_and_credentials_never_leak(docker_client, auth_registry, base_image, images, job_label):
+def test_push_denied_and_credentials_never_leak(docker_client, tls_registry, base_image, images, job_label):
     context = FunctionPreprocessor(lambda: "authed", (), {}).context()
     events: list = []
     # no credentials at all
     with pytest.raises(RegistryAuthError) as err:
-        DockerBuilder(base_image, auth_registry.address).build(context, on_event=events.append)
-    assert "docker login" in str(err.value) and auth_registry.address in str(err.value)
+        DockerBuilder(base_image, tls_registry.address).build(context, on_event=events.append)
+    assert "docker login" in str(err.value) and tls_registry.address in str(err.value)
     # wrong password
     with pytest.raises(RegistryAuthError) as err:
-        DockerBuilder(base_image, auth_registry.address, username=AUTH_USER,
+        DockerBuilder(base_image, tls_registry.address, username=AUTH_USER,
                       password=AUTH_PASSWORD + "-wrong").build(context, on_event=events.append)
     assert AUTH_PASSWORD not in str(err.value)
     # the right one
-    builder = DockerBuilder(base_image, auth_registry.address, username=AUTH_USER, password=AUTH_PASSWORD)
+    builder = DockerBuilder(base_image, tls_registry.address, username=AUTH_USER, password=AUTH_PASSWORD)
     ref = builder.build(context, on_event=events.append)
     images.add(ref)
     assert ref.digest.startswith("sha256:")

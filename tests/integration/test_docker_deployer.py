@@ -139,7 +139,7 @@ def test_ctrl_c_leaves_no_container(docker_client, base_image, images, job_label
             if isinstance(event, fairing.events.LogLine) and not event.source:
                 print(event.line, flush=True)
 
-        @fairing.train(backend="docker", base_image={base_image!r}, on_event=show)
+        @fairing.train(backend="docker", base_image={str(base_image)!r}, on_event=show)
         def forever():
             import time
             print("job started", flush=True)
@@ -152,10 +152,13 @@ def test_ctrl_c_leaves_no_container(docker_client, base_image, images, job_label
     built = []
     try:
         deadline = time.monotonic() + 240
+        seen = []
         for line in proc.stdout:
+            seen.append(line)
             if line.strip() == "job started":
                 break
             assert time.monotonic() < deadline, "the job did not start"
+        assert seen and seen[-1].strip() == "job started", "".join(seen)
         running = fairing_containers(docker_client)
         assert running, "no fairing container while the job runs"
         built = [c.image.id for c in running]
@@ -169,3 +172,12 @@ def test_ctrl_c_leaves_no_container(docker_client, base_image, images, job_label
     assert not fairing_containers(docker_client), [c.name for c in fairing_containers(docker_client)]
     for image_id in built:
         docker_client.images.remove(image_id, force=True)
+
+
+def test_missing_image_raises_image_pull_error(docker_client, registry, job_label):
+    from fairing import ImagePullError
+
+    with pytest.raises(ImagePullError) as err:
+        DockerDeployer().deploy(f"{registry.address}/fairing-tests/no-such-image:v1", name=f"{job_label}-pull")
+    assert "could not pull" in str(err.value) and "Check the name" in str(err.value)
+    assert not fairing_containers(docker_client, job_label)

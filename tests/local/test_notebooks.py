@@ -56,3 +56,59 @@ def test_undetectable_notebook_asks_for_the_path(tmp_path):
     with pytest.raises(papermill.PapermillExecutionError) as err:
         _detect(tmp_path, {"JPY_SESSION_NAME": ""})
     assert err.value.ename == "NotebookNotFoundError" and "notebook_file=" in err.value.evalue
+
+
+def test_current_notebook_through_a_real_jupyter_servers_sessions_api(tmp_path):
+    """A real jupyter_server starts a kernel for a notebook session; inside that kernel, with
+    JPY_SESSION_NAME removed, the path is found through the server's sessions API."""
+    import json
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from jupyter_client import BlockingKernelClient
+
+    root, runtime = tmp_path / "root", tmp_path / "runtime"
+    root.mkdir()
+    nbformat.write(nbformat.v4.new_notebook(), str(root / "exp.ipynb"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root", f"--port={port}", "--ip=127.0.0.1",
+         "--IdentityProvider.token=tok", f"--ServerApp.root_dir={root}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}/api"
+    headers = {"Authorization": "token tok", "Content-Type": "application/json"}
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                urllib.request.urlopen(urllib.request.Request(f"{base}/status", headers=headers), timeout=2)
+                break
+            except OSError:
+                assert time.time() < deadline, "jupyter_server did not start"
+                time.sleep(0.2)
+        body = json.dumps({"path": "exp.ipynb", "type": "notebook", "kernel": {"name": "python3"}}).encode()
+        with urllib.request.urlopen(urllib.request.Request(f"{base}/sessions", data=body, headers=headers,
+                                                           method="POST"), timeout=30) as response:
+            kernel_id = json.load(response)["kernel"]["id"]
+        client = BlockingKernelClient(connection_file=str(runtime / f"kernel-{kernel_id}.json"))
+        client.load_connection_file()
+        client.start_channels()
+        try:
+            client.wait_for_ready(timeout=60)
+            printed = []
+            client.execute_interactive(
+                "import os; os.environ.pop('JPY_SESSION_NAME', None)\n"
+                "from fairing.notebook.locate import current_notebook\nprint(current_notebook())",
+                timeout=60, output_hook=lambda msg: printed.append(msg["content"].get("text", "")))
+        finally:
+            client.stop_channels()
+        assert "".join(printed).strip() == str(root / "exp.ipynb")
+    finally:
+        server.terminate()
+        server.wait(30)

@@ -1,0 +1,493 @@
+"""AppendBuilder: a BuildContext becomes an image by appending layers to a base image
+directly in a registry. No Docker daemon, nothing pulled that is not needed.
+
+The image is the base image plus, on top, a requirements layer (the context's Python
+requirements installed for the base's platform and Python version, see
+:mod:`fairing.images.python_deps`) and a code layer (the context's files under its
+workdir). Its config gets ``ENTRYPOINT`` = the context's entrypoint (``CMD`` cleared),
+``WORKDIR``, ``ENV`` = base env + context env + ``FAIRING_RUNTIME=1`` (+ ``PYTHONPATH``
+for the requirements), labels naming the base, and one history entry per layer.
+
+Everything is content-addressed: the same context and base give the same layer and
+image digests, the tag is derived from the manifest digest, and a build whose manifest
+the registry already holds uploads nothing (two requests: the base's and the target's
+manifest ``HEAD``). A one-line change uploads only the code layer, config and manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Iterable, Optional
+
+from ..context import BuildContext
+from ..errors import BuildError, ConfigurationError, RegistryError
+from ..events import EventCallback, Progress, Stage, emitter
+from ..images.manifest import (
+    INDEX_TYPES,
+    MANIFEST_TYPES,
+    Descriptor,
+    LayerSpec,
+    Platform,
+    append_layers,
+    build_manifest,
+    canonical_json,
+    config_media_type,
+    layer_media_type,
+    select_platform,
+    sha256_digest,
+)
+from ..images.reference import ImageRef
+
+__all__ = ["AppendBuilder"]
+
+#: Annotation on a layer descriptor carrying its diff_id (used by the requirements cache tag).
+DIFF_ID_ANNOTATION = "dev.fairing.layer.diff_id"
+_DEFAULT_REPOSITORY = "fairing-job"
+
+
+@dataclass(frozen=True)
+class _Base:
+    ref: ImageRef  # pinned to the platform manifest's digest
+    manifest: dict
+    media_type: str
+    config: dict
+
+
+@dataclass(frozen=True)
+class _PendingLayer:
+    descriptor: Descriptor
+    diff_id: str
+    path: Optional[Path]  # None: known to be in the target repository already
+    label: str
+
+
+class AppendBuilder:
+    """Build by appending layers to ``base_image`` and pushing to ``registry``.
+
+    Arguments (defaults in brackets):
+
+    * ``base_image`` - the image to build on, e.g. ``"python:3.11-slim"``.
+    * ``registry`` - where to push: ``"host[:port][/path]"``, e.g. ``"localhost:5000/team"``.
+    * ``repository`` - the image name under ``registry`` [derived from the context:
+      the script or notebook name, else ``fairing-job``].
+    * ``insecure`` - ``True`` or hosts that may be reached over plain HTTP [loopback only].
+    * ``platform`` - chosen from a multi-arch base [``"linux/amd64"``].
+    * ``python_version`` - the base image's Python ``X.Y``, for installing requirements
+      [read from the base config's ``PYTHON_VERSION`` env or a label].
+    * ``username``/``password`` - registry credentials [``~/.docker/config.json``].
+    * ``credentials`` - a credentials provider (see :mod:`fairing.images.auth`), instead.
+    * ``ca_bundle`` - PEM CA certificates to trust [the system's].
+    * ``client`` - a :class:`fairing.images.registry.RegistryClient` to use instead of
+      making one from the options above.
+    * ``cache_dir`` - the local cache of base manifests and requirement layers
+      [``~/.cache/fairing``].
+    * ``glibc`` - the base image's glibc, for choosing manylinux wheels [``"2.28"``].
+    * ``compresslevel`` - gzip level of new layers [6].
+    """
+
+    def __init__(
+        self,
+        base_image: "str | ImageRef",
+        registry: str,
+        *,
+        repository: Optional[str] = None,
+        insecure: "bool | Iterable[str]" = False,
+        platform: str = "linux/amd64",
+        python_version: Optional[str] = None,
+        username: Optional[str] = None,
+        password: Optional[str] = None,
+        credentials: Any = None,
+        ca_bundle: Optional[str] = None,
+        client: Any = None,
+        cache_dir: Optional[str] = None,
+        glibc: str = "2.28",
+        compresslevel: int = 6,
+    ) -> None:
+        self.base = ImageRef.parse(base_image)
+        registry = (registry or "").strip().rstrip("/")
+        if not registry:
+            raise ConfigurationError("registry must name where to push, e.g. 'localhost:5000' or 'ghcr.io/my-org'.")
+        # validate "host[/path]" by parsing a reference under it
+        probe = ImageRef.parse(f"{registry}/x")
+        if probe.registry == "docker.io" and not registry.startswith(("docker.io", "index.docker.io")):
+            # 'myuser' means Docker Hub's namespace 'myuser'
+            self._host, self._prefix = "docker.io", registry
+        else:
+            self._host = probe.registry
+            self._prefix = probe.repository[: -len("/x")] if probe.repository != "x" else ""
+        self.registry = registry
+        if repository is not None:
+            ImageRef(self._host, self._join(repository))  # validates
+        self.repository = repository
+        self.platform = Platform.parse(platform)
+        self.python_version = python_version
+        self.glibc = glibc
+        self.compresslevel = compresslevel
+        if (username is None) != (password is None):
+            raise ConfigurationError("Give both username= and password=, or neither (to use ~/.docker/config.json).")
+        from ..images.layers import LocalCache
+
+        self._cache = LocalCache(cache_dir)
+        if client is None:
+            from ..images.registry import RegistryClient, StaticCredentials
+
+            if username is not None:
+                credentials = StaticCredentials(username, password)  # type: ignore[arg-type]
+            client = RegistryClient(credentials=credentials, insecure=insecure, ca_bundle=ca_bundle)
+            self._owns_client = True
+        else:
+            self._owns_client = False
+        self.client = client
+        # blobs this builder has seen in (host, repository): saves HEADs on re-submits
+        self._known: set[tuple[str, str, str]] = set()
+        self._base_cache: dict[str, _Base] = {}
+
+    def close(self) -> None:
+        if self._owns_client:
+            self.client.close()
+
+    def __enter__(self) -> "AppendBuilder":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"AppendBuilder(base_image={str(self.base)!r}, registry={self.registry!r}, platform='{self.platform}')"
+
+    # -- naming ---------------------------------------------------------------------------
+
+    def _join(self, name: str) -> str:
+        return f"{self._prefix}/{name}" if self._prefix else name
+
+    def target_repository(self, context: BuildContext) -> str:
+        """The repository the image is pushed to (given, or derived from the context)."""
+        return self._join(self.repository or _derive_name(context))
+
+    # -- building -------------------------------------------------------------------------
+
+    def build(self, context: BuildContext, *, on_event: Optional[EventCallback] = None) -> ImageRef:
+        """Build and push; returns the image reference pinned by digest."""
+        emit = emitter(on_event)
+        emit(Stage("build", "started", f"append to {self.base}"))
+        try:
+            result = self._build(context, emit)
+        except BaseException:
+            emit(Stage("build", "failed"))
+            raise
+        emit(Stage("build", "finished", str(result)))
+        return result
+
+    def _build(self, context: BuildContext, emit: EventCallback) -> ImageRef:
+        from ..images.layers import context_layer
+        from ..images.python_deps import SITE_DIR, build_requirements_layer, python_version_of, requirements_key
+
+        target = ImageRef(self._host, self.target_repository(context))
+        base = self._resolve_base()
+        media_type = base.media_type
+        lmt = layer_media_type(media_type)
+
+        with tempfile.TemporaryDirectory(prefix="fairing-append-") as tmp:
+            new_layers: list[_PendingLayer] = []
+            env = dict(context.env)
+            env["FAIRING_RUNTIME"] = "1"
+            deps_tag = None
+            deps_new = False
+            if context.requirements:
+                python_version = self.python_version or python_version_of(base.config)
+                if not python_version:
+                    raise ConfigurationError(
+                        f"Cannot tell which Python the base image {self.base} has (its config sets no PYTHON_VERSION "
+                        "and no 'org.python.version' label), so the requirements cannot be installed for it. "
+                        "Pass python_version='3.11' (for example) to AppendBuilder."
+                    )
+                key = requirements_key(context.requirements, python_version, self.platform, self.glibc)
+                deps_tag = "deps-" + key[:32]
+                pending = self._cached_deps(target.with_tag(deps_tag), key)
+                if pending is None:
+                    layer = build_requirements_layer(
+                        context.requirements, python_version=python_version, platform=self.platform,
+                        cache=self._cache, glibc=self.glibc, on_event=emit, compresslevel=self.compresslevel,
+                    )
+                    pending = _PendingLayer(
+                        Descriptor(lmt, layer.digest, layer.size), layer.diff_id, layer.path, "requirements"
+                    )
+                    deps_new = True
+                new_layers.append(pending)
+                # the context's own entries (the runtime's .fairing) first, then the requirements
+                env["PYTHONPATH"] = ":".join(p for p in (env.get("PYTHONPATH", ""), SITE_DIR) if p)
+            code = context_layer(context, Path(tmp), compresslevel=self.compresslevel)
+            new_layers.append(_PendingLayer(Descriptor(lmt, code.digest, code.size), code.diff_id, code.path, "code"))
+
+            specs = []
+            for layer in new_layers:
+                if layer.label == "requirements":
+                    created_by = "fairing: pip install " + " ".join(context.requirements)
+                else:
+                    created_by = f"fairing: COPY {len(context.files)} file(s) {context.workdir}"
+                specs.append(LayerSpec(layer.descriptor, layer.diff_id, created_by))
+            config = append_layers(
+                base.config, specs, env=env, entrypoint=list(context.entrypoint), workdir=context.workdir,
+                labels={
+                    "org.opencontainers.image.base.name": str(self.base),
+                    "org.opencontainers.image.base.digest": base.ref.digest or "",
+                    "dev.fairing.context.digest": code.diff_id,
+                },
+            )
+            config_bytes = canonical_json(config)
+            config_desc = Descriptor(config_media_type(media_type), sha256_digest(config_bytes), len(config_bytes))
+            base_layers = [Descriptor.from_json(d) for d in base.manifest.get("layers", [])]
+            for d in base_layers:
+                if d.media_type not in (
+                    "application/vnd.docker.image.rootfs.diff.tar.gzip", "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "application/vnd.oci.image.layer.v1.tar", "application/vnd.oci.image.layer.v1.tar+zstd",
+                    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+                    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+                ):
+                    raise BuildError(f"The base image {self.base} has a layer of unsupported media type {d.media_type!r}.")
+            manifest = build_manifest(config_desc, base_layers + [l.descriptor for l in new_layers], media_type=media_type)
+            digest = sha256_digest(manifest)
+            tag = "fairing-" + digest.split(":", 1)[1][:20]
+            result = target.with_tag(tag).with_digest(digest)
+
+            existing = self.client.head_manifest(target.with_tag(tag))
+            if existing is not None and existing.digest == digest:
+                emit(Stage("push", "skipped", f"{result} is already in the registry"))
+                return result
+
+            emit(Stage("push", "started", str(target.with_tag(tag))))
+            for attempt in (1, 2):
+                self._push_blobs(target, base, base_layers, new_layers, config_desc, config_bytes, emit)
+                try:
+                    self.client.put_manifest(target.with_tag(tag), manifest, media_type)
+                    break
+                except RegistryError as exc:
+                    # a blob we believed present was garbage-collected: check everything again
+                    if attempt == 1 and exc.code in ("MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN"):
+                        self._known.clear()
+                        continue
+                    raise
+            if deps_new and deps_tag:
+                self._push_deps_tag(target.with_tag(deps_tag), new_layers[0], media_type)
+            emit(Stage("push", "finished", str(result)))
+            return result
+
+    # -- base image -----------------------------------------------------------------------
+
+    def _fetch_manifest(self, ref: ImageRef, digest: Optional[str]) -> tuple[bytes, str]:
+        """Manifest bytes and digest, from the local cache when the digest is known."""
+        if digest:
+            data = self._cache.get_blob(digest)
+            if data is not None:
+                return data, digest
+        data, _media_type, digest = self.client.get_manifest(ref.with_digest(digest) if digest else ref)
+        self._cache.put_blob(digest, data)
+        return data, digest
+
+    def _resolve_base(self) -> _Base:
+        ref = self.base
+        top_digest = ref.digest
+        if top_digest is None:
+            found = self.client.head_manifest(ref)
+            if found is None and not self._exists_via_get(ref):
+                raise RegistryError(
+                    f"The base image {ref} was not found in its registry. Check the name and tag "
+                    "(and that the registry holds it).", status=404, code="MANIFEST_UNKNOWN",
+                )
+            top_digest = found.digest if found else None
+        if top_digest and top_digest in self._base_cache:
+            return self._base_cache[top_digest]
+        data, top_digest = self._fetch_manifest(ref, top_digest)
+        value = _json(data, f"the manifest of {ref}")
+        media_type = value.get("mediaType") or ""
+        manifest_digest = top_digest
+        if media_type in INDEX_TYPES or "manifests" in value:
+            chosen = select_platform(value, self.platform, name=f"The base image {ref}")
+            data, manifest_digest = self._fetch_manifest(ref, chosen.digest)
+            value = _json(data, f"the {self.platform} manifest of {ref}")
+            media_type = value.get("mediaType") or chosen.media_type
+        if media_type not in MANIFEST_TYPES:
+            if "config" in value and "layers" in value:
+                media_type = "application/vnd.oci.image.manifest.v1+json"
+            else:
+                raise BuildError(
+                    f"The base image {ref} has a manifest of type {media_type!r}, which fairing cannot append to "
+                    "(it needs a Docker schema 2 or OCI image manifest)."
+                )
+        config_digest = value["config"]["digest"]
+        config_bytes = self._cache.get_blob(config_digest)
+        if config_bytes is None:
+            config_bytes = self.client.get_blob(ref, config_digest)
+            self._cache.put_blob(config_digest, config_bytes)
+        config = _json(config_bytes, f"the config of {ref}")
+        os_, arch = config.get("os"), config.get("architecture")
+        if os_ and arch and (os_ != self.platform.os or arch != self.platform.architecture):
+            raise ConfigurationError(
+                f"The base image {ref} is built for {os_}/{arch}, not {self.platform}. Choose a base image for "
+                f"{self.platform}, or pass platform='{os_}/{arch}' if that is what your cluster runs."
+            )
+        base = _Base(ref=ref.with_digest(manifest_digest), manifest=value, media_type=media_type, config=config)
+        self._base_cache[top_digest] = base
+        return base
+
+    def _exists_via_get(self, ref: ImageRef) -> bool:
+        try:
+            self.client.get_manifest(ref)
+            return True
+        except RegistryError as exc:
+            if exc.status == 404:
+                return False
+            raise
+
+    # -- pushing --------------------------------------------------------------------------
+
+    def _progress(self, emit: EventCallback, label: str, digest: str):
+        task = f"{label} {digest.split(':', 1)[1][:12]}"
+
+        def on_progress(done: int, total: Optional[int], note: str) -> None:
+            emit(Progress(task, done, total, note=note))
+
+        return on_progress
+
+    def _push_blobs(self, target: ImageRef, base: _Base, base_layers, new_layers, config_desc, config_bytes, emit) -> None:
+        host = target.registry
+        repo = target.repository
+        same_registry = base.ref.registry == target.registry
+        with tempfile.TemporaryDirectory(prefix="fairing-copy-") as tmp:
+            for d in base_layers:
+                key = (host, repo, d.digest)
+                if key in self._known:
+                    emit(Progress(f"base {d.digest[7:19]}", d.size, d.size, note="skipped"))
+                    continue
+                on_progress = self._progress(emit, "base", d.digest)
+                if same_registry and base.ref.repository != repo:
+                    # a mount of a blob the repository already has also answers 201
+                    how = self._mount_or_copy(target, base, d, Path(tmp), on_progress)
+                elif same_registry:
+                    if not self.client.has_blob(target, d.digest):
+                        raise RegistryError(f"The base image's layer {d.digest} is missing from {target.name}.")
+                    on_progress(d.size, d.size, "skipped")
+                else:
+                    how = self._copy_blob(target, base, d, Path(tmp), on_progress)
+                self._known.add(key)
+            for layer in new_layers:
+                key = (host, repo, layer.descriptor.digest)
+                if key in self._known:
+                    emit(Progress(f"{layer.label} {layer.descriptor.digest[7:19]}", layer.descriptor.size,
+                                  layer.descriptor.size, note="skipped"))
+                    continue
+                on_progress = self._progress(emit, layer.label, layer.descriptor.digest)
+                if layer.path is None:
+                    if not self.client.has_blob(target, layer.descriptor.digest):
+                        raise RegistryError(f"The cached {layer.label} layer vanished from {target.name}; build again.")
+                    on_progress(layer.descriptor.size, layer.descriptor.size, "skipped")
+                else:
+                    self.client.upload_blob(target, layer.descriptor.digest, layer.path, size=layer.descriptor.size,
+                                            on_progress=on_progress)
+                self._known.add(key)
+            self.client.upload_blob(target, config_desc.digest, config_bytes, on_progress=self._progress(emit, "config", config_desc.digest))
+
+    def _mount_or_copy(self, target: ImageRef, base: _Base, d: Descriptor, tmp: Path, on_progress) -> str:
+        """Mount without a HEAD first (a mount of a blob the repository already has also
+        answers 201); copy when the registry does not mount."""
+        how = self._try_mount(target, base, d)
+        if how:
+            on_progress(d.size, d.size, how)
+            return how
+        return self._copy_blob(target, base, d, tmp, on_progress)
+
+    def _try_mount(self, target: ImageRef, base: _Base, d: Descriptor) -> Optional[str]:
+        resp = self.client.request(
+            "POST", target.api_host, f"/v2/{target.repository}/blobs/uploads/", repository=target.repository,
+            actions="pull,push", params={"mount": d.digest, "from": base.ref.repository},
+            headers={"Content-Length": "0"}, ok=(201,), allow=(202,),
+            what=f"mounting blob {d.digest[:19]} from {base.ref.repository} into {target.repository}",
+        )
+        resp.close()
+        if resp.status_code == 201:
+            return "mounted"
+        # 202: the registry opened an upload instead; abandon it (it expires) and copy
+        return None
+
+    def _copy_blob(self, target: ImageRef, base: _Base, d: Descriptor, tmp: Path, on_progress) -> str:
+        if self.client.has_blob(target, d.digest):
+            on_progress(d.size, d.size, "skipped")
+            return "skipped"
+        path = tmp / d.digest.replace(":", "-")
+        with path.open("wb") as fh:
+            self.client.download_blob(base.ref, d.digest, fh)
+        try:
+            return self.client.upload_blob(target, d.digest, path, size=d.size, check_exists=False, on_progress=on_progress)
+        finally:
+            path.unlink(missing_ok=True)
+
+    # -- the requirements cache in the registry -------------------------------------------
+
+    def _cached_deps(self, ref: ImageRef, key: str) -> Optional[_PendingLayer]:
+        local = self._cache.get_layer(key)
+        if local is not None:
+            return None  # build_requirements_layer returns it without installing
+        found = self.client.head_manifest(ref)
+        if found is None:
+            return None
+        data, _mt, _digest = self.client.get_manifest(ref)
+        value = _json(data, f"the manifest of {ref}")
+        layers = value.get("layers") or []
+        if len(layers) != 1 or DIFF_ID_ANNOTATION not in (layers[0].get("annotations") or {}):
+            return None
+        d = layers[0]
+        desc = Descriptor(d["mediaType"], d["digest"], int(d["size"]))
+        return _PendingLayer(desc, d["annotations"][DIFF_ID_ANNOTATION], None, "requirements")
+
+    def _push_deps_tag(self, ref: ImageRef, layer: _PendingLayer, media_type: str) -> None:
+        """Tag a one-layer image holding the requirements layer, so another machine finds it."""
+        config = {
+            "architecture": self.platform.architecture, "os": self.platform.os,
+            "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
+            "config": {},
+        }
+        config_bytes = canonical_json(config)
+        config_desc = Descriptor(config_media_type(media_type), sha256_digest(config_bytes), len(config_bytes))
+        self.client.upload_blob(ref, config_desc.digest, config_bytes)
+        desc = Descriptor(layer.descriptor.media_type, layer.descriptor.digest, layer.descriptor.size,
+                          annotations={DIFF_ID_ANNOTATION: layer.diff_id})
+        self.client.put_manifest(ref, build_manifest(config_desc, [desc], media_type=media_type), media_type)
+
+
+def _json(data: bytes, what: str) -> dict:
+    try:
+        value = json.loads(data)
+    except ValueError:
+        raise RegistryError(f"{what} is not valid JSON.") from None
+    if not isinstance(value, dict):
+        raise RegistryError(f"{what} is not a JSON object.")
+    return value
+
+
+_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+def _slug(name: str) -> str:
+    return _SLUG.sub("-", name.lower()).strip("-")[:60].strip("-")
+
+
+def _derive_name(context: BuildContext) -> str:
+    """``fairing-<script or notebook stem>``, else ``fairing-job``."""
+    candidates = [a for a in context.entrypoint if a.endswith((".py", ".ipynb"))]
+    payload = context.files.get(".fairing/payload.json")
+    if not candidates and isinstance(payload, bytes):
+        try:
+            path = json.loads(payload).get("path")
+            if path:
+                candidates.append(path)
+        except ValueError:
+            pass
+    for c in candidates:
+        slug = _slug(PurePosixPath(c).stem)
+        if slug:
+            return f"fairing-{slug}"
+    return _DEFAULT_REPOSITORY

@@ -1,0 +1,237 @@
+"""Serving deployers: run the serving runtime as an HTTP endpoint.
+
+``LocalServingDeployer`` runs it as a local process on a free loopback port;
+``ServingDeployer`` as a Kubernetes Deployment and Service, with a readiness probe on
+the v2 health route. Each returns an endpoint handle with ``url``, ``wait_ready()``,
+``request()``, ``logs()`` and ``delete()``.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import urllib.error
+import urllib.request
+from typing import Any, Iterator, Optional
+
+from ..errors import DeployError, JobFailedError, JobTimeoutError
+from ..events import EventCallback
+from ..kube import raise_for_api_error
+from .kubernetes import JOB_LABEL, KubeDeployerBase, KubeHandle
+from .local import LocalDeployer, LocalHandle
+
+__all__ = ["LocalServingDeployer", "LocalEndpointHandle", "ServingDeployer", "KubeEndpointHandle", "SERVING_PORT"]
+
+SERVING_PORT = 8080
+READY_PATH = "/v2/health/ready"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _http(url: str, method: str, body: Optional[dict], timeout: float) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as exc:
+        try:
+            return exc.code, json.load(exc)
+        except ValueError:
+            return exc.code, {"error": exc.reason}
+
+
+class LocalEndpointHandle:
+    """A serving process on this machine."""
+
+    def __init__(self, process: LocalHandle, port: int) -> None:
+        self.process = process
+        self.name = process.name
+        self.url = f"http://127.0.0.1:{port}"
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.process.status()
+            if status.done:
+                raise JobFailedError(
+                    f"The endpoint {self.name} stopped before it was ready (exit code {status.exit_code}); "
+                    "see the log below (a failing load() is the usual cause).",
+                    job=self.name, exit_code=status.exit_code, logs_tail=self.process._tail(),
+                )
+            try:
+                if _http(self.url + READY_PATH, "GET", None, 2)[0] == 200:
+                    return
+            except OSError:
+                pass  # not listening yet
+            time.sleep(0.1)  # a local process offers nothing to watch
+        raise JobTimeoutError(f"The endpoint {self.name} was not ready within {timeout:g} s.", job=self.name,
+                              logs_tail=self.process._tail())
+
+    def request(self, method: str, path: str, body: Optional[dict] = None, timeout: float = 60) -> tuple[int, Any]:
+        return _http(self.url + path, method, body, timeout)
+
+    def logs(self, follow: bool = False) -> Iterator[str]:
+        return self.process.logs(follow)
+
+    def delete(self) -> None:
+        self.process.delete()
+
+
+class LocalServingDeployer(LocalDeployer):
+    """Serves a local image from a subprocess on a free loopback port."""
+
+    def deploy(self, image: Any, *, name: Optional[str] = None,
+               on_event: Optional[EventCallback] = None) -> LocalEndpointHandle:
+        port = _free_port()
+        process = LocalDeployer(env={**self.env, "PORT": str(port), "HOST": "127.0.0.1"}).deploy(
+            image, name=name, on_event=on_event)
+        return LocalEndpointHandle(process, port)
+
+
+class KubeEndpointHandle(KubeHandle):
+    """A Deployment and its Service. ``url`` is the in-cluster address; ``request()`` goes
+    through the API server's service proxy, so it works from outside the cluster too."""
+
+    kind = "Deployment"
+
+    def __init__(self, *args: Any, replicas: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.replicas = replicas
+
+    @property
+    def service(self) -> tuple[str, int]:
+        """The Service (name, port) that fronts the pods."""
+        return self.name, SERVING_PORT
+
+    @property
+    def url(self) -> str:
+        name, port = self.service
+        return f"http://{name}.{self.namespace}.svc:{port}"
+
+    def _list_objects(self, **kwargs):
+        return self.kube.apps.list_namespaced_deployment(**kwargs)
+
+    def _phase(self, obj: dict) -> Optional[str]:
+        return None  # a server does not end
+
+    def _delete_object(self) -> None:
+        try:
+            self.kube.core.delete_namespaced_service(self.name, self.namespace)
+        except self.kube.k8s.client.ApiException as exc:
+            if exc.status != 404:
+                raise
+        self.kube.apps.delete_namespaced_deployment(self.name, self.namespace, propagation_policy="Foreground")
+
+    def replica(self, pod: dict) -> str:
+        return pod["metadata"]["name"].rsplit("-", 1)[-1]
+
+    def _ready_count(self) -> int:
+        return ((self._obj or {}).get("status") or {}).get("readyReplicas") or 0
+
+    def wait_ready(self, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._ready_count() < self.replicas:
+                if self._watch_error is not None:
+                    raise_for_api_error(self._watch_error, action=f"watch Deployment {self.name}",
+                                        kind=self.kind, namespace=self.namespace)
+                for pod in list(self._pods.values()):
+                    self._diagnose(pod)
+                    self._diagnose_exit(pod)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise JobTimeoutError(
+                        f"The endpoint {self.name} had {self._ready_count()} of {self.replicas} replicas ready "
+                        f"after {timeout:g} s. Pod events: {self._events_text()}",
+                        job=self.name, logs_tail=self._tail(),
+                    )
+                self._cond.wait(remaining)
+
+    def _diagnose_exit(self, pod: dict) -> None:
+        for cs in pod.get("status", {}).get("containerStatuses") or []:
+            terminated = (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated")
+            if terminated and terminated.get("exitCode"):
+                raise JobFailedError(
+                    f"The endpoint's pod {pod['metadata']['name']} exited with code {terminated['exitCode']} "
+                    "before it was ready; see the log below (a failing load() is the usual cause).",
+                    job=self.name, exit_code=terminated["exitCode"], logs_tail=self._tail(self.replica(pod)),
+                )
+
+    def _events_text(self) -> str:
+        try:
+            events = self.kube.core.list_namespaced_event(self.namespace).items
+        except self.kube.k8s.client.ApiException:
+            return "(could not list events)"
+        mine = [e for e in events if (e.involved_object.name or "").startswith(self.name)]
+        return "; ".join(f"{e.reason}: {e.message}" for e in mine[-10:]) or "none"
+
+    def request(self, method: str, path: str, body: Optional[dict] = None, timeout: float = 60) -> tuple[int, Any]:
+        api = self.kube.api_client
+        service, port = self.service
+        try:
+            data, status, _ = api.call_api(
+                f"/api/v1/namespaces/{self.namespace}/services/{service}:{port}/proxy{path}", method,
+                header_params={"Content-Type": "application/json", "Accept": "application/json"},
+                body=body, auth_settings=["BearerToken"], _preload_content=False, _request_timeout=timeout,
+                _return_http_data_only=False)
+            return status, json.loads(data.data or b"null")
+        except self.kube.k8s.client.ApiException as exc:
+            try:
+                return exc.status, json.loads(exc.body or "null")
+            except ValueError:
+                return exc.status, {"error": exc.body}
+
+    def scale(self, replicas: int) -> None:
+        self.kube.apps.patch_namespaced_deployment_scale(self.name, self.namespace, {"spec": {"replicas": replicas}})
+        self.replicas = replicas
+
+
+class ServingDeployer(KubeDeployerBase):
+    """A Deployment with ``replicas`` pods and a ClusterIP Service on port 8080."""
+
+    container_name = "fairing-serving"
+
+    def __init__(self, *, replicas: int = 1, **options: Any) -> None:
+        super().__init__(name_prefix=options.pop("name_prefix", "fairing-endpoint"), **options)
+        self.replicas = replicas
+
+    def manifests(self, image: Any, name: str) -> tuple[dict, dict]:
+        template = self.pod_template(image, name)
+        template["spec"]["restartPolicy"] = "Always"
+        container = template["spec"]["containers"][0]
+        container["env"] = [{"name": "PORT", "value": str(SERVING_PORT)}]
+        container["ports"] = [{"name": "http", "containerPort": SERVING_PORT}]
+        container["readinessProbe"] = {"httpGet": {"path": READY_PATH, "port": SERVING_PORT},
+                                       "periodSeconds": 2, "failureThreshold": 3}
+        container["livenessProbe"] = {"httpGet": {"path": "/v2/health/live", "port": SERVING_PORT},
+                                      "initialDelaySeconds": 10, "periodSeconds": 10}
+        template["metadata"]["annotations"].pop("sidecar.istio.io/inject", None)  # a server may have a sidecar
+        selector = {JOB_LABEL: name}
+        deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": self.metadata(name),
+                      "spec": {"replicas": self.replicas, "selector": {"matchLabels": selector}, "template": template}}
+        service = {"apiVersion": "v1", "kind": "Service", "metadata": self.metadata(name),
+                   "spec": {"selector": selector, "ports": [{"name": "http", "port": SERVING_PORT,
+                                                             "targetPort": SERVING_PORT}]}}
+        return deployment, service
+
+    def deploy(self, image: Any, *, name: Optional[str] = None,
+               on_event: Optional[EventCallback] = None) -> KubeEndpointHandle:
+        kube = self.kube
+        name = name or self.new_name()
+        deployment, service = self.manifests(image, name)
+        try:
+            kube.apps.create_namespaced_deployment(kube.namespace, deployment)
+            kube.core.create_namespaced_service(kube.namespace, service)
+        except kube.k8s.client.ApiException as exc:
+            try:
+                kube.apps.delete_namespaced_deployment(name, kube.namespace)
+            except kube.k8s.client.ApiException:
+                pass  # it was never created
+            raise_for_api_error(exc, action=f"create the endpoint {name}", kind="Deployment", namespace=kube.namespace)
+        return KubeEndpointHandle(kube, name, kube.namespace, on_event=on_event, replicas=self.replicas).start()

@@ -1,0 +1,124 @@
+"""Distributed training through the Kubeflow training operator: TFJob and PyTorchJob (kubeflow.org/v1).
+
+Replicas are given as counts, with optional per-replica mutators (e.g. GPUs only on
+workers). The operator sets TF_CONFIG (TFJob) or MASTER_ADDR, MASTER_PORT, RANK and
+WORLD_SIZE (PyTorchJob) in each replica. The result comes from the chief (TFJob; worker
+0 when there is no chief) or the master (PyTorchJob). Pods are kept until ``delete()``
+(cleanPodPolicy None) so that their logs and results can be read.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional, Sequence
+
+from ..errors import ConfigurationError
+from ..events import EventCallback
+from ..kube import raise_for_api_error
+from .kubernetes import KubeDeployerBase, KubeHandle
+from .mutators import Mutator
+
+__all__ = ["TFJobDeployer", "PyTorchJobDeployer", "TrainingJobHandle"]
+
+GROUP, VERSION = "kubeflow.org", "v1"
+_REPLICA_TYPE = "training.kubeflow.org/replica-type"
+_REPLICA_INDEX = "training.kubeflow.org/replica-index"
+
+
+class TrainingJobHandle(KubeHandle):
+    plural = "tfjobs"
+    result_replica: Sequence[tuple[str, str]] = (("chief", "0"), ("master", "0"), ("worker", "0"))
+
+    def _list_objects(self, **kwargs):
+        return self.kube.custom.list_namespaced_custom_object(GROUP, VERSION, plural=self.plural, **kwargs)
+
+    def _phase(self, obj: dict) -> Optional[str]:
+        for cond in (obj.get("status") or {}).get("conditions") or []:
+            if cond.get("status") == "True" and cond.get("type") in ("Succeeded", "Failed"):
+                return cond["type"]
+        return None
+
+    def _delete_object(self) -> None:
+        self.kube.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, self.plural, self.name,
+                                                         propagation_policy="Foreground")
+
+    def replica(self, pod: dict) -> str:
+        labels = pod["metadata"].get("labels") or {}
+        return f"{labels.get(_REPLICA_TYPE, 'pod')}-{labels.get(_REPLICA_INDEX, '?')}"
+
+    def _is_result_pod(self, pod: dict) -> bool:
+        with self._cond:
+            present = {self.replica(p) for p in self._pods.values()}
+        for rtype, index in self.result_replica:
+            if f"{rtype}-{index}" in present:
+                return self.replica(pod) == f"{rtype}-{index}"
+        return False
+
+
+class _TrainingDeployer(KubeDeployerBase):
+    kind = "TFJob"
+    plural = "tfjobs"
+    spec_key = "tfReplicaSpecs"
+    replica_types: Sequence[str] = ()
+
+    def __init__(self, replicas: Mapping[str, int], *, replica_mutators: Optional[Mapping[str, Sequence[Mutator]]] = None,
+                 **options: Any) -> None:
+        super().__init__(**options)
+        unknown = set(replicas) - set(self.replica_types)
+        if unknown or not replicas:
+            raise ConfigurationError(
+                f"{self.kind} replicas must be some of {list(self.replica_types)}, got {sorted(replicas) or 'none'}; "
+                f"e.g. {{'{self.replica_types[-1]}': 2}}."
+            )
+        for rtype, count in replicas.items():
+            if not isinstance(count, int) or count < 1:
+                raise ConfigurationError(f"The {rtype} replica count must be a positive integer, got {count!r}.")
+        self.replicas = dict(replicas)
+        self.replica_mutators = {k: list(v) for k, v in (replica_mutators or {}).items()}
+
+    def manifest(self, image: Any, name: str) -> dict:
+        specs = {}
+        for rtype, count in self.replicas.items():
+            template = self.pod_template(image, name, extra_mutators=self.replica_mutators.get(rtype, ()))
+            specs[rtype] = {"replicas": count, "restartPolicy": "Never", "template": template}
+        run_policy: dict = {"cleanPodPolicy": "None", "backoffLimit": self.backoff_limit}
+        if self.ttl_seconds_after_finished is not None:
+            run_policy["ttlSecondsAfterFinished"] = self.ttl_seconds_after_finished
+        if self.active_deadline_seconds is not None:
+            run_policy["activeDeadlineSeconds"] = self.active_deadline_seconds
+        return {"apiVersion": f"{GROUP}/{VERSION}", "kind": self.kind, "metadata": self.metadata(name),
+                "spec": {"runPolicy": run_policy, self.spec_key: specs}}
+
+    def deploy(self, image: Any, *, name: Optional[str] = None,
+               on_event: Optional[EventCallback] = None) -> TrainingJobHandle:
+        kube = self.kube
+        name = name or self.new_name()
+        try:
+            kube.custom.create_namespaced_custom_object(GROUP, VERSION, kube.namespace, self.plural,
+                                                        self.manifest(image, name))
+        except kube.k8s.client.ApiException as exc:
+            raise_for_api_error(exc, action=f"create {self.kind} {name}", kind=self.kind, namespace=kube.namespace)
+        handle = TrainingJobHandle(kube, name, kube.namespace, on_event=on_event)
+        handle.kind, handle.plural = self.kind, self.plural
+        return handle.start()
+
+
+class TFJobDeployer(_TrainingDeployer):
+    """A TFJob: ``TFJobDeployer({"Chief": 1, "PS": 1, "Worker": 2})``; TF_CONFIG is set by the operator."""
+
+    kind, plural, spec_key = "TFJob", "tfjobs", "tfReplicaSpecs"
+    replica_types = ("Chief", "Master", "PS", "Evaluator", "Worker")
+    container_name = "tensorflow"  # the operator finds the main container by this name
+
+    def __init__(self, replicas: Optional[Mapping[str, int]] = None, **options: Any) -> None:
+        super().__init__({"Worker": 1} if replicas is None else replicas, **options)
+
+
+class PyTorchJobDeployer(_TrainingDeployer):
+    """A PyTorchJob: ``PyTorchJobDeployer({"Master": 1, "Worker": 2})``; the operator sets RANK, WORLD_SIZE..."""
+
+    kind, plural, spec_key = "PyTorchJob", "pytorchjobs", "pytorchReplicaSpecs"
+    replica_types = ("Master", "Worker")
+    container_name = "pytorch"
+
+    def __init__(self, replicas: Optional[Mapping[str, int]] = None, **options: Any) -> None:
+        super().__init__({"Master": 1} if replicas is None else replicas, **options)

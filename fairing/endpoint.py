@@ -1,0 +1,112 @@
+"""PredictionEndpoint: deploy a model class as an HTTP prediction endpoint and call it."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Iterable, Optional
+
+from .backends import Backend, get_backend
+from .errors import ConfigurationError, PredictionError
+from .events import EventCallback, Stage, emitter
+
+__all__ = ["PredictionEndpoint"]
+
+
+def _plain(data: Any) -> Any:
+    if hasattr(data, "tolist"):
+        return data.tolist()
+    if isinstance(data, (list, tuple)):
+        return [_plain(v) for v in data]
+    return data
+
+
+class PredictionEndpoint:
+    """Serve ``model_class`` (``predict(X)``, optional ``load()`` run once at start).
+
+    >>> endpoint = PredictionEndpoint(IrisModel, input_files=["model.joblib"],
+    ...                               requirements=["scikit-learn"], backend="kubernetes", ...)
+    >>> endpoint.create()          # waits until ready; fails with the pods' events and logs
+    >>> endpoint.predict([[5.1, 3.5, 1.4, 0.2]])
+    >>> endpoint.delete()
+
+    The server speaks KServe v1 (``/v1/models/<name>:predict``) and the Open Inference
+    Protocol v2. ``url`` is its address (in-cluster DNS on Kubernetes); ``predict()``
+    works from outside the cluster too, through the API server's service proxy.
+    """
+
+    def __init__(self, model_class: type, *, input_files: Iterable = (), requirements: Any = None,
+                 backend: "str | Backend" = "local", name: Optional[str] = None, model_name: Optional[str] = None,
+                 replicas: Optional[int] = None, deployer: Any = None, on_event: Optional[EventCallback] = None,
+                 **backend_options: Any) -> None:
+        from .preprocessors.function import ServingPreprocessor
+
+        self.model_name = model_name or model_class.__name__.lower()
+        self.preprocessor = ServingPreprocessor(model_class, model_name=self.model_name, input_files=input_files,
+                                                requirements=requirements)
+        self.backend = get_backend(backend, **backend_options)
+        deployer = deployer or self.backend.serving
+        if deployer is None:
+            raise ConfigurationError(f"The {self.backend.name} backend cannot serve endpoints; use 'local' or 'kubernetes'.")
+        if replicas is not None:
+            deployer = copy.copy(deployer)
+            deployer.replicas = replicas
+        self.deployer = deployer
+        self.name = name
+        self.on_event = on_event
+        self.handle: Any = None
+
+    def create(self, timeout: float = 300) -> "PredictionEndpoint":
+        """Build, deploy and wait until ready. On failure nothing is left running."""
+        if self.handle is not None:
+            raise ConfigurationError("This endpoint is already created; delete() it first.")
+        emit = emitter(self.on_event)
+        emit(Stage("package", "started"))
+        context = self.preprocessor.context()
+        emit(Stage("build", "started"))
+        image = self.backend.builder.build(context, on_event=self.on_event)
+        emit(Stage("deploy", "started"))
+        handle = self.deployer.deploy(image, name=self.name, on_event=self.on_event)
+        try:
+            handle.wait_ready(timeout)
+        except BaseException:
+            handle.delete()
+            raise
+        self.handle = handle
+        self.name = handle.name
+        emit(Stage("deploy", "finished", handle.url))
+        return self
+
+    def _require(self):
+        if self.handle is None:
+            raise ConfigurationError("The endpoint is not created yet: call create() first.")
+        return self.handle
+
+    @property
+    def url(self) -> str:
+        return self._require().url
+
+    def predict(self, data: Any, *, timeout: float = 60) -> Any:
+        """Predictions for ``data`` (a list of instances, or an array), via the v1 protocol."""
+        status, body = self._require().request("POST", f"/v1/models/{self.model_name}:predict",
+                                               {"instances": _plain(data)}, timeout)
+        if status != 200:
+            message = body.get("error") if isinstance(body, dict) else body
+            raise PredictionError(
+                f"The endpoint {self.name} answered HTTP {status}: {message}. Check the input's shape and "
+                "types against what the model's predict() expects.", status=status)
+        return body["predictions"]
+
+    def logs(self) -> list[str]:
+        return list(self._require().logs(follow=False))
+
+    def delete(self) -> None:
+        """Remove the endpoint and everything it created. Idempotent."""
+        if self.handle is not None:
+            self.handle.delete()
+            self.handle = None
+
+    def __enter__(self) -> "PredictionEndpoint":
+        return self.create()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.delete()

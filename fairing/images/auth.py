@@ -1,0 +1,189 @@
+"""Registry credentials: where they come from, read in one place.
+
+A credentials provider is any callable ``provider(registry_host) -> Credential | None``.
+
+* :class:`StaticCredentials` - a username and password given in code.
+* :class:`DockerConfigCredentials` - what ``docker login`` stored: ``$DOCKER_CONFIG/config.json``
+  (default ``~/.docker/config.json``), looking in ``credHelpers`` (per registry), then
+  ``auths`` (inline ``auth`` or ``username``/``password``/``identitytoken``), then
+  ``credsStore``; helpers are run as ``docker-credential-<name> get`` with the registry on
+  stdin, as the Docker CLI does.
+* :func:`anonymous` - never any credentials.
+
+A :class:`Credential` never shows its secret in ``repr`` or ``str``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from ..errors import ConfigurationError, RegistryAuthError
+
+__all__ = [
+    "Credential",
+    "CredentialProvider",
+    "StaticCredentials",
+    "DockerConfigCredentials",
+    "anonymous",
+]
+
+_DOCKER_HUB_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "docker.io", "registry-1.docker.io")
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A username and a secret (password or token). ``identity_token`` is an OAuth2
+    refresh token (``identitytoken`` in config.json) used instead of a password."""
+
+    username: str
+    password: str = field(repr=False)
+    identity_token: bool = False
+
+    def __str__(self) -> str:
+        return f"Credential(username={self.username!r})"
+
+
+CredentialProvider = Callable[[str], Optional[Credential]]
+
+
+def anonymous(host: str) -> Optional[Credential]:
+    return None
+
+
+class StaticCredentials:
+    """Fixed credentials, for every registry or only ``host``."""
+
+    def __init__(self, username: str, password: str, *, host: Optional[str] = None) -> None:
+        self._credential = Credential(username, password)
+        self._host = host
+
+    def __call__(self, host: str) -> Optional[Credential]:
+        if self._host is None or _normalise_key(self._host) == _normalise_key(host):
+            return self._credential
+        return None
+
+    def __repr__(self) -> str:
+        return f"StaticCredentials(username={self._credential.username!r}, host={self._host!r})"
+
+
+def _normalise_key(key: str) -> str:
+    """config.json keys come as 'host', 'https://host', 'https://host/v1/'..."""
+    key = key.strip()
+    for scheme in ("https://", "http://"):
+        if key.startswith(scheme):
+            key = key[len(scheme):]
+    key = key.split("/", 1)[0]
+    if key in _DOCKER_HUB_KEYS or key == "index.docker.io":
+        return "docker.io"
+    return key.lower()
+
+
+class DockerConfigCredentials:
+    """Credentials from a Docker CLI config file (``config_path`` or ``$DOCKER_CONFIG``)."""
+
+    def __init__(self, config_path: "str | os.PathLike[str] | None" = None) -> None:
+        if config_path is None:
+            directory = os.environ.get("DOCKER_CONFIG") or str(Path.home() / ".docker")
+            config_path = Path(directory) / "config.json"
+        self.config_path = Path(config_path)
+
+    def _load(self) -> dict:
+        try:
+            text = self.config_path.read_text()
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            raise ConfigurationError(f"Cannot read the Docker config {self.config_path}: {exc}.") from None
+        try:
+            value = json.loads(text) if text.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise ConfigurationError(
+                f"The Docker config {self.config_path} is not valid JSON ({exc.msg} at line {exc.lineno}). "
+                "Fix or remove it, or run 'docker login' again."
+            ) from None
+        if not isinstance(value, dict):
+            raise ConfigurationError(f"The Docker config {self.config_path} must hold a JSON object.")
+        return value
+
+    def __call__(self, host: str) -> Optional[Credential]:
+        config = self._load()
+        want = _normalise_key(host)
+        helpers = config.get("credHelpers") or {}
+        for key, helper in helpers.items():
+            if _normalise_key(key) == want and helper:
+                return _run_helper(helper, host)
+        auths = config.get("auths") or {}
+        for key, entry in auths.items():
+            if _normalise_key(key) != want or not isinstance(entry, dict):
+                continue
+            cred = _from_auth_entry(entry, key, self.config_path)
+            if cred is not None:
+                return cred
+        store = config.get("credsStore")
+        if store:
+            return _run_helper(store, host)
+        return None
+
+    def __repr__(self) -> str:
+        return f"DockerConfigCredentials({str(self.config_path)!r})"
+
+
+def _from_auth_entry(entry: dict, key: str, path: Path) -> Optional[Credential]:
+    if entry.get("identitytoken"):
+        return Credential(entry.get("username") or "<token>", entry["identitytoken"], identity_token=True)
+    if entry.get("auth"):
+        try:
+            decoded = base64.b64decode(entry["auth"]).decode()
+            username, sep, password = decoded.partition(":")
+        except Exception:
+            sep = ""
+        if not sep:
+            raise ConfigurationError(
+                f"The 'auth' entry for {key!r} in {path} is not base64 of 'user:password'. "
+                f"Run 'docker login {key}' again."
+            )
+        return Credential(username, password)
+    if entry.get("username") and entry.get("password") is not None:
+        return Credential(entry["username"], entry["password"])
+    return None
+
+
+def _run_helper(helper: str, host: str) -> Optional[Credential]:
+    program = f"docker-credential-{helper}"
+    if shutil.which(program) is None:
+        raise RegistryAuthError(
+            f"The Docker config names the credential helper {helper!r} for {host}, but {program!r} is not on PATH. "
+            f"Install it, or remove it from ~/.docker/config.json and run 'docker login {host}'."
+        )
+    # the Docker CLI asks helpers about Docker Hub with its legacy key
+    server = "https://index.docker.io/v1/" if _normalise_key(host) == "docker.io" else host
+    try:
+        proc = subprocess.run([program, "get"], input=server, capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        raise RegistryAuthError(f"The credential helper {program} did not answer within 60 s for {host}.") from None
+    if proc.returncode != 0:
+        # helpers print 'credentials not found in native keychain' when they have none
+        if "not found" in (proc.stdout + proc.stderr).lower():
+            return None
+        raise RegistryAuthError(
+            f"The credential helper {program} failed for {host} (exit {proc.returncode}): "
+            f"{(proc.stderr or proc.stdout).strip()[:300]}"
+        )
+    try:
+        value = json.loads(proc.stdout)
+        username, secret = value["Username"], value["Secret"]
+    except (ValueError, KeyError, TypeError):
+        raise RegistryAuthError(
+            f"The credential helper {program} answered for {host} with something that is not "
+            "{'Username': ..., 'Secret': ...} JSON."
+        ) from None
+    if username == "<token>":
+        return Credential(username, secret, identity_token=True)
+    return Credential(username, secret)

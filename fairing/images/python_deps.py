@@ -1,0 +1,126 @@
+"""A layer of Python requirements, made without Docker.
+
+The requirements are installed with the submitter's pip into a directory, for the
+*image's* platform and Python version (``pip install --target DIR --platform ...
+--python-version X.Y --implementation cp --abi cpXY --only-binary=:all:``), so no
+code runs for the target and only wheels are used. The directory becomes a layer at
+:data:`SITE_DIR`, which the image finds through ``PYTHONPATH``. The layer is keyed by
+:func:`requirements_key` (requirements, Python version, platform, glibc level) so the
+same requirements are never installed twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Optional, Sequence
+
+from ..errors import BuildError, ConfigurationError
+from ..events import EventCallback, Stage
+from .layers import Layer, LocalCache, directory_layer
+from .manifest import Platform
+
+__all__ = ["SITE_DIR", "requirements_key", "pip_platform_tags", "build_requirements_layer", "python_version_of"]
+
+#: Where the requirements layer puts packages in the image (added to PYTHONPATH).
+SITE_DIR = "/opt/fairing/python"
+
+_ARCH = {"amd64": "x86_64", "arm64": "aarch64", "ppc64le": "ppc64le", "s390x": "s390x", "386": "i686"}
+_RECIPE_VERSION = 1
+
+
+def pip_platform_tags(platform: Platform, glibc: str = "2.28") -> list[str]:
+    """pip ``--platform`` tags for a glibc Linux image (pip also accepts older manylinux)."""
+    if platform.os != "linux" or platform.architecture not in _ARCH:
+        raise ConfigurationError(
+            f"Installing requirements without Docker supports linux/amd64, linux/arm64 and a few others, "
+            f"not {platform}. Use the Docker or cluster builder for this platform."
+        )
+    major, minor = glibc.split(".")
+    return [f"manylinux_{major}_{minor}_{_ARCH[platform.architecture]}"]
+
+
+def requirements_key(requirements: Sequence[str], python_version: str, platform: Platform, glibc: str = "2.28",
+                     site_dir: str = SITE_DIR) -> str:
+    recipe = {
+        "requirements": sorted(requirements),
+        "python": python_version,
+        "platform": str(platform),
+        "glibc": glibc,
+        "site_dir": site_dir,
+        "v": _RECIPE_VERSION,
+    }
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
+
+
+def python_version_of(config: dict) -> Optional[str]:
+    """``X.Y`` of the image's Python from its config (``PYTHON_VERSION`` env, or a
+    ``org.python.version`` / ``dev.fairing.python-version`` label), else None."""
+    cfg = config.get("config") or {}
+    candidates = []
+    for entry in cfg.get("Env") or []:
+        key, _, value = entry.partition("=")
+        if key in ("PYTHON_VERSION", "PYTHON_VER"):
+            candidates.append(value)
+    labels = cfg.get("Labels") or {}
+    candidates += [labels.get("dev.fairing.python-version"), labels.get("org.python.version")]
+    for value in candidates:
+        if value:
+            parts = value.strip().split(".")
+            if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
+                return f"{parts[0]}.{parts[1]}"
+    return None
+
+
+def build_requirements_layer(
+    requirements: Sequence[str],
+    *,
+    python_version: str,
+    platform: Platform,
+    cache: LocalCache,
+    glibc: str = "2.28",
+    site_dir: str = SITE_DIR,
+    on_event: Optional[EventCallback] = None,
+    compresslevel: int = 6,
+) -> Layer:
+    """The requirements layer from the local cache, else installed with pip and cached."""
+    key = requirements_key(requirements, python_version, platform, glibc, site_dir)
+    cached = cache.get_layer(key)
+    if cached is not None:
+        return cached
+    emit = on_event or (lambda e: None)
+    emit(Stage("requirements", "started", f"pip install {len(requirements)} requirement(s) for Python {python_version} {platform}"))
+    major, minor = python_version.split(".")[:2]
+    with tempfile.TemporaryDirectory(prefix="fairing-deps-") as tmp:
+        target = Path(tmp) / "site"
+        reqfile = Path(tmp) / "requirements.txt"
+        reqfile.write_text("".join(f"{r}\n" for r in requirements))
+        cmd = [
+            sys.executable, "-m", "pip", "install", "--quiet", "--no-input", "--disable-pip-version-check",
+            "--no-compile", "--no-warn-script-location", "--target", str(target),
+            "--python-version", f"{major}.{minor}", "--implementation", "cp",
+            "--abi", f"cp{major}{minor}", "--abi", "abi3", "--abi", "none", "--only-binary=:all:",
+        ]
+        for tag in pip_platform_tags(platform, glibc):
+            cmd += ["--platform", tag]
+        cmd += ["-r", str(reqfile)]
+        env = dict(os.environ, PIP_NO_COLOR="1")
+        env.pop("PYTHONPATH", None)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            emit(Stage("requirements", "failed"))
+            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+            raise BuildError(
+                f"Installing the requirements {list(requirements)} for Python {major}.{minor} on {platform} failed:\n{tail}\n"
+                "Without Docker only wheels can be installed: pin versions that publish wheels for this platform "
+                "and Python version (see the package's files on PyPI), or use the Docker or cluster builder."
+            )
+        layer = directory_layer(target, site_dir, Path(tmp) / "deps.tar.gz", compresslevel=compresslevel)
+        cached = cache.put_layer(key, layer)
+    emit(Stage("requirements", "finished", f"{cached.size} bytes"))
+    return cached

@@ -1,0 +1,119 @@
+"""A TCP proxy on a free loopback port that counts bytes and can cut connections.
+
+Put it between a client and a test registry to measure what the client uploads
+(``bytes_up``) or to cut a connection part-way through an upload
+(``cut_after=N``: the first ``cuts`` connections that send more than N bytes to the
+server are closed abruptly). Threads only; ``stop()`` closes everything.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from typing import Optional
+
+
+class Proxy:
+    def __init__(self, upstream: str, *, cut_after: Optional[int] = None, cuts: int = 1) -> None:
+        host, port = upstream.rsplit(":", 1)
+        self._upstream = (host, int(port))
+        self.cut_after = cut_after
+        self.cuts_left = cuts if cut_after is not None else 0
+        self.cuts_done = 0
+        self.bytes_up = 0
+        self.bytes_down = 0
+        self.connections = 0
+        self._lock = threading.Lock()
+        self._sockets: set[socket.socket] = set()
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self.address = f"127.0.0.1:{self._listener.getsockname()[1]}"
+        self._stopped = False
+        self._thread = threading.Thread(target=self._accept, name="proxy-accept", daemon=True)
+        self._thread.start()
+
+    def reset_counters(self) -> None:
+        with self._lock:
+            self.bytes_up = self.bytes_down = 0
+            self.connections = 0
+
+    def _accept(self) -> None:
+        while not self._stopped:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(self._upstream, timeout=10)
+                server.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            for s in (client, server):  # no Nagle delays: the proxy must not slow small requests
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with self._lock:
+                self.connections += 1
+                self._sockets.update((client, server))
+            state = {"up": 0, "cut": False}
+            threading.Thread(target=self._pump, args=(client, server, True, state), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, False, state), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, upstream: bool, state: dict) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if upstream:
+                    with self._lock:
+                        self.bytes_up += len(data)
+                        state["up"] += len(data)
+                        cut = (self.cuts_left > 0 and self.cut_after is not None and state["up"] > self.cut_after)
+                        if cut:
+                            self.cuts_left -= 1
+                            self.cuts_done += 1
+                            state["cut"] = True
+                    if cut:
+                        for s in (src, dst):
+                            try:
+                                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                            except OSError:
+                                pass
+                        break
+                else:
+                    with self._lock:
+                        self.bytes_down += len(data)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+                with self._lock:
+                    self._sockets.discard(s)
+
+    def stop(self) -> None:
+        self._stopped = True
+        try:
+            self._listener.close()
+        except OSError:
+            pass
+        with self._lock:
+            socks = list(self._sockets)
+        for s in socks:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def __enter__(self) -> "Proxy":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
