@@ -19,6 +19,9 @@ registry, headers included) and HTTP requests (from the registry's access log).
   layer.tgz -t TARGET`` (a new layer only; crane sets no entrypoint here).
 * docker: ``docker build -t TARGET ctx`` (BuildKit, ``FROM base`` / ``COPY . /app`` /
   ``WORKDIR`` / ``ENTRYPOINT``) then ``docker push TARGET``.
+* fairing-docker: ``DockerBuilder.build(context)`` in-process (the engine's build API with
+  the generated Dockerfile, then its push API; the result pinned by digest), one builder
+  kept across the cases.
 
 Cases: ``first`` (small context, new repository), ``one-line`` (one line of main.py
 changed), ``unchanged`` (the same context again), ``large-first`` (5,000 files, 50 MB,
@@ -43,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fairing.builders.append import AppendBuilder  # noqa: E402
+from fairing.builders.docker import DockerBuilder  # noqa: E402
 from fairing.context import BuildContext  # noqa: E402
 from fairing.images import ImageRef  # noqa: E402
 from tests.services.base_image import push_base_image  # noqa: E402
@@ -131,7 +135,7 @@ def main() -> int:
             row = {"tool": tool, "case": case, "seconds": round(m.seconds, 4), "bytes_up": m.bytes_up,
                    "requests": m.requests, **extra}
             results.append(row)
-            print(f"{tool:8} {case:12} {m.seconds:8.3f} s {m.bytes_up:>11,d} B {m.requests:5d} req", flush=True)
+            print(f"{tool:14} {case:12} {m.seconds:8.3f} s {m.bytes_up:>11,d} B {m.requests:5d} req", flush=True)
 
         # ---------------------------------------------------------------- fairing
         cache = work / "fairing-cache"
@@ -212,6 +216,31 @@ def main() -> int:
             with Meter(registry, proxy) as m:
                 docker_build_push(large, f"{proxy.address}/bench/docker-large:v1")
             record("docker", "large-first", m)
+
+            # ------------------------------------------------------------ fairing-docker
+            def fairing_docker(builder, directory):
+                ref = builder.build(context_of(directory))
+                pushed_docker.append(f"{ref.registry}/{ref.repository}:{ref.tag}")
+                return ref
+
+            write_small(small, "x = 1")
+            dbuilder = DockerBuilder(base_ref, proxy.address, repository="bench/fairing-docker")
+            with Meter(registry, proxy) as m:
+                fairing_docker(dbuilder, small)
+            record("fairing-docker", "first", m)
+            times = []
+            for i in range(args.repeat):
+                write_small(small, f"x = {i + 2}")
+                with Meter(registry, proxy) as m:
+                    fairing_docker(dbuilder, small)
+                times.append(m)
+            record("fairing-docker", "one-line", sorted(times, key=lambda t: t.seconds)[len(times) // 2])
+            with Meter(registry, proxy) as m:
+                fairing_docker(dbuilder, small)
+            record("fairing-docker", "unchanged", m)
+            with Meter(registry, proxy) as m:
+                fairing_docker(DockerBuilder(base_ref, proxy.address, repository="bench/fairing-docker-large"), large)
+            record("fairing-docker", "large-first", m)
     finally:
         if docker is not None:
             for tag in pushed_docker + [base_ref]:
@@ -227,6 +256,9 @@ def main() -> int:
         f, c = by.get(("fairing", case)), by.get(("crane", case))
         if f and c:
             summary[f"{case}: fairing/crane time"] = round(f["seconds"] / c["seconds"], 2)
+        d, k = by.get(("fairing-docker", case)), by.get(("docker", case))
+        if d and k:
+            summary[f"{case}: fairing-docker/docker time"] = round(d["seconds"] / k["seconds"], 2)
     fo = by[("fairing", "one-line")]
     summary["one-line: fairing bytes_up"] = fo["bytes_up"]
     summary["one-line: changed layer bytes"] = fo["changed_layer_bytes"]
