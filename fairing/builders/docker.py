@@ -18,6 +18,7 @@ Podman works through the same code: give ``base_url`` its Docker-compatible sock
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -32,7 +33,7 @@ from ..context import BuildContext
 from ..errors import (BuildError, ConfigurationError, FairingError, RegistryAuthError, RegistryError,
                       RegistryUnreachableError)
 from ..events import EventCallback, LogLine, Progress, Stage, emitter
-from .dockerfile import DEFAULT_PIP_ARGS, context_key, docker_build_context, render_dockerfile
+from .dockerfile import DEFAULT_PIP_ARGS, docker_build_context, render_dockerfile
 
 __all__ = ["DockerBuilder", "LocalDockerImage"]
 
@@ -214,13 +215,15 @@ class DockerBuilder:
             base = self._base(client, emit)
             labels = {LABEL_BASE: self.base_image or str(self.dockerfile)}
             text = render_dockerfile(context, base, pip_args=self.pip_args, labels=labels)
-            key = context_key(context, base, text)
             repository = self.target_repository(context)
-            tag = "fairing-" + key[:20]
-            emit(Stage("docker build", "started", f"{repository}:{tag}"))
-            files = docker_build_context(context, text)
-            image_id = self._run_build(client, emit, what="the image", tag=f"{repository}:{tag}",
-                                       tar_of=files.write_tar)
+            with tempfile.TemporaryFile(prefix="fairing-docker-context-") as fh:
+                # the tar holds the Dockerfile (so the base) and every file: its hash names the build
+                hasher = _HashingWriter(fh)
+                docker_build_context(context, text).write_tar(hasher)  # type: ignore[arg-type]
+                fh.seek(0)
+                tag = "fairing-" + hasher.hexdigest()[:20]
+                emit(Stage("docker build", "started", f"{repository}:{tag}"))
+                image_id = self._run_build(client, emit, what="the image", tag=f"{repository}:{tag}", fileobj=fh)
             emit(Stage("docker build", "finished", image_id))
             if not self.registry or not self.push:
                 return LocalDockerImage(image_id, f"{repository}:{tag}")
@@ -248,55 +251,52 @@ class DockerBuilder:
         return image_id
 
     def _run_build(self, client: Any, emit: EventCallback, *, what: str, tag: Optional[str],
-                   tar_of: Optional[Callable] = None, path: Optional[str] = None,
-                   dockerfile: Optional[str] = None) -> str:
+                   fileobj: Any = None, path: Optional[str] = None, dockerfile: Optional[str] = None) -> str:
+        """Run one build (of the tar in ``fileobj``, or of the directory ``path``); its image ID."""
         docker_errors = _docker_errors()
         kwargs: dict = dict(tag=tag, rm=True, forcerm=True, pull=self.pull, decode=True, timeout=self.timeout,
                             buildargs=self.build_args or None)
-        with tempfile.TemporaryFile(prefix="fairing-docker-context-") as fh:
-            if tar_of is not None:
-                tar_of(fh)
-                fh.seek(0)
-                kwargs.update(fileobj=fh, custom_context=True)
-            else:
-                kwargs.update(path=path, dockerfile=dockerfile)
-            step, total, instruction = 0, 0, ""
-            step_lines: deque = deque(maxlen=_TAIL)
-            image_id = None
-            partial = ""
-            try:
-                for chunk in client.api.build(**kwargs):
-                    if "stream" in chunk:
-                        partial += chunk["stream"]
-                        *lines, partial = _ANSI.sub("", partial).split("\n")
-                        for line in lines:
-                            m = _STEP.match(line)
-                            if m:
-                                step, total, instruction = int(m.group(1)), int(m.group(2)), m.group(3)
-                                step_lines.clear()
-                                emit(Progress("docker build", step, total, unit="step", note=instruction))
-                            elif line.startswith(" ---> Using cache"):
-                                emit(Progress("docker build", step, total, unit="step", note="cached"))
-                            elif line.startswith((" ---> ", "Removing intermediate container", "Successfully ")):
-                                continue
-                            elif line.strip():
-                                step_lines.append(line)
-                                emit(LogLine(line, source="build"))
-                    elif "aux" in chunk and isinstance(chunk["aux"], dict) and chunk["aux"].get("ID"):
-                        image_id = chunk["aux"]["ID"]
-                    elif "status" in chunk:  # pulling the base image
-                        if chunk.get("id") and chunk["status"] in ("Pull complete", "Already exists"):
-                            emit(Progress(f"pull {chunk['id']}", 1, 1, unit="layer", note=chunk["status"].lower()))
-                    if "error" in chunk or "errorDetail" in chunk:
-                        message = (chunk.get("errorDetail") or {}).get("message") or chunk.get("error") or ""
-                        if partial.strip():
-                            step_lines.append(partial)
-                        raise _step_failed(what, step, total, instruction, message, list(step_lines))
-            except docker_errors.APIError as exc:
-                raise BuildError(
-                    f"The Docker engine refused to build {what}: {exc.explanation or exc}. "
-                    "Check the Dockerfile's syntax and the base image name."
-                ) from None
+        if fileobj is not None:
+            kwargs.update(fileobj=fileobj, custom_context=True)
+        else:
+            kwargs.update(path=path, dockerfile=dockerfile)
+        step, total, instruction = 0, 0, ""
+        step_lines: deque = deque(maxlen=_TAIL)
+        image_id = None
+        partial = ""
+        try:
+            for chunk in client.api.build(**kwargs):
+                if "stream" in chunk:
+                    partial += chunk["stream"]
+                    *lines, partial = _ANSI.sub("", partial).split("\n")
+                    for line in lines:
+                        m = _STEP.match(line)
+                        if m:
+                            step, total, instruction = int(m.group(1)), int(m.group(2)), m.group(3)
+                            step_lines.clear()
+                            emit(Progress("docker build", step, total, unit="step", note=instruction))
+                        elif line.startswith(" ---> Using cache"):
+                            emit(Progress("docker build", step, total, unit="step", note="cached"))
+                        elif line.startswith((" ---> ", "Removing intermediate container", "Successfully ")):
+                            continue
+                        elif line.strip():
+                            step_lines.append(line)
+                            emit(LogLine(line, source="build"))
+                elif "aux" in chunk and isinstance(chunk["aux"], dict) and chunk["aux"].get("ID"):
+                    image_id = chunk["aux"]["ID"]
+                elif "status" in chunk:  # pulling the base image
+                    if chunk.get("id") and chunk["status"] in ("Pull complete", "Already exists"):
+                        emit(Progress(f"pull {chunk['id']}", 1, 1, unit="layer", note=chunk["status"].lower()))
+                if "error" in chunk or "errorDetail" in chunk:
+                    message = (chunk.get("errorDetail") or {}).get("message") or chunk.get("error") or ""
+                    if partial.strip():
+                        step_lines.append(partial)
+                    raise _step_failed(what, step, total, instruction, message, list(step_lines))
+        except docker_errors.APIError as exc:
+            raise BuildError(
+                f"The Docker engine refused to build {what}: {exc.explanation or exc}. "
+                "Check the Dockerfile's syntax and the base image name."
+            ) from None
         if image_id is None:
             raise BuildError(f"The Docker engine built {what} but did not report an image ID. Try again; if it "
                              "persists, check the engine's log.")
@@ -345,6 +345,21 @@ class DockerBuilder:
             raise RegistryError(f"Pushing {ref} finished without the registry's digest. Try again.")
         emit(Stage("push", "finished", f"{pushed} layers uploaded, {skipped} already there"))
         return ref.with_digest(digest)
+
+
+class _HashingWriter:
+    """A write-only file that hashes what passes through it to ``fh``."""
+
+    def __init__(self, fh: Any) -> None:
+        self._fh = fh
+        self._hash = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self._hash.update(data)
+        return self._fh.write(data)
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
 
 
 def _docker_errors() -> Any:
