@@ -7,6 +7,7 @@ pinned by digest, exactly what a cluster would pull). Podman: ``base_url=`` its 
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Optional
 
 from ..builders.docker import DockerBuilder
@@ -28,10 +29,15 @@ def docker_backend(
 ) -> Backend:
     """A :class:`Backend` of a :class:`DockerBuilder` and a :class:`DockerDeployer` on one engine.
 
+    ``base_image`` defaults to ``python:X.Y-slim`` for this interpreter's X.Y (a function's
+    pickle needs the same Python minor version in the job), unless ``dockerfile`` is given.
+
     ``base_image``, ``registry``, ``dockerfile`` and ``builder_options`` (``repository``,
     ``username``, ``password``, ``credentials``, ``pull``, ``build_args``...) go to the
     builder; ``cpu``, ``memory``, ``gpus`` and ``env`` to the deployer; ``base_url`` to both.
     """
+    if base_image is None and dockerfile is None:
+        base_image = "python:%d.%d-slim" % sys.version_info[:2]
     builder = DockerBuilder(base_image, registry, dockerfile=dockerfile, base_url=base_url, **builder_options)
     deployer = DockerDeployer(cpu=cpu, memory=memory, gpus=gpus, env=env, base_url=base_url)
     return Backend("docker", builder, deployer)
