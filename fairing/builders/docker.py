@@ -263,6 +263,7 @@ class DockerBuilder:
         step, total, instruction = 0, 0, ""
         step_lines: deque = deque(maxlen=_TAIL)
         image_id = None
+        last_image = None  # the image of the last step that succeeded
         partial = ""
         try:
             for chunk in client.api.build(**kwargs):
@@ -277,7 +278,11 @@ class DockerBuilder:
                             emit(Progress("docker build", step, total, unit="step", note=instruction))
                         elif line.startswith(" ---> Using cache"):
                             emit(Progress("docker build", step, total, unit="step", note="cached"))
-                        elif line.startswith((" ---> ", "Removing intermediate container", "Successfully ")):
+                        elif line.startswith(" ---> "):
+                            candidate = line[6:].strip()
+                            if re.fullmatch(r"[0-9a-f]{12,64}", candidate):
+                                last_image = candidate
+                        elif line.startswith(("Removing intermediate container", "Successfully ")):
                             continue
                         elif line.strip():
                             step_lines.append(line)
@@ -291,7 +296,7 @@ class DockerBuilder:
                     message = (chunk.get("errorDetail") or {}).get("message") or chunk.get("error") or ""
                     if partial.strip():
                         step_lines.append(partial)
-                    raise _step_failed(what, step, total, instruction, message, list(step_lines))
+                    raise _step_failed(what, step, total, instruction, message, list(step_lines), last_image)
         except docker_errors.APIError as exc:
             raise BuildError(
                 f"The Docker engine refused to build {what}: {exc.explanation or exc}. "
@@ -368,7 +373,8 @@ def _docker_errors() -> Any:
     return docker_module("Building an image with Docker").errors
 
 
-def _step_failed(what: str, step: int, total: int, instruction: str, message: str, lines: list) -> BuildError:
+def _step_failed(what: str, step: int, total: int, instruction: str, message: str, lines: list,
+                 last_image: Optional[str]) -> BuildError:
     where = f"step {step}/{total} ({instruction})" if step else "its start"
     tail = "\n".join(lines[-_TAIL:]).rstrip()
     if "pip install" in instruction:
@@ -381,7 +387,12 @@ def _step_failed(what: str, step: int, total: int, instruction: str, message: st
     else:
         hint = "Fix that step (run the same Dockerfile with 'docker build' to iterate), then submit again."
     out = f"\n--- output of that step ---\n{tail}" if tail else ""
-    return BuildError(f"Building {what} failed at {where}: {message.strip()}{out}\n{hint}")
+    if last_image and step > 1:
+        hint += f" To look around in the state before that step: docker run --rm -it --entrypoint sh {last_image}"
+    error = BuildError(f"Building {what} failed at {where}: {message.strip()}{out}\n{hint}")
+    #: The image ID of the last step that succeeded (the engine keeps it as build cache), or None.
+    error.cache_image = last_image  # type: ignore[attr-defined]
+    return error
 
 
 def _push_failed(ref: Any, message: str) -> RegistryError:

@@ -64,22 +64,31 @@ def job_label(docker_client, request):
 
 
 class _Images:
-    """Images a test made: the ones it names with ``add`` and any other image that appeared
-    during the test without a tag (the cache of a failed build, pulled parents); removed when
-    the test ends."""
+    """Images a test made (``add``): removed with their untagged parents when the test ends.
 
-    def __init__(self, client, keep_digest: str) -> None:
+    Only these and their own parent chains: a sweep of every new image would also hit the
+    build cache that another session (sharing the engine) is building on."""
+
+    def __init__(self, client) -> None:
         self.client = client
         self.refs: list[str] = []
-        self.keep_digest = keep_digest  # the base image, pulled by digest: kept for the session
-        self.before = {image.id for image in client.images.list(all=True)}
 
     def add(self, ref) -> None:
         self.refs.append(str(getattr(ref, "id", None) or ref))
 
+    def add_cache(self, error) -> None:
+        """The build cache a failed build left (``BuildError.cache_image``), unless that is a
+        pulled image (the base) rather than one the build made."""
+        try:
+            image = self.client.images.get(error.cache_image)
+        except Exception:
+            return
+        if not image.tags and not image.attrs.get("RepoDigests"):
+            self.refs.append(image.id)
+
     def _remove(self, ref: str) -> None:
         try:
-            self.client.images.remove(ref, force=True)
+            self.client.images.remove(ref, force=True)  # also prunes its untagged parents
         except Exception:
             pass
 
@@ -92,11 +101,6 @@ class _Images:
             for name in [*(image.tags or []), *(image.attrs.get("RepoDigests") or [])]:
                 self._remove(name)
             self._remove(image.id)
-        for _ in range(3):  # children first: a parent goes once its children are gone
-            for image in self.client.images.list(all=True):
-                if image.id not in self.before and not image.tags and \
-                        self.keep_digest not in (image.attrs.get("RepoDigests") or []):
-                    self._remove(image.id)
 
 
 @pytest.fixture(scope="session")
@@ -113,7 +117,7 @@ def engine_base_image(docker_client, base_image):
 
 @pytest.fixture
 def images(docker_client, base_image, engine_base_image):
-    tracker = _Images(docker_client, keep_digest=f"{base_image.registry}/{base_image.repository}@{base_image.digest}")
+    tracker = _Images(docker_client)
     yield tracker
     tracker.cleanup()
 

@@ -139,13 +139,13 @@ def test_ctrl_c_leaves_no_container(docker_client, base_image, images, job_label
             if isinstance(event, fairing.events.LogLine) and not event.source:
                 print(event.line, flush=True)
 
-        @fairing.train(backend="docker", base_image={str(base_image)!r}, on_event=show)
         def forever():
             import time
             print("job started", flush=True)
             time.sleep(600)
 
-        forever()
+        fairing.TrainJob(forever, backend="docker", base_image={str(base_image)!r}, name="{job_label}-ctrl-c",
+                         on_event=show).run()
     """))
     proc = subprocess.Popen([sys.executable, str(script)], cwd=str(ROOT), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -159,7 +159,7 @@ def test_ctrl_c_leaves_no_container(docker_client, base_image, images, job_label
                 break
             assert time.monotonic() < deadline, "the job did not start"
         assert seen and seen[-1].strip() == "job started", "".join(seen)
-        running = fairing_containers(docker_client)
+        running = fairing_containers(docker_client, job_label)
         assert running, "no fairing container while the job runs"
         built = [c.image.id for c in running]
         proc.send_signal(signal.SIGINT)
@@ -169,7 +169,7 @@ def test_ctrl_c_leaves_no_container(docker_client, base_image, images, job_label
             proc.kill()
             proc.wait()
     assert proc.returncode != 0 and "KeyboardInterrupt" in out
-    assert not fairing_containers(docker_client), [c.name for c in fairing_containers(docker_client)]
+    assert not fairing_containers(docker_client, job_label)
     for image_id in built:
         docker_client.images.remove(image_id, force=True)
 
