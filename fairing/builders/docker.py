@@ -41,7 +41,9 @@ __all__ = ["DockerBuilder", "LocalDockerImage"]
 LABEL_BASE = "dev.fairing.base"
 _DEFAULT_REPOSITORY = "fairing-job"
 _TAIL = 40
-_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+_STEP = re.compile(r"^(?:Step|STEP) (\d+)/(\d+) ?: (.*)$")  # Docker's "Step 1/8 : ", Podman's "STEP 1/8: "
+_IMAGE_LINE = re.compile(r"^\s*-{2,3}> (?:Using cache )?([0-9a-f]{12,64})\s*$")  # " ---> id" / "--> id"
+_HEX_ID = re.compile(r"^[0-9a-f]{64}$")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _AUTH_WORDS = ("unauthorized", "authentication required", "denied", "no basic auth credentials",
                "insufficient_scope", "authorization failed", "403 forbidden", "401 unauthorized")
@@ -120,6 +122,9 @@ class DockerBuilder:
     * ``pip_args`` - options of the requirements' ``pip install``
       [:data:`fairing.builders.dockerfile.DEFAULT_PIP_ARGS`].
     * ``timeout`` - seconds a build or push may stay silent [3600].
+    * ``insecure``/``ca_bundle`` - how fairing itself reaches the registry when the engine
+      does not report the pushed digest (Podman) and fairing asks the registry:
+      ``True`` or hosts allowed over plain HTTP [loopback only], PEM CAs [the system's].
     * ``client`` - a ``docker.DockerClient`` to use instead of making one.
     """
 
@@ -140,6 +145,8 @@ class DockerBuilder:
         build_args: Optional[Mapping[str, str]] = None,
         pip_args: Sequence[str] = DEFAULT_PIP_ARGS,
         timeout: int = 3600,
+        insecure: "bool | Iterable[str]" = False,
+        ca_bundle: Optional[str] = None,
         client: Any = None,
     ) -> None:
         from ..images import ImageRef
@@ -185,6 +192,8 @@ class DockerBuilder:
         self.build_args = dict(build_args or {})
         self.pip_args = tuple(pip_args)
         self.timeout = timeout
+        self.insecure = insecure
+        self.ca_bundle = ca_bundle
         self._client = client
 
     def __repr__(self) -> str:
@@ -276,13 +285,15 @@ class DockerBuilder:
                             step, total, instruction = int(m.group(1)), int(m.group(2)), m.group(3)
                             step_lines.clear()
                             emit(Progress("docker build", step, total, unit="step", note=instruction))
-                        elif line.startswith(" ---> Using cache"):
+                        elif re.match(r"^\s*-{2,3}> Using cache", line):
                             emit(Progress("docker build", step, total, unit="step", note="cached"))
-                        elif line.startswith(" ---> "):
-                            candidate = line[6:].strip()
-                            if re.fullmatch(r"[0-9a-f]{12,64}", candidate):
-                                last_image = candidate
-                        elif line.startswith(("Removing intermediate container", "Successfully ")):
+                            image = _IMAGE_LINE.match(line)
+                            last_image = image.group(1) if image else last_image
+                        elif re.match(r"^\s*-{2,3}> ", line):
+                            image = _IMAGE_LINE.match(line)
+                            last_image = image.group(1) if image else last_image
+                        elif line.startswith(("Removing intermediate container", "Successfully ", "COMMIT ")) \
+                                or _HEX_ID.match(line):
                             continue
                         elif line.strip():
                             step_lines.append(line)
@@ -308,6 +319,16 @@ class DockerBuilder:
         return image_id
 
     # -- push ---------------------------------------------------------------------------
+
+    def _registry_digest(self, ref: Any) -> Optional[str]:
+        """The digest the registry serves for ``ref``'s tag, read with fairing's registry client."""
+        from ..images.registry import RegistryClient
+
+        with RegistryClient(credentials=self._credentials, insecure=self.insecure, ca_bundle=self.ca_bundle) as client:
+            found = client.head_manifest(ref)
+            if found is not None and found.digest:
+                return found.digest
+            return client.get_manifest(ref)[2]
 
     def _push(self, client: Any, emit: EventCallback, repository: str, tag: str) -> Any:
         from ..images import ImageRef
@@ -346,6 +367,8 @@ class DockerBuilder:
                     emit(Progress(f"push {layer}", 1, 1, unit="layer", note="skipped"))
         except docker_errors.APIError as exc:
             raise _push_failed(ref, str(exc.explanation or exc)) from None
+        if not digest:  # Podman's API does not report it (and its RepoDigests differ): ask the registry
+            digest = self._registry_digest(ref)
         if not digest:
             raise RegistryError(f"Pushing {ref} finished without the registry's digest. Try again.")
         emit(Stage("push", "finished", f"{pushed} layers uploaded, {skipped} already there"))
