@@ -28,7 +28,8 @@ import weakref
 from typing import Any, Iterator, Optional
 
 from .._docker import engine_error, is_engine_error, make_client
-from ..errors import ConfigurationError, DeployError, ImagePullError, JobFailedError, JobTimeoutError
+from ..errors import (ConfigurationError, DeployError, FairingError, ImagePullError, JobFailedError,
+                      JobTimeoutError)
 from ..events import EventCallback, LogLine, Stage, emitter
 from ..handle import JobStatus
 from ..results import outcome
@@ -290,12 +291,15 @@ class DockerDeployer:
     quantity such as ``"2Gi"`` [no limit]; ``gpus`` - a number of GPUs or ``"all"`` [none];
     ``env`` - added to each job's environment [none]; ``base_url`` - the engine's API
     [``$DOCKER_HOST``, else ``unix:///var/run/docker.sock``]; ``pull`` - pull the image
-    even when the engine has it [False: only when missing]; ``client`` - a
+    even when the engine has it [False: only when missing]; ``credentials`` - a provider
+    from :mod:`fairing.images.auth` for pulling [what ``docker login`` stored, read by
+    :class:`~fairing.images.auth.DockerConfigCredentials`]; ``client`` - a
     ``docker.DockerClient`` to use instead of making one.
     """
 
     def __init__(self, *, cpu: Any = None, memory: Any = None, gpus: Any = None, env: Optional[dict] = None,
-                 base_url: Optional[str] = None, pull: bool = False, client: Any = None) -> None:
+                 base_url: Optional[str] = None, pull: bool = False, credentials: Any = None,
+                 client: Any = None) -> None:
         self.nano_cpus = parse_cpu(cpu) if cpu is not None else None
         self.memory = parse_memory(memory) if memory is not None else None
         if gpus is not None and gpus != "all" and not (isinstance(gpus, int) and not isinstance(gpus, bool)
@@ -305,6 +309,7 @@ class DockerDeployer:
         self.env = {str(k): str(v) for k, v in (env or {}).items()}
         self.base_url = base_url
         self.pull = pull
+        self._credentials = credentials
         self._client = client
 
     def __repr__(self) -> str:
@@ -371,6 +376,26 @@ class DockerDeployer:
                                "Choose another job name, or remove the old one (docker rm -f).")
         return DeployError(f"The Docker engine could not start the job {name} from {reference}: {text}")
 
+    def _auth(self, name: str) -> Optional[dict]:
+        """``auth_config`` for pulling ``name`` (registry/repository), from the credentials provider."""
+        from ..builders.docker import _auth_dict
+
+        from ..images import ImageRef
+
+        host = ImageRef.parse(name).registry
+        credentials = self._credentials
+        if credentials is None:
+            from ..images.auth import DockerConfigCredentials
+
+            credentials = DockerConfigCredentials()
+        try:
+            return _auth_dict(credentials(host))
+        except FairingError:
+            raise
+        except Exception as exc:
+            raise ImagePullError(f"Looking up credentials for {host} failed: {type(exc).__name__}. Check "
+                                 "~/.docker/config.json and its credential helpers.") from None
+
     def _ensure_image(self, client: Any, image: Any, emit: EventCallback) -> str:
         """The reference to run, pulling it when the engine lacks it (or when ``pull``)."""
         from ..builders.docker import LocalDockerImage
@@ -401,7 +426,8 @@ class DockerDeployer:
                 pass
         emit(Stage("pull", "started", reference))
         try:
-            for chunk in client.api.pull(name, tag=tag, stream=True, decode=True):
+            auth = self._auth(name)
+            for chunk in client.api.pull(name, tag=tag, stream=True, decode=True, auth_config=auth):
                 if "error" in chunk or "errorDetail" in chunk:
                     message = (chunk.get("errorDetail") or {}).get("message") or chunk.get("error")
                     raise ImagePullError(_pull_hint(reference, message))

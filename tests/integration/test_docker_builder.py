@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -306,3 +307,70 @@ def test_docker_sdk_is_an_optional_extra():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(ROOT), timeout=60)
     assert proc.stdout.count("RAISED") == 2, proc.stdout + proc.stderr
     assert "pip install 'fairing[docker]'" in proc.stdout
+
+
+def test_docker_login_credentials_push_and_pull(docker_client, tls_registry, base_image, images, job_label, tmp_path,
+                                                monkeypatch):
+    """What `docker login` stores in config.json is used to push and to pull, and is never shown."""
+    import base64
+
+    config = tmp_path / "docker-config"
+    config.mkdir()
+    token = base64.b64encode(f"{AUTH_USER}:{AUTH_PASSWORD}".encode()).decode()
+    (config / "config.json").write_text(json.dumps({"auths": {tls_registry.address: {"auth": token}}}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    events: list = []
+
+    def whoami():
+        import os
+        return sorted(k for k in os.environ if "PASS" in k.upper() or "AUTH" in k.upper())
+
+    backend = docker_backend(base_image=base_image, registry=tls_registry.address, repository="private/whoami")
+    ref = backend.builder.build(FunctionPreprocessor(whoami, (), {}).context(), on_event=events.append)
+    images.add(ref)
+    docker_client.images.remove(f"{ref.name}:{ref.tag}", force=True)  # so that the run pulls it, logged in
+    handle = backend.deployer.deploy(ref, name=f"{job_label}-private", on_event=events.append)
+    try:
+        assert handle.result(60) == []
+        env = json.dumps(docker_client.api.inspect_container(handle.container_id)["Config"]["Env"])
+    finally:
+        handle.delete()
+    images.add(f"{ref.name}@{ref.digest}")
+    assert any(isinstance(e, Stage) and e.name == "pull" and e.status == "finished" for e in events)
+    for text in (repr(events), env, repr(backend.builder), repr(backend.deployer)):
+        assert AUTH_PASSWORD not in text and token not in text
+
+
+def test_ctrl_c_during_a_build_leaves_no_container(docker_client, base_image, images, tmp_path):
+    (tmp_path / "Dockerfile").write_text(f"FROM {base_image}\nRUN echo long-step-started && sleep 120\n")
+    script = tmp_path / "build.py"
+    script.write_text(textwrap.dedent(f"""\
+        from fairing.builders.docker import DockerBuilder
+        from fairing.preprocessors.function import FunctionPreprocessor
+
+        def show(event):
+            if getattr(event, "line", "") == "long-step-started":
+                print("STARTED", flush=True)
+
+        DockerBuilder(dockerfile={str(tmp_path / "Dockerfile")!r}).build(
+            FunctionPreprocessor(print, (), {{}}).context(), on_event=show)
+    """))
+    before = _build_containers(docker_client)
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=str(ROOT), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        seen = []
+        for line in proc.stdout:
+            seen.append(line)
+            if line.strip() == "STARTED":
+                break
+        assert seen and seen[-1].strip() == "STARTED", "".join(seen)
+        assert _build_containers(docker_client) - before, "no build container while the step runs"
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "KeyboardInterrupt" in out
+    assert _no_new_build_containers(docker_client, before)
