@@ -1,11 +1,12 @@
-"""The Handle protocol: what a deployer returns for a running job."""
+"""The Handle protocol (what a deployer returns for a running job), and the log buffer handles share."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional, Protocol, runtime_checkable
+from typing import Any, Callable, Iterator, Optional, Protocol, runtime_checkable
 
-__all__ = ["Handle", "JobStatus"]
+__all__ = ["Handle", "JobStatus", "LogBuffer"]
 
 
 @dataclass(frozen=True)
@@ -39,3 +40,47 @@ class Handle(Protocol):
 
     def delete(self) -> None:
         """Stop the job if it runs and remove everything it left. Idempotent."""
+
+
+class LogBuffer:
+    """The lines a job printed, kept for ``logs()`` and error messages, shared by the handles.
+
+    Writers (one thread per stream) call :meth:`add`; readers iterate :meth:`follow`,
+    which blocks for new lines until :meth:`close` is called or ``done()`` says so.
+    """
+
+    def __init__(self) -> None:
+        self._lines: list[tuple[str, str]] = []
+        self._cond = threading.Condition()
+        self._closed = False
+
+    def add(self, line: str, source: str = "") -> None:
+        with self._cond:
+            self._lines.append((source, line))
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def follow(self, follow: bool = True, done: Optional[Callable[[], bool]] = None) -> Iterator[str]:
+        """Lines as ``[source] line`` (or ``line`` without a source); with ``follow``, until the end."""
+        finished = done or (lambda: self._closed)
+        i = 0
+        while True:
+            with self._cond:
+                while follow and i >= len(self._lines) and not finished():
+                    self._cond.wait(0.5)
+                batch = self._lines[i:]
+                over = not follow or finished()
+            for source, line in batch:
+                yield f"[{source}] {line}" if source else line
+            i += len(batch)
+            if over and i >= len(self._lines):
+                return
+
+    def tail(self, n: int = 30, source: Optional[str] = None) -> str:
+        with self._cond:
+            lines = [line for s, line in self._lines if source is None or s == source]
+        return "\n".join(lines[-n:])

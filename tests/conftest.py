@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# fairing-level e2e fixtures (base image, builder, backend...) on top of tests/e2e/conftest.py
+pytest_plugins = ["tests.e2e.fairing_fixtures"]
+
 
 def _fairing_temp_entries() -> set[str]:
     return {p for p in os.listdir(tempfile.gettempdir()) if p.startswith("fairing-local-")}

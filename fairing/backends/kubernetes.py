@@ -74,7 +74,8 @@ def kubernetes_backend(*, registry: Optional[str] = None, base_image: Optional[s
         deployer = JobDeployer(kube=kube, **deployer_options)
     if builder is None:
         builder = choose_builder(base_image=base_image, registry=registry, dockerfile=dockerfile)
-    serving = ServingDeployer(kube=kube, mutators=deployer_options.get("mutators", ()))
+    serving = ServingDeployer(kube=kube, mutators=deployer_options.get("mutators", ()),
+                              pull_credentials=deployer_options.get("pull_credentials"))
     return Backend("kubernetes", builder, deployer, serving)
 
 

@@ -17,6 +17,7 @@ manifest ``HEAD``). A one-line change uploads only the code layer, config and ma
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 import tempfile
 from dataclasses import dataclass
@@ -218,8 +219,10 @@ class AppendBuilder:
                     )
                     deps_new = True
                 new_layers.append(pending)
-                # the context's own entries (the runtime's .fairing) first, then the requirements
-                env["PYTHONPATH"] = ":".join(p for p in (env.get("PYTHONPATH", ""), SITE_DIR) if p)
+                # keep the context's own entries (the runtime's), made absolute against the workdir
+                own = [p if p.startswith("/") else posixpath.join(context.workdir, p)
+                       for p in context.env.get("PYTHONPATH", "").split(":") if p]
+                env["PYTHONPATH"] = ":".join([*own, SITE_DIR])
             code = context_layer(context, Path(tmp), compresslevel=self.compresslevel)
             new_layers.append(_PendingLayer(Descriptor(lmt, code.digest, code.size), code.diff_id, code.path, "code"))
 

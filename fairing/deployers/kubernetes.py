@@ -15,6 +15,9 @@ kubelet (10 MiB by default, per container).
 
 from __future__ import annotations
 
+import base64
+import json
+import re
 import threading
 import time
 import uuid
@@ -22,13 +25,13 @@ from typing import Any, Iterator, Optional
 
 from ..errors import DeployError, ImagePullError, JobFailedError, JobTimeoutError, UnschedulableError
 from ..events import EventCallback, LogLine, emitter
-from ..handle import JobStatus
+from ..handle import JobStatus, LogBuffer
 from ..kube import KubeClient, raise_for_api_error
 from ..results import outcome
 from ..runtime.result import PREFIX, decode
-from .mutators import Mutator, apply
+from .mutators import Mutator, apply, image_pull_secrets
 
-__all__ = ["KubeDeployerBase", "KubeHandle", "JOB_LABEL"]
+__all__ = ["KubeDeployerBase", "KubeHandle", "PodHandle", "JOB_LABEL"]
 
 JOB_LABEL = "fairing.dev/job"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "fairing"}
@@ -51,6 +54,10 @@ class KubeDeployerBase:
     ``mutators`` customise every pod (see :mod:`fairing.deployers.mutators`).
     ``ttl_seconds_after_finished`` lets the cluster remove finished workloads;
     ``active_deadline_seconds`` and ``backoff_limit`` (default 0: no retries) bound them.
+    ``pull_credentials`` finds credentials for the image's registry (a provider as in
+    :mod:`fairing.images.auth`; default: the ones ``docker login`` stored, as the builders
+    use); when there are some, an image pull secret ``fairing-pull-<registry>`` is created
+    or updated in the namespace and referenced from the pods. ``False`` turns this off.
     """
 
     container_name = "fairing-job"
@@ -59,7 +66,7 @@ class KubeDeployerBase:
                  kubeconfig: Optional[str] = None, context: Optional[str] = None, mutators=(),
                  labels: Optional[dict] = None, annotations: Optional[dict] = None,
                  ttl_seconds_after_finished: Optional[int] = None, active_deadline_seconds: Optional[int] = None,
-                 backoff_limit: int = 0, name_prefix: str = "fairing") -> None:
+                 backoff_limit: int = 0, name_prefix: str = "fairing", pull_credentials: Any = None) -> None:
         self._kube = kube
         self._kube_options = {"kubeconfig": kubeconfig, "context": context, "namespace": namespace}
         self.mutators: list[Mutator] = list(mutators)
@@ -69,6 +76,7 @@ class KubeDeployerBase:
         self.active_deadline_seconds = active_deadline_seconds
         self.backoff_limit = backoff_limit
         self.name_prefix = name_prefix
+        self.pull_credentials = pull_credentials
 
     @property
     def kube(self) -> KubeClient:
@@ -78,6 +86,39 @@ class KubeDeployerBase:
 
     def new_name(self) -> str:
         return f"{self.name_prefix}-{time.strftime('%m%d-%H%M%S')}-{uuid.uuid4().hex[:5]}"
+
+    def pull_secret(self, image: Any) -> Optional[str]:
+        """Create or update the image pull secret for ``image``'s registry; its name, or None."""
+        if self.pull_credentials is False:
+            return None
+        from ..images import ImageRef
+
+        host = ImageRef.parse(str(image)).registry
+        provider = self.pull_credentials
+        if provider is None:
+            from ..images.auth import DockerConfigCredentials
+
+            provider = DockerConfigCredentials()
+        credential = provider(host)
+        if credential is None:
+            return None
+        auth = base64.b64encode(f"{credential.username}:{credential.password}".encode()).decode()
+        config = json.dumps({"auths": {host: {"auth": auth}}})
+        name = "fairing-pull-" + re.sub(r"[^a-z0-9-]+", "-", host.lower()).strip("-")[:40]
+        body = {"metadata": {"name": name, "labels": dict(MANAGED_BY)}, "type": "kubernetes.io/dockerconfigjson",
+                "data": {".dockerconfigjson": base64.b64encode(config.encode()).decode()}}
+        kube = self.kube
+        try:
+            try:
+                kube.core.create_namespaced_secret(kube.namespace, body)
+            except kube.k8s.client.ApiException as exc:
+                if exc.status != 409:
+                    raise
+                kube.core.replace_namespaced_secret(name, kube.namespace, body)
+        except kube.k8s.client.ApiException as exc:
+            raise_for_api_error(exc, action=f"write the image pull secret {name}", kind="Secret",
+                                namespace=kube.namespace)
+        return name
 
     def pod_template(self, image: Any, name: str, *, extra_mutators=()) -> dict:
         container = {
@@ -89,6 +130,9 @@ class KubeDeployerBase:
             "terminationMessagePolicy": "File",
         }
         spec = apply({"containers": [container], "restartPolicy": "Never"}, [*self.mutators, *extra_mutators])
+        secret = self.pull_secret(image)
+        if secret:
+            spec = image_pull_secrets(secret)(spec)
         return {
             "metadata": {
                 "labels": {**MANAGED_BY, **self.labels, JOB_LABEL: name},
@@ -118,7 +162,7 @@ class KubeHandle:
         self._obj: Optional[dict] = None
         self._obj_gone = False
         self._pods: dict[str, dict] = {}
-        self._lines: list[tuple[str, str]] = []
+        self._log = LogBuffer()
         self._streams: dict[str, threading.Thread] = {}
         self._watch_error: Optional[BaseException] = None
         self._deleted = False
@@ -241,7 +285,8 @@ class KubeHandle:
             if pending:
                 self._add_line(source, pending.decode("utf-8", "replace"))
         except Exception as exc:  # the pod went away mid-stream: the log ends here
-            self._add_line(source, f"[fairing: log stream of {pod_name} ended: {type(exc).__name__}]")
+            if not (self._deleted or self._stop.is_set()):
+                self._add_line(source, f"[fairing: log stream of {pod_name} ended: {type(exc).__name__}]")
         finally:
             with self._cond:
                 self._cond.notify_all()
@@ -249,32 +294,17 @@ class KubeHandle:
     def _add_line(self, source: str, line: str) -> None:
         if line.startswith(PREFIX):
             return  # the result line is for result(), not for people
-        with self._cond:
-            self._lines.append((source, line))
-            self._cond.notify_all()
+        self._log.add(line, source)
         self._emit(LogLine(line, source))
 
     def _streams_done(self) -> bool:
         return all(not t.is_alive() for t in self._streams.values())
 
     def logs(self, follow: bool = True) -> Iterator[str]:
-        i = 0
-        while True:
-            with self._cond:
-                while follow and i >= len(self._lines) and not (self._ended() and self._streams_done()):
-                    self._cond.wait(1.0)
-                batch = self._lines[i:]
-                finished = not follow or (self._ended() and self._streams_done())
-            for source, line in batch:
-                yield f"[{source}] {line}" if source else line
-            i += len(batch)
-            if finished and i >= len(self._lines):
-                return
+        return self._log.follow(follow, done=lambda: self._ended() and self._streams_done())
 
     def _tail(self, source: Optional[str] = None) -> str:
-        with self._cond:
-            lines = [l for s, l in self._lines if source is None or s == source]
-        return "\n".join(lines[-_TAIL:])
+        return self._log.tail(_TAIL, source)
 
     # -- status and waiting ----------------------------------------------------------------
 
@@ -342,8 +372,9 @@ class KubeHandle:
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         raise JobTimeoutError(
-                            f"The {self.kind} {self.name} did not finish within {timeout:g} s. It is deleted "
-                            "unless cleanup='never'; raise the timeout, or make the job do less.",
+                            f"The {self.kind} {self.name} did not finish within {timeout:g} s (pods: "
+                            f"{self._pods_text()}; recent events: {self._events_text()}). It is deleted unless "
+                            "cleanup='never'; raise the timeout, or make the job do less.",
                             job=self.name, logs_tail=self._tail(),
                         )
                     self._cond.wait(remaining if remaining is not None else 5.0)
@@ -355,6 +386,23 @@ class KubeHandle:
             self.delete()
             raise
         return self.status()
+
+    def _pods_text(self) -> str:
+        rows = []
+        for pod in self._pods.values():
+            states = [next(iter((cs.get("state") or {"unknown": {}}).items())) for cs in
+                      pod.get("status", {}).get("containerStatuses") or []]
+            detail = ", ".join(f"{k}{'/' + v.get('reason') if v.get('reason') else ''}" for k, v in states)
+            rows.append(f"{pod['metadata']['name']} {pod.get('status', {}).get('phase')} {detail}".strip())
+        return "; ".join(rows) or "none created"
+
+    def _events_text(self) -> str:
+        try:
+            events = self.kube.core.list_namespaced_event(self.namespace).items
+        except self.kube.k8s.client.ApiException:
+            return "(could not list events)"
+        mine = [e for e in events if (e.involved_object.name or "").startswith(self.name)]
+        return "; ".join(f"{e.reason}: {e.message}" for e in mine[-8:]) or "none"
 
     # -- results ---------------------------------------------------------------------------
 
@@ -417,3 +465,22 @@ class KubeHandle:
             while not self._obj_gone and time.monotonic() < end and self._watch_error is None:
                 self._cond.wait(1.0)
         self._stop.set()
+
+
+class PodHandle(KubeHandle):
+    """A single bare pod (the in-cluster builder's Kaniko pod), watched like any workload."""
+
+    kind = "Pod"
+
+    def _list_objects(self, **kwargs):
+        return self.kube.core.list_namespaced_pod(**kwargs)
+
+    def _phase(self, obj: dict) -> Optional[str]:
+        phase = (obj.get("status") or {}).get("phase")
+        return phase if phase in ("Succeeded", "Failed") else None
+
+    def _delete_object(self) -> None:
+        self.kube.core.delete_namespaced_pod(self.name, self.namespace, grace_period_seconds=0)
+
+    def replica(self, pod: dict) -> str:
+        return pod["metadata"]["name"]

@@ -23,14 +23,13 @@ from typing import Any, Iterator, Optional
 from ..builders.local import LocalImage
 from ..errors import ConfigurationError, DeployError, JobTimeoutError
 from ..events import EventCallback, LogLine, emitter
-from ..handle import JobStatus
+from ..handle import JobStatus, LogBuffer
 from ..results import outcome
 from ..runtime import PACKAGE, RUNTIME_DIR
 from ..runtime.result import decode
 
 __all__ = ["LocalDeployer", "LocalHandle"]
 
-_TAIL = 30
 
 
 def _kill_tree(proc: subprocess.Popen, grace: float = 3.0) -> None:
@@ -85,9 +84,7 @@ class LocalHandle:
             shutil.rmtree(self.workdir, ignore_errors=True)
             raise
         self._finalizer = weakref.finalize(self, _cleanup, self._proc, self.workdir)
-        self._lines: list[str] = []
-        self._eof = False
-        self._cond = threading.Condition()
+        self._log = LogBuffer()
         self._reader = threading.Thread(target=self._read, name=f"fairing-logs-{name}", daemon=True)
         self._reader.start()
 
@@ -95,30 +92,15 @@ class LocalHandle:
         assert self._proc.stdout is not None
         for raw in self._proc.stdout:
             line = raw.decode("utf-8", "replace").rstrip("\n")
-            with self._cond:
-                self._lines.append(line)
-                self._cond.notify_all()
+            self._log.add(line)
             self._emit(LogLine(line))
-        with self._cond:
-            self._eof = True
-            self._cond.notify_all()
+        self._log.close()
 
     def logs(self, follow: bool = True) -> Iterator[str]:
-        i = 0
-        while True:
-            with self._cond:
-                while follow and i >= len(self._lines) and not self._eof:
-                    self._cond.wait(0.5)
-                batch = self._lines[i:]
-                done = self._eof or not follow
-            yield from batch
-            i += len(batch)
-            if done and i >= len(self._lines):
-                return
+        return self._log.follow(follow)
 
     def _tail(self) -> str:
-        with self._cond:
-            return "\n".join(self._lines[-_TAIL:])
+        return self._log.tail()
 
     def status(self) -> JobStatus:
         code = self._proc.poll()

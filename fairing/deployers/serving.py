@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from typing import Any, Iterator, Optional
 
-from ..errors import DeployError, JobFailedError, JobTimeoutError
+from ..errors import JobFailedError, JobTimeoutError
 from ..events import EventCallback
 from ..kube import raise_for_api_error
 from .kubernetes import JOB_LABEL, KubeDeployerBase, KubeHandle
@@ -148,7 +148,7 @@ class KubeEndpointHandle(KubeHandle):
                 if remaining <= 0:
                     raise JobTimeoutError(
                         f"The endpoint {self.name} had {self._ready_count()} of {self.replicas} replicas ready "
-                        f"after {timeout:g} s. Pod events: {self._events_text()}",
+                        f"after {timeout:g} s (pods: {self._pods_text()}; events: {self._events_text()}).",
                         job=self.name, logs_tail=self._tail(),
                     )
                 self._cond.wait(remaining)
@@ -162,14 +162,6 @@ class KubeEndpointHandle(KubeHandle):
                     "before it was ready; see the log below (a failing load() is the usual cause).",
                     job=self.name, exit_code=terminated["exitCode"], logs_tail=self._tail(self.replica(pod)),
                 )
-
-    def _events_text(self) -> str:
-        try:
-            events = self.kube.core.list_namespaced_event(self.namespace).items
-        except self.kube.k8s.client.ApiException:
-            return "(could not list events)"
-        mine = [e for e in events if (e.involved_object.name or "").startswith(self.name)]
-        return "; ".join(f"{e.reason}: {e.message}" for e in mine[-10:]) or "none"
 
     def request(self, method: str, path: str, body: Optional[dict] = None, timeout: float = 60) -> tuple[int, Any]:
         api = self.kube.api_client

@@ -27,32 +27,6 @@ from fairing.kube import KubeClient
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="session")
-def base_image(registry_address):
-    from tests.services.base_image import push_base_image
-
-    return str(push_base_image(registry_address, insecure=True))
-
-
-@pytest.fixture
-def kube(kubeconfig, namespace):
-    return KubeClient(kubeconfig=kubeconfig, namespace=namespace)
-
-
-@pytest.fixture
-def builder(base_image, registry_address):
-    from fairing.builders.append import AppendBuilder
-
-    return AppendBuilder(base_image, f"{registry_address}/fairing-e2e", insecure=True)
-
-
-@pytest.fixture
-def backend(builder, kube):
-    from fairing.deployers.serving import ServingDeployer
-
-    return Backend("e2e", builder, JobDeployer(kube=kube), ServingDeployer(kube=kube))
-
-
 def _left_in(kube: KubeClient) -> list[str]:
     jobs = [j.metadata.name for j in kube.batch.list_namespaced_job(kube.namespace).items]
     pods = [p.metadata.name for p in kube.core.list_namespaced_pod(kube.namespace).items]
