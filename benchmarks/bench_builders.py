@@ -19,9 +19,6 @@ registry, headers included) and HTTP requests (from the registry's access log).
   layer.tgz -t TARGET`` (a new layer only; crane sets no entrypoint here).
 * docker: ``docker build -t TARGET ctx`` (BuildKit, ``FROM base`` / ``COPY . /app`` /
   ``WORKDIR`` / ``ENTRYPOINT``) then ``docker push TARGET``.
-* fairing-docker: ``DockerBuilder.build(context)`` in-process (the engine's build API with
-  the generated Dockerfile, then its push API; the result pinned by digest), one builder
-  kept across the cases.
 
 Cases: ``first`` (small context, new repository), ``one-line`` (one line of main.py
 changed), ``unchanged`` (the same context again), ``large-first`` (5,000 files, 50 MB,
@@ -35,7 +32,6 @@ import json
 import os
 import random
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,7 +42,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fairing.builders.append import AppendBuilder  # noqa: E402
-from fairing.builders.docker import DockerBuilder  # noqa: E402
 from fairing.context import BuildContext  # noqa: E402
 from fairing.images import ImageRef  # noqa: E402
 from tests.services.base_image import push_base_image  # noqa: E402
@@ -82,20 +77,58 @@ def context_of(directory: Path) -> BuildContext:
     return BuildContext(files=files, entrypoint=ENTRYPOINT)
 
 
+def _proxy_main(upstream: str, conn) -> None:
+    proxy = Proxy(upstream)
+    conn.send(proxy.address)
+    while True:
+        if conn.recv() == "stop":
+            proxy.stop()
+            conn.send(None)
+            return
+        time.sleep(0.05)  # let the pump threads account for the last bytes
+        conn.send((proxy.bytes_up, proxy.body_bytes_up))
+
+
+class ProxyProcess:
+    """The counting proxy in a child process, so its threads do not compete with fairing
+    (which runs in this process) for the GIL."""
+
+    def __init__(self, upstream: str) -> None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("fork")
+        self._conn, child = ctx.Pipe()
+        self._process = ctx.Process(target=_proxy_main, args=(upstream, child), daemon=True)
+        self._process.start()
+        self.address = self._conn.recv()
+
+    def counters(self) -> tuple[int, int]:
+        self._conn.send("get")
+        return self._conn.recv()
+
+    def stop(self) -> None:
+        if self._process.is_alive():
+            self._conn.send("stop")
+            self._conn.recv()
+            self._process.join(5)
+
+
 class Meter:
     def __init__(self, registry, proxy) -> None:
         self.registry, self.proxy = registry, proxy
 
     def __enter__(self):
         self.mark = self.registry.mark()
-        self.up0 = self.proxy.bytes_up
+        self.up0, self.body0 = self.proxy.counters()
         self.t0 = time.perf_counter()
         return self
 
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self.t0
         self.requests = len(self.registry.requests(self.mark))
-        self.bytes_up = self.proxy.bytes_up - self.up0
+        up, body = self.proxy.counters()
+        self.bytes_up = up - self.up0
+        self.body_bytes = body - self.body0
 
 
 def run(cmd, **kw):
@@ -108,7 +141,7 @@ def run(cmd, **kw):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results.json"))
-    parser.add_argument("--repeat", type=int, default=3, help="one-line re-submits per tool (median reported)")
+    parser.add_argument("--repeat", type=int, default=9, help="one-line re-submits per tool (median reported)")
     parser.add_argument("--crane", default=shutil.which("crane") or str(Path.home() / "go" / "bin" / "crane"))
     parser.add_argument("--skip-docker", action="store_true")
     parser.add_argument("--docker", default="/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker",
@@ -118,13 +151,15 @@ def main() -> int:
         raise SystemExit("crane not found: GOFLAGS=-mod=mod go install github.com/google/go-containerregistry/cmd/crane@latest")
 
     registry = start_registry()
-    proxy = Proxy(registry.address)
+    proxy = ProxyProcess(registry.address)
     docker = None if args.skip_docker else ensure_docker()
     work = Path(tempfile.mkdtemp(prefix="fairing-bench-"))
     results: list[dict] = []
     pushed_docker: list[str] = []
+    base_ref, base_digest = "", None
     try:
         base = push_base_image(registry.address)
+        base_digest = base.digest
         base_ref = f"{proxy.address}/{base.repository}:3.11-bookworm"
         small = work / "small" / "app"
         large = work / "large" / "app"
@@ -133,118 +168,95 @@ def main() -> int:
 
         def record(tool, case, m, **extra):
             row = {"tool": tool, "case": case, "seconds": round(m.seconds, 4), "bytes_up": m.bytes_up,
-                   "requests": m.requests, **extra}
+                   "body_bytes_up": m.body_bytes, "requests": m.requests, **extra}
             results.append(row)
-            print(f"{tool:14} {case:12} {m.seconds:8.3f} s {m.bytes_up:>11,d} B {m.requests:5d} req", flush=True)
+            print(f"{tool:8} {case:12} {m.seconds:8.3f} s {m.bytes_up:>11,d} B sent {m.body_bytes:>11,d} B bodies "
+                  f"{m.requests:5d} req", flush=True)
 
-        # ---------------------------------------------------------------- fairing
+        # The tools, each with its own target repository. Every case runs the tools one after
+        # the other, and the one-line case interleaves them per repeat, so a change in the
+        # machine's load hits all tools alike.
         cache = work / "fairing-cache"
-        with Meter(registry, proxy) as m:
-            builder = AppendBuilder(base_ref, proxy.address, repository="bench/fairing", cache_dir=cache)
-            builder.build(context_of(small))
-        record("fairing", "first", m)
-        times = []
-        for i in range(args.repeat):
-            write_small(small, f"x = {i + 2}")
-            with Meter(registry, proxy) as m:
-                ref = builder.build(context_of(small))
-            times.append(m)
-        m = sorted(times, key=lambda t: t.seconds)[len(times) // 2]
-        code_size = json.loads(_manifest_bytes(ref))["layers"][-1]["size"]
-        record("fairing", "one-line", m, changed_layer_bytes=code_size)
-        with Meter(registry, proxy) as m:
-            builder.build(context_of(small))
-        record("fairing", "unchanged", m)
-        with Meter(registry, proxy) as m:
-            AppendBuilder(base_ref, proxy.address, repository="bench/fairing-large", cache_dir=cache).build(context_of(large))
-        record("fairing", "large-first", m)
-        builder.close()
+        state: dict = {"builder": None, "ref": None}
 
-        # ---------------------------------------------------------------- crane
-        def crane_append(ctx_parent: Path, target: str):
+        def fairing_build(ctx_dir: Path, repo: str, version: int):
+            if state["builder"] is None or repo.endswith("-large"):
+                builder = AppendBuilder(base_ref, proxy.address, repository=repo, cache_dir=cache)
+                if not repo.endswith("-large"):
+                    state["builder"] = builder
+            else:
+                builder = state["builder"]
+            state["ref"] = builder.build(context_of(ctx_dir))
+            state.setdefault("refs", []).append(state["ref"])
+
+        def crane_build(ctx_dir: Path, repo: str, version: int):
             layer = work / "layer.tgz"
-            run(["tar", "-C", str(ctx_parent), "-czf", str(layer), "app"])
-            run([args.crane, "append", "--insecure", "-b", base_ref, "-f", str(layer), "-t", target])
+            run(["tar", "-C", str(ctx_dir.parent), "-czf", str(layer), ctx_dir.name])
+            run([args.crane, "append", "--insecure", "-b", base_ref, "-f", str(layer), "-t",
+                 f"{proxy.address}/{repo}:v{version}"])
             layer.unlink()
 
+        dockerfile = f'FROM {base_ref}\nWORKDIR /app\nCOPY . /app\nENTRYPOINT {json.dumps(ENTRYPOINT)}\n'
+        docker_env = dict(os.environ, DOCKER_BUILDKIT="1")
+
+        def docker_build(ctx_dir: Path, repo: str, version: int):
+            target = f"{proxy.address}/{repo}:v{version}"
+            (ctx_dir / "Dockerfile").write_text(dockerfile)
+            try:
+                run([args.docker, "build", "-q", "-t", target, str(ctx_dir)], env=docker_env)
+                pushed_docker.append(target)
+                run([args.docker, "push", "-q", target], env=docker_env)
+            finally:
+                (ctx_dir / "Dockerfile").unlink()
+
+        tools = {"fairing": fairing_build, "crane": crane_build}
+        if docker is not None:
+            tools["docker"] = docker_build
+            # docker pulls the base in its first build (so it knows it can mount the base layer)
+            subprocess.run([args.docker, "image", "rm", "-f", base_ref], capture_output=True)
+
         write_small(small, "x = 1")
-        with Meter(registry, proxy) as m:
-            crane_append(small.parent, f"{proxy.address}/bench/crane:v1")
-        record("crane", "first", m)
-        times = []
+        for tool, build in tools.items():
+            with Meter(registry, proxy) as m:
+                build(small, f"bench/{tool}", 1)
+            record(tool, "first", m)
+        one_line: dict = {tool: [] for tool in tools}
         for i in range(args.repeat):
             write_small(small, f"x = {i + 2}")
-            with Meter(registry, proxy) as m:
-                crane_append(small.parent, f"{proxy.address}/bench/crane:v{i + 2}")
-            times.append(m)
-        record("crane", "one-line", sorted(times, key=lambda t: t.seconds)[len(times) // 2])
-        with Meter(registry, proxy) as m:
-            crane_append(small.parent, f"{proxy.address}/bench/crane:v{args.repeat + 1}")
-        record("crane", "unchanged", m)
-        with Meter(registry, proxy) as m:
-            crane_append(large.parent, f"{proxy.address}/bench/crane-large:v1")
-        record("crane", "large-first", m)
-
-        # ---------------------------------------------------------------- docker
-        if docker is not None:
-            dockerfile = f'FROM {base_ref}\nWORKDIR /app\nCOPY . /app\nENTRYPOINT {json.dumps(ENTRYPOINT)}\n'
-            env = dict(os.environ, DOCKER_BUILDKIT="1")
-
-            def docker_build_push(ctx: Path, target: str):
-                (ctx / "Dockerfile").write_text(dockerfile)
-                try:
-                    run([args.docker, "build", "-q", "-t", target, str(ctx)], env=env)
-                    pushed_docker.append(target)
-                    run([args.docker, "push", "-q", target], env=env)
-                finally:
-                    (ctx / "Dockerfile").unlink()
-
-            write_small(small, "x = 1")
-            with Meter(registry, proxy) as m:
-                docker_build_push(small, f"{proxy.address}/bench/docker:v1")
-            record("docker", "first", m)
-            times = []
-            for i in range(args.repeat):
-                write_small(small, f"x = {i + 2}")
+            for tool, build in tools.items():
                 with Meter(registry, proxy) as m:
-                    docker_build_push(small, f"{proxy.address}/bench/docker:v{i + 2}")
-                times.append(m)
-            record("docker", "one-line", sorted(times, key=lambda t: t.seconds)[len(times) // 2])
+                    build(small, f"bench/{tool}", i + 2)
+                one_line[tool].append(m)
+        one_line_refs = state.get("refs", [])[-args.repeat:]
+        for tool in tools:
+            median = sorted(range(args.repeat), key=lambda i: one_line[tool][i].seconds)[args.repeat // 2]
+            m = one_line[tool][median]
+            extra = {"all_seconds": [round(t.seconds, 4) for t in one_line[tool]]}
+            if tool == "fairing":
+                manifest_bytes = _manifest_bytes(one_line_refs[median])
+                manifest = json.loads(manifest_bytes)
+                extra["changed_layer_bytes"] = manifest["layers"][-1]["size"]
+                extra["layer_config_manifest_bytes"] = (manifest["layers"][-1]["size"] + manifest["config"]["size"]
+                                                        + len(manifest_bytes))
+            record(tool, "one-line", m, **extra)
+        for tool, build in tools.items():
             with Meter(registry, proxy) as m:
-                docker_build_push(small, f"{proxy.address}/bench/docker:v{args.repeat + 1}")
-            record("docker", "unchanged", m)
+                build(small, f"bench/{tool}", args.repeat + 2)
+            record(tool, "unchanged", m)
+        for tool, build in tools.items():
             with Meter(registry, proxy) as m:
-                docker_build_push(large, f"{proxy.address}/bench/docker-large:v1")
-            record("docker", "large-first", m)
-
-            # ------------------------------------------------------------ fairing-docker
-            def fairing_docker(builder, directory):
-                ref = builder.build(context_of(directory))
-                pushed_docker.append(f"{ref.registry}/{ref.repository}:{ref.tag}")
-                return ref
-
-            write_small(small, "x = 1")
-            dbuilder = DockerBuilder(base_ref, proxy.address, repository="bench/fairing-docker")
-            with Meter(registry, proxy) as m:
-                fairing_docker(dbuilder, small)
-            record("fairing-docker", "first", m)
-            times = []
-            for i in range(args.repeat):
-                write_small(small, f"x = {i + 2}")
-                with Meter(registry, proxy) as m:
-                    fairing_docker(dbuilder, small)
-                times.append(m)
-            record("fairing-docker", "one-line", sorted(times, key=lambda t: t.seconds)[len(times) // 2])
-            with Meter(registry, proxy) as m:
-                fairing_docker(dbuilder, small)
-            record("fairing-docker", "unchanged", m)
-            with Meter(registry, proxy) as m:
-                fairing_docker(DockerBuilder(base_ref, proxy.address, repository="bench/fairing-docker-large"), large)
-            record("fairing-docker", "large-first", m)
+                build(large, f"bench/{tool}-large", 1)
+            record(tool, "large-first", m)
+        if state["builder"] is not None:
+            state["builder"].close()
     finally:
         if docker is not None:
-            for tag in pushed_docker + [base_ref]:
-                subprocess.run([docker.cli, "image", "rm", "-f", tag], capture_output=True)
+            # by name only: the image IDs may be shared with other users of the engine
+            leftovers = pushed_docker + [base_ref]
+            if base_digest:
+                leftovers.append(f"{base_ref.rsplit(':', 1)[0]}@{base_digest}")
+            for name in leftovers:
+                subprocess.run([args.docker, "image", "rm", "-f", name], capture_output=True)
             docker.stop()
         proxy.stop()
         registry.stop()
@@ -256,13 +268,19 @@ def main() -> int:
         f, c = by.get(("fairing", case)), by.get(("crane", case))
         if f and c:
             summary[f"{case}: fairing/crane time"] = round(f["seconds"] / c["seconds"], 2)
-        d, k = by.get(("fairing-docker", case)), by.get(("docker", case))
-        if d and k:
-            summary[f"{case}: fairing-docker/docker time"] = round(d["seconds"] / k["seconds"], 2)
     fo = by[("fairing", "one-line")]
-    summary["one-line: fairing bytes_up"] = fo["bytes_up"]
-    summary["one-line: changed layer bytes"] = fo["changed_layer_bytes"]
+    co = by.get(("crane", "one-line"))
+    if co:
+        pairs = sorted(f / c for f, c in zip(fo["all_seconds"], co["all_seconds"]))
+        summary["one-line: median of per-repeat fairing/crane"] = round(pairs[len(pairs) // 2], 2)
+    summary["one-line: fairing body bytes sent"] = fo["body_bytes_up"]
+    summary["one-line: changed layer + config + manifest"] = fo["layer_config_manifest_bytes"]
+    summary["one-line: fairing bytes sent incl. HTTP headers"] = fo["bytes_up"]
     summary["unchanged: fairing requests"] = by[("fairing", "unchanged")]["requests"]
+    for tool in ("crane", "docker"):
+        r = by.get((tool, "one-line"))
+        if r:
+            summary[f"one-line: fairing/{tool} time"] = round(fo["seconds"] / r["seconds"], 2)
     print()
     for k, v in summary.items():
         print(f"{k:40} {v}")
@@ -272,7 +290,6 @@ def main() -> int:
     return 0
 
 
-_CLIENT = None
 
 
 def _manifest_bytes(ref: ImageRef) -> bytes:

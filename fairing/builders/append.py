@@ -12,6 +12,15 @@ Everything is content-addressed: the same context and base give the same layer a
 image digests, the tag is derived from the manifest digest, and a build whose manifest
 the registry already holds uploads nothing (two requests: the base's and the target's
 manifest ``HEAD``). A one-line change uploads only the code layer, config and manifest.
+
+Example::
+
+    from fairing.builders.append import AppendBuilder
+    from fairing.preprocessors.function import FunctionPreprocessor
+
+    with AppendBuilder("python:3.11-slim", "ghcr.io/my-org") as builder:   # ~/.docker/config.json
+        ref = builder.build(FunctionPreprocessor(train, args=(10,)).context())
+    # ref: ghcr.io/my-org/fairing-job:fairing-1f2e...@sha256:1f2e...
 """
 
 from __future__ import annotations
@@ -145,6 +154,8 @@ class AppendBuilder:
         self.client = client
         # blobs this builder has seen in (host, repository): saves HEADs on re-submits
         self._known: set[tuple[str, str, str]] = set()
+        # requirement tags this builder has seen in (host, repository)
+        self._known_tags: set[tuple[str, str, str]] = set()
         self._base_cache: dict[str, _Base] = {}
 
     def close(self) -> None:
@@ -210,6 +221,7 @@ class AppendBuilder:
                 deps_tag = "deps-" + key[:32]
                 pending = self._cached_deps(target.with_tag(deps_tag), key)
                 if pending is None:
+                    deps_new = self._cache.get_layer(key) is None  # pip runs now
                     layer = build_requirements_layer(
                         context.requirements, python_version=python_version, platform=self.platform,
                         cache=self._cache, glibc=self.glibc, on_event=emit, compresslevel=self.compresslevel,
@@ -217,7 +229,8 @@ class AppendBuilder:
                     pending = _PendingLayer(
                         Descriptor(lmt, layer.digest, layer.size), layer.diff_id, layer.path, "requirements"
                     )
-                    deps_new = True
+                else:
+                    self._known_tags.add((target.registry, target.repository, deps_tag))
                 new_layers.append(pending)
                 # keep the context's own entries (the runtime's), made absolute against the workdir
                 own = [p if p.startswith("/") else posixpath.join(context.workdir, p)
@@ -257,7 +270,7 @@ class AppendBuilder:
             tag = "fairing-" + digest.split(":", 1)[1][:20]
             result = target.with_tag(tag).with_digest(digest)
 
-            existing = self.client.head_manifest(target.with_tag(tag))
+            existing = self.client.head_manifest(target.with_tag(tag), actions="pull,push")
             if existing is not None and existing.digest == digest:
                 emit(Stage("push", "skipped", f"{result} is already in the registry"))
                 return result
@@ -274,8 +287,12 @@ class AppendBuilder:
                         self._known.clear()
                         continue
                     raise
-            if deps_new and deps_tag:
-                self._push_deps_tag(target.with_tag(deps_tag), new_layers[0], media_type)
+            if deps_tag and (target.registry, target.repository, deps_tag) not in self._known_tags:
+                # publish the requirements layer for other machines, once per process and repository
+                deps_ref = target.with_tag(deps_tag)
+                if deps_new or self.client.head_manifest(deps_ref, actions="pull,push") is None:
+                    self._push_deps_tag(deps_ref, new_layers[0], media_type)
+                self._known_tags.add((target.registry, target.repository, deps_tag))
             emit(Stage("push", "finished", str(result)))
             return result
 
@@ -295,12 +312,8 @@ class AppendBuilder:
         ref = self.base
         top_digest = ref.digest
         if top_digest is None:
+            # None (missing, or no digest header): the GET below fetches it or says it is missing
             found = self.client.head_manifest(ref)
-            if found is None and not self._exists_via_get(ref):
-                raise RegistryError(
-                    f"The base image {ref} was not found in its registry. Check the name and tag "
-                    "(and that the registry holds it).", status=404, code="MANIFEST_UNKNOWN",
-                )
             top_digest = found.digest if found else None
         if top_digest and top_digest in self._base_cache:
             return self._base_cache[top_digest]
@@ -337,15 +350,6 @@ class AppendBuilder:
         self._base_cache[top_digest] = base
         return base
 
-    def _exists_via_get(self, ref: ImageRef) -> bool:
-        try:
-            self.client.get_manifest(ref)
-            return True
-        except RegistryError as exc:
-            if exc.status == 404:
-                return False
-            raise
-
     # -- pushing --------------------------------------------------------------------------
 
     def _progress(self, emit: EventCallback, label: str, digest: str):
@@ -369,13 +373,13 @@ class AppendBuilder:
                 on_progress = self._progress(emit, "base", d.digest)
                 if same_registry and base.ref.repository != repo:
                     # a mount of a blob the repository already has also answers 201
-                    how = self._mount_or_copy(target, base, d, Path(tmp), on_progress)
+                    self._mount_or_copy(target, base, d, Path(tmp), on_progress)
                 elif same_registry:
                     if not self.client.has_blob(target, d.digest):
                         raise RegistryError(f"The base image's layer {d.digest} is missing from {target.name}.")
                     on_progress(d.size, d.size, "skipped")
                 else:
-                    how = self._copy_blob(target, base, d, Path(tmp), on_progress)
+                    self._copy_blob(target, base, d, Path(tmp), on_progress)
                 self._known.add(key)
             for layer in new_layers:
                 key = (host, repo, layer.descriptor.digest)
@@ -392,7 +396,9 @@ class AppendBuilder:
                     self.client.upload_blob(target, layer.descriptor.digest, layer.path, size=layer.descriptor.size,
                                             on_progress=on_progress)
                 self._known.add(key)
-            self.client.upload_blob(target, config_desc.digest, config_bytes, on_progress=self._progress(emit, "config", config_desc.digest))
+            # no HEAD for the config: a new manifest almost always has a new config, and it is small
+            self.client.upload_blob(target, config_desc.digest, config_bytes, check_exists=False,
+                                    on_progress=self._progress(emit, "config", config_desc.digest))
 
     def _mount_or_copy(self, target: ImageRef, base: _Base, d: Descriptor, tmp: Path, on_progress) -> str:
         """Mount without a HEAD first (a mount of a blob the repository already has also
@@ -413,7 +419,17 @@ class AppendBuilder:
         resp.close()
         if resp.status_code == 201:
             return "mounted"
-        # 202: the registry opened an upload instead; abandon it (it expires) and copy
+        # 202: the registry opened an upload instead of mounting; cancel it, then copy
+        location = resp.headers.get("Location")
+        if location:
+            try:
+                self.client.request(
+                    "DELETE", target.api_host, location if "://" in location else location,
+                    repository=target.repository, actions="pull,push", ok=(204, 200, 202), allow=(404, 405),
+                    what="cancelling an unused upload", retry=False,
+                ).close()
+            except RegistryError:
+                pass  # it expires on its own
         return None
 
     def _copy_blob(self, target: ImageRef, base: _Base, d: Descriptor, tmp: Path, on_progress) -> str:

@@ -115,9 +115,10 @@ class _ProgressReader:
         n = remaining if n is None or n < 0 else min(n, remaining)
         data = self._fh.read(n)
         self._done += len(data)
-        if self._on_progress and (self._done - self._last >= self._step or self._done >= self._limit):
+        # intermediate events carry no note (renderers redraw a bar); the caller reports the end
+        if self._on_progress and self._done - self._last >= self._step and self._done < self._total:
             self._last = self._done
-            self._on_progress(self._done, self._total, "uploading")
+            self._on_progress(self._done, self._total, "")
         return data
 
 
@@ -136,6 +137,9 @@ class RegistryClient:
       [64 MiB]; smaller ones in one ``PUT``.
     * ``retries`` - how many times a failed upload or a 5xx/connection error is retried [3].
     * ``timeout`` - (connect, read) seconds [(10, 300)].
+    * ``backoff`` - seconds before the first retry, growing linearly [0.5].
+
+    One client serves one thread at a time (it caches schemes and tokens per host).
     """
 
     def __init__(
@@ -233,10 +237,15 @@ class RegistryClient:
             self._scheme[host] = "https"
             return resp
         except requests.exceptions.SSLError as exc:
-            if not may_plain or "CERTIFICATE_VERIFY_FAILED" in str(exc) or "certificate verify failed" in str(exc):
+            untrusted = "certificate verify failed" in str(exc).lower()
+            if untrusted:
                 raise RegistryUnreachableError(
                     f"TLS with {host} failed: {_short(exc)}. If the registry uses a private CA, pass "
-                    f"ca_bundle='/path/to/ca.pem'; if it serves plain HTTP, mark it insecure=['{host}']."
+                    f"ca_bundle='/path/to/ca.pem' (or add the CA to the system's trust store)."
+                ) from None
+            if not may_plain:
+                raise RegistryUnreachableError(
+                    f"TLS with {host} failed: {_short(exc)}. If it serves plain HTTP, mark it insecure=['{host}']."
                 ) from None
         except _ConnectionFailed:
             if not may_plain:
@@ -287,9 +296,10 @@ class RegistryClient:
                     attempt += 1
                     time.sleep(self.backoff * attempt)
                     continue
+                verb = "Lost the connection to" if host in self._scheme else "Cannot connect to"
                 raise RegistryUnreachableError(
-                    f"Lost the connection to the registry at {host} while {what or method + ' ' + redact(url)}: "
-                    f"{_short(exc.cause)}. Check that the registry is running and reachable from here."
+                    f"{verb} the registry at {host} while {what or method + ' ' + redact(url)}: "
+                    f"{_short(exc.cause)}. Check the address, and that the registry is running and reachable from here."
                 ) from None
             if resp.status_code == 401 and not authed_again:
                 authed_again = True
@@ -403,11 +413,13 @@ class RegistryClient:
 
     # -- manifests ------------------------------------------------------------------------
 
-    def head_manifest(self, ref: ImageRef) -> Optional[Descriptor]:
-        """The descriptor of ``ref``'s manifest, or None when the registry does not have it."""
+    def head_manifest(self, ref: ImageRef, *, actions: str = "pull") -> Optional[Descriptor]:
+        """The descriptor of ``ref``'s manifest, or None when the registry does not have it.
+        ``actions="pull,push"`` asks a token service for push rights at once (saves a
+        round trip when a push follows)."""
         resp = self.request(
             "HEAD", ref.api_host, f"/v2/{ref.repository}/manifests/{ref.reference}", repository=ref.repository,
-            headers={"Accept": MANIFEST_ACCEPT}, allow=(404,), what=f"looking up {ref}",
+            actions=actions, headers={"Accept": MANIFEST_ACCEPT}, allow=(404,), what=f"looking up {ref}",
         )
         if resp.status_code == 404:
             return None
@@ -537,6 +549,7 @@ class RegistryClient:
                 return "mounted"
             start_params = {}
             location = self._location(resp, host)
+            self._reauthorized = False
             try:
                 if total <= self.chunk_size:
                     self._put_monolithic(host, repo, location, digest, source, total, on_progress)
@@ -585,6 +598,11 @@ class RegistryClient:
             return resp
         if resp.status_code in _RETRY_STATUS:
             raise _UploadInterrupted(f"HTTP {resp.status_code}")
+        if resp.status_code == 401 and not getattr(self, "_reauthorized", False):
+            # a token that expired during a long upload: get a new one and start the upload again
+            self._reauthorized = True
+            self._authorize(host, repo, "pull,push", resp)
+            raise _UploadInterrupted("the registry asked to authenticate again")
         raise self._error(resp, host, repo, what)
 
     def _put_monolithic(self, host, repo, location, digest, source, total, on_progress) -> None:
@@ -653,12 +671,16 @@ class _UploadInterrupted(Exception):
 
 
 def _short(exc: BaseException) -> str:
-    """A one-line reason without URLs' query strings."""
+    """A one-line reason, without URLs' query strings."""
     text = str(exc)
-    text = re.sub(r"(https?://[^\s'\"?]+)\?[^\s'\")]*", r"\1", text)
-    m = re.search(r"(Connection refused|Name or service not known|timed out|Connection reset by peer|"
-                  r"Broken pipe|Connection aborted|RemoteDisconnected|CERTIFICATE_VERIFY_FAILED[^'\")]*|"
-                  r"WRONG_VERSION_NUMBER|certificate verify failed[^'\")]*)", text)
+    m = re.search(r"certificate verify failed: ([^(\]'\")]+)", text)
+    if m:
+        return f"the server's certificate is not trusted ({m.group(1).strip()})"
+    if "WRONG_VERSION_NUMBER" in text or "record layer failure" in text:
+        return "the server does not speak TLS"
+    m = re.search(r"(Connection refused|Name or service not known|Temporary failure in name resolution|timed out|"
+                  r"Connection reset by peer|Broken pipe|Connection aborted|RemoteDisconnected|No route to host)", text)
     if m:
         return m.group(1)
+    text = re.sub(r"(https?://[^\s'\"?]+)\?[^\s'\")]*", r"\1", text)
     return text[:200]

@@ -68,3 +68,20 @@ def docker_engine():
 def fairing_cache(tmp_path_factory):
     """A fresh local cache for fairing (base manifests, requirement layers)."""
     return tmp_path_factory.mktemp("fairing-cache")
+
+
+TOKEN_USERS = {"bob": "token-password-1"}
+
+
+@pytest.fixture(scope="session")
+def token_registry(tmp_path_factory):
+    """A plain-HTTP registry whose auth is bearer tokens from a real token service
+    (``.token`` is the service, with ``.requests``)."""
+    from tests.services.token_server import start_token_server
+
+    server = start_token_server(TOKEN_USERS, tmp_path_factory.mktemp("token"))
+    handle = start_registry(token=server)
+    handle.token = server
+    yield handle
+    handle.stop()
+    server.stop()

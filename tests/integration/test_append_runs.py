@@ -61,7 +61,10 @@ def test_requirements_layer_installed_for_image_python_and_cached(registry, base
         changed = ctx.with_files({"main.py": (script + "print('changed')\n").encode()})
         ref2 = builder.build(changed, on_event=events.append)
         assert not any(isinstance(e, Stage) and e.name == "requirements" for e in events)
-        assert len(_uploaded(registry.requests(mark))) == 2  # code layer + config
+        reqs = registry.requests(mark)
+        assert len(_uploaded(reqs)) == 2  # code layer + config
+        assert not [r for r in reqs if "/manifests/deps-" in r.path]  # the requirements tag is not pushed again
+        assert len(reqs) <= 8, reqs
         assert _run(docker_engine, ref2).strip().splitlines()[-1] == "changed"
 
     # another machine (empty local cache) finds the requirements layer in the registry: no pip
@@ -139,3 +142,50 @@ def test_notebook_payload_runs(registry, base_image, docker_engine, fairing_cach
     envelope, out = _job_result(docker_engine, ref)
     assert envelope.get("ok"), out
     assert "hypot 5.0" in out
+
+
+def test_failed_requirements_clear_error_and_nothing_left_behind(registry, base_image, tmp_path, monkeypatch):
+    import tempfile
+
+    from fairing.errors import BuildError
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # fairing's temp files land here
+    ctx = BuildContext(files={"main.py": b"print(1)\n"}, entrypoint=["python3", "main.py"],
+                       requirements=("fairing-no-such-package-" + uuid.uuid4().hex[:8],))
+    with AppendBuilder(base_image, registry.address, cache_dir=tmp_path / "cache") as builder:
+        try:
+            builder.build(ctx)
+        except BuildError as exc:
+            message = str(exc)
+        else:
+            raise AssertionError("the build should have failed")
+    assert "fairing-no-such-package" in message and "wheels" in message
+    assert list(scratch.iterdir()) == []
+    assert not list((tmp_path / "cache").rglob("*.tar.gz"))
+
+
+def test_full_notebook_payload_runs_with_papermill_installed_without_docker(registry, base_image, docker_engine,
+                                                                            fairing_cache, tmp_path):
+    """papermill and ipykernel (with compiled wheels: pyzmq, tornado...) go into the
+    requirements layer for the image's Python; the notebook runs whole, parameters injected."""
+    import nbformat
+
+    from fairing.preprocessors.notebook import FullNotebookPreprocessor
+
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("factor = 1")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("result = 21 * factor\nprint('result', result)")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "report.ipynb"
+    nbformat.write(nb, str(path))
+    ctx = FullNotebookPreprocessor(path, parameters={"factor": 2}, requirements=[]).context()
+    with AppendBuilder(base_image, registry.address, cache_dir=fairing_cache) as builder:
+        ref = builder.build(ctx)
+    envelope, out = _job_result(docker_engine, ref)
+    assert envelope.get("ok"), out
+    executed = envelope["value"]
+    outputs = [o.get("text", "") for c in executed["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    assert any("result 42" in "".join(t) if isinstance(t, list) else "result 42" in t for t in outputs), outputs

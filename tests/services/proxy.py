@@ -1,7 +1,7 @@
 """A TCP proxy on a free loopback port that counts bytes and can cut connections.
 
 Put it between a client and a test registry to measure what the client uploads
-(``bytes_up``) or to cut a connection part-way through an upload
+(``bytes_up`` in all, ``body_bytes_up`` in request bodies) or to cut a connection part-way through an upload
 (``cut_after=N``: the first ``cuts`` connections that send more than N bytes to the
 server are closed abruptly). Threads only; ``stop()`` closes everything.
 """
@@ -11,6 +11,68 @@ from __future__ import annotations
 import socket
 import threading
 from typing import Optional
+
+
+class _RequestMeter:
+    """Splits one connection's client-to-server bytes into request heads and bodies
+    (Content-Length or chunked), so ``body_bytes`` is the payload alone."""
+
+    def __init__(self) -> None:
+        self.mode = "head"
+        self.buf = b""
+        self.remaining = 0
+        self.head_bytes = 0
+        self.body_bytes = 0
+
+    def feed(self, data: bytes) -> None:
+        self.buf += data
+        while self.buf:
+            if self.mode == "head":
+                end = self.buf.find(b"\r\n\r\n")
+                if end < 0:
+                    return
+                head, self.buf = self.buf[: end + 4], self.buf[end + 4:]
+                self.head_bytes += len(head)
+                headers = {}
+                for line in head.split(b"\r\n")[1:]:
+                    k, _, v = line.partition(b":")
+                    headers[k.strip().lower()] = v.strip().lower()
+                if b"chunked" in headers.get(b"transfer-encoding", b""):
+                    self.mode = "chunk-size"
+                else:
+                    self.remaining = int(headers.get(b"content-length", b"0") or 0)
+                    self.mode = "body" if self.remaining else "head"
+            elif self.mode == "body":
+                take = min(self.remaining, len(self.buf))
+                self.body_bytes += take
+                self.remaining -= take
+                self.buf = self.buf[take:]
+                if not self.remaining:
+                    self.mode = "head"
+            elif self.mode == "chunk-size":
+                end = self.buf.find(b"\r\n")
+                if end < 0:
+                    return
+                size = int(self.buf[:end].split(b";")[0] or b"0", 16)
+                self.buf = self.buf[end + 2:]
+                if size == 0:
+                    self.mode = "trailer"
+                else:
+                    self.remaining, self.mode = size + 2, "chunk-data"  # data + CRLF
+            elif self.mode == "chunk-data":
+                take = min(self.remaining, len(self.buf))
+                self.body_bytes += max(0, min(take, self.remaining - 2))
+                self.remaining -= take
+                self.buf = self.buf[take:]
+                if not self.remaining:
+                    self.mode = "chunk-size"
+            elif self.mode == "trailer":
+                end = self.buf.find(b"\r\n")
+                if end < 0:
+                    return
+                line, self.buf = self.buf[:end], self.buf[end + 2:]
+                if not line:
+                    self.mode = "head"
 
 
 class Proxy:
@@ -23,6 +85,7 @@ class Proxy:
         self.bytes_up = 0
         self.bytes_down = 0
         self.connections = 0
+        self._meters: list[_RequestMeter] = []
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -34,10 +97,17 @@ class Proxy:
         self._thread = threading.Thread(target=self._accept, name="proxy-accept", daemon=True)
         self._thread.start()
 
+    @property
+    def body_bytes_up(self) -> int:
+        """Request-body bytes sent to the server (blobs, manifests), without HTTP framing."""
+        with self._lock:
+            return sum(m.body_bytes for m in self._meters)
+
     def reset_counters(self) -> None:
         with self._lock:
             self.bytes_up = self.bytes_down = 0
             self.connections = 0
+            self._meters = []
 
     def _accept(self) -> None:
         while not self._stopped:
@@ -56,7 +126,9 @@ class Proxy:
             with self._lock:
                 self.connections += 1
                 self._sockets.update((client, server))
-            state = {"up": 0, "cut": False}
+            state = {"up": 0, "cut": False, "meter": _RequestMeter()}
+            with self._lock:
+                self._meters.append(state["meter"])
             threading.Thread(target=self._pump, args=(client, server, True, state), daemon=True).start()
             threading.Thread(target=self._pump, args=(server, client, False, state), daemon=True).start()
 
@@ -70,6 +142,7 @@ class Proxy:
                     with self._lock:
                         self.bytes_up += len(data)
                         state["up"] += len(data)
+                        state["meter"].feed(data)
                         cut = (self.cuts_left > 0 and self.cut_after is not None and state["up"] > self.cut_after)
                         if cut:
                             self.cuts_left -= 1

@@ -7,7 +7,9 @@ its storage in a temporary directory, waits until ``/v2/`` answers, and returns 
 * plain HTTP, anonymous (``start_registry()``);
 * TLS with a self-signed CA generated here (with ``cryptography``) and htpasswd basic
   auth (``start_registry(tls=True, users={"alice": "secret"})``); ``handle.ca_path``
-  is the CA to trust.
+  is the CA to trust;
+* bearer-token auth against a real token service (``start_registry(token=server)``,
+  see ``token_server.py``).
 
 The registry's access log (one line per HTTP request) goes to ``handle.access_log``;
 ``handle.requests()`` parses it, ``handle.mark()`` + ``handle.requests(since=mark)``
@@ -165,7 +167,7 @@ def _htpasswd(users: dict, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def start_registry(*, tls: bool = False, users: Optional[dict] = None, timeout: float = 20.0) -> Registry:
+def start_registry(*, tls: bool = False, users: Optional[dict] = None, token=None, timeout: float = 20.0) -> Registry:
     """Start a registry on a free loopback port; see the module docstring."""
     binary = shutil.which("docker-registry") or "/usr/bin/docker-registry"
     if not os.path.exists(binary):
@@ -201,7 +203,10 @@ def start_registry(*, tls: bool = False, users: Optional[dict] = None, timeout: 
         if tls:
             ca_path, cert, key = make_ca_and_cert(root)
             lines += ["  tls:", f"    certificate: {cert}", f"    key: {key}"]
-        if users:
+        if token is not None:  # a tests.services.token_server.TokenServer
+            lines += ["auth:", "  token:", f"    realm: {token.realm}", f"    service: {token.service}",
+                      f"    issuer: {token.issuer}", f"    rootcertbundle: {token.ca_path}"]
+        elif users:
             _htpasswd(users, root / "htpasswd")
             lines += ["auth:", "  htpasswd:", "    realm: fairing-test", f"    path: {root / 'htpasswd'}"]
         config = root / "config.yml"

@@ -68,3 +68,21 @@ def test_import_fairing_does_not_import_the_http_client():
             "bad = [m for m in ('requests', 'urllib3', 'fairing.images.registry', 'fairing.builders.append') "
             "if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_missing_http_client_names_the_extra():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['requests'] = None\n"
+        "from fairing.errors import MissingDependencyError\n"
+        "from fairing.builders.append import AppendBuilder\n"
+        "try:\n"
+        "    AppendBuilder('python:3.11', 'localhost:5000')\n"
+        "except MissingDependencyError as exc:\n"
+        "    assert \"pip install 'fairing[append]'\" in str(exc), str(exc)\n"
+        "else:\n"
+        "    raise SystemExit('no MissingDependencyError')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
