@@ -132,7 +132,7 @@ def test_script_with_requirements_and_cached_resubmits(docker_client, registry, 
         == first_digest
 
 
-def test_notebook_runs_in_a_container(docker_client, base_image, images, job_label, workdir):
+def test_notebook_is_built_pushed_and_run(docker_client, registry, base_image, images, job_label, workdir):
     nb = nbformat.v4.new_notebook()
     nb.cells = [
         nbformat.v4.new_markdown_cell("# training"),
@@ -141,7 +141,7 @@ def test_notebook_runs_in_a_container(docker_client, base_image, images, job_lab
     ]
     nbformat.write(nb, str(workdir / "analysis.ipynb"))
     events: list = []
-    backend = docker_backend(base_image=base_image)  # no registry: build and run locally
+    backend = docker_backend(base_image=base_image, registry=registry.address)
     job = TrainJob("analysis.ipynb", backend=backend, name=f"{job_label}-nb", on_event=events.append)
     handle = job.submit()
     try:
@@ -149,10 +149,11 @@ def test_notebook_runs_in_a_container(docker_client, base_image, images, job_lab
         assert "the answer is 42" in list(handle.logs(follow=False))
     finally:
         handle.delete()
-        tags = [e.detail for e in events if isinstance(e, Stage) and e.name == "docker build"
-                and e.status == "started"]
-        images.add(tags[0])
-    assert tags[0].startswith("fairing-analysis:fairing-")
+        pushed = [e.detail for e in events if isinstance(e, Stage) and e.name == "push" and e.status == "started"]
+        images.add(pushed[0])
+    assert pushed[0].startswith(f"{registry.address}/fairing-analysis:fairing-")
+    tag = pushed[0].rsplit(":", 1)[1]
+    assert registry_digest(registry, "fairing-analysis", tag).startswith("sha256:")
 
 
 def test_local_build_without_registry_returns_the_image_id(docker_client, base_image, images, job_label):
@@ -374,3 +375,29 @@ def test_ctrl_c_during_a_build_leaves_no_container(docker_client, base_image, im
             proc.wait()
     assert "KeyboardInterrupt" in out
     assert _no_new_build_containers(docker_client, before)
+
+
+def test_full_notebook_with_papermill_in_a_container(docker_client, base_image, images, job_label, workdir):
+    """--full-notebook: papermill and ipykernel are installed in the image; parameters are injected."""
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("rate = 1")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("print('rate is', rate)\nresult = rate * 10\nresult")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(workdir / "sweep.ipynb"))
+    events: list = []
+    job = TrainJob("sweep.ipynb", full_notebook=True, parameters={"rate": 7},
+                   backend=docker_backend(base_image=base_image), name=f"{job_label}-pm", on_event=events.append)
+    handle = job.submit()
+    try:
+        executed = handle.result(300)
+    finally:
+        handle.delete()
+        images.add([e.detail for e in events if isinstance(e, Stage) and e.name == "docker build"
+                    and e.status == "started"][0].rsplit(" ", 1)[-1])
+    def text(output) -> str:
+        value = output.get("text") or output.get("data", {}).get("text/plain", "")
+        return "".join(value) if isinstance(value, list) else value
+
+    outputs = [text(o) for c in executed["cells"] for o in c.get("outputs", [])]
+    assert "rate is 7\n" in outputs and "70" in outputs
