@@ -232,7 +232,18 @@ class DockerBuilder:
                 fh.seek(0)
                 tag = "fairing-" + hasher.hexdigest()[:20]
                 emit(Stage("docker build", "started", f"{repository}:{tag}"))
-                image_id = self._run_build(client, emit, what="the image", tag=f"{repository}:{tag}", fileobj=fh)
+                try:
+                    image_id = self._run_build(client, emit, what="the image", tag=f"{repository}:{tag}",
+                                               fileobj=fh)
+                except BuildError as exc:
+                    if not _cache_raced(exc):
+                        raise
+                    # a cached step's image was removed while this build used it (docker image rm,
+                    # prune, another session): build once more, which redoes the missing steps
+                    emit(Stage("docker build", "started", f"{repository}:{tag} (again: its cache was removed)"))
+                    fh.seek(0)
+                    image_id = self._run_build(client, emit, what="the image", tag=f"{repository}:{tag}",
+                                               fileobj=fh)
             emit(Stage("docker build", "finished", image_id))
             if not self.registry or not self.push:
                 return LocalDockerImage(image_id, f"{repository}:{tag}")
@@ -373,6 +384,11 @@ class DockerBuilder:
             raise RegistryError(f"Pushing {ref} finished without the registry's digest. Try again.")
         emit(Stage("push", "finished", f"{pushed} layers uploaded, {skipped} already there"))
         return ref.with_digest(digest)
+
+
+def _cache_raced(error: BuildError) -> bool:
+    text = str(error)
+    return "unknown parent image ID" in text or "failed to set parent" in text
 
 
 class _HashingWriter:
