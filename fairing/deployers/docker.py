@@ -31,7 +31,7 @@ from .._docker import engine_error, is_engine_error, make_client
 from ..errors import (ConfigurationError, DeployError, FairingError, ImagePullError, JobFailedError,
                       JobTimeoutError)
 from ..events import EventCallback, LogLine, Stage, emitter
-from ..handle import JobStatus
+from ..handle import JobStatus, LogBuffer
 from ..results import outcome
 from ..runtime.result import decode
 
@@ -110,9 +110,7 @@ class DockerHandle:
         self._base_url = base_url
         self._memory = memory
         self._finalizer = weakref.finalize(self, _remove, client, container.id)
-        self._lines: list[str] = []
-        self._eof = False
-        self._cond = threading.Condition()
+        self._log = LogBuffer()
         self._stream: Any = None
         self._final: Optional[JobStatus] = None
         self._oom = False
@@ -137,33 +135,18 @@ class DockerHandle:
         except Exception:  # the container was removed under us, or the engine stopped: the log ends here
             pass
         finally:
-            with self._cond:
-                self._eof = True
-                self._cond.notify_all()
+            self._log.close()
 
     def _add_line(self, raw: bytes) -> None:
         line = raw.decode("utf-8", "replace").rstrip("\r")
-        with self._cond:
-            self._lines.append(line)
-            self._cond.notify_all()
+        self._log.add(line)
         self._emit(LogLine(line))
 
     def logs(self, follow: bool = True) -> Iterator[str]:
-        i = 0
-        while True:
-            with self._cond:
-                while follow and i >= len(self._lines) and not self._eof:
-                    self._cond.wait(0.5)
-                batch = self._lines[i:]
-                done = self._eof or not follow
-            yield from batch
-            i += len(batch)
-            if done and i >= len(self._lines):
-                return
+        return self._log.follow(follow)
 
     def _tail(self) -> str:
-        with self._cond:
-            return "\n".join(self._lines[-_TAIL:])
+        return self._log.tail(_TAIL)
 
     # -- state --------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import nbformat
 import pytest
 
 import fairing
-from fairing import BuildError, DockerEngineError, MissingDependencyError, RegistryAuthError, TrainJob
+from fairing import BuildError, DockerEngineError, RegistryAuthError, TrainJob
 from fairing.backends.docker import docker_backend
 from fairing.builders.docker import DockerBuilder, LocalDockerImage
 from fairing.deployers.docker import DockerDeployer

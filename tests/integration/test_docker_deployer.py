@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-import fairing
 from fairing import DeployError, JobFailedError, JobTimeoutError
 from fairing.builders.docker import DockerBuilder
 from fairing.deployers.docker import DockerDeployer
