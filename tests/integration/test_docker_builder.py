@@ -401,3 +401,32 @@ def test_full_notebook_with_papermill_in_a_container(docker_client, base_image, 
 
     outputs = [text(o) for c in executed["cells"] for o in c.get("outputs", [])]
     assert "rate is 7\n" in outputs and "70" in outputs
+
+
+def test_cache_removed_mid_build_is_rebuilt(docker_client, base_image, images):
+    """Removing the previous image while a re-submit commits its code step removes the cached
+    parent of that step ('unknown parent image ID'): the builder builds once more."""
+    import threading
+
+    def context(marker: str):
+        files = {f"data/f{i}.bin": os.urandom(8000) for i in range(3000)}  # a COPY that takes a moment
+        files["main.py"] = f"print({marker!r})\n".encode()
+        return fairing.BuildContext(files=files, entrypoint=("python3", "main.py"))
+
+    builder = DockerBuilder(base_image, repository="fairing-race")
+    first = builder.build(context("a"))
+    removers: list = []
+
+    def remove_first_during_copy(event):
+        if isinstance(event, Progress) and event.note.startswith("COPY code/") and not removers:
+            removers.append(threading.Thread(target=docker_client.images.remove, args=(first.name,),
+                                             kwargs={"force": True}))
+            removers[0].start()
+
+    events: list = []
+    second = builder.build(context("b"), on_event=lambda e: (events.append(e), remove_first_during_copy(e)))
+    removers[0].join(60)
+    images.add(second)
+    images.add(first)
+    assert any(isinstance(e, Stage) and "again: its cache was removed" in e.detail for e in events)
+    assert docker_client.images.get(second.id).id == second.id
