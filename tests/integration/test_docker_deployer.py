@@ -180,3 +180,29 @@ def test_missing_image_raises_image_pull_error(docker_client, registry, job_labe
         DockerDeployer().deploy(f"{registry.address}/fairing-tests/no-such-image:v1", name=f"{job_label}-pull")
     assert "could not pull" in str(err.value) and "Check the name" in str(err.value)
     assert not fairing_containers(docker_client, job_label)
+
+
+def test_fairing_style_one_liner_with_docker(docker_client, base_image, images):
+    """config.set_builder('docker') + set_deployer('docker'), by name, as in Kubeflow Fairing."""
+    from fairing import config
+
+    events: list = []
+    config.reset()
+    try:
+        config.set_builder("docker", base_image=str(base_image))
+        config.set_deployer("docker", cpu=1, memory="512Mi")
+        config.set_options(on_event=events.append)
+
+        def add(a, b):
+            return a + b
+
+        assert config.fn(add)(2, 3) == 5
+    finally:
+        config.reset()
+        built = [e.detail for e in events if type(e).__name__ == "Stage" and e.name == "docker build"
+                 and e.status == "started"]
+        for name in built:
+            images.add(name)
+    started = [e.detail for e in events if type(e).__name__ == "Stage" and e.name == "run" and e.status == "started"]
+    short_id = started[0].split()[1]
+    assert not docker_client.api.containers(all=True, filters={"id": short_id})  # removed after the call
