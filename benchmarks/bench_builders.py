@@ -19,6 +19,10 @@ registry, headers included) and HTTP requests (from the registry's access log).
   layer.tgz -t TARGET`` (a new layer only; crane sets no entrypoint here).
 * docker: ``docker build -t TARGET ctx`` (BuildKit, ``FROM base`` / ``COPY . /app`` /
   ``WORKDIR`` / ``ENTRYPOINT``) then ``docker push TARGET``.
+* fairing-docker: ``DockerBuilder.build(context)`` in-process: the engine's build API
+  (the legacy builder, as the Docker SDK drives it) with fairing's generated Dockerfile,
+  then its push API; the result pinned by digest. One builder kept across the cases.
+  It runs right after docker, whose first build has already pulled the base.
 
 Cases: ``first`` (small context, new repository), ``one-line`` (one line of main.py
 changed), ``unchanged`` (the same context again), ``large-first`` (5,000 files, 50 MB,
@@ -45,6 +49,7 @@ from fairing.builders.append import AppendBuilder  # noqa: E402
 from fairing.context import BuildContext  # noqa: E402
 from fairing.images import ImageRef  # noqa: E402
 from tests.services.base_image import push_base_image  # noqa: E402
+from fairing.builders.docker import DockerBuilder  # noqa: E402
 from tests.services.dockerd import ensure_docker  # noqa: E402
 from tests.services.proxy import Proxy  # noqa: E402
 from tests.services.registry import start_registry  # noqa: E402
@@ -170,7 +175,7 @@ def main() -> int:
             row = {"tool": tool, "case": case, "seconds": round(m.seconds, 4), "bytes_up": m.bytes_up,
                    "body_bytes_up": m.body_bytes, "requests": m.requests, **extra}
             results.append(row)
-            print(f"{tool:8} {case:12} {m.seconds:8.3f} s {m.bytes_up:>11,d} B sent {m.body_bytes:>11,d} B bodies "
+            print(f"{tool:14} {case:12} {m.seconds:8.3f} s {m.bytes_up:>11,d} B sent {m.body_bytes:>11,d} B bodies "
                   f"{m.requests:5d} req", flush=True)
 
         # The tools, each with its own target repository. Every case runs the tools one after
@@ -209,9 +214,19 @@ def main() -> int:
             finally:
                 (ctx_dir / "Dockerfile").unlink()
 
+        docker_builders: dict = {}
+
+        def fairing_docker_build(ctx_dir: Path, repo: str, version: int):
+            builder = docker_builders.get(repo)
+            if builder is None:
+                builder = docker_builders[repo] = DockerBuilder(base_ref, proxy.address, repository=repo)
+            ref = builder.build(context_of(ctx_dir))
+            pushed_docker.append(f"{ref.name}:{ref.tag}")
+
         tools = {"fairing": fairing_build, "crane": crane_build}
         if docker is not None:
             tools["docker"] = docker_build
+            tools["fairing-docker"] = fairing_docker_build
             # docker pulls the base in its first build (so it knows it can mount the base layer)
             subprocess.run([args.docker, "image", "rm", "-f", base_ref], capture_output=True)
 
@@ -281,6 +296,10 @@ def main() -> int:
         r = by.get((tool, "one-line"))
         if r:
             summary[f"one-line: fairing/{tool} time"] = round(fo["seconds"] / r["seconds"], 2)
+    for case in ("first", "one-line", "unchanged", "large-first"):
+        d, k = by.get(("fairing-docker", case)), by.get(("docker", case))
+        if d and k:
+            summary[f"{case}: fairing-docker/docker time"] = round(d["seconds"] / k["seconds"], 2)
     print()
     for k, v in summary.items():
         print(f"{k:40} {v}")

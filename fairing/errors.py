@@ -146,6 +146,8 @@ class PredictionError(FairingError):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         self.status = status
         super().__init__(message)
+
+
 class DockerEngineError(BuildError, DeployError):
     """The Docker (or Podman) engine cannot be reached, or refused this user access.
 

@@ -18,6 +18,7 @@ Podman works through the same code: give ``base_url`` its Docker-compatible sock
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -32,7 +33,7 @@ from ..context import BuildContext
 from ..errors import (BuildError, ConfigurationError, FairingError, RegistryAuthError, RegistryError,
                       RegistryUnreachableError)
 from ..events import EventCallback, LogLine, Progress, Stage, emitter
-from .dockerfile import DEFAULT_PIP_ARGS, context_key, docker_build_context, render_dockerfile
+from .dockerfile import DEFAULT_PIP_ARGS, docker_build_context, render_dockerfile
 
 __all__ = ["DockerBuilder", "LocalDockerImage"]
 
@@ -40,7 +41,9 @@ __all__ = ["DockerBuilder", "LocalDockerImage"]
 LABEL_BASE = "dev.fairing.base"
 _DEFAULT_REPOSITORY = "fairing-job"
 _TAIL = 40
-_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+_STEP = re.compile(r"^(?:Step|STEP) (\d+)/(\d+) ?: (.*)$")  # Docker's "Step 1/8 : ", Podman's "STEP 1/8: "
+_IMAGE_LINE = re.compile(r"^\s*-{2,3}> (?:Using cache )?([0-9a-f]{12,64})\s*$")  # " ---> id" / "--> id"
+_HEX_ID = re.compile(r"^[0-9a-f]{64}$")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _AUTH_WORDS = ("unauthorized", "authentication required", "denied", "no basic auth credentials",
                "insufficient_scope", "authorization failed", "403 forbidden", "401 unauthorized")
@@ -83,24 +86,12 @@ def _derive_name(context: BuildContext) -> str:
 
 
 def _auth_dict(credential: Any) -> Optional[dict]:
-    """A Docker ``auth_config`` from a Credential-like object (username, password, identity_token)."""
+    """A Docker ``auth_config`` from a :class:`fairing.images.auth.Credential`."""
     if credential is None:
         return None
     if getattr(credential, "identity_token", False):
         return {"identitytoken": credential.password}
     return {"username": credential.username, "password": credential.password}
-
-
-class _Credentials:
-    """Fixed username/password; never shown in repr."""
-
-    def __init__(self, username: str, password: str) -> None:
-        self.username = username
-        self.password = password
-        self.identity_token = False
-
-    def __repr__(self) -> str:
-        return f"<credentials for {self.username!r}>"
 
 
 class DockerBuilder:
@@ -121,15 +112,19 @@ class DockerBuilder:
     * ``push`` - push when a registry is given [True].
     * ``base_url`` - the engine's API, e.g. ``"unix:///run/podman/podman.sock"``
       [``$DOCKER_HOST``, else ``unix:///var/run/docker.sock``].
-    * ``username``/``password`` or ``credentials`` (a callable ``host -> credential``
-      with ``.username``/``.password``, such as :mod:`fairing.images.auth`'s providers)
-      - push credentials [what ``docker login`` stored in ``~/.docker/config.json``,
-      including ``credHelpers``/``credsStore``, read by the Docker SDK].
+    * ``username``/``password`` - push credentials, or ``credentials`` - a provider
+      from :mod:`fairing.images.auth` [:class:`~fairing.images.auth.DockerConfigCredentials`:
+      what ``docker login`` stored in ``~/.docker/config.json``, with ``credHelpers`` and
+      ``credsStore``; the same lookup as the append builder]. They reach the engine in the
+      push request's ``X-Registry-Auth`` header only: never in the image, a log or an error.
     * ``pull`` - always pull a newer base image [False: use the engine's copy if it has one].
     * ``build_args`` - ``ARG`` values for your Dockerfile [none].
     * ``pip_args`` - options of the requirements' ``pip install``
       [:data:`fairing.builders.dockerfile.DEFAULT_PIP_ARGS`].
     * ``timeout`` - seconds a build or push may stay silent [3600].
+    * ``insecure``/``ca_bundle`` - how fairing itself reaches the registry when the engine
+      does not report the pushed digest (Podman) and fairing asks the registry:
+      ``True`` or hosts allowed over plain HTTP [loopback only], PEM CAs [the system's].
     * ``client`` - a ``docker.DockerClient`` to use instead of making one.
     """
 
@@ -150,6 +145,8 @@ class DockerBuilder:
         build_args: Optional[Mapping[str, str]] = None,
         pip_args: Sequence[str] = DEFAULT_PIP_ARGS,
         timeout: int = 3600,
+        insecure: "bool | Iterable[str]" = False,
+        ca_bundle: Optional[str] = None,
         client: Any = None,
     ) -> None:
         from ..images import ImageRef
@@ -186,14 +183,17 @@ class DockerBuilder:
         self.base_url = base_url
         if (username is None) != (password is None):
             raise ConfigurationError("Give both username= and password=, or neither (to use ~/.docker/config.json).")
+        from ..images.auth import DockerConfigCredentials, StaticCredentials
+
         if username is not None:
-            fixed = _Credentials(username, password)  # type: ignore[arg-type]
-            credentials = lambda host: fixed  # noqa: E731
-        self._credentials = credentials
+            credentials = StaticCredentials(username, password)  # type: ignore[arg-type]
+        self._credentials = credentials if credentials is not None else DockerConfigCredentials()
         self.pull = pull
         self.build_args = dict(build_args or {})
         self.pip_args = tuple(pip_args)
         self.timeout = timeout
+        self.insecure = insecure
+        self.ca_bundle = ca_bundle
         self._client = client
 
     def __repr__(self) -> str:
@@ -224,13 +224,26 @@ class DockerBuilder:
             base = self._base(client, emit)
             labels = {LABEL_BASE: self.base_image or str(self.dockerfile)}
             text = render_dockerfile(context, base, pip_args=self.pip_args, labels=labels)
-            key = context_key(context, base, text)
             repository = self.target_repository(context)
-            tag = "fairing-" + key[:20]
-            emit(Stage("docker build", "started", f"{repository}:{tag}"))
-            files = docker_build_context(context, text)
-            image_id = self._run_build(client, emit, what="the image", tag=f"{repository}:{tag}",
-                                       tar_of=files.write_tar)
+            with tempfile.TemporaryFile(prefix="fairing-docker-context-") as fh:
+                # the tar holds the Dockerfile (so the base) and every file: its hash names the build
+                hasher = _HashingWriter(fh)
+                docker_build_context(context, text).write_tar(hasher)  # type: ignore[arg-type]
+                fh.seek(0)
+                tag = "fairing-" + hasher.hexdigest()[:20]
+                emit(Stage("docker build", "started", f"{repository}:{tag}"))
+                try:
+                    image_id = self._run_build(client, emit, what="the image", tag=f"{repository}:{tag}",
+                                               fileobj=fh)
+                except BuildError as exc:
+                    if not _cache_raced(exc):
+                        raise
+                    # a cached step's image was removed while this build used it (docker image rm,
+                    # prune, another session): build once more, which redoes the missing steps
+                    emit(Stage("docker build", "started", f"{repository}:{tag} (again: its cache was removed)"))
+                    fh.seek(0)
+                    image_id = self._run_build(client, emit, what="the image", tag=f"{repository}:{tag}",
+                                               fileobj=fh)
             emit(Stage("docker build", "finished", image_id))
             if not self.registry or not self.push:
                 return LocalDockerImage(image_id, f"{repository}:{tag}")
@@ -258,55 +271,59 @@ class DockerBuilder:
         return image_id
 
     def _run_build(self, client: Any, emit: EventCallback, *, what: str, tag: Optional[str],
-                   tar_of: Optional[Callable] = None, path: Optional[str] = None,
-                   dockerfile: Optional[str] = None) -> str:
+                   fileobj: Any = None, path: Optional[str] = None, dockerfile: Optional[str] = None) -> str:
+        """Run one build (of the tar in ``fileobj``, or of the directory ``path``); its image ID."""
         docker_errors = _docker_errors()
         kwargs: dict = dict(tag=tag, rm=True, forcerm=True, pull=self.pull, decode=True, timeout=self.timeout,
                             buildargs=self.build_args or None)
-        with tempfile.TemporaryFile(prefix="fairing-docker-context-") as fh:
-            if tar_of is not None:
-                tar_of(fh)
-                fh.seek(0)
-                kwargs.update(fileobj=fh, custom_context=True)
-            else:
-                kwargs.update(path=path, dockerfile=dockerfile)
-            step, total, instruction = 0, 0, ""
-            step_lines: deque = deque(maxlen=_TAIL)
-            image_id = None
-            partial = ""
-            try:
-                for chunk in client.api.build(**kwargs):
-                    if "stream" in chunk:
-                        partial += chunk["stream"]
-                        *lines, partial = _ANSI.sub("", partial).split("\n")
-                        for line in lines:
-                            m = _STEP.match(line)
-                            if m:
-                                step, total, instruction = int(m.group(1)), int(m.group(2)), m.group(3)
-                                step_lines.clear()
-                                emit(Progress("docker build", step, total, unit="step", note=instruction))
-                            elif line.startswith(" ---> Using cache"):
-                                emit(Progress("docker build", step, total, unit="step", note="cached"))
-                            elif line.startswith((" ---> ", "Removing intermediate container", "Successfully ")):
-                                continue
-                            elif line.strip():
-                                step_lines.append(line)
-                                emit(LogLine(line, source="build"))
-                    elif "aux" in chunk and isinstance(chunk["aux"], dict) and chunk["aux"].get("ID"):
-                        image_id = chunk["aux"]["ID"]
-                    elif "status" in chunk:  # pulling the base image
-                        if chunk.get("id") and chunk["status"] in ("Pull complete", "Already exists"):
-                            emit(Progress(f"pull {chunk['id']}", 1, 1, unit="layer", note=chunk["status"].lower()))
-                    if "error" in chunk or "errorDetail" in chunk:
-                        message = (chunk.get("errorDetail") or {}).get("message") or chunk.get("error") or ""
-                        if partial.strip():
-                            step_lines.append(partial)
-                        raise _step_failed(what, step, total, instruction, message, list(step_lines))
-            except docker_errors.APIError as exc:
-                raise BuildError(
-                    f"The Docker engine refused to build {what}: {exc.explanation or exc}. "
-                    "Check the Dockerfile's syntax and the base image name."
-                ) from None
+        if fileobj is not None:
+            kwargs.update(fileobj=fileobj, custom_context=True)
+        else:
+            kwargs.update(path=path, dockerfile=dockerfile)
+        step, total, instruction = 0, 0, ""
+        step_lines: deque = deque(maxlen=_TAIL)
+        image_id = None
+        last_image = None  # the image of the last step that succeeded
+        partial = ""
+        try:
+            for chunk in client.api.build(**kwargs):
+                if "stream" in chunk:
+                    partial += chunk["stream"]
+                    *lines, partial = _ANSI.sub("", partial).split("\n")
+                    for line in lines:
+                        m = _STEP.match(line)
+                        if m:
+                            step, total, instruction = int(m.group(1)), int(m.group(2)), m.group(3)
+                            step_lines.clear()
+                            emit(Progress("docker build", step, total, unit="step", note=instruction))
+                        elif re.match(r"^\s*-{2,3}> Using cache", line):
+                            emit(Progress("docker build", step, total, unit="step", note="cached"))
+                            image = _IMAGE_LINE.match(line)
+                            last_image = image.group(1) if image else last_image
+                        elif re.match(r"^\s*-{2,3}> ", line):
+                            image = _IMAGE_LINE.match(line)
+                            last_image = image.group(1) if image else last_image
+                        elif line.startswith(("Removing intermediate container", "Successfully ", "COMMIT ")) \
+                                or _HEX_ID.match(line):
+                            continue
+                        elif line.strip():
+                            step_lines.append(line)
+                            emit(LogLine(line, source="build"))
+                elif "aux" in chunk and isinstance(chunk["aux"], dict) and chunk["aux"].get("ID"):
+                    image_id = chunk["aux"]["ID"]
+                elif "status" in chunk:  # pulling the base image
+                    if chunk.get("id") and chunk["status"] in ("Pull complete", "Already exists"):
+                        emit(Progress(f"pull {chunk['id']}", 1, 1, unit="layer", note=chunk["status"].lower()))
+                if "error" in chunk or "errorDetail" in chunk:
+                    message = (chunk.get("errorDetail") or {}).get("message") or chunk.get("error") or ""
+                    if partial.strip():
+                        step_lines.append(partial)
+                    raise _step_failed(what, step, total, instruction, message, list(step_lines), last_image)
+        except docker_errors.APIError as exc:
+            raise BuildError(
+                f"The Docker engine refused to build {what}: {exc.explanation or exc}. "
+                "Check the Dockerfile's syntax and the base image name."
+            ) from None
         if image_id is None:
             raise BuildError(f"The Docker engine built {what} but did not report an image ID. Try again; if it "
                              "persists, check the engine's log.")
@@ -314,12 +331,28 @@ class DockerBuilder:
 
     # -- push ---------------------------------------------------------------------------
 
+    def _registry_digest(self, ref: Any) -> Optional[str]:
+        """The digest the registry serves for ``ref``'s tag, read with fairing's registry client."""
+        from ..images.registry import RegistryClient
+
+        with RegistryClient(credentials=self._credentials, insecure=self.insecure, ca_bundle=self.ca_bundle) as client:
+            found = client.head_manifest(ref)
+            if found is not None and found.digest:
+                return found.digest
+            return client.get_manifest(ref)[2]
+
     def _push(self, client: Any, emit: EventCallback, repository: str, tag: str) -> Any:
         from ..images import ImageRef
 
         docker_errors = _docker_errors()
         ref = ImageRef.parse(f"{repository}:{tag}")
-        auth = _auth_dict(self._credentials(ref.registry)) if self._credentials else None
+        try:
+            auth = _auth_dict(self._credentials(ref.registry))
+        except FairingError:
+            raise
+        except Exception as exc:
+            raise RegistryAuthError(f"Looking up credentials for {ref.registry} failed: {type(exc).__name__}. "
+                                    "Check ~/.docker/config.json and its credential helpers.") from None
         emit(Stage("push", "started", str(ref)))
         digest = None
         pushed = skipped = 0
@@ -345,10 +378,32 @@ class DockerBuilder:
                     emit(Progress(f"push {layer}", 1, 1, unit="layer", note="skipped"))
         except docker_errors.APIError as exc:
             raise _push_failed(ref, str(exc.explanation or exc)) from None
+        if not digest:  # Podman's API does not report it (and its RepoDigests differ): ask the registry
+            digest = self._registry_digest(ref)
         if not digest:
             raise RegistryError(f"Pushing {ref} finished without the registry's digest. Try again.")
         emit(Stage("push", "finished", f"{pushed} layers uploaded, {skipped} already there"))
         return ref.with_digest(digest)
+
+
+def _cache_raced(error: BuildError) -> bool:
+    text = str(error)
+    return "unknown parent image ID" in text or "failed to set parent" in text
+
+
+class _HashingWriter:
+    """A write-only file that hashes what passes through it to ``fh``."""
+
+    def __init__(self, fh: Any) -> None:
+        self._fh = fh
+        self._hash = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self._hash.update(data)
+        return self._fh.write(data)
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
 
 
 def _docker_errors() -> Any:
@@ -357,7 +412,8 @@ def _docker_errors() -> Any:
     return docker_module("Building an image with Docker").errors
 
 
-def _step_failed(what: str, step: int, total: int, instruction: str, message: str, lines: list) -> BuildError:
+def _step_failed(what: str, step: int, total: int, instruction: str, message: str, lines: list,
+                 last_image: Optional[str]) -> BuildError:
     where = f"step {step}/{total} ({instruction})" if step else "its start"
     tail = "\n".join(lines[-_TAIL:]).rstrip()
     if "pip install" in instruction:
@@ -370,7 +426,12 @@ def _step_failed(what: str, step: int, total: int, instruction: str, message: st
     else:
         hint = "Fix that step (run the same Dockerfile with 'docker build' to iterate), then submit again."
     out = f"\n--- output of that step ---\n{tail}" if tail else ""
-    return BuildError(f"Building {what} failed at {where}: {message.strip()}{out}\n{hint}")
+    if last_image and step > 1:
+        hint += f" To look around in the state before that step: docker run --rm -it --entrypoint sh {last_image}"
+    error = BuildError(f"Building {what} failed at {where}: {message.strip()}{out}\n{hint}")
+    #: The image ID of the last step that succeeded (the engine keeps it as build cache), or None.
+    error.cache_image = last_image  # type: ignore[attr-defined]
+    return error
 
 
 def _push_failed(ref: Any, message: str) -> RegistryError:

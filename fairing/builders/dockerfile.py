@@ -1,16 +1,18 @@
 """A Dockerfile and its build context, generated from a BuildContext.
 
 Shared by every builder that runs a Dockerfile (the Docker builder here, the in-cluster
-Kaniko builder later). The generated Dockerfile installs the requirements *before* it
-copies the code, so a code change reuses the cached dependency layer::
+Kaniko builder later). The generated Dockerfile installs the requirements, then sets env, labels
+and entrypoint, and copies the code last, so a code change reuses every cached step
+but the last one (one layer to build and push)::
 
     FROM <base>
     WORKDIR /app
     COPY requirements.txt /tmp/fairing-requirements.txt      # only with requirements
     RUN PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore python3 -m pip install ... -r /tmp/fairing-requirements.txt
-    COPY code/ /app/
     ENV KEY="value" ...
+    LABEL ...
     ENTRYPOINT ["python3", "-m", "fairing_runtime"]
+    COPY code/ /app/
 
 :func:`docker_build_context` returns the files to send (``Dockerfile``,
 ``requirements.txt``, the code under ``code/``) as a :class:`BuildContext`, so its tar
@@ -19,7 +21,6 @@ is reproducible: the same inputs send the same bytes and hit the same build cach
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from typing import Optional
@@ -74,15 +75,15 @@ def render_dockerfile(
             f"RUN PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore {python} -m pip install {pip} -r {_IMAGE_REQUIREMENTS}"
             f" && rm -f {_IMAGE_REQUIREMENTS}",
         ]
-    if context.files:
-        target = context.workdir.rstrip("/") + "/"
-        lines.append(f"COPY {CODE_DIR}/ {target}")
+    # Settings before the code: they rarely change, so a code change rebuilds one step only.
     if context.env:
         lines.append("ENV " + " \\\n    ".join(_env_value(k, v) for k, v in context.env.items()))
     if labels:
         lines.append("LABEL " + " ".join(f"{json.dumps(k)}={json.dumps(str(v))}" for k, v in sorted(labels.items())))
-    lines.append("ENTRYPOINT " + json.dumps(list(context.entrypoint)))
-    lines.append("CMD []")
+    lines.append("ENTRYPOINT " + json.dumps(list(context.entrypoint)))  # also clears the base image's CMD
+    if context.files:
+        target = context.workdir.rstrip("/") + "/"
+        lines.append(f"COPY {CODE_DIR}/ {target}")
     return "\n".join(lines) + "\n"
 
 
@@ -94,11 +95,3 @@ def docker_build_context(context: BuildContext, dockerfile: str) -> BuildContext
     if context.requirements:
         files[REQUIREMENTS_FILE] = context.requirements_txt()
     return BuildContext(files=files, entrypoint=context.entrypoint, workdir="/")
-
-
-def context_key(context: BuildContext, base_image: str, dockerfile: str) -> str:
-    """A short hex identity of what a build would produce, for content-derived tags."""
-    h = hashlib.sha256()
-    h.update(base_image.encode() + b"\0" + dockerfile.encode() + b"\0")
-    h.update(context.digest().encode())
-    return h.hexdigest()

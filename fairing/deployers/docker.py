@@ -28,9 +28,10 @@ import weakref
 from typing import Any, Iterator, Optional
 
 from .._docker import engine_error, is_engine_error, make_client
-from ..errors import ConfigurationError, DeployError, FairingError, JobFailedError, JobTimeoutError
+from ..errors import (ConfigurationError, DeployError, FairingError, ImagePullError, JobFailedError,
+                      JobTimeoutError)
 from ..events import EventCallback, LogLine, Stage, emitter
-from ..handle import JobStatus
+from ..handle import JobStatus, LogBuffer
 from ..results import outcome
 from ..runtime.result import decode
 
@@ -109,9 +110,7 @@ class DockerHandle:
         self._base_url = base_url
         self._memory = memory
         self._finalizer = weakref.finalize(self, _remove, client, container.id)
-        self._lines: list[str] = []
-        self._eof = False
-        self._cond = threading.Condition()
+        self._log = LogBuffer()
         self._stream: Any = None
         self._final: Optional[JobStatus] = None
         self._oom = False
@@ -136,33 +135,18 @@ class DockerHandle:
         except Exception:  # the container was removed under us, or the engine stopped: the log ends here
             pass
         finally:
-            with self._cond:
-                self._eof = True
-                self._cond.notify_all()
+            self._log.close()
 
     def _add_line(self, raw: bytes) -> None:
         line = raw.decode("utf-8", "replace").rstrip("\r")
-        with self._cond:
-            self._lines.append(line)
-            self._cond.notify_all()
+        self._log.add(line)
         self._emit(LogLine(line))
 
     def logs(self, follow: bool = True) -> Iterator[str]:
-        i = 0
-        while True:
-            with self._cond:
-                while follow and i >= len(self._lines) and not self._eof:
-                    self._cond.wait(0.5)
-                batch = self._lines[i:]
-                done = self._eof or not follow
-            yield from batch
-            i += len(batch)
-            if done and i >= len(self._lines):
-                return
+        return self._log.follow(follow)
 
     def _tail(self) -> str:
-        with self._cond:
-            return "\n".join(self._lines[-_TAIL:])
+        return self._log.tail(_TAIL)
 
     # -- state --------------------------------------------------------------------------
 
@@ -290,12 +274,15 @@ class DockerDeployer:
     quantity such as ``"2Gi"`` [no limit]; ``gpus`` - a number of GPUs or ``"all"`` [none];
     ``env`` - added to each job's environment [none]; ``base_url`` - the engine's API
     [``$DOCKER_HOST``, else ``unix:///var/run/docker.sock``]; ``pull`` - pull the image
-    even when the engine has it [False: only when missing]; ``client`` - a
+    even when the engine has it [False: only when missing]; ``credentials`` - a provider
+    from :mod:`fairing.images.auth` for pulling [what ``docker login`` stored, read by
+    :class:`~fairing.images.auth.DockerConfigCredentials`]; ``client`` - a
     ``docker.DockerClient`` to use instead of making one.
     """
 
     def __init__(self, *, cpu: Any = None, memory: Any = None, gpus: Any = None, env: Optional[dict] = None,
-                 base_url: Optional[str] = None, pull: bool = False, client: Any = None) -> None:
+                 base_url: Optional[str] = None, pull: bool = False, credentials: Any = None,
+                 client: Any = None) -> None:
         self.nano_cpus = parse_cpu(cpu) if cpu is not None else None
         self.memory = parse_memory(memory) if memory is not None else None
         if gpus is not None and gpus != "all" and not (isinstance(gpus, int) and not isinstance(gpus, bool)
@@ -305,6 +292,7 @@ class DockerDeployer:
         self.env = {str(k): str(v) for k, v in (env or {}).items()}
         self.base_url = base_url
         self.pull = pull
+        self._credentials = credentials
         self._client = client
 
     def __repr__(self) -> str:
@@ -371,6 +359,26 @@ class DockerDeployer:
                                "Choose another job name, or remove the old one (docker rm -f).")
         return DeployError(f"The Docker engine could not start the job {name} from {reference}: {text}")
 
+    def _auth(self, name: str) -> Optional[dict]:
+        """``auth_config`` for pulling ``name`` (registry/repository), from the credentials provider."""
+        from ..builders.docker import _auth_dict
+
+        from ..images import ImageRef
+
+        host = ImageRef.parse(name).registry
+        credentials = self._credentials
+        if credentials is None:
+            from ..images.auth import DockerConfigCredentials
+
+            credentials = DockerConfigCredentials()
+        try:
+            return _auth_dict(credentials(host))
+        except FairingError:
+            raise
+        except Exception as exc:
+            raise ImagePullError(f"Looking up credentials for {host} failed: {type(exc).__name__}. Check "
+                                 "~/.docker/config.json and its credential helpers.") from None
+
     def _ensure_image(self, client: Any, image: Any, emit: EventCallback) -> str:
         """The reference to run, pulling it when the engine lacks it (or when ``pull``)."""
         from ..builders.docker import LocalDockerImage
@@ -401,12 +409,13 @@ class DockerDeployer:
                 pass
         emit(Stage("pull", "started", reference))
         try:
-            for chunk in client.api.pull(name, tag=tag, stream=True, decode=True):
+            auth = self._auth(name)
+            for chunk in client.api.pull(name, tag=tag, stream=True, decode=True, auth_config=auth):
                 if "error" in chunk or "errorDetail" in chunk:
                     message = (chunk.get("errorDetail") or {}).get("message") or chunk.get("error")
-                    raise DeployError(_pull_hint(reference, message))
+                    raise ImagePullError(_pull_hint(reference, message))
         except errors.APIError as exc:
-            raise DeployError(_pull_hint(reference, str(exc.explanation or exc))) from None
+            raise ImagePullError(_pull_hint(reference, str(exc.explanation or exc))) from None
         emit(Stage("pull", "finished", reference))
         return reference
 

@@ -1,5 +1,6 @@
-"""Fixtures of the Docker tests: a real engine, a real registry, the Debian base image in it,
-and checks that every test removes the containers and images it made.
+"""Fixtures of the Docker tests on top of the harness's (``tests/integration/conftest.py``:
+``docker_engine``, ``registry``, ``tls_registry``, ``base_image``): a Docker SDK client, and
+checks that every test removes the containers, images and temp files it made.
 
 Imported by ``test_docker_*.py`` (``from .docker_fixtures import *``).
 """
@@ -12,64 +13,23 @@ import uuid
 
 import pytest
 
-from tests.services.base_image import IMAGE_ENV, base_layer
-from tests.services.dockerd import ensure_dockerd
-from tests.services.registry import start_registry
+from tests.integration.conftest import TLS_USERS
 
-__all__ = ["docker_client", "no_docker_temp_files", "registry", "auth_registry", "base_image", "images", "job_label",
-           "AUTH_USER", "AUTH_PASSWORD", "fairing_containers", "registry_digest"]
+__all__ = ["docker_client", "no_docker_temp_files", "engine_base_image", "images", "job_label", "AUTH_USER", "AUTH_PASSWORD",
+           "fairing_containers", "registry_digest"]
 
-AUTH_USER = "alice"
-AUTH_PASSWORD = "pw-" + uuid.uuid4().hex  # unique, so a leak is easy to grep for
+AUTH_USER, AUTH_PASSWORD = next(iter(TLS_USERS.items()))
 LABEL_JOB = "dev.fairing.job"
 
 
 @pytest.fixture(scope="session")
-def docker_client():
-    """A client of the real Docker engine (started by the harness when it is not running)."""
+def docker_client(docker_engine):
+    """A Docker SDK client of the harness's real engine."""
     import docker
 
-    ensure_dockerd()
     client = docker.from_env(timeout=600)
     yield client
     client.close()
-
-
-@pytest.fixture(scope="session")
-def registry():
-    """Debian's docker-registry on a free loopback port (plain HTTP, anonymous)."""
-    with start_registry() as reg:
-        yield reg
-
-
-@pytest.fixture(scope="session")
-def auth_registry():
-    """A TLS registry with htpasswd basic auth (user AUTH_USER, password AUTH_PASSWORD)."""
-    with start_registry(tls=True, users={AUTH_USER: AUTH_PASSWORD}) as reg:
-        yield reg
-
-
-@pytest.fixture(scope="session")
-def base_image(registry, docker_client):
-    """``<registry>/fairing-tests/python:3.11-bookworm``: the harness's Debian bookworm + python3
-    root filesystem (:func:`tests.services.base_image.base_layer`), imported into the engine with
-    the harness's image env, pushed to the test registry through the engine, and untagged
-    locally so that the first build pulls it from the registry. Removed at the end."""
-    name = f"{registry.address}/fairing-tests/python:3.11-bookworm"
-    layer = base_layer()
-    changes = [f"ENV {item}" for item in IMAGE_ENV] + ['CMD ["python3"]']
-    docker_client.api.import_image_from_file(str(layer.path), repository=name.rsplit(":", 1)[0],
-                                             tag="3.11-bookworm", changes=changes)
-    for chunk in docker_client.api.push(name, stream=True, decode=True):
-        assert "error" not in chunk, chunk
-    image_id = docker_client.images.get(name).id
-    docker_client.images.remove(name, force=True)
-    yield name
-    for ref in (name, image_id):
-        try:
-            docker_client.images.remove(ref, force=True)
-        except Exception:
-            pass
 
 
 @pytest.fixture
@@ -104,22 +64,31 @@ def job_label(docker_client, request):
 
 
 class _Images:
-    """Images a test made: the ones it names with ``add`` and any other image that appeared
-    during the test without a tag (the cache of a failed build, pulled parents); removed when
-    the test ends."""
+    """Images a test made (``add``): removed with their untagged parents when the test ends.
 
-    def __init__(self, client, keep: set) -> None:
+    Only these and their own parent chains: a sweep of every new image would also hit the
+    build cache that another session (sharing the engine) is building on."""
+
+    def __init__(self, client) -> None:
         self.client = client
         self.refs: list[str] = []
-        self.keep = keep
-        self.before = {image.id for image in client.images.list(all=True)}
 
     def add(self, ref) -> None:
         self.refs.append(str(getattr(ref, "id", None) or ref))
 
+    def add_cache(self, error) -> None:
+        """The build cache a failed build left (``BuildError.cache_image``), unless that is a
+        pulled image (the base) rather than one the build made."""
+        try:
+            image = self.client.images.get(error.cache_image)
+        except Exception:
+            return
+        if not image.tags and not image.attrs.get("RepoDigests"):
+            self.refs.append(image.id)
+
     def _remove(self, ref: str) -> None:
         try:
-            self.client.images.remove(ref, force=True)
+            self.client.images.remove(ref, force=True)  # also prunes its untagged parents
         except Exception:
             pass
 
@@ -132,26 +101,25 @@ class _Images:
             for name in [*(image.tags or []), *(image.attrs.get("RepoDigests") or [])]:
                 self._remove(name)
             self._remove(image.id)
-        for _ in range(3):  # children first: a parent goes once its children are gone
-            for image in self.client.images.list(all=True):
-                if image.id not in self.before and image.id not in self.keep and not image.tags:
-                    self._remove(image.id)
+
+
+@pytest.fixture(scope="session")
+def engine_base_image(docker_client, base_image):
+    """The harness's base image as the engine pulls it (by digest); removed from the engine
+    at the end of the session."""
+    name = f"{base_image.registry}/{base_image.repository}@{base_image.digest}"
+    yield name
+    try:
+        docker_client.images.remove(name, force=True)
+    except Exception:
+        pass
 
 
 @pytest.fixture
-def images(docker_client, base_image):
-    tracker = _Images(docker_client, keep={docker_client.images.get(base_image).id}
-                      if _has(docker_client, base_image) else set())
+def images(docker_client, base_image, engine_base_image):
+    tracker = _Images(docker_client)
     yield tracker
     tracker.cleanup()
-
-
-def _has(client, name: str) -> bool:
-    try:
-        client.images.get(name)
-        return True
-    except Exception:
-        return False
 
 
 def registry_digest(registry, repository: str, reference: str) -> str:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import nbformat
 import pytest
 
 import fairing
-from fairing import BuildError, DockerEngineError, MissingDependencyError, RegistryAuthError, TrainJob
+from fairing import BuildError, DockerEngineError, RegistryAuthError, TrainJob
 from fairing.backends.docker import docker_backend
 from fairing.builders.docker import DockerBuilder, LocalDockerImage
 from fairing.deployers.docker import DockerDeployer
@@ -37,6 +39,19 @@ def _step_notes(events) -> list[str]:
 
 def _uploaded(events) -> int:
     return sum(1 for e in events if isinstance(e, Progress) and e.task.startswith("push ") and e.note == "uploaded")
+
+
+def _build_containers(client) -> set:
+    """IDs of containers that are not fairing jobs (a build's intermediate containers are among them)."""
+    return {c["Id"] for c in client.api.containers(all=True) if "dev.fairing.job" not in (c.get("Labels") or {})}
+
+
+def _no_new_build_containers(client, before: set) -> bool:
+    for _ in range(20):  # the engine removes a failed step's container just after it reports the error
+        if not _build_containers(client) - before:
+            return True
+        time.sleep(0.5)
+    return False
 
 
 def test_function_is_built_pushed_pinned_by_digest_and_run_from_the_registry(
@@ -117,7 +132,7 @@ def test_script_with_requirements_and_cached_resubmits(docker_client, registry, 
         == first_digest
 
 
-def test_notebook_runs_in_a_container(docker_client, base_image, images, job_label, workdir):
+def test_notebook_is_built_pushed_and_run(docker_client, registry, base_image, images, job_label, workdir):
     nb = nbformat.v4.new_notebook()
     nb.cells = [
         nbformat.v4.new_markdown_cell("# training"),
@@ -126,7 +141,7 @@ def test_notebook_runs_in_a_container(docker_client, base_image, images, job_lab
     ]
     nbformat.write(nb, str(workdir / "analysis.ipynb"))
     events: list = []
-    backend = docker_backend(base_image=base_image)  # no registry: build and run locally
+    backend = docker_backend(base_image=base_image, registry=registry.address)
     job = TrainJob("analysis.ipynb", backend=backend, name=f"{job_label}-nb", on_event=events.append)
     handle = job.submit()
     try:
@@ -134,10 +149,11 @@ def test_notebook_runs_in_a_container(docker_client, base_image, images, job_lab
         assert "the answer is 42" in list(handle.logs(follow=False))
     finally:
         handle.delete()
-        tags = [e.detail for e in events if isinstance(e, Stage) and e.name == "docker build"
-                and e.status == "started"]
-        images.add(tags[0])
-    assert tags[0].startswith("fairing-analysis:fairing-")
+        pushed = [e.detail for e in events if isinstance(e, Stage) and e.name == "push" and e.status == "started"]
+        images.add(pushed[0])
+    assert pushed[0].startswith(f"{registry.address}/fairing-analysis:fairing-")
+    tag = pushed[0].rsplit(":", 1)[1]
+    assert registry_digest(registry, "fairing-analysis", tag).startswith("sha256:")
 
 
 def test_local_build_without_registry_returns_the_image_id(docker_client, base_image, images, job_label):
@@ -181,45 +197,47 @@ def test_user_dockerfile_is_the_environment(docker_client, registry, base_image,
 
 
 def test_failing_pip_step_raises_with_its_output(docker_client, base_image, images, job_label):
-    before = {c.id for c in docker_client.containers.list(all=True)}
+    before = _build_containers(docker_client)
     context = FunctionPreprocessor(lambda: 1, (), {}, requirements=["fairing-no-such-package-zq==9.9.9"]).context()
     with pytest.raises(BuildError) as err:
         DockerBuilder(base_image).build(context)
+    images.add_cache(err.value)  # the cache of the steps that succeeded
     message = str(err.value)
     assert "pip install" in message and "step 4/" in message
     assert "fairing-no-such-package-zq" in message and "No matching distribution" in message  # the step's output
     assert "Check the requirements" in message
-    assert {c.id for c in docker_client.containers.list(all=True)} == before  # no intermediate container left
+    assert _no_new_build_containers(docker_client, before)  # no intermediate container left
 
 
 def test_failing_run_step_of_a_user_dockerfile(docker_client, base_image, images, tmp_path):
     (tmp_path / "Dockerfile").write_text(
         f"FROM {base_image}\nRUN echo preparing && echo 'output-before-failure-123' && exit 3\nRUN echo never\n")
-    before = {c.id for c in docker_client.containers.list(all=True)}
+    before = _build_containers(docker_client)
     context = FunctionPreprocessor(lambda: 1, (), {}).context()
     with pytest.raises(BuildError) as err:
         DockerBuilder(dockerfile=tmp_path / "Dockerfile").build(context)
+    images.add_cache(err.value)
     message = str(err.value)
     assert "step 2/3" in message and "non-zero code: 3" in message
     assert "output-before-failure-123" in message and "preparing" in message
-    assert "Fix that step" in message
-    assert {c.id for c in docker_client.containers.list(all=True)} == before
+    assert "Fix that step" in message and f"docker run --rm -it --entrypoint sh {err.value.cache_image}" in message
+    assert _no_new_build_containers(docker_client, before)
 
 
-def test_push_denied_and_credentials_never_leak(docker_client, auth_registry, base_image, images, job_label):
+def test_push_denied_and_credentials_never_leak(docker_client, tls_registry, base_image, images, job_label):
     context = FunctionPreprocessor(lambda: "authed", (), {}).context()
     events: list = []
     # no credentials at all
     with pytest.raises(RegistryAuthError) as err:
-        DockerBuilder(base_image, auth_registry.address).build(context, on_event=events.append)
-    assert "docker login" in str(err.value) and auth_registry.address in str(err.value)
+        DockerBuilder(base_image, tls_registry.address).build(context, on_event=events.append)
+    assert "docker login" in str(err.value) and tls_registry.address in str(err.value)
     # wrong password
     with pytest.raises(RegistryAuthError) as err:
-        DockerBuilder(base_image, auth_registry.address, username=AUTH_USER,
+        DockerBuilder(base_image, tls_registry.address, username=AUTH_USER,
                       password=AUTH_PASSWORD + "-wrong").build(context, on_event=events.append)
     assert AUTH_PASSWORD not in str(err.value)
     # the right one
-    builder = DockerBuilder(base_image, auth_registry.address, username=AUTH_USER, password=AUTH_PASSWORD)
+    builder = DockerBuilder(base_image, tls_registry.address, username=AUTH_USER, password=AUTH_PASSWORD)
     ref = builder.build(context, on_event=events.append)
     images.add(ref)
     assert ref.digest.startswith("sha256:")
@@ -290,3 +308,125 @@ def test_docker_sdk_is_an_optional_extra():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(ROOT), timeout=60)
     assert proc.stdout.count("RAISED") == 2, proc.stdout + proc.stderr
     assert "pip install 'fairing[docker]'" in proc.stdout
+
+
+def test_docker_login_credentials_push_and_pull(docker_client, tls_registry, base_image, images, job_label, tmp_path,
+                                                monkeypatch):
+    """What `docker login` stores in config.json is used to push and to pull, and is never shown."""
+    import base64
+
+    config = tmp_path / "docker-config"
+    config.mkdir()
+    token = base64.b64encode(f"{AUTH_USER}:{AUTH_PASSWORD}".encode()).decode()
+    (config / "config.json").write_text(json.dumps({"auths": {tls_registry.address: {"auth": token}}}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    events: list = []
+
+    def whoami():
+        import os
+        return sorted(k for k in os.environ if "PASS" in k.upper() or "AUTH" in k.upper())
+
+    backend = docker_backend(base_image=base_image, registry=tls_registry.address, repository="private/whoami")
+    ref = backend.builder.build(FunctionPreprocessor(whoami, (), {}).context(), on_event=events.append)
+    images.add(ref)
+    docker_client.images.remove(f"{ref.name}:{ref.tag}", force=True)  # so that the run pulls it, logged in
+    handle = backend.deployer.deploy(ref, name=f"{job_label}-private", on_event=events.append)
+    try:
+        assert handle.result(60) == []
+        env = json.dumps(docker_client.api.inspect_container(handle.container_id)["Config"]["Env"])
+    finally:
+        handle.delete()
+    images.add(f"{ref.name}@{ref.digest}")
+    assert any(isinstance(e, Stage) and e.name == "pull" and e.status == "finished" for e in events)
+    for text in (repr(events), env, repr(backend.builder), repr(backend.deployer)):
+        assert AUTH_PASSWORD not in text and token not in text
+
+
+def test_ctrl_c_during_a_build_leaves_no_container(docker_client, base_image, images, tmp_path):
+    (tmp_path / "Dockerfile").write_text(f"FROM {base_image}\nRUN echo long-step-started && sleep 120\n")
+    script = tmp_path / "build.py"
+    script.write_text(textwrap.dedent(f"""\
+        from fairing.builders.docker import DockerBuilder
+        from fairing.preprocessors.function import FunctionPreprocessor
+
+        def show(event):
+            if getattr(event, "line", "") == "long-step-started":
+                print("STARTED", flush=True)
+
+        DockerBuilder(dockerfile={str(tmp_path / "Dockerfile")!r}).build(
+            FunctionPreprocessor(print, (), {{}}).context(), on_event=show)
+    """))
+    before = _build_containers(docker_client)
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=str(ROOT), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        seen = []
+        for line in proc.stdout:
+            seen.append(line)
+            if line.strip() == "STARTED":
+                break
+        assert seen and seen[-1].strip() == "STARTED", "".join(seen)
+        assert _build_containers(docker_client) - before, "no build container while the step runs"
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "KeyboardInterrupt" in out
+    assert _no_new_build_containers(docker_client, before)
+
+
+def test_full_notebook_with_papermill_in_a_container(docker_client, base_image, images, job_label, workdir):
+    """--full-notebook: papermill and ipykernel are installed in the image; parameters are injected."""
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("rate = 1")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("print('rate is', rate)\nresult = rate * 10\nresult")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(workdir / "sweep.ipynb"))
+    events: list = []
+    job = TrainJob("sweep.ipynb", full_notebook=True, parameters={"rate": 7},
+                   backend=docker_backend(base_image=base_image), name=f"{job_label}-pm", on_event=events.append)
+    handle = job.submit()
+    try:
+        executed = handle.result(300)
+    finally:
+        handle.delete()
+        images.add([e.detail for e in events if isinstance(e, Stage) and e.name == "docker build"
+                    and e.status == "started"][0].rsplit(" ", 1)[-1])
+    def text(output) -> str:
+        value = output.get("text") or output.get("data", {}).get("text/plain", "")
+        return "".join(value) if isinstance(value, list) else value
+
+    outputs = [text(o) for c in executed["cells"] for o in c.get("outputs", [])]
+    assert "rate is 7\n" in outputs and "70" in outputs
+
+
+def test_cache_removed_mid_build_is_rebuilt(docker_client, base_image, images):
+    """Removing the previous image while a re-submit commits its code step removes the cached
+    parent of that step ('unknown parent image ID'): the builder builds once more."""
+    import threading
+
+    def context(marker: str):
+        files = {f"data/f{i}.bin": os.urandom(8000) for i in range(3000)}  # a COPY that takes a moment
+        files["main.py"] = f"print({marker!r})\n".encode()
+        return fairing.BuildContext(files=files, entrypoint=("python3", "main.py"))
+
+    builder = DockerBuilder(base_image, repository="fairing-race")
+    first = builder.build(context("a"))
+    removers: list = []
+
+    def remove_first_during_copy(event):
+        if isinstance(event, Progress) and event.note.startswith("COPY code/") and not removers:
+            removers.append(threading.Thread(target=docker_client.images.remove, args=(first.name,),
+                                             kwargs={"force": True}))
+            removers[0].start()
+
+    events: list = []
+    second = builder.build(context("b"), on_event=lambda e: (events.append(e), remove_first_during_copy(e)))
+    removers[0].join(60)
+    images.add(second)
+    images.add(first)
+    assert any(isinstance(e, Stage) and "again: its cache was removed" in e.detail for e in events)
+    assert docker_client.images.get(second.id).id == second.id

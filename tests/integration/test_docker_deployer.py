@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-import fairing
 from fairing import DeployError, JobFailedError, JobTimeoutError
 from fairing.builders.docker import DockerBuilder
 from fairing.deployers.docker import DockerDeployer
@@ -139,24 +138,27 @@ def test_ctrl_c_leaves_no_container(docker_client, base_image, images, job_label
             if isinstance(event, fairing.events.LogLine) and not event.source:
                 print(event.line, flush=True)
 
-        @fairing.train(backend="docker", base_image={base_image!r}, on_event=show)
         def forever():
             import time
             print("job started", flush=True)
             time.sleep(600)
 
-        forever()
+        fairing.TrainJob(forever, backend="docker", base_image={str(base_image)!r}, name="{job_label}-ctrl-c",
+                         on_event=show).run()
     """))
     proc = subprocess.Popen([sys.executable, str(script)], cwd=str(ROOT), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     built = []
     try:
         deadline = time.monotonic() + 240
+        seen = []
         for line in proc.stdout:
+            seen.append(line)
             if line.strip() == "job started":
                 break
             assert time.monotonic() < deadline, "the job did not start"
-        running = fairing_containers(docker_client)
+        assert seen and seen[-1].strip() == "job started", "".join(seen)
+        running = fairing_containers(docker_client, job_label)
         assert running, "no fairing container while the job runs"
         built = [c.image.id for c in running]
         proc.send_signal(signal.SIGINT)
@@ -166,6 +168,41 @@ def test_ctrl_c_leaves_no_container(docker_client, base_image, images, job_label
             proc.kill()
             proc.wait()
     assert proc.returncode != 0 and "KeyboardInterrupt" in out
-    assert not fairing_containers(docker_client), [c.name for c in fairing_containers(docker_client)]
+    assert not fairing_containers(docker_client, job_label)
     for image_id in built:
         docker_client.images.remove(image_id, force=True)
+
+
+def test_missing_image_raises_image_pull_error(docker_client, registry, job_label):
+    from fairing import ImagePullError
+
+    with pytest.raises(ImagePullError) as err:
+        DockerDeployer().deploy(f"{registry.address}/fairing-tests/no-such-image:v1", name=f"{job_label}-pull")
+    assert "could not pull" in str(err.value) and "Check the name" in str(err.value)
+    assert not fairing_containers(docker_client, job_label)
+
+
+def test_fairing_style_one_liner_with_docker(docker_client, base_image, images):
+    """config.set_builder('docker') + set_deployer('docker'), by name, as in Kubeflow Fairing."""
+    from fairing import config
+
+    events: list = []
+    config.reset()
+    try:
+        config.set_builder("docker", base_image=str(base_image))
+        config.set_deployer("docker", cpu=1, memory="512Mi")
+        config.set_options(on_event=events.append)
+
+        def add(a, b):
+            return a + b
+
+        assert config.fn(add)(2, 3) == 5
+    finally:
+        config.reset()
+        built = [e.detail for e in events if type(e).__name__ == "Stage" and e.name == "docker build"
+                 and e.status == "started"]
+        for name in built:
+            images.add(name)
+    started = [e.detail for e in events if type(e).__name__ == "Stage" and e.name == "run" and e.status == "started"]
+    short_id = started[0].split()[1]
+    assert not docker_client.api.containers(all=True, filters={"id": short_id})  # removed after the call

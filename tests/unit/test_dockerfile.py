@@ -24,7 +24,8 @@ def test_requirements_are_installed_before_the_code_is_copied():
     run = next(i for i, line in enumerate(lines) if line.startswith("RUN ") and "pip install" in line)
     copy_code = lines.index("COPY code/ /app/")
     assert copy_reqs < run < copy_code
-    assert lines[-2:] == ['ENTRYPOINT ["python3", "train.py"]', "CMD []"]
+    # settings before the code, the code last: a code change rebuilds one step
+    assert lines[-2:] == ['ENTRYPOINT ["python3", "train.py"]', "COPY code/ /app/"]
 
 
 def test_no_requirements_no_pip_step():
