@@ -26,7 +26,7 @@ from ..events import EventCallback, Stage, emitter
 from ..images import ImageRef
 from ..kube import KubeClient, raise_for_api_error
 from .context_stores import ContextStore, StagedContext, StreamContext
-from .dockerfile import context_key, docker_build_context, render_dockerfile
+from .dockerfile import docker_build_context, render_dockerfile
 
 __all__ = ["ClusterBuilder"]
 
@@ -177,7 +177,7 @@ class ClusterBuilder:
         emit = emitter(on_event)
         dockerfile = self.dockerfile or render_dockerfile(context, self.base_image)
         docker_context = docker_build_context(context, dockerfile)
-        key = context_key(context, self.base_image or "", dockerfile)
+        key = docker_context.digest().split(":", 1)[1]  # Dockerfile (with its FROM), requirements and code
         repository = self.repository or _repository_name(context)
         target = ImageRef.parse(f"{self.registry}/{repository}:fairing-{key[:20]}")
         client = self._client(target)
