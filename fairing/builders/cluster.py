@@ -159,10 +159,7 @@ class ClusterBuilder:
                     raise BuildError(f"The Kaniko pod {handle.name} did not start in time: {handle._pods_text()}")
                 handle._cond.wait(1.0)
         kube = self.kube
-        # stream() swaps the request method of the ApiClient it is given while it runs: give it
-        # its own, or the log and watch threads' calls would go over the websocket too.
-        core = kube.k8s.client.CoreV1Api(kube.k8s.client.ApiClient(kube.api_client.configuration))
-        ws = stream(core.connect_get_namespaced_pod_attach, handle.name, kube.namespace, container="kaniko",
+        ws = stream(kube.core.connect_get_namespaced_pod_attach, handle.name, kube.namespace, container="kaniko",
                     stdin=True, stdout=False, stderr=False, tty=False, _preload_content=False)
         try:
             with path.open("rb") as fh:

@@ -264,18 +264,10 @@ EOF
     kubectl wait --for=condition=Ready "node/$NODE_NAME" --timeout=5s
 }
 
-# The host's first resolver that a pod can reach (not a loopback stub such as 127.0.0.53).
-upstream_dns() {
-  awk '$1=="nameserver" && $2 !~ /^127\./ && $2 != "::1" {print $2; exit}' /etc/resolv.conf 2>/dev/null
-}
-
 install_addons() {
-  local mhash upstream dns
-  dns=$(upstream_dns)
-  upstream="file /etc/coredns/db.root ."
-  [[ -n $dns ]] && upstream="forward . $dns"
-  mhash=$(cat "$CLUSTER_DIR/manifests/coredns.yaml" <(echo "$COREDNS_IMAGE $upstream") | sha256sum | cut -c1-16)
-  sed -e "s|@COREDNS_IMAGE@|$COREDNS_IMAGE|g" -e "s|@DNS_SVC_IP@|$DNS_SVC_IP|g" -e "s|@UPSTREAM@|$upstream|g" \
+  local mhash
+  mhash=$(cat "$CLUSTER_DIR/manifests/coredns.yaml" <(echo "$COREDNS_IMAGE") | sha256sum | cut -c1-16)
+  sed -e "s|@COREDNS_IMAGE@|$COREDNS_IMAGE|g" -e "s|@DNS_SVC_IP@|$DNS_SVC_IP|g" \
     -e "s|@CLUSTER_DOMAIN@|$CLUSTER_DOMAIN|g" -e "s|@MANIFEST_HASH@|$mhash|g" \
     "$CLUSTER_DIR/manifests/coredns.yaml" | kubectl apply -f - >>"$LOGS/addons.log" 2>&1 ||
     { tail -n 20 "$LOGS/addons.log" >&2; die "applying CoreDNS manifests failed"; }

@@ -1,7 +1,7 @@
 // Command coredns is CoreDNS built with only the plugins the test cluster's
-// DNS needs: cluster names, health/readiness, caching, and for every other name
-// either a forwarder to the machine's own resolver (builds in pods reach the
-// package index, as containers on the host do) or an empty root zone (NXDOMAIN).
+// DNS needs (cluster names, health/readiness, caching, and an empty root zone
+// that answers NXDOMAIN for every other name). It has no forwarder:
+// names outside the cluster domain are not resolved, so no query leaves the machine.
 package main
 
 import (
@@ -11,7 +11,6 @@ import (
 	_ "github.com/coredns/coredns/plugin/cache"
 	_ "github.com/coredns/coredns/plugin/errors"
 	_ "github.com/coredns/coredns/plugin/file"
-	_ "github.com/coredns/coredns/plugin/forward"
 	_ "github.com/coredns/coredns/plugin/health"
 	_ "github.com/coredns/coredns/plugin/kubernetes"
 	_ "github.com/coredns/coredns/plugin/loadbalance"
