@@ -26,7 +26,7 @@ from ..events import EventCallback, Stage, emitter
 from ..images import ImageRef
 from ..kube import KubeClient, raise_for_api_error
 from .context_stores import ContextStore, StagedContext, StreamContext
-from .dockerfile import docker_build_context, render_dockerfile
+from .dockerfile import DEFAULT_PIP_ARGS, docker_build_context, render_dockerfile
 
 __all__ = ["ClusterBuilder"]
 
@@ -46,6 +46,8 @@ class ClusterBuilder:
       [``~/.docker/config.json`` through fairing's credential lookup].
     * ``kube`` / ``namespace`` - where the pod runs [kubeconfig's].
     * ``timeout`` - seconds for the whole build [1800].
+    * ``pip_args`` - extra ``pip install`` options for the requirements step, e.g. a
+      private index: ``("--index-url", "https://pypi.internal/simple")`` [none].
     """
 
     def __init__(self, base_image: str, registry: str, *, repository: Optional[str] = None,
@@ -54,7 +56,8 @@ class ClusterBuilder:
                  cache: bool = True, cache_repo: Optional[str] = None, insecure: "bool | Iterable[str]" = False,
                  username: Optional[str] = None, password: Optional[str] = None, credentials: Any = None,
                  kube: Optional[KubeClient] = None, namespace: Optional[str] = None,
-                 kubeconfig: Optional[str] = None, timeout: float = 1800, registry_client: Any = None) -> None:
+                 kubeconfig: Optional[str] = None, timeout: float = 1800, registry_client: Any = None,
+                 pip_args: Iterable[str] = ()) -> None:
         if not registry or not base_image and not dockerfile:
             raise ConfigurationError("ClusterBuilder needs a registry and a base image (or your own Dockerfile).")
         self.base_image = base_image
@@ -72,6 +75,7 @@ class ClusterBuilder:
         self._kube_options = {"namespace": namespace, "kubeconfig": kubeconfig}
         self.timeout = timeout
         self._registry_client = registry_client
+        self.pip_args = tuple(pip_args)
 
     @property
     def kube(self) -> KubeClient:
@@ -159,7 +163,10 @@ class ClusterBuilder:
                     raise BuildError(f"The Kaniko pod {handle.name} did not start in time: {handle._pods_text()}")
                 handle._cond.wait(1.0)
         kube = self.kube
-        ws = stream(kube.core.connect_get_namespaced_pod_attach, handle.name, kube.namespace, container="kaniko",
+        # stream() swaps the request method of the ApiClient it is given while it runs: give it
+        # its own, or the log and watch threads' calls would go over the websocket too.
+        core = kube.k8s.client.CoreV1Api(kube.k8s.client.ApiClient(kube.api_client.configuration))
+        ws = stream(core.connect_get_namespaced_pod_attach, handle.name, kube.namespace, container="kaniko",
                     stdin=True, stdout=False, stderr=False, tty=False, _preload_content=False)
         try:
             with path.open("rb") as fh:
@@ -172,7 +179,8 @@ class ClusterBuilder:
 
     def build(self, context: BuildContext, *, on_event: Optional[EventCallback] = None) -> ImageRef:
         emit = emitter(on_event)
-        dockerfile = self.dockerfile or render_dockerfile(context, self.base_image)
+        dockerfile = self.dockerfile or render_dockerfile(context, self.base_image,
+                                                          pip_args=(*DEFAULT_PIP_ARGS, *self.pip_args))
         docker_context = docker_build_context(context, dockerfile)
         key = docker_context.digest().split(":", 1)[1]  # Dockerfile (with its FROM), requirements and code
         repository = self.repository or _repository_name(context)

@@ -303,7 +303,8 @@ class KubeHandle:
                 self._add_line(source, pending.decode("utf-8", "replace"))
         except Exception as exc:  # the pod went away mid-stream: the log ends here
             if not (self._deleted or self._stop.is_set()):
-                self._add_line(source, f"[fairing: log stream of {pod_name} ended: {type(exc).__name__}]")
+                why = getattr(exc, "body", None) or getattr(exc, "reason", None) or exc
+                self._add_line(source, f"[fairing: log stream of {pod_name} ended: {type(exc).__name__}: {why}]")
         finally:
             with self._cond:
                 self._cond.notify_all()

@@ -1,6 +1,10 @@
 """The in-cluster Kaniko builder on the real cluster, with each context store: the stdin
 stream (no object store), S3 (moto's server, speaking the S3 protocol) and GCS
-(gcp-storage-emulator, speaking the GCS JSON API). The built image then runs as a Job."""
+(gcp-storage-emulator, speaking the GCS JSON API). The built image then runs as a Job.
+
+Pods here resolve no names outside the cluster, so the generated Dockerfile's pip step
+installs from a real package index on the node (pypiserver serving wheels downloaded
+from PyPI by this process), through the builder's ``pip_args``."""
 
 from __future__ import annotations
 
@@ -66,6 +70,19 @@ def gcs_server(node_ip):
     proc.wait(30)
 
 
+@pytest.fixture(scope="session")
+def package_index(node_ip, tmp_path_factory):
+    wheels = tmp_path_factory.mktemp("wheels")
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(wheels), "tabulate==0.9.0"],
+                   check=True, timeout=300)
+    port = _free_port(node_ip)
+    proc = _serve([sys.executable, "-m", "pypiserver", "run", "-p", str(port), "-i", node_ip, "--disable-fallback",
+                   str(wheels)], node_ip, port)
+    yield ("--index-url", f"http://{node_ip}:{port}/simple/", "--trusted-host", node_ip)
+    proc.terminate()
+    proc.wait(30)
+
+
 def _context_files(tmp_path):
     (tmp_path / "requirements.txt").write_text("tabulate==0.9.0\n")
     (tmp_path / "job.py").write_text(textwrap.dedent("""
@@ -94,20 +111,23 @@ def _assert_clean(kube):
     assert not [s for s in secrets if s.startswith("fairing-")], secrets
 
 
-def _builder(base_image, registry_address, kaniko_image, kube, store, **kw):
-    return ClusterBuilder(base_image, f"{registry_address}/fairing-kaniko", kaniko_image=kaniko_image,
-                          context_store=store, insecure=True, kube=kube, **kw)
+@pytest.fixture
+def make_builder(base_image, registry_address, kaniko_image, kube, package_index):
+    def make(store, **kw):
+        return ClusterBuilder(base_image, f"{registry_address}/fairing-kaniko", kaniko_image=kaniko_image,
+                              context_store=store, insecure=True, kube=kube, pip_args=package_index, **kw)
+
+    return make
 
 
-def test_stream_context_builds_and_runs(base_image, registry_address, kaniko_image, kube, tmp_path):
-    builder = _builder(base_image, registry_address, kaniko_image, kube, StreamContext(),
-                       repository=f"stream-{uuid.uuid4().hex[:6]}")
+def test_stream_context_builds_and_runs(make_builder, kube, tmp_path):
+    builder = make_builder(StreamContext(), repository=f"stream-{uuid.uuid4().hex[:6]}")
     events = _build_and_run(builder, kube, _context_files(tmp_path))
     assert any(getattr(e, "source", "").startswith("fairing-build-") for e in events)  # Kaniko's log streamed
     _assert_clean(kube)
 
 
-def test_s3_context_builds_runs_and_is_removed(base_image, registry_address, kaniko_image, kube, s3_server, tmp_path):
+def test_s3_context_builds_runs_and_is_removed(make_builder, kube, s3_server, tmp_path):
     import boto3
 
     session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
@@ -115,14 +135,13 @@ def test_s3_context_builds_runs_and_is_removed(base_image, registry_address, kan
     s3 = session.client("s3", endpoint_url=s3_server)
     s3.create_bucket(Bucket="contexts")
     store = S3Context("contexts", endpoint_url=s3_server, session=session)
-    builder = _builder(base_image, registry_address, kaniko_image, kube, store, repository=f"s3-{uuid.uuid4().hex[:6]}")
+    builder = make_builder(store, repository=f"s3-{uuid.uuid4().hex[:6]}")
     _build_and_run(builder, kube, _context_files(tmp_path))
     assert s3.list_objects_v2(Bucket="contexts").get("KeyCount", 0) == 0
     _assert_clean(kube)
 
 
-def test_gcs_context_builds_runs_and_is_removed(base_image, registry_address, kaniko_image, kube, gcs_server,
-                                                tmp_path, monkeypatch):
+def test_gcs_context_builds_runs_and_is_removed(make_builder, kube, gcs_server, tmp_path, monkeypatch):
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
@@ -130,16 +149,15 @@ def test_gcs_context_builds_runs_and_is_removed(base_image, registry_address, ka
     client = storage.Client(project="fairing-tests", credentials=AnonymousCredentials())
     bucket = client.create_bucket(f"contexts-{uuid.uuid4().hex[:6]}")
     store = GCSContext(bucket.name, client=client, pod_emulator_host=f"http://{gcs_server}")
-    builder = _builder(base_image, registry_address, kaniko_image, kube, store, repository=f"gcs-{uuid.uuid4().hex[:6]}")
+    builder = make_builder(store, repository=f"gcs-{uuid.uuid4().hex[:6]}")
     _build_and_run(builder, kube, _context_files(tmp_path))
     assert list(client.list_blobs(bucket.name)) == []
     _assert_clean(kube)
 
 
-def test_failing_run_step_raises_with_its_log(base_image, registry_address, kaniko_image, kube, tmp_path):
+def test_failing_run_step_raises_with_its_log(make_builder, base_image, kube, tmp_path):
     dockerfile = f"FROM {base_image}\nRUN echo 'compiling the extension' && exit 3\n"
-    builder = _builder(base_image, registry_address, kaniko_image, kube, StreamContext(), dockerfile=dockerfile,
-                       repository=f"fail-{uuid.uuid4().hex[:6]}")
+    builder = make_builder(StreamContext(), dockerfile=dockerfile, repository=f"fail-{uuid.uuid4().hex[:6]}")
     with pytest.raises(BuildError) as err:
         TrainJob(_context_files(tmp_path), backend=Backend("kaniko", builder, JobDeployer(kube=kube))).run(timeout=900)
     assert "compiling the extension" in str(err.value) and "failed" in str(err.value)
