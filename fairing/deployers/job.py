@@ -21,6 +21,15 @@ class JobHandle(KubeHandle):
         for cond in (obj.get("status") or {}).get("conditions") or []:
             if cond.get("status") == "True" and cond.get("type") in ("Complete", "Failed"):
                 return "Succeeded" if cond["type"] == "Complete" else "Failed"
+        # The job controller marks the Job a second or two after its pod ends. With one
+        # completion (and, for a failure, no retries) the pod's phase already decides it.
+        spec = obj.get("spec") or {}
+        if (spec.get("completions") or 1) == 1 and (spec.get("parallelism") or 1) == 1:
+            phases = {(p.get("status") or {}).get("phase") for p in self._pods.values()}
+            if "Succeeded" in phases:
+                return "Succeeded"
+            if "Failed" in phases and spec.get("backoffLimit") == 0:
+                return "Failed"
         return None
 
     def _delete_object(self) -> None:

@@ -324,6 +324,20 @@ class KubeHandle:
     def _tail(self, source: Optional[str] = None) -> str:
         return self._log.tail(_TAIL, source)
 
+    def _pod_log_tail(self, pod: dict) -> str:
+        """The pod's last lines: from the stream when it has them, else read now (the stream
+        may not have caught a container that exited at once); the previous container's
+        after a restart."""
+        buffered = self._tail(self.replica(pod))
+        if buffered:
+            return buffered
+        restarted = any(cs.get("restartCount") for cs in pod.get("status", {}).get("containerStatuses") or [])
+        try:
+            return self.kube.core.read_namespaced_pod_log(pod["metadata"]["name"], self.namespace,
+                                                          tail_lines=_TAIL, previous=restarted)
+        except self.kube.k8s.client.ApiException:
+            return ""
+
     # -- status and waiting ----------------------------------------------------------------
 
     def _pods_terminal(self) -> bool:
@@ -375,7 +389,7 @@ class KubeHandle:
                 last = (cs.get("lastState") or {}).get("terminated") or {}
                 raise JobFailedError(
                     f"The pod {name} keeps crashing (CrashLoopBackOff, last exit code {last.get('exitCode')}).",
-                    job=self.name, exit_code=last.get("exitCode"), logs_tail=self._tail(self.replica(pod)),
+                    job=self.name, exit_code=last.get("exitCode"), logs_tail=self._pod_log_tail(pod),
                 )
 
     def wait(self, timeout: Optional[float] = None) -> JobStatus:
@@ -451,12 +465,12 @@ class KubeHandle:
     def result(self, timeout: Optional[float] = None) -> Any:
         self.wait(timeout)
         pod, terminated = self._result_container()
-        source = self.replica(pod) if pod else None
+        tail = self._pod_log_tail(pod) if pod else self._tail()
         if terminated.get("reason") == "OOMKilled":
             raise JobFailedError(
                 f"The {self.kind} {self.name} was OOMKilled: it used more memory than its limit. "
                 "Raise the memory limit (resources(memory=...)) or use less memory.",
-                job=self.name, exit_code=terminated.get("exitCode"), logs_tail=self._tail(source),
+                job=self.name, exit_code=terminated.get("exitCode"), logs_tail=tail,
             )
         envelope = None
         for text in (terminated.get("message") or "", self._result_from_log(pod)):
@@ -465,7 +479,7 @@ class KubeHandle:
                 break
             except Exception:  # truncated or absent: try the next channel
                 continue
-        return outcome(envelope, job=self.name, exit_code=terminated.get("exitCode"), logs_tail=self._tail(source))
+        return outcome(envelope, job=self.name, exit_code=terminated.get("exitCode"), logs_tail=tail)
 
     def _result_from_log(self, pod: Optional[dict]) -> str:
         if pod is None:

@@ -160,7 +160,7 @@ class KubeEndpointHandle(KubeHandle):
                 raise JobFailedError(
                     f"The endpoint's pod {pod['metadata']['name']} exited with code {terminated['exitCode']} "
                     "before it was ready; see the log below (a failing load() is the usual cause).",
-                    job=self.name, exit_code=terminated["exitCode"], logs_tail=self._tail(self.replica(pod)),
+                    job=self.name, exit_code=terminated["exitCode"], logs_tail=self._pod_log_tail(pod),
                 )
 
     def request(self, method: str, path: str, body: Optional[dict] = None, timeout: float = 60) -> tuple[int, Any]:
