@@ -14,7 +14,10 @@ ensure_packages() {
     DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y --no-install-recommends \
       "${missing[@]}" >>"$LOGS/apt.log" 2>&1 || { tail -n 30 "$LOGS/apt.log" >&2; die "apt-get install failed (log $LOGS/apt.log)"; }
   fi
-  command -v go >/dev/null || die "Go toolchain not found in PATH (need go >= 1.24)"
+  if ! command -v go >/dev/null && [[ -x /usr/local/go/bin/go ]]; then
+    export PATH=$PATH:/usr/local/go/bin
+  fi
+  command -v go >/dev/null || die "Go toolchain not found in PATH (need go >= 1.25)"
 }
 
 # _stamp DIR...: a hash of the sources that go into a build.
