@@ -53,7 +53,7 @@ go_build() {
   fi
   t0=$(date +%s)
   log "building $name from $pkg (log $LOGS/build-$name.log)"
-  if ! (cd "$moddir" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$BIN/$name.new" "$pkg") >"$LOGS/build-$name.log" 2>&1; then
+  if ! (cd "$moddir" && CGO_ENABLED=0 go build -buildvcs=false -trimpath -ldflags "$ldflags" -o "$BIN/$name.new" "$pkg") >"$LOGS/build-$name.log" 2>&1; then
     tail -n 30 "$LOGS/build-$name.log" >&2
     die "go build of $name failed (log $LOGS/build-$name.log)"
   fi
