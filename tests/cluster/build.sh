@@ -14,7 +14,10 @@ ensure_packages() {
     DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y --no-install-recommends \
       "${missing[@]}" >>"$LOGS/apt.log" 2>&1 || { tail -n 30 "$LOGS/apt.log" >&2; die "apt-get install failed (log $LOGS/apt.log)"; }
   fi
-  command -v go >/dev/null || die "Go toolchain not found in PATH (need go >= 1.24)"
+  if ! command -v go >/dev/null && [[ -x /usr/local/go/bin/go ]]; then
+    export PATH=$PATH:/usr/local/go/bin
+  fi
+  command -v go >/dev/null || die "Go toolchain not found in PATH (need go >= 1.25)"
 }
 
 # _stamp DIR...: a hash of the sources that go into a build.
@@ -28,12 +31,14 @@ _stamp() {
 
 k8s_ldflags() {
   local p ld="-s -w" date
+  # The release time the module proxy records for the tag (its .info file).
   date=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" 2>/dev/null |
-    python3 -c 'import json,sys; print(json.load(sys.stdin).get("Time","1970-01-01T00:00:00Z")[:19]+"Z")' 2>/dev/null || echo 1970-01-01T00:00:00Z)
+    python3 -c 'import json,sys; print(json.load(open(json.load(sys.stdin)["Info"]))["Time"][:19]+"Z")' 2>/dev/null ||
+    echo 1970-01-01T00:00:00Z)
   local minor=${K8S_VERSION#v1.}
   minor=${minor%%.*}
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ld+=" -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=$date"
+    ld+=" -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.gitCommit= -X $p.buildDate=$date"
   done
   echo "$ld"
 }
@@ -41,14 +46,14 @@ k8s_ldflags() {
 # go_build NAME MODDIR PKG [LDFLAGS]: builds $BIN/NAME unless its stamp is current.
 go_build() {
   local name=$1 moddir=$2 pkg=$3 ldflags=${4:-"-s -w"} stamp t0
-  stamp=$(cd "$moddir" && _stamp go.mod go.sum "$pkg")
+  stamp=$( (cd "$moddir" && _stamp go.mod go.sum "$pkg") | cat - <(echo "$ldflags") | sha256sum | cut -d' ' -f1)
   if [[ -x $BIN/$name && -f $BIN/$name.stamp && $(<"$BIN/$name.stamp") == "$stamp" ]]; then
     log "build $name: up to date"
     return 0
   fi
   t0=$(date +%s)
   log "building $name from $pkg (log $LOGS/build-$name.log)"
-  if ! (cd "$moddir" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$BIN/$name.new" "$pkg") >"$LOGS/build-$name.log" 2>&1; then
+  if ! (cd "$moddir" && CGO_ENABLED=0 go build -buildvcs=false -trimpath -ldflags "$ldflags" -o "$BIN/$name.new" "$pkg") >"$LOGS/build-$name.log" 2>&1; then
     tail -n 30 "$LOGS/build-$name.log" >&2
     die "go build of $name failed (log $LOGS/build-$name.log)"
   fi

@@ -12,7 +12,6 @@ image's layers and config. Standard library only.
 import argparse
 import gzip
 import hashlib
-import io
 import json
 import shutil
 import sys
