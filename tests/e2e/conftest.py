@@ -30,14 +30,6 @@ STATE = Path(os.environ.get("FAIRING_CLUSTER_STATE", "/var/lib/fairing-cluster")
 UP_TIMEOUT = int(os.environ.get("FAIRING_CLUSTER_UP_TIMEOUT", "5400"))
 
 
-def pytest_configure(config):
-    config.addinivalue_line(
-        "markers",
-        "kaniko: needs a Kaniko executor image (tests/cluster/up builds one only from a Kaniko "
-        "source tree; deselect with -m 'not kaniko' where there is none)",
-    )
-
-
 def _tail(text: str, n: int = 60) -> str:
     return "\n".join(text.splitlines()[-n:])
 

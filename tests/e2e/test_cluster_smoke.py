@@ -236,7 +236,6 @@ def _kaniko_image():
     )
 
 
-@pytest.mark.kaniko
 def test_kaniko_pod_builds_and_pushes_to_local_registry(core_v1, namespace, registry_address):
     import uuid
 
