@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import json
 import posixpath
-import re
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from ..context import BuildContext
+from .naming import repository_name
 from ..errors import BuildError, ConfigurationError, RegistryError
 from ..events import EventCallback, Progress, Stage, emitter
 from ..images.manifest import (
@@ -56,7 +56,6 @@ __all__ = ["AppendBuilder"]
 
 #: Annotation on a layer descriptor carrying its diff_id (used by the requirements cache tag).
 DIFF_ID_ANNOTATION = "dev.fairing.layer.diff_id"
-_DEFAULT_REPOSITORY = "fairing-job"
 
 
 @dataclass(frozen=True)
@@ -178,7 +177,7 @@ class AppendBuilder:
 
     def target_repository(self, context: BuildContext) -> str:
         """The repository the image is pushed to (given, or derived from the context)."""
-        return self._join(self.repository or _derive_name(context))
+        return self._join(self.repository or repository_name(context))
 
     # -- building -------------------------------------------------------------------------
 
@@ -487,26 +486,3 @@ def _json(data: bytes, what: str) -> dict:
     return value
 
 
-_SLUG = re.compile(r"[^a-z0-9]+")
-
-
-def _slug(name: str) -> str:
-    return _SLUG.sub("-", name.lower()).strip("-")[:60].strip("-")
-
-
-def _derive_name(context: BuildContext) -> str:
-    """``fairing-<script or notebook stem>``, else ``fairing-job``."""
-    candidates = [a for a in context.entrypoint if a.endswith((".py", ".ipynb"))]
-    payload = context.files.get(".fairing/payload.json")
-    if not candidates and isinstance(payload, bytes):
-        try:
-            path = json.loads(payload).get("path")
-            if path:
-                candidates.append(path)
-        except ValueError:
-            pass
-    for c in candidates:
-        slug = _slug(PurePosixPath(c).stem)
-        if slug:
-            return f"fairing-{slug}"
-    return _DEFAULT_REPOSITORY

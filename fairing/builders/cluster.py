@@ -26,6 +26,7 @@ from ..events import EventCallback, Stage, emitter
 from ..images import ImageRef
 from ..kube import KubeClient, raise_for_api_error
 from .context_stores import ContextStore, StagedContext, StreamContext
+from .naming import repository_name
 from .dockerfile import DEFAULT_PIP_ARGS, docker_build_context, render_dockerfile
 
 __all__ = ["ClusterBuilder"]
@@ -183,7 +184,7 @@ class ClusterBuilder:
                                                           pip_args=(*DEFAULT_PIP_ARGS, *self.pip_args))
         docker_context = docker_build_context(context, dockerfile)
         key = docker_context.digest().split(":", 1)[1]  # Dockerfile (with its FROM), requirements and code
-        repository = self.repository or _repository_name(context)
+        repository = self.repository or repository_name(context)
         target = ImageRef.parse(f"{self.registry}/{repository}:fairing-{key[:20]}")
         client = self._client(target)
         existing = client.head_manifest(target)
@@ -245,9 +246,3 @@ class ClusterBuilder:
         except kube.k8s.client.ApiException as exc:
             raise_for_api_error(exc, action=f"create the Kaniko pod {name}", kind="Pod", namespace=kube.namespace)
         return PodHandle(kube, name, kube.namespace, on_event=on_event).start()
-
-
-def _repository_name(context: BuildContext) -> str:
-    from .append import _derive_name
-
-    return _derive_name(context)

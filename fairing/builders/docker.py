@@ -19,17 +19,17 @@ Podman works through the same code: give ``base_url`` its Docker-compatible sock
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import tempfile
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from .._docker import engine_error, is_engine_error, make_client
 from ..context import BuildContext
+from .naming import repository_name
 from ..errors import (BuildError, ConfigurationError, FairingError, RegistryAuthError, RegistryError,
                       RegistryUnreachableError)
 from ..events import EventCallback, LogLine, Progress, Stage, emitter
@@ -39,7 +39,6 @@ __all__ = ["DockerBuilder", "LocalDockerImage"]
 
 #: Image labels set by this builder.
 LABEL_BASE = "dev.fairing.base"
-_DEFAULT_REPOSITORY = "fairing-job"
 _TAIL = 40
 _STEP = re.compile(r"^(?:Step|STEP) (\d+)/(\d+) ?: (.*)$")  # Docker's "Step 1/8 : ", Podman's "STEP 1/8: "
 _IMAGE_LINE = re.compile(r"^\s*-{2,3}> (?:Using cache )?([0-9a-f]{12,64})\s*$")  # " ---> id" / "--> id"
@@ -63,26 +62,6 @@ class LocalDockerImage:
         return self.id
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60]
-
-
-def _derive_name(context: BuildContext) -> str:
-    """``fairing-<script or notebook stem>``, else ``fairing-job``."""
-    candidates = [a for a in context.entrypoint if a.endswith((".py", ".ipynb"))]
-    payload = context.files.get(".fairing/payload.json")
-    if isinstance(payload, bytes):
-        try:
-            path = json.loads(payload).get("path")
-        except ValueError:
-            path = None
-        if path:
-            candidates.append(path)
-    for candidate in candidates:
-        slug = _slug(PurePosixPath(candidate).stem)
-        if slug:
-            return f"fairing-{slug}"
-    return _DEFAULT_REPOSITORY
 
 
 def _auth_dict(credential: Any) -> Optional[dict]:
@@ -212,7 +191,7 @@ class DockerBuilder:
 
     def target_repository(self, context: BuildContext) -> str:
         """The image name (without tag) the build is tagged and pushed as."""
-        name = self._join(self.repository or _derive_name(context))
+        name = self._join(self.repository or repository_name(context))
         return f"{self._host}/{name}" if self._host else name
 
     # -- build --------------------------------------------------------------------------

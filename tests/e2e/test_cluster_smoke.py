@@ -10,6 +10,19 @@ import pytest
 from conftest import push_appended_image, wait_until
 
 
+def _run_training_job(custom, namespace, plural, body):
+    """Create a kubeflow.org/v1 job and wait until it ends; returns a reader of its conditions."""
+    name = body["metadata"]["name"]
+    custom.create_namespaced_custom_object("kubeflow.org", "v1", namespace, plural, body)
+
+    def conditions():
+        obj = custom.get_namespaced_custom_object("kubeflow.org", "v1", namespace, plural, name)
+        return {c["type"]: c["status"] for c in (obj.get("status") or {}).get("conditions") or []}
+
+    wait_until(lambda: "True" in (conditions().get("Succeeded"), conditions().get("Failed")), 300, f"{plural} {name} to finish")
+    return conditions
+
+
 def _batch(api_client):
     from kubernetes import client
 
@@ -202,13 +215,7 @@ def test_tfjob_one_ps_two_workers_succeeds(api_client, core_v1, namespace, regis
         "metadata": {"name": "dist"},
         "spec": {"runPolicy": {"cleanPodPolicy": "None"}, "tfReplicaSpecs": {"PS": replica(1), "Worker": replica(2)}},
     }
-    custom.create_namespaced_custom_object("kubeflow.org", "v1", namespace, "tfjobs", tfjob)
-
-    def conditions():
-        obj = custom.get_namespaced_custom_object("kubeflow.org", "v1", namespace, "tfjobs", "dist")
-        return {c["type"]: c["status"] for c in (obj.get("status") or {}).get("conditions") or []}
-
-    wait_until(lambda: conditions().get("Succeeded") == "True" or conditions().get("Failed") == "True", 300, "TFJob dist to finish")
+    conditions = _run_training_job(custom, namespace, "tfjobs", tfjob)
     pods = core_v1.list_namespaced_pod(namespace).items
     logs = {p.metadata.name: core_v1.read_namespaced_pod_log(p.metadata.name, namespace) for p in pods}
     assert conditions().get("Succeeded") == "True", f"TFJob conditions {conditions()}; logs: {logs}"
@@ -360,13 +367,7 @@ def test_pytorchjob_master_and_worker_succeed(api_client, core_v1, namespace, re
         "metadata": {"name": "pt"},
         "spec": {"runPolicy": {"cleanPodPolicy": "None"}, "pytorchReplicaSpecs": {"Master": replica(1), "Worker": replica(1)}},
     }
-    custom.create_namespaced_custom_object("kubeflow.org", "v1", namespace, "pytorchjobs", job)
-
-    def conditions():
-        obj = custom.get_namespaced_custom_object("kubeflow.org", "v1", namespace, "pytorchjobs", "pt")
-        return {c["type"]: c["status"] for c in (obj.get("status") or {}).get("conditions") or []}
-
-    wait_until(lambda: conditions().get("Succeeded") == "True" or conditions().get("Failed") == "True", 300, "PyTorchJob pt to finish")
+    conditions = _run_training_job(custom, namespace, "pytorchjobs", job)
     logs = {p.metadata.name: core_v1.read_namespaced_pod_log(p.metadata.name, namespace, container="pytorch")
             for p in core_v1.list_namespaced_pod(namespace).items}
     assert conditions().get("Succeeded") == "True", f"PyTorchJob conditions {conditions()}; logs: {logs}"

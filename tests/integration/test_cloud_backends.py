@@ -1,7 +1,6 @@
 """The cloud backends' registry login against a local server speaking the AWS protocol
 (moto's server mode) and with google-auth credentials objects."""
 
-import base64
 import socket
 import subprocess
 import sys

@@ -2,7 +2,8 @@
 
 import pytest
 
-from fairing.builders.append import AppendBuilder, _derive_name
+from fairing.builders.append import AppendBuilder
+from fairing.builders.naming import repository_name
 from fairing.context import BuildContext
 from fairing.errors import ConfigurationError
 from fairing.images.registry import _is_loopback
@@ -31,10 +32,10 @@ def test_target_naming(registry, repository, expected):
 
 
 def test_derived_names():
-    assert _derive_name(_ctx(("python3", "My Train_v2.py"), {"My Train_v2.py": b""})) == "fairing-my-train-v2"
-    assert _derive_name(_ctx(("python3", "-m", "fairing_runtime"), {".fairing/payload.json":
+    assert repository_name(_ctx(("python3", "My Train_v2.py"), {"My Train_v2.py": b""})) == "fairing-my-train-v2"
+    assert repository_name(_ctx(("python3", "-m", "fairing_runtime"), {".fairing/payload.json":
                                                                       b'{"kind": "script", "path": "src/fit.py"}'})) == "fairing-fit"
-    assert _derive_name(_ctx(("python3", "-m", "fairing_runtime"), {".fairing/payload.json": b'{"kind": "function"}'})) == "fairing-job"
+    assert repository_name(_ctx(("python3", "-m", "fairing_runtime"), {".fairing/payload.json": b'{"kind": "function"}'})) == "fairing-job"
 
 
 @pytest.mark.parametrize(
