@@ -301,3 +301,29 @@ def test_ctrl_c_deletes_the_job(base_image, registry_address, kubeconfig, namesp
     rest = proc.communicate(timeout=120)[0]
     assert "KeyboardInterrupt" in rest
     assert _left_in(kube) == []
+
+
+def test_registry_credentials_become_an_image_pull_secret(backend, kube, registry_address):
+    from fairing.images.auth import StaticCredentials
+
+    host = registry_address
+    deployer = JobDeployer(kube=kube, pull_credentials=StaticCredentials("robot", "s3cret", host=host))
+
+    @fairing.train(backend=Backend("e2e", backend.builder, deployer), timeout=600, cleanup="never")
+    def hello():
+        return "pulled"
+
+    handle = hello.submit()
+    try:
+        assert handle.result(600) == "pulled"
+        job = kube.batch.read_namespaced_job(handle.name, kube.namespace)
+        secrets = [s.name for s in job.spec.template.spec.image_pull_secrets or []]
+    finally:
+        handle.delete()
+    assert len(secrets) == 1 and secrets[0].startswith("fairing-pull-")
+    secret = kube.core.read_namespaced_secret(secrets[0], kube.namespace)
+    assert secret.type == "kubernetes.io/dockerconfigjson"
+    config = json.loads(__import__("base64").b64decode(secret.data[".dockerconfigjson"]))
+    assert set(config["auths"]) == {host}
+    container = job.spec.template.spec.containers[0]
+    assert all("s3cret" not in (e.value or "") for e in container.env or [])  # never a plain env var
