@@ -150,19 +150,8 @@ class ClusterBuilder:
         """Wait until the container runs, then write the archive to its stdin and close it."""
         from kubernetes.stream import stream
 
-        with handle._cond:
-            while True:
-                pod = handle._pods.get(handle.name)
-                statuses = (pod or {}).get("status", {}).get("containerStatuses") or []
-                if any("running" in (s.get("state") or {}) for s in statuses):
-                    break
-                if handle._ended():
-                    return  # it failed before reading anything: the log says why
-                for p in list(handle._pods.values()):
-                    handle._diagnose(p)
-                if time.monotonic() > deadline:
-                    raise BuildError(f"The Kaniko pod {handle.name} did not start in time: {handle._pods_text()}")
-                handle._cond.wait(1.0)
+        if not handle.wait_running(deadline):
+            return  # it ended before reading anything: its log says why
         kube = self.kube
         # stream() swaps the request method of the ApiClient it is given while it runs: give it
         # its own, or the log and watch threads' calls would go over the websocket too.

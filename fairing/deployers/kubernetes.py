@@ -372,8 +372,7 @@ class KubeHandle:
         for cs in (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or []):
             waiting = (cs.get("state") or {}).get("waiting") or {}
             reason = waiting.get("reason", "")
-            if reason in ("ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull") or \
-                    (reason == "ErrImagePull" and cs.get("image")):
+            if reason in ("ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull", "ErrImagePull"):
                 if reason == "ErrImagePull" and "not found" not in waiting.get("message", "") \
                         and "manifest unknown" not in waiting.get("message", ""):
                     continue  # maybe transient: wait for the back-off verdict
@@ -527,3 +526,20 @@ class PodHandle(KubeHandle):
 
     def replica(self, pod: dict) -> str:
         return pod["metadata"]["name"]
+
+    def wait_running(self, deadline: float) -> bool:
+        """Block until the pod's container runs (True) or the pod has already ended (False);
+        raise the diagnosis if it cannot start, JobTimeoutError at ``deadline`` (monotonic)."""
+        with self._cond:
+            while True:
+                statuses = (self._pods.get(self.name) or {}).get("status", {}).get("containerStatuses") or []
+                if any("running" in (s.get("state") or {}) for s in statuses):
+                    return True
+                if self._ended():
+                    return False
+                for pod in list(self._pods.values()):
+                    self._diagnose(pod)
+                if time.monotonic() > deadline:
+                    raise JobTimeoutError(f"The pod {self.name} did not start in time: {self._pods_text()}",
+                                          job=self.name)
+                self._cond.wait(1.0)

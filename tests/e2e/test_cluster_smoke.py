@@ -10,6 +10,10 @@ import pytest
 from conftest import push_appended_image, wait_until
 
 
+def _replica_spec(count, container):
+    return {"replicas": count, "restartPolicy": "Never", "template": {"spec": {"containers": [container]}}}
+
+
 def _run_training_job(custom, namespace, plural, body):
     """Create a kubeflow.org/v1 job and wait until it ends; returns a reader of its conditions."""
     name = body["metadata"]["name"]
@@ -197,17 +201,8 @@ def test_tfjob_one_ps_two_workers_succeeds(api_client, core_v1, namespace, regis
     custom = client.CustomObjectsApi(api_client)
 
     def replica(n):
-        return {
-            "replicas": n,
-            "restartPolicy": "Never",
-            "template": {
-                "spec": {
-                    "containers": [
-                        {"name": "tensorflow", "image": f"{registry_address}/python:3", "command": ["python3", "-c", TF_REPLICA]}
-                    ]
-                }
-            },
-        }
+        return _replica_spec(n, {"name": "tensorflow", "image": f"{registry_address}/python:3",
+                                 "command": ["python3", "-c", TF_REPLICA]})
 
     tfjob = {
         "apiVersion": "kubeflow.org/v1",
@@ -348,18 +343,9 @@ def test_pytorchjob_master_and_worker_succeed(api_client, core_v1, namespace, re
     )
 
     def replica(n):
-        return {
-            "replicas": n,
-            "restartPolicy": "Never",
-            "template": {
-                "spec": {
-                    "containers": [
-                        {"name": "pytorch", "image": f"{registry_address}/python:3", "command": ["python3", "-c", script],
-                         "ports": [{"name": "pytorchjob-port", "containerPort": 23456}]}
-                    ]
-                }
-            },
-        }
+        return _replica_spec(n, {"name": "pytorch", "image": f"{registry_address}/python:3",
+                                 "command": ["python3", "-c", script],
+                                 "ports": [{"name": "pytorchjob-port", "containerPort": 23456}]})
 
     job = {
         "apiVersion": "kubeflow.org/v1",
