@@ -12,6 +12,19 @@ import pytest
 pytest_plugins = ["tests.e2e.fairing_fixtures"]
 
 
+def pytest_collection_modifyitems(config, items):
+    """The cluster's down/up test runs after every other test of the session (it stops
+    the cluster that the e2e tests share), whatever the order of the tiers. Tests of
+    tests/cluster/up's own cluster (marker ``local_cluster``) are deselected, not
+    skipped, when KUBECONFIG points at another cluster: there is nothing of ours there."""
+    if os.environ.get("KUBECONFIG"):
+        other = [item for item in items if item.get_closest_marker("local_cluster")]
+        if other:
+            config.hook.pytest_deselected(items=other)
+            items[:] = [item for item in items if item not in other]
+    items.sort(key=lambda item: item.path.name == "test_zz_cluster_down.py")
+
+
 def _fairing_temp_entries() -> set[str]:
     return {p for p in os.listdir(tempfile.gettempdir()) if p.startswith("fairing-local-")}
 

@@ -53,7 +53,8 @@ go_build() {
   fi
   t0=$(date +%s)
   log "building $name from $pkg (log $LOGS/build-$name.log)"
-  if ! (cd "$moddir" && CGO_ENABLED=0 go build -buildvcs=false -trimpath -ldflags "$ldflags" -o "$BIN/$name.new" "$pkg") >"$LOGS/build-$name.log" 2>&1; then
+  if ! run_build "$LOGS/build-$name.log" env -C "$moddir" CGO_ENABLED=0 \
+    go build -buildvcs=false -trimpath -ldflags "$ldflags" -o "$BIN/$name.new" "$pkg"; then
     tail -n 30 "$LOGS/build-$name.log" >&2
     die "go build of $name failed (log $LOGS/build-$name.log)"
   fi
@@ -68,6 +69,7 @@ build_all() {
   go_build coredns "$CLUSTER_DIR/tools/coredns" .
   if [[ ${FAIRING_CLUSTER_SKIP_OPERATORS:-0} != 1 ]]; then
     go_build training-operator "$CLUSTER_DIR/tools/training-operator" github.com/kubeflow/training-operator/cmd/training-operator.v1
+    build_kaniko
   fi
 }
 

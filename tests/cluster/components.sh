@@ -6,30 +6,52 @@ host_setup() {
   [[ -e /dev/kmsg ]] || ln -s /dev/console /dev/kmsg
   # Mount propagation for pod volumes.
   mount --make-rshared / || die "mount --make-rshared / failed"
-  # Node address on a dummy interface of this machine.
-  if ! ip link show "$NODE_IF" >/dev/null 2>&1; then
-    # A dummy interface where the kernel has the driver, else an empty bridge.
-    ip link add "$NODE_IF" type dummy 2>/dev/null || ip link add "$NODE_IF" type bridge ||
-      die "cannot create interface $NODE_IF (neither dummy nor bridge)"
-  fi
-  ip link set "$NODE_IF" up
-  ip -4 addr show dev "$NODE_IF" | grep -q "inet $NODE_IP/" || ip addr add "$NODE_IP/32" dev "$NODE_IF"
-  # Host traffic to Service IPs stays here: routed to the dummy interface
-  # (kube-proxy's DNAT happens before it leaves).
-  ip route replace "$SERVICE_CIDR" dev "$NODE_IF"
-  # Components need a default route to pick addresses; an offline machine may have none.
-  ip route show default | grep -q . || ip route add default dev "$NODE_IF"
-  sysctl -qw net.ipv4.ip_forward=1
-  [[ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]] || modprobe br_netfilter 2>/dev/null || true
-  [[ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]] && sysctl -qw net.bridge.bridge-nf-call-iptables=1
-  # Pod traffic: allowed between pods on the bridge and towards them; pods
-  # cannot be routed off this machine. Inserted before dockerd's DROP policy.
-  iptables -N FAIRING-FORWARD 2>/dev/null || iptables -F FAIRING-FORWARD
-  iptables -A FAIRING-FORWARD -i "$POD_BRIDGE" -o "$POD_BRIDGE" -j ACCEPT
-  iptables -A FAIRING-FORWARD -i "$POD_BRIDGE" -j DROP
-  iptables -A FAIRING-FORWARD -o "$POD_BRIDGE" -j ACCEPT
-  iptables -C FORWARD -j FAIRING-FORWARD 2>/dev/null || iptables -I FORWARD 1 -j FAIRING-FORWARD
   mkdir -p /run/fairing-cluster
+  netns_setup
+  echo "$NETNS_PATH" >"$STATE/netns"
+}
+
+# netns_setup: the cluster's network namespace and the veth pair into it
+# (idempotent; a namespace left by a killed cluster is reused).
+netns_setup() {
+  [[ -e $NETNS_PATH ]] || ip netns add "$NETNS" || die "cannot create network namespace $NETNS"
+  if ! ip link show "$HOST_IF" >/dev/null 2>&1; then
+    in_ns ip link del "$NODE_IF" 2>/dev/null || true
+    ip link add "$HOST_IF" type veth peer name "$NODE_IF" netns "$NETNS" ||
+      die "cannot create the veth pair $HOST_IF <-> $NETNS/$NODE_IF"
+  fi
+  # Host end: a link-local address only, and routes to the cluster's networks.
+  ip addr replace "$HOST_LINK_IP/32" dev "$HOST_IF"
+  ip link set "$HOST_IF" up
+  local net
+  for net in "$NODE_NET" "$SERVICE_CIDR" "$CLUSTER_CIDR"; do
+    ip route replace "$net" dev "$HOST_IF" src "$HOST_LINK_IP"
+  done
+  # Namespace end: the node address; the host's link address is the default
+  # route (components pick their addresses from it).
+  in_ns ip link set lo up
+  in_ns ip link set "$NODE_IF" up
+  in_ns ip addr replace "$NODE_IP/32" dev "$NODE_IF"
+  in_ns ip route replace "$HOST_LINK_IP/32" dev "$NODE_IF"
+  in_ns ip route replace default via "$HOST_LINK_IP" dev "$NODE_IF"
+  in_ns sysctl -qw net.ipv4.ip_forward=1
+  [[ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]] || modprobe br_netfilter 2>/dev/null || true
+  if in_ns test -e /proc/sys/net/bridge/bridge-nf-call-iptables; then
+    in_ns sysctl -qw net.bridge.bridge-nf-call-iptables=1
+  fi
+  # Nothing leaves the namespace but answers to the host: pods talk to each
+  # other and are reached from the host (directly or through Service DNAT);
+  # neither pods nor components can open a connection out of it.
+  in_ns iptables -N FAIRING-FORWARD 2>/dev/null || in_ns iptables -F FAIRING-FORWARD
+  in_ns iptables -A FAIRING-FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+  in_ns iptables -A FAIRING-FORWARD -i "$POD_BRIDGE" -o "$POD_BRIDGE" -j ACCEPT
+  in_ns iptables -A FAIRING-FORWARD -i "$NODE_IF" -o "$POD_BRIDGE" -j ACCEPT
+  in_ns iptables -A FAIRING-FORWARD -j DROP
+  in_ns iptables -C FORWARD -j FAIRING-FORWARD 2>/dev/null || in_ns iptables -I FORWARD 1 -j FAIRING-FORWARD
+  in_ns iptables -N FAIRING-OUTPUT 2>/dev/null || in_ns iptables -F FAIRING-OUTPUT
+  in_ns iptables -A FAIRING-OUTPUT -o "$NODE_IF" -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+  in_ns iptables -A FAIRING-OUTPUT -o "$NODE_IF" -j DROP
+  in_ns iptables -C OUTPUT -j FAIRING-OUTPUT 2>/dev/null || in_ns iptables -I OUTPUT 1 -j FAIRING-OUTPUT
 }
 
 start_registry() {
@@ -64,7 +86,7 @@ start_etcd() {
     --listen-peer-urls "$ETCD_PEER" --initial-advertise-peer-urls "$ETCD_PEER" \
     --initial-cluster "fairing=$ETCD_PEER" --listen-metrics-urls "" \
     --unsafe-no-fsync --quota-backend-bytes 4294967296 --log-level warn
-  wait_for "etcd health" 60 etcd curl -fsS -m 2 "$ETCD_CLIENT/health"
+  wait_for "etcd health" 60 etcd in_ns curl -fsS -m 2 "$ETCD_CLIENT/health"
 }
 
 start_apiserver() {
@@ -100,8 +122,8 @@ start_controllers() {
     --kubeconfig "$STATE/scheduler.kubeconfig" \
     --authentication-kubeconfig "$STATE/scheduler.kubeconfig" --authorization-kubeconfig "$STATE/scheduler.kubeconfig" \
     --bind-address 127.0.0.1 --secure-port 10259 --leader-elect=false --profiling=false
-  wait_for "kube-controller-manager /healthz" 60 kube-controller-manager curl -fsSk -m 2 https://127.0.0.1:10257/healthz
-  wait_for "kube-scheduler /healthz" 60 kube-scheduler curl -fsSk -m 2 https://127.0.0.1:10259/healthz
+  wait_for "kube-controller-manager /healthz" 60 kube-controller-manager in_ns curl -fsSk -m 2 https://127.0.0.1:10257/healthz
+  wait_for "kube-scheduler /healthz" 60 kube-scheduler in_ns curl -fsSk -m 2 https://127.0.0.1:10259/healthz
 }
 
 write_containerd_config() {
@@ -238,7 +260,7 @@ start_node() {
   start_daemon kubelet "$BIN/k8s" kubelet \
     --config "$STATE/kubelet-config.yaml" --kubeconfig "$STATE/kubelet.kubeconfig" \
     --root-dir "$STATE/kubelet" --hostname-override "$NODE_NAME" --node-ip "$NODE_IP"
-  wait_for "kubelet /healthz" 120 kubelet curl -fsS -m 2 http://127.0.0.1:10248/healthz
+  wait_for "kubelet /healthz" 120 kubelet in_ns curl -fsS -m 2 http://127.0.0.1:10248/healthz
   write_config "$STATE/kube-proxy-config.yaml" kube-proxy <<EOF
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
@@ -259,7 +281,7 @@ conntrack:
   tcpCloseWaitTimeout: 0s
 EOF
   start_daemon kube-proxy "$BIN/k8s" kube-proxy --config "$STATE/kube-proxy-config.yaml"
-  wait_for "kube-proxy /healthz" 60 kube-proxy curl -fsS -m 2 http://127.0.0.1:10256/healthz
+  wait_for "kube-proxy /healthz" 60 kube-proxy in_ns curl -fsS -m 2 http://127.0.0.1:10256/healthz
   wait_for "node $NODE_NAME Ready" 180 kubelet \
     kubectl wait --for=condition=Ready "node/$NODE_NAME" --timeout=5s
 }

@@ -12,11 +12,20 @@ IMAGES=$STATE/images
 
 K8S_VERSION=$(awk '$1=="k8s.io/kubernetes"{print $2}' "$CLUSTER_DIR/go.mod" | head -n1)
 
-# Network layout. The node address lives on a dummy interface this script
-# creates, so every server binds loopback or an address of this machine only.
+# Network layout. The whole cluster (registry, etcd, control plane, containerd
+# and its pod bridge, kubelet, kube-proxy, CoreDNS) lives in a network namespace
+# of its own, $NETNS. The host reaches it through a veth pair whose host end has
+# only a link-local address (169.254.0.0/16: no private-range address and no
+# iptables rule of the cluster in the host's namespace); `down` deletes the
+# namespace and with it everything the cluster added to the network.
+NETNS=fairing-cluster
+NETNS_PATH=/run/netns/$NETNS
+HOST_IF=fairing-h
+HOST_LINK_IP=169.254.200.2
 NODE_NAME=fairing-node
 NODE_IF=fairing0
 NODE_IP=${FAIRING_CLUSTER_NODE_IP:-10.200.0.1}
+NODE_NET=${NODE_IP%.*}.0/24
 POD_BRIDGE=fairing-cni0
 POD_CIDR=10.244.0.0/24
 CLUSTER_CIDR=10.244.0.0/16
@@ -86,7 +95,38 @@ _alive() {
 
 proc_start() { awk '{print $22}' "/proc/$1/stat" 2>/dev/null; }
 
-# start_daemon NAME CMD...: runs CMD in its own session, logs to $LOGS/NAME.log.
+# run_build LOG CMD...: runs CMD (a build) as the leader of a process group of
+# its own that dies with this script: on SIGTERM/SIGINT (the trap in `up`), on a
+# failure exit, and on SIGKILL of this script (the parent-death signal), the
+# group is killed, so no half-done `go build` or compiler is left running.
+# Returns CMD's exit status; output goes to LOG.
+BUILD_PGID=""
+run_build() {
+  local out=$1 rc=0
+  shift
+  setsid setpriv --pdeathsig TERM -- bash -c \
+    'trap "trap - TERM INT HUP; kill -TERM -- -\$\$ 2>/dev/null; exit 143" TERM INT HUP; "$@" & wait $!' \
+    run_build "$@" >"$out" 2>&1 </dev/null 9>&- &
+  BUILD_PGID=$!
+  wait "$BUILD_PGID" || rc=$?
+  BUILD_PGID=""
+  return $rc
+}
+
+# kill_build: ends the build running under run_build, if any (from traps).
+kill_build() {
+  [[ -n $BUILD_PGID ]] && kill -TERM -- "-$BUILD_PGID" 2>/dev/null
+  BUILD_PGID=""
+  return 0
+}
+
+# in_ns CMD...: runs CMD in the cluster's network namespace (only the network:
+# the mount namespace stays the host's, so the kubelet's volume mounts are seen
+# by containerd and by `down`).
+in_ns() { nsenter --net="$NETNS_PATH" "$@"; }
+
+# start_daemon NAME CMD...: runs CMD in its own session, in the cluster's
+# network namespace, logging to $LOGS/NAME.log.
 start_daemon() {
   local name=$1 pid
   shift
@@ -100,7 +140,7 @@ start_daemon() {
     fi
   fi
   echo "==== $(date -u +%FT%TZ) starting: $*" >>"$LOGS/$name.log"
-  setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null 9>&- &
+  setsid nsenter --net="$NETNS_PATH" "$@" >>"$LOGS/$name.log" 2>&1 </dev/null 9>&- &
   pid=$!
   echo "$pid" >"$RUN/$name.pid"
   sleep 0.2

@@ -1,10 +1,17 @@
 """Fixtures for the end-to-end tier: a real Kubernetes cluster.
 
+The cluster is started before pytest, never by it: ``tests/run`` runs
+``tests/cluster/up`` as an explicit step (a cold build takes about 20 minutes,
+which no per-test timeout should count), so these fixtures only connect.
+
 * ``kubeconfig`` (session): ``$KUBECONFIG`` when set (kind, minikube, a cloud
-  cluster...), else ``tests/cluster/up`` is run and ``<state>/kubeconfig`` used
-  (``<state>`` = ``$FAIRING_CLUSTER_STATE`` or ``/var/lib/fairing-cluster``).
+  cluster...), else ``<state>/kubeconfig`` of the local cluster
+  (``<state>`` = ``$FAIRING_CLUSTER_STATE`` or ``/var/lib/fairing-cluster``),
+  which must answer.
 * ``registry_address`` (session): ``$FAIRING_TEST_REGISTRY`` when set, else the
   local cluster's ``<state>/registry``; pods must be able to pull from it.
+* ``node_exec`` (session): the argv prefix that runs a server where the
+  cluster's pods can reach it (inside the local cluster's network namespace).
 * ``namespace`` (function): a fresh ``fairing-e2e-<uuid>`` namespace, deleted
   (and waited for) afterwards.
 
@@ -15,10 +22,12 @@ from __future__ import annotations
 
 import io
 import os
+import ssl
 import subprocess
 import sys
 import tarfile
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -27,7 +36,6 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER_DIR = REPO / "tests" / "cluster"
 STATE = Path(os.environ.get("FAIRING_CLUSTER_STATE", "/var/lib/fairing-cluster"))
-UP_TIMEOUT = int(os.environ.get("FAIRING_CLUSTER_UP_TIMEOUT", "5400"))
 
 
 def _tail(text: str, n: int = 60) -> str:
@@ -39,6 +47,22 @@ def local_cluster_in_use() -> bool:
     return not os.environ.get("KUBECONFIG")
 
 
+def _local_api_answers(kubeconfig: Path) -> str | None:
+    """None when the local cluster's API server answers /readyz, else why not."""
+    import yaml
+
+    cfg = yaml.safe_load(kubeconfig.read_text())
+    cluster = cfg["clusters"][0]["cluster"]
+    token = cfg["users"][0]["user"]["token"]
+    ctx = ssl.create_default_context(cafile=cluster.get("certificate-authority"))
+    req = urllib.request.Request(cluster["server"] + "/readyz", headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=5, context=ctx) as resp:
+            return None if resp.status == 200 else f"/readyz answered {resp.status}"
+    except OSError as e:
+        return f"{cluster['server']} does not answer ({e})"
+
+
 @pytest.fixture(scope="session")
 def kubeconfig() -> str:
     env = os.environ.get("KUBECONFIG")
@@ -47,18 +71,22 @@ def kubeconfig() -> str:
         if not Path(path).is_file():
             pytest.fail(f"KUBECONFIG={env!r} does not name a file; unset it to use the local test cluster")
         return path
-    try:
-        proc = subprocess.run(
-            [str(CLUSTER_DIR / "up")], capture_output=True, text=True, timeout=UP_TIMEOUT
-        )
-    except subprocess.TimeoutExpired as e:
-        pytest.fail(f"tests/cluster/up did not finish in {UP_TIMEOUT}s:\n{_tail(str(e.stderr or ''))}")
-    if proc.returncode != 0:
-        pytest.fail(
-            f"tests/cluster/up failed (exit {proc.returncode}); logs in {STATE}/logs. "
-            f"To use another cluster, set KUBECONFIG.\n{_tail(proc.stderr)}"
-        )
-    return str(STATE / "kubeconfig")
+    path = STATE / "kubeconfig"
+    why = f"{path} does not exist" if not path.is_file() else _local_api_answers(path)
+    if why:
+        pytest.fail(f"the local test cluster is not running: {why}. Start it with `tests/cluster/up` "
+                    f"(tests/run does, before pytest; logs in {STATE}/logs), or set KUBECONFIG to another cluster.")
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def node_exec(kubeconfig) -> list[str]:
+    """Prefix for a server the pods must reach: inside the local cluster's network
+    namespace (it has the node address); nothing with another cluster."""
+    if not local_cluster_in_use():
+        return []
+    netns = (STATE / "netns").read_text().strip()
+    return ["nsenter", f"--net={netns}"]
 
 
 @pytest.fixture(scope="session")

@@ -27,10 +27,11 @@ from fairing.deployers.job import JobDeployer
 pytestmark = pytest.mark.e2e
 
 
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+def _free_port(host: str, node_exec: list[str]) -> int:
+    """A free TCP port on `host`, asked where the server will run (node_exec)."""
+    code = f"import socket; s = socket.socket(); s.bind(({host!r}, 0)); print(s.getsockname()[1])"
+    return int(subprocess.run([*node_exec, sys.executable, "-c", code], capture_output=True, text=True,
+                              check=True, timeout=60).stdout)
 
 
 def _serve(argv, host, port, env=None):
@@ -52,18 +53,18 @@ def node_ip(registry_address):
 
 
 @pytest.fixture(scope="session")
-def s3_server(node_ip):
-    port = _free_port(node_ip)
-    proc = _serve([sys.executable, "-m", "moto.server", "-H", node_ip, "-p", str(port)], node_ip, port)
+def s3_server(node_ip, node_exec):
+    port = _free_port(node_ip, node_exec)
+    proc = _serve([*node_exec, sys.executable, "-m", "moto.server", "-H", node_ip, "-p", str(port)], node_ip, port)
     yield f"http://{node_ip}:{port}"
     proc.terminate()
     proc.wait(30)
 
 
 @pytest.fixture(scope="session")
-def gcs_server(node_ip):
-    port = _free_port(node_ip)
-    proc = _serve([sys.executable, "-m", "gcp_storage_emulator", "start", f"--host={node_ip}", f"--port={port}",
+def gcs_server(node_ip, node_exec):
+    port = _free_port(node_ip, node_exec)
+    proc = _serve([*node_exec, sys.executable, "-m", "gcp_storage_emulator", "start", f"--host={node_ip}", f"--port={port}",
                    "--in-memory"], node_ip, port)
     yield f"{node_ip}:{port}"
     proc.terminate()
@@ -71,12 +72,12 @@ def gcs_server(node_ip):
 
 
 @pytest.fixture(scope="session")
-def package_index(node_ip, tmp_path_factory):
+def package_index(node_ip, node_exec, tmp_path_factory):
     wheels = tmp_path_factory.mktemp("wheels")
     subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(wheels), "tabulate==0.9.0"],
                    check=True, timeout=300)
-    port = _free_port(node_ip)
-    proc = _serve([sys.executable, "-m", "pypiserver", "run", "-p", str(port), "-i", node_ip, "--disable-fallback",
+    port = _free_port(node_ip, node_exec)
+    proc = _serve([*node_exec, sys.executable, "-m", "pypiserver", "run", "-p", str(port), "-i", node_ip, "--disable-fallback",
                    str(wheels)], node_ip, port)
     yield ("--index-url", f"http://{node_ip}:{port}/simple/", "--trusted-host", node_ip)
     proc.terminate()

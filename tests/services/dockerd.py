@@ -21,6 +21,7 @@ from pathlib import Path
 
 CACHE_DIR = Path(os.environ.get("FAIRING_TESTS_CACHE", Path.home() / ".cache" / "fairing-tests"))
 DEFAULT_SOCKET = "/var/run/docker.sock"
+CLUSTER_REGISTRY_NET = "10.200.0.0/24"  # tests/cluster/lib.sh: the node network
 
 
 def _ping(base_url: str | None) -> bool:
@@ -59,7 +60,10 @@ def ensure_dockerd(timeout: float = 90.0) -> str:
             return base_url
         log_path = CACHE_DIR / "dockerd.log"
         with open(log_path, "ab") as log:
-            proc = subprocess.Popen([binary], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+            # The local test cluster's registry (plain HTTP, in its network namespace) is
+            # trusted the way a user's daemon.json would list it.
+            proc = subprocess.Popen([binary, "--insecure-registry", CLUSTER_REGISTRY_NET], stdout=log, stderr=log,
+                                    stdin=subprocess.DEVNULL,
                                     start_new_session=True, close_fds=True)
         deadline = time.monotonic() + timeout
         while not _ping(base_url):

@@ -1,0 +1,47 @@
+"""The local cluster lives in a network namespace of its own: the host's namespace has
+none of its addresses (nor any private-range address of it) and none of its iptables
+rules, and reaches it through the veth pair's routes."""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+
+import pytest
+from conftest import STATE, local_cluster_in_use
+from netcheck import host_addresses, host_iptables_rules, links, netns_list, private
+
+pytestmark = [pytest.mark.e2e, pytest.mark.local_cluster]
+
+CLUSTER_NETWORKS = [ipaddress.ip_network(n) for n in ("10.200.0.0/24", "10.244.0.0/16", "10.96.0.0/16")]
+
+
+@pytest.fixture
+def local_cluster(kubeconfig):
+    assert local_cluster_in_use()
+
+
+def test_host_namespace_has_no_cluster_address_or_rule(local_cluster, registry_address):
+    addrs = host_addresses()
+    in_cluster_nets = {(i, a) for i, a in addrs if any(ipaddress.ip_address(a) in n for n in CLUSTER_NETWORKS)}
+    assert not in_cluster_nets, f"cluster addresses in the host namespace: {in_cluster_nets}"
+    # The host end of the veth pair has a link-local address only.
+    assert {a for i, a in addrs if i == "fairing-h"} == {"169.254.200.2"}
+    assert not private((i, a) for i, a in addrs if i.startswith(("fairing", "cni", "veth"))), addrs
+    assert not [r for r in host_iptables_rules() if "FAIRING" in r or "KUBE-" in r]
+    assert "fairing-cluster" in netns_list() and "fairing-h" in links()
+
+
+def test_node_address_is_inside_the_cluster_namespace(local_cluster, registry_address):
+    netns = (STATE / "netns").read_text().strip()
+    node_ip = registry_address.split(":")[0]
+    inside = subprocess.run(["nsenter", f"--net={netns}", "ip", "-4", "-o", "addr"], capture_output=True,
+                            text=True, check=True).stdout
+    assert f"inet {node_ip}/32" in inside
+    # ...and the host reaches the registry there through the veth route.
+    route = subprocess.run(["ip", "route", "get", node_ip], capture_output=True, text=True, check=True).stdout
+    assert "dev fairing-h" in route and "src 169.254.200.2" in route, route
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{registry_address}/v2/", timeout=10) as resp:
+        assert resp.status == 200
