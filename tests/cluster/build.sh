@@ -43,24 +43,54 @@ k8s_ldflags() {
   echo "$ld"
 }
 
-# go_build NAME MODDIR PKG [LDFLAGS]: builds $BIN/NAME unless its stamp is current.
+# go_build NAME MODDIR PKG [LDFLAGS]: queues the build of $BIN/NAME unless its
+# stamp is current; go_build_queued runs the queue.
+_BUILD_QUEUE=()
 go_build() {
-  local name=$1 moddir=$2 pkg=$3 ldflags=${4:-"-s -w"} stamp t0
+  local name=$1 moddir=$2 pkg=$3 ldflags=${4:-"-s -w"} stamp
   stamp=$( (cd "$moddir" && _stamp go.mod go.sum "$pkg") | cat - <(echo "$ldflags") | sha256sum | cut -d' ' -f1)
   if [[ -x $BIN/$name && -f $BIN/$name.stamp && $(<"$BIN/$name.stamp") == "$stamp" ]]; then
     log "build $name: up to date"
     return 0
   fi
+  _BUILD_QUEUE+=("$name"$'\t'"$moddir"$'\t'"$pkg"$'\t'"$ldflags"$'\t'"$stamp")
+}
+
+# go_build_queued: runs the queued builds at the same time, in one process group
+# (run_build). One `go build` does not keep two cores busy (its link step and the
+# module downloads are single-threaded), so independent builds overlap: measured
+# cold on 2 cores, all five together take less wall time than one after another.
+go_build_queued() {
+  ((${#_BUILD_QUEUE[@]})) || return 0
+  local entry name moddir pkg ldflags stamp script="" names=() t0 rc
+  for entry in "${_BUILD_QUEUE[@]}"; do
+    IFS=$'\t' read -r name moddir pkg ldflags stamp <<<"$entry"
+    names+=("$name")
+    rm -f "$RUN/build-$name.rc"
+    log "building $name from $pkg (log $LOGS/build-$name.log)"
+    script+="(t=\$(date +%s); env -C $(printf %q "$moddir") CGO_ENABLED=0 go build -buildvcs=false -trimpath"
+    script+=" -ldflags $(printf %q "$ldflags") -o $(printf %q "$BIN/$name.new") $(printf %q "$pkg")"
+    script+=" >$(printf %q "$LOGS/build-$name.log") 2>&1"
+    # Each binary and its stamp are kept as soon as it is built: an interrupted
+    # run keeps what finished.
+    script+=" && mv $(printf %q "$BIN/$name.new") $(printf %q "$BIN/$name")"
+    script+=" && echo $stamp >$(printf %q "$BIN/$name.stamp")"
+    script+="; echo \$? \$((\$(date +%s) - t)) >$(printf %q "$RUN/build-$name.rc")) &"$'\n'
+  done
+  script+="wait"
   t0=$(date +%s)
-  log "building $name from $pkg (log $LOGS/build-$name.log)"
-  if ! run_build "$LOGS/build-$name.log" env -C "$moddir" CGO_ENABLED=0 \
-    go build -buildvcs=false -trimpath -ldflags "$ldflags" -o "$BIN/$name.new" "$pkg"; then
-    tail -n 30 "$LOGS/build-$name.log" >&2
-    die "go build of $name failed (log $LOGS/build-$name.log)"
-  fi
-  mv "$BIN/$name.new" "$BIN/$name"
-  echo "$stamp" >"$BIN/$name.stamp"
-  log "built $name in $(($(date +%s) - t0))s"
+  run_build "$LOGS/build.log" bash -c "$script" || die "the builds were interrupted (log $LOGS/build.log)"
+  for entry in "${_BUILD_QUEUE[@]}"; do
+    IFS=$'\t' read -r name moddir pkg ldflags stamp <<<"$entry"
+    read -r rc secs <"$RUN/build-$name.rc" || rc=1
+    if [[ $rc != 0 ]]; then
+      tail -n 30 "$LOGS/build-$name.log" >&2
+      die "go build of $name failed (log $LOGS/build-$name.log)"
+    fi
+    log "built $name in ${secs}s"
+  done
+  log "built ${names[*]} in $(($(date +%s) - t0))s (together)"
+  _BUILD_QUEUE=()
 }
 
 build_all() {
@@ -71,6 +101,7 @@ build_all() {
     go_build training-operator "$CLUSTER_DIR/tools/training-operator" github.com/kubeflow/training-operator/cmd/training-operator.v1
     build_kaniko
   fi
+  go_build_queued
 }
 
 # push_image REF ARGS...: imgtool push unless REF already exists in the registry.

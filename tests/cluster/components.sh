@@ -39,19 +39,16 @@ netns_setup() {
   if in_ns test -e /proc/sys/net/bridge/bridge-nf-call-iptables; then
     in_ns sysctl -qw net.bridge.bridge-nf-call-iptables=1
   fi
-  # Nothing leaves the namespace but answers to the host: pods talk to each
-  # other and are reached from the host (directly or through Service DNAT);
-  # neither pods nor components can open a connection out of it.
-  in_ns iptables -N FAIRING-FORWARD 2>/dev/null || in_ns iptables -F FAIRING-FORWARD
-  in_ns iptables -A FAIRING-FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
-  in_ns iptables -A FAIRING-FORWARD -i "$POD_BRIDGE" -o "$POD_BRIDGE" -j ACCEPT
-  in_ns iptables -A FAIRING-FORWARD -i "$NODE_IF" -o "$POD_BRIDGE" -j ACCEPT
-  in_ns iptables -A FAIRING-FORWARD -j DROP
-  in_ns iptables -C FORWARD -j FAIRING-FORWARD 2>/dev/null || in_ns iptables -I FORWARD 1 -j FAIRING-FORWARD
-  in_ns iptables -N FAIRING-OUTPUT 2>/dev/null || in_ns iptables -F FAIRING-OUTPUT
-  in_ns iptables -A FAIRING-OUTPUT -o "$NODE_IF" -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
-  in_ns iptables -A FAIRING-OUTPUT -o "$NODE_IF" -j DROP
-  in_ns iptables -C OUTPUT -j FAIRING-OUTPUT 2>/dev/null || in_ns iptables -I OUTPUT 1 -j FAIRING-OUTPUT
+  # Nothing leaves the namespace but answers to the host: neither pods nor
+  # components can open a connection out of it (the host opens them inwards).
+  # In POSTROUTING, because only there is the outgoing interface the real one
+  # for Service traffic (filter OUTPUT sees the interface chosen before DNAT).
+  in_ns iptables -t mangle -N FAIRING-EGRESS 2>/dev/null || in_ns iptables -t mangle -F FAIRING-EGRESS
+  in_ns iptables -t mangle -A FAIRING-EGRESS -o "$NODE_IF" -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+  in_ns iptables -t mangle -A FAIRING-EGRESS -o "$NODE_IF" -j DROP
+  in_ns iptables -t mangle -C POSTROUTING -j FAIRING-EGRESS 2>/dev/null ||
+    in_ns iptables -t mangle -I POSTROUTING 1 -j FAIRING-EGRESS
+  return 0
 }
 
 start_registry() {

@@ -102,7 +102,6 @@ build_kaniko() {
 }
 
 install_kaniko() {
-  build_kaniko
   local tag ref root
   tag=$(cut -c1-12 "$BIN/kaniko-executor.stamp")
   ref=$REGISTRY/kaniko-executor:$tag

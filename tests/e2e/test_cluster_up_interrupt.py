@@ -64,7 +64,8 @@ def _interrupt_during_k8s_build(state: Path, sig: int) -> None:
     deadline = time.monotonic() + 300
     builders: dict[int, int] = {}
     while time.monotonic() < deadline:
-        if log.is_file() and "building k8s" in log.read_text():
+        # pause builds in seconds: once it is done, the k8s build (minutes) is under way.
+        if log.is_file() and "building k8s" in log.read_text() and (state / "bin" / "pause.stamp").is_file():
             builders = {p: g for p, g in _descendants(up.pid).items() if g != os.getpgid(up.pid)}
             if any(Path(f"/proc/{p}/comm").read_text().strip() in ("go", "compile", "link")
                    for p in builders if Path(f"/proc/{p}").exists()):
