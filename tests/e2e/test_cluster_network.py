@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import subprocess
+import sys
 
 import pytest
 from conftest import STATE, local_cluster_in_use
@@ -45,3 +46,31 @@ def test_node_address_is_inside_the_cluster_namespace(local_cluster, registry_ad
 
     with urllib.request.urlopen(f"http://{registry_address}/v2/", timeout=10) as resp:
         assert resp.status == 200
+
+
+def test_nothing_in_the_namespace_can_open_a_connection_out(local_cluster):
+    """A server of the host, listening on every address, is reached from the host but not
+    from inside the cluster's namespace (where pods and components run)."""
+    import socket
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("0.0.0.0", 0))
+    srv.listen()
+    port = srv.getsockname()[1]
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(srv.accept()), daemon=True).start()
+    try:
+        netns = (STATE / "netns").read_text().strip()
+        probe = ("import socket,sys\n"
+                 "try:\n"
+                 f"    socket.create_connection(('169.254.200.2', {port}), timeout=3); print('connected')\n"
+                 "except OSError as e:\n"
+                 "    print('refused', type(e).__name__)\n")
+        out = subprocess.run(["nsenter", f"--net={netns}", sys.executable, "-c", probe], capture_output=True,
+                             text=True, timeout=60).stdout
+        assert out.startswith("refused"), out
+        assert not accepted
+        socket.create_connection(("169.254.200.2", port), timeout=3).close()  # the host itself can
+    finally:
+        srv.close()
