@@ -249,10 +249,19 @@ EOF
   write_config "$STATE/resolv.conf" </dev/null
 }
 
+# containerd_cri_started: the CRI plugin has finished starting since containerd's
+# last start (its last step is the streaming server; there is no CRI client here).
+containerd_cri_started() {
+  awk '/^==== .* starting: /{up=0} /msg="Start streaming server"/{up=1} END{exit !up}' "$LOGS/containerd.log"
+}
+
 start_node() {
   write_containerd_config
   start_daemon containerd /usr/bin/containerd --config "$STATE/containerd/config.toml"
   wait_for "containerd socket" 60 containerd ctr --address "$CONTAINERD_SOCK" version
+  # The socket answers before the CRI plugin has recovered its state (longer after
+  # an unclean stop), and a kubelet started then exits: wait for the CRI server.
+  wait_for "containerd CRI server" 180 containerd containerd_cri_started
   write_kubelet_config
   start_daemon kubelet "$BIN/k8s" kubelet \
     --config "$STATE/kubelet-config.yaml" --kubeconfig "$STATE/kubelet.kubeconfig" \
