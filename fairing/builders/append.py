@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from ..artifacts import RegistryImage
 from ..context import BuildContext
 from .naming import repository_name
 from ..errors import BuildError, ConfigurationError, RegistryError
@@ -98,6 +99,8 @@ class AppendBuilder:
     * ``compresslevel`` - gzip level of new layers [6].
     """
 
+    produces = RegistryImage
+
     def __init__(
         self,
         base_image: "str | ImageRef",
@@ -136,16 +139,14 @@ class AppendBuilder:
         self.python_version = python_version
         self.glibc = glibc
         self.compresslevel = compresslevel
-        if (username is None) != (password is None):
-            raise ConfigurationError("Give both username= and password=, or neither (to use ~/.docker/config.json).")
+        from ..images.auth import resolve_credentials
         from ..images.layers import LocalCache
 
+        credentials = resolve_credentials(username=username, password=password, credentials=credentials)
         self._cache = LocalCache(cache_dir)
         if client is None:
-            from ..images.registry import RegistryClient, StaticCredentials
+            from ..images.registry import RegistryClient
 
-            if username is not None:
-                credentials = StaticCredentials(username, password)  # type: ignore[arg-type]
             client = RegistryClient(credentials=credentials, insecure=insecure, ca_bundle=ca_bundle)
             self._owns_client = True
         else:
@@ -181,19 +182,12 @@ class AppendBuilder:
 
     # -- building -------------------------------------------------------------------------
 
-    def build(self, context: BuildContext, *, on_event: Optional[EventCallback] = None) -> ImageRef:
-        """Build and push; returns the image reference pinned by digest."""
-        emit = emitter(on_event)
-        emit(Stage("build", "started", f"append to {self.base}"))
-        try:
-            result = self._build(context, emit)
-        except BaseException:
-            emit(Stage("build", "failed"))
-            raise
-        emit(Stage("build", "finished", str(result)))
-        return result
+    def build(self, context: BuildContext, *, on_event: Optional[EventCallback] = None) -> RegistryImage:
+        """Build and push; returns the image pinned by digest. The pipeline (``submit``)
+        reports the "build" stage; this reports its parts: requirements, push."""
+        return self._build(context, emitter(on_event))
 
-    def _build(self, context: BuildContext, emit: EventCallback) -> ImageRef:
+    def _build(self, context: BuildContext, emit: EventCallback) -> RegistryImage:
         from ..images.layers import context_layer
         from ..images.python_deps import SITE_DIR, build_requirements_layer, python_version_of, requirements_key
 
@@ -267,7 +261,7 @@ class AppendBuilder:
             manifest = build_manifest(config_desc, base_layers + [l.descriptor for l in new_layers], media_type=media_type)
             digest = sha256_digest(manifest)
             tag = "fairing-" + digest.split(":", 1)[1][:20]
-            result = target.with_tag(tag).with_digest(digest)
+            result = RegistryImage.pin(target.with_tag(tag), digest)
 
             existing = self.client.head_manifest(target.with_tag(tag), actions="pull,push")
             if existing is not None and existing.digest == digest:

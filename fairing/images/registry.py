@@ -33,7 +33,7 @@ from typing import IO, Any, Callable, Iterable, Optional, Union
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
 from ..errors import MissingDependencyError, RegistryAuthError, RegistryError, RegistryUnreachableError
-from .auth import Credential, CredentialProvider, DockerConfigCredentials, StaticCredentials
+from .auth import Credential, CredentialProvider, DockerConfigCredentials, StaticCredentials, resolve_credentials
 from .manifest import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST, Descriptor
 from .reference import ImageRef
 
@@ -157,7 +157,7 @@ class RegistryClient:
         requests = _requests()
         self._session = session if session is not None else requests.Session()
         self._owns_session = session is None
-        self._credentials = credentials if credentials is not None else DockerConfigCredentials()
+        self._credentials = resolve_credentials(credentials=credentials)
         self._insecure_all = insecure is True
         self._insecure_hosts = set() if isinstance(insecure, bool) else {h.lower() for h in insecure}
         self._verify: Any = str(ca_bundle) if ca_bundle else True
