@@ -394,36 +394,11 @@ class AppendBuilder:
                                     on_progress=self._progress(emit, "config", config_desc.digest))
 
     def _mount_or_copy(self, target: ImageRef, base: _Base, d: Descriptor, tmp: Path, on_progress) -> str:
-        """Mount without a HEAD first (a mount of a blob the repository already has also
-        answers 201); copy when the registry does not mount."""
-        how = self._try_mount(target, base, d)
-        if how:
-            on_progress(d.size, d.size, how)
-            return how
-        return self._copy_blob(target, base, d, tmp, on_progress)
-
-    def _try_mount(self, target: ImageRef, base: _Base, d: Descriptor) -> Optional[str]:
-        resp = self.client.request(
-            "POST", target.api_host, f"/v2/{target.repository}/blobs/uploads/", repository=target.repository,
-            actions="pull,push", params={"mount": d.digest, "from": base.ref.repository},
-            headers={"Content-Length": "0"}, ok=(201,), allow=(202,),
-            what=f"mounting blob {d.digest[:19]} from {base.ref.repository} into {target.repository}",
-        )
-        resp.close()
-        if resp.status_code == 201:
+        """Mount (the registry client asks without a HEAD first); copy when the registry does not mount."""
+        if self.client.mount_blob(target, d.digest, base.ref.repository):
+            on_progress(d.size, d.size, "mounted")
             return "mounted"
-        # 202: the registry opened an upload instead of mounting; cancel it, then copy
-        location = resp.headers.get("Location")
-        if location:
-            try:
-                self.client.request(
-                    "DELETE", target.api_host, location if "://" in location else location,
-                    repository=target.repository, actions="pull,push", ok=(204, 200, 202), allow=(404, 405),
-                    what="cancelling an unused upload", retry=False,
-                ).close()
-            except RegistryError:
-                pass  # it expires on its own
-        return None
+        return self._copy_blob(target, base, d, tmp, on_progress)
 
     def _copy_blob(self, target: ImageRef, base: _Base, d: Descriptor, tmp: Path, on_progress) -> str:
         if self.client.has_blob(target, d.digest):

@@ -203,7 +203,7 @@ def test_tls_basic_auth_push(tls_registry, tls_base_image, fairing_cache, caplog
                        ca_bundle=str(tls_registry.ca_path), cache_dir=fairing_cache) as builder:
         ref = builder.build(_context(), on_event=events.append)
         builder.build(_context("print('again')"))  # no callback: events go to the 'fairing' logger
-        assert password not in repr(builder) and password not in repr(builder.client.__dict__.get("_credentials"))
+        assert password not in repr(builder) and password not in repr(builder.client.auth.__dict__.get("_credentials"))
     assert ref.pinned
     with RegistryClient(credentials=StaticCredentials(user, password), ca_bundle=str(tls_registry.ca_path)) as client:
         assert client.head_manifest(ref).digest == ref.digest
@@ -392,7 +392,7 @@ def test_insecure_registry_with_self_signed_certificate(tls_registry, tls_base_i
     with AppendBuilder(tls_base_image, tls_registry.address, repository=_repo(), username=user, password=password,
                        insecure=[tls_registry.address], cache_dir=fairing_cache) as builder:
         assert builder.build(_context()).pinned
-        assert builder.client._scheme[tls_registry.address] == "https"
+        assert builder.client.transport.scheme[tls_registry.address] == "https"
 
 
 def test_missing_base_image_clear_error(registry, fairing_cache):
