@@ -8,12 +8,13 @@ DEBUG level (fairing never configures logging itself).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
-__all__ = ["Event", "Stage", "Progress", "LogLine", "EventCallback", "emitter", "run_stage"]
+__all__ = ["Event", "Stage", "Progress", "LogLine", "EventCallback", "emitter", "run_stage", "failed_on_error"]
 
 _logger = logging.getLogger("fairing")
 
@@ -75,3 +76,13 @@ def run_stage(emit: EventCallback, name: str, fn: Callable[[], Any]) -> Any:
         raise
     emit(Stage(name, "finished", f"{time.perf_counter() - start:.2f}s"))
     return value
+
+
+@contextlib.contextmanager
+def failed_on_error(emit: EventCallback, name: str) -> Iterator[None]:
+    """Inside a stage that was reported "started": an error ends it as "failed" (then propagates)."""
+    try:
+        yield
+    except BaseException as exc:
+        emit(Stage(name, "failed", type(exc).__name__))
+        raise

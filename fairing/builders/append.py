@@ -36,7 +36,7 @@ from ..artifacts import RegistryImage
 from ..context import BuildContext
 from .naming import repository_name
 from ..errors import BuildError, ConfigurationError, RegistryError
-from ..events import EventCallback, Progress, Stage, emitter
+from ..events import EventCallback, Progress, Stage, emitter, failed_on_error
 from ..images.manifest import (
     INDEX_TYPES,
     MANIFEST_TYPES,
@@ -269,23 +269,24 @@ class AppendBuilder:
                 return result
 
             emit(Stage("push", "started", str(target.with_tag(tag))))
-            for attempt in (1, 2):
-                self._push_blobs(target, base, base_layers, new_layers, config_desc, config_bytes, emit)
-                try:
-                    self.client.put_manifest(target.with_tag(tag), manifest, media_type)
-                    break
-                except RegistryError as exc:
-                    # a blob we believed present was garbage-collected: check everything again
-                    if attempt == 1 and exc.code in ("MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN"):
-                        self._known.clear()
-                        continue
-                    raise
-            if deps_tag and (target.registry, target.repository, deps_tag) not in self._known_tags:
-                # publish the requirements layer for other machines, once per process and repository
-                deps_ref = target.with_tag(deps_tag)
-                if deps_new or self.client.head_manifest(deps_ref, actions="pull,push") is None:
-                    self._push_deps_tag(deps_ref, new_layers[0], media_type)
-                self._known_tags.add((target.registry, target.repository, deps_tag))
+            with failed_on_error(emit, "push"):
+                for attempt in (1, 2):
+                    self._push_blobs(target, base, base_layers, new_layers, config_desc, config_bytes, emit)
+                    try:
+                        self.client.put_manifest(target.with_tag(tag), manifest, media_type)
+                        break
+                    except RegistryError as exc:
+                        # a blob we believed present was garbage-collected: check everything again
+                        if attempt == 1 and exc.code in ("MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN"):
+                            self._known.clear()
+                            continue
+                        raise
+                if deps_tag and (target.registry, target.repository, deps_tag) not in self._known_tags:
+                    # publish the requirements layer for other machines, once per process and repository
+                    deps_ref = target.with_tag(deps_tag)
+                    if deps_new or self.client.head_manifest(deps_ref, actions="pull,push") is None:
+                        self._push_deps_tag(deps_ref, new_layers[0], media_type)
+                    self._known_tags.add((target.registry, target.repository, deps_tag))
             emit(Stage("push", "finished", str(result)))
             return result
 

@@ -27,7 +27,7 @@ from typing import Any, Iterable, Optional
 from ..artifacts import RegistryImage
 from ..context import BuildContext
 from ..errors import BuildError, BuildPodError, ConfigurationError, DeployError, JobError
-from ..events import EventCallback, Stage, emitter
+from ..events import EventCallback, Stage, emitter, failed_on_error
 from ..images import ImageRef
 from ..kube import KubeClient, Pod, pod_manifest, registry_secret, run_pod
 from ..kube.secrets import DOCKER_CONFIG_KEY
@@ -100,12 +100,14 @@ class ClusterBuilder:
             return sorted({r.registry for r in refs})
         return sorted(set(self.insecure or ()))
 
-    def _client(self):
+    def _already_built(self, target: ImageRef):
+        """The registry's descriptor of ``target``, or None (then it is built)."""
         if self._registry_client is not None:
-            return self._registry_client
+            return self._registry_client.head_manifest(target)
         from ..images.registry import RegistryClient
 
-        return RegistryClient(credentials=self._credentials, insecure=self.insecure)
+        with RegistryClient(credentials=self._credentials, insecure=self.insecure) as client:
+            return client.head_manifest(target)
 
     def _pod(self, name: str, target: ImageRef, staged: StagedContext, secret: Optional[str], insecure: list[str]):
         args = ["--dockerfile=Dockerfile", f"--context={staged.kaniko_context}", f"--destination={target}",
@@ -134,7 +136,7 @@ class ClusterBuilder:
         key = docker_context.digest().split(":", 1)[1]  # Dockerfile (with its FROM), requirements and code
         repository = self.repository or repository_name(context)
         target = ImageRef.parse(f"{self.registry}/{repository}:fairing-{key[:20]}")
-        existing = self._client().head_manifest(target)
+        existing = self._already_built(target)
         if existing is not None:
             emit(Stage("kaniko", "skipped", f"{target} already built"))
             return RegistryImage.pin(target, existing.digest)
@@ -148,7 +150,8 @@ class ClusterBuilder:
             with os.fdopen(fd, "wb") as fh:
                 docker_context.write_tar_gz(fh)
             emit(Stage("upload-context", "started", type(self.context_store).__name__))
-            staged = self.context_store.stage(archive, name=name, kube=self.kube)
+            with failed_on_error(emit, "upload-context"):
+                staged = self.context_store.stage(archive, name=name, kube=self.kube)
             cleanups.append(staged.cleanup)
             emit(Stage("upload-context", "finished", staged.kaniko_context))
             bases = [ImageRef.parse(self.base_image)] if self.base_image else []

@@ -33,7 +33,7 @@ from ..context import BuildContext
 from .naming import repository_name
 from ..errors import (BuildError, ConfigurationError, FairingError, RegistryAuthError, RegistryError,
                       RegistryUnreachableError)
-from ..events import EventCallback, LogLine, Progress, Stage, emitter
+from ..events import EventCallback, LogLine, Progress, Stage, emitter, failed_on_error
 from .dockerfile import DEFAULT_PIP_ARGS, docker_build_context, render_dockerfile
 
 __all__ = ["DockerBuilder"]
@@ -192,15 +192,16 @@ class DockerBuilder:
                     image_id = self._run_build(client, emit, what="the image", tag=f"{repository}:{tag}",
                                                fileobj=fh)
                 except BuildError as exc:
+                    emit(Stage("docker build", "failed", type(exc).__name__))
                     if not _cache_raced(exc):
                         raise
                     # a cached step's image was removed while this build used it (docker image rm,
                     # prune, another session): build once more, which redoes the missing steps
-                    emit(Stage("docker build", "failed", "a cached step's image was removed"))
                     emit(Stage("docker build", "started", f"{repository}:{tag} (again: its cache was removed)"))
                     fh.seek(0)
-                    image_id = self._run_build(client, emit, what="the image", tag=f"{repository}:{tag}",
-                                               fileobj=fh)
+                    with failed_on_error(emit, "docker build"):
+                        image_id = self._run_build(client, emit, what="the image", tag=f"{repository}:{tag}",
+                                                   fileobj=fh)
             emit(Stage("docker build", "finished", image_id))
             if not self.registry or not self.push:
                 return DockerImage(image_id, f"{repository}:{tag}")
@@ -218,12 +219,13 @@ class DockerBuilder:
             return self.base_image  # type: ignore[return-value]
         assert self.dockerfile_context is not None
         emit(Stage("docker build", "started", f"your Dockerfile {self.dockerfile}"))
-        try:
-            rel = os.path.relpath(self.dockerfile, self.dockerfile_context)
-        except ValueError:
-            rel = str(self.dockerfile)
-        image_id = self._run_build(client, emit, what=f"your Dockerfile {self.dockerfile}", tag=None,
-                                   path=str(self.dockerfile_context), dockerfile=rel)
+        with failed_on_error(emit, "docker build"):
+            try:
+                rel = os.path.relpath(self.dockerfile, self.dockerfile_context)
+            except ValueError:
+                rel = str(self.dockerfile)
+            image_id = self._run_build(client, emit, what=f"your Dockerfile {self.dockerfile}", tag=None,
+                                       path=str(self.dockerfile_context), dockerfile=rel)
         emit(Stage("docker build", "finished", f"your Dockerfile: {image_id}"))
         return image_id
 
@@ -307,34 +309,35 @@ class DockerBuilder:
 
         auth = docker_auth_config(lookup(self._credentials, ref.registry))
         emit(Stage("push", "started", str(ref)))
-        digest = None
-        pushed = skipped = 0
-        try:
-            for chunk in client.api.push(repository, tag=tag, stream=True, decode=True, auth_config=auth):
-                if "error" in chunk or "errorDetail" in chunk:
-                    message = (chunk.get("errorDetail") or {}).get("message") or chunk.get("error") or ""
-                    raise _push_failed(ref, message)
-                aux = chunk.get("aux")
-                if isinstance(aux, dict) and aux.get("Digest"):
-                    digest = aux["Digest"]
-                status = chunk.get("status", "")
-                layer = chunk.get("id")
-                if status == "Pushing" and layer:
-                    detail = chunk.get("progressDetail") or {}
-                    if detail.get("current") is not None:
-                        emit(Progress(f"push {layer}", detail["current"], detail.get("total")))
-                elif status == "Pushed" and layer:
-                    pushed += 1
-                    emit(Progress(f"push {layer}", 1, 1, unit="layer", note="uploaded"))
-                elif status == "Layer already exists" and layer:
-                    skipped += 1
-                    emit(Progress(f"push {layer}", 1, 1, unit="layer", note="skipped"))
-        except docker_errors.APIError as exc:
-            raise _push_failed(ref, str(exc.explanation or exc)) from None
-        if not digest:  # Podman's API does not report it (and its RepoDigests differ): ask the registry
-            digest = self._registry_digest(ref)
-        if not digest:
-            raise RegistryError(f"Pushing {ref} finished without the registry's digest. Try again.")
+        with failed_on_error(emit, "push"):
+            digest = None
+            pushed = skipped = 0
+            try:
+                for chunk in client.api.push(repository, tag=tag, stream=True, decode=True, auth_config=auth):
+                    if "error" in chunk or "errorDetail" in chunk:
+                        message = (chunk.get("errorDetail") or {}).get("message") or chunk.get("error") or ""
+                        raise _push_failed(ref, message)
+                    aux = chunk.get("aux")
+                    if isinstance(aux, dict) and aux.get("Digest"):
+                        digest = aux["Digest"]
+                    status = chunk.get("status", "")
+                    layer = chunk.get("id")
+                    if status == "Pushing" and layer:
+                        detail = chunk.get("progressDetail") or {}
+                        if detail.get("current") is not None:
+                            emit(Progress(f"push {layer}", detail["current"], detail.get("total")))
+                    elif status == "Pushed" and layer:
+                        pushed += 1
+                        emit(Progress(f"push {layer}", 1, 1, unit="layer", note="uploaded"))
+                    elif status == "Layer already exists" and layer:
+                        skipped += 1
+                        emit(Progress(f"push {layer}", 1, 1, unit="layer", note="skipped"))
+            except docker_errors.APIError as exc:
+                raise _push_failed(ref, str(exc.explanation or exc)) from None
+            if not digest:  # Podman's API does not report it (and its RepoDigests differ): ask the registry
+                digest = self._registry_digest(ref)
+            if not digest:
+                raise RegistryError(f"Pushing {ref} finished without the registry's digest. Try again.")
         emit(Stage("push", "finished", f"{pushed} layers uploaded, {skipped} already there"))
         return RegistryImage.pin(ref, digest)
 
