@@ -1,8 +1,8 @@
 """The Docker SDK at the edge: a client for a Docker-compatible engine, and its errors explained.
 
 The ``docker`` package is an optional extra (``pip install 'fairing[docker]'``), imported
-here on first use only. ``base_url`` selects the engine: ``None`` reads ``DOCKER_HOST``
-(default ``unix:///var/run/docker.sock``); Podman's Docker-compatible API is
+here on first use only. ``base_url`` selects the engine: ``None`` means the environment's
+(``DOCKER_HOST``, default ``unix:///var/run/docker.sock``, see :mod:`fairing.environment`); Podman's Docker-compatible API is
 ``unix:///run/podman/podman.sock`` (root) or ``unix:///run/user/<uid>/podman/podman.sock``.
 """
 
@@ -28,7 +28,9 @@ def docker_module(purpose: str) -> Any:
 
 
 def _where(base_url: Optional[str]) -> str:
-    return base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    from .environment import current
+
+    return base_url or current().docker_endpoint
 
 
 def _chain(exc: BaseException) -> list:
@@ -83,7 +85,9 @@ def make_client(base_url: Optional[str], *, timeout: int = DEFAULT_TIMEOUT, purp
         if base_url:
             client = docker.DockerClient(base_url=base_url, timeout=timeout)
         else:
-            client = docker.from_env(timeout=timeout)
+            from .environment import current
+
+            client = docker.from_env(timeout=timeout, environment=current().docker_sdk_environment())
         client.ping()
     except docker.errors.DockerException as exc:
         if is_engine_error(exc):

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import functools
 import os
-import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 from .backends import Backend, get_backend
 from .errors import ConfigurationError
-from .events import EventCallback, Stage, emitter
+from .events import EventCallback, emitter, run_stage
 from .handle import Handle
 
 __all__ = ["submit", "run_handle", "train", "TrainJob", "in_job", "CLEANUP_POLICIES"]
@@ -21,7 +20,9 @@ CLEANUP_POLICIES = ("always", "on_success", "never")
 
 def in_job() -> bool:
     """True inside a job started by fairing (``FAIRING_RUNTIME`` is set)."""
-    return bool(os.environ.get("FAIRING_RUNTIME"))
+    from .environment import current
+
+    return current().in_job
 
 
 def submit(
@@ -36,33 +37,20 @@ def submit(
 ) -> Handle:
     """Package, build and deploy; return the running job's handle without waiting.
 
-    ``builder`` and ``deployer`` override the backend's own.
+    ``builder`` and ``deployer`` replace the backend's own (and must share an artifact
+    type, see :mod:`fairing.artifacts`). This reports the stages "package", "build" and
+    "deploy", each started once and finished (or failed) once.
     """
     if on_event is None:
         from .notebook.display import default_renderer
 
         on_event = default_renderer()
     emit = emitter(on_event)
-    chosen = get_backend(backend, **backend_options)
-    builder = builder or chosen.builder
-    deployer = deployer or chosen.deployer
-    stages = {}
-
-    def stage(label: str, fn: Callable[[], Any]) -> Any:
-        emit(Stage(label, "started"))
-        start = time.perf_counter()
-        try:
-            value = fn()
-        except BaseException as exc:
-            emit(Stage(label, "failed", f"{type(exc).__name__}: {exc}"))
-            raise
-        stages[label] = time.perf_counter() - start
-        emit(Stage(label, "finished", f"{stages[label]:.2f}s"))
-        return value
-
-    context = stage("package", preprocessor.context)
-    image = stage("build", lambda: builder.build(context, on_event=on_event))
-    return stage("deploy", lambda: deployer.deploy(image, name=name, on_event=on_event))
+    chosen = get_backend(backend, builder=builder, deployer=deployer, **backend_options)
+    builder, deployer = chosen.builder, chosen.deployer
+    context = run_stage(emit, "package", preprocessor.context)
+    image = run_stage(emit, "build", lambda: builder.build(context, on_event=on_event))
+    return run_stage(emit, "deploy", lambda: deployer.deploy(image, name=name, on_event=on_event))
 
 
 def run_handle(handle: Handle, *, timeout: Optional[float] = None, cleanup: str = "always") -> Any:

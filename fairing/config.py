@@ -14,7 +14,6 @@ call here is a no-op, so a notebook that submits itself does not submit again.
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any, Callable, Optional
 
@@ -25,7 +24,9 @@ __all__ = ["Config", "config", "set_preprocessor", "set_builder", "set_deployer"
 
 
 def _in_job() -> bool:
-    return bool(os.environ.get("FAIRING_RUNTIME"))
+    from .environment import current
+
+    return current().in_job
 
 
 class Config:

@@ -7,7 +7,7 @@ from typing import Any, Iterable, Optional
 
 from .backends import Backend, get_backend
 from .errors import ConfigurationError, PredictionError
-from .events import EventCallback, Stage, emitter
+from .events import EventCallback, Stage, emitter, run_stage
 
 __all__ = ["PredictionEndpoint"]
 
@@ -47,6 +47,10 @@ class PredictionEndpoint:
         deployer = deployer or self.backend.serving
         if deployer is None:
             raise ConfigurationError(f"The {self.backend.name} backend cannot serve endpoints; use 'local' or 'kubernetes'.")
+        from .artifacts import check_pair
+        from .backends import working_pairs
+
+        check_pair(self.backend.builder, deployer, what="serving deployer", known_pairs=working_pairs)
         if replicas is not None:
             deployer = copy.copy(deployer)
             deployer.replicas = replicas
@@ -60,16 +64,18 @@ class PredictionEndpoint:
         if self.handle is not None:
             raise ConfigurationError("This endpoint is already created; delete() it first.")
         emit = emitter(self.on_event)
-        emit(Stage("package", "started"))
-        context = self.preprocessor.context()
-        emit(Stage("build", "started"))
-        image = self.backend.builder.build(context, on_event=self.on_event)
+        context = run_stage(emit, "package", self.preprocessor.context)
+        image = run_stage(emit, "build", lambda: self.backend.builder.build(context, on_event=self.on_event))
         emit(Stage("deploy", "started"))
-        handle = self.deployer.deploy(image, name=self.name, on_event=self.on_event)
         try:
-            handle.wait_ready(timeout)
-        except BaseException:
-            handle.delete()
+            handle = self.deployer.deploy(image, name=self.name, on_event=self.on_event)
+            try:
+                handle.wait_ready(timeout)
+            except BaseException:
+                handle.delete()
+                raise
+        except BaseException as exc:
+            emit(Stage("deploy", "failed", f"{type(exc).__name__}: {exc}"))
             raise
         self.handle = handle
         self.name = handle.name

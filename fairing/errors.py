@@ -10,6 +10,7 @@ Each message says what happened and how to fix it. The tree::
     │   ├── NotebookNotFoundError       the current notebook cannot be detected
     │   └── SerializationError          a function or value cannot be pickled
     ├── BuildError                  an image could not be built or pushed
+    │   ├── BuildPodError               the in-cluster (Kaniko) build pod failed; the pod's diagnosis is its __cause__
     │   └── RegistryError               the registry answered with an error
     │       ├── RegistryAuthError           credentials missing or refused
     │       └── RegistryUnreachableError    no connection to the registry
@@ -41,6 +42,7 @@ __all__ = [
     "NotebookNotFoundError",
     "SerializationError",
     "BuildError",
+    "BuildPodError",
     "RegistryError",
     "RegistryAuthError",
     "RegistryUnreachableError",
@@ -97,6 +99,15 @@ class SerializationError(PackagingError):
 
 class BuildError(FairingError):
     """An image could not be built or pushed."""
+
+
+class BuildPodError(BuildError):
+    """The in-cluster build pod could not start or failed.
+
+    What Kubernetes reported about the pod (an :class:`ImagePullError` for an executor
+    image that cannot be pulled, an :class:`UnschedulableError`...) is chained as
+    ``__cause__``, so ``except BuildError`` catches every failed build.
+    """
 
 
 class RegistryError(BuildError):

@@ -8,11 +8,13 @@ DEBUG level (fairing never configures logging itself).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
-__all__ = ["Event", "Stage", "Progress", "LogLine", "EventCallback", "emitter"]
+__all__ = ["Event", "Stage", "Progress", "LogLine", "EventCallback", "emitter", "run_stage", "failed_on_error"]
 
 _logger = logging.getLogger("fairing")
 
@@ -60,3 +62,27 @@ def _log_event(event: Event) -> None:
 def emitter(on_event: Optional[EventCallback]) -> EventCallback:
     """The callback to use: the given one, or the logger fallback."""
     return on_event if on_event is not None else _log_event
+
+
+def run_stage(emit: EventCallback, name: str, fn: Callable[[], Any]) -> Any:
+    """``fn()`` reported as the stage ``name``: "started" once, then "finished" (with the
+    seconds it took) or "failed" (with the error's type and message) once."""
+    emit(Stage(name, "started"))
+    start = time.perf_counter()
+    try:
+        value = fn()
+    except BaseException as exc:
+        emit(Stage(name, "failed", f"{type(exc).__name__}: {exc}"))
+        raise
+    emit(Stage(name, "finished", f"{time.perf_counter() - start:.2f}s"))
+    return value
+
+
+@contextlib.contextmanager
+def failed_on_error(emit: EventCallback, name: str) -> Iterator[None]:
+    """Inside a stage that was reported "started": an error ends it as "failed" (then propagates)."""
+    try:
+        yield
+    except BaseException as exc:
+        emit(Stage(name, "failed", type(exc).__name__))
+        raise

@@ -10,8 +10,6 @@ from __future__ import annotations
 import sys
 from typing import Any, Optional
 
-from ..builders.docker import DockerBuilder
-from ..deployers.docker import DockerDeployer
 from . import Backend
 
 
@@ -26,6 +24,8 @@ def docker_backend(
     gpus: Any = None,
     env: Optional[dict] = None,
     credentials: Any = None,
+    builder: Any = None,
+    deployer: Any = None,
     **builder_options: Any,
 ) -> Backend:
     """A :class:`Backend` of a :class:`DockerBuilder` and a :class:`DockerDeployer` on one engine.
@@ -36,20 +36,21 @@ def docker_backend(
     ``base_image``, ``registry``, ``dockerfile`` and ``builder_options`` (``repository``,
     ``pull``, ``build_args``...) go to the builder; ``cpu``, ``memory``, ``gpus`` and ``env``
     to the deployer; ``base_url`` and the registry credentials (``username``/``password``,
-    or ``credentials``, a provider from :mod:`fairing.images.auth`) to both.
+    or ``credentials``, a provider from :mod:`fairing.images.auth`) to both. ``builder`` /
+    ``deployer`` replace the Docker ones.
     """
+    from ..builders.docker import DockerBuilder
+    from ..deployers.docker import DockerDeployer
+    from ..images.auth import resolve_credentials
+
     if base_image is None and dockerfile is None:
         base_image = "python:%d.%d-slim" % sys.version_info[:2]
-    username, password = builder_options.pop("username", None), builder_options.pop("password", None)
-    if username is not None and password is not None and credentials is None:
-        from ..images.auth import StaticCredentials
-
-        credentials = StaticCredentials(username, password)
-    elif (username is None) != (password is None):
-        from ..errors import ConfigurationError
-
-        raise ConfigurationError("Give both username= and password=, or neither (to use ~/.docker/config.json).")
-    builder = DockerBuilder(base_image, registry, dockerfile=dockerfile, base_url=base_url,
-                            credentials=credentials, **builder_options)
-    deployer = DockerDeployer(cpu=cpu, memory=memory, gpus=gpus, env=env, base_url=base_url, credentials=credentials)
+    credentials = resolve_credentials(username=builder_options.pop("username", None),
+                                      password=builder_options.pop("password", None), credentials=credentials)
+    if builder is None:
+        builder = DockerBuilder(base_image, registry, dockerfile=dockerfile, base_url=base_url,
+                                credentials=credentials, **builder_options)
+    if deployer is None:
+        deployer = DockerDeployer(cpu=cpu, memory=memory, gpus=gpus, env=env, base_url=base_url,
+                                  credentials=credentials)
     return Backend("docker", builder, deployer)

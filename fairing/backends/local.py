@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
-from ..builders.local import LocalBuilder
-from ..deployers.local import LocalDeployer
 from . import Backend
 
 
-def local_backend(*, python: Optional[str] = None, env: Optional[dict] = None) -> Backend:
-    """``python``: the interpreter for jobs (default: this one); ``env``: added to each job."""
+def local_backend(*, python: Optional[str] = None, env: Optional[dict] = None, builder: Any = None,
+                  deployer: Any = None) -> Backend:
+    """``python``: the interpreter for jobs (default: this one); ``env``: added to each job.
+    ``builder``/``deployer`` replace the local ones (they must still make and run a LocalDir)."""
+    from ..builders.local import LocalBuilder
+    from ..deployers.local import LocalDeployer
     from ..deployers.serving import LocalServingDeployer
 
-    return Backend("local", LocalBuilder(python=python), LocalDeployer(env=env), LocalServingDeployer(env=env))
+    return Backend("local", builder or LocalBuilder(python=python), deployer or LocalDeployer(env=env),
+                   LocalServingDeployer(env=env))

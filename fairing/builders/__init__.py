@@ -1,17 +1,17 @@
-"""Builders turn a BuildContext into something a deployer can run.
+"""Builders turn a BuildContext into an artifact a deployer can run.
 
-Contract: ``build(context, *, on_event=None) -> image``. Registry builders (append,
-docker, cluster) return an :class:`fairing.images.ImageRef` pinned by digest; the local
-builder returns a :class:`fairing.builders.local.LocalImage` (a directory on disk).
-A builder knows nothing of pods or containers.
+Contract (:class:`fairing.artifacts.Builder`): ``build(context, *, on_event=None) -> T``
+where ``T`` is the builder's ``produces``. The append and cluster builders make a
+:class:`~fairing.artifacts.RegistryImage` pinned by digest; the Docker builder a
+RegistryImage with a registry, else a :class:`~fairing.artifacts.DockerImage`; the local
+builder a :class:`~fairing.artifacts.LocalDir`. A builder knows nothing of how its
+artifact is run: no module here imports :mod:`fairing.deployers` (Kubernetes mechanics
+the in-cluster builder needs come from :mod:`fairing.kube`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional, Protocol, runtime_checkable
-
-from ..context import BuildContext
-from ..events import EventCallback
+from ..artifacts import Builder
 
 __all__ = ["Builder", "BUILDERS"]
 
@@ -21,9 +21,3 @@ BUILDERS = {
     "docker": "fairing.builders.docker:DockerBuilder",
     "cluster": "fairing.builders.cluster:ClusterBuilder",
 }
-
-
-@runtime_checkable
-class Builder(Protocol):
-    def build(self, context: BuildContext, *, on_event: Optional[EventCallback] = None) -> Any:
-        ...

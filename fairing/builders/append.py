@@ -32,10 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from ..artifacts import RegistryImage
 from ..context import BuildContext
 from .naming import repository_name
 from ..errors import BuildError, ConfigurationError, RegistryError
-from ..events import EventCallback, Progress, Stage, emitter
+from ..events import EventCallback, Progress, Stage, emitter, failed_on_error
 from ..images.manifest import (
     INDEX_TYPES,
     MANIFEST_TYPES,
@@ -98,6 +99,8 @@ class AppendBuilder:
     * ``compresslevel`` - gzip level of new layers [6].
     """
 
+    produces = RegistryImage
+
     def __init__(
         self,
         base_image: "str | ImageRef",
@@ -136,16 +139,14 @@ class AppendBuilder:
         self.python_version = python_version
         self.glibc = glibc
         self.compresslevel = compresslevel
-        if (username is None) != (password is None):
-            raise ConfigurationError("Give both username= and password=, or neither (to use ~/.docker/config.json).")
+        from ..images.auth import resolve_credentials
         from ..images.layers import LocalCache
 
+        credentials = resolve_credentials(username=username, password=password, credentials=credentials)
         self._cache = LocalCache(cache_dir)
         if client is None:
-            from ..images.registry import RegistryClient, StaticCredentials
+            from ..images.registry import RegistryClient
 
-            if username is not None:
-                credentials = StaticCredentials(username, password)  # type: ignore[arg-type]
             client = RegistryClient(credentials=credentials, insecure=insecure, ca_bundle=ca_bundle)
             self._owns_client = True
         else:
@@ -181,19 +182,12 @@ class AppendBuilder:
 
     # -- building -------------------------------------------------------------------------
 
-    def build(self, context: BuildContext, *, on_event: Optional[EventCallback] = None) -> ImageRef:
-        """Build and push; returns the image reference pinned by digest."""
-        emit = emitter(on_event)
-        emit(Stage("build", "started", f"append to {self.base}"))
-        try:
-            result = self._build(context, emit)
-        except BaseException:
-            emit(Stage("build", "failed"))
-            raise
-        emit(Stage("build", "finished", str(result)))
-        return result
+    def build(self, context: BuildContext, *, on_event: Optional[EventCallback] = None) -> RegistryImage:
+        """Build and push; returns the image pinned by digest. The pipeline (``submit``)
+        reports the "build" stage; this reports its parts: requirements, push."""
+        return self._build(context, emitter(on_event))
 
-    def _build(self, context: BuildContext, emit: EventCallback) -> ImageRef:
+    def _build(self, context: BuildContext, emit: EventCallback) -> RegistryImage:
         from ..images.layers import context_layer
         from ..images.python_deps import SITE_DIR, build_requirements_layer, python_version_of, requirements_key
 
@@ -267,7 +261,7 @@ class AppendBuilder:
             manifest = build_manifest(config_desc, base_layers + [l.descriptor for l in new_layers], media_type=media_type)
             digest = sha256_digest(manifest)
             tag = "fairing-" + digest.split(":", 1)[1][:20]
-            result = target.with_tag(tag).with_digest(digest)
+            result = RegistryImage.pin(target.with_tag(tag), digest)
 
             existing = self.client.head_manifest(target.with_tag(tag), actions="pull,push")
             if existing is not None and existing.digest == digest:
@@ -275,23 +269,24 @@ class AppendBuilder:
                 return result
 
             emit(Stage("push", "started", str(target.with_tag(tag))))
-            for attempt in (1, 2):
-                self._push_blobs(target, base, base_layers, new_layers, config_desc, config_bytes, emit)
-                try:
-                    self.client.put_manifest(target.with_tag(tag), manifest, media_type)
-                    break
-                except RegistryError as exc:
-                    # a blob we believed present was garbage-collected: check everything again
-                    if attempt == 1 and exc.code in ("MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN"):
-                        self._known.clear()
-                        continue
-                    raise
-            if deps_tag and (target.registry, target.repository, deps_tag) not in self._known_tags:
-                # publish the requirements layer for other machines, once per process and repository
-                deps_ref = target.with_tag(deps_tag)
-                if deps_new or self.client.head_manifest(deps_ref, actions="pull,push") is None:
-                    self._push_deps_tag(deps_ref, new_layers[0], media_type)
-                self._known_tags.add((target.registry, target.repository, deps_tag))
+            with failed_on_error(emit, "push"):
+                for attempt in (1, 2):
+                    self._push_blobs(target, base, base_layers, new_layers, config_desc, config_bytes, emit)
+                    try:
+                        self.client.put_manifest(target.with_tag(tag), manifest, media_type)
+                        break
+                    except RegistryError as exc:
+                        # a blob we believed present was garbage-collected: check everything again
+                        if attempt == 1 and exc.code in ("MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN"):
+                            self._known.clear()
+                            continue
+                        raise
+                if deps_tag and (target.registry, target.repository, deps_tag) not in self._known_tags:
+                    # publish the requirements layer for other machines, once per process and repository
+                    deps_ref = target.with_tag(deps_tag)
+                    if deps_new or self.client.head_manifest(deps_ref, actions="pull,push") is None:
+                        self._push_deps_tag(deps_ref, new_layers[0], media_type)
+                    self._known_tags.add((target.registry, target.repository, deps_tag))
             emit(Stage("push", "finished", str(result)))
             return result
 
@@ -400,36 +395,11 @@ class AppendBuilder:
                                     on_progress=self._progress(emit, "config", config_desc.digest))
 
     def _mount_or_copy(self, target: ImageRef, base: _Base, d: Descriptor, tmp: Path, on_progress) -> str:
-        """Mount without a HEAD first (a mount of a blob the repository already has also
-        answers 201); copy when the registry does not mount."""
-        how = self._try_mount(target, base, d)
-        if how:
-            on_progress(d.size, d.size, how)
-            return how
-        return self._copy_blob(target, base, d, tmp, on_progress)
-
-    def _try_mount(self, target: ImageRef, base: _Base, d: Descriptor) -> Optional[str]:
-        resp = self.client.request(
-            "POST", target.api_host, f"/v2/{target.repository}/blobs/uploads/", repository=target.repository,
-            actions="pull,push", params={"mount": d.digest, "from": base.ref.repository},
-            headers={"Content-Length": "0"}, ok=(201,), allow=(202,),
-            what=f"mounting blob {d.digest[:19]} from {base.ref.repository} into {target.repository}",
-        )
-        resp.close()
-        if resp.status_code == 201:
+        """Mount (the registry client asks without a HEAD first); copy when the registry does not mount."""
+        if self.client.mount_blob(target, d.digest, base.ref.repository):
+            on_progress(d.size, d.size, "mounted")
             return "mounted"
-        # 202: the registry opened an upload instead of mounting; cancel it, then copy
-        location = resp.headers.get("Location")
-        if location:
-            try:
-                self.client.request(
-                    "DELETE", target.api_host, location if "://" in location else location,
-                    repository=target.repository, actions="pull,push", ok=(204, 200, 202), allow=(404, 405),
-                    what="cancelling an unused upload", retry=False,
-                ).close()
-            except RegistryError:
-                pass  # it expires on its own
-        return None
+        return self._copy_blob(target, base, d, tmp, on_progress)
 
     def _copy_blob(self, target: ImageRef, base: _Base, d: Descriptor, tmp: Path, on_progress) -> str:
         if self.client.has_blob(target, d.digest):

@@ -12,7 +12,6 @@ after success and failure.
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Protocol
@@ -47,18 +46,9 @@ class StreamContext:
 
 
 def _secret(kube: Any, name: str, data: dict) -> Callable[[], None]:
-    body = {"metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "fairing"}},
-            "type": "Opaque", "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
-    kube.core.create_namespaced_secret(kube.namespace, body)
+    from ..kube.secrets import write_secret
 
-    def delete() -> None:
-        try:
-            kube.core.delete_namespaced_secret(name, kube.namespace)
-        except kube.k8s.client.ApiException as exc:
-            if exc.status != 404:
-                raise
-
-    return delete
+    return write_secret(kube, name, data)
 
 
 def _both(first: Callable[[], None], second: Callable[[], None]) -> Callable[[], None]:

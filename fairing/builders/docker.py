@@ -10,8 +10,9 @@ The build streams as events: a :class:`~fairing.events.Progress` per Dockerfile 
 (``task="docker build"``, ``unit="step"``, the instruction as ``note``) and the steps'
 output as :class:`~fairing.events.LogLine` with ``source="build"``. With a registry the
 image is pushed and the result is an :class:`~fairing.images.ImageRef` pinned by the
-pushed manifest's digest; without one (or with ``push=False``) it is a
-:class:`LocalDockerImage` naming the image by its ID, which the Docker deployer runs.
+pushed manifest's digest (a :class:`~fairing.artifacts.RegistryImage`); without one (or
+with ``push=False``) it is a :class:`~fairing.artifacts.DockerImage` naming the image by
+its ID, which the Docker deployer runs.
 
 Podman works through the same code: give ``base_url`` its Docker-compatible socket.
 """
@@ -23,19 +24,19 @@ import os
 import re
 import tempfile
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from .._docker import engine_error, is_engine_error, make_client
+from ..artifacts import DockerImage, RegistryImage
 from ..context import BuildContext
 from .naming import repository_name
 from ..errors import (BuildError, ConfigurationError, FairingError, RegistryAuthError, RegistryError,
                       RegistryUnreachableError)
-from ..events import EventCallback, LogLine, Progress, Stage, emitter
+from ..events import EventCallback, LogLine, Progress, Stage, emitter, failed_on_error
 from .dockerfile import DEFAULT_PIP_ARGS, docker_build_context, render_dockerfile
 
-__all__ = ["DockerBuilder", "LocalDockerImage"]
+__all__ = ["DockerBuilder"]
 
 #: Image labels set by this builder.
 LABEL_BASE = "dev.fairing.base"
@@ -50,29 +51,6 @@ _UNREACHABLE_WORDS = ("connection refused", "no such host", "i/o timeout", "dial
                       "server gave http response to https client", "tls: ", "x509:", "connection reset")
 
 
-@dataclass(frozen=True)
-class LocalDockerImage:
-    """An image in the local engine only (not pushed): ``id`` is its image ID
-    (``sha256:...``), ``name`` the local tag it was given."""
-
-    id: str
-    name: str = ""
-
-    def __str__(self) -> str:
-        return self.id
-
-
-
-
-def _auth_dict(credential: Any) -> Optional[dict]:
-    """A Docker ``auth_config`` from a :class:`fairing.images.auth.Credential`."""
-    if credential is None:
-        return None
-    if getattr(credential, "identity_token", False):
-        return {"identitytoken": credential.password}
-    return {"username": credential.username, "password": credential.password}
-
-
 class DockerBuilder:
     """Build ``context`` with a Docker-compatible engine; push when a registry is given.
 
@@ -82,7 +60,7 @@ class DockerBuilder:
       ``"localhost:5000/team/python:3.11"``; pulled by the engine when it lacks it.
       Not needed with ``dockerfile``.
     * ``registry`` - where to push, ``"host[:port][/path]"`` [none: build only and return
-      a :class:`LocalDockerImage`].
+      a :class:`~fairing.artifacts.DockerImage`].
     * ``dockerfile`` - the path of your own Dockerfile for the environment; it is built
       first, from ``dockerfile_context`` [its directory], then the requirements, code, env
       and entrypoint go on top.
@@ -106,6 +84,8 @@ class DockerBuilder:
       ``True`` or hosts allowed over plain HTTP [loopback only], PEM CAs [the system's].
     * ``client`` - a ``docker.DockerClient`` to use instead of making one.
     """
+
+    produces = (RegistryImage, DockerImage)  # narrowed per instance by registry= and push=
 
     def __init__(
         self,
@@ -160,13 +140,10 @@ class DockerBuilder:
         self.repository = repository
         self.push = push
         self.base_url = base_url
-        if (username is None) != (password is None):
-            raise ConfigurationError("Give both username= and password=, or neither (to use ~/.docker/config.json).")
-        from ..images.auth import DockerConfigCredentials, StaticCredentials
+        from ..images.auth import resolve_credentials
 
-        if username is not None:
-            credentials = StaticCredentials(username, password)  # type: ignore[arg-type]
-        self._credentials = credentials if credentials is not None else DockerConfigCredentials()
+        self._credentials = resolve_credentials(username=username, password=password, credentials=credentials)
+        self.produces = RegistryImage if self.registry and push else DockerImage
         self.pull = pull
         self.build_args = dict(build_args or {})
         self.pip_args = tuple(pip_args)
@@ -196,7 +173,7 @@ class DockerBuilder:
 
     # -- build --------------------------------------------------------------------------
 
-    def build(self, context: BuildContext, *, on_event: Optional[EventCallback] = None) -> Any:
+    def build(self, context: BuildContext, *, on_event: Optional[EventCallback] = None) -> "RegistryImage | DockerImage":
         emit = emitter(on_event)
         client = self._docker()
         try:
@@ -215,17 +192,19 @@ class DockerBuilder:
                     image_id = self._run_build(client, emit, what="the image", tag=f"{repository}:{tag}",
                                                fileobj=fh)
                 except BuildError as exc:
+                    emit(Stage("docker build", "failed", type(exc).__name__))
                     if not _cache_raced(exc):
                         raise
                     # a cached step's image was removed while this build used it (docker image rm,
                     # prune, another session): build once more, which redoes the missing steps
                     emit(Stage("docker build", "started", f"{repository}:{tag} (again: its cache was removed)"))
                     fh.seek(0)
-                    image_id = self._run_build(client, emit, what="the image", tag=f"{repository}:{tag}",
-                                               fileobj=fh)
+                    with failed_on_error(emit, "docker build"):
+                        image_id = self._run_build(client, emit, what="the image", tag=f"{repository}:{tag}",
+                                                   fileobj=fh)
             emit(Stage("docker build", "finished", image_id))
             if not self.registry or not self.push:
-                return LocalDockerImage(image_id, f"{repository}:{tag}")
+                return DockerImage(image_id, f"{repository}:{tag}")
             return self._push(client, emit, repository, tag)
         except FairingError:
             raise
@@ -240,12 +219,13 @@ class DockerBuilder:
             return self.base_image  # type: ignore[return-value]
         assert self.dockerfile_context is not None
         emit(Stage("docker build", "started", f"your Dockerfile {self.dockerfile}"))
-        try:
-            rel = os.path.relpath(self.dockerfile, self.dockerfile_context)
-        except ValueError:
-            rel = str(self.dockerfile)
-        image_id = self._run_build(client, emit, what=f"your Dockerfile {self.dockerfile}", tag=None,
-                                   path=str(self.dockerfile_context), dockerfile=rel)
+        with failed_on_error(emit, "docker build"):
+            try:
+                rel = os.path.relpath(self.dockerfile, self.dockerfile_context)
+            except ValueError:
+                rel = str(self.dockerfile)
+            image_id = self._run_build(client, emit, what=f"your Dockerfile {self.dockerfile}", tag=None,
+                                       path=str(self.dockerfile_context), dockerfile=rel)
         emit(Stage("docker build", "finished", f"your Dockerfile: {image_id}"))
         return image_id
 
@@ -320,49 +300,46 @@ class DockerBuilder:
                 return found.digest
             return client.get_manifest(ref)[2]
 
-    def _push(self, client: Any, emit: EventCallback, repository: str, tag: str) -> Any:
+    def _push(self, client: Any, emit: EventCallback, repository: str, tag: str) -> RegistryImage:
         from ..images import ImageRef
 
         docker_errors = _docker_errors()
         ref = ImageRef.parse(f"{repository}:{tag}")
-        try:
-            auth = _auth_dict(self._credentials(ref.registry))
-        except FairingError:
-            raise
-        except Exception as exc:
-            raise RegistryAuthError(f"Looking up credentials for {ref.registry} failed: {type(exc).__name__}. "
-                                    "Check ~/.docker/config.json and its credential helpers.") from None
+        from ..images.auth import docker_auth_config, lookup
+
+        auth = docker_auth_config(lookup(self._credentials, ref.registry))
         emit(Stage("push", "started", str(ref)))
-        digest = None
-        pushed = skipped = 0
-        try:
-            for chunk in client.api.push(repository, tag=tag, stream=True, decode=True, auth_config=auth):
-                if "error" in chunk or "errorDetail" in chunk:
-                    message = (chunk.get("errorDetail") or {}).get("message") or chunk.get("error") or ""
-                    raise _push_failed(ref, message)
-                aux = chunk.get("aux")
-                if isinstance(aux, dict) and aux.get("Digest"):
-                    digest = aux["Digest"]
-                status = chunk.get("status", "")
-                layer = chunk.get("id")
-                if status == "Pushing" and layer:
-                    detail = chunk.get("progressDetail") or {}
-                    if detail.get("current") is not None:
-                        emit(Progress(f"push {layer}", detail["current"], detail.get("total")))
-                elif status == "Pushed" and layer:
-                    pushed += 1
-                    emit(Progress(f"push {layer}", 1, 1, unit="layer", note="uploaded"))
-                elif status == "Layer already exists" and layer:
-                    skipped += 1
-                    emit(Progress(f"push {layer}", 1, 1, unit="layer", note="skipped"))
-        except docker_errors.APIError as exc:
-            raise _push_failed(ref, str(exc.explanation or exc)) from None
-        if not digest:  # Podman's API does not report it (and its RepoDigests differ): ask the registry
-            digest = self._registry_digest(ref)
-        if not digest:
-            raise RegistryError(f"Pushing {ref} finished without the registry's digest. Try again.")
+        with failed_on_error(emit, "push"):
+            digest = None
+            pushed = skipped = 0
+            try:
+                for chunk in client.api.push(repository, tag=tag, stream=True, decode=True, auth_config=auth):
+                    if "error" in chunk or "errorDetail" in chunk:
+                        message = (chunk.get("errorDetail") or {}).get("message") or chunk.get("error") or ""
+                        raise _push_failed(ref, message)
+                    aux = chunk.get("aux")
+                    if isinstance(aux, dict) and aux.get("Digest"):
+                        digest = aux["Digest"]
+                    status = chunk.get("status", "")
+                    layer = chunk.get("id")
+                    if status == "Pushing" and layer:
+                        detail = chunk.get("progressDetail") or {}
+                        if detail.get("current") is not None:
+                            emit(Progress(f"push {layer}", detail["current"], detail.get("total")))
+                    elif status == "Pushed" and layer:
+                        pushed += 1
+                        emit(Progress(f"push {layer}", 1, 1, unit="layer", note="uploaded"))
+                    elif status == "Layer already exists" and layer:
+                        skipped += 1
+                        emit(Progress(f"push {layer}", 1, 1, unit="layer", note="skipped"))
+            except docker_errors.APIError as exc:
+                raise _push_failed(ref, str(exc.explanation or exc)) from None
+            if not digest:  # Podman's API does not report it (and its RepoDigests differ): ask the registry
+                digest = self._registry_digest(ref)
+            if not digest:
+                raise RegistryError(f"Pushing {ref} finished without the registry's digest. Try again.")
         emit(Stage("push", "finished", f"{pushed} layers uploaded, {skipped} already there"))
-        return ref.with_digest(digest)
+        return RegistryImage.pin(ref, digest)
 
 
 def _cache_raced(error: BuildError) -> bool:

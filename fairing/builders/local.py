@@ -14,29 +14,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from ..artifacts import LocalDir
 from ..context import BuildContext
 from ..errors import BuildError
 from ..events import EventCallback, Stage, emitter
 
-__all__ = ["LocalBuilder", "LocalImage", "default_cache_dir"]
-
-
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "fairing"
-
-
-@dataclass(frozen=True)
-class LocalImage:
-    """What the local deployer runs: the context, the interpreter, and a site dir for requirements."""
-
-    context: BuildContext
-    python: str
-    site_dir: Optional[Path] = None
+__all__ = ["LocalBuilder"]
 
 
 def _unsatisfied(requirements: tuple[str, ...]) -> list[str]:
@@ -63,24 +49,30 @@ def _unsatisfied(requirements: tuple[str, ...]) -> list[str]:
 
 
 class LocalBuilder:
-    """Builds a :class:`LocalImage`; ``python`` is the interpreter the job will use."""
+    """Builds a :class:`~fairing.artifacts.LocalDir`; ``python`` is the interpreter the job
+    will use; ``cache_dir`` holds installed requirements [``<cache dir>/local-requirements``,
+    see :mod:`fairing.environment`]."""
+
+    produces = LocalDir
 
     def __init__(self, *, python: Optional[str] = None, cache_dir: Optional[os.PathLike] = None) -> None:
-        self.python = python or sys.executable
-        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir() / "local-requirements"
+        from ..environment import current
 
-    def build(self, context: BuildContext, *, on_event: Optional[EventCallback] = None) -> LocalImage:
+        self.python = python or sys.executable
+        self.cache_dir = Path(cache_dir) if cache_dir else current().cache_dir / "local-requirements"
+
+    def build(self, context: BuildContext, *, on_event: Optional[EventCallback] = None) -> LocalDir:
         emit = emitter(on_event)
         same_interpreter = os.path.realpath(self.python) == os.path.realpath(sys.executable)
         needed = _unsatisfied(context.requirements) if same_interpreter else list(context.requirements)
         if not needed:
             emit(Stage("requirements", "skipped", "all requirements already installed"))
-            return LocalImage(context, self.python)
+            return LocalDir(context, self.python)
         key = hashlib.sha256(("\n".join(sorted(needed)) + "\n" + self.python).encode()).hexdigest()[:24]
         site = self.cache_dir / key
         if site.is_dir():
             emit(Stage("requirements", "skipped", f"cached in {site}"))
-            return LocalImage(context, self.python, site)
+            return LocalDir(context, self.python, site)
         emit(Stage("requirements", "started", " ".join(needed)))
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=self.cache_dir))
@@ -92,6 +84,7 @@ class LocalBuilder:
             )
             if proc.returncode != 0:
                 tail = "\n".join(proc.stdout.strip().splitlines()[-15:])
+                emit(Stage("requirements", "failed", f"pip exited with {proc.returncode}"))
                 raise BuildError(
                     f"pip could not install the job's requirements {needed}:\n{tail}\n"
                     "Check the package names and versions, and that this machine can reach the package index."
@@ -100,4 +93,4 @@ class LocalBuilder:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         emit(Stage("requirements", "finished", str(site)))
-        return LocalImage(context, self.python, site)
+        return LocalDir(context, self.python, site)

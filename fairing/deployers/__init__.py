@@ -1,15 +1,14 @@
-"""Deployers run an image and return a Handle.
+"""Deployers run an artifact and return a Handle.
 
-Contract: ``deploy(image, *, name=None, on_event=None) -> Handle``. A deployer takes an
-image (an ImageRef, or a LocalImage for the local deployer), never a builder.
+Contract (:class:`fairing.artifacts.Deployer`): ``deploy(artifact, *, name=None,
+on_event=None) -> Handle`` for an artifact of one of the types in its ``accepts``. A
+deployer takes an artifact, never a builder: no module here imports
+:mod:`fairing.builders` (shared Kubernetes mechanics live in :mod:`fairing.kube`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional, Protocol, runtime_checkable
-
-from ..events import EventCallback
-from ..handle import Handle
+from ..artifacts import Deployer
 
 __all__ = ["Deployer", "DEPLOYERS"]
 
@@ -22,9 +21,3 @@ DEPLOYERS = {
     "serving": "fairing.deployers.serving:ServingDeployer",
     "kserve": "fairing.deployers.kserve:InferenceServiceDeployer",
 }
-
-
-@runtime_checkable
-class Deployer(Protocol):
-    def deploy(self, image: Any, *, name: Optional[str] = None, on_event: Optional[EventCallback] = None) -> Handle:
-        ...

@@ -28,7 +28,8 @@ import weakref
 from typing import Any, Iterator, Optional
 
 from .._docker import engine_error, is_engine_error, make_client
-from ..errors import (ConfigurationError, DeployError, FairingError, ImagePullError, JobFailedError,
+from ..artifacts import DockerImage, RegistryImage
+from ..errors import (ConfigurationError, DeployError, ImagePullError, JobFailedError,
                       JobTimeoutError)
 from ..events import EventCallback, LogLine, Stage, emitter
 from ..handle import JobStatus, LogBuffer
@@ -280,6 +281,8 @@ class DockerDeployer:
     ``docker.DockerClient`` to use instead of making one.
     """
 
+    accepts = (RegistryImage, DockerImage)
+
     def __init__(self, *, cpu: Any = None, memory: Any = None, gpus: Any = None, env: Optional[dict] = None,
                  base_url: Optional[str] = None, pull: bool = False, credentials: Any = None,
                  client: Any = None) -> None:
@@ -292,7 +295,9 @@ class DockerDeployer:
         self.env = {str(k): str(v) for k, v in (env or {}).items()}
         self.base_url = base_url
         self.pull = pull
-        self._credentials = credentials
+        from ..images.auth import resolve_credentials
+
+        self._credentials = resolve_credentials(credentials=credentials)
         self._client = client
 
     def __repr__(self) -> str:
@@ -361,31 +366,18 @@ class DockerDeployer:
 
     def _auth(self, name: str) -> Optional[dict]:
         """``auth_config`` for pulling ``name`` (registry/repository), from the credentials provider."""
-        from ..builders.docker import _auth_dict
-
         from ..images import ImageRef
+        from ..images.auth import docker_auth_config, lookup
 
-        host = ImageRef.parse(name).registry
-        credentials = self._credentials
-        if credentials is None:
-            from ..images.auth import DockerConfigCredentials
-
-            credentials = DockerConfigCredentials()
-        try:
-            return _auth_dict(credentials(host))
-        except FairingError:
-            raise
-        except Exception as exc:
-            raise ImagePullError(f"Looking up credentials for {host} failed: {type(exc).__name__}. Check "
-                                 "~/.docker/config.json and its credential helpers.") from None
+        return docker_auth_config(lookup(self._credentials, ImageRef.parse(name).registry, error=ImagePullError))
 
     def _ensure_image(self, client: Any, image: Any, emit: EventCallback) -> str:
         """The reference to run, pulling it when the engine lacks it (or when ``pull``)."""
-        from ..builders.docker import LocalDockerImage
+        from ..images import ImageRef
 
-        if isinstance(image, LocalDockerImage):
+        if isinstance(image, DockerImage):
             return image.id
-        if hasattr(image, "registry") and hasattr(image, "repository"):  # an ImageRef
+        if isinstance(image, ImageRef):  # a RegistryImage, or a reference you give
             name = f"{image.registry}/{image.repository}"
             tag = image.digest or image.tag or "latest"
             reference = f"{name}@{image.digest}" if image.digest else f"{name}:{tag}"
@@ -394,7 +386,7 @@ class DockerDeployer:
             name, tag = _split(image)
         else:
             raise ConfigurationError(
-                f"The Docker deployer runs an image reference (an ImageRef from a builder, a LocalDockerImage or "
+                f"The Docker deployer runs an image reference (a RegistryImage or DockerImage from a builder, or "
                 f"a string such as 'python:3.11'), not {type(image).__name__}. The local builder's output runs "
                 "with the local deployer only."
             )

@@ -56,6 +56,6 @@ class JobDeployer(KubeDeployerBase):
         body = self.manifest(image, name)
         try:
             kube.batch.create_namespaced_job(kube.namespace, body)
-        except kube.k8s.client.ApiException as exc:
+        except kube.api_errors as exc:
             raise_for_api_error(exc, action=f"create Job {name}", kind="Job", namespace=kube.namespace)
         return JobHandle(kube, name, kube.namespace, on_event=on_event).start()

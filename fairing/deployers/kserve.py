@@ -78,7 +78,7 @@ class InferenceServiceDeployer(KubeDeployerBase):
         try:
             created = kube.custom.create_namespaced_custom_object(GROUP, VERSION, kube.namespace, PLURAL, body,
                                                                   **kwargs)
-        except kube.k8s.client.ApiException as exc:
+        except kube.api_errors as exc:
             raise_for_api_error(exc, action=f"create InferenceService {name}", kind="InferenceService",
                                 namespace=kube.namespace)
         handle = InferenceServiceHandle(kube, name, kube.namespace, on_event=on_event, replicas=self.replicas)

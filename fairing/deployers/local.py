@@ -1,4 +1,4 @@
-"""Local deployer: runs a LocalImage in a subprocess, as a container would run the image.
+"""Local deployer: runs a LocalDir (what the local builder makes) in a subprocess, as a container would run the image.
 
 The context's files are laid out in a fresh temporary directory that is the working
 directory, the entrypoint and env are the image's, and ``FAIRING_RUNTIME`` is set. The
@@ -20,7 +20,7 @@ import weakref
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from ..builders.local import LocalImage
+from ..artifacts import LocalDir
 from ..errors import ConfigurationError, DeployError, JobTimeoutError
 from ..events import EventCallback, LogLine, emitter
 from ..handle import JobStatus, LogBuffer
@@ -55,7 +55,7 @@ def _cleanup(proc: subprocess.Popen, workdir: str) -> None:
 class LocalHandle:
     """A job running as a local process. See :class:`fairing.handle.Handle`."""
 
-    def __init__(self, image: LocalImage, *, name: str, env: dict, on_event: Optional[EventCallback]) -> None:
+    def __init__(self, image: LocalDir, *, name: str, env: dict, on_event: Optional[EventCallback]) -> None:
         self.name = name
         self._emit = emitter(on_event)
         self.workdir = tempfile.mkdtemp(prefix=f"fairing-local-{name}-")
@@ -140,15 +140,17 @@ class LocalHandle:
 
 
 class LocalDeployer:
-    """Runs local images as subprocesses; ``env`` is added to every job's environment."""
+    """Runs a :class:`~fairing.artifacts.LocalDir` as a subprocess; ``env`` is added to every job's environment."""
+
+    accepts = (LocalDir,)
 
     def __init__(self, *, env: Optional[dict] = None) -> None:
         self.env = dict(env or {})
 
     def deploy(self, image: Any, *, name: Optional[str] = None, on_event: Optional[EventCallback] = None) -> LocalHandle:
-        if not isinstance(image, LocalImage):
+        if not isinstance(image, LocalDir):
             raise ConfigurationError(
-                f"The local deployer runs what the local builder makes, not {type(image).__name__}. "
+                f"The local deployer runs what the local builder makes (a LocalDir), not {type(image).__name__}. "
                 "Use set_backend('local') for both, or the 'docker' or 'kubernetes' backend for images."
             )
         name = name or f"job-{time.strftime('%H%M%S')}-{uuid.uuid4().hex[:6]}"

@@ -17,8 +17,8 @@ from typing import Any, Iterator, Optional
 
 from ..errors import JobFailedError, JobTimeoutError
 from ..events import EventCallback
-from ..kube import raise_for_api_error
-from .kubernetes import JOB_LABEL, KubeDeployerBase, KubeHandle
+from ..kube import JOB_LABEL, raise_for_api_error
+from .kubernetes import KubeDeployerBase, KubeHandle
 from .local import LocalDeployer, LocalHandle
 
 __all__ = ["LocalServingDeployer", "LocalEndpointHandle", "ServingDeployer", "KubeEndpointHandle", "SERVING_PORT"]
@@ -135,32 +135,26 @@ class KubeEndpointHandle(KubeHandle):
         return ((self._obj or {}).get("status") or {}).get("readyReplicas") or 0
 
     def wait_ready(self, timeout: float = 300) -> None:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._ready_count() < self.replicas:
-                if self._watch_error is not None:
-                    raise_for_api_error(self._watch_error, action=f"watch Deployment {self.name}",
-                                        kind=self.kind, namespace=self.namespace)
-                for pod in list(self._pods.values()):
-                    self._diagnose(pod)
-                    self._diagnose_exit(pod)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise JobTimeoutError(
-                        f"The endpoint {self.name} had {self._ready_count()} of {self.replicas} replicas ready "
-                        f"after {timeout:g} s (pods: {self._pods_text()}; events: {self._events_text()}).",
-                        job=self.name, logs_tail=self._tail(),
-                    )
-                self._cond.wait(min(remaining, 5.0))  # grace periods expire without events
+        self.wait_until(self._ready, timeout=timeout, on_timeout=lambda: JobTimeoutError(
+            f"The endpoint {self.name} had {self._ready_count()} of {self.replicas} replicas ready "
+            f"after {timeout:g} s (pods: {self._pods_text()}; events: {self._events_text()}).",
+            job=self.name, logs_tail=self.tail()))
 
-    def _diagnose_exit(self, pod: dict) -> None:
+    def _ready(self) -> bool:
+        if self._ready_count() >= self.replicas:
+            return True
+        for pod in list(self._pods.values()):
+            self._raise_early_exit(pod)
+        return False
+
+    def _raise_early_exit(self, pod: dict) -> None:
         for cs in pod.get("status", {}).get("containerStatuses") or []:
             terminated = (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated")
             if terminated and terminated.get("exitCode"):
                 raise JobFailedError(
                     f"The endpoint's pod {pod['metadata']['name']} exited with code {terminated['exitCode']} "
                     "before it was ready; see the log below (a failing load() is the usual cause).",
-                    job=self.name, exit_code=terminated["exitCode"], logs_tail=self._pod_log_tail(pod),
+                    job=self.name, exit_code=terminated["exitCode"], logs_tail=self.pod_log_tail(pod),
                 )
 
     def request(self, method: str, path: str, body: Optional[dict] = None, timeout: float = 60) -> tuple[int, Any]:
@@ -223,7 +217,7 @@ class ServingDeployer(KubeDeployerBase):
         try:
             kube.apps.create_namespaced_deployment(kube.namespace, deployment)
             kube.core.create_namespaced_service(kube.namespace, service)
-        except kube.k8s.client.ApiException as exc:
+        except kube.api_errors as exc:
             try:
                 kube.apps.delete_namespaced_deployment(name, kube.namespace)
             except kube.k8s.client.ApiException:

@@ -97,7 +97,7 @@ class _TrainingDeployer(KubeDeployerBase):
         try:
             kube.custom.create_namespaced_custom_object(GROUP, VERSION, kube.namespace, self.plural,
                                                         self.manifest(image, name))
-        except kube.k8s.client.ApiException as exc:
+        except kube.api_errors as exc:
             raise_for_api_error(exc, action=f"create {self.kind} {name}", kind=self.kind, namespace=kube.namespace)
         handle = TrainingJobHandle(kube, name, kube.namespace, on_event=on_event)
         handle.kind, handle.plural = self.kind, self.plural

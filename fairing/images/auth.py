@@ -10,6 +10,13 @@ A credentials provider is any callable ``provider(registry_host) -> Credential |
   stdin, as the Docker CLI does.
 * :func:`anonymous` - never any credentials.
 
+:func:`resolve_credentials` is the one rule every builder, deployer and backend uses
+to turn its options into a provider: ``username``/``password`` (both or neither), else
+``credentials``, else :class:`DockerConfigCredentials`. :func:`lookup` asks a provider
+with its failures explained; :func:`docker_auth_config` and :func:`docker_config_json`
+are the two shapes credentials leave in (the Docker API's ``auth_config``, and a
+``config.json`` for an image pull secret or Kaniko).
+
 A :class:`Credential` never shows its secret in ``repr`` or ``str``.
 """
 
@@ -22,7 +29,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 from ..errors import ConfigurationError, RegistryAuthError
 
@@ -32,6 +39,10 @@ __all__ = [
     "StaticCredentials",
     "DockerConfigCredentials",
     "anonymous",
+    "resolve_credentials",
+    "lookup",
+    "docker_auth_config",
+    "docker_config_json",
 ]
 
 _DOCKER_HUB_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "docker.io", "registry-1.docker.io")
@@ -89,10 +100,16 @@ class DockerConfigCredentials:
     """Credentials from a Docker CLI config file (``config_path`` or ``$DOCKER_CONFIG``)."""
 
     def __init__(self, config_path: "str | os.PathLike[str] | None" = None) -> None:
-        if config_path is None:
-            directory = os.environ.get("DOCKER_CONFIG") or str(Path.home() / ".docker")
-            config_path = Path(directory) / "config.json"
-        self.config_path = Path(config_path)
+        self._config_path = Path(config_path) if config_path is not None else None
+
+    @property
+    def config_path(self) -> Path:
+        """The file read: the one given, else the environment's at the time of the lookup."""
+        if self._config_path is not None:
+            return self._config_path
+        from ..environment import current
+
+        return current().docker_config
 
     def _load(self) -> dict:
         try:
@@ -133,6 +150,62 @@ class DockerConfigCredentials:
 
     def __repr__(self) -> str:
         return f"DockerConfigCredentials({str(self.config_path)!r})"
+
+
+def resolve_credentials(*, username: Optional[str] = None, password: Optional[str] = None,
+                        credentials: Optional[CredentialProvider] = None) -> CredentialProvider:
+    """The credentials provider for a stage's options: ``username`` and ``password``
+    (both or neither) for every registry, else ``credentials``, else what ``docker login``
+    stored (:class:`DockerConfigCredentials`)."""
+    if (username is None) != (password is None):
+        raise ConfigurationError("Give both username= and password=, or neither (to use ~/.docker/config.json).")
+    if username is not None:
+        if credentials is not None:
+            raise ConfigurationError("Give username=/password= or credentials=, not both.")
+        return StaticCredentials(username, password)  # type: ignore[arg-type]
+    if credentials is not None and not callable(credentials):
+        raise ConfigurationError(
+            f"credentials must be a provider, a callable host -> Credential | None (e.g. StaticCredentials(user, "
+            f"password) from fairing.images.auth), not {type(credentials).__name__}."
+        )
+    return credentials if credentials is not None else DockerConfigCredentials()
+
+
+def lookup(provider: CredentialProvider, host: str, *, error: type = RegistryAuthError) -> Optional[Credential]:
+    """``provider(host)``, with a failure of the provider itself raised as ``error`` (whose
+    message names the host and the exception type, never a secret)."""
+    from ..errors import FairingError
+
+    try:
+        return provider(host)
+    except FairingError:
+        raise
+    except Exception as exc:
+        raise error(f"Looking up credentials for {host} failed: {type(exc).__name__}. Check "
+                    "~/.docker/config.json and its credential helpers, or the credentials= you gave.") from None
+
+
+def docker_auth_config(credential: Optional[Credential]) -> Optional[dict]:
+    """The Docker Engine API's ``auth_config`` (``X-Registry-Auth``) for ``credential``."""
+    if credential is None:
+        return None
+    if credential.identity_token:
+        return {"identitytoken": credential.password}
+    return {"username": credential.username, "password": credential.password}
+
+
+def docker_config_json(provider: CredentialProvider, hosts: "Iterable[str]", *,
+                       error: type = RegistryAuthError) -> Optional[str]:
+    """A Docker ``config.json`` with an ``auths`` entry for each of ``hosts`` the provider
+    knows (None when it knows none): the content of an image pull secret or of Kaniko's
+    ``/kaniko/.docker/config.json``. A failing provider raises ``error``."""
+    auths = {}
+    for host in sorted(set(hosts)):
+        credential = lookup(provider, host, error=error)
+        if credential is not None:
+            token = base64.b64encode(f"{credential.username}:{credential.password}".encode()).decode()
+            auths[host] = {"auth": token}
+    return json.dumps({"auths": auths}) if auths else None
 
 
 def _from_auth_entry(entry: dict, key: str, path: Path) -> Optional[Credential]:

@@ -126,8 +126,10 @@ def directory_layer(root: Path, prefix: str, out: Path, *, compresslevel: int = 
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "fairing"
+    """fairing's cache directory, as :mod:`fairing.environment` reports it."""
+    from ..environment import current
+
+    return current().cache_dir
 
 
 class LocalCache:

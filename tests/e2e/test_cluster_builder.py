@@ -18,11 +18,12 @@ import uuid
 
 import pytest
 
-from fairing import BuildError, TrainJob
+from fairing import BuildError, BuildPodError, ImagePullError, TrainJob
 from fairing.backends import Backend
 from fairing.builders.cluster import ClusterBuilder
 from fairing.builders.context_stores import GCSContext, S3Context, StreamContext
 from fairing.deployers.job import JobDeployer
+from fairing.events import Stage
 
 pytestmark = pytest.mark.e2e
 
@@ -162,4 +163,20 @@ def test_failing_run_step_raises_with_its_log(make_builder, base_image, kube, tm
     with pytest.raises(BuildError) as err:
         TrainJob(_context_files(tmp_path), backend=Backend("kaniko", builder, JobDeployer(kube=kube))).run(timeout=900)
     assert "compiling the extension" in str(err.value) and "failed" in str(err.value)
+    _assert_clean(kube)
+
+
+def test_executor_image_that_cannot_be_pulled_is_a_build_error(base_image, registry_address, kube, tmp_path):
+    missing = f"{registry_address}/fairing-e2e/no-such-executor:v0"
+    builder = ClusterBuilder(base_image, f"{registry_address}/fairing-kaniko", kaniko_image=missing,
+                             repository=f"nopull-{uuid.uuid4().hex[:6]}", insecure=True, kube=kube, timeout=300)
+    events = []
+    with pytest.raises(BuildError) as err:
+        TrainJob(_context_files(tmp_path), backend=Backend("kaniko", builder, JobDeployer(kube=kube)),
+                 on_event=events.append).submit()
+    assert isinstance(err.value, BuildPodError)
+    assert isinstance(err.value.__cause__, ImagePullError)  # what Kubernetes said, kept as the cause
+    assert "no-such-executor" in str(err.value) and "Kaniko build" in str(err.value)
+    kaniko = [e.status for e in events if isinstance(e, Stage) and e.name == "kaniko"]
+    assert kaniko == ["started", "failed"]
     _assert_clean(kube)

@@ -23,6 +23,7 @@ from fairing.images.manifest import (
     canonical_json,
     sha256_digest,
 )
+from fairing.artifacts import RegistryImage
 from fairing.images.registry import RegistryClient, StaticCredentials
 from tests.services.proxy import Proxy
 from tests.services.registry import free_port
@@ -84,7 +85,9 @@ def test_new_image_pushed_with_config(registry, base_image, fairing_cache):
     assert config["rootfs"]["diff_ids"][-1] == _diff_id(_context())
     notes = {e.note for e in events if isinstance(e, Progress)}
     assert {"uploaded", "mounted"} <= notes
-    assert [e.status for e in events if isinstance(e, Stage) and e.name == "build"] == ["started", "finished"]
+    # the pipeline (submit) reports "build"; the builder reports its parts, each once
+    assert [(e.name, e.status) for e in events if isinstance(e, Stage)] == [("push", "started"), ("push", "finished")]
+    assert isinstance(ref, RegistryImage)
 
 
 def test_same_context_same_digest_and_unchanged_resubmit_uploads_nothing(registry, base_image, fairing_cache, tmp_path):
@@ -200,7 +203,7 @@ def test_tls_basic_auth_push(tls_registry, tls_base_image, fairing_cache, caplog
                        ca_bundle=str(tls_registry.ca_path), cache_dir=fairing_cache) as builder:
         ref = builder.build(_context(), on_event=events.append)
         builder.build(_context("print('again')"))  # no callback: events go to the 'fairing' logger
-        assert password not in repr(builder) and password not in repr(builder.client.__dict__.get("_credentials"))
+        assert password not in repr(builder) and password not in repr(builder.client.auth.__dict__.get("_credentials"))
     assert ref.pinned
     with RegistryClient(credentials=StaticCredentials(user, password), ca_bundle=str(tls_registry.ca_path)) as client:
         assert client.head_manifest(ref).digest == ref.digest
@@ -389,7 +392,7 @@ def test_insecure_registry_with_self_signed_certificate(tls_registry, tls_base_i
     with AppendBuilder(tls_base_image, tls_registry.address, repository=_repo(), username=user, password=password,
                        insecure=[tls_registry.address], cache_dir=fairing_cache) as builder:
         assert builder.build(_context()).pinned
-        assert builder.client._scheme[tls_registry.address] == "https"
+        assert builder.client.transport.scheme[tls_registry.address] == "https"
 
 
 def test_missing_base_image_clear_error(registry, fairing_cache):

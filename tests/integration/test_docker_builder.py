@@ -17,7 +17,8 @@ import pytest
 import fairing
 from fairing import BuildError, DockerEngineError, RegistryAuthError, TrainJob
 from fairing.backends.docker import docker_backend
-from fairing.builders.docker import DockerBuilder, LocalDockerImage
+from fairing.artifacts import DockerImage
+from fairing.builders.docker import DockerBuilder
 from fairing.deployers.docker import DockerDeployer
 from fairing.events import LogLine, Progress, Stage
 from fairing.preprocessors.function import FunctionPreprocessor
@@ -160,7 +161,7 @@ def test_local_build_without_registry_returns_the_image_id(docker_client, base_i
     context = FunctionPreprocessor(lambda: "local", (), {}).context()
     image = DockerBuilder(base_image).build(context)
     images.add(image)
-    assert isinstance(image, LocalDockerImage) and image.id.startswith("sha256:")
+    assert isinstance(image, DockerImage) and image.id.startswith("sha256:")
     assert docker_client.images.get(image.id).id == image.id
     handle = DockerDeployer().deploy(image, name=f"{job_label}-local")
     try:

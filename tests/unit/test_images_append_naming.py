@@ -6,7 +6,7 @@ from fairing.builders.append import AppendBuilder
 from fairing.builders.naming import repository_name
 from fairing.context import BuildContext
 from fairing.errors import ConfigurationError
-from fairing.images.registry import _is_loopback
+from fairing.images.registry.transport import is_loopback
 
 
 def _ctx(entrypoint=("python3", "train.py"), files=None):
@@ -60,6 +60,6 @@ def test_bad_base_image():
 
 def test_loopback_hosts():
     for host in ("localhost", "localhost:5000", "127.0.0.1:5000", "127.1.2.3", "[::1]:5000", "reg.localhost:80"):
-        assert _is_loopback(host), host
+        assert is_loopback(host), host
     for host in ("ghcr.io", "10.0.0.1:5000", "192.168.1.2", "localhost.example.com"):
-        assert not _is_loopback(host), host
+        assert not is_loopback(host), host

@@ -1,8 +1,8 @@
-"""Access to a Kubernetes cluster: configuration, namespace, and typed errors.
+"""One connection to a Kubernetes cluster, and API errors turned into typed FairingErrors.
 
-The environment (kubeconfig, the in-cluster service account) is read here and
-nowhere else. ``KubeClient`` wraps one ``kubernetes.client.ApiClient``; pass your own
-``api_client`` to point fairing at any cluster.
+``KubeClient`` wraps one ``kubernetes.client.ApiClient``; pass your own ``api_client``
+to point fairing at any cluster. Without one it loads the kubeconfig, or the pod's
+service account inside a cluster, as :mod:`fairing.environment` reports them.
 """
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
-from .errors import ConfigurationError, DeployError, MissingCRDError, MissingDependencyError, PermissionDeniedError
+from ..environment import Environment, current
+from ..errors import ConfigurationError, DeployError, MissingCRDError, MissingDependencyError, PermissionDeniedError
 
-__all__ = ["KubeClient", "kubernetes_module", "raise_for_api_error"]
-
-SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+__all__ = ["KubeClient", "kubernetes_module", "raise_for_api_error", "is_status"]
 
 
 def kubernetes_module():
@@ -30,6 +29,11 @@ def kubernetes_module():
 def raise_for_api_error(exc: Exception, *, action: str, kind: str = "", namespace: str = "") -> None:
     """Turn an ApiException into the FairingError that explains it (always raises)."""
     status = getattr(exc, "status", None)
+    if status is None:  # no answer at all: connection refused, TLS, DNS...
+        raise DeployError(
+            f"Could not reach the Kubernetes API server to {action}: {exc}. Check that the cluster is up and "
+            "that your kubeconfig points at it (kubectl cluster-info)."
+        ) from exc
     try:
         body = json.loads(getattr(exc, "body", "") or "{}")
     except ValueError:
@@ -56,39 +60,36 @@ def raise_for_api_error(exc: Exception, *, action: str, kind: str = "", namespac
             f"Kubernetes did not accept fairing's credentials (while trying to {action}): {message}. "
             "Refresh your kubeconfig (e.g. log in to the cluster again)."
         ) from exc
-    if status is None:
-        raise DeployError(
-            f"Could not reach the Kubernetes API server to {action}: {exc}. Check that the cluster is up and "
-            "that your kubeconfig points at it (kubectl cluster-info)."
-        ) from exc
     raise DeployError(f"Kubernetes could not {action}{where}: HTTP {status}: {message}") from exc
+
+
+def is_status(exc: BaseException, *codes: int) -> bool:
+    """True when ``exc`` is an API error with one of these HTTP statuses."""
+    return getattr(exc, "status", None) in codes
 
 
 class KubeClient:
     """One connection to a cluster. ``namespace`` defaults to the kubeconfig context's,
-    or the pod's own inside a cluster, or 'default'."""
+    or the pod's own inside a cluster, or 'default'. ``environment``: where to find the
+    kubeconfig and the service account [:func:`fairing.environment.current`]."""
 
     def __init__(self, *, api_client: Any = None, kubeconfig: Optional[str] = None, context: Optional[str] = None,
-                 namespace: Optional[str] = None) -> None:
+                 namespace: Optional[str] = None, environment: Optional[Environment] = None) -> None:
         k8s = kubernetes_module()
         self.k8s = k8s
         config_namespace = None
         if api_client is None:
-            api_client, config_namespace = self._load(k8s, kubeconfig, context)
+            api_client, config_namespace = self._load(k8s, kubeconfig, context, environment or current())
         self.api_client = api_client
         self.namespace = namespace or config_namespace or "default"
 
     @staticmethod
-    def _load(k8s, kubeconfig: Optional[str], context: Optional[str]):
-        path = kubeconfig or os.environ.get("KUBECONFIG")
-        in_cluster = (SERVICE_ACCOUNT_DIR / "token").is_file() and not path
-        if in_cluster:
+    def _load(k8s, kubeconfig: Optional[str], context: Optional[str], env: Environment):
+        if env.in_cluster and not kubeconfig and not env.kubeconfig_env:
             configuration = k8s.client.Configuration()
             k8s.config.load_incluster_config(client_configuration=configuration)
-            ns_file = SERVICE_ACCOUNT_DIR / "namespace"
-            return k8s.client.ApiClient(configuration), ns_file.read_text().strip() if ns_file.is_file() else None
-        path = path or os.path.expanduser("~/.kube/config")
-        first = path.split(os.pathsep)[0]
+            return k8s.client.ApiClient(configuration), env.pod_namespace
+        first = kubeconfig.split(os.pathsep)[0] if kubeconfig else str(env.kubeconfig)
         if not Path(first).is_file():
             raise ConfigurationError(
                 f"No kubeconfig at {first!r} and not running inside a cluster. Point KUBECONFIG at your cluster's "
@@ -103,6 +104,14 @@ class KubeClient:
             raise ConfigurationError(f"The kubeconfig {first!r} could not be used: {exc}. Check its contexts.") from exc
         namespace = (chosen or {}).get("context", {}).get("namespace")
         return k8s.client.ApiClient(configuration), namespace
+
+    @property
+    def api_errors(self) -> tuple:
+        """What a call may raise: the API's answer, or no answer (connection refused, TLS...);
+        :func:`raise_for_api_error` explains both."""
+        import urllib3
+
+        return (self.k8s.client.ApiException, urllib3.exceptions.HTTPError)
 
     @property
     def core(self):

@@ -1,0 +1,98 @@
+"""What a pod's status says is wrong, as the FairingError that explains it: a pure function.
+
+``diagnose(pod)`` reads only the pod (a dict as the API serves it, or a ``V1Pod``) and
+the clock; it calls no API, so it is tested over pod fixtures. It returns ``None`` while
+nothing is wrong yet, including states that may still heal: a pod unschedulable for
+less than ``grace`` seconds (a claim being bound, a node being added), an
+``ErrImagePull`` that is not a plain "not found" (Kubernetes retries and then reports
+``ImagePullBackOff``).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any, Optional
+
+from ..errors import DeployError, FairingError, ImagePullError, JobFailedError, UnschedulableError
+
+__all__ = ["diagnose", "as_dict", "UNSCHEDULABLE_GRACE"]
+
+#: Seconds a pod may stay unschedulable before it is an error.
+UNSCHEDULABLE_GRACE = 20.0
+
+_PULL_REASONS = ("ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull", "ErrImagePull")
+_CREATE_REASONS = ("CreateContainerConfigError", "CreateContainerError", "RunContainerError")
+
+_serializer: Any = None
+
+
+def as_dict(obj: Any) -> dict:
+    """An API object as the JSON-shaped dict the server sent (camelCase keys)."""
+    if isinstance(obj, dict):
+        return obj
+    global _serializer
+    if _serializer is None:
+        from .client import kubernetes_module
+
+        _serializer = kubernetes_module().client.ApiClient()
+    return _serializer.sanitize_for_serialization(obj)
+
+
+def _age(timestamp: Any, now: float) -> float:
+    """Seconds from an API timestamp to ``now`` (0 when absent or unreadable)."""
+    if not timestamp:
+        return 0.0
+    if isinstance(timestamp, datetime):
+        return now - timestamp.timestamp()
+    try:
+        return now - datetime.fromisoformat(str(timestamp).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def diagnose(pod: Any, *, kind: str = "", workload: str = "", grace: float = UNSCHEDULABLE_GRACE,
+             now: Optional[float] = None) -> Optional[FairingError]:
+    """The error that explains why ``pod`` cannot start or keeps failing, or None.
+
+    ``kind`` and ``workload`` name what the pod belongs to (``"Job"``, ``"train-1"``) in
+    messages; ``now`` is the time to judge by [the clock's]. A
+    :class:`~fairing.errors.JobFailedError` for a crash loop carries no log tail: the
+    caller, which can read logs, adds it.
+    """
+    pod = as_dict(pod)
+    now = time.time() if now is None else now
+    name = (pod.get("metadata") or {}).get("name", "?")
+    of = f" of {kind} {workload}" if workload else ""
+    status = pod.get("status") or {}
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "PodScheduled" and cond.get("status") == "False" \
+                and cond.get("reason") == "Unschedulable":
+            if _age(cond.get("lastTransitionTime"), now) < grace:
+                continue
+            return UnschedulableError(
+                f"The pod {name}{of} cannot be scheduled: {cond.get('message')}. "
+                "Ask for fewer resources (cpu, memory, GPUs), or add nodes that have them."
+            )
+    for cs in (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or []):
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        reason = waiting.get("reason", "")
+        message = waiting.get("message", "") or ""
+        if reason in _PULL_REASONS:
+            if reason == "ErrImagePull" and "not found" not in message and "manifest unknown" not in message:
+                continue  # maybe transient: wait for the back-off verdict
+            return ImagePullError(
+                f"The node cannot pull the image {cs.get('image')} for pod {name} ({reason}): {message}. "
+                "Check that the image was pushed to a registry the cluster can reach, and that an image pull "
+                "secret is set if the registry needs credentials."
+            )
+        if reason in _CREATE_REASONS:
+            return DeployError(f"The container of pod {name} could not be created ({reason}): {message}. "
+                               "Check the secrets, config maps and volumes it uses.")
+        if reason == "CrashLoopBackOff":
+            last = (cs.get("lastState") or {}).get("terminated") or {}
+            return JobFailedError(
+                f"The pod {name}{of} keeps crashing (CrashLoopBackOff, last exit code {last.get('exitCode')}).",
+                job=workload or name, exit_code=last.get("exitCode"),
+            )
+    return None

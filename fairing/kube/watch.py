@@ -1,0 +1,340 @@
+"""One watcher for a workload on a cluster: the object, its pods, their logs, and waiting.
+
+A :class:`Workload` keeps two watches open in background threads - one on the object
+(Job, TFJob, Deployment, a bare Pod...), one on its pods (selected by
+:data:`~fairing.kube.labels.JOB_LABEL`) - and resumes each from its last
+resourceVersion when the server closes it (re-listing after ``410 Gone``). Every wait
+goes through :meth:`Workload.wait_until`, which sleeps on a condition those watches
+signal (no polling loop) and raises what :func:`~fairing.kube.diagnose.diagnose` finds
+wrong with a pod. Logs of every replica stream as soon as its container starts (the
+previous container too, after a restart), kept in order per replica.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, Iterator, Optional
+
+from ..errors import DeployError, FairingError, JobFailedError, JobTimeoutError
+from ..events import EventCallback, LogLine, emitter
+from ..handle import JobStatus, LogBuffer
+from ..runtime.result import PREFIX
+from .client import is_status, raise_for_api_error
+from .diagnose import UNSCHEDULABLE_GRACE, diagnose
+from .labels import JOB_LABEL
+
+__all__ = ["Workload"]
+
+_TAIL = 40
+_WATCH_SECONDS = 60
+
+
+class Workload:
+    """A workload on a cluster. Subclasses say how to list, judge and delete it.
+
+    ``unschedulable_grace``: seconds a pod may stay unschedulable (an unbound claim, a
+    node being added) before :class:`~fairing.errors.UnschedulableError` is raised.
+    """
+
+    kind = "Job"
+    unschedulable_grace = UNSCHEDULABLE_GRACE
+
+    def __init__(self, kube: Any, name: str, namespace: str, *, on_event: Optional[EventCallback]) -> None:
+        self.kube = kube
+        self.name = name
+        self.namespace = namespace
+        self._emit = emitter(on_event)
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._obj: Optional[dict] = None
+        self._obj_gone = False
+        self._pods: dict[str, dict] = {}
+        self._log = LogBuffer()
+        self._streams: dict[str, threading.Thread] = {}
+        self._watch_error: Optional[BaseException] = None
+        self._deleted = False
+
+    # -- what subclasses provide -------------------------------------------------------
+
+    def _list_objects(self, **kwargs):
+        raise NotImplementedError
+
+    def _phase(self, obj: dict) -> Optional[str]:
+        """'Succeeded' or 'Failed' once the workload has ended, else None."""
+        raise NotImplementedError
+
+    def _delete_object(self) -> None:
+        raise NotImplementedError
+
+    def replica(self, pod: dict) -> str:
+        """The log prefix of a pod: '' for a lone pod, 'worker-1' for a replica."""
+        return ""
+
+    def _is_result_pod(self, pod: dict) -> bool:
+        return True
+
+    # -- watches -------------------------------------------------------------------------
+
+    def start(self) -> "Workload":
+        selector = f"{JOB_LABEL}={self.name}"
+        threading.Thread(target=self._watch_loop,
+                         args=(self._list_objects, {"field_selector": f"metadata.name={self.name}"}, self._on_object),
+                         name=f"fairing-watch-{self.name}", daemon=True).start()
+        threading.Thread(target=self._watch_loop,
+                         args=(self.kube.core.list_namespaced_pod, {"label_selector": selector}, self._on_pod),
+                         name=f"fairing-pods-{self.name}", daemon=True).start()
+        return self
+
+    def _watch_loop(self, list_fn, selector: dict, on_event) -> None:
+        k8s = self.kube.k8s
+        resource_version = None
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                if resource_version is None:
+                    listing = self.kube.to_dict(list_fn(namespace=self.namespace, **selector))
+                    for item in listing.get("items", []):
+                        on_event("ADDED", item)
+                    resource_version = listing["metadata"]["resourceVersion"]
+                watch = k8s.watch.Watch()
+                for event in watch.stream(list_fn, namespace=self.namespace, resource_version=resource_version,
+                                          timeout_seconds=_WATCH_SECONDS, allow_watch_bookmarks=True, **selector):
+                    if self._stop.is_set():
+                        watch.stop()
+                        break
+                    obj = self.kube.to_dict(event["object"])
+                    if event["type"] == "ERROR":
+                        if obj.get("code") == 410:
+                            resource_version = None
+                            break
+                        continue
+                    resource_version = obj.get("metadata", {}).get("resourceVersion", resource_version)
+                    if event["type"] != "BOOKMARK":
+                        on_event(event["type"], obj)
+                failures = 0
+            except Exception as exc:  # expired watch (410): re-list; dropped connection: retry, then report
+                if is_status(exc, 410):
+                    resource_version = None
+                    continue
+                failures += 1
+                if failures > 5:
+                    with self._cond:
+                        self._watch_error = exc
+                        self._cond.notify_all()
+                    return
+                self._stop.wait(min(2 ** failures, 10))
+
+    def _on_object(self, kind: str, obj: dict) -> None:
+        with self._cond:
+            if kind == "DELETED":
+                self._obj_gone = True
+            else:
+                self._obj = obj
+            self._cond.notify_all()
+
+    def _on_pod(self, kind: str, pod: dict) -> None:
+        name = pod["metadata"]["name"]
+        with self._cond:
+            if kind == "DELETED":
+                self._pods.pop(name, None)
+            else:
+                self._pods[name] = pod
+            self._cond.notify_all()
+        if kind != "DELETED":
+            self._maybe_stream(pod)
+
+    # -- logs ----------------------------------------------------------------------------
+
+    def _maybe_stream(self, pod: dict) -> None:
+        name = pod["metadata"]["name"]
+        statuses = pod.get("status", {}).get("containerStatuses") or []
+        started = any("running" in (s.get("state") or {}) or "terminated" in (s.get("state") or {}) for s in statuses)
+        restarts = sum(s.get("restartCount", 0) for s in statuses)
+        key = f"{name}#{restarts}"
+        if not started or key in self._streams:
+            return
+        thread = threading.Thread(target=self._stream, args=(name, self.replica(pod), restarts),
+                                  name=f"fairing-log-{name}", daemon=True)
+        with self._cond:
+            if key in self._streams:
+                return
+            self._streams[key] = thread
+        thread.start()
+
+    def _stream(self, pod_name: str, source: str, restarts: int) -> None:
+        core = self.kube.core
+        try:
+            response = core.read_namespaced_pod_log(pod_name, self.namespace, follow=True, _preload_content=False)
+            pending = b""
+            for chunk in response.stream(4096):
+                pending += chunk
+                *complete, pending = pending.split(b"\n")
+                for raw in complete:
+                    self._add_line(source, raw.decode("utf-8", "replace"))
+            if pending:
+                self._add_line(source, pending.decode("utf-8", "replace"))
+        except Exception as exc:  # the pod went away mid-stream: the log ends here
+            if not (self._deleted or self._stop.is_set()):
+                why = getattr(exc, "body", None) or getattr(exc, "reason", None) or exc
+                self._add_line(source, f"[fairing: log stream of {pod_name} ended: {type(exc).__name__}: {why}]")
+        finally:
+            with self._cond:
+                self._cond.notify_all()
+
+    def _add_line(self, source: str, line: str) -> None:
+        if line.startswith(PREFIX):
+            return  # the result line is for result(), not for people
+        self._log.add(line, source)
+        self._emit(LogLine(line, source))
+
+    def _streams_done(self) -> bool:
+        return all(not t.is_alive() for t in self._streams.values())
+
+    def logs(self, follow: bool = True) -> Iterator[str]:
+        return self._log.follow(follow, done=lambda: self._ended() and self._streams_done())
+
+    def tail(self, source: Optional[str] = None) -> str:
+        """The last lines streamed (of one replica, with ``source``)."""
+        return self._log.tail(_TAIL, source)
+
+    def pod_log_tail(self, pod: dict) -> str:
+        """The pod's last lines: from the stream when it has them, else read now (the stream
+        may not have caught a container that exited at once); the previous container's
+        after a restart."""
+        buffered = self.tail(self.replica(pod))
+        if buffered:
+            return buffered
+        restarted = any(cs.get("restartCount") for cs in pod.get("status", {}).get("containerStatuses") or [])
+        try:
+            return self.kube.core.read_namespaced_pod_log(pod["metadata"]["name"], self.namespace,
+                                                          tail_lines=_TAIL, previous=restarted)
+        except self.kube.k8s.client.ApiException:
+            return ""
+
+    # -- state -----------------------------------------------------------------------------
+
+    def _pods_terminal(self) -> bool:
+        return all(p.get("status", {}).get("phase") in ("Succeeded", "Failed") for p in self._pods.values())
+
+    def _ended(self) -> bool:
+        return self._obj is not None and self._phase(self._obj) is not None
+
+    def status(self) -> JobStatus:
+        with self._cond:
+            obj, pods = self._obj, list(self._pods.values())
+        if obj is None:
+            return JobStatus("Pending")
+        phase = self._phase(obj)
+        if phase:
+            return JobStatus(phase, self.terminated()[1].get("exitCode"))
+        running = any(p.get("status", {}).get("phase") == "Running" for p in pods)
+        return JobStatus("Running" if running else "Pending")
+
+    def terminated(self) -> tuple[Optional[dict], dict]:
+        """The newest result pod with a terminated container, and that container's
+        ``terminated`` state (``exitCode``, ``reason``, ``message``); ``(None, {})`` if none."""
+        with self._cond:
+            pods = [p for p in self._pods.values() if self._is_result_pod(p)]
+        for pod in sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", ""), reverse=True):
+            for cs in pod.get("status", {}).get("containerStatuses") or []:
+                state = (cs.get("state") or {}).get("terminated")
+                if state:
+                    return pod, state
+        return None, {}
+
+    def _raise_diagnosis(self) -> None:
+        for pod in list(self._pods.values()):
+            error = diagnose(pod, kind=self.kind, workload=self.name, grace=self.unschedulable_grace)
+            if isinstance(error, JobFailedError) and error.logs_tail is None:
+                error = JobFailedError(str(error), job=error.job, exit_code=error.exit_code,
+                                       logs_tail=self.pod_log_tail(pod))
+            if error is not None:
+                raise error
+
+    # -- waiting ---------------------------------------------------------------------------
+
+    def wait_until(self, done: Callable[[], Any], *, timeout: Optional[float] = None,
+                   on_timeout: Optional[Callable[[], FairingError]] = None, diagnose_pods: bool = True,
+                   tick: float = 5.0) -> bool:
+        """Block until ``done()`` (called under the lock, after each change) is true: True.
+
+        With ``diagnose_pods``, raise what a pod's state explains (an image that cannot be
+        pulled...). At ``timeout`` raise ``on_timeout()``, or without one return False
+        (also when the watches failed: then nothing more will come). ``tick`` bounds
+        each sleep, because grace periods expire without any event.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while True:
+                if done():
+                    return True
+                if self._watch_error is not None:
+                    if on_timeout is None:
+                        return False
+                    raise_for_api_error(self._watch_error, action=f"watch {self.kind} {self.name}",
+                                        kind=self.kind, namespace=self.namespace)
+                if diagnose_pods:
+                    self._raise_diagnosis()
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    if on_timeout is None:
+                        return False
+                    raise on_timeout()
+                self._cond.wait(tick if remaining is None else min(remaining, tick))
+
+    def _finished(self) -> bool:
+        if self._obj_gone:
+            raise DeployError(f"The {self.kind} {self.name} was deleted while fairing waited for it.")
+        return self._ended()
+
+    def wait(self, timeout: Optional[float] = None) -> JobStatus:
+        """Block until the workload ends (raising what keeps its pods from running);
+        on timeout raise JobTimeoutError; on Ctrl-C delete it."""
+        try:
+            self.wait_until(self._finished, timeout=timeout, on_timeout=lambda: JobTimeoutError(
+                f"The {self.kind} {self.name} did not finish within {timeout:g} s (pods: {self._pods_text()}; "
+                f"recent events: {self._events_text()}). It is deleted unless cleanup='never'; raise the timeout, "
+                "or make the job do less.", job=self.name, logs_tail=self.tail()))
+            # Replicas may end a little after the workload does (workers after the master):
+            # give them, then their log streams, a bounded moment to finish.
+            self.wait_until(self._pods_terminal, timeout=30, diagnose_pods=False, tick=1.0)
+            self.wait_until(self._streams_done, timeout=10, diagnose_pods=False, tick=0.5)
+        except KeyboardInterrupt:
+            self.delete()
+            raise
+        return self.status()
+
+    def _pods_text(self) -> str:
+        rows = []
+        for pod in self._pods.values():
+            states = [next(iter((cs.get("state") or {"unknown": {}}).items())) for cs in
+                      pod.get("status", {}).get("containerStatuses") or []]
+            detail = ", ".join(f"{k}{'/' + v.get('reason') if v.get('reason') else ''}" for k, v in states)
+            rows.append(f"{pod['metadata']['name']} {pod.get('status', {}).get('phase')} {detail}".strip())
+        return "; ".join(rows) or "none created"
+
+    def _events_text(self) -> str:
+        try:
+            events = self.kube.core.list_namespaced_event(self.namespace).items
+        except self.kube.k8s.client.ApiException:
+            return "(could not list events)"
+        mine = [e for e in events if (e.involved_object.name or "").startswith(self.name)]
+        return "; ".join(f"{e.reason}: {e.message}" for e in mine[-8:]) or "none"
+
+    # -- cleanup ---------------------------------------------------------------------------
+
+    def delete(self) -> None:
+        """Delete the workload and wait (a bounded minute) until it and its pods are gone."""
+        if self._deleted:
+            return
+        self._deleted = True
+        try:
+            self._delete_object()
+        except self.kube.api_errors as exc:
+            if not is_status(exc, 404):
+                raise_for_api_error(exc, action=f"delete {self.kind} {self.name}", kind=self.kind,
+                                    namespace=self.namespace)
+        # Foreground deletion: the object goes once its pods are gone.
+        self.wait_until(lambda: self._obj_gone, timeout=60, diagnose_pods=False, tick=1.0)
+        self._stop.set()

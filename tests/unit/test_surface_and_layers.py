@@ -1,0 +1,138 @@
+"""The public surface is pinned, and the stages import only in the allowed directions.
+
+``public_surface.json`` holds ``__all__`` of ``fairing`` and of every module that declares
+one. A change of the surface is deliberate: regenerate the snapshot with
+``python3 -m tests.unit.test_surface_and_layers`` and review the diff.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import json
+import pkgutil
+import sys
+from pathlib import Path
+
+import fairing
+
+ROOT = Path(fairing.__file__).resolve().parent
+SNAPSHOT = Path(__file__).with_name("public_surface.json")
+
+#: (importer prefix, imported prefix, why): a module under the first may not import one under the second,
+#: not even inside a function.
+FORBIDDEN = [
+    ("fairing.builders", "fairing.deployers", "a builder knows nothing of how its artifact is run"),
+    ("fairing.deployers", "fairing.builders", "a deployer takes an artifact, never a builder"),
+    ("fairing.images", "fairing.builders", "images are values and a registry client, below the stages"),
+    ("fairing.images", "fairing.deployers", "images are values and a registry client, below the stages"),
+    ("fairing.images", "fairing.kube", "images are values and a registry client, below the stages"),
+    ("fairing.kube", "fairing.builders", "kube/ is shared mechanics, below the stages"),
+    ("fairing.kube", "fairing.deployers", "kube/ is shared mechanics, below the stages"),
+    ("fairing.kube", "fairing.backends", "kube/ is shared mechanics, below the stages"),
+    ("fairing.artifacts", "fairing.builders", "the contract sits below the stages it connects"),
+    ("fairing.artifacts", "fairing.deployers", "the contract sits below the stages it connects"),
+    ("fairing.artifacts", "fairing.backends", "the contract sits below the stages it connects"),
+    ("fairing.environment", "fairing.", "the environment is the edge: it imports nothing of fairing"),
+    ("fairing.runtime", "fairing.", "the runtime is copied into images and uses the standard library only"),
+]
+STAGES = ("fairing.builders", "fairing.deployers", "fairing.backends", "fairing.images", "fairing.kube")
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module ``path`` imports, anywhere in it, with relative imports resolved."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)  # `from . import x` names a module
+    return found
+
+
+def _under(name: str, prefix: str) -> bool:
+    return name == prefix.rstrip(".") or name.startswith(prefix if prefix.endswith(".") else prefix + ".")
+
+
+def _violations(files) -> list[str]:
+    out = []
+    for path in files:
+        importer = _module_name(path)
+        for imported in sorted(_imports(path)):
+            for src, dst, why in FORBIDDEN:
+                if _under(importer, src) and _under(imported, dst) and not _under(imported, src):
+                    out.append(f"{importer} imports {imported}: {why}")
+    return out
+
+
+def test_no_module_imports_in_a_forbidden_direction():
+    assert _violations(sorted(ROOT.rglob("*.py"))) == []
+
+
+def test_the_import_walker_sees_lazy_and_relative_imports(tmp_path):
+    # a builder that reaches into a deployer inside a function, as the Kaniko builder once did
+    fake = ROOT / "builders" / "_probe_for_test.py"
+    fake.write_text("def f():\n    from ..deployers.kubernetes import JOB_LABEL\n    return JOB_LABEL\n")
+    try:
+        found = _violations([fake])
+    finally:
+        fake.unlink()
+    assert found == ["fairing.builders._probe_for_test imports fairing.deployers.kubernetes: "
+                     "a builder knows nothing of how its artifact is run",
+                     "fairing.builders._probe_for_test imports fairing.deployers.kubernetes.JOB_LABEL: "
+                     "a builder knows nothing of how its artifact is run"]
+
+
+def current_surface() -> dict[str, list[str]]:
+    surface = {"fairing": sorted(fairing.__all__)}
+    for info in pkgutil.walk_packages([str(ROOT)], prefix="fairing."):
+        if info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(info.name)
+        names = getattr(module, "__all__", None)
+        if names is not None and info.name not in surface:
+            surface[info.name] = sorted(names)
+    return dict(sorted(surface.items()))
+
+
+def _dump(surface: dict[str, list[str]]) -> str:
+    # one line per module, so that concurrent changes to different modules merge cleanly
+    lines = [f"  {json.dumps(name)}: {json.dumps(names)}" for name, names in surface.items()]
+    return "{\n" + ",\n".join(lines) + "\n}\n"
+
+
+def test_public_surface_matches_the_snapshot():
+    expected = json.loads(SNAPSHOT.read_text())
+    got = current_surface()
+    changed = {m: {"added": sorted(set(got.get(m, [])) - set(expected.get(m, []))),
+                   "removed": sorted(set(expected.get(m, [])) - set(got.get(m, [])))}
+               for m in set(got) | set(expected) if got.get(m) != expected.get(m)}
+    assert not changed, (f"The public surface changed: {changed}. If that is meant, run "
+                         "`python3 -m tests.unit.test_surface_and_layers` and commit public_surface.json.")
+
+
+def test_every_public_name_resolves():
+    for module, names in current_surface().items():
+        mod = importlib.import_module(module)
+        for name in names:
+            assert hasattr(mod, name), f"{module}.__all__ names {name!r}, which it does not define"
+
+
+if __name__ == "__main__":
+    SNAPSHOT.write_text(_dump(current_surface()))
+    print(f"wrote {SNAPSHOT}", file=sys.stderr)
