@@ -17,7 +17,9 @@ def pytest_collection_modifyitems(config, items):
     the cluster that the e2e tests share), whatever the order of the tiers. Tests of
     tests/cluster/up's own cluster (marker ``local_cluster``) are deselected, not
     skipped, when KUBECONFIG points at another cluster: there is nothing of ours there."""
-    if os.environ.get("KUBECONFIG"):
+    from tests.e2e.conftest import local_cluster_in_use
+
+    if not local_cluster_in_use():
         other = [item for item in items if item.get_closest_marker("local_cluster")]
         if other:
             config.hook.pytest_deselected(items=other)

@@ -41,8 +41,10 @@ def _tail(text: str, n: int = 60) -> str:
 
 
 def local_cluster_in_use() -> bool:
-    """True when the tests run against tests/cluster/up's cluster."""
-    return not os.environ.get("KUBECONFIG")
+    """True when the tests run against tests/cluster/up's cluster (KUBECONFIG unset, or naming
+    its kubeconfig)."""
+    env = os.environ.get("KUBECONFIG")
+    return not env or Path(env.split(os.pathsep)[0]).resolve() == (STATE / "kubeconfig").resolve()
 
 
 def _local_api_answers(kubeconfig: Path) -> str | None:
