@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 from pathlib import Path
 
@@ -10,6 +11,14 @@ import pytest
 
 # fairing-level e2e fixtures (base image, builder, backend...) on top of tests/e2e/conftest.py
 pytest_plugins = ["tests.e2e.fairing_fixtures"]
+
+
+def pytest_configure(config):
+    """A suite started as a background job (`cmd &` in a script, as some CI runners do) inherits
+    SIGINT ignored, and so would every process it starts: the Ctrl-C tests could not interrupt
+    anything. A handler here is reset to the default in each child at exec."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -231,13 +231,16 @@ def test_tfjob_without_its_crd_is_a_clear_error(builder, kube):
     crd = kube.to_dict(ext.read_custom_resource_definition("tfjobs.kubeflow.org"))
     ext.delete_custom_resource_definition("tfjobs.kubeflow.org")
     try:
-        deadline = time.time() + 60
+        # Deletion waits until every TFJob in the cluster is gone (other tests' namespaces too).
+        deadline = time.time() + 240
         while time.time() < deadline:
             try:
                 ext.read_custom_resource_definition("tfjobs.kubeflow.org")
                 time.sleep(0.5)
             except kube.k8s.client.ApiException:
                 break
+        else:
+            pytest.fail("the TFJob CRD was still terminating after 240 s")
         with pytest.raises(MissingCRDError, match="training operator"):
             TFJobDeployer({"Worker": 1}, kube=kube).deploy("busybox")
     finally:
