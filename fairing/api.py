@@ -76,7 +76,7 @@ class RemoteFunction:
         self.func = func
         self.timeout = timeout
         self.cleanup = cleanup
-        self.input_files = list(input_files)
+        self.input_files = input_files  # a path, a list, or a dict (collect_input_files reads each form)
         self.requirements = requirements
         self.on_event = on_event
         self.options = dict(options)

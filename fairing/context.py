@@ -4,7 +4,13 @@ Serialisation is reproducible by construction: entries sorted by path, every par
 directory listed, mtime 0, uid/gid 0 with empty owner names, modes normalised to 0755
 (directories and executables) or 0644, and a gzip header with no name and mtime 0.
 The same inputs give the same sha256 whatever the order the files were created in,
-their mtimes, their owners or the machine.
+their mtimes, their owners or the machine. A :class:`Link` entry is a symbolic link
+(mode 0777) whose target stays inside the context.
+
+Requirements keep their order (hashed requirements and ``--pre``-style options depend
+on it); pip index options (``--index-url``, ``--extra-index-url``) are held apart in
+:class:`~fairing.requirements.PipIndexes`, which reach pip through its environment so
+that a credential in an index URL never enters a file, a layer or a message.
 """
 
 from __future__ import annotations
@@ -23,13 +29,24 @@ from types import MappingProxyType
 from typing import IO, Union
 
 from .errors import ConfigurationError, EntryPointNotFoundError
+from .requirements import PipIndexes, split_index_options
 
-__all__ = ["BuildContext", "Source"]
+__all__ = ["BuildContext", "Link", "Source"]
 
-#: What a file in the context is made from: a file on disk, or bytes made by fairing.
-Source = Union[Path, bytes]
+
+@dataclass(frozen=True)
+class Link:
+    """A symbolic link in the context; ``target`` is relative to the link's directory."""
+
+    target: str
+
+
+#: What a file in the context is made from: a file on disk, bytes made by fairing, or a link.
+Source = Union[Path, bytes, Link]
 
 _CHUNK = 1 << 20
+#: The name :meth:`BuildContext.requirements_txt` gives the constraints file, beside it.
+CONSTRAINTS_FILE = "constraints.txt"
 
 
 def _normalise_path(name: str) -> str:
@@ -64,6 +81,8 @@ def _freeze_files(files: Mapping[str, Source]) -> Mapping[str, Source]:
         path = _normalise_path(name)
         if isinstance(source, (bytes, bytearray, memoryview)):
             source = bytes(source)
+        elif isinstance(source, Link):
+            _check_link(path, source)
         elif isinstance(source, (str, os.PathLike)):
             source = Path(source)
             if not source.is_file():
@@ -81,14 +100,29 @@ def _freeze_files(files: Mapping[str, Source]) -> Mapping[str, Source]:
     return MappingProxyType(dict(sorted(frozen.items())))
 
 
+def _check_link(path: str, link: Link) -> None:
+    target = link.target
+    if not isinstance(target, str) or not target or target.startswith("/") or "\\" in target:
+        raise ConfigurationError(
+            f"The link {path!r} in the build context must point to a relative path, got {target!r}."
+        )
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
+    if resolved == ".." or resolved.startswith("../"):
+        raise ConfigurationError(
+            f"The link {path!r} -> {target!r} points outside the build context; a link may only point to "
+            "another path in it."
+        )
+
+
 @dataclass(frozen=True)
 class BuildContext:
     """Files (path in the image's working directory -> source), entrypoint and settings.
 
     ``files`` maps relative POSIX paths to a :class:`~pathlib.Path` on disk or to bytes.
     ``entrypoint`` is the command the container runs, in ``workdir`` (default ``/app``).
-    ``env`` is set in the image; ``requirements`` are pip requirement lines installed
-    before the code so that a code change never reinstalls them. Every ``with_*``
+    ``env`` is set in the image; ``requirements`` are pip requirement lines (in pip's
+    file format, order kept) installed before the code so that a code change never
+    reinstalls them. Index options among them move to ``pip_indexes``. Every ``with_*``
     method returns a new context.
     """
 
@@ -97,6 +131,8 @@ class BuildContext:
     env: Mapping[str, str] = field(default_factory=dict)
     workdir: str = "/app"
     requirements: tuple[str, ...] = ()
+    pip_indexes: PipIndexes = PipIndexes()
+    constraints: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "files", _freeze_files(self.files))
@@ -110,8 +146,18 @@ class BuildContext:
                 raise ConfigurationError(f"env entries must be str -> str with no '=' in the name; got {key!r}: {value!r}.")
         object.__setattr__(self, "env", MappingProxyType(dict(sorted(env.items()))))
         object.__setattr__(self, "workdir", _normalise_workdir(self.workdir))
-        reqs = tuple(r.strip() for r in self.requirements if r and r.strip() and not r.strip().startswith("#"))
-        object.__setattr__(self, "requirements", tuple(sorted(set(reqs))))
+        if isinstance(self.requirements, str):
+            raise ConfigurationError(
+                f"requirements must be a list of lines, got the string {self.requirements!r}; "
+                f"write requirements=[{self.requirements!r}]."
+            )
+        lines, indexes = split_index_options(self.requirements)
+        object.__setattr__(self, "requirements", lines)
+        object.__setattr__(self, "pip_indexes", self.pip_indexes.merged(indexes))
+        constraints, more = split_index_options(self.constraints)
+        if more:
+            raise ConfigurationError("Index options belong in the requirements, not in the constraints.")
+        object.__setattr__(self, "constraints", constraints)
 
     # -- derived contexts -------------------------------------------------------------
 
@@ -127,8 +173,18 @@ class BuildContext:
     def with_requirements(self, requirements: Iterable[str]) -> "BuildContext":
         return replace(self, requirements=(*self.requirements, *requirements))
 
-    def requirements_txt(self) -> bytes:
-        return "".join(f"{r}\n" for r in self.requirements).encode()
+    def requirements_txt(self, *, public_indexes: bool = True) -> bytes:
+        """The requirements as a pip requirements file. It never holds an index credential:
+        index URLs without one are listed when ``public_indexes``; give pip the rest through
+        ``pip_indexes.env()``. With constraints it names :data:`CONSTRAINTS_FILE`, to be
+        written next to it from :meth:`constraints_txt`."""
+        head = self.pip_indexes.public_lines() if public_indexes else []
+        if self.constraints:
+            head.append(f"-c {CONSTRAINTS_FILE}")
+        return "".join(f"{r}\n" for r in (*head, *self.requirements)).encode()
+
+    def constraints_txt(self) -> bytes:
+        return "".join(f"{r}\n" for r in self.constraints).encode()
 
     # -- serialisation ----------------------------------------------------------------
 
@@ -161,6 +217,11 @@ class BuildContext:
                 if source is None:
                     info.type = tarfile.DIRTYPE
                     info.mode = 0o755
+                    tar.addfile(info)
+                elif isinstance(source, Link):
+                    info.type = tarfile.SYMTYPE
+                    info.linkname = source.target
+                    info.mode = 0o777
                     tar.addfile(info)
                 elif isinstance(source, bytes):
                     info.size = len(source)
@@ -206,6 +267,8 @@ class BuildContext:
             target.parent.mkdir(parents=True, exist_ok=True)
             if isinstance(source, bytes):
                 target.write_bytes(source)
+            elif isinstance(source, Link):
+                os.symlink(source.target, target)
             else:
                 with source.open("rb") as src, target.open("wb") as dst:
                     while chunk := src.read(_CHUNK):

@@ -8,7 +8,10 @@ Each message says what happened and how to fix it. The tree::
     ├── PackagingError              code could not be captured into a build context
     │   ├── EntryPointNotFoundError     the script, notebook or input file does not exist
     │   ├── NotebookNotFoundError       the current notebook cannot be detected
-    │   └── SerializationError          a function or value cannot be pickled
+    │   ├── SerializationError          a function or value cannot be pickled
+    │   ├── OutsideProjectError         a path or a symlink's target is outside the project, unmapped
+    │   ├── PathCollisionError          two sources for one path in the image
+    │   └── SecretInContextError        a file to be packaged holds a credential
     ├── BuildError                  an image could not be built or pushed
     │   ├── BuildPodError               the in-cluster (Kaniko) build pod failed; the pod's diagnosis is its __cause__
     │   └── RegistryError               the registry answered with an error
@@ -41,6 +44,9 @@ __all__ = [
     "EntryPointNotFoundError",
     "NotebookNotFoundError",
     "SerializationError",
+    "OutsideProjectError",
+    "PathCollisionError",
+    "SecretInContextError",
     "BuildError",
     "BuildPodError",
     "RegistryError",
@@ -95,6 +101,24 @@ class NotebookNotFoundError(PackagingError):
 
 class SerializationError(PackagingError):
     """A function, its arguments or its result could not be pickled."""
+
+
+class OutsideProjectError(PackagingError):
+    """An input path, or the target of a symlink among the inputs, is outside the project
+    (``base_dir``) and was not mapped to a path in the image."""
+
+
+class PathCollisionError(PackagingError):
+    """Two different sources would land at the same path in the image."""
+
+
+class SecretInContextError(PackagingError):
+    """A file that would be packaged looks like a credential (a private key, a token);
+    ``.paths`` lists the files."""
+
+    def __init__(self, message: str, *, paths: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.paths = paths
 
 
 class BuildError(FairingError):

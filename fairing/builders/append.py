@@ -210,7 +210,8 @@ class AppendBuilder:
                         "and no 'org.python.version' label), so the requirements cannot be installed for it. "
                         "Pass python_version='3.11' (for example) to AppendBuilder."
                     )
-                key = requirements_key(context.requirements, python_version, self.platform, self.glibc)
+                key = requirements_key(context.requirements, python_version, self.platform, self.glibc,
+                                       constraints=context.constraints, pip_indexes=context.pip_indexes)
                 deps_tag = "deps-" + key[:32]
                 pending = self._cached_deps(target.with_tag(deps_tag), key)
                 if pending is None:
@@ -218,6 +219,7 @@ class AppendBuilder:
                     layer = build_requirements_layer(
                         context.requirements, python_version=python_version, platform=self.platform,
                         cache=self._cache, glibc=self.glibc, on_event=emit, compresslevel=self.compresslevel,
+                        constraints=context.constraints, pip_indexes=context.pip_indexes,
                     )
                     pending = _PendingLayer(
                         Descriptor(lmt, layer.digest, layer.size), layer.diff_id, layer.path, "requirements"

@@ -4,7 +4,10 @@ The context (a generated Dockerfile that installs requirements before copying co
 the user's own) reaches the pod through a context store (:mod:`.context_stores`:
 stdin stream, S3, GCS). Push credentials come from a temporary ``dockerconfigjson``
 Secret mounted as ``/kaniko/.docker/config.json``. The image digest comes back through
-the pod's termination message (``--digest-file``). Build logs stream as LogLine events.
+the pod's termination message (``--digest-file``). Package indexes with credentials
+reach pip as a pip configuration in another temporary Secret, mounted under ``/kaniko``
+(which Kaniko never snapshots), so they enter no layer and no history. Build logs stream
+as LogLine events.
 The pod, the secrets and the uploaded context are deleted after success and after
 failure. When the registry already has the image for this exact context, nothing is
 built.
@@ -30,12 +33,14 @@ from ..errors import BuildError, BuildPodError, ConfigurationError, DeployError,
 from ..events import EventCallback, Stage, emitter, failed_on_error
 from ..images import ImageRef
 from ..kube import KubeClient, Pod, pod_manifest, registry_secret, run_pod
-from ..kube.secrets import DOCKER_CONFIG_KEY
+from ..kube.secrets import DOCKER_CONFIG_KEY, write_secret
 from .context_stores import ContextStore, StagedContext, StreamContext
 from .naming import repository_name
-from .dockerfile import DEFAULT_PIP_ARGS, docker_build_context, render_dockerfile
+from .dockerfile import DEFAULT_PIP_ARGS, docker_build_context, pip_config, render_dockerfile
 
 __all__ = ["ClusterBuilder"]
+
+_PIP_DIR = "/kaniko/fairing-pip"  # under /kaniko: never part of an image Kaniko builds
 
 _TAIL = 30
 
@@ -109,7 +114,8 @@ class ClusterBuilder:
         with RegistryClient(credentials=self._credentials, insecure=self.insecure) as client:
             return client.head_manifest(target)
 
-    def _pod(self, name: str, target: ImageRef, staged: StagedContext, secret: Optional[str], insecure: list[str]):
+    def _pod(self, name: str, target: ImageRef, staged: StagedContext, secret: Optional[str], insecure: list[str],
+             pip_secret: Optional[str] = None):
         args = ["--dockerfile=Dockerfile", f"--context={staged.kaniko_context}", f"--destination={target}",
                 "--digest-file=/dev/termination-log", "--verbosity=info", "--log-format=text"]
         if self.cache:
@@ -122,6 +128,9 @@ class ClusterBuilder:
             volumes.append({"name": "docker-config", "secret": {
                 "secretName": secret, "items": [{"key": DOCKER_CONFIG_KEY, "path": "config.json"}]}})
             container["volumeMounts"].append({"name": "docker-config", "mountPath": "/kaniko/.docker", "readOnly": True})
+        if pip_secret:
+            volumes.append({"name": "fairing-pip", "secret": {"secretName": pip_secret}})
+            container["volumeMounts"].append({"name": "fairing-pip", "mountPath": _PIP_DIR, "readOnly": True})
         if staged.stdin is not None:
             container.update(stdin=True, stdinOnce=True)
         return pod_manifest(name, [container], volumes=volumes)
@@ -131,7 +140,8 @@ class ClusterBuilder:
     def build(self, context: BuildContext, *, on_event: Optional[EventCallback] = None) -> RegistryImage:
         emit = emitter(on_event)
         dockerfile = self.dockerfile or render_dockerfile(context, self.base_image,
-                                                          pip_args=(*DEFAULT_PIP_ARGS, *self.pip_args))
+                                                          pip_args=(*DEFAULT_PIP_ARGS, *self.pip_args),
+                                                          pip_config_file=f"{_PIP_DIR}/pip.conf")
         docker_context = docker_build_context(context, dockerfile)
         key = docker_context.digest().split(":", 1)[1]  # Dockerfile (with its FROM), requirements and code
         repository = self.repository or repository_name(context)
@@ -160,8 +170,12 @@ class ClusterBuilder:
             if delete_secret:
                 cleanups.append(delete_secret)
             secret = f"{name}-docker" if delete_secret else None
-            handle = run_pod(self.kube, self._pod(name, target, staged, secret, self._insecure_hosts(target, *bases)),
-                             on_event=on_event)
+            pip_secret = None
+            if context.requirements and context.pip_indexes.has_credentials and not self.dockerfile:
+                pip_secret = f"{name}-pip"
+                cleanups.append(write_secret(self.kube, pip_secret, {"pip.conf": pip_config(context)}))
+            handle = run_pod(self.kube, self._pod(name, target, staged, secret, self._insecure_hosts(target, *bases),
+                                                  pip_secret), on_event=on_event)
             deadline = time.monotonic() + self.timeout
             if staged.stdin is not None:
                 handle.send_stdin(staged.stdin, container="kaniko", timeout=max(1.0, deadline - time.monotonic()))

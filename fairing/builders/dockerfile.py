@@ -25,10 +25,10 @@ import json
 from collections.abc import Sequence
 from typing import Optional
 
-from ..context import BuildContext
+from ..context import CONSTRAINTS_FILE, BuildContext
 from ..errors import ConfigurationError
 
-__all__ = ["render_dockerfile", "docker_build_context", "DEFAULT_PIP_ARGS", "CODE_DIR"]
+__all__ = ["render_dockerfile", "docker_build_context", "pip_config", "DEFAULT_PIP_ARGS", "CODE_DIR"]
 
 #: Where the code sits in the Docker build context.
 CODE_DIR = "code"
@@ -57,8 +57,13 @@ def render_dockerfile(
     python: str = "python3",
     pip_args: Sequence[str] = DEFAULT_PIP_ARGS,
     labels: Optional[dict] = None,
+    pip_config_file: Optional[str] = None,
 ) -> str:
     """The Dockerfile text that builds ``context`` on ``base_image``.
+
+    ``pip_config_file``: where the build mounts a pip configuration holding the
+    indexes with credentials (:func:`pip_config`; the Kaniko builder mounts it from a
+    Secret); without it such indexes are refused, since they would enter the image.
 
     ``python`` runs pip in the image [``python3``]; ``pip_args`` are added to
     ``pip install`` [:data:`DEFAULT_PIP_ARGS`]; ``labels`` become ``LABEL`` lines.
@@ -69,10 +74,19 @@ def render_dockerfile(
         raise ConfigurationError(f"base_image must be an image name like 'python:3.11-slim', got {base_image!r}.")
     lines = [f"FROM {base_image}", f"WORKDIR {context.workdir}"]
     if context.requirements:
+        if context.pip_indexes.has_credentials and pip_config_file is None:
+            raise ConfigurationError(
+                f"The requirements use an index with credentials ({', '.join(context.pip_indexes.redacted())}). "
+                "A Dockerfile build would write them into the image or its history. Use the append builder "
+                "(builder='append'), which gives them to pip through its environment, or an index without credentials."
+            )
         pip = " ".join(json.dumps(a) if any(c.isspace() for c in a) else a for a in pip_args)
+        config = f"PIP_CONFIG_FILE={pip_config_file} " if context.pip_indexes.has_credentials else ""
+        if context.constraints:  # named by the requirements file, beside it
+            lines.append(f"COPY {CONSTRAINTS_FILE} /tmp/{CONSTRAINTS_FILE}")
         lines += [
             f"COPY {REQUIREMENTS_FILE} {_IMAGE_REQUIREMENTS}",
-            f"RUN PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore {python} -m pip install {pip} -r {_IMAGE_REQUIREMENTS}"
+            f"RUN {config}PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore {python} -m pip install {pip} -r {_IMAGE_REQUIREMENTS}"
             f" && rm -f {_IMAGE_REQUIREMENTS}",
         ]
     # Settings before the code: they rarely change, so a code change rebuilds one step only.
@@ -87,6 +101,17 @@ def render_dockerfile(
     return "\n".join(lines) + "\n"
 
 
+def pip_config(context: BuildContext) -> bytes:
+    """A pip configuration file with ``context``'s indexes (credentials included: for a Secret only)."""
+    env = context.pip_indexes.env()
+    lines = ["[global]"]
+    if "PIP_INDEX_URL" in env:
+        lines.append(f"index-url = {env['PIP_INDEX_URL']}")
+    if "PIP_EXTRA_INDEX_URL" in env:
+        lines.append(f"extra-index-url = {env['PIP_EXTRA_INDEX_URL']}")
+    return ("\n".join(lines) + "\n").encode()
+
+
 def docker_build_context(context: BuildContext, dockerfile: str) -> BuildContext:
     """The files a Dockerfile build of ``context`` needs: ``Dockerfile``, ``requirements.txt``
     and the code under ``code/``, as a BuildContext (so its tar is reproducible)."""
@@ -94,4 +119,6 @@ def docker_build_context(context: BuildContext, dockerfile: str) -> BuildContext
     files["Dockerfile"] = dockerfile.encode()
     if context.requirements:
         files[REQUIREMENTS_FILE] = context.requirements_txt()
+        if context.constraints:
+            files[CONSTRAINTS_FILE] = context.constraints_txt()
     return BuildContext(files=files, entrypoint=context.entrypoint, workdir="/")

@@ -34,7 +34,7 @@ from ..errors import (ConfigurationError, DeployError, ImagePullError, JobFailed
 from ..events import EventCallback, LogLine, Stage, emitter
 from ..handle import JobStatus, LogBuffer
 from ..results import outcome
-from ..runtime.result import decode
+from ..runtime.result import KEY_ENV, decode, new_key
 
 __all__ = ["DockerDeployer", "DockerHandle", "parse_cpu", "parse_memory"]
 
@@ -100,6 +100,9 @@ class DockerHandle:
 
     ``container_id`` names the container (``docker logs <id>`` works while it exists).
     """
+
+    #: The job's result key (see :mod:`fairing.runtime.result`); set by the deployer.
+    result_key: bytes = b""
 
     def __init__(self, client: Any, container: Any, *, name: str, emit: EventCallback,
                  base_url: Optional[str], memory: Optional[int]) -> None:
@@ -234,7 +237,7 @@ class DockerHandle:
     def result(self, timeout: Optional[float] = None) -> Any:
         status = self.wait(timeout)
         try:
-            envelope = decode(self._result_text or "")
+            envelope = decode(self._result_text or "", self.result_key)
         except ValueError:
             envelope = None
         if envelope is None and self._oom:
@@ -332,7 +335,8 @@ class DockerDeployer:
         name = name or f"job-{time.strftime('%H%M%S')}-{uuid.uuid4().hex[:6]}"
         reference = self._ensure_image(client, image, emit)
         errors = _docker_errors()
-        env = {**self.env, "FAIRING_RUNTIME": "1", "FAIRING_RESULT_FILE": RESULT_FILE}
+        result_key = new_key()
+        env = {**self.env, "FAIRING_RUNTIME": "1", "FAIRING_RESULT_FILE": RESULT_FILE, KEY_ENV: result_key.hex()}
         container = None
         try:
             container = client.containers.create(
@@ -349,7 +353,9 @@ class DockerDeployer:
                 raise engine_error(exc, self.base_url, f"starting the job {name}") from None
             raise
         emit(Stage("run", "started", f"container {container.short_id} ({_container_name(name)})"))
-        return DockerHandle(client, container, name=name, emit=emit, base_url=self.base_url, memory=self.memory)
+        handle = DockerHandle(client, container, name=name, emit=emit, base_url=self.base_url, memory=self.memory)
+        handle.result_key = result_key
+        return handle
 
     def _start_failed(self, name: str, reference: str, exc: Any) -> DeployError:
         text = str(exc.explanation or exc)

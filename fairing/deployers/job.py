@@ -54,8 +54,10 @@ class JobDeployer(KubeDeployerBase):
         kube = self.kube
         name = name or self.new_name()
         body = self.manifest(image, name)
-        try:
-            kube.batch.create_namespaced_job(kube.namespace, body)
-        except kube.api_errors as exc:
-            raise_for_api_error(exc, action=f"create Job {name}", kind="Job", namespace=kube.namespace)
+        with self.result_key(name) as owned_by:
+            try:
+                created = kube.batch.create_namespaced_job(kube.namespace, body)
+            except kube.api_errors as exc:
+                raise_for_api_error(exc, action=f"create Job {name}", kind="Job", namespace=kube.namespace)
+            owned_by("batch/v1", "Job", created.metadata.uid)
         return JobHandle(kube, name, kube.namespace, on_event=on_event).start()

@@ -5,6 +5,9 @@ The handle is a :class:`fairing.kube.Workload` (watches on the workload and its 
 logs of every replica prefixed ``[worker-1]``, one waiting loop) that also reads the
 job's result.
 
+Results are signed with a per-job key (see :mod:`fairing.runtime.result`) kept in a
+Secret ``<job>-result-key``: created before the workload, owned by it once it exists,
+mounted into its pods (never a plain env value), and deleted with it.
 Results travel through the termination message (``/dev/termination-log``, at most
 4096 bytes per container) and, for larger ones, through the last line of the result
 replica's log (``FAIRING_RESULT_LOG=1``); the limit then is the log kept by the
@@ -13,19 +16,28 @@ kubelet (10 MiB by default, per container).
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import time
 import uuid
-from typing import Any, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from ..artifacts import RegistryImage
 from ..errors import DeployError, ImagePullError, JobFailedError
-from ..kube import JOB_LABEL, MANAGED_BY, KubeClient, Workload
-from ..kube.secrets import pull_secret_name, registry_secret
+from ..kube import JOB_LABEL, MANAGED_BY, KubeClient, Workload, raise_for_api_error
+from ..kube.secrets import delete_secret, pull_secret_name, registry_secret, write_secret
 from ..results import outcome
-from ..runtime.result import PREFIX, decode
+from ..runtime.result import KEY_FILE_ENV, PREFIX, decode, new_key
 from .mutators import Mutator, apply, image_pull_secrets
 
-__all__ = ["KubeDeployerBase", "KubeHandle", "JOB_LABEL"]
+__all__ = ["KubeDeployerBase", "KubeHandle", "JOB_LABEL", "result_key_secret"]
+
+_KEY_DIR = "/var/run/fairing-result"  # where pods find their result key (a mounted Secret)
+
+
+def result_key_secret(job: str) -> str:
+    """The name of the Secret that holds a job's result key."""
+    return f"{job[:200]}-result-key"
 
 
 def _image_name(image: Any) -> str:
@@ -90,16 +102,48 @@ class KubeDeployerBase:
                                   replace=True, error=ImagePullError)
         return name if written else None
 
+    @contextlib.contextmanager
+    def result_key(self, name: str) -> Iterator[Callable[[str, str, str], None]]:
+        """Create the Secret with job ``name``'s result key around the workload's creation
+        (deleted again if that fails). It yields ``owned_by(api_version, kind, uid)``, which
+        makes the workload the Secret's owner, so the cluster removes it with the workload
+        even if this process dies; the handle deletes both otherwise."""
+        kube = self.kube
+        secret = result_key_secret(name)
+        delete = write_secret(kube, secret, {"key": new_key().hex()})
+
+        def owned_by(api_version: str, kind: str, uid: str) -> None:
+            owner = {"apiVersion": api_version, "kind": kind, "name": name, "uid": uid}
+            try:
+                kube.core.patch_namespaced_secret(secret, kube.namespace, {"metadata": {"ownerReferences": [owner]}})
+            except kube.api_errors:
+                pass  # the handle still deletes it with the workload
+
+        try:
+            yield owned_by
+        except BaseException:
+            try:
+                delete()
+            except Exception:
+                pass  # the original error matters more
+            raise
+
     def pod_template(self, image: Any, name: str, *, extra_mutators=()) -> dict:
         container = {
             "name": self.container_name,
             "image": _image_name(image),
             "env": [{"name": "FAIRING_RESULT_FILE", "value": "/dev/termination-log"},
-                    {"name": "FAIRING_RESULT_LOG", "value": "1"}],
+                    {"name": "FAIRING_RESULT_LOG", "value": "1"},
+                    {"name": KEY_FILE_ENV, "value": f"{_KEY_DIR}/key"}],
+            "volumeMounts": [{"name": "fairing-result-key", "mountPath": _KEY_DIR, "readOnly": True}],
             "terminationMessagePath": "/dev/termination-log",
             "terminationMessagePolicy": "File",
         }
-        spec = apply({"containers": [container], "restartPolicy": "Never"}, [*self.mutators, *extra_mutators])
+        # optional: endpoints report no result and create no key
+        volumes = [{"name": "fairing-result-key",
+                    "secret": {"secretName": result_key_secret(name), "defaultMode": 0o444, "optional": True}}]
+        spec = apply({"containers": [container], "volumes": volumes, "restartPolicy": "Never"},
+                     [*self.mutators, *extra_mutators])
         secret = self.pull_secret(image)
         if secret:
             spec = image_pull_secrets(secret)(spec)
@@ -131,13 +175,27 @@ class KubeHandle(Workload):
                 job=self.name, exit_code=terminated.get("exitCode"), logs_tail=tail,
             )
         envelope = None
+        key = self._result_key()
         for text in (terminated.get("message") or "", self._result_from_log(pod)):
             try:
-                envelope = decode(text)
+                envelope = decode(text, key)
                 break
             except Exception:  # truncated or absent: try the next channel
                 continue
         return outcome(envelope, job=self.name, exit_code=terminated.get("exitCode"), logs_tail=tail)
+
+    def _result_key(self) -> bytes:
+        secret = result_key_secret(self.name)
+        try:
+            data = self.kube.core.read_namespaced_secret(secret, self.namespace).data or {}
+        except self.kube.api_errors as exc:
+            raise_for_api_error(exc, action=f"read the Secret {secret}", kind="Secret", namespace=self.namespace)
+        return bytes.fromhex(base64.b64decode(data.get("key", "")).decode())
+
+    def delete(self) -> None:
+        """Delete the workload (see :meth:`fairing.kube.Workload.delete`) and its result key."""
+        super().delete()
+        delete_secret(self.kube, result_key_secret(self.name))
 
     def _result_from_log(self, pod: Optional[dict]) -> str:
         if pod is None:

@@ -26,7 +26,7 @@ from ..events import EventCallback, LogLine, emitter
 from ..handle import JobStatus, LogBuffer
 from ..results import outcome
 from ..runtime import PACKAGE, RUNTIME_DIR
-from ..runtime.result import decode
+from ..runtime.result import KEY_ENV, decode, new_key
 
 __all__ = ["LocalDeployer", "LocalHandle"]
 
@@ -62,8 +62,9 @@ class LocalHandle:
         try:
             image.context.materialize(Path(self.workdir))
             self._result_file = os.path.join(self.workdir, RUNTIME_DIR, "result")
-            run_env = {**os.environ, **image.context.env, **env,
-                       "FAIRING_RUNTIME": "1", "FAIRING_RESULT_FILE": self._result_file}
+            self._result_key = new_key()
+            run_env = {**os.environ, **image.context.env, **env, "FAIRING_RUNTIME": "1",
+                       "FAIRING_RESULT_FILE": self._result_file, KEY_ENV: self._result_key.hex()}
             paths = [os.path.join(self.workdir, RUNTIME_DIR)]
             if image.site_dir:
                 paths.append(str(image.site_dir))
@@ -129,7 +130,7 @@ class LocalHandle:
         status = self.wait(timeout)
         try:
             with open(self._result_file) as fh:
-                envelope = decode(fh.read())
+                envelope = decode(fh.read(), self._result_key)
         except (OSError, ValueError):
             envelope = None
         return outcome(envelope, job=self.name, exit_code=status.exit_code, logs_tail=self._tail())

@@ -94,11 +94,13 @@ class _TrainingDeployer(KubeDeployerBase):
                on_event: Optional[EventCallback] = None) -> TrainingJobHandle:
         kube = self.kube
         name = name or self.new_name()
-        try:
-            kube.custom.create_namespaced_custom_object(GROUP, VERSION, kube.namespace, self.plural,
-                                                        self.manifest(image, name))
-        except kube.api_errors as exc:
-            raise_for_api_error(exc, action=f"create {self.kind} {name}", kind=self.kind, namespace=kube.namespace)
+        with self.result_key(name) as owned_by:
+            try:
+                created = kube.custom.create_namespaced_custom_object(GROUP, VERSION, kube.namespace, self.plural,
+                                                                      self.manifest(image, name))
+            except kube.api_errors as exc:
+                raise_for_api_error(exc, action=f"create {self.kind} {name}", kind=self.kind, namespace=kube.namespace)
+            owned_by(f"{GROUP}/{VERSION}", self.kind, created["metadata"]["uid"])
         handle = TrainingJobHandle(kube, name, kube.namespace, on_event=on_event)
         handle.kind, handle.plural = self.kind, self.plural
         return handle.start()

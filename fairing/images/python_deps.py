@@ -7,6 +7,10 @@ code runs for the target and only wheels are used. The directory becomes a layer
 :data:`SITE_DIR`, which the image finds through ``PYTHONPATH``. The layer is keyed by
 :func:`requirements_key` (requirements, Python version, platform, glibc level) so the
 same requirements are never installed twice.
+
+Requirement lines keep their order and hashes; index URLs reach pip through its
+environment (``PIP_INDEX_URL``...), never a file in the layer or the image history,
+and pip's output is redacted before it enters an error.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
+from .._lock import exclusive
+from ..requirements import PipIndexes, redact
+
 from ..errors import BuildError, ConfigurationError
 from ..events import EventCallback, Stage
 from .layers import Layer, LocalCache, directory_layer
@@ -31,7 +38,7 @@ __all__ = ["SITE_DIR", "requirements_key", "pip_platform_tags", "build_requireme
 SITE_DIR = "/opt/fairing/python"
 
 _ARCH = {"amd64": "x86_64", "arm64": "aarch64", "ppc64le": "ppc64le", "s390x": "s390x", "386": "i686"}
-_RECIPE_VERSION = 2
+_RECIPE_VERSION = 3
 
 
 def pip_platform_tags(platform: Platform, glibc: str = "2.28") -> list[str]:
@@ -52,9 +59,12 @@ def pip_platform_tags(platform: Platform, glibc: str = "2.28") -> list[str]:
 
 
 def requirements_key(requirements: Sequence[str], python_version: str, platform: Platform, glibc: str = "2.28",
-                     site_dir: str = SITE_DIR) -> str:
+                     site_dir: str = SITE_DIR, *, constraints: Sequence[str] = (),
+                     pip_indexes: Optional[PipIndexes] = None) -> str:
     recipe = {
-        "requirements": sorted(requirements),
+        "requirements": list(requirements),  # order matters to pip (options, hashes)
+        "constraints": list(constraints),
+        "indexes": (pip_indexes or PipIndexes()).redacted(),
         "python": python_version,
         "platform": str(platform),
         "glibc": glibc,
@@ -93,19 +103,37 @@ def build_requirements_layer(
     site_dir: str = SITE_DIR,
     on_event: Optional[EventCallback] = None,
     compresslevel: int = 6,
+    constraints: Sequence[str] = (),
+    pip_indexes: Optional[PipIndexes] = None,
 ) -> Layer:
     """The requirements layer from the local cache, else installed with pip and cached."""
-    key = requirements_key(requirements, python_version, platform, glibc, site_dir)
+    indexes = pip_indexes or PipIndexes()
+    key = requirements_key(requirements, python_version, platform, glibc, site_dir, constraints=constraints,
+                           pip_indexes=indexes)
     cached = cache.get_layer(key)
     if cached is not None:
         return cached
+    with exclusive(cache.layers_dir() / f".{key}.lock"):  # one pip per key, across processes
+        cached = cache.get_layer(key)  # made while this one waited?
+        if cached is not None:
+            return cached
+        return _install_layer(requirements, key, python_version=python_version, platform=platform, cache=cache,
+                              glibc=glibc, site_dir=site_dir, on_event=on_event, compresslevel=compresslevel,
+                              constraints=constraints, indexes=indexes)
+
+
+def _install_layer(requirements: Sequence[str], key: str, *, python_version: str, platform: Platform,
+                   cache: LocalCache, glibc: str, site_dir: str, on_event: Optional[EventCallback],
+                   compresslevel: int, constraints: Sequence[str], indexes: PipIndexes) -> Layer:
     emit = on_event or (lambda e: None)
     emit(Stage("requirements", "started", f"pip install {len(requirements)} requirement(s) for Python {python_version} {platform}"))
     major, minor = python_version.split(".")[:2]
     with tempfile.TemporaryDirectory(prefix="fairing-deps-") as tmp:
         target = Path(tmp) / "site"
         reqfile = Path(tmp) / "requirements.txt"
-        reqfile.write_text("".join(f"{r}\n" for r in requirements))
+        head = ["-c constraints.txt"] if constraints else []
+        reqfile.write_text("".join(f"{r}\n" for r in (*head, *requirements)))
+        (Path(tmp) / "constraints.txt").write_text("".join(f"{r}\n" for r in constraints))
         cmd = [
             sys.executable, "-m", "pip", "install", "--quiet", "--no-input", "--disable-pip-version-check",
             "--no-compile", "--no-warn-script-location", "--target", str(target),
@@ -115,12 +143,12 @@ def build_requirements_layer(
         for tag in pip_platform_tags(platform, glibc):
             cmd += ["--platform", tag]
         cmd += ["-r", str(reqfile)]
-        env = dict(os.environ, PIP_NO_COLOR="1")
+        env = dict(os.environ, PIP_NO_COLOR="1", **indexes.env())
         env.pop("PYTHONPATH", None)
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if proc.returncode != 0:
             emit(Stage("requirements", "failed"))
-            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+            tail = redact("\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:]))
             raise BuildError(
                 f"Installing the requirements {list(requirements)} for Python {major}.{minor} on {platform} failed:\n{tail}\n"
                 "Without Docker only wheels can be installed: pin versions that publish wheels for this platform "

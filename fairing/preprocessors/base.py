@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Optional, Protocol, runtime_checkable
 
 from ..context import BuildContext, Source
-from ..errors import EntryPointNotFoundError
+from ..requirements import Requirements, parse_requirements, read_requirements_file
 from ..runtime import ENTRYPOINT, PAYLOAD_FILE, RUNTIME_DIR, runtime_files
 
-__all__ = ["Preprocessor", "payload_context", "read_requirements", "normalise_requirements", "default_requirements"]
+__all__ = ["Preprocessor", "payload_context", "normalise_requirements", "default_requirements"]
 
 
 @runtime_checkable
@@ -27,7 +27,7 @@ def payload_context(
     payload: dict,
     files: Mapping[str, Source],
     *,
-    requirements: Iterable[str] = (),
+    requirements: "Requirements | Iterable[str]" = (),
     env: Optional[Mapping[str, str]] = None,
     workdir: str = "/app",
 ) -> BuildContext:
@@ -35,6 +35,7 @@ def payload_context(
     all_files: dict[str, Source] = dict(files)
     all_files.update(runtime_files())
     all_files[PAYLOAD_FILE] = json.dumps(payload, sort_keys=True, indent=1).encode()
+    constraints = requirements.constraints if isinstance(requirements, Requirements) else ()
     return BuildContext(
         files=all_files,
         entrypoint=ENTRYPOINT,
@@ -42,37 +43,31 @@ def payload_context(
         env={"PYTHONPATH": RUNTIME_DIR, "PYTHONUNBUFFERED": "1", **(env or {})},
         workdir=workdir,
         requirements=tuple(requirements),
+        constraints=constraints,
     )
 
 
-def read_requirements(path: os.PathLike | str) -> list[str]:
-    """Requirement lines of a requirements.txt (comments and blanks dropped)."""
-    p = Path(path)
-    if not p.is_file():
-        raise EntryPointNotFoundError(
-            f"The requirements file {str(p)!r} does not exist. Check the path, or pass requirements=[...] as a list."
-        )
-    lines = []
-    for raw in p.read_text().splitlines():
-        line = raw.split(" #", 1)[0].strip()
-        if line and not line.startswith("#"):
-            lines.append(line)
-    return lines
+def normalise_requirements(requirements, base_dir: Optional[Path] = None) -> Requirements:
+    """Parse a list of requirement lines, one line, or the path of a requirements file.
 
-
-def normalise_requirements(requirements) -> list[str]:
-    """Accept a list of requirement lines or the path of a requirements file."""
+    ``-r``/``-c`` lines in a file are relative to that file; in a list, to ``base_dir``
+    (default: the current directory).
+    """
     if requirements is None:
-        return []
-    if isinstance(requirements, (str, os.PathLike)) and Path(requirements).suffix == ".txt":
-        return read_requirements(requirements)
+        return Requirements()
+    if isinstance(requirements, os.PathLike) or (
+        isinstance(requirements, str) and Path(requirements).suffix in (".txt", ".in")
+    ):
+        return read_requirements_file(requirements)
     if isinstance(requirements, str):
-        return [requirements]
-    return list(requirements)
+        requirements = [requirements]
+    if isinstance(requirements, Requirements):
+        return requirements
+    return parse_requirements(list(requirements), base_dir if base_dir is not None else Path.cwd())
 
 
-def default_requirements(requirements, base_dir: Path) -> list[str]:
+def default_requirements(requirements, base_dir: Path) -> Requirements:
     """The given requirements, or ``base_dir/requirements.txt`` when none are given and it exists."""
     if requirements is None and (base_dir / "requirements.txt").is_file():
-        return read_requirements(base_dir / "requirements.txt")
-    return normalise_requirements(requirements)
+        return read_requirements_file(base_dir / "requirements.txt")
+    return normalise_requirements(requirements, base_dir)

@@ -1,9 +1,12 @@
 """Function preprocessor: a function (or a class with ``train()``) and its arguments, cloudpickled.
 
-Functions defined in a notebook or in ``__main__`` travel by value (cloudpickle's
-default), and so do the local modules they use: modules imported from the user's
-own files rather than from an installed distribution are registered with
-``cloudpickle.register_pickle_by_value`` for the duration of the dump.
+Only the function and its arguments are pickled. Functions defined in a notebook or in
+``__main__`` travel by value (cloudpickle's default), and so does a target defined in
+one of the user's own modules (with just the globals it uses). The local modules it
+uses — imported from the user's files rather than from an installed distribution —
+travel as *source files* under ``.fairing/modules`` and are imported in the job, so a
+module's namespace (a password or token it read at import) never enters the payload.
+Those files go through the same credential scan as the other inputs.
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ from typing import Any, Callable, Optional
 
 from ..context import BuildContext
 from ..errors import ConfigurationError, MissingDependencyError, SerializationError
-from ..runtime import RUNTIME_DIR
+from ..runtime import MODULES_DIR, RUNTIME_DIR
 from .base import normalise_requirements, payload_context
-from .files import collect_input_files
+from .files import check_secrets, collect_input_files
 
 __all__ = ["FunctionPreprocessor", "ServingPreprocessor"]
 
@@ -89,6 +92,49 @@ def _referenced_modules(obj: Any) -> set[types.ModuleType]:
     return found
 
 
+def _local_closure(start: Iterable[types.ModuleType], roots: list[str]) -> set[types.ModuleType]:
+    """The local modules in ``start`` and, through their namespaces, the local modules they use."""
+    found: set[types.ModuleType] = set()
+    todo = [m for m in start if _is_local_module(m, roots)]
+    while todo:
+        module = todo.pop()
+        if module in found:
+            continue
+        found.add(module)
+        for value in list(vars(module).values()):
+            try:
+                other = value if isinstance(value, types.ModuleType) else sys.modules.get(value.__module__ or "")
+            except Exception:  # objects with odd attribute access
+                continue
+            if other is not None and other not in found and _is_local_module(other, roots):
+                todo.append(other)
+    return found
+
+
+#: Only the Python sources of a shipped package (its data files stay the user's to list).
+_PY_ONLY = ("*", "!*/", "!*.py")
+
+
+def _module_sources(modules: Iterable[types.ModuleType]) -> dict:
+    """Image path (under MODULES_DIR) -> source, for each module: the ``.py`` files of its
+    whole top-level package (its modules import one another), or the module's own file."""
+    files: dict = {}
+    packages: dict[str, str] = {}
+    for module in modules:
+        top = module.__name__.split(".")[0]
+        top_file = getattr(sys.modules.get(top), "__file__", None)
+        if top_file and os.path.basename(top_file).startswith("__init__."):
+            packages[os.path.dirname(top_file)] = f"{MODULES_DIR}/{top}"
+            continue
+        parts = module.__name__.split(".")  # a single-file module, or one in a namespace package
+        rel = "/".join([*parts[:-1], os.path.basename(module.__file__)])
+        files[f"{MODULES_DIR}/{rel}"] = Path(module.__file__)
+    check_secrets(files)
+    if packages:  # walked with the ignore and credential rules, and scanned
+        files.update(collect_input_files(packages, extra_ignore=_PY_ONLY))
+    return files
+
+
 class FunctionPreprocessor:
     extra_requirements: tuple[str, ...] = ()
 
@@ -106,7 +152,7 @@ class FunctionPreprocessor:
         args: Iterable[Any] = (),
         kwargs: Optional[Mapping[str, Any]] = None,
         *,
-        input_files: Iterable[os.PathLike | str] = (),
+        input_files: Any = (),
         requirements: Any = None,
         base_dir: Optional[os.PathLike | str] = None,
         env: Optional[Mapping[str, str]] = None,
@@ -116,9 +162,9 @@ class FunctionPreprocessor:
         self.target = target
         self.args = tuple(args)
         self.kwargs = dict(kwargs or {})
-        self.input_files = list(input_files)
-        self.requirements = normalise_requirements(requirements)
+        self.input_files = input_files
         self.base_dir = Path(base_dir) if base_dir is not None else Path.cwd()
+        self.requirements = normalise_requirements(requirements, self.base_dir)
         self.env = dict(env or {})
 
     def _check(self, target: Any) -> None:
@@ -133,10 +179,26 @@ class FunctionPreprocessor:
         return {"kind": "function", "pickle": PICKLE_FILE, "python": "%d.%d" % sys.version_info[:2],
                 "cloudpickle": cloudpickle_version}
 
+    def _own_module(self) -> Optional[types.ModuleType]:
+        return sys.modules.get(getattr(self.target, "__module__", None) or "")
+
+    def _shipped_modules(self) -> set[types.ModuleType]:
+        """The local modules the job imports from source: all the target uses except its own module."""
+        roots = _installed_roots()
+        used = _referenced_modules(self.target)
+        for value in (*self.args, *self.kwargs.values()):
+            mod = sys.modules.get(type(value).__module__)
+            if mod is not None:
+                used.add(mod)
+        own = self._own_module()
+        return {m for m in _local_closure(used - {own} if own else used, roots) if m is not own}
+
     def _dumps(self) -> bytes:
         cloudpickle = _cloudpickle()
-        roots = _installed_roots()
-        local = [m for m in _referenced_modules(self.target) if _is_local_module(m, roots)]
+        own = self._own_module()
+        # The target's own module, when it is the user's: by value, so that only the target and
+        # the globals it uses travel (the module is not imported in the job).
+        local = [own] if own is not None and _is_local_module(own, _installed_roots()) else []
         for module in local:
             cloudpickle.register_pickle_by_value(module)
         call = {"target": self.target, "args": self.args, "kwargs": self.kwargs, "is_class": self.is_class}
@@ -158,12 +220,25 @@ class FunctionPreprocessor:
         cloudpickle = _cloudpickle()
         payload = self._payload(cloudpickle.__version__)
         files: dict = dict(collect_input_files(self.input_files, self.base_dir))
+        files.update(_module_sources(self._shipped_modules()))
         files[PICKLE_FILE] = self._dumps()
-        return payload_context(
-            payload, files,
-            requirements=[*self.requirements, *self.extra_requirements, f"cloudpickle=={cloudpickle.__version__}"],
-            env=self.env,
-        )
+        return payload_context(payload, files, requirements=self._requirements(cloudpickle.__version__),
+                               env=self.env)
+
+    def _requirements(self, cloudpickle_version: str):
+        """The user's requirements plus what the job needs to load the payload, unless they name it."""
+        from ..requirements import requirement_name
+
+        wanted = [*self.extra_requirements, f"cloudpickle=={cloudpickle_version}"]
+        named = self.requirements.names()
+        missing = [r for r in wanted if requirement_name(r) not in named]
+        if missing and any(" --hash=" in line for line in self.requirements):
+            raise ConfigurationError(
+                f"The requirements are hashed (pip's hash-checking mode), so the job's own {', '.join(missing)} cannot "
+                "be added without a hash. Add them to your requirements with their hashes (pip-compile "
+                "--generate-hashes, or pip hash on the wheel)."
+            )
+        return self.requirements.plus(missing)
 
 
 class ServingPreprocessor(FunctionPreprocessor):

@@ -141,7 +141,7 @@ class _NotebookBase:
     ) -> None:
         self.notebook = _resolve_notebook(notebook_file)
         self.base_dir = Path(base_dir) if base_dir is not None else self.notebook.resolve().parent
-        self.input_files = list(input_files)
+        self.input_files = input_files  # a path, a list, or a dict (collect_input_files reads each form)
         self.requirements = default_requirements(requirements, self.base_dir)
         self.env = dict(env or {})
 

@@ -27,7 +27,7 @@ class PythonPreprocessor:
         self,
         entry_point: os.PathLike | str,
         *,
-        input_files: Iterable[os.PathLike | str] = (),
+        input_files: Any = (),
         args: Iterable[str] = (),
         requirements: Any = None,
         base_dir: Optional[os.PathLike | str] = None,
@@ -45,7 +45,7 @@ class PythonPreprocessor:
             )
         self.entry_point = entry
         self.base_dir = Path(base_dir) if base_dir is not None else entry.resolve().parent
-        self.input_files = list(input_files)
+        self.input_files = input_files
         self.args = [str(a) for a in args]
         self.requirements = default_requirements(requirements, self.base_dir)
         self.env = dict(env or {})

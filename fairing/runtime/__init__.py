@@ -21,6 +21,8 @@ PACKAGE = "fairing_runtime"
 #: Where the runtime and the payload live, relative to the image's working directory.
 RUNTIME_DIR = ".fairing"
 PAYLOAD_FILE = RUNTIME_DIR + "/payload.json"
+#: The user's local modules a function payload uses, as source files (on sys.path in the job).
+MODULES_DIR = RUNTIME_DIR + "/modules"
 ENTRYPOINT = ("python3", "-m", PACKAGE)
 
 

@@ -11,8 +11,10 @@ import runpy
 import sys
 import traceback
 
-from . import PAYLOAD_FILE
-from .result import encode
+from . import MODULES_DIR, PAYLOAD_FILE
+from .result import encode, key_from_env
+
+_KEY = b""  # the per-job result key, read (and removed from the environment) before the user's code runs
 
 
 def _cloudpickle_version():
@@ -24,7 +26,7 @@ def _cloudpickle_version():
 
 
 def _write(envelope: dict) -> None:
-    line = encode(envelope)
+    line = encode(envelope, _KEY)
     target = os.environ.get("FAIRING_RESULT_FILE")
     if target:
         with open(target, "w") as fh:
@@ -65,6 +67,8 @@ def _load_function(spec: dict):
         )
     import pickle
 
+    if os.path.isdir(MODULES_DIR):  # the user's local modules, imported by name from the payload
+        sys.path.insert(0, os.path.abspath(MODULES_DIR))
     with open(spec["pickle"], "rb") as fh:
         return pickle.load(fh)
 
@@ -102,6 +106,11 @@ def _load_serve_target(spec: dict):
 
 
 def main() -> int:
+    global _KEY
+    try:
+        _KEY = key_from_env()
+    except (OSError, ValueError) as exc:
+        return _runtime_error("payload", f"cannot read the result key: {exc}")
     try:
         with open(PAYLOAD_FILE) as fh:
             spec = json.load(fh)
@@ -144,7 +153,7 @@ def _report_exception(exc: BaseException) -> int:
     }
     exc.__traceback__ = None
     try:
-        encode({"exc": exc})  # can the exception itself travel?
+        encode({"exc": exc}, _KEY)  # can the exception itself travel?
         envelope["exc"] = exc
     except Exception:  # it cannot: the submitter raises RemoteError from exc_type and message
         envelope["exc"] = None

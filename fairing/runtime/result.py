@@ -2,23 +2,61 @@
 
 The job writes one *envelope* (a dict) as a single ASCII line::
 
-    fairing-result:v1:<base64 of zlib-compressed pickle>
+    fairing-result:v1:<base64 of zlib-compressed pickle>:<hex HMAC-SHA256>
 
 to the file named by ``FAIRING_RESULT_FILE`` (the local backend's temp file, a Docker
-bind mount, or a pod's termination-message path), and, when ``FAIRING_RESULT_LOG=1``,
+container's file, or a pod's termination-message path), and, when ``FAIRING_RESULT_LOG=1``,
 also as the last line of stdout so that results larger than the file's limit can be
 read from the logs. Envelope keys: ``ok``, ``value`` or ``exc``, ``exc_type``,
 ``message``, ``traceback``, ``python``, ``cloudpickle``, ``error`` (a runtime problem
 such as a version mismatch, distinct from the user's own exception).
 
+The line is authenticated: the HMAC is keyed with a per-job key that only the
+submitter and the job know (``FAIRING_RESULT_KEY`` in hex, or the file named by
+``FAIRING_RESULT_KEY_FILE``, on a cluster a mounted Secret). :func:`decode` checks it
+*before* unpickling anything, so a line printed by the job's code or its output (a
+log, a data file echoed) is never unpickled in the submitter.
+
 Standard library only: this module runs inside the job too.
 """
 
 import base64
+import hashlib
+import hmac
+import os
 import pickle
+import re
+import secrets
 import zlib
 
 PREFIX = "fairing-result:v1:"
+KEY_ENV = "FAIRING_RESULT_KEY"
+KEY_FILE_ENV = "FAIRING_RESULT_KEY_FILE"
+_LINE = re.compile(re.escape(PREFIX) + r"([A-Za-z0-9+/=]*)(?::([0-9a-f]{64}))?")
+
+
+class UnsignedResult(ValueError):
+    """The text holds result lines, but none signed with this job's key."""
+
+
+def new_key() -> bytes:
+    """A fresh per-job key."""
+    return secrets.token_bytes(32)
+
+
+def key_from_env(environ=os.environ) -> bytes:
+    """The job's key from its environment; removes ``FAIRING_RESULT_KEY`` so that the
+    user's code and its subprocesses do not inherit it."""
+    path = environ.get(KEY_FILE_ENV)
+    if path and os.path.exists(path):  # absent for an endpoint: it reports no result
+        with open(path, "rb") as fh:
+            return bytes.fromhex(fh.read().decode("ascii").strip())
+    value = environ.pop(KEY_ENV, "")
+    return bytes.fromhex(value) if value else b""
+
+
+def _mac(key: bytes, body: str) -> str:
+    return hmac.new(key, (PREFIX + body).encode("ascii"), hashlib.sha256).hexdigest()
 
 
 def _dumps(obj) -> bytes:
@@ -29,14 +67,23 @@ def _dumps(obj) -> bytes:
     return cloudpickle.dumps(obj, protocol=4)
 
 
-def encode(envelope: dict) -> str:
-    return PREFIX + base64.b64encode(zlib.compress(_dumps(envelope), 6)).decode("ascii")
+def encode(envelope: dict, key: bytes) -> str:
+    body = base64.b64encode(zlib.compress(_dumps(envelope), 6)).decode("ascii")
+    return f"{PREFIX}{body}:{_mac(key, body)}"
 
 
-def decode(text: str) -> dict:
-    """The envelope from a line written by :func:`encode` (surrounding text ignored)."""
-    start = text.rfind(PREFIX)
-    if start < 0:
-        raise ValueError("no fairing result in the text")
-    payload = text[start + len(PREFIX):].split()[0]
-    return pickle.loads(zlib.decompress(base64.b64decode(payload)))
+def decode(text: str, key: bytes) -> dict:
+    """The envelope of the last line in ``text`` that :func:`encode` signed with ``key``.
+
+    Raises ValueError when there is none (:class:`UnsignedResult` when there are result
+    lines but none carries a valid signature: they are ignored, never unpickled).
+    """
+    found = False
+    for match in reversed(list(_LINE.finditer(text))):
+        found = True
+        body, mac = match.group(1), match.group(2)
+        if mac and hmac.compare_digest(mac, _mac(key, body)):
+            return pickle.loads(zlib.decompress(base64.b64decode(body)))
+    if found:
+        raise UnsignedResult("the job's output has result lines, but none signed with this job's key")
+    raise ValueError("no fairing result in the text")

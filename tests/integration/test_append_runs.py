@@ -81,10 +81,11 @@ def test_requirements_layer_installed_for_image_python_and_cached(registry, base
 
 def _job_result(docker_engine, ref):
     """Run the image as a job; the envelope the runtime wrote as the last line of stdout."""
-    from fairing.runtime.result import decode
+    from fairing.runtime.result import KEY_ENV, decode, new_key
 
-    out = _run(docker_engine, ref, env={"FAIRING_RESULT_LOG": "1"})
-    return decode(out), out
+    key = new_key()  # the per-job key a deployer would give the job
+    out = _run(docker_engine, ref, env={"FAIRING_RESULT_LOG": "1", KEY_ENV: key.hex()})
+    return decode(out, key), out
 
 
 def _square_sum(n, offset=0):

@@ -71,7 +71,7 @@ def test_missing_source_file_is_a_clear_error(tmp_path):
 
 def test_context_is_immutable_and_with_methods_return_new_values(tmp_path):
     ctx = BuildContext(files={"a": b"1"}, entrypoint=("true",), requirements=["b==1", "a", "a", "# c"])
-    assert ctx.requirements == ("a", "b==1")
+    assert ctx.requirements == ("b==1", "a")  # order kept (hashed files depend on it), duplicates dropped
     with pytest.raises(TypeError):
         ctx.files["b"] = b"2"  # type: ignore[index]
     new = ctx.with_files({"b": b"2"}).with_env({"K": "V"})
