@@ -2,17 +2,19 @@
 pip as a pip configuration mounted from a temporary Secret, and no blob of the pushed image
 (layers unpacked, config and history included), no event and no log line holds it.
 
-Like test_cluster_builder.py, the index listens where the cluster's pods reach this
-process (the node's address when the tests run in the cluster's network namespace)."""
+Like test_cluster_builder.py's servers, the index runs where the cluster's pods reach it
+(``node_exec``)."""
 
 from __future__ import annotations
 
 import gzip
 import json
-import socket
+import subprocess
+import sys
 import textwrap
 import urllib.request
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -21,9 +23,11 @@ from fairing.backends import Backend
 from fairing.builders.cluster import ClusterBuilder
 from fairing.deployers.job import JobDeployer
 from fairing.images import ImageRef
-from tests.services.package_index import DEMO_PROJECT, DEMO_VERSION, start_index
+from tests.services.package_index import DEMO_PROJECT, DEMO_VERSION
 
 pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
 
 _ACCEPT = ", ".join(["application/vnd.oci.image.manifest.v1+json",
                      "application/vnd.docker.distribution.manifest.v2+json"])
@@ -42,23 +46,19 @@ def _image_blobs(ref: ImageRef) -> dict[str, bytes]:
     return blobs
 
 
-def _address_towards(host: str) -> str:
-    """This machine's address on the route to ``host`` (the cluster's pods can answer it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.connect((host, 9))  # UDP: no packet is sent
-        return s.getsockname()[0]
-
-
 def test_kaniko_installs_from_an_index_with_a_token_that_enters_no_layer(base_image, registry_address, kaniko_image,
-                                                                         kube, tmp_path):
+                                                                         kube, node_exec, tmp_path):
     node_ip = registry_address.split(":")[0]
     token = "tok-" + uuid.uuid4().hex
-    index = start_index("ci-user", token, host=_address_towards(node_ip))
+    # the index runs where the pods reach it; it answers 401 without the token
+    server = subprocess.Popen([*node_exec, sys.executable, "-m", "tests.services.package_index", node_ip, "ci-user",
+                               token], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
-        wheel = next(iter(index.wheels))
+        info = json.loads(server.stdout.readline())
+        url = f"http://ci-user:{token}@{node_ip}:{info['port']}/simple/"
         (tmp_path / "requirements.txt").write_text(
-            f"--index-url {index.url}\n--trusted-host {index.host}\n"
-            f"{DEMO_PROJECT}=={DEMO_VERSION} --hash=sha256:{index.sha256(wheel)}\n")
+            f"--index-url {url}\n--trusted-host {node_ip}\n"
+            f"{DEMO_PROJECT}=={DEMO_VERSION} --hash=sha256:{info['sha256']}\n")
         (tmp_path / "job.py").write_text(textwrap.dedent("""
             import fairing_demo_pkg
             print("value", fairing_demo_pkg.VALUE)
@@ -75,12 +75,12 @@ def test_kaniko_installs_from_an_index_with_a_token_that_enters_no_layer(base_im
             logs = list(handle.logs(follow=False))
         finally:
             handle.delete()
-        assert "value demo-ok" in logs, logs
-        assert any(ok for _, ok in index.requests)  # pip inside Kaniko authenticated to the index
+        assert "value demo-ok" in logs, logs  # so pip inside Kaniko authenticated to the index
         for name, data in _image_blobs(image).items():
             assert token.encode() not in data, f"the token is in the image's {name}"
         assert token not in repr(events) and token not in "\n".join(logs)
         secrets = [s.metadata.name for s in kube.core.list_namespaced_secret(kube.namespace).items]
         assert not [s for s in secrets if s.startswith("fairing-build-")], secrets  # the pip Secret is gone
     finally:
-        index.stop()
+        server.terminate()
+        server.wait(30)

@@ -119,3 +119,23 @@ def start_index(user: str, token: str, wheels: dict | None = None, host: str = "
     handle = PackageIndex(server, user, token, wheels)
     threading.Thread(target=server.serve_forever, name="test-package-index", daemon=True).start()
     return handle
+
+
+def main() -> None:
+    """``python -m tests.services.package_index HOST USER TOKEN``: serve until killed; the first
+    line of stdout is JSON with the port and the demo wheel's name and sha256 (for a server
+    started where another network namespace's pods reach it)."""
+    import json
+    import sys
+    import time
+
+    host, user, token = sys.argv[1:4]
+    index = start_index(user, token, host=host)
+    wheel = next(iter(index.wheels))
+    print(json.dumps({"port": index.port, "wheel": wheel, "sha256": index.sha256(wheel)}), flush=True)
+    while True:
+        time.sleep(3600)
+
+
+if __name__ == "__main__":
+    main()
