@@ -108,12 +108,22 @@ def _leading_blank_lines(source: str) -> int:
     return count
 
 
+_SHELL_METHODS = ("run_line_magic", "run_cell_magic", "system", "getoutput")
+
+
+def _on_shell(node: ast.AST) -> bool:
+    """``get_ipython().<attr>``."""
+    return (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Call)
+            and isinstance(node.value.func, ast.Name) and node.value.func.id == "get_ipython")
+
+
 def _ipython_call(node: ast.AST) -> Optional[tuple[str, list]]:
-    """``('run_line_magic', [args])`` for ``get_ipython().run_line_magic(...)``, else None."""
-    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-            and isinstance(node.func.value, ast.Call) and isinstance(node.func.value.func, ast.Name)
-            and node.func.value.func.id == "get_ipython"):
+    """``('run_line_magic', [args])`` for ``get_ipython().run_line_magic(...)``, and
+    ``(attr, None)`` for any other use of ``get_ipython().attr``; else None."""
+    if isinstance(node, ast.Call) and _on_shell(node.func) and node.func.attr in _SHELL_METHODS:
         return node.func.attr, node.args
+    if _on_shell(node) and node.attr not in _SHELL_METHODS:
+        return node.attr, None
     return None
 
 
@@ -161,15 +171,15 @@ def _check_ipython_calls(tree: ast.Module, cell: _Cell, offset: int, allow_shell
             continue
         method, args = call
         where = cell.where(node.lineno + offset)
-        literal = [a.value for a in args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+        if args is None:
+            raise PackagingError(f"{where}: get_ipython().{method} is not available in a fairing job. "
+                                 "Move this code out of the notebook's job path, or guard it with "
+                                 "`if not in_job():` (from fairing.api import in_job).")
         if method in ("system", "getoutput"):
             if not allow_shell:
                 raise PackagingError(f"{where} runs a shell command, which would run in the job too. {_SHELL_FIX}")
             continue
-        if method not in ("run_line_magic", "run_cell_magic"):
-            raise PackagingError(f"{where}: get_ipython().{method} is not available in a fairing job. "
-                                 "Move this code out of the notebook's job path, or guard it with "
-                                 "`if not fairing.api.in_job():`.")
+        literal = [a.value for a in args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
         if len(literal) != len(args) or not literal:
             raise PackagingError(f"{where}: this get_ipython() call has arguments that are not plain strings, so "
                                  "fairing cannot check before submit that it runs in the job. Write the magic out.")
