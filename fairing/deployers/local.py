@@ -9,6 +9,7 @@ process tree; the directory is removed by ``delete()`` (and at interpreter exit)
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -89,11 +90,28 @@ class LocalHandle:
         self._reader.start()
 
     def _read(self) -> None:
+        """Lines as they end; a line still being redrawn with ``\r`` (a progress bar) goes
+        out as a ``LogLine`` ending in ``\r`` each time, and into the log once, as shown last."""
         assert self._proc.stdout is not None
-        for raw in self._proc.stdout:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            self._log.add(line)
-            self._emit(LogLine(line))
+        pending = b""
+        while True:
+            chunk = self._proc.stdout.read1(1 << 16)
+            pending += chunk
+            *done, pending = re.split(rb"(\r\n|\n|\r(?!$))", pending) if chunk else (pending, b"\n", b"")
+            if not chunk and not done[0]:
+                break
+            for text, end in zip(done[::2], done[1::2]):
+                line = text.decode("utf-8", "replace")
+                if end == b"\r":
+                    if line:
+                        self._emit(LogLine(line + "\r"))
+                else:
+                    self._log.add(line)
+                    self._emit(LogLine(line))
+            if not chunk:
+                break
+            if pending.rstrip(b"\r"):  # the line being drawn now: show it already
+                self._emit(LogLine(pending.rstrip(b"\r").decode("utf-8", "replace") + "\r"))
         self._log.close()
 
     def logs(self, follow: bool = True) -> Iterator[str]:

@@ -1,0 +1,97 @@
+"""The notebook flow in a real Jupyter kernel: config.run() submits the notebook itself,
+the job gets every statement, and the saved file is checked against what the kernel ran."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+from jupyter_client import KernelManager
+
+from tests.browser.flows import README_FLOW, RUN_CELL, result_lines, write_notebook
+
+pytestmark = pytest.mark.usefixtures("no_leftovers")
+
+
+def _stream_text(cell) -> str:
+    return "".join("".join(o.get("text", "")) for o in cell.get("outputs", []) if o["output_type"] == "stream")
+
+
+def _display_text(cell) -> str:
+    return "\n".join("".join(o["data"].get("text/plain", "")) for o in cell.get("outputs", [])
+                     if o["output_type"] in ("display_data", "execute_result"))
+
+
+def test_readme_flow_runs_through_config_run_with_the_kernels_results(tmp_path, monkeypatch):
+    path = write_notebook(tmp_path / "flow.ipynb", README_FLOW)
+    monkeypatch.setenv("JPY_SESSION_NAME", str(path))  # what jupyter_server sets for the notebook's kernel
+    nb = papermill.execute_notebook(str(path), str(tmp_path / "out.ipynb"), cwd=str(tmp_path),
+                                    kernel_name="python3", progress_bar=False)
+    in_kernel = result_lines("".join(_stream_text(c) for c in nb.cells))
+    in_job = result_lines(_display_text(nb.cells[RUN_CELL]))  # the job's log, rendered in the run cell
+    assert in_kernel == [
+        "RESULT helper 42", "RESULT total 499500", "RESULT shell 499500",
+        "RESULT text '\\n!this line is not a shell escape\\n%neither is this a magic\\n'",
+        "RESULT score 1.5", "RESULT run None", "RESULT config {'C': 0.5, 'name': 'a user variable named config'}",
+    ]
+    assert in_job == in_kernel
+    status = _display_text(nb.cells[RUN_CELL])
+    assert "package ✓" in status and "build ✓" in status and "deploy ✓" in status
+
+
+@contextlib.contextmanager
+def _kernel(cwd: Path, env: dict):
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel(cwd=str(cwd), env={**os.environ, **env})
+    client = km.client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=60)
+
+        def run(code: str) -> str:
+            out: list[str] = []
+
+            def hook(msg):
+                content = msg["content"]
+                if msg["msg_type"] == "stream":
+                    out.append(content["text"])
+                elif msg["msg_type"] == "error":
+                    out.append(f"{content['ename']}: {content['evalue']}")
+
+            client.execute_interactive(code, timeout=120, output_hook=hook)
+            return "".join(out)
+
+        yield run
+    finally:
+        client.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+CHECK = ("from fairing.preprocessors.notebook import NotebookPreprocessor\n"
+         "try:\n    ctx = NotebookPreprocessor(cells=CELLS).context()\nexcept Exception as exc:\n"
+         "    print(type(exc).__name__, exc)\nelse:\n    print('SCRIPT', ctx.files['nb.py'].decode())")
+
+
+def test_cells_run_but_not_saved_are_never_submitted_silently(tmp_path):
+    path = write_notebook(tmp_path / "nb.ipynb", ["x = 1", "CELLS = 'current'", CHECK])
+    with _kernel(tmp_path, {"JPY_SESSION_NAME": str(path)}) as run:
+        run("x = 41")  # the first cell, edited and run, not saved
+        run("CELLS = 'current'")
+        out = run(CHECK)
+        assert out.startswith("NotebookStaleError"), out
+        assert "1 executed cell(s) are not in the file ('x = 41')" in out
+        assert "Save the notebook" in out and "cells='executed'" in out and "cells='saved'" in out
+        run("CELLS = 'executed'")
+        out = run(CHECK)
+        assert out.startswith("SCRIPT") and "\nx = 41\n" in out and "\nx = 1\n" not in out, out
+        run("CELLS = 'saved'")
+        out = run(CHECK)
+        assert out.startswith("SCRIPT") and "\nx = 1\n" in out, out
+        write_notebook(path, ["x = 41", "CELLS = 'current'", CHECK])  # saved now
+        run("CELLS = 'current'")
+        out = run(CHECK)
+        assert out.startswith("SCRIPT") and "\nx = 41\n" in out, out
