@@ -234,20 +234,33 @@ def _flush_when_the_cell_ends(renderer: NotebookRenderer) -> None:
     shell.events.register("post_execute", flush)
 
 
+def _error_title(value: BaseException) -> Optional[str]:
+    """The box's title for an error from fairing or re-raised from a job; None for others."""
+    from ..errors import FairingError
+    from ..results import RemoteTraceback
+
+    if isinstance(value, FairingError):
+        return f"fairing: {type(value).__name__}"
+    if isinstance(value.__cause__, RemoteTraceback):
+        return f"fairing: the job raised {type(value).__name__}"
+    return None
+
+
 def _install_error_box() -> None:
-    """Show a fairing error as a box with its diagnosis above the usual traceback."""
+    """Show fairing's errors, and exceptions re-raised from a job, as a box with the
+    diagnosis above the usual traceback (which stays, for papermill and nbconvert)."""
     shell = _shell()
     if shell is None or getattr(shell, "_fairing_error_box", False):
         return
     from IPython.display import display
 
-    from ..errors import FairingError
-
     def show(shell_, etype, value, tb, tb_offset=None):
-        display(_error_bundle(f"fairing: {etype.__name__}", str(value)), raw=True)
+        title = _error_title(value)
+        if title:
+            display(_error_bundle(title, str(value)), raw=True)
         shell_.showtraceback((etype, value, tb), tb_offset=tb_offset)
 
-    shell.set_custom_exc((FairingError,), show)
+    shell.set_custom_exc((Exception,), show)
     shell._fairing_error_box = True
 
 

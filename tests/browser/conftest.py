@@ -187,3 +187,20 @@ def notebook(lab, browser, artifacts):
         yield Notebook(page, lab, artifacts)
     finally:
         context.close()
+
+
+@pytest.fixture(scope="module")
+def registry():
+    """A plain-HTTP docker-registry on loopback (tests/services), for the upload progress."""
+    from tests.services.registry import start_registry
+
+    handle = start_registry()
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture(scope="module")
+def base_image(registry):
+    from tests.services.base_image import push_base_image
+
+    return push_base_image(registry.address)

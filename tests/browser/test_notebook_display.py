@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from tests.browser.flows import README_FLOW, RUN_CELL, result_lines, write_notebook
+import os
+
+from tests.browser.flows import FAILING, INTERRUPTED, README_FLOW, RUN_CELL, STREAMING, result_lines, write_notebook
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as fh:  # a zombie is gone for our purposes
+        return fh.read().split(")")[-1].split()[0] != "Z"
 
 
 def test_readme_flow_in_jupyterlab(lab, notebook):
@@ -16,3 +27,87 @@ def test_readme_flow_in_jupyterlab(lab, notebook):
     status = notebook.output(RUN_CELL).locator(".fairing-status").inner_text()
     assert "package ✓" in status and "deploy ✓" in status
     assert lab.job_dirs() == []
+
+
+def _log(notebook, i: int) -> str:
+    return notebook.output(i).locator(".fairing-log").inner_text()
+
+
+def test_logs_stream_into_the_cell_while_the_job_runs(lab, notebook):
+    write_notebook(lab.root / "stream.ipynb", STREAMING)
+    notebook.open("stream.ipynb", len(STREAMING))
+    notebook.run(0)
+    notebook.start(1)
+    notebook.output(1).locator(".fairing-log", has_text="step 1 of 6").wait_for(timeout=120_000)
+    assert notebook.running(1), "the first log lines must show while the job still runs"
+    notebook.shot("first-lines-while-running")
+    notebook.page.wait_for_function(
+        "() => { const c = document.querySelectorAll('.jp-Notebook .jp-Cell')[1];"
+        " return /progress (25|50|75)%/.test(c.querySelector('.jp-OutputArea').textContent)"
+        " && c.querySelector('.jp-InputArea-prompt').textContent.includes('*'); }", timeout=60_000)
+    notebook.shot("progress-bar-redrawn-live")
+    notebook.wait(1)
+    notebook.shot("finished")
+    log = _log(notebook, 1)
+    assert [line for line in log.splitlines() if "progress" in line] == ["progress 100%"]  # redrawn, not appended
+    assert "step 5 of 6" in log and "RESULT value 6" in notebook.output(1).inner_text()
+    assert lab.job_dirs() == []
+
+
+def test_a_failing_job_shows_an_error_box_naming_the_cause(lab, notebook):
+    write_notebook(lab.root / "failing.ipynb", FAILING)
+    notebook.open("failing.ipynb", len(FAILING))
+    notebook.run(0)
+    notebook.run(1)
+    box = notebook.output(1).locator(".fairing-error").inner_text()
+    assert "the job raised ValueError" in box and 'the column "price" is missing from the data' in box
+    assert "loading the data" in _log(notebook, 1)
+    assert "ValueError" in notebook.output(1).locator("[data-mime-type='application/vnd.jupyter.stderr']").inner_text()
+    assert lab.job_dirs() == []
+
+
+def test_interrupting_the_kernel_deletes_the_job(lab, notebook):
+    pid_file = lab.tmp / "forever.pid"
+    write_notebook(lab.root / "interrupt.ipynb", [f"PID_FILE = {str(pid_file)!r}", *INTERRUPTED])
+    notebook.open("interrupt.ipynb", 3)
+    notebook.run(0)
+    notebook.run(1)
+    notebook.start(2)
+    notebook.output(2).locator(".fairing-log", has_text="started").wait_for(timeout=120_000)
+    pid = int(pid_file.read_text())
+    assert _alive(pid)
+    notebook.shot("job-running")
+    notebook.interrupt()
+    notebook.wait(2, timeout=60)
+    notebook.shot("interrupted")
+    assert "KeyboardInterrupt" in notebook.output(2).inner_text()
+    assert not _alive(pid), "the job's process survived the interrupt"
+    assert lab.job_dirs() == []
+
+
+UPLOAD = [
+    "import os\nimport fairing\nfrom fairing.builders.append import AppendBuilder\n"
+    "from fairing.notebook.display import NotebookRenderer\n\n"
+    "context = fairing.BuildContext(files={'data.bin': os.urandom(4_000_000), 'main.py': b'print(1)\\n'},\n"
+    "                               entrypoint=['python3', 'main.py'])",
+    "with AppendBuilder(BASE_IMAGE, REGISTRY, insecure=True, cache_dir=CACHE) as builder:\n"
+    "    image = builder.build(context, on_event=NotebookRenderer())\nprint('RESULT image', image)",
+]
+
+
+def test_upload_progress_appears_and_completes(lab, notebook, registry, base_image):
+    cells = [f"BASE_IMAGE, REGISTRY, CACHE = {str(base_image)!r}, {registry.address + '/browser'!r}, "
+             f"{str(lab.tmp / 'cache')!r}", *UPLOAD]
+    write_notebook(lab.root / "upload.ipynb", cells)
+    notebook.open("upload.ipynb", len(cells))
+    notebook.run(0)
+    notebook.run(1)
+    out = notebook.run(2)
+    bars = notebook.output(2).locator(".fairing-progress")
+    assert bars.count() >= 2  # the base image's layers and the new code layer
+    code = notebook.output(2).locator(".fairing-progress", has_text="code")
+    assert code.get_attribute("data-done") == "1" and "100%" in code.inner_text()
+    progress = code.locator("progress")
+    assert progress.get_attribute("value") == progress.get_attribute("max")
+    assert "RESULT image" in out and "@sha256:" in out
+    assert "build ✓" in notebook.output(2).locator(".fairing-status").inner_text()
