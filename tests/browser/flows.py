@@ -8,22 +8,43 @@ from pathlib import Path
 
 import nbformat
 
-#: Cells of the README flow. Every cell prints ``RESULT`` lines; the job must print the same.
-README_FLOW = [
-    "import fairing\nfrom fairing import config\n\nconfig.set_backend('local')\n"
-    "config.set_preprocessor('notebook', allow_shell=True)\nconfig.set_options(timeout=600)",
-    "%matplotlib inline",
-    "%%writefile helper.py\ndef double(x):\n    return 2 * x\n",
-    "import helper\nprint('RESULT helper', helper.double(21))",
-    "%%time\ntotal = sum(range(1000))\nprint('RESULT total', total)",
-    "!echo RESULT shell {total}",
-    'text = """\n!this line is not a shell escape\n%neither is this a magic\n"""\nprint("RESULT text", repr(text))',
-    "def train(C=1.0):\n    print(f'training with C={C}')\n    return round(C * 3, 2)",
-    "remote_train = config.fn(train)\nscore = remote_train(C=0.5)\nprint('RESULT score', score)",
-    "result = config.run()\nprint('RESULT run', result)",
-    "config = {'C': 0.5, 'name': 'a user variable named config'}\nprint('RESULT config', config)",
-]
+LOCAL_SETUP = ("import fairing\nfrom fairing import config\n\nconfig.set_backend('local')\n"
+               "config.set_preprocessor('notebook', allow_shell=True)\nconfig.set_options(timeout=600)")
+
+
+def cluster_setup(*, base_image: str, registry: str, namespace: str, kubeconfig: str) -> str:
+    """The README flow's first cell for the Kubernetes cluster (append builder, Job deployer)."""
+    return ("import fairing\nfrom fairing import config\n\n"
+            f"config.set_builder('append', base_image={base_image!r}, registry={registry!r}, insecure=True)\n"
+            f"config.set_deployer('job', namespace={namespace!r}, kubeconfig={kubeconfig!r})\n"
+            "config.set_preprocessor('notebook', allow_shell=True)\nconfig.set_options(timeout=900)")
+
+
+def readme_flow(setup: str = LOCAL_SETUP) -> list[str]:
+    """The README flow; every cell prints ``RESULT`` lines, and the job must print the same."""
+    return [
+        setup,
+        "%matplotlib inline",
+        "%%writefile helper.py\ndef double(x):\n    return 2 * x\n",
+        "import helper\nprint('RESULT helper', helper.double(21))",
+        "%%time\ntotal = sum(range(1000))\nprint('RESULT total', total)",
+        "!echo RESULT shell {total}",
+        'text = """\n!this line is not a shell escape\n%neither is this a magic\n"""\nprint("RESULT text", repr(text))',
+        "def train(C=1.0):\n    print(f'training with C={C}')\n    return round(C * 3, 2)",
+        "remote_train = config.fn(train)\nscore = remote_train(C=0.5)\nprint('RESULT score', score)",
+        "result = config.run()\nprint('RESULT run', result)",
+        "config = {'C': 0.5, 'name': 'a user variable named config'}\nprint('RESULT config', config)",
+    ]
+
+
+README_FLOW = readme_flow()
 RUN_CELL = README_FLOW.index("result = config.run()\nprint('RESULT run', result)")
+#: What the flow prints, in the kernel and in the job alike.
+README_RESULTS = [
+    "RESULT helper 42", "RESULT total 499500", "RESULT shell 499500",
+    "RESULT text '\\n!this line is not a shell escape\\n%neither is this a magic\\n'",
+    "RESULT score 1.5", "RESULT run None", "RESULT config {'C': 0.5, 'name': 'a user variable named config'}",
+]
 
 #: A job that prints while it runs: logs must appear before it ends, the bar must redraw live.
 STREAMING = [
@@ -60,3 +81,14 @@ def write_notebook(path: Path, cells: list[str]) -> Path:
 
 def result_lines(text: str) -> list[str]:
     return [line.rstrip("\r") for line in re.findall(r"^RESULT .*$", text, flags=re.M)]
+
+
+def stream_text(cell) -> str:
+    """What a cell of an executed notebook printed."""
+    return "".join("".join(o.get("text", "")) for o in cell.get("outputs", []) if o["output_type"] == "stream")
+
+
+def display_text(cell) -> str:
+    """The text of a cell's displays (fairing's status line and job log are displays)."""
+    return "\n".join("".join(o["data"].get("text/plain", "")) for o in cell.get("outputs", [])
+                     if o["output_type"] in ("display_data", "execute_result"))

@@ -12,18 +12,10 @@ import papermill
 import pytest
 from jupyter_client import KernelManager
 
-from tests.browser.flows import README_FLOW, RUN_CELL, result_lines, write_notebook
+from tests.browser.flows import (README_FLOW, README_RESULTS, RUN_CELL, display_text, result_lines, stream_text,
+                                 write_notebook)
 
 pytestmark = pytest.mark.usefixtures("no_leftovers")
-
-
-def _stream_text(cell) -> str:
-    return "".join("".join(o.get("text", "")) for o in cell.get("outputs", []) if o["output_type"] == "stream")
-
-
-def _display_text(cell) -> str:
-    return "\n".join("".join(o["data"].get("text/plain", "")) for o in cell.get("outputs", [])
-                     if o["output_type"] in ("display_data", "execute_result"))
 
 
 def test_readme_flow_runs_through_config_run_with_the_kernels_results(tmp_path, monkeypatch):
@@ -31,15 +23,11 @@ def test_readme_flow_runs_through_config_run_with_the_kernels_results(tmp_path, 
     monkeypatch.setenv("JPY_SESSION_NAME", str(path))  # what jupyter_server sets for the notebook's kernel
     nb = papermill.execute_notebook(str(path), str(tmp_path / "out.ipynb"), cwd=str(tmp_path),
                                     kernel_name="python3", progress_bar=False)
-    in_kernel = result_lines("".join(_stream_text(c) for c in nb.cells))
-    in_job = result_lines(_display_text(nb.cells[RUN_CELL]))  # the job's log, rendered in the run cell
-    assert in_kernel == [
-        "RESULT helper 42", "RESULT total 499500", "RESULT shell 499500",
-        "RESULT text '\\n!this line is not a shell escape\\n%neither is this a magic\\n'",
-        "RESULT score 1.5", "RESULT run None", "RESULT config {'C': 0.5, 'name': 'a user variable named config'}",
-    ]
+    in_kernel = result_lines("".join(stream_text(c) for c in nb.cells))
+    in_job = result_lines(display_text(nb.cells[RUN_CELL]))  # the job's log, rendered in the run cell
+    assert in_kernel == README_RESULTS
     assert in_job == in_kernel
-    status = _display_text(nb.cells[RUN_CELL])
+    status = display_text(nb.cells[RUN_CELL])
     assert "package ✓" in status and "build ✓" in status and "deploy ✓" in status
 
 
