@@ -112,7 +112,8 @@ class NotebookRenderer:
         with self._lock:
             if self._status is None:  # made on the first event, in the submitting cell
                 self._status = _Live(self._status_bundle())
-                self._log = _Live({"text/plain": ""})
+            if self._log is None and (isinstance(event, LogLine) or isinstance(event, Stage) and event.name == "deploy"):
+                self._log = _Live({"text/plain": ""})  # below the upload bars, still in the submitting cell
             if isinstance(event, Stage):
                 self._stage(event)
             elif isinstance(event, Progress):

@@ -8,7 +8,8 @@ library (and cloudpickle, which function payloads list as a requirement).
 Payload description: ``.fairing/payload.json``, one of::
 
     {"kind": "function", "pickle": ".fairing/function.pkl", "python": "3.11", "cloudpickle": "3.1.2"}
-    {"kind": "script", "path": "train.py", "args": ["--epochs", "3"]}
+    {"kind": "script", "path": "train.py", "args": ["--epochs", "3"]}   # also a converted notebook, whose
+                                                                      # get_ipython() calls shell.py answers
     {"kind": "notebook", "path": "train.ipynb", "parameters": {...}}   # run whole with papermill
     {"kind": "serve", "pickle": ..., "python": ..., "cloudpickle": ..., "model_name": "iris", "port": 8080}
 

@@ -23,6 +23,9 @@ from pathlib import Path
 
 import pytest
 
+# The cluster's fixtures, for the notebooks run on the cluster (marked e2e).
+from tests.e2e.conftest import api_client, core_v1, kubeconfig, namespace, registry_address  # noqa: F401
+
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -160,7 +163,11 @@ class Notebook:
             "i => /\\[\\d+\\]/.test(document.querySelectorAll('.jp-Notebook .jp-Cell')[i]"
             ".querySelector('.jp-InputArea-prompt').textContent)", arg=i, timeout=timeout * 1000)
 
+    def is_code(self, i: int) -> bool:
+        return "jp-CodeCell" in (self.cell(i).get_attribute("class") or "")
+
     def run(self, i: int, timeout: float = 300) -> str:
+        """Run code cell ``i`` and wait for it to end; return what its output shows."""
         self.start(i)
         self.wait(i, timeout)
         self.shot(f"cell{i}")
@@ -190,7 +197,7 @@ def notebook(lab, browser, artifacts):
 
 
 @pytest.fixture(scope="module")
-def registry():
+def loopback_registry():
     """A plain-HTTP docker-registry on loopback (tests/services), for the upload progress."""
     from tests.services.registry import start_registry
 
@@ -200,7 +207,7 @@ def registry():
 
 
 @pytest.fixture(scope="module")
-def base_image(registry):
+def loopback_base_image(loopback_registry):
     from tests.services.base_image import push_base_image
 
-    return push_base_image(registry.address)
+    return push_base_image(loopback_registry.address)
