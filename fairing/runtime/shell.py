@@ -79,6 +79,15 @@ def _report_time(started_cpu, started_wall):
     print(f"CPU times: total: {cpu:.3g} s\nWall time: {wall:.3g} s")
 
 
+def _timed(code, globals_, locals_, filename):
+    """``%time``: run once, print the CPU and wall time taken (also when it raises)."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    try:
+        return _run_code(code, globals_, locals_, filename)
+    finally:
+        _report_time(cpu, wall)
+
+
 def _run_code(code, globals_, locals_, filename):
     """Run ``code``; like IPython, return the value of a last bare expression."""
     import ast
@@ -132,11 +141,7 @@ class JobShell:
     def run_line_magic(self, magic_name, line, _stack_depth=1):
         globals_, locals_ = _caller_namespaces(_stack_depth)
         if magic_name in ("time", "timeit"):
-            cpu, wall = time.process_time(), time.perf_counter()
-            try:
-                return _run_code(line, globals_, locals_, f"<%{magic_name}>")
-            finally:
-                _report_time(cpu, wall)
+            return _timed(line, globals_, locals_, f"<%{magic_name}>")
         if magic_name in ("env", "set_env"):
             return self._env(_var_expand(line, globals_, locals_))
         if magic_name == "cd":
@@ -155,11 +160,7 @@ class JobShell:
         if magic_name == "writefile":
             return self._writefile(_var_expand(line, globals_, locals_), cell)
         if magic_name in ("time", "timeit"):
-            cpu, wall = time.process_time(), time.perf_counter()
-            try:
-                return _run_code(cell, globals_, locals_, f"<%%{magic_name}>")
-            finally:
-                _report_time(cpu, wall)
+            return _timed(cell, globals_, locals_, f"<%%{magic_name}>")
         if magic_name == "capture":
             return self._capture(line, cell, globals_, locals_)
         if magic_name in ("bash", "sh"):

@@ -25,6 +25,8 @@ import pytest
 
 # The cluster's fixtures, for the notebooks run on the cluster (marked e2e).
 from tests.e2e.conftest import api_client, core_v1, kubeconfig, namespace, registry_address  # noqa: F401
+# A plain-HTTP docker-registry on loopback, for the upload progress.
+from tests.integration.conftest import registry  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -197,17 +199,8 @@ def notebook(lab, browser, artifacts):
 
 
 @pytest.fixture(scope="module")
-def loopback_registry():
-    """A plain-HTTP docker-registry on loopback (tests/services), for the upload progress."""
-    from tests.services.registry import start_registry
-
-    handle = start_registry()
-    yield handle
-    handle.stop()
-
-
-@pytest.fixture(scope="module")
-def loopback_base_image(loopback_registry):
+def loopback_base_image(registry):
+    """The test base image in the loopback registry, for the upload progress."""
     from tests.services.base_image import push_base_image
 
-    return push_base_image(loopback_registry.address)
+    return push_base_image(registry.address)

@@ -95,8 +95,8 @@ UPLOAD = [
 ]
 
 
-def test_upload_progress_appears_and_completes(lab, notebook, loopback_registry, loopback_base_image):
-    cells = [f"BASE_IMAGE, REGISTRY, CACHE = {str(loopback_base_image)!r}, {loopback_registry.address + '/browser'!r}, "
+def test_upload_progress_appears_and_completes(lab, notebook, registry, loopback_base_image):
+    cells = [f"BASE_IMAGE, REGISTRY, CACHE = {str(loopback_base_image)!r}, {registry.address + '/browser'!r}, "
              f"{str(lab.tmp / 'cache')!r}", *UPLOAD]
     write_notebook(lab.root / "upload.ipynb", cells)
     notebook.open("upload.ipynb", len(cells))
