@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from pathlib import Path
 
 import nbformat
@@ -49,9 +50,14 @@ def _kernel(cwd: Path, env: dict):
                     out.append(content["text"])
                 elif msg["msg_type"] == "error":
                     out.append(f"{content['ename']}: {content['evalue']}")
+                elif msg["msg_type"] in ("display_data", "update_display_data"):
+                    displays[content.get("transient", {}).get("display_id") or len(displays)] = content["data"]
 
             client.execute_interactive(code, timeout=120, output_hook=hook)
             return "".join(out)
+
+        displays: dict = {}
+        run.displays = displays
 
         yield run
     finally:
@@ -83,3 +89,37 @@ def test_cells_run_but_not_saved_are_never_submitted_silently(tmp_path):
         run("CELLS = 'current'")
         out = run(CHECK)
         assert out.startswith("SCRIPT") and "\nx = 41\n" in out, out
+
+
+RENDER = """
+from fairing.events import LogLine, Stage
+from fairing.notebook.display import NotebookRenderer
+r = NotebookRenderer()
+r(Stage('package', 'started'))
+r(Stage('deploy', 'started'))
+for i in range(250):
+    r(LogLine(f'line {i} <b>', 'worker-0' if i % 2 else 'worker-1'))
+r(LogLine('10%\\r', 'worker-0'))
+r(LogLine('60%\\r', 'worker-0'))
+r(Stage('deploy', 'finished', '0.1s'))
+r(Stage('logs', 'failed', 'JobFailedError: the job exited with code 3'))
+"""
+
+
+def test_the_log_display_keeps_replicas_apart_folds_long_logs_and_redraws_progress(tmp_path):
+    with _kernel(tmp_path, {}) as run:
+        run(RENDER)
+        texts = [d.get("text/plain", "") for d in run.displays.values()]
+        htmls = [d.get("text/html", "") for d in run.displays.values()]
+    log = next(t for t in texts if "line 249" in t)
+    rows = log.splitlines()
+    assert rows[0] == "... 51 earlier lines ..." and len(rows) == 201  # 200 shown, the rest folded
+    assert rows[-2] == "[worker-0] line 249 <b>" and rows[-1] == "[worker-0] 60%"  # the \r line redrawn
+    assert not any("10%" in r for r in rows)
+    rich = next(h for h in htmls if "line 249" in h)
+    assert "<details><summary>51 earlier lines</summary>" in rich and "line 0 &lt;b&gt;" in rich
+    colours = set(re.findall(r"color:(#[0-9a-f]{6})'>\[worker", rich))
+    assert len(colours) == 2  # one colour per replica
+    assert any("deploy ✓ 0.1s" in t and "logs ✗" in t for t in texts)
+    box = next(h for h in htmls if "fairing-error" in h)
+    assert "fairing: logs failed" in box and "the job exited with code 3" in box
