@@ -123,3 +123,34 @@ def test_the_log_display_keeps_replicas_apart_folds_long_logs_and_redraws_progre
     assert any("deploy ✓ 0.1s" in t and "logs ✗" in t for t in texts)
     box = next(h for h in htmls if "fairing-error" in h)
     assert "fairing: logs failed" in box and "the job exited with code 3" in box
+
+
+def test_the_job_shell_runs_the_magics_a_job_can_run(workdir):
+    """The converted script, run against the job's shell, does what the kernel would."""
+    from fairing.preprocessors.notebook import SCRIPT_HEADER, convert_notebook
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in [
+        "%env FAIRING_SHELL_TEST=hello\nprint('env', os.environ['FAIRING_SHELL_TEST'])",
+        "%%capture captured\nprint('captured text')",
+        "files = !ls\nname = 'world'\n!echo hi {name} > greeting.txt",
+        "%%writefile -a greeting.txt\nmore\n",
+        "x = %time 20 + 22",
+        "%cd sub\nhere = %pwd",
+        "%%bash\nexit 3",
+    ]]
+    (workdir / "sub").mkdir()
+    script = convert_notebook(nb, allow_shell=True).script
+    ns = {"os": os}
+    code = script.replace(SCRIPT_HEADER, "from fairing.runtime.shell import display, get_ipython\n")
+    try:
+        with pytest.raises(Exception) as failed:
+            exec(compile(code, "converted.py", "exec"), ns)
+    finally:
+        os.chdir(workdir)
+    assert type(failed.value).__name__ == "CalledProcessError" and failed.value.returncode == 3
+    assert os.environ.pop("FAIRING_SHELL_TEST") == "hello"
+    assert ns["captured"].stdout == "captured text\n"
+    assert "sub" in ns["files"]
+    assert (workdir / "greeting.txt").read_text() == "hi world\nmore\n"
+    assert ns["x"] == 42 and ns["here"] == str(workdir / "sub")
