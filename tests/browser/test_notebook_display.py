@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import os
 
-from tests.browser.flows import FAILING, INTERRUPTED, README_FLOW, RUN_CELL, STREAMING, result_lines, write_notebook
+import pytest
+
+from tests.browser.flows import (FAILING, INTERRUPTED, README_FLOW, README_RESULTS, RUN_CELL, STREAMING, cluster_setup,
+                                 readme_flow, result_lines, write_notebook)
+from tests.e2e.conftest import wait_until
 
 
 def _alive(pid: int) -> bool:
@@ -16,17 +20,31 @@ def _alive(pid: int) -> bool:
         return fh.read().split(")")[-1].split()[0] != "Z"
 
 
-def test_readme_flow_in_jupyterlab(lab, notebook):
-    write_notebook(lab.root / "flow.ipynb", README_FLOW)
-    notebook.open("flow.ipynb", len(README_FLOW))
-    shown = {i: notebook.run(i) for i in range(len(README_FLOW))}
+def _readme_flow(lab, notebook, name: str, cells: list[str]) -> None:
+    """Run the README flow cell by cell; the job's log in the run cell shows what the kernel showed.
+    (Each test has its own notebook name: JupyterLab keeps one kernel per notebook path.)"""
+    write_notebook(lab.root / name, cells)
+    notebook.open(name, len(cells))
+    shown = [notebook.run(i, timeout=900) for i in range(len(cells))]
     log = notebook.output(RUN_CELL).locator(".fairing-log").inner_text()
-    in_kernel = result_lines("\n".join(text for i, text in shown.items() if i != RUN_CELL))
-    in_kernel.insert(5, "RESULT run None")
-    assert result_lines(log) == in_kernel
+    in_kernel = result_lines("\n".join(text for i, text in enumerate(shown) if i != RUN_CELL))
+    assert result_lines(log) == README_RESULTS
+    assert in_kernel == [r for r in README_RESULTS if r != "RESULT run None"]
     status = notebook.output(RUN_CELL).locator(".fairing-status").inner_text()
     assert "package ✓" in status and "deploy ✓" in status
+
+
+def test_readme_flow_in_jupyterlab(lab, notebook):
+    _readme_flow(lab, notebook, "flow.ipynb", README_FLOW)
     assert lab.job_dirs() == []
+
+
+@pytest.mark.e2e
+def test_readme_flow_in_jupyterlab_on_the_cluster(lab, notebook, base_image, registry_address, kubeconfig,
+                                                   namespace, kube):
+    _readme_flow(lab, notebook, "flow_cluster.ipynb", readme_flow(cluster_setup(
+        base_image=base_image, registry=f"{registry_address}/fairing-e2e", namespace=namespace, kubeconfig=kubeconfig)))
+    assert kube.batch.list_namespaced_job(namespace).items == []
 
 
 def _log(notebook, i: int) -> str:
@@ -83,6 +101,34 @@ def test_interrupting_the_kernel_deletes_the_job(lab, notebook):
     assert "KeyboardInterrupt" in notebook.output(2).inner_text()
     assert not _alive(pid), "the job's process survived the interrupt"
     assert lab.job_dirs() == []
+
+
+@pytest.mark.e2e
+def test_interrupting_the_kernel_deletes_the_cluster_job(lab, notebook, base_image, registry_address, kubeconfig,
+                                                         namespace, kube):
+    cells = [
+        "import fairing\nfrom fairing.backends.kubernetes import kubernetes_backend\n"
+        "from fairing.builders.append import AppendBuilder\n\n"
+        f"builder = AppendBuilder({base_image!r}, {registry_address + '/fairing-e2e'!r}, insecure=True)\n"
+        f"backend = kubernetes_backend(builder=builder, namespace={namespace!r}, kubeconfig={kubeconfig!r})",
+        "@fairing.train(backend=backend, timeout=900)\ndef forever():\n    import time\n"
+        "    print('started', flush=True)\n    while True:\n        time.sleep(0.5)",
+        "forever()",
+    ]
+    write_notebook(lab.root / "interrupt_cluster.ipynb", cells)
+    notebook.open("interrupt_cluster.ipynb", len(cells))
+    notebook.run(0)
+    notebook.run(1)
+    notebook.start(2)
+    notebook.output(2).locator(".fairing-log", has_text="started").wait_for(timeout=600_000)
+    assert len(kube.batch.list_namespaced_job(namespace).items) == 1
+    notebook.shot("job-running")
+    notebook.interrupt()
+    notebook.wait(2, timeout=120)
+    notebook.shot("interrupted")
+    assert "KeyboardInterrupt" in notebook.output(2).inner_text()
+    wait_until(lambda: not kube.batch.list_namespaced_job(namespace).items
+               and not kube.core.list_namespaced_pod(namespace).items, 120, "the job and its pods to be deleted")
 
 
 UPLOAD = [
