@@ -125,6 +125,7 @@ class NotebookRenderer:
         self._stages[event.name] = (event.status, event.detail)
         self._status.update(self._status_bundle())
         if event.status == "failed":
+            _boxed.add(event.detail)  # the same error reaching the cell gets no second box
             bundle = _error_bundle(f"fairing: {event.name} failed", event.detail)
             if self._error is None:
                 self._error = _Live(bundle)
@@ -235,6 +236,10 @@ def _flush_when_the_cell_ends(renderer: NotebookRenderer) -> None:
     shell.events.register("post_execute", flush)
 
 
+#: Errors a stage failure already showed in a box (``Stage.detail``: "Type: message").
+_boxed: set = set()
+
+
 def _error_title(value: BaseException) -> Optional[str]:
     """The box's title for an error from fairing or re-raised from a job; None for others."""
     from ..errors import FairingError
@@ -257,8 +262,9 @@ def _install_error_box() -> None:
 
     def show(shell_, etype, value, tb, tb_offset=None):
         title = _error_title(value)
-        if title:
+        if title and f"{etype.__name__}: {value}" not in _boxed:
             display(_error_bundle(title, str(value)), raw=True)
+        _boxed.clear()
         shell_.showtraceback((etype, value, tb), tb_offset=tb_offset)
 
     shell.set_custom_exc((Exception,), show)

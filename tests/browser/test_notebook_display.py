@@ -157,3 +157,27 @@ def test_upload_progress_appears_and_completes(lab, notebook, registry, loopback
     assert progress.get_attribute("value") == progress.get_attribute("max")
     assert "RESULT image" in out and "@sha256:" in out
     assert "build ✓" in notebook.output(2).locator(".fairing-status").inner_text()
+
+
+def test_a_cell_run_but_not_saved_is_caught_then_saving_fixes_it(lab, notebook):
+    cells = ["from fairing import config\n\nconfig.set_backend('local')",
+             "x = 1\nprint('RESULT x', x)",
+             "result = config.run()"]
+    path = write_notebook(lab.root / "stale.ipynb", cells)
+    notebook.open("stale.ipynb", len(cells))
+    notebook.run(0)
+    notebook.cell(1).locator(".jp-InputArea-editor").click()
+    notebook.page.keyboard.press("Control+A")
+    notebook.page.keyboard.insert_text("x = 2\nprint('RESULT x', x)")  # edited, run, not saved
+    notebook.run(1)
+    notebook.run(2)
+    boxes = notebook.output(2).locator(".fairing-error")
+    assert boxes.count() == 1
+    box = boxes.inner_text()
+    assert "older than what this kernel ran" in box and "'x = 2'" in box and "Save the notebook" in box
+    notebook.page.keyboard.press("Control+S")
+    wait_until(lambda: "x = 2" in path.read_text(), 30, "JupyterLab to save the notebook")
+    notebook.shot("saved")
+    notebook.run(2)
+    assert "RESULT x 2" in notebook.output(2).locator(".fairing-log").inner_text()
+    assert lab.job_dirs() == []
