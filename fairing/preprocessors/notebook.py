@@ -43,8 +43,7 @@ from ..runtime.shell import CELL_MAGICS, LINE_MAGICS, SHELL_MAGICS
 from .base import default_requirements, payload_context, read_requirements
 from .files import collect_input_files, image_path
 
-__all__ = ["NotebookPreprocessor", "FullNotebookPreprocessor", "ConvertedNotebook", "convert_notebook",
-           "notebook_to_script", "CELL_CHOICES"]
+__all__ = ["NotebookPreprocessor", "FullNotebookPreprocessor", "ConvertedNotebook", "convert_notebook", "CELL_CHOICES"]
 
 #: What ``cells=`` accepts.
 CELL_CHOICES = ("current", "saved", "executed")
@@ -236,11 +235,6 @@ def convert_notebook(notebook: Mapping[str, Any] | Any, *, allow_shell: bool = F
         imports_fairing = imports_fairing or _imports_fairing(tree)
         parts.append(f"\n# %% cell {number}\n{code.rstrip()}\n")
     return ConvertedNotebook("".join(parts), tuple(dict.fromkeys(requirements)), imports_fairing)
-
-
-def notebook_to_script(notebook: Mapping[str, Any] | Any, **options: Any) -> str:
-    """The script of :func:`convert_notebook`."""
-    return convert_notebook(notebook, **options).script
 
 
 def _resolve_notebook(notebook_file) -> Path:

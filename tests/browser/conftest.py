@@ -1,4 +1,5 @@
-"""A real JupyterLab server on loopback, and Debian's headless Chromium driven by Playwright.
+"""A real JupyterLab server on loopback (serving Notebook 7 too), and Debian's headless Chromium
+driven by Playwright.
 
 Each test writes its notebook into the server's root, opens it (a fresh kernel), runs the
 cells one by one as a user would (click, Shift+Enter) and asserts on what the page shows.
@@ -134,12 +135,17 @@ class Notebook:
         self.artifacts = artifacts
         self.steps = 0
 
-    def open(self, name: str, cells: int) -> "Notebook":
-        """Open the notebook and wait until its ``cells`` cells show and its new kernel is idle."""
-        self.page.goto(f"{self.lab.url}/lab/tree/{name}?token={TOKEN}&reset")
+    def open(self, name: str, cells: int, *, app: str = "lab") -> "Notebook":
+        """Open the notebook in JupyterLab (``app="lab"``) or Notebook 7 (``app="notebook"``) and
+        wait until its ``cells`` cells show and its new kernel is idle."""
+        path = {"lab": f"lab/tree/{name}?token={TOKEN}&reset", "notebook": f"notebooks/{name}?token={TOKEN}"}[app]
+        self.page.goto(f"{self.lab.url}/{path}")
         self.page.wait_for_function(
             "n => document.querySelectorAll('.jp-Notebook .jp-Cell').length === n", arg=cells, timeout=120_000)
-        self.page.locator(".jp-StatusBar-Item", has_text="| Idle").wait_for(timeout=120_000)
+        deadline = time.time() + 120
+        while not any(s["path"] == name and s["kernel"]["execution_state"] == "idle" for s in self.lab.api("sessions")):
+            assert time.time() < deadline, f"the kernel of {name} did not become idle"
+            time.sleep(0.3)
         self.shot("opened")
         return self
 

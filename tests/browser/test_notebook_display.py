@@ -51,9 +51,11 @@ def _log(notebook, i: int) -> str:
     return notebook.output(i).locator(".fairing-log").inner_text()
 
 
-def test_logs_stream_into_the_cell_while_the_job_runs(lab, notebook):
-    write_notebook(lab.root / "stream.ipynb", STREAMING)
-    notebook.open("stream.ipynb", len(STREAMING))
+@pytest.mark.parametrize("app", ["lab", "notebook"])
+def test_logs_stream_into_the_cell_while_the_job_runs(lab, notebook, app):
+    """In JupyterLab and in Notebook 7."""
+    write_notebook(lab.root / f"stream_{app}.ipynb", STREAMING)
+    notebook.open(f"stream_{app}.ipynb", len(STREAMING), app=app)
     notebook.run(0)
     notebook.start(1)
     notebook.output(1).locator(".fairing-log", has_text="step 1 of 6").wait_for(timeout=120_000)
@@ -180,4 +182,20 @@ def test_a_cell_run_but_not_saved_is_caught_then_saving_fixes_it(lab, notebook):
     notebook.shot("saved")
     notebook.run(2)
     assert "RESULT x 2" in notebook.output(2).locator(".fairing-log").inner_text()
+    assert lab.job_dirs() == []
+
+
+def test_after_submit_the_log_keeps_streaming_into_the_submitting_cell(lab, notebook):
+    cells = [STREAMING[0], "handle = stream.submit(4)", "print('RESULT another cell ran')",
+             "value = handle.result()\nhandle.delete()\nprint('RESULT value', value)"]
+    write_notebook(lab.root / "submit.ipynb", cells)
+    notebook.open("submit.ipynb", len(cells))
+    notebook.run(0)
+    notebook.run(1)
+    assert "RESULT another cell ran" in notebook.run(2)
+    notebook.output(1).locator(".fairing-log", has_text="step 3 of 4").wait_for(timeout=120_000)
+    notebook.output(1).locator(".fairing-log", has_text="progress 100%").wait_for(timeout=60_000)
+    notebook.shot("log-in-the-submitting-cell")
+    assert "step" not in notebook.output(2).inner_text()
+    assert "RESULT value 4" in notebook.run(3)
     assert lab.job_dirs() == []
