@@ -39,7 +39,7 @@ from ..context import BuildContext
 from ..errors import (ConfigurationError, EntryPointNotFoundError, MissingDependencyError, NotebookStaleError,
                       PackagingError)
 from ..runtime import fairing_package_files
-from ..runtime.shell import CELL_MAGICS, LINE_MAGICS, SHELL_MAGICS
+from ..runtime.shell import CELL_MAGICS, LINE_MAGICS, PYTHON_CELL_MAGICS, SHELL_MAGICS
 from .base import default_requirements, payload_context, read_requirements
 from .files import collect_input_files, image_path
 
@@ -187,6 +187,13 @@ def _check_ipython_calls(tree: ast.Module, cell: _Cell, offset: int, allow_shell
         shown = f"%%{name}" if cell_magic else f"%{name}"
         if name in SHELL_MAGICS and not allow_shell:
             raise PackagingError(f"{where}: {shown} runs shell commands, which would run in the job too. {_SHELL_FIX}")
+        if cell_magic and name in PYTHON_CELL_MAGICS and len(literal) > 2:
+            try:
+                ast.parse(literal[2])
+            except SyntaxError as exc:  # the body starts on the cell's second line
+                raise PackagingError(
+                    f"{cell.where(node.lineno + offset + (exc.lineno or 1))} has a syntax error: {exc.msg}. Fix the "
+                    "cell (it would fail in the job the same way), or clear it.") from None
         if not cell_magic and name == "pip":
             requirements += _pip_requirements(line, where, base_dir)
         elif not cell_magic and name in ("load_ext", "reload_ext") and line.split() != ["autoreload"]:

@@ -28,8 +28,8 @@ import subprocess
 import sys
 import time
 
-__all__ = ["get_ipython", "display", "LINE_MAGICS", "CELL_MAGICS", "NOOP_LINE_MAGICS", "SHELL_MAGICS",
-           "UnsupportedInJob"]
+__all__ = ["get_ipython", "display", "LINE_MAGICS", "CELL_MAGICS", "NOOP_LINE_MAGICS", "PYTHON_CELL_MAGICS",
+           "SHELL_MAGICS", "UnsupportedInJob"]
 
 #: Line magics that do nothing in a job: display, help and interactive tools.
 NOOP_LINE_MAGICS = frozenset({
@@ -38,11 +38,13 @@ NOOP_LINE_MAGICS = frozenset({
 })
 #: Cell magics that only display something in a notebook.
 DISPLAY_CELL_MAGICS = frozenset({"html", "markdown", "latex", "svg", "javascript", "js"})
+#: Cell magics whose body is Python.
+PYTHON_CELL_MAGICS = frozenset({"time", "timeit", "capture"})
 #: Magics that run shell commands (allowed only when the user allows shell commands).
 SHELL_MAGICS = frozenset({"bash", "sh", "system", "sx"})
 
 LINE_MAGICS = NOOP_LINE_MAGICS | {"time", "timeit", "env", "set_env", "cd", "pwd", "system", "sx"}
-CELL_MAGICS = DISPLAY_CELL_MAGICS | {"writefile", "time", "timeit", "capture", "bash", "sh"}
+CELL_MAGICS = DISPLAY_CELL_MAGICS | PYTHON_CELL_MAGICS | {"writefile", "bash", "sh"}
 
 
 class UnsupportedInJob(RuntimeError):

@@ -56,6 +56,7 @@ def test_magics_become_ipython_calls_the_job_shell_answers():
 @pytest.mark.parametrize("cells, message", [
     (("x = 1", "print('a'\n"), r"Cell 2, line 1 \("),
     (("x = 1", "\n\ndef f(:\n    pass"), r"Cell 2, line 3 \('def f\(:'\) has a syntax error"),
+    (("%%time\nx = 1\ny = (",), r"Cell 1, line 3 \('y = \('\) has a syntax error"),
     (("%load_ext sql",), r"Cell 1, line 1 .*extension 'sql' cannot be loaded"),
     (("x = 1\n%conda install numpy",), r"Cell 1, line 2 .*%conda cannot run in a fairing job\. Use %pip install"),
     (("%%perl\nprint 1",), r"Cell 1, line 1 .*%%perl cannot run in a fairing job"),
