@@ -93,6 +93,11 @@ class _Cell:
         return f"Cell {self.number}, line {line} ({text!r})"
 
 
+def _syntax_error(cell: _Cell, line: int, exc: SyntaxError) -> PackagingError:
+    return PackagingError(f"{cell.where(line)} has a syntax error: {exc.msg}. Fix the cell (it would fail in the "
+                          "job the same way), or clear it.")
+
+
 def _source(cell: Mapping[str, Any]) -> str:
     source = cell["source"]
     return "".join(source) if isinstance(source, list) else source
@@ -171,8 +176,8 @@ def _check_ipython_calls(tree: ast.Module, cell: _Cell, offset: int, allow_shell
         method, args = call
         where = cell.where(node.lineno + offset)
         if args is None:
-            raise PackagingError(f"{where}: get_ipython().{method} is not available in a fairing job. "
-                                 "Move this code out of the notebook's job path, or guard it with "
+            raise PackagingError(f"{where}: get_ipython().{method} is not available in a fairing job. Remove it, "
+                                 "or move it into a module the notebook imports, guarded there with "
                                  "`if not in_job():` (from fairing.api import in_job).")
         if method in ("system", "getoutput"):
             if not allow_shell:
@@ -191,9 +196,7 @@ def _check_ipython_calls(tree: ast.Module, cell: _Cell, offset: int, allow_shell
             try:
                 ast.parse(literal[2])
             except SyntaxError as exc:  # the body starts on the cell's second line
-                raise PackagingError(
-                    f"{cell.where(node.lineno + offset + (exc.lineno or 1))} has a syntax error: {exc.msg}. Fix the "
-                    "cell (it would fail in the job the same way), or clear it.") from None
+                raise _syntax_error(cell, node.lineno + offset + (exc.lineno or 1), exc) from None
         if not cell_magic and name == "pip":
             requirements += _pip_requirements(line, where, base_dir)
         elif not cell_magic and name in ("load_ext", "reload_ext") and line.split() != ["autoreload"]:
@@ -235,9 +238,7 @@ def convert_notebook(notebook: Mapping[str, Any] | Any, *, allow_shell: bool = F
         try:
             tree = ast.parse(code, f"<cell {number}>")
         except SyntaxError as exc:
-            raise PackagingError(
-                f"{cell.where((exc.lineno or 1) + offset)} has a syntax error: {exc.msg}. Fix the cell (it would "
-                "fail in the job the same way), or clear it.") from None
+            raise _syntax_error(cell, (exc.lineno or 1) + offset, exc) from None
         requirements += _check_ipython_calls(tree, cell, offset, allow_shell, base)
         imports_fairing = imports_fairing or _imports_fairing(tree)
         parts.append(f"\n# %% cell {number}\n{code.rstrip()}\n")
