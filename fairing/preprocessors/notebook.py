@@ -180,6 +180,10 @@ def _check_ipython_calls(tree: ast.Module, cell: _Cell, offset: int, allow_shell
                                  "or move it into a module the notebook imports, guarded there with "
                                  "`if not in_job():` (from fairing.api import in_job).")
         if method in ("system", "getoutput"):
+            command = args[0].value if args and isinstance(args[0], ast.Constant) else ""
+            if isinstance(command, str) and command.split()[:2] in (["pip", "install"], ["pip3", "install"]):
+                raise PackagingError(f"{where} installs packages with a shell command. Write it as %pip install "
+                                     "..., which becomes a requirement of the image (and works in the kernel too).")
             if not allow_shell:
                 raise PackagingError(f"{where} runs a shell command, which would run in the job too. {_SHELL_FIX}")
             continue

@@ -63,6 +63,7 @@ def test_magics_become_ipython_calls_the_job_shell_answers():
     (("%pip uninstall -y six",), r"%pip uninstall cannot run in the job"),
     (("%pip install -e .",), r"the pip option -e cannot become a requirement"),
     (("%pip install {pkg}",), r"uses a variable"),
+    (("!pip install six",), r"Cell 1, line 1 .*Write it as %pip install"),
     (("!echo hi",), r"Cell 1, line 1 \('!echo hi'\) runs a shell command.*allow_shell=True"),
     (("x = 1", "out = !ls",), r"Cell 2, line 1 .*allow_shell=True"),
     (("%%bash\nls",), r"%%bash runs shell commands.*allow_shell=True"),
