@@ -113,3 +113,11 @@ def test_unsaved_inputs():
     assert unsaved_inputs(["y = x + 2", "y = x + 1", "config.run()"], saved) == []
     # edited and re-run, not saved: the newest version is missing
     assert unsaved_inputs(["y = x + 1", "y = x + 10", "config.run()"], saved) == ["y = x + 10"]
+
+
+@pytest.mark.parametrize("content", ["not json at all", '{"cells": "no"}'])
+def test_a_broken_notebook_file_is_a_packaging_error(tmp_path, content):
+    path = tmp_path / "broken.ipynb"
+    path.write_text(content)
+    with pytest.raises(PackagingError, match=r"Could not read the notebook .*broken\.ipynb.*valid \.ipynb"):
+        NotebookPreprocessor(path).context()
