@@ -87,11 +87,12 @@ class ConvertedNotebook:
 class _Cell:
     number: int  # 1-based position in the notebook, as the user counts cells
     source: str
+    kind: str = "Cell"  # "Input" for the kernel's executed inputs, counted in the order they ran
 
     def where(self, line: int) -> str:
         lines = self.source.splitlines()
         text = lines[line - 1].strip() if 0 < line <= len(lines) else ""
-        return f"Cell {self.number}, line {line} ({text!r})"
+        return f"{self.kind} {self.number}, line {line} ({text!r})"
 
 
 def _syntax_error(cell: _Cell, line: int, exc: SyntaxError) -> PackagingError:
@@ -226,16 +227,16 @@ def _imports_fairing(tree: ast.Module) -> bool:
 
 
 def convert_notebook(notebook: Mapping[str, Any] | Any, *, allow_shell: bool = False,
-                     base_dir: Optional[os.PathLike | str] = None) -> ConvertedNotebook:
+                     base_dir: Optional[os.PathLike | str] = None, kind: str = "Cell") -> ConvertedNotebook:
     """The notebook's code cells as one script for the job; :class:`PackagingError` when
-    a cell would not run there (see the module's docstring)."""
+    a cell would not run there (see the module's docstring). Errors name ``"<kind> N, line L"``."""
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     transformer = _transformer()
     parts, requirements, imports_fairing = [SCRIPT_HEADER], [], False
     for number, raw in enumerate(notebook["cells"], 1):
         if raw.get("cell_type") != "code":
             continue
-        cell = _Cell(number, _source(raw))
+        cell = _Cell(number, _source(raw), kind)
         if not cell.source.strip():
             continue
         code = transformer.transform_cell(cell.source)
@@ -338,7 +339,8 @@ class NotebookPreprocessor(_NotebookBase):
         return notebook
 
     def context(self) -> BuildContext:
-        converted = convert_notebook(self._notebook_content(), allow_shell=self.allow_shell, base_dir=self.base_dir)
+        converted = convert_notebook(self._notebook_content(), allow_shell=self.allow_shell, base_dir=self.base_dir,
+                                     kind="Input" if self.cells == "executed" else "Cell")
         files: dict = dict(collect_input_files(self.input_files, self.base_dir))
         script_path = image_path(self.notebook, self.base_dir)[: -len(".ipynb")] + ".py"
         files[script_path] = converted.script.encode()

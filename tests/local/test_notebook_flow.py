@@ -89,6 +89,10 @@ def test_cells_run_but_not_saved_are_never_submitted_silently(tmp_path):
         run("CELLS = 'current'")
         out = run(CHECK)
         assert out.startswith("SCRIPT") and "\nx = 41\n" in out, out
+        run("%load_ext sql_not_in_the_file")
+        run("CELLS = 'executed'")
+        out = run(CHECK)  # the kernel's inputs are named in the order the kernel ran them
+        assert out.startswith("PackagingError Input ") and "extension 'sql_not_in_the_file'" in out, out
 
 
 RENDER = """
