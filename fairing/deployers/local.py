@@ -9,7 +9,6 @@ process tree; the directory is removed by ``delete()`` (and at interpreter exit)
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -24,7 +23,7 @@ from typing import Any, Iterator, Optional
 from ..artifacts import LocalDir
 from ..errors import ConfigurationError, DeployError, JobTimeoutError
 from ..events import EventCallback, LogLine, emitter
-from ..handle import JobStatus, LogBuffer
+from ..handle import JobStatus, LineSplitter, LogBuffer
 from ..results import outcome
 from ..runtime import PACKAGE, RUNTIME_DIR
 from ..runtime.result import decode
@@ -90,29 +89,18 @@ class LocalHandle:
         self._reader.start()
 
     def _read(self) -> None:
-        """Lines as they end; a line still being redrawn with ``\r`` (a progress bar) goes
-        out as a ``LogLine`` ending in ``\r`` each time, and into the log once, as shown last."""
         assert self._proc.stdout is not None
-        pending = b""
-        while True:
-            chunk = self._proc.stdout.read1(1 << 16)
-            pending += chunk
-            *done, pending = re.split(rb"(\r\n|\n|\r(?!$))", pending) if chunk else (pending, b"\n", b"")
-            if not chunk and not done[0]:
-                break
-            for text, end in zip(done[::2], done[1::2]):
-                line = text.decode("utf-8", "replace")
-                if end == b"\r":
-                    if line:
-                        self._emit(LogLine(line + "\r"))
-                else:
-                    self._log.add(line)
-                    self._emit(LogLine(line))
-            if not chunk:
-                break
-            if pending.rstrip(b"\r"):  # the line being drawn now: show it already
-                self._emit(LogLine(pending.rstrip(b"\r").decode("utf-8", "replace") + "\r"))
+        splitter = LineSplitter()
+        while chunk := self._proc.stdout.read1(1 << 16):
+            self._lines(splitter.feed(chunk))
+        self._lines(splitter.close())
         self._log.close()
+
+    def _lines(self, lines: list) -> None:
+        for text, partial in lines:
+            if not partial:
+                self._log.add(text)
+            self._emit(LogLine(text + "\r" if partial else text))
 
     def logs(self, follow: bool = True) -> Iterator[str]:
         return self._log.follow(follow)
