@@ -126,7 +126,8 @@ def test_interrupting_the_kernel_deletes_the_cluster_job(lab, notebook, base_ima
     notebook.output(2).locator(".fairing-log", has_text="started").wait_for(timeout=600_000)
     assert len(kube.batch.list_namespaced_job(namespace).items) == 1
     notebook.output(2).locator(".fairing-log", has_text="tick 3").wait_for(timeout=60_000)  # \r redrawn live
-    assert [line for line in _log(notebook, 2).splitlines() if "tick" in line] in (["tick 3"], ["tick 4"], ["tick 5"])
+    ticks = [line for line in _log(notebook, 2).splitlines() if "tick" in line]
+    assert len(ticks) == 1 and int(ticks[0].split()[1]) >= 3  # one line, redrawn in place
     notebook.shot("job-running")
     notebook.interrupt()
     notebook.wait(2, timeout=120)
