@@ -6,9 +6,11 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional, Protocol, runtime_checkable
+from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, runtime_checkable
 
-__all__ = ["Handle", "JobStatus", "LogBuffer", "LineSplitter"]
+from .events import EventCallback, LogLine
+
+__all__ = ["Handle", "JobStatus", "LogBuffer", "LineSplitter", "publish_lines"]
 
 
 @dataclass(frozen=True)
@@ -116,3 +118,12 @@ class LineSplitter:
         """What is left when the stream ends, as a whole line."""
         rest, self._pending = self._pending.rstrip(b"\r"), b""
         return [(rest.decode("utf-8", "replace"), False)] if rest else []
+
+
+def publish_lines(lines: Iterable[tuple[str, bool]], log: LogBuffer, emit: EventCallback, source: str = "") -> None:
+    """:class:`LineSplitter` output to a handle: whole lines into ``log`` and out as
+    :class:`~fairing.events.LogLine`; partial ones only out, ending in ``\\r``."""
+    for text, partial in lines:
+        if not partial:
+            log.add(text, source)
+        emit(LogLine(text + "\r" if partial else text, source))

@@ -22,8 +22,8 @@ from typing import Any, Iterator, Optional
 
 from ..artifacts import LocalDir
 from ..errors import ConfigurationError, DeployError, JobTimeoutError
-from ..events import EventCallback, LogLine, emitter
-from ..handle import JobStatus, LineSplitter, LogBuffer
+from ..events import EventCallback, emitter
+from ..handle import JobStatus, LineSplitter, LogBuffer, publish_lines
 from ..results import outcome
 from ..runtime import PACKAGE, RUNTIME_DIR
 from ..runtime.result import decode
@@ -92,15 +92,10 @@ class LocalHandle:
         assert self._proc.stdout is not None
         splitter = LineSplitter()
         while chunk := self._proc.stdout.read1(1 << 16):
-            self._lines(splitter.feed(chunk))
-        self._lines(splitter.close())
+            publish_lines(splitter.feed(chunk), self._log, self._emit)
+        publish_lines(splitter.close(), self._log, self._emit)
         self._log.close()
 
-    def _lines(self, lines: list) -> None:
-        for text, partial in lines:
-            if not partial:
-                self._log.add(text)
-            self._emit(LogLine(text + "\r" if partial else text))
 
     def logs(self, follow: bool = True) -> Iterator[str]:
         return self._log.follow(follow)

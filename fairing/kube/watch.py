@@ -17,8 +17,8 @@ import time
 from typing import Any, Callable, Iterator, Optional
 
 from ..errors import DeployError, FairingError, JobFailedError, JobTimeoutError
-from ..events import EventCallback, LogLine, emitter
-from ..handle import JobStatus, LineSplitter, LogBuffer
+from ..events import EventCallback, emitter
+from ..handle import JobStatus, LineSplitter, LogBuffer, publish_lines
 from ..runtime.result import PREFIX
 from .client import is_status, raise_for_api_error
 from .diagnose import UNSCHEDULABLE_GRACE, diagnose
@@ -183,11 +183,7 @@ class Workload:
     def _add_line(self, source: str, line: str, partial: bool = False) -> None:
         if line.startswith(PREFIX) or partial and PREFIX.startswith(line):
             return  # the result line is for result(), not for people
-        if partial:  # a progress bar being redrawn: shown, not kept
-            self._emit(LogLine(line + "\r", source))
-            return
-        self._log.add(line, source)
-        self._emit(LogLine(line, source))
+        publish_lines([(line, partial)], self._log, self._emit, source)
 
     def _streams_done(self) -> bool:
         return all(not t.is_alive() for t in self._streams.values())
