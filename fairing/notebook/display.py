@@ -14,6 +14,8 @@ Log lines are HTML-escaped; each replica (``[worker-1]``) gets its own colour; p
 :attr:`NotebookRenderer.max_lines` the earlier lines fold into a collapsed
 ``<details>``. A log line ending in ``\\r`` is a progress line still being drawn (a tqdm
 bar in the job): the next line from the same replica replaces it, as on a terminal.
+(Local jobs send those as they are drawn; Docker's and Kubernetes' logs are line-based
+and deliver a redrawn line once it ends, and then only its final text shows.)
 """
 
 from __future__ import annotations

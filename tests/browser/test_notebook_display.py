@@ -113,9 +113,8 @@ def test_interrupting_the_kernel_deletes_the_cluster_job(lab, notebook, base_ima
         "from fairing.builders.append import AppendBuilder\n\n"
         f"builder = AppendBuilder({base_image!r}, {registry_address + '/fairing-e2e'!r}, insecure=True)\n"
         f"backend = kubernetes_backend(builder=builder, namespace={namespace!r}, kubeconfig={kubeconfig!r})",
-        "@fairing.train(backend=backend, timeout=900)\ndef forever():\n    import sys, time\n"
-        "    print('started', flush=True)\n    tick = 0\n    while True:\n"
-        "        tick += 1\n        sys.stdout.write(f'\\rtick {tick}'); sys.stdout.flush(); time.sleep(0.5)",
+        "@fairing.train(backend=backend, timeout=900)\ndef forever():\n    import time\n"
+        "    print('started', flush=True)\n    while True:\n        time.sleep(0.5)",
         "forever()",
     ]
     write_notebook(lab.root / "interrupt_cluster.ipynb", cells)
@@ -125,9 +124,6 @@ def test_interrupting_the_kernel_deletes_the_cluster_job(lab, notebook, base_ima
     notebook.start(2)
     notebook.output(2).locator(".fairing-log", has_text="started").wait_for(timeout=600_000)
     assert len(kube.batch.list_namespaced_job(namespace).items) == 1
-    notebook.output(2).locator(".fairing-log", has_text="tick 3").wait_for(timeout=60_000)  # \r redrawn live
-    ticks = [line for line in _log(notebook, 2).splitlines() if "tick" in line]
-    assert len(ticks) == 1 and int(ticks[0].split()[1]) >= 3  # one line, redrawn in place
     notebook.shot("job-running")
     notebook.interrupt()
     notebook.wait(2, timeout=120)
