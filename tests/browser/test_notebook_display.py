@@ -158,7 +158,7 @@ def test_upload_progress_appears_and_completes(lab, notebook, registry, loopback
     progress = code.locator("progress")
     assert progress.get_attribute("value") == progress.get_attribute("max")
     assert "RESULT image" in out and "@sha256:" in out
-    assert "build ✓" in notebook.output(2).locator(".fairing-status").inner_text()
+    assert "push ✓" in notebook.output(2).locator(".fairing-status").inner_text()
 
 
 def test_a_cell_run_but_not_saved_is_caught_then_saving_fixes_it(lab, notebook):
