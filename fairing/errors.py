@@ -8,6 +8,7 @@ Each message says what happened and how to fix it. The tree::
     ├── PackagingError              code could not be captured into a build context
     │   ├── EntryPointNotFoundError     the script, notebook or input file does not exist
     │   ├── NotebookNotFoundError       the current notebook cannot be detected
+    │   ├── NotebookStaleError          the saved notebook lacks cells the kernel ran
     │   ├── SerializationError          a function or value cannot be pickled
     │   ├── OutsideProjectError         a path or a symlink's target is outside the project, unmapped
     │   ├── PathCollisionError          two sources for one path in the image
@@ -43,6 +44,7 @@ __all__ = [
     "PackagingError",
     "EntryPointNotFoundError",
     "NotebookNotFoundError",
+    "NotebookStaleError",
     "SerializationError",
     "OutsideProjectError",
     "PathCollisionError",
@@ -97,6 +99,10 @@ class EntryPointNotFoundError(PackagingError, FileNotFoundError):
 
 class NotebookNotFoundError(PackagingError):
     """The notebook to package could not be found or detected."""
+
+
+class NotebookStaleError(PackagingError):
+    """The saved notebook is older than what its kernel ran (cells run but not saved)."""
 
 
 class SerializationError(PackagingError):

@@ -1,12 +1,16 @@
-"""The Handle protocol (what a deployer returns for a running job), and the log buffer handles share."""
+"""The Handle protocol (what a deployer returns for a running job), and the log buffer and
+line splitter handles share."""
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional, Protocol, runtime_checkable
+from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, runtime_checkable
 
-__all__ = ["Handle", "JobStatus", "LogBuffer"]
+from .events import EventCallback, LogLine
+
+__all__ = ["Handle", "JobStatus", "LogBuffer", "LineSplitter", "publish_lines"]
 
 
 @dataclass(frozen=True)
@@ -84,3 +88,42 @@ class LogBuffer:
         with self._cond:
             lines = [line for s, line in self._lines if source is None or s == source]
         return "\n".join(lines[-n:])
+
+
+class LineSplitter:
+    """Cuts a job's output stream into lines as a terminal shows them.
+
+    :meth:`feed` returns ``(text, partial)`` pairs: ``partial`` is True for a line still
+    being drawn (a progress bar redrawn with ``\\r``, or text not ended yet), sent again
+    each time it changes; the line's final text comes once, with ``partial`` False.
+    Deployers send partial lines as ``LogLine(text + "\\r")`` and keep only whole lines.
+    """
+
+    # a lone "\r" at the end may be the first half of "\r\n": wait for the next chunk
+    _ENDS = re.compile(rb"(\r\n|\n|\r(?!$))")
+
+    def __init__(self) -> None:
+        self._pending = b""
+
+    def feed(self, chunk: bytes) -> list[tuple[str, bool]]:
+        *done, self._pending = self._ENDS.split(self._pending + chunk)
+        out = [(text.decode("utf-8", "replace"), end == b"\r") for text, end in zip(done[::2], done[1::2])
+               if text or end != b"\r"]
+        tail = self._pending.rstrip(b"\r")
+        if tail:
+            out.append((tail.decode("utf-8", "replace"), True))
+        return out
+
+    def close(self) -> list[tuple[str, bool]]:
+        """What is left when the stream ends, as a whole line."""
+        rest, self._pending = self._pending.rstrip(b"\r"), b""
+        return [(rest.decode("utf-8", "replace"), False)] if rest else []
+
+
+def publish_lines(lines: Iterable[tuple[str, bool]], log: LogBuffer, emit: EventCallback, source: str = "") -> None:
+    """:class:`LineSplitter` output to a handle: whole lines into ``log`` and out as
+    :class:`~fairing.events.LogLine`; partial ones only out, ending in ``\\r``."""
+    for text, partial in lines:
+        if not partial:
+            log.add(text, source)
+        emit(LogLine(text + "\r" if partial else text, source))

@@ -31,8 +31,8 @@ from .._docker import engine_error, is_engine_error, make_client
 from ..artifacts import DockerImage, RegistryImage
 from ..errors import (ConfigurationError, DeployError, ImagePullError, JobFailedError,
                       JobTimeoutError)
-from ..events import EventCallback, LogLine, Stage, emitter
-from ..handle import JobStatus, LogBuffer
+from ..events import EventCallback, Stage, emitter
+from ..handle import JobStatus, LineSplitter, LogBuffer, publish_lines
 from ..results import outcome
 from ..runtime.result import KEY_ENV, decode, new_key
 
@@ -126,25 +126,16 @@ class DockerHandle:
     # -- logs ---------------------------------------------------------------------------
 
     def _read(self) -> None:
-        partial = b""
+        splitter = LineSplitter()
         try:
             self._stream = self._container.logs(stream=True, follow=True, stdout=True, stderr=True)
             for chunk in self._stream:
-                partial += chunk
-                *lines, partial = partial.split(b"\n")
-                for raw in lines:
-                    self._add_line(raw)
-            if partial:
-                self._add_line(partial)
+                publish_lines(splitter.feed(chunk), self._log, self._emit)
+            publish_lines(splitter.close(), self._log, self._emit)
         except Exception:  # the container was removed under us, or the engine stopped: the log ends here
             pass
         finally:
             self._log.close()
-
-    def _add_line(self, raw: bytes) -> None:
-        line = raw.decode("utf-8", "replace").rstrip("\r")
-        self._log.add(line)
-        self._emit(LogLine(line))
 
     def logs(self, follow: bool = True) -> Iterator[str]:
         return self._log.follow(follow)

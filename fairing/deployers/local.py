@@ -22,8 +22,8 @@ from typing import Any, Iterator, Optional
 
 from ..artifacts import LocalDir
 from ..errors import ConfigurationError, DeployError, JobTimeoutError
-from ..events import EventCallback, LogLine, emitter
-from ..handle import JobStatus, LogBuffer
+from ..events import EventCallback, emitter
+from ..handle import JobStatus, LineSplitter, LogBuffer, publish_lines
 from ..results import outcome
 from ..runtime import PACKAGE, RUNTIME_DIR
 from ..runtime.result import KEY_ENV, decode, new_key
@@ -91,11 +91,12 @@ class LocalHandle:
 
     def _read(self) -> None:
         assert self._proc.stdout is not None
-        for raw in self._proc.stdout:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            self._log.add(line)
-            self._emit(LogLine(line))
+        splitter = LineSplitter()
+        while chunk := self._proc.stdout.read1(1 << 16):
+            publish_lines(splitter.feed(chunk), self._log, self._emit)
+        publish_lines(splitter.close(), self._log, self._emit)
         self._log.close()
+
 
     def logs(self, follow: bool = True) -> Iterator[str]:
         return self._log.follow(follow)

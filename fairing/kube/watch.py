@@ -17,8 +17,8 @@ import time
 from typing import Any, Callable, Iterator, Optional
 
 from ..errors import DeployError, FairingError, JobFailedError, JobTimeoutError
-from ..events import EventCallback, LogLine, emitter
-from ..handle import JobStatus, LogBuffer
+from ..events import EventCallback, emitter
+from ..handle import JobStatus, LineSplitter, LogBuffer, publish_lines
 from ..runtime.result import PREFIX
 from .client import is_status, raise_for_api_error
 from .diagnose import UNSCHEDULABLE_GRACE, diagnose
@@ -166,14 +166,12 @@ class Workload:
         core = self.kube.core
         try:
             response = core.read_namespaced_pod_log(pod_name, self.namespace, follow=True, _preload_content=False)
-            pending = b""
+            splitter = LineSplitter()
             for chunk in response.stream(4096):
-                pending += chunk
-                *complete, pending = pending.split(b"\n")
-                for raw in complete:
-                    self._add_line(source, raw.decode("utf-8", "replace"))
-            if pending:
-                self._add_line(source, pending.decode("utf-8", "replace"))
+                for text, partial in splitter.feed(chunk):
+                    self._add_line(source, text, partial)
+            for text, partial in splitter.close():
+                self._add_line(source, text, partial)
         except Exception as exc:  # the pod went away mid-stream: the log ends here
             if not (self._deleted or self._stop.is_set()):
                 why = getattr(exc, "body", None) or getattr(exc, "reason", None) or exc
@@ -182,11 +180,10 @@ class Workload:
             with self._cond:
                 self._cond.notify_all()
 
-    def _add_line(self, source: str, line: str) -> None:
-        if line.startswith(PREFIX):
+    def _add_line(self, source: str, line: str, partial: bool = False) -> None:
+        if line.startswith(PREFIX) or partial and PREFIX.startswith(line):
             return  # the result line is for result(), not for people
-        self._log.add(line, source)
-        self._emit(LogLine(line, source))
+        publish_lines([(line, partial)], self._log, self._emit, source)
 
     def _streams_done(self) -> bool:
         return all(not t.is_alive() for t in self._streams.values())

@@ -1,1 +1,1 @@
-"""Notebook helpers: finding the current notebook, and rendering progress in a cell."""
+"""Notebook helpers: finding the current notebook, what its kernel ran, and rendering progress in a cell."""

@@ -1,37 +1,62 @@
 """Notebook preprocessors: convert a notebook to a script, or run it whole with papermill.
 
-Conversion is done here rather than with nbconvert's PythonExporter because that
-exporter turns magics into ``get_ipython()`` calls, which fail in a plain job and
-would run shell escapes. Instead:
+Conversion keeps every statement the user wrote. Each code cell goes through IPython's
+own input transformer (``IPython.core.inputtransformer2.TransformerManager``, the one
+the kernel uses), which turns ``%magic``, ``%%cell_magic``, ``!cmd`` and ``obj?`` into
+``get_ipython()`` calls and leaves everything else alone (so a triple-quoted string
+whose lines start with ``!`` or ``%`` stays a string). Then, before anything is
+submitted:
 
-- a cell whose first line is a cell magic (``%%bash``, ``%%writefile``...) becomes
-  comments as a whole, so its body never runs as Python;
-- line magics, shell escapes (``!pip``, ``x = !ls``) and help lines (``obj?``) become
-  comments;
-- fairing's own calls are neutralised so the job does not submit itself again:
-  ``import fairing`` / ``from fairing import ...`` statements and statements calling
-  anything reached through those names become ``pass``, and fairing decorators are
-  dropped from definitions.
+- a cell that does not compile is a :class:`PackagingError` naming the cell and line;
+- every ``get_ipython()`` call is checked against what the job's shell
+  (``fairing/runtime/shell.py``) runs; anything else is a :class:`PackagingError`
+  naming the cell and line and saying what to do instead. Shell commands (``!cmd``,
+  ``%%bash``) pass only with ``allow_shell=True``;
+- ``%pip install ...`` becomes requirements of the image (and a no-op in the job).
+
+fairing's own calls stay: in the job ``FAIRING_RUNTIME`` makes ``config.run()``,
+``config.fn(f)`` and ``@fairing.train`` no-ops (``fn`` and the decorator return the
+plain function), and fairing's pure-Python package is shipped under ``.fairing/`` so
+``import fairing`` works in any image.
+
+Which content is converted (``cells=``): ``"current"`` (default) reads the saved file
+and, inside the notebook's own kernel, refuses with :class:`NotebookStaleError` when the
+kernel ran code the file does not have; ``"saved"`` reads the file without that check;
+``"executed"`` takes the cells the kernel ran, in the order it ran them.
 """
 
 from __future__ import annotations
 
 import ast
+import json
 import os
-import re
+import shlex
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 from ..context import BuildContext
-from ..errors import EntryPointNotFoundError, MissingDependencyError, PackagingError
+from ..errors import (ConfigurationError, EntryPointNotFoundError, MissingDependencyError, NotebookStaleError,
+                      PackagingError)
+from ..runtime import fairing_package_files
+from ..runtime.shell import CELL_MAGICS, LINE_MAGICS, PYTHON_CELL_MAGICS, SHELL_MAGICS
+from ..requirements import read_requirements_file
 from .base import default_requirements, payload_context
 from .files import collect_input_files, image_path
 
-__all__ = ["NotebookPreprocessor", "FullNotebookPreprocessor", "notebook_to_script"]
+__all__ = ["NotebookPreprocessor", "FullNotebookPreprocessor", "ConvertedNotebook", "convert_notebook", "CELL_CHOICES"]
 
-_MAGIC_LINE = re.compile(r"^\s*(%|!|\w[\w.]*\s*=\s*[!%])")
-_HELP_LINE = re.compile(r"^\s*\??[\w.]+\?{1,2}\s*$")
+#: What ``cells=`` accepts.
+CELL_CHOICES = ("current", "saved", "executed")
+
+#: The first line of every converted script: the job's answers to IPython's calls.
+SCRIPT_HEADER = "from fairing_runtime.shell import display, get_ipython  # [fairing] IPython's calls, run by the job\n"
+
+_SHELL_FIX = ("Shell commands run in the job only when you allow it: NotebookPreprocessor(allow_shell=True), "
+              "or config.set_preprocessor('notebook', allow_shell=True).")
+_PIP_FLAGS_IGNORED = {"-q", "-qq", "-qqq", "--quiet", "-U", "--upgrade", "--no-cache-dir", "--user",
+                      "--no-warn-script-location", "--disable-pip-version-check"}
 
 
 def _nbformat():
@@ -42,75 +67,189 @@ def _nbformat():
     return nbformat
 
 
-def _comment(lines: list[str], why: str) -> list[str]:
-    return [f"# [fairing: {why}] {line}" if line.strip() else line for line in lines]
-
-
-def _strip_magics(source: str) -> str:
-    lines = source.splitlines()
-    first = next((l for l in lines if l.strip()), "")
-    if first.lstrip().startswith("%%"):
-        return "\n".join(_comment(lines, "cell magic, not run"))
-    out = []
-    for line in lines:
-        if _MAGIC_LINE.match(line) or _HELP_LINE.match(line):
-            out.extend(_comment([line], "magic or shell escape, not run"))
-        else:
-            out.append(line)
-    return "\n".join(out)
-
-
-def _fairing_names(tree: ast.Module) -> set[str]:
-    names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update((a.asname or a.name).split(".")[0] for a in node.names if a.name.split(".")[0] == "fairing")
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "fairing":
-            names.update(a.asname or a.name for a in node.names)
-    return names
-
-
-def _uses(node: ast.AST, names: set[str]) -> bool:
-    return any(isinstance(n, ast.Name) and n.id in names for n in ast.walk(node))
-
-
-def _neutralise_fairing(source: str, names: set[str]) -> str:
-    """Replace statements that import or call fairing with ``pass``."""
+def _transformer():
     try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return source  # the job would fail on it anyway, with Python's own message
-    lines = source.splitlines()
-    edits: list[tuple[int, int, list[str]]] = []
-    for stmt in tree.body:
-        imports_fairing = (
-            isinstance(stmt, ast.Import) and any(a.name.split(".")[0] == "fairing" for a in stmt.names)
-        ) or (isinstance(stmt, ast.ImportFrom) and (stmt.module or "").split(".")[0] == "fairing")
-        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            for dec in stmt.decorator_list:
-                if _uses(dec, names):
-                    edits.append((dec.lineno, dec.end_lineno, ["# [fairing: decorator removed in the job]"]))
+        from IPython.core.inputtransformer2 import TransformerManager
+    except ImportError as exc:
+        raise MissingDependencyError("IPython", "notebook", "Converting a notebook's magics") from exc
+    return TransformerManager()
+
+
+@dataclass(frozen=True)
+class ConvertedNotebook:
+    """A notebook as a script for the job, with what the conversion found."""
+
+    script: str
+    requirements: tuple[str, ...] = ()
+    imports_fairing: bool = False
+
+
+@dataclass(frozen=True)
+class _Cell:
+    number: int  # 1-based position in the notebook, as the user counts cells
+    source: str
+    kind: str = "Cell"  # "Input" for the kernel's executed inputs, counted in the order they ran
+
+    def where(self, line: int) -> str:
+        lines = self.source.splitlines()
+        text = lines[line - 1].strip() if 0 < line <= len(lines) else ""
+        return f"{self.kind} {self.number}, line {line} ({text!r})"
+
+
+def _syntax_error(cell: _Cell, line: int, exc: SyntaxError) -> PackagingError:
+    return PackagingError(f"{cell.where(line)} has a syntax error: {exc.msg}. Fix the cell (it would fail in the "
+                          "job the same way), or clear it.")
+
+
+def _source(cell: Mapping[str, Any]) -> str:
+    source = cell["source"]
+    return "".join(source) if isinstance(source, list) else source
+
+
+def _leading_blank_lines(source: str) -> int:
+    count = 0
+    for line in source.splitlines():
+        if line.strip():
+            break
+        count += 1
+    return count
+
+
+_SHELL_METHODS = ("run_line_magic", "run_cell_magic", "system", "getoutput")
+
+
+def _on_shell(node: ast.AST) -> bool:
+    """``get_ipython().<attr>``."""
+    return (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Call)
+            and isinstance(node.value.func, ast.Name) and node.value.func.id == "get_ipython")
+
+
+def _ipython_call(node: ast.AST) -> Optional[tuple[str, list]]:
+    """``('run_line_magic', [args])`` for ``get_ipython().run_line_magic(...)``, and
+    ``(attr, None)`` for any other use of ``get_ipython().attr``; else None."""
+    if isinstance(node, ast.Call) and _on_shell(node.func) and node.func.attr in _SHELL_METHODS:
+        return node.func.attr, node.args
+    if _on_shell(node) and node.attr not in _SHELL_METHODS:
+        return node.attr, None
+    return None
+
+
+def _pip_requirements(line: str, where: str, base_dir: Path) -> list[str]:
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    args = shlex.split(line)
+    if not args or args[0] != "install":
+        raise PackagingError(
+            f"{where}: %pip {args[0] if args else ''} cannot run in the job; only %pip install can, and it becomes "
+            "a requirement of the image. Remove the line, or run it in a terminal.")
+    requirements: list[str] = []
+    rest = iter(args[1:])
+    for arg in rest:
+        if arg in _PIP_FLAGS_IGNORED:
             continue
-        if imports_fairing or _uses(stmt, names):
-            start, end = stmt.lineno, stmt.end_lineno
-            indent = re.match(r"\s*", lines[start - 1]).group(0)
-            replaced = _comment(lines[start - 1:end], "submit call neutralised in the job")
-            edits.append((start, end, [*replaced, f"{indent}pass"]))
-    for start, end, new in sorted(edits, reverse=True):
-        lines[start - 1:end] = new
-    return "\n".join(lines)
+        if arg in ("-r", "--requirement"):
+            path = next(rest, None)
+            if path is None:
+                raise PackagingError(f"{where}: %pip install -r needs a file name.")
+            requirements += read_requirements_file(base_dir / path).lines
+            continue
+        if arg.startswith("-"):
+            raise PackagingError(
+                f"{where}: the pip option {arg} cannot become a requirement of the image. Give the packages in "
+                "requirements=[...] (or a requirements.txt next to the notebook) instead.")
+        if "$" in arg or "{" in arg:
+            raise PackagingError(
+                f"{where}: {arg!r} uses a variable, which cannot be known before submit. Write the requirement "
+                "out, e.g. %pip install scikit-learn==1.5.2.")
+        try:
+            Requirement(arg)
+        except InvalidRequirement as exc:
+            raise PackagingError(f"{where}: {arg!r} is not a valid requirement ({exc}).") from None
+        requirements.append(arg)
+    return requirements
 
 
-def notebook_to_script(notebook: Mapping[str, Any] | Any) -> str:
-    """The notebook's code cells as one Python script, safe to run in a job."""
-    cells = [_strip_magics("".join(c["source"]) if isinstance(c["source"], list) else c["source"])
-             for c in notebook["cells"] if c.get("cell_type") == "code"]
-    whole = "\n\n".join(cells)
-    try:
-        names = _fairing_names(ast.parse(whole)) or {"fairing"}
-    except SyntaxError:
-        names = {"fairing"}
-    return "\n\n".join(f"# %% cell {i}\n{_neutralise_fairing(c, names)}" for i, c in enumerate(cells)) + "\n"
+def _check_ipython_calls(tree: ast.Module, cell: _Cell, offset: int, allow_shell: bool, base_dir: Path) -> list[str]:
+    """Refuse what the job's shell cannot run; return the requirements of ``%pip install``."""
+    requirements: list[str] = []
+    for node in ast.walk(tree):
+        call = _ipython_call(node)
+        if call is None:
+            continue
+        method, args = call
+        where = cell.where(node.lineno + offset)
+        if args is None:
+            raise PackagingError(f"{where}: get_ipython().{method} is not available in a fairing job. Remove it, "
+                                 "or move it into a module the notebook imports, guarded there with "
+                                 "`if not in_job():` (from fairing.api import in_job).")
+        if method in ("system", "getoutput"):
+            command = args[0].value if args and isinstance(args[0], ast.Constant) else ""
+            if isinstance(command, str) and command.split()[:2] in (["pip", "install"], ["pip3", "install"]):
+                raise PackagingError(f"{where} installs packages with a shell command. Write it as %pip install "
+                                     "..., which becomes a requirement of the image (and works in the kernel too).")
+            if not allow_shell:
+                raise PackagingError(f"{where} runs a shell command, which would run in the job too. {_SHELL_FIX}")
+            continue
+        literal = [a.value for a in args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+        if len(literal) != len(args) or not literal:
+            raise PackagingError(f"{where}: this get_ipython() call has arguments that are not plain strings, so "
+                                 "fairing cannot check before submit that it runs in the job. Write the magic out.")
+        name, line = literal[0], (literal[1] if len(literal) > 1 else "")
+        cell_magic = method == "run_cell_magic"
+        shown = f"%%{name}" if cell_magic else f"%{name}"
+        if name in SHELL_MAGICS and not allow_shell:
+            raise PackagingError(f"{where}: {shown} runs shell commands, which would run in the job too. {_SHELL_FIX}")
+        if cell_magic and name in PYTHON_CELL_MAGICS and len(literal) > 2:
+            try:
+                ast.parse(literal[2])
+            except SyntaxError as exc:  # the body starts on the cell's second line
+                raise _syntax_error(cell, node.lineno + offset + (exc.lineno or 1), exc) from None
+        if not cell_magic and name == "pip":
+            requirements += _pip_requirements(line, where, base_dir)
+        elif not cell_magic and name in ("load_ext", "reload_ext") and line.split() != ["autoreload"]:
+            raise PackagingError(f"{where}: the IPython extension {line.strip()!r} cannot be loaded in a fairing job. "
+                                 "Remove the line, or import what the extension provides as a module.")
+        elif name not in (CELL_MAGICS if cell_magic else LINE_MAGICS):
+            hint = " Use %pip install, which becomes a requirement of the image." if name == "conda" else ""
+            raise PackagingError(
+                f"{where}: {shown} cannot run in a fairing job.{hint} The job runs these: "
+                f"{', '.join(sorted('%' + m for m in LINE_MAGICS))}, "
+                f"{', '.join(sorted('%%' + m for m in CELL_MAGICS))}. Remove it or write it as Python.")
+    return requirements
+
+
+def _imports_fairing(tree: ast.Module) -> bool:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "fairing" for a in node.names):
+            return True
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "fairing" and not node.level:
+            return True
+    return False
+
+
+def convert_notebook(notebook: Mapping[str, Any] | Any, *, allow_shell: bool = False,
+                     base_dir: Optional[os.PathLike | str] = None, kind: str = "Cell") -> ConvertedNotebook:
+    """The notebook's code cells as one script for the job; :class:`PackagingError` when
+    a cell would not run there (see the module's docstring). Errors name ``"<kind> N, line L"``."""
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    transformer = _transformer()
+    parts, requirements, imports_fairing = [SCRIPT_HEADER], [], False
+    for number, raw in enumerate(notebook["cells"], 1):
+        if raw.get("cell_type") != "code":
+            continue
+        cell = _Cell(number, _source(raw), kind)
+        if not cell.source.strip():
+            continue
+        code = transformer.transform_cell(cell.source)
+        offset = _leading_blank_lines(cell.source)
+        try:
+            tree = ast.parse(code, f"<cell {number}>")
+        except SyntaxError as exc:
+            raise _syntax_error(cell, (exc.lineno or 1) + offset, exc) from None
+        requirements += _check_ipython_calls(tree, cell, offset, allow_shell, base)
+        imports_fairing = imports_fairing or _imports_fairing(tree)
+        parts.append(f"\n# %% cell {number}\n{code.rstrip()}\n")
+    return ConvertedNotebook("".join(parts), tuple(dict.fromkeys(requirements)), imports_fairing)
 
 
 def _resolve_notebook(notebook_file) -> Path:
@@ -139,30 +278,78 @@ class _NotebookBase:
         base_dir: Optional[os.PathLike | str] = None,
         env: Optional[Mapping[str, str]] = None,
     ) -> None:
+        self.detected = notebook_file is None
         self.notebook = _resolve_notebook(notebook_file)
         self.base_dir = Path(base_dir) if base_dir is not None else self.notebook.resolve().parent
         self.input_files = input_files  # a path, a list, or a dict (collect_input_files reads each form)
         self.requirements = default_requirements(requirements, self.base_dir)
         self.env = dict(env or {})
 
-    def _read(self):
-        nbformat = _nbformat()
+    def _read(self) -> Mapping[str, Any]:
+        """The notebook as nbformat 4 JSON. Read directly (importing nbformat takes seconds);
+        nbformat only upgrades older formats."""
         try:
-            return nbformat.read(str(self.notebook), as_version=4)
+            with open(self.notebook, encoding="utf-8") as fh:
+                notebook = json.load(fh)
+            if isinstance(notebook, dict) and notebook.get("nbformat") == 4 and isinstance(notebook.get("cells"), list):
+                return notebook
+            return _nbformat().read(str(self.notebook), as_version=4)
+        except MissingDependencyError:
+            raise
         except Exception as exc:
             raise PackagingError(f"Could not read the notebook {str(self.notebook)!r}: {exc}. Is it a valid .ipynb file?") from exc
 
 
 class NotebookPreprocessor(_NotebookBase):
-    """Convert the notebook (default: the current one) to a script and run that."""
+    """Convert the notebook (default: the current one) to a script and run that.
+
+    ``cells`` is ``"current"`` (default), ``"saved"`` or ``"executed"`` (see the module's
+    docstring); ``allow_shell=True`` lets ``!cmd`` and ``%%bash`` run in the job [False].
+    """
+
+    def __init__(self, notebook_file: Optional[os.PathLike | str] = None, *, cells: str = "current",
+                 allow_shell: bool = False, **kwargs: Any) -> None:
+        if cells not in CELL_CHOICES:
+            raise ConfigurationError(f"cells must be one of {', '.join(map(repr, CELL_CHOICES))}, got {cells!r}.")
+        if not isinstance(allow_shell, bool):
+            raise ConfigurationError(f"allow_shell must be True or False, got {allow_shell!r}.")
+        super().__init__(notebook_file, **kwargs)
+        self.cells = cells
+        self.allow_shell = allow_shell
+
+    def _notebook_content(self):
+        from ..notebook import history
+
+        if self.cells == "executed":
+            inputs = history.kernel_inputs()
+            if inputs is None:
+                raise ConfigurationError("cells='executed' takes the cells this kernel ran, but this code is not "
+                                         "running in an IPython kernel. Use cells='current' (the saved notebook).")
+            return {"cells": [{"cell_type": "code", "source": text} for text in inputs]}
+        notebook = self._read()
+        if self.cells == "current" and history.is_kernel_notebook(self.notebook, detected=self.detected):
+            missing = history.unsaved_inputs(history.kernel_inputs() or [],
+                                             [_source(c) for c in notebook["cells"] if c.get("cell_type") == "code"])
+            if missing:
+                shown = "; ".join(repr(text.strip().splitlines()[0][:60]) for text in missing[:3])
+                raise NotebookStaleError(
+                    f"The saved notebook {str(self.notebook)!r} is older than what this kernel ran: "
+                    f"{len(missing)} executed cell(s) are not in the file ({shown}). Save the notebook "
+                    "(Ctrl+S) and run again, or choose: cells='executed' runs the cells this kernel ran, "
+                    "cells='saved' runs the saved file as it is.")
+        return notebook
 
     def context(self) -> BuildContext:
-        script = notebook_to_script(self._read()).encode()
+        converted = convert_notebook(self._notebook_content(), allow_shell=self.allow_shell, base_dir=self.base_dir,
+                                     kind="Input" if self.cells == "executed" else "Cell")
         files: dict = dict(collect_input_files(self.input_files, self.base_dir))
         script_path = image_path(self.notebook, self.base_dir)[: -len(".ipynb")] + ".py"
-        files[script_path] = script
+        files[script_path] = converted.script.encode()
+        if converted.imports_fairing:
+            files.update(fairing_package_files())
         payload = {"kind": "script", "path": script_path, "args": []}
-        return payload_context(payload, files, requirements=self.requirements, env=self.env)
+        return payload_context(payload, files, requirements=self.requirements.plus(converted.requirements),
+                               env=self.env)
 
 
 class FullNotebookPreprocessor(_NotebookBase):
@@ -184,4 +371,5 @@ class FullNotebookPreprocessor(_NotebookBase):
         files[path] = self.notebook
         payload = {"kind": "notebook", "path": path, "parameters": self.parameters,
                    "output": path[: -len(".ipynb")] + ".output.ipynb", "kernel": self.kernel_name}
-        return payload_context(payload, files, requirements=[*self.requirements, "papermill", "ipykernel"], env=self.env)
+        return payload_context(payload, files, requirements=self.requirements.plus(["papermill", "ipykernel"]),
+                               env=self.env)

@@ -8,7 +8,8 @@ library (and cloudpickle, which function payloads list as a requirement).
 Payload description: ``.fairing/payload.json``, one of::
 
     {"kind": "function", "pickle": ".fairing/function.pkl", "python": "3.11", "cloudpickle": "3.1.2"}
-    {"kind": "script", "path": "train.py", "args": ["--epochs", "3"]}
+    {"kind": "script", "path": "train.py", "args": ["--epochs", "3"]}   # also a converted notebook, whose
+                                                                      # get_ipython() calls shell.py answers
     {"kind": "notebook", "path": "train.ipynb", "parameters": {...}}   # run whole with papermill
     {"kind": "serve", "pickle": ..., "python": ..., "cloudpickle": ..., "model_name": "iris", "port": 8080}
 
@@ -31,5 +32,17 @@ def runtime_files() -> dict:
     here = Path(__file__).parent
     return {
         f"{RUNTIME_DIR}/{PACKAGE}/{name}": here / name
-        for name in ("__init__.py", "__main__.py", "result.py", "serving.py")
+        for name in ("__init__.py", "__main__.py", "result.py", "serving.py", "shell.py")
+    }
+
+
+def fairing_package_files() -> dict:
+    """fairing's own pure-Python package, as build-context entries under ``RUNTIME_DIR``
+    (on the job's ``PYTHONPATH``), so code that calls fairing runs in any image: inside the
+    job (``FAIRING_RUNTIME`` set) those calls are no-ops."""
+    package = Path(__file__).resolve().parent.parent
+    return {
+        f"{RUNTIME_DIR}/fairing/{path.relative_to(package).as_posix()}": path
+        for path in sorted(package.rglob("*.py"))
+        if "__pycache__" not in path.parts
     }

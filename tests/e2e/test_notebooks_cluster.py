@@ -15,7 +15,9 @@ def _run(name, tmp_path, **parameters):
 
 
 def _text(nb) -> str:
-    return "".join("".join(o.get("text", "")) for c in nb.cells for o in c.get("outputs", []))
+    """What the cells show: printed text, and the text of displays (fairing's job log is one)."""
+    return "\n".join("".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", ""))
+                     for c in nb.cells for o in c.get("outputs", []))
 
 
 @pytest.mark.parametrize("name, expected", [

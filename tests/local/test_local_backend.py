@@ -116,18 +116,23 @@ def test_script_with_input_files_and_requirements(workdir):
 
 
 def test_converted_notebook_runs(workdir):
+    from fairing.preprocessors.notebook import NotebookPreprocessor
+
     nb = nbformat.v4.new_notebook()
     nb.cells = [
         nbformat.v4.new_code_cell("import fairing\nfairing.config.run()"),
-        nbformat.v4.new_code_cell("%%bash\necho never"),
-        nbformat.v4.new_code_cell("!echo never\ntotal = sum(int(x) for x in open('nums.txt'))\nprint('total', total)"),
+        nbformat.v4.new_code_cell("%%bash\necho from bash"),
+        nbformat.v4.new_code_cell("!echo from a shell escape\ntotal = sum(int(x) for x in open('nums.txt'))\n"
+                                  "print('total', total)"),
     ]
     nbformat.write(nb, "analysis.ipynb")
     (workdir / "nums.txt").write_text("1\n2\n3\n")
-    handle = TrainJob("analysis.ipynb", input_files=["nums.txt"]).submit()
+    with pytest.raises(fairing.PackagingError, match=r"Cell 2, line 1 \('%%bash'\).*allow_shell=True"):
+        TrainJob("analysis.ipynb", input_files=["nums.txt"]).submit()  # shell commands only when allowed
+    handle = fairing.submit(NotebookPreprocessor("analysis.ipynb", input_files=["nums.txt"], allow_shell=True))
     try:
         assert handle.result(timeout=120) is None
-        assert list(handle.logs(follow=False)) == ["total 6"]
+        assert list(handle.logs(follow=False)) == ["from bash", "from a shell escape", "total 6"]
     finally:
         handle.delete()
 

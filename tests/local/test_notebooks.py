@@ -13,7 +13,9 @@ pytestmark = pytest.mark.usefixtures("no_leftovers")
 
 
 def _outputs(nb) -> str:
-    return "".join("".join(o.get("text", "")) for c in nb.cells for o in c.get("outputs", []))
+    """What the cells show: printed text, and the text of displays (fairing's job log is one)."""
+    return "\n".join("".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", ""))
+                     for c in nb.cells for o in c.get("outputs", []))
 
 
 def test_example_notebook_trains_on_the_local_backend(tmp_path):

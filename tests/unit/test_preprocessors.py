@@ -1,4 +1,3 @@
-import ast
 import json
 import sys
 import threading
@@ -9,7 +8,7 @@ import pytest
 from fairing import EntryPointNotFoundError, NotebookNotFoundError, SerializationError, ConfigurationError
 from fairing.preprocessors.files import collect_input_files
 from fairing.preprocessors.function import FunctionPreprocessor
-from fairing.preprocessors.notebook import FullNotebookPreprocessor, NotebookPreprocessor, notebook_to_script
+from fairing.preprocessors.notebook import FullNotebookPreprocessor, NotebookPreprocessor
 from fairing.preprocessors.python import PythonPreprocessor
 from fairing.runtime import PAYLOAD_FILE
 
@@ -97,30 +96,6 @@ def _notebook(path, *cells):
                 for c in cells]
     nbformat.write(nb, str(path))
     return path
-
-
-CELLS = (
-    "%%writefile evil.py\nimport os\nos.system('touch PWNED')",
-    "%%bash\ntouch PWNED_BASH",
-    "#md some text",
-    "import fairing\nfrom fairing import config as fc\n%matplotlib inline\n!pip install foo\nfiles = !ls\nlen?",
-    "fairing.config.set_builder('append', base_image='x', registry='y')\nfc.run()",
-    "@fairing.train(timeout=5)\ndef f(x):\n    return x + 1\n\nresult = f.local(1) if hasattr(f, 'local') else f(1)\nprint('result', result)",
-    "if True:\n    fc.set_deployer('job')\nprint('done')",
-)
-
-
-def test_notebook_conversion_is_safe(workdir):
-    script = notebook_to_script(nbformat.read(str(_notebook(workdir / "nb.ipynb", *CELLS)), as_version=4))
-    ast.parse(script)  # valid Python
-    assert "fairing.config.set_builder" not in [l.strip() for l in script.splitlines() if not l.lstrip().startswith("#")]
-    live = [l for l in script.splitlines() if l.strip() and not l.lstrip().startswith("#")]
-    assert not any("PWNED" in l or "pip install" in l or "fairing" in l for l in live), live
-    ns: dict = {}
-    exec(compile(script, "nb.py", "exec"), ns)
-    assert ns["result"] == 2
-    assert not (workdir / "PWNED").exists() and not (workdir / "PWNED_BASH").exists()
-    assert not (workdir / "evil.py").exists()
 
 
 def test_notebook_preprocessor_context(workdir):
