@@ -157,7 +157,6 @@ def test_cluster_job_from_a_notebook_kernel_is_attached_after_a_restart(workdir,
 
             builder = AppendBuilder({base_image!r}, {registry_address + "/fairing-nb"!r}, insecure=True)
             handle = fairing.TrainJob(train, args=(6,), backend="kubernetes", builder=builder,
-                                      registry={registry_address!r}, base_image={base_image!r},
                                       namespace={namespace!r}).submit()
             print("JOB", handle.name)
         """), timeout=900)

@@ -28,7 +28,8 @@ def test_build_prints_the_image_pinned_by_digest(registry, base_image, tmp_path)
             "--base-image", str(base_image)]
     code, out = term.run(*argv)
     assert code == 0, out
-    ref = out.strip().splitlines()[-1]
+    # the last thing printed (the terminal's progress frames before it were erased)
+    ref = re.search(rf"({re.escape(registry.address)}/\S+@sha256:[0-9a-f]{{64}})\s*$", out).group(1)
     match = re.fullmatch(rf"{re.escape(registry.address)}/(cli/[^:@\s]+)(?::[^@\s]+)?@(sha256:[0-9a-f]{{64}})", ref)
     assert match, ref
     request = urllib.request.Request(f"http://{registry.address}/v2/{match.group(1)}/manifests/{match.group(2)}",
