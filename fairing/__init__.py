@@ -25,6 +25,8 @@ _LAZY = {
     "get_backend": "fairing.backends",
     "Handle": "fairing.handle",
     "JobStatus": "fairing.handle",
+    "jobs": None,  # the module fairing.jobs, which is callable: fairing.jobs() lists the jobs
+    "attach": "fairing.jobs",
     "config": None,  # the module fairing.config
     "events": None,
 }
@@ -40,6 +42,8 @@ __all__ = [
     "get_backend",
     "Handle",
     "JobStatus",
+    "jobs",
+    "attach",
     "config",
     "events",
     *_errors.__all__,

@@ -48,13 +48,30 @@ def submit(
     emit = emitter(on_event)
     chosen = get_backend(backend, builder=builder, deployer=deployer, **backend_options)
     builder, deployer = chosen.builder, chosen.deployer
+    from . import jobs
+
     context = run_stage(emit, "package", preprocessor.context)
+    origin = jobs.origin_of(context, preprocessor)
     image = run_stage(emit, "build", lambda: builder.build(context, on_event=on_event))
-    return run_stage(emit, "deploy", lambda: deployer.deploy(image, name=name, on_event=on_event))
+    handle = run_stage(emit, "deploy",
+                       lambda: jobs.stamped(deployer, origin).deploy(image, name=name, on_event=on_event))
+    try:
+        jobs.remember(handle, origin, backend=chosen.name, image=image)
+    except BaseException:
+        handle.delete()
+        raise
+    return handle
 
 
-def run_handle(handle: Handle, *, timeout: Optional[float] = None, cleanup: str = "always") -> Any:
-    """Wait for the job's result; clean up per ``cleanup`` (also on error and Ctrl-C)."""
+def run_handle(handle: Handle, *, timeout: Optional[float] = None, cleanup: str = "always",
+               keep_logs: bool = False) -> Any:
+    """Wait for the job's result; clean up per ``cleanup`` (also on error and Ctrl-C).
+
+    ``keep_logs``: save the log before deleting (see :func:`fairing.jobs.saved_log`), so
+    that a failed job's log can still be read after cleanup.
+    """
+    from . import jobs
+
     if cleanup not in CLEANUP_POLICIES:
         raise ConfigurationError(f"cleanup must be one of {CLEANUP_POLICIES}, got {cleanup!r}.")
     succeeded = False
@@ -64,18 +81,20 @@ def run_handle(handle: Handle, *, timeout: Optional[float] = None, cleanup: str 
         return value
     finally:
         if cleanup == "always" or (cleanup == "on_success" and succeeded):
-            handle.delete()
+            jobs.finish(handle, keep_logs=keep_logs)
 
 
 class RemoteFunction:
     """A function that runs as a job when called. Made by :func:`train`."""
 
     def __init__(self, func: Callable, *, timeout: Optional[float], cleanup: str, input_files: Iterable,
-                 requirements: Any, on_event: Optional[EventCallback], options: Mapping[str, Any]) -> None:
+                 requirements: Any, on_event: Optional[EventCallback], options: Mapping[str, Any],
+                 keep_logs: bool = False) -> None:
         functools.update_wrapper(self, func)
         self.func = func
         self.timeout = timeout
         self.cleanup = cleanup
+        self.keep_logs = keep_logs
         self.input_files = input_files  # a path, a list, or a dict (collect_input_files reads each form)
         self.requirements = requirements
         self.on_event = on_event
@@ -92,7 +111,8 @@ class RemoteFunction:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if in_job():  # already inside the job: just run
             return self.func(*args, **kwargs)
-        return run_handle(self.submit(*args, **kwargs), timeout=self.timeout, cleanup=self.cleanup)
+        return run_handle(self.submit(*args, **kwargs), timeout=self.timeout, cleanup=self.cleanup,
+                          keep_logs=self.keep_logs)
 
     def local(self, *args: Any, **kwargs: Any) -> Any:
         """Call the function here, in this process."""
@@ -108,6 +128,7 @@ def train(
     input_files: Iterable = (),
     requirements: Any = None,
     on_event: Optional[EventCallback] = None,
+    keep_logs: bool = False,
     **options: Any,
 ):
     """Decorator: calling the function runs it as a job and returns its value.
@@ -116,6 +137,7 @@ def train(
     (a :class:`~fairing.RemoteError` when its type cannot be recreated). ``.submit(...)``
     returns a handle instead of waiting; ``.local(...)`` calls it in this process.
     ``options`` go to the backend (and may name ``builder``/``deployer`` objects).
+    ``keep_logs=True`` saves the job's log before cleanup (:func:`fairing.jobs.saved_log`).
 
     >>> @fairing.train(backend="local", timeout=600)
     ... def fit(alpha):
@@ -127,7 +149,7 @@ def train(
     def wrap(f: Callable) -> RemoteFunction:
         return RemoteFunction(f, timeout=timeout, cleanup=cleanup, input_files=input_files,
                               requirements=requirements, on_event=on_event,
-                              options={"backend": backend, **options})
+                              options={"backend": backend, **options}, keep_logs=keep_logs)
 
     return wrap(func) if func is not None else wrap
 
@@ -194,6 +216,6 @@ class TrainJob:
     def submit(self) -> Handle:
         return submit(self.preprocessor, name=self.name, on_event=self.on_event, **self.options)
 
-    def run(self, *, timeout: Optional[float] = None, cleanup: str = "always") -> Any:
-        """Submit, wait and return the result."""
-        return run_handle(self.submit(), timeout=timeout, cleanup=cleanup)
+    def run(self, *, timeout: Optional[float] = None, cleanup: str = "always", keep_logs: bool = False) -> Any:
+        """Submit, wait and return the result; ``keep_logs`` saves the log before cleanup."""
+        return run_handle(self.submit(), timeout=timeout, cleanup=cleanup, keep_logs=keep_logs)

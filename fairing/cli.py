@@ -1,72 +1,836 @@
-"""``fairing run SCRIPT_OR_NOTEBOOK [--backend NAME] [--input-files ...] [-- ARGS]``."""
+"""The ``fairing`` command: run, build, logs, list, status, attach, delete, serve, endpoints.
+
+Built on click: options go anywhere on the line, ``--`` ends fairing's options (what
+follows goes to the script), unknown options and values are usage errors. Exit codes:
+0 success, 1 a failed job (or a build/deploy error), 2 a usage error, 130 interrupted.
+``--output json`` prints one JSON document on stdout for scripts. In a terminal, stages
+and progress are drawn with rich and the job's log streams live; piped, every event is
+one plain line (stages on stderr, the job's output on stdout).
+
+The command passes on only the options the user gave; defaults are the API's.
+"""
 
 from __future__ import annotations
 
-import argparse
+import json
+import os
 import sys
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
-from .errors import FairingError
+import click
+
+from .errors import ConfigurationError, EntryPointNotFoundError, FairingError, JobNotFoundError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+BACKEND_NAMES = ("local", "docker", "kubernetes", "kubeflow", "gke", "aws")
+# The backend the API uses when --backend is not given; options are checked against it.
+# (When settings choose the default backend, this is where the CLI learns it.)
+_DEFAULT_BACKEND = "local"
+_CLUSTER = ("kubernetes", "kubeflow", "gke", "aws")
+# Which backends each option applies to; giving it for another backend is a usage error.
+_APPLIES = {
+    "registry": ("docker", "kubernetes", "kubeflow"),
+    "base_image": ("docker", *_CLUSTER),
+    "insecure_registry": ("kubernetes", "kubeflow"),
+    "namespace": _CLUSTER,
+    "deployer": _CLUSTER,
+    "replicas": _CLUSTER,
+    "cpu": ("docker", *_CLUSTER),
+    "memory": ("docker", *_CLUSTER),
+    "gpus": ("docker", *_CLUSTER),
+    "secret_env": _CLUSTER,
+}
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fairing", description="Run ML code as a job, locally or on a cluster.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run a script or notebook as a job and stream its logs")
-    run.add_argument("entry_point", help="a .py script or an .ipynb notebook")
-    run.add_argument("--backend", default="local", help="local (default), docker, kubernetes, kubeflow, gke, aws")
-    run.add_argument("--input-files", nargs="*", default=[], metavar="PATH", help="files or directories to package")
-    run.add_argument("--requirements", default=None, metavar="FILE",
-                     help="requirements file (default: requirements.txt next to the entry point)")
-    run.add_argument("--full-notebook", action="store_true", help="run the notebook whole with papermill")
-    run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                     help="a papermill parameter (with --full-notebook); VALUE is parsed as JSON when it can be")
-    run.add_argument("--timeout", type=float, default=None, help="seconds before the job is stopped")
-    run.add_argument("args", nargs=argparse.REMAINDER, help="after --: arguments for the script")
-    return parser
+# -- parsing helpers ---------------------------------------------------------------------
 
 
-def _params(pairs: Sequence[str]) -> dict:
-    import json
+def _pairs(what: str, sep: str = "="):
+    """A click callback: KEY<sep>VALUE options into a dict, in the order given."""
+    def parse(ctx: click.Context, param: click.Parameter, values: Sequence[str]) -> dict:
+        out = {}
+        for value in values:
+            key, found, rest = value.partition(sep)
+            if not found or not key or not rest:
+                raise click.BadParameter(f"expected {what}, got {value!r}", ctx=ctx, param=param)
+            out[key] = rest
+        return out
 
-    params = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"fairing: --param takes KEY=VALUE, got {pair!r}")
+    return parse
+
+
+def _secret_env(ctx: click.Context, param: click.Parameter, values: Sequence[str]) -> dict:
+    """K=SECRET/KEY -> {secret: {K: KEY}}."""
+    out: dict = {}
+    for var, ref in _pairs("ENV=SECRET/KEY")(ctx, param, values).items():
+        secret, found, key = ref.partition("/")
+        if not found or not secret or not key:
+            raise click.BadParameter(f"expected ENV=SECRET/KEY, got {var}={ref!r}", ctx=ctx, param=param)
+        out.setdefault(secret, {})[var] = key
+    return out
+
+
+def _replicas(ctx: click.Context, param: click.Parameter, values: Sequence[str]) -> dict:
+    out = {}
+    for rtype, count in _pairs("TYPE=N (e.g. Worker=2)")(ctx, param, values).items():
+        if not count.isdigit() or int(count) < 1:
+            raise click.BadParameter(f"the count of {rtype} must be a positive integer, got {count!r}",
+                                     ctx=ctx, param=param)
+        out[rtype] = int(count)
+    return out
+
+
+def _json_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+class Command(click.Command):
+    """A command whose --help ends with an example, and whose unknown options say where the
+    script's own options go."""
+
+    def __init__(self, *args: Any, example: str = "", **kwargs: Any) -> None:
+        if example:
+            kwargs["epilog"] = "\b\nExample:\n" + "\n".join(f"  {line}" for line in example.strip().splitlines())
+        super().__init__(*args, **kwargs)
+
+    def parse_args(self, ctx: click.Context, args: list) -> list:
         try:
-            params[key] = json.loads(value)
-        except ValueError:
-            params[key] = value
-    return params
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as exc:
+            if self.name not in ("run", "build"):
+                raise
+            raise click.UsageError(f"{exc.format_message()} The script's own options go after --, "
+                                   f"e.g. fairing {self.name} train.py -- --epochs 3", ctx=ctx) from None
+
+
+output_option = click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text",
+                             show_default=True, help="text for people, json for scripts")
+namespace_option = click.option("--namespace", "-n", default=None,
+                                help="Kubernetes namespace (default: the kubeconfig context's)")
+
+
+# -- rendering ---------------------------------------------------------------------------
+
+
+class RichRenderer:
+    """Stages and transfers as rich progress on stderr; the job's output as lines above them."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, ProgressColumn,
+                                   SpinnerColumn, TextColumn)
+        from rich.text import Text
+
+        class Amount(ProgressColumn):
+            """A bar and bytes (or items) for transfers; nothing for a stage's spinner line."""
+
+            def __init__(self) -> None:
+                super().__init__()
+                self.bar, self.size, self.count = BarColumn(), DownloadColumn(), MofNCompleteColumn()
+
+            def render(self, task):
+                unit = task.fields.get("unit")
+                if unit is None:
+                    return Text("")
+                from rich.table import Table
+
+                row = Table.grid(padding=(0, 1))
+                row.add_row(self.bar.render(task), (self.size if unit == "B" else self.count).render(task))
+                return row
+
+        self.console = Console(stderr=True)
+        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), Amount(),
+                                 console=self.console, transient=True, redirect_stdout=False)
+        self._tasks: dict = {}
+        self._started = False
+
+    def _start(self) -> None:
+        if not self._started:
+            self.progress.start()
+            self._started = True
+
+    def close(self) -> None:
+        if self._started:
+            self.progress.stop()
+            self._started = False
+
+    def __call__(self, event: Any) -> None:
+        from .events import LogLine, Progress, Stage
+
+        if isinstance(event, LogLine):
+            prefix = f"[{event.source}] " if event.source else ""
+            self.console.print(f"{prefix}{event.line}", markup=False, highlight=False, soft_wrap=True)
+            return
+        self._start()
+        if isinstance(event, Stage):
+            key = ("stage", event.name)
+            if event.status == "started":
+                if key not in self._tasks:  # a builder may report its own 'build' inside ours
+                    self._tasks[key] = self.progress.add_task(f"{event.name}…", total=None)
+                return
+            task = self._tasks.pop(key, None)
+            if task is not None:
+                self.progress.remove_task(task)
+            mark = {"finished": "[green]✓[/]", "skipped": "[dim]-[/]", "failed": "[red]✗[/]"}.get(event.status, "·")
+            detail = f" [dim]({event.detail})[/]" if event.detail else ""
+            self.console.print(f"{mark} {event.name} {event.status}{detail}", highlight=False)
+        elif isinstance(event, Progress):
+            key = ("progress", event.task)
+            if key not in self._tasks:
+                self._tasks[key] = self.progress.add_task(event.task, total=event.total, unit=event.unit)
+            if event.total is not None and event.done >= event.total:  # done: make room for what runs
+                self.progress.remove_task(self._tasks.pop(key))
+            else:
+                self.progress.update(self._tasks[key], completed=event.done, total=event.total)
+
+
+class _Out:
+    """Where the command's own messages go, by output mode and terminal."""
+
+    def __init__(self, mode: str) -> None:
+        import threading
+
+        self.json = mode == "json"
+        self.tty = sys.stderr.isatty() and not self.json
+        self.renderer: Any = None
+        self._lock = threading.Lock()
+
+    def events(self) -> Any:
+        """The event callback for a job: rich in a terminal, plain lines when piped, until :meth:`close`."""
+        from .notebook.display import TextRenderer
+
+        if self.tty:
+            self.renderer = RichRenderer()
+        else:  # json: the job's output goes to stderr, so stdout stays one JSON document
+            self.renderer = TextRenderer(sys.stderr, sys.stderr if self.json else sys.stdout)
+        return self._dispatch
+
+    def _dispatch(self, event: Any) -> None:
+        with self._lock:
+            if self.renderer is not None:
+                self.renderer(event)
+
+    def close(self) -> None:
+        """Stop rendering events. A handle's threads may still report (a detached job's log):
+        once this returns none writes here, so none holds the terminal when the process exits."""
+        with self._lock:
+            if isinstance(self.renderer, RichRenderer):
+                self.renderer.close()
+            self.renderer = None
+
+    def note(self, message: str) -> None:
+        """A message for people (stderr)."""
+        self.close()
+        click.echo(f"fairing: {message}", err=True)
+
+    def line(self, text: str) -> None:
+        """A line of the job's log."""
+        click.echo(text, err=self.json)
+
+    def document(self, data: Any) -> None:
+        click.echo(json.dumps(data, indent=2, sort_keys=True, default=repr))
+
+
+# -- turning CLI options into API options -----------------------------------------------------
+
+
+def _backend_options(backend: Optional[str], given: dict) -> dict:
+    """The API's keyword arguments for the options the user gave (``given``: name -> value,
+    only those given). Until every backend takes these options uniformly, this is where
+    they are mapped: mutators on Kubernetes, plain arguments for Docker."""
+    name = backend or _DEFAULT_BACKEND
+    for option, backends in _APPLIES.items():
+        if option in given and name not in backends:
+            flag = "--" + option.replace("_", "-")
+            raise click.UsageError(f"{flag} does not apply to the {name} backend; it applies to: "
+                                   f"{', '.join(backends)}. Choose one with --backend.")
+    options: dict = {} if backend is None else {"backend": backend}
+    env = given.get("env") or {}
+    if name == "local":
+        if env:
+            options["env"] = env
+        return options
+    if name == "docker":
+        options.update({k: given[k] for k in ("registry", "base_image", "cpu", "memory", "gpus") if k in given})
+        if env:
+            options["env"] = env
+        return options
+    from .deployers import mutators as m
+
+    mutators = []
+    if "cpu" in given or "memory" in given:
+        mutators.append(m.resources(cpu=given.get("cpu"), memory=given.get("memory")))
+    if given.get("gpus"):
+        mutators.append(m.gpus(given["gpus"]))
+    if env:
+        mutators.append(m.env(env))
+    for secret, keys in (given.get("secret_env") or {}).items():
+        mutators.append(m.secret_env(secret, keys))
+    for key in ("registry", "base_image", "namespace"):
+        if key in given:
+            options[key] = given[key]
+    deployer = given.get("deployer")
+    if "replicas" in given and deployer in (None, "job"):
+        raise click.UsageError("--replicas needs --deployer tfjob or --deployer pytorchjob (a job has one pod).")
+    if deployer in ("tfjob", "pytorchjob"):
+        from ._registry import load
+        from .deployers import DEPLOYERS
+
+        options["deployer"] = load(DEPLOYERS, deployer, "deployer")(
+            given.get("replicas"), namespace=given.get("namespace"), mutators=mutators)
+    elif mutators:
+        options["mutators"] = mutators
+    if given.get("insecure_registry"):
+        options["insecure"] = True
+    return options
+
+
+def _given(ctx: click.Context, names: Sequence[str]) -> dict:
+    """The options of ``names`` the user gave on the command line (not their defaults)."""
+    from click.core import ParameterSource
+
+    out = {}
+    for name in names:
+        if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
+            value = ctx.params[name]
+            if value not in ((), {}, None):
+                out[name] = value
+    return out
+
+
+def _entry(entry: str) -> Any:
+    """A .py or .ipynb path as it is, or module:function imported (from the current directory)."""
+    if entry.endswith((".py", ".ipynb")):
+        return entry
+    module, found, attr = entry.partition(":")
+    if not found or not module or not attr:
+        raise click.UsageError(f"{entry!r} is not something fairing can run: give a .py script, an .ipynb "
+                               "notebook or module:function (e.g. train:main).")
+    import importlib
+
+    sys.path.insert(0, os.getcwd())
+    try:
+        target = importlib.import_module(module)
+    except ImportError as exc:
+        raise click.UsageError(f"Could not import {module!r} for {entry!r}: {exc}. Run fairing from the directory "
+                               "that holds the module.") from None
+    finally:
+        sys.path.remove(os.getcwd())
+    try:
+        for part in attr.split("."):
+            target = getattr(target, part)
+    except AttributeError:
+        raise click.UsageError(f"The module {module!r} has no {attr!r}.") from None
+    if not callable(target):
+        raise click.UsageError(f"{entry!r} is not a function or class.")
+    return target
+
+
+def _fail(out: _Out, exc: BaseException, *, name: str = "") -> int:
+    """Report an error; the exit code it means."""
+    if isinstance(exc, (ConfigurationError, EntryPointNotFoundError)):
+        out.note(f"error: {exc}")
+        code = EXIT_USAGE
+    elif isinstance(exc, FairingError):
+        out.note(f"error: {exc}")
+        code = EXIT_FAILED
+    else:  # the job's own exception, re-raised here: show its remote traceback
+        import traceback
+
+        out.close()
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+        code = EXIT_FAILED
+    if out.json:
+        out.document({"job": name or getattr(exc, "job", None), "status": "Failed", "exit_code": code,
+                      "error": type(exc).__name__, "message": str(exc).splitlines()[0] if str(exc) else ""})
+    return code
+
+
+def _result_document(name: str, value: Any) -> dict:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        value = repr(value)
+    return {"job": name, "status": "Succeeded", "exit_code": 0, "result": value}
+
+
+# -- the commands ----------------------------------------------------------------------------
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="fairing", prog_name="fairing", message="%(prog)s %(version)s")
+def cli() -> None:
+    """Run ML code as a job, locally or on a cluster, and follow the jobs fairing started."""
+
+
+_RUN_OPTIONS = ("registry", "base_image", "insecure_registry", "namespace", "deployer", "replicas", "cpu", "memory",
+                "gpus", "env", "secret_env")
+
+_JOB_OPTIONS = [
+    click.option("--backend", "-b", type=click.Choice(BACKEND_NAMES), default=None,
+                 help="where it runs (default: local)"),
+    click.option("--registry", help="image registry to push to, e.g. registry.example.com/team"),
+    click.option("--base-image", help="image to build on, e.g. python:3.11-slim"),
+    click.option("--insecure-registry", is_flag=True, default=False,
+                 help="the registry speaks plain HTTP (a test or in-cluster registry)"),
+    click.option("--input-files", "-i", multiple=True, metavar="PATH",
+                 help="a file or directory to package with the code (repeat for more)"),
+    click.option("--requirements", "-r", metavar="FILE",
+                 help="requirements file (default: requirements.txt next to the entry point)"),
+]
+
+
+def _job_options(fn):
+    for option in reversed(_JOB_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+@cli.command(cls=Command, example="""
+fairing run train.py -- --epochs 3
+fairing run train.py --backend kubernetes --registry registry.example.com/team --base-image python:3.11-slim
+fairing run train:main --detach --env LR=0.1      # module:function; prints the job's name
+""")
+@click.argument("entry", metavar="SCRIPT|NOTEBOOK|MODULE:FUNCTION")
+@click.argument("args", nargs=-1, metavar="[-- ARGS]")
+@_job_options
+@namespace_option
+@click.option("--deployer", type=click.Choice(["job", "tfjob", "pytorchjob"]), help="the Kubernetes workload")
+@click.option("--replicas", multiple=True, callback=_replicas, metavar="TYPE=N",
+              help="replicas of a TFJob/PyTorchJob, e.g. Worker=2 (repeat for more)")
+@click.option("--cpu", help="CPU request, e.g. 2 or 500m")
+@click.option("--memory", help="memory request (and limit), e.g. 4Gi")
+@click.option("--gpus", type=click.IntRange(min=0), help="number of GPUs")
+@click.option("--env", "-e", multiple=True, callback=_pairs("KEY=VALUE"), metavar="KEY=VALUE",
+              help="environment variable for the job (repeat for more)")
+@click.option("--secret-env", multiple=True, callback=_secret_env, metavar="KEY=SECRET/KEY",
+              help="environment variable from a Kubernetes Secret's key (repeat for more)")
+@click.option("--full-notebook", is_flag=True, help="run the notebook whole with papermill")
+@click.option("--param", "-p", multiple=True, callback=_pairs("KEY=VALUE"), metavar="KEY=VALUE",
+              help="papermill parameter (with --full-notebook); VALUE is JSON when it parses")
+@click.option("--name", help="the job's name (default: generated)")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="seconds before the job is stopped")
+@click.option("--detach", "-d", is_flag=True, help="start the job, print its name and return")
+@click.option("--keep-logs", is_flag=True, help="save the log before the job is removed")
+@output_option
+@click.pass_context
+def run(ctx: click.Context, entry: str, args: tuple, backend: Optional[str], input_files: tuple,
+        requirements: Optional[str], full_notebook: bool, param: dict, name: Optional[str], timeout: Optional[float],
+        detach: bool, keep_logs: bool, output: str, **_: Any) -> int:
+    """Run a script, a notebook or a function as a job; stream its log and exit with its outcome."""
+    from .api import TrainJob, run_handle
+
+    out = _Out(output)
+    options = _backend_options(backend, _given(ctx, _RUN_OPTIONS))
+    target = _entry(entry)
+    if callable(target):
+        job_args: dict = {"args": tuple(args)}
+    else:
+        job_args = {"args": list(args), "full_notebook": full_notebook,
+                    "parameters": {k: _json_value(v) for k, v in param.items()}}
+    if param and not full_notebook:
+        raise click.UsageError("--param needs --full-notebook (parameters are injected by papermill).")
+    notebook = isinstance(target, str) and target.endswith(".ipynb")
+    if full_notebook and not notebook:
+        raise click.UsageError("--full-notebook runs an .ipynb notebook whole; "
+                               f"{entry!r} is not a notebook.")
+    if notebook and args:
+        raise click.UsageError("A notebook takes no command-line arguments; pass values with "
+                               "--full-notebook --param KEY=VALUE.")
+    if detach and timeout is not None:
+        raise click.UsageError("--timeout applies while fairing waits for the job; it cannot with --detach.")
+    if detach and backend == "docker":
+        raise click.UsageError("--detach works with the local and cluster backends: a detached Docker container "
+                               "could not be found again by fairing list, logs, attach or delete.")
+    if detach and keep_logs:
+        raise click.UsageError("--keep-logs applies when fairing removes the job; with --detach, give it to "
+                               "fairing delete JOB --keep-logs.")
+    handle = None
+    try:
+        job = TrainJob(target, input_files=list(input_files), requirements=requirements, name=name,
+                       on_event=out.events(), **job_args, **options)
+        handle = job.submit()
+        if detach:
+            getattr(handle, "detach", lambda: None)()
+            out.close()
+            if out.json:
+                out.document({"job": handle.name, "status": "Running"})
+            else:
+                click.echo(handle.name)
+                out.note(f"job {handle.name} started; follow it with: fairing logs --follow {handle.name}")
+            return EXIT_OK
+        value = run_handle(handle, timeout=timeout, keep_logs=keep_logs)
+    except KeyboardInterrupt:
+        out.note("interrupted; the job was stopped and removed")
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        code = _fail(out, exc, name=getattr(handle, "name", ""))
+        if keep_logs and handle is not None:
+            from .jobs import saved_log
+
+            if saved_log(handle.name):
+                out.note(f"the log is kept: fairing logs {handle.name}")
+        return code
+    out.close()
+    if full_notebook:  # the value is the executed notebook: write it next to the input
+        from pathlib import Path
+
+        executed = Path(entry).with_suffix(f".{handle.name}.ipynb")
+        executed.write_text(json.dumps(value, indent=1))
+        value = str(executed)
+        out.note(f"the executed notebook is {executed}")
+    if out.json:
+        out.document(_result_document(handle.name, value))
+    else:
+        if value is not None and not full_notebook:
+            click.echo(repr(value))
+        out.note(f"job {handle.name} succeeded")
+    return EXIT_OK
+
+
+@cli.command(cls=Command, example="""
+fairing build train.py --backend kubernetes --registry registry.example.com/team --base-image python:3.11-slim
+""")
+@click.argument("entry", metavar="SCRIPT|NOTEBOOK|MODULE:FUNCTION")
+@click.argument("args", nargs=-1, metavar="[-- ARGS]")
+@_job_options
+@output_option
+@click.pass_context
+def build(ctx: click.Context, entry: str, args: tuple, backend: Optional[str], input_files: tuple,
+          requirements: Optional[str], output: str, **_: Any) -> int:
+    """Build the job's image and print its reference, pinned by digest."""
+    from .api import preprocessor_for
+    from .backends import get_backend
+
+    out = _Out(output)
+    options = _backend_options(backend, _given(ctx, ("registry", "base_image", "insecure_registry")))
+    target = _entry(entry)
+    try:
+        pre = preprocessor_for(target, args=args, input_files=list(input_files), requirements=requirements)
+        chosen = get_backend(options.pop("backend", "local"), **options)
+        image = chosen.builder.build(pre.context(), on_event=out.events())
+    except Exception as exc:
+        return _fail(out, exc)
+    out.close()
+    if hasattr(image, "context"):
+        out.note("error: the local backend builds no image (it runs the code in a directory). "
+                 "Choose --backend docker or kubernetes.")
+        return EXIT_USAGE
+    if out.json:
+        out.document({"image": str(image)})
+    else:
+        click.echo(str(image))
+    return EXIT_OK
+
+
+def _attach(name: str, namespace: Optional[str], on_event: Any = None) -> Any:
+    from .jobs import attach
+
+    return attach(name, namespace=namespace, on_event=on_event)
+
+
+@cli.command(cls=Command, example="""
+fairing logs --follow fairing-1201-2135-ab12c
+fairing logs fairing-1201-2135-ab12c --replica worker-1
+""")
+@click.argument("job")
+@click.option("--follow", "-f", is_flag=True, help="keep printing until the job ends")
+@click.option("--replica", metavar="R", help="only this replica's lines, e.g. worker-1")
+@namespace_option
+@output_option
+def logs(job: str, follow: bool, replica: Optional[str], namespace: Optional[str], output: str) -> int:
+    """Print a job's log (also a deleted job's, when it was kept with --keep-logs)."""
+    from .jobs import log_lines, saved_log
+
+    out = _Out(output)
+    prefix = f"[{replica}] " if replica else ""
+    try:
+        handle = _attach(job, namespace)
+        lines = handle.logs(follow=True) if follow else log_lines(handle)
+    except JobNotFoundError as exc:
+        kept = saved_log(job)
+        if kept is None:
+            return _fail(out, exc, name=job)
+        lines = kept.read_text().splitlines()
+    except FairingError as exc:
+        return _fail(out, exc, name=job)
+    collected, replicas, matched = [], set(), 0
+    try:
+        for line in lines:
+            if line.startswith("[") and "] " in line:
+                replicas.add(line[1:line.index("] ")])
+            if line.startswith(prefix):
+                matched += 1
+                line = line[len(prefix):] if prefix else line
+                if out.json:
+                    collected.append(line)
+                else:
+                    click.echo(line)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    if replica and not matched and replicas:
+        out.note(f"error: the job {job} has no replica {replica!r} with log lines; its replicas: "
+                 f"{', '.join(sorted(replicas))}.")
+        return EXIT_USAGE
+    if out.json:
+        out.document({"job": job, "lines": collected})
+    return EXIT_OK
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+def _table(infos: list) -> None:
+    where = any(info.namespace for info in infos)  # a NAMESPACE column once a cluster job is listed
+    rows = [("NAME", "BACKEND", *(("NAMESPACE",) if where else ()), "KIND", "STATUS", "AGE", "SOURCE", "IMAGE")]
+    for info in infos:
+        rows.append((info.name, info.backend, *((info.namespace or "-",) if where else ()), info.kind, info.phase,
+                     _age(info.age), info.origin.source if info.origin else "", info.image or "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+
+
+@cli.command("list", cls=Command, example="""
+fairing list
+fairing list --backend kubernetes --namespace team-a --output json
+""")
+@click.option("--backend", "-b", type=click.Choice(("local", *_CLUSTER)), default=None,
+              help="only this backend's jobs (default: local ones, and the cluster's recorded namespaces)")
+@namespace_option
+@output_option
+def list_(backend: Optional[str], namespace: Optional[str], output: str) -> int:
+    """List the jobs and endpoints fairing started, with status, age and image."""
+    from .jobs import jobs
+
+    out = _Out(output)
+    try:
+        infos = jobs(backend=backend, namespace=namespace)
+    except FairingError as exc:
+        return _fail(out, exc)
+    if out.json:
+        out.document([info.as_dict() for info in infos])
+    elif infos:
+        _table(infos)
+    else:
+        out.note("no jobs (fairing run ... starts one)")
+    return EXIT_OK
+
+
+@cli.command(cls=Command, example="fairing status fairing-1201-2135-ab12c --output json")
+@click.argument("job")
+@namespace_option
+@output_option
+def status(job: str, namespace: Optional[str], output: str) -> int:
+    """Show a job's phase and exit code."""
+    out = _Out(output)
+    try:
+        handle = _attach(job, namespace)
+        state = getattr(handle, "process", handle).status()  # a local endpoint's state is its process's
+    except FairingError as exc:
+        return _fail(out, exc, name=job)
+    if out.json:
+        out.document({"job": job, "status": state.phase, "exit_code": state.exit_code, "message": state.message})
+    else:
+        code = f" (exit code {state.exit_code})" if state.exit_code is not None else ""
+        click.echo(f"{job} {state.phase}{code}")
+    return EXIT_OK
+
+
+@cli.command(cls=Command, example="""
+fairing run --detach train.py      # prints the name
+fairing attach fairing-1201-2135-ab12c
+""")
+@click.argument("job")
+@namespace_option
+@output_option
+def attach(job: str, namespace: Optional[str], output: str) -> int:
+    """Stream a running job's log and wait for its result; exit with its outcome.
+
+    Ctrl-C stops following and leaves the job running."""
+    out = _Out(output)
+    try:
+        handle = _attach(job, namespace)
+    except FairingError as exc:
+        return _fail(out, exc, name=job)
+    try:
+        for line in handle.logs(follow=True):
+            out.line(line)
+        value = handle.result()
+    except KeyboardInterrupt:
+        out.note(f"stopped following {job}; it keeps running (fairing delete {job} stops it)")
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        return _fail(out, exc, name=job)
+    if out.json:
+        out.document(_result_document(job, value))
+    else:
+        if value is not None:
+            click.echo(repr(value))
+        out.note(f"job {job} succeeded")
+    return EXIT_OK
+
+
+@cli.command(cls=Command, example="""
+fairing delete fairing-1201-2135-ab12c --keep-logs
+fairing delete --all-finished
+""")
+@click.argument("job", required=False)
+@click.option("--all-finished", is_flag=True, help="every job that succeeded or failed")
+@click.option("--keep-logs", is_flag=True, help="save the log first (fairing logs JOB still shows it)")
+@click.option("--backend", "-b", type=click.Choice(("local", *_CLUSTER)), default=None,
+              help="with --all-finished: only this backend's jobs")
+@namespace_option
+@output_option
+def delete(job: Optional[str], all_finished: bool, keep_logs: bool, backend: Optional[str],
+           namespace: Optional[str], output: str) -> int:
+    """Stop a job and remove everything it left (or every finished job)."""
+    from . import jobs
+
+    if bool(job) == all_finished:
+        raise click.UsageError("Give a job's name or --all-finished (not both).")
+    out = _Out(output)
+    try:
+        if job:
+            names = [job]
+        else:
+            names = [info.name for info in jobs.jobs(backend=backend, namespace=namespace) if info.done]
+        for name in names:
+            jobs.delete(name, keep_logs=keep_logs, namespace=namespace)
+            if not out.json:
+                out.note(f"deleted {name}" + (f" (log kept: fairing logs {name})" if keep_logs else ""))
+    except FairingError as exc:
+        return _fail(out, exc, name=job or "")
+    if out.json:
+        out.document({"deleted": names})
+    return EXIT_OK
+
+
+@cli.command(cls=Command, example="""
+fairing serve model:IrisModel --input-files model.joblib --requirements requirements.txt
+fairing serve model:IrisModel --detach --backend kubernetes --registry registry.example.com/team \\
+    --base-image python:3.11-slim --replicas 2
+""")
+@click.argument("model", metavar="MODULE:CLASS")
+@_job_options
+@namespace_option
+@click.option("--replicas", type=click.IntRange(min=1), help="number of serving pods (Kubernetes)")
+@click.option("--name", help="the endpoint's name (default: generated)")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=300, show_default=True,
+              help="seconds to wait until it is ready")
+@click.option("--detach", "-d", is_flag=True, help="leave it serving, print its name and URL and return")
+@output_option
+@click.pass_context
+def serve(ctx: click.Context, model: str, backend: Optional[str], input_files: tuple, requirements: Optional[str],
+          replicas: Optional[int], name: Optional[str], timeout: float, detach: bool, output: str, **_: Any) -> int:
+    """Serve a class's predict(X) as an HTTP prediction endpoint (KServe v1 and v2 protocols).
+
+    Without --detach it serves until Ctrl-C, then removes the endpoint (exit code 0)."""
+    from .endpoint import PredictionEndpoint
+
+    out = _Out(output)
+    options = _backend_options(backend, _given(ctx, ("registry", "base_image", "insecure_registry", "namespace")))
+    target = _entry(model if ":" in model else f"{model}:")
+    if not isinstance(target, type):
+        raise click.UsageError(f"{model!r} is not a class; serve takes MODULE:CLASS with a predict(X) method.")
+    endpoint = None
+    try:
+        endpoint = PredictionEndpoint(target, input_files=list(input_files), requirements=requirements, name=name,
+                                      replicas=replicas, on_event=out.events(), **options)
+        endpoint.create(timeout=timeout)
+        out.close()
+        if out.json:
+            out.document({"endpoint": endpoint.name, "url": endpoint.url, "status": "Running"})
+        else:
+            click.echo(f"{endpoint.name} {endpoint.url}")
+        if detach:
+            endpoint.detach()
+            out.note(f"endpoint {endpoint.name} serving at {endpoint.url}; stop it with: fairing delete {endpoint.name}")
+            return EXIT_OK
+        out.note(f"serving at {endpoint.url}; Ctrl-C stops it")
+        for line in endpoint.handle.logs(follow=True):
+            out.line(line)
+        return _fail(out, FairingError(f"The endpoint {endpoint.name} stopped by itself; see its log above."))
+    except KeyboardInterrupt:
+        out.note("stopped; the endpoint was removed")
+        return EXIT_OK
+    except Exception as exc:
+        return _fail(out, exc, name=name or "")
+    finally:
+        if endpoint is not None and not detach:
+            endpoint.delete()
+
+
+@cli.command(cls=Command, example="fairing endpoints --output json")
+@click.option("--backend", "-b", type=click.Choice(("local", *_CLUSTER)), default=None,
+              help="only this backend's endpoints")
+@namespace_option
+@output_option
+def endpoints(backend: Optional[str], namespace: Optional[str], output: str) -> int:
+    """List the prediction endpoints fairing started, with their URLs."""
+    from .jobs import jobs
+
+    out = _Out(output)
+    try:
+        infos = [info for info in jobs(backend=backend, namespace=namespace) if info.kind == "Endpoint"]
+    except FairingError as exc:
+        return _fail(out, exc)
+    if out.json:
+        out.document([info.as_dict() for info in infos])
+    elif infos:
+        rows = [("NAME", "BACKEND", "STATUS", "AGE", "URL")] + [
+            (i.name, i.backend, i.phase, _age(i.age), i.url) for i in infos]
+        widths = [max(len(r[c]) for r in rows) for c in range(4)]
+        for row in rows:
+            click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+    else:
+        out.note("no endpoints (fairing serve MODULE:CLASS starts one)")
+    return EXIT_OK
+
+
+def _exit_now_if_watching(code: int) -> None:
+    """End the process at once when a cluster handle's watch or log threads still run (a
+    detached job, an attached one): they sit in TLS reads, and a normal interpreter exit
+    under them can abort (exit 134). Everything the command owes is written and flushed."""
+    import threading
+
+    watching = ("fairing-watch-", "fairing-pods-", "fairing-log-")
+    if any(t.name.startswith(watching) and t.is_alive() for t in threading.enumerate()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = _parser().parse_args(argv)
-    from .api import TrainJob, run_handle
-    from .notebook.display import TextRenderer
+    """Run the command line; the exit code (see the module docstring)."""
+    code = _main(argv)
+    _exit_now_if_watching(code)
+    return code
 
-    renderer = TextRenderer()
-    script_args = args.args[1:] if args.args[:1] == ["--"] else args.args
+
+def _main(argv: Optional[Sequence[str]]) -> int:
     try:
-        job = TrainJob(args.entry_point, backend=args.backend, input_files=args.input_files,
-                       requirements=args.requirements, args=script_args, full_notebook=args.full_notebook,
-                       parameters=_params(args.param), on_event=renderer)
-        handle = job.submit()
-        run_handle(handle, timeout=args.timeout)
-    except FairingError as exc:
-        sys.stderr.write(f"fairing: error: {exc}\n")
-        return 1
-    except Exception as exc:  # the job's own exception, re-raised here: show its remote traceback
-        import traceback
-
-        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        sys.stderr.write("fairing: interrupted; the job was stopped and removed\n")
-        return 130
-    sys.stderr.write(f"fairing: job {handle.name} succeeded\n")
-    return 0
+        code = cli.main(args=list(argv) if argv is not None else None, prog_name="fairing", standalone_mode=False)
+    except click.exceptions.Exit as exc:  # --help, --version
+        return exc.exit_code
+    except click.UsageError as exc:
+        exc.show()
+        return EXIT_USAGE
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("fairing: interrupted", err=True)
+        return EXIT_INTERRUPTED
+    return code if isinstance(code, int) else EXIT_OK
 
 
 if __name__ == "__main__":

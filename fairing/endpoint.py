@@ -77,10 +77,23 @@ class PredictionEndpoint:
         except BaseException as exc:
             emit(Stage("deploy", "failed", f"{type(exc).__name__}: {exc}"))
             raise
+        from . import jobs
+
+        try:
+            jobs.remember(handle, jobs.origin_of(context, self.preprocessor), backend=self.backend.name, image=image,
+                          endpoint=True)
+        except BaseException:
+            handle.delete()
+            raise
         self.handle = handle
         self.name = handle.name
         emit(Stage("deploy", "finished", handle.url))
         return self
+
+    def detach(self) -> None:
+        """Let a local endpoint outlive this process (``fairing delete NAME`` stops it)."""
+        process = getattr(self._require(), "process", None)
+        getattr(process, "detach", lambda: None)()
 
     def _require(self):
         if self.handle is None:
@@ -108,7 +121,9 @@ class PredictionEndpoint:
     def delete(self) -> None:
         """Remove the endpoint and everything it created. Idempotent."""
         if self.handle is not None:
-            self.handle.delete()
+            from . import jobs
+
+            jobs.finish(self.handle)
             self.handle = None
 
     def __enter__(self) -> "PredictionEndpoint":

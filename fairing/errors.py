@@ -30,7 +30,8 @@ Each message says what happened and how to fix it. The tree::
         ├── JobFailedError              it exited non-zero (or was killed)
         ├── JobTimeoutError             it did not finish in time (also a TimeoutError)
         ├── RemoteError                 it raised an exception that cannot be recreated here
-        └── RuntimeMismatchError        the job's Python or cloudpickle differs from the submitter's
+        ├── RuntimeMismatchError        the job's Python or cloudpickle differs from the submitter's
+        └── JobNotFoundError            no job of that name (to attach, follow or delete) exists
 
 Errors that concern a job carry ``.job`` (its name) and, where known, ``.logs_tail``.
 """
@@ -66,6 +67,7 @@ __all__ = [
     "JobTimeoutError",
     "RemoteError",
     "RuntimeMismatchError",
+    "JobNotFoundError",
 ]
 
 
@@ -238,3 +240,7 @@ class RemoteError(JobError):
 
 class RuntimeMismatchError(JobError):
     """The job's Python or cloudpickle version cannot load what the submitter pickled."""
+
+
+class JobNotFoundError(JobError, LookupError):
+    """No job of that name exists here or in the cluster's namespace."""

@@ -193,9 +193,13 @@ class KubeHandle(Workload):
         return bytes.fromhex(base64.b64decode(data.get("key", "")).decode())
 
     def delete(self) -> None:
-        """Delete the workload (see :meth:`fairing.kube.Workload.delete`) and its result key."""
+        """Delete the workload (see :meth:`fairing.kube.Workload.delete`), its result key and
+        the record :func:`fairing.jobs.jobs` kept of it."""
         super().delete()
         delete_secret(self.kube, result_key_secret(self.name))
+        from ..jobs import forget
+
+        forget(self.name)
 
     def _result_from_log(self, pod: Optional[dict]) -> str:
         if pod is None:

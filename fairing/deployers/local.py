@@ -3,7 +3,15 @@
 The context's files are laid out in a fresh temporary directory that is the working
 directory, the entrypoint and env are the image's, and ``FAIRING_RUNTIME`` is set. The
 process gets its own session so that a timeout, Ctrl-C or ``delete()`` stops the whole
-process tree; the directory is removed by ``delete()`` (and at interpreter exit).
+process tree; the directory is removed by ``delete()`` (and at interpreter exit, unless
+the handle was :meth:`~LocalHandle.detach`-ed).
+
+The job's output, result and exit code go to files in its *job directory* (under the
+user cache dir, see :func:`fairing.jobs.jobs_dir`), not to a pipe: so the job survives
+the process that started it when detached, and another process can follow its log and
+read its result (:meth:`LocalHandle.reattach`). The result's key (see
+:mod:`fairing.runtime.result`) is kept there too, readable by its owner only. A ``/bin/sh`` shim records the exit code
+because only the parent of a process can learn it from the kernel.
 """
 
 from __future__ import annotations
@@ -28,43 +36,145 @@ from ..results import outcome
 from ..runtime import PACKAGE, RUNTIME_DIR
 from ..runtime.result import KEY_ENV, decode, new_key
 
-__all__ = ["LocalDeployer", "LocalHandle"]
+__all__ = ["LocalDeployer", "LocalHandle", "recorded_status"]
+
+LOG_FILE, RESULT_FILE, EXIT_FILE, KEY_FILE = "log", "result", "exit", "key"
+# $0 is the exit-code file; the job's own exit code is kept (written atomically, then returned).
+_EXIT_SHIM = '"$@"; code=$?; echo "$code" > "$0.tmp" && mv "$0.tmp" "$0"; exit "$code"'
 
 
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie counts as ended)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:  # no /proc (macOS): trust kill()
+        return True
 
-def _kill_tree(proc: subprocess.Popen, grace: float = 3.0) -> None:
-    if proc.poll() is not None:
-        return
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+
+def _recorded_exit(job_dir: Path, pid: int) -> "tuple[bool, Optional[int]]":
+    """(ended, exit code) of a job another process started: the exit file, else whether it runs.
+    The code is None when the job was killed before it could say."""
+    exit_file = Path(job_dir) / EXIT_FILE
+    for attempt in range(2):  # it may end between the two looks
         try:
-            os.killpg(proc.pid, sig)
+            return True, int(exit_file.read_text())
+        except (OSError, ValueError):
+            pass
+        if attempt == 0 and _alive(pid):
+            return False, None
+    return True, None
+
+
+def _status(ended: bool, code: Optional[int]) -> JobStatus:
+    if not ended:
+        return JobStatus("Running")
+    if code is None or code < 0:
+        return JobStatus("Failed", code, "stopped by a signal")
+    return JobStatus("Succeeded" if code == 0 else "Failed", code)
+
+
+def recorded_status(job_dir: Path, pid: int) -> JobStatus:
+    """The status of a local job from its job directory and pid, in any process."""
+    return _status(*_recorded_exit(job_dir, pid))
+
+
+def _group_alive(pgid: int, proc: Optional[subprocess.Popen]) -> bool:
+    """True while any process of the job's group runs: the shell shim ends first, the job
+    (a server shutting down gracefully, its own children) may not."""
+    if proc is not None:
+        proc.poll()  # reap our own child, so that its zombie does not keep the group
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _kill_group(pgid: int, proc: Optional[subprocess.Popen], grace: float = 3.0) -> None:
+    """SIGTERM the job's process group, then SIGKILL whatever is left after ``grace`` s;
+    return once the whole group is gone."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+        if not _group_alive(pgid, proc):
+            return
+        try:
+            os.killpg(pgid, sig)
         except ProcessLookupError:
             return
-        try:
-            proc.wait(wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+        end = time.monotonic() + wait
+        while _group_alive(pgid, proc) and time.monotonic() < end:
+            time.sleep(0.05)
 
 
-def _cleanup(proc: subprocess.Popen, workdir: str) -> None:
-    _kill_tree(proc, grace=0.5)
+def _cleanup(proc: Optional[subprocess.Popen], pid: int, workdir: str, job_dir: str) -> None:
+    _kill_group(pid, proc, grace=0.5)
     shutil.rmtree(workdir, ignore_errors=True)
+    shutil.rmtree(job_dir, ignore_errors=True)
 
 
 class LocalHandle:
-    """A job running as a local process. See :class:`fairing.handle.Handle`."""
+    """A job running as a local process. See :class:`fairing.handle.Handle`.
 
-    def __init__(self, image: LocalDir, *, name: str, env: dict, on_event: Optional[EventCallback]) -> None:
+    Made by :class:`LocalDeployer`, or by :meth:`reattach` in another process.
+    """
+
+    def __init__(self, image: Optional[LocalDir], *, name: str, env: dict, on_event: Optional[EventCallback],
+                 job_dir: Optional[Path] = None, _attach: Optional[dict] = None) -> None:
         self.name = name
         self._emit = emitter(on_event)
-        self.workdir = tempfile.mkdtemp(prefix=f"fairing-local-{name}-")
+        self._proc: Optional[subprocess.Popen] = None
+        self._stop = threading.Event()
+        if _attach is not None:
+            self.job_dir = Path(_attach["job_dir"])
+            self.workdir = _attach["workdir"]
+            self.pid = int(_attach["pid"])
+        else:
+            assert image is not None
+            if job_dir is None:
+                from ..jobs import jobs_dir
+
+                job_dir = jobs_dir() / name
+            self.job_dir = Path(job_dir)
+            self._start(image, env)
+        self.log_file = self.job_dir / LOG_FILE
+        self._result_file = self.job_dir / RESULT_FILE
+        if _attach is not None:
+            try:
+                self._result_key = bytes.fromhex((self.job_dir / KEY_FILE).read_text().strip())
+            except (OSError, ValueError):
+                self._result_key = b""  # removed with the job: there is no result to read either
+        self._cleanup_args = (self._proc, self.pid, self.workdir, str(self.job_dir))
+        # Only the process that started the job stops it at exit (unless detached).
+        self._finalizer = weakref.finalize(self, _cleanup, *self._cleanup_args)
+        if _attach is not None:
+            self._finalizer.detach()
+        self._log = LogBuffer()
+        self._reader = threading.Thread(target=self._read, name=f"fairing-logs-{name}", daemon=True)
+        self._reader.start()
+
+    def _start(self, image: LocalDir, env: dict) -> None:
+        try:
+            self.job_dir.mkdir(parents=True, exist_ok=False)
+        except FileExistsError:
+            raise ConfigurationError(f"A local job named {self.name!r} exists already ({self.job_dir}). "
+                                     "Choose another name, or delete it: fairing delete " + self.name) from None
+        self.workdir = tempfile.mkdtemp(prefix=f"fairing-local-{self.name}-")
         try:
             image.context.materialize(Path(self.workdir))
-            self._result_file = os.path.join(self.workdir, RUNTIME_DIR, "result")
             self._result_key = new_key()
+            fd = os.open(self.job_dir / KEY_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:  # for another process that attaches: the owner's eyes only
+                fh.write(self._result_key.hex())
             run_env = {**os.environ, **image.context.env, **env, "FAIRING_RUNTIME": "1",
-                       "FAIRING_RESULT_FILE": self._result_file, KEY_ENV: self._result_key.hex()}
+                       "FAIRING_RESULT_FILE": str(self.job_dir / RESULT_FILE), KEY_ENV: self._result_key.hex()}
             paths = [os.path.join(self.workdir, RUNTIME_DIR)]
             if image.site_dir:
                 paths.append(str(image.site_dir))
@@ -74,26 +184,64 @@ class LocalHandle:
             argv = list(image.context.entrypoint)
             if argv[:3] == ["python3", "-m", PACKAGE]:
                 argv[0] = image.python
-            self._proc = subprocess.Popen(
-                argv, cwd=self.workdir, env=run_env, stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-            )
+            with open(self.job_dir / LOG_FILE, "wb") as out:
+                self._proc = subprocess.Popen(
+                    ["/bin/sh", "-c", _EXIT_SHIM, str(self.job_dir / EXIT_FILE), *argv],
+                    cwd=self.workdir, env=run_env, stdin=subprocess.DEVNULL,
+                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                )
+            self.pid = self._proc.pid
         except OSError as exc:
             shutil.rmtree(self.workdir, ignore_errors=True)
-            raise DeployError(f"Could not start the local job {name}: {exc}. Check the interpreter path.") from exc
+            shutil.rmtree(self.job_dir, ignore_errors=True)
+            raise DeployError(f"Could not start the local job {self.name}: {exc}. Check the interpreter path.") from exc
         except BaseException:
             shutil.rmtree(self.workdir, ignore_errors=True)
+            shutil.rmtree(self.job_dir, ignore_errors=True)
             raise
-        self._finalizer = weakref.finalize(self, _cleanup, self._proc, self.workdir)
-        self._log = LogBuffer()
-        self._reader = threading.Thread(target=self._read, name=f"fairing-logs-{name}", daemon=True)
-        self._reader.start()
+
+    @classmethod
+    def reattach(cls, *, name: str, job_dir: os.PathLike, workdir: str, pid: int,
+                 on_event: Optional[EventCallback] = None) -> "LocalHandle":
+        """A handle on a job another process started (its log is followed from the start)."""
+        return cls(None, name=name, env={}, on_event=on_event,
+                   _attach={"job_dir": str(job_dir), "workdir": workdir, "pid": pid})
+
+    def attach_info(self) -> dict:
+        """What :meth:`reattach` needs, for the job's record."""
+        return {"job_dir": str(self.job_dir), "workdir": self.workdir, "pid": self.pid}
+
+    def detach(self) -> None:
+        """Let the job outlive this process (it is no longer stopped at interpreter exit)."""
+        self._finalizer.detach()
+
+    # -- state -----------------------------------------------------------------------------
+
+    def _exit_code(self) -> "tuple[bool, Optional[int]]":
+        if self._proc is not None:
+            code = self._proc.poll()
+            return (False, None) if code is None else (True, code)
+        return _recorded_exit(self.job_dir, self.pid)
 
     def _read(self) -> None:
-        assert self._proc.stdout is not None
+        # The job writes its output to a file (so another process can follow it too); it is
+        # read as it grows and cut into lines as a terminal shows them (\r redraws included).
+        try:
+            fh = open(self.log_file, "rb")
+        except OSError:  # deleted before we looked
+            self._log.close()
+            return
         splitter = LineSplitter()
-        while chunk := self._proc.stdout.read1(1 << 16):
-            publish_lines(splitter.feed(chunk), self._log, self._emit)
+        with fh:
+            while not self._stop.is_set():
+                ended = self._exit_code()[0]  # looked at before reading: nothing written before the end is missed
+                chunk = fh.read(65536)
+                if chunk:
+                    publish_lines(splitter.feed(chunk), self._log, self._emit)
+                    continue
+                if ended:
+                    break
+                self._stop.wait(0.05)
         publish_lines(splitter.close(), self._log, self._emit)
         self._log.close()
 
@@ -105,40 +253,50 @@ class LocalHandle:
         return self._log.tail()
 
     def status(self) -> JobStatus:
-        code = self._proc.poll()
-        if code is None:
-            return JobStatus("Running")
-        return JobStatus("Succeeded" if code == 0 else "Failed", code)
+        return _status(*self._exit_code())
 
     def wait(self, timeout: Optional[float] = None) -> JobStatus:
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            self._proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            _kill_tree(self._proc)
-            self._reader.join(5)
-            raise JobTimeoutError(
-                f"The job {self.name} did not finish within {timeout:g} s and was stopped. "
-                "Raise the timeout, or make the job do less.",
-                job=self.name, logs_tail=self._tail(),
-            ) from None
+            while not self._exit_code()[0]:
+                if deadline is not None and time.monotonic() > deadline:
+                    self._stop_job()
+                    self._reader.join(5)
+                    raise JobTimeoutError(
+                        f"The job {self.name} did not finish within {timeout:g} s and was stopped. "
+                        "Raise the timeout, or make the job do less.",
+                        job=self.name, logs_tail=self._tail(),
+                    )
+                if self._proc is not None:
+                    try:
+                        self._proc.wait(0.2)
+                    except subprocess.TimeoutExpired:
+                        pass
+                else:
+                    time.sleep(0.1)  # not our child: nothing to wait on but the exit file
         except KeyboardInterrupt:
             self.delete()
             raise
         self._reader.join(10)
         return self.status()
 
+    def _stop_job(self) -> None:
+        _kill_group(self.pid, self._proc)
+
     def result(self, timeout: Optional[float] = None) -> Any:
         status = self.wait(timeout)
         try:
-            with open(self._result_file) as fh:
-                envelope = decode(fh.read(), self._result_key)
+            envelope = decode(self._result_file.read_text(), self._result_key)
         except (OSError, ValueError):
             envelope = None
         return outcome(envelope, job=self.name, exit_code=status.exit_code, logs_tail=self._tail())
 
     def delete(self) -> None:
-        self._finalizer()
+        """Stop the job and remove its working directory and job directory. Idempotent."""
+        self._finalizer.detach()
+        self._stop.set()
         self._reader.join(5)
+        _cleanup(*self._cleanup_args)
 
 
 class LocalDeployer:

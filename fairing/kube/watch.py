@@ -54,6 +54,7 @@ class Workload:
         self._streams: dict[str, threading.Thread] = {}
         self._watch_error: Optional[BaseException] = None
         self._deleted = False
+        self._listed: set = set()  # the watches' handlers whose first listing is in
 
     # -- what subclasses provide -------------------------------------------------------
 
@@ -97,6 +98,9 @@ class Workload:
                     for item in listing.get("items", []):
                         on_event("ADDED", item)
                     resource_version = listing["metadata"]["resourceVersion"]
+                    with self._cond:
+                        self._listed.add(on_event)
+                        self._cond.notify_all()
                 watch = k8s.watch.Watch()
                 for event in watch.stream(list_fn, namespace=self.namespace, resource_version=resource_version,
                                           timeout_seconds=_WATCH_SECONDS, allow_watch_bookmarks=True, **selector):
@@ -216,6 +220,13 @@ class Workload:
 
     def _ended(self) -> bool:
         return self._obj is not None and self._phase(self._obj) is not None
+
+    def synced(self, timeout: float = 30) -> bool:
+        """Block until both watches have listed what exists (False if they could not in
+        ``timeout``): a handle attached to a workload that already ended must know its pods
+        (their logs and result) before it can say the workload ended."""
+        return self.wait_until(lambda: {self._on_object, self._on_pod} <= self._listed, timeout=timeout,
+                               diagnose_pods=False, tick=1.0)
 
     def status(self) -> JobStatus:
         with self._cond:

@@ -71,4 +71,4 @@ def test_cli_reports_a_failing_job(workdir):
     assert out.returncode == 1
     assert "ValueError: bad input" in out.stderr and 'raise ValueError' in out.stderr
     missing = subprocess.run([sys.executable, "-m", "fairing", "run", "nope.py"], capture_output=True, text=True)
-    assert missing.returncode == 1 and "does not exist" in missing.stderr
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
