@@ -44,9 +44,12 @@ class Kernel:
         self.client.wait_for_ready(timeout=60)
 
     def run(self, code: str, timeout: float = 300) -> str:
-        """Execute a cell; its stdout/stderr text. Raises KernelError when the cell raises."""
+        """Execute a cell; its text as the notebook would show it at the end: stdout/stderr and
+        each display's last text/plain (a display updated in place, such as fairing's job log,
+        counts once, with its final content). Raises KernelError when the cell raises."""
         msg_id = self.client.execute(code)
-        out = []
+        out: list = []
+        displays: dict = {}  # display_id -> its slot in `out`
         while True:
             try:
                 msg = self.client.get_iopub_msg(timeout=timeout)
@@ -57,8 +60,15 @@ class Kernel:
             kind, content = msg["msg_type"], msg["content"]
             if kind == "stream":
                 out.append(content["text"])
-            elif kind in ("execute_result", "display_data"):
-                out.append(content["data"].get("text/plain", "") + "\n")
+            elif kind in ("execute_result", "display_data", "update_display_data"):
+                text = content["data"].get("text/plain", "") + "\n"
+                display_id = content.get("transient", {}).get("display_id")
+                if display_id in displays:
+                    out[displays[display_id]] = text
+                elif kind != "update_display_data":
+                    if display_id:
+                        displays[display_id] = len(out)
+                    out.append(text)
             elif kind == "error":
                 raise KernelError(content["ename"], content["evalue"], "\n".join(content["traceback"]))
             elif kind == "status" and content["execution_state"] == "idle":
