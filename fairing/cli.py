@@ -14,7 +14,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a script or notebook as a job and stream its logs")
     run.add_argument("entry_point", help="a .py script or an .ipynb notebook")
-    run.add_argument("--backend", default="local", help="local (default), docker, kubernetes, kubeflow, gke, aws")
+    run.add_argument("--backend", default=None,
+                     help="local, docker, kubernetes, kubeflow, gke, aws (default: the backend setting, else local)")
     run.add_argument("--input-files", nargs="*", default=[], metavar="PATH", help="files or directories to package")
     run.add_argument("--requirements", default=None, metavar="FILE",
                      help="requirements file (default: requirements.txt next to the entry point)")

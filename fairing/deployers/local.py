@@ -20,6 +20,7 @@ import weakref
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from .._registry import checks_options
 from ..artifacts import LocalDir
 from ..errors import ConfigurationError, DeployError, JobTimeoutError
 from ..events import EventCallback, LogLine, emitter
@@ -140,6 +141,7 @@ class LocalHandle:
         self._reader.join(5)
 
 
+@checks_options  # a misspelled option is a ConfigurationError, not a TypeError
 class LocalDeployer:
     """Runs a :class:`~fairing.artifacts.LocalDir` as a subprocess; ``env`` is added to every job's environment."""
 
