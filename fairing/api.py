@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from .backends import Backend, BackendChoice
+from .backends import BackendChoice
 from .errors import ConfigurationError
 from .events import EventCallback, emitter, run_stage
 from .handle import Handle

@@ -93,8 +93,9 @@ class BackendChoice:
                 from ..errors import ConfigurationError
 
                 raise ConfigurationError(
-                    f"{', '.join(sorted(self.options))} cannot be applied to a Backend that is already made; choose "
-                    "the backend by name to give options, e.g. backend='kubernetes', registry=..."
+                    f"Options {sorted(self.options)} were given with a Backend object ({backend.name}), which is "
+                    "already made: pass them to the function that makes it (e.g. kubernetes_backend(...)), or give "
+                    "the backend by name."
                 )
             self.factory = None
         else:
