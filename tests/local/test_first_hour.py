@@ -227,7 +227,7 @@ def test_the_kubernetes_backend_forwards_builder_options_and_keeps_a_given_build
     mine = AppendBuilder("127.0.0.1:5000/python:3.11", "127.0.0.1:5000/mine")
     job = fairing.TrainJob(print, backend="kubernetes", builder=mine, kubeconfig=offline_kubeconfig)
     assert job._backend.make(builder=job.builder).builder is mine  # no registry needed: the builder is given
-    with pytest.raises(ConfigurationError, match="builder= is given, so python_version cannot be applied"):
+    with pytest.raises(ConfigurationError, match=r"python_version= choose a builder, but builder=AppendBuilder\(...\) was given too"):
         fairing.get_backend("kubernetes", kubeconfig=offline_kubeconfig, builder=mine, python_version="3.11")
 
 
