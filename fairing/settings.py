@@ -182,17 +182,25 @@ def project_file(start: "os.PathLike[str] | str | None" = None) -> Optional[tupl
     return None
 
 
+def _environment(environ: Optional[Mapping[str, str]]):
+    from .environment import Environment, current
+
+    return current() if environ is None else Environment.from_os(environ)
+
+
 def user_file(environ: Optional[Mapping[str, str]] = None) -> Path:
     """``$XDG_CONFIG_HOME/fairing/config.toml`` (``~/.config`` when the variable is unset)."""
-    env = os.environ if environ is None else environ
-    base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "fairing" / "config.toml"
+    return _environment(environ).config_dir / "config.toml"
 
 
 def resolve(arguments: Optional[Mapping[str, Any]] = None, *, cwd: "os.PathLike[str] | str | None" = None,
             environ: Optional[Mapping[str, str]] = None) -> Settings:
-    """The settings: ``arguments`` (None values ignored) > environment > project > user file."""
-    env = os.environ if environ is None else environ
+    """The settings: ``arguments`` (None values ignored) > environment > project > user file.
+
+    The environment is :func:`fairing.environment.current` (``environ``: read this mapping
+    instead), so ``environment.use(...)`` points the settings elsewhere in a test too."""
+    machine = _environment(environ)
+    env = machine.fairing_env
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
 
@@ -201,7 +209,7 @@ def resolve(arguments: Optional[Mapping[str, Any]] = None, *, cwd: "os.PathLike[
             values[key] = value
             sources[key] = source
 
-    user = user_file(env)
+    user = machine.config_dir / "config.toml"
     if user.is_file():
         layer(_from_table(_read_toml(user), str(user), user.parent), str(user))
     project = project_file(cwd)

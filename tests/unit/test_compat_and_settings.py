@@ -289,3 +289,15 @@ def test_builders_and_deployers_made_directly_check_their_options():
                                                      rf"Did you mean '{right}'\?"):
             cls(*args, **{wrong: 1})
     assert isinstance(LocalDeployer(env={"A": "1"}), LocalDeployer)
+
+
+def test_settings_read_the_environment_fairing_is_pointed_at(tmp_path):
+    from fairing import environment
+
+    (tmp_path / "cfg" / "fairing").mkdir(parents=True)
+    (tmp_path / "cfg" / "fairing" / "config.toml").write_text('namespace = "from-user-file"\n')
+    world = environment.Environment.from_os({"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
+                                             "FAIRING_REGISTRY": "injected:5000"})
+    with environment.use(world):
+        s = resolve(cwd=tmp_path)
+    assert (s.registry, s.namespace) == ("injected:5000", "from-user-file")
