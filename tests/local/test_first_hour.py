@@ -111,7 +111,7 @@ def test_an_exception_only_the_job_can_import_is_a_remote_error(workdir, tmp_pat
         raise jobonly_errors.QuotaExceeded("GPU quota of 0 reached")
 
     # packaged from job_dir, but not importable here
-    fails.input_files = [str(job_dir / "jobonly_errors.py")]
+    fails.input_files = {str(job_dir / "jobonly_errors.py"): "jobonly_errors.py"}
     assert "jobonly_errors" not in sys.modules
     with pytest.raises(RemoteError, match="jobonly_errors.QuotaExceeded: GPU quota of 0 reached") as info:
         fails()
