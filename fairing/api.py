@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from .backends import Backend, get_backend
+from .backends import BackendChoice
 from .errors import ConfigurationError
 from .events import EventCallback, emitter, run_stage
 from .handle import Handle
@@ -28,39 +28,50 @@ def in_job() -> bool:
 def submit(
     preprocessor: Any,
     *,
-    backend: "str | Backend" = "local",
+    backend: Any = None,
     builder: Any = None,
     deployer: Any = None,
     name: Optional[str] = None,
     on_event: Optional[EventCallback] = None,
+    quiet: bool = False,
     **backend_options: Any,
 ) -> Handle:
     """Package, build and deploy; return the running job's handle without waiting.
 
-    ``builder`` and ``deployer`` replace the backend's own (and must share an artifact
-    type, see :mod:`fairing.artifacts`). This reports the stages "package", "build" and
-    "deploy", each started once and finished (or failed) once.
+    ``backend``: a name, a :class:`Backend`, or None for the ``backend`` setting (else
+    'local'); ``backend_options`` are checked against it now and completed from the
+    settings (:mod:`fairing.settings`). ``builder`` and ``deployer`` replace the
+    backend's own (and must share an artifact type, see :mod:`fairing.artifacts`). The
+    job's output goes to stdout unless ``quiet``. This reports the stages "package",
+    "build" and "deploy", each started once and finished (or failed) once.
     """
     if on_event is None:
         from .notebook.display import default_renderer
 
         on_event = default_renderer()
     emit = emitter(on_event)
-    chosen = get_backend(backend, builder=builder, deployer=deployer, **backend_options)
+    chosen = BackendChoice(backend, backend_options).make(builder=builder, deployer=deployer)
     builder, deployer = chosen.builder, chosen.deployer
     from . import jobs
 
     context = run_stage(emit, "package", preprocessor.context)
     origin = jobs.origin_of(context, preprocessor)
     image = run_stage(emit, "build", lambda: builder.build(context, on_event=on_event))
+    job_events = _job_events(on_event, quiet)
     handle = run_stage(emit, "deploy",
-                       lambda: jobs.stamped(deployer, origin).deploy(image, name=name, on_event=on_event))
+                       lambda: jobs.stamped(deployer, origin).deploy(image, name=name, on_event=job_events))
     try:
         jobs.remember(handle, origin, backend=chosen.name, image=image)
     except BaseException:
         handle.delete()
         raise
     return handle
+
+
+def _job_events(on_event: Optional[EventCallback], quiet: bool) -> Optional[EventCallback]:
+    from .output import job_events
+
+    return job_events(on_event, quiet=quiet)
 
 
 def run_handle(handle: Handle, *, timeout: Optional[float] = None, cleanup: str = "always",
@@ -89,7 +100,7 @@ class RemoteFunction:
 
     def __init__(self, func: Callable, *, timeout: Optional[float], cleanup: str, input_files: Iterable,
                  requirements: Any, on_event: Optional[EventCallback], options: Mapping[str, Any],
-                 keep_logs: bool = False) -> None:
+                 keep_logs: bool = False, quiet: bool = False) -> None:
         functools.update_wrapper(self, func)
         self.func = func
         self.timeout = timeout
@@ -98,7 +109,10 @@ class RemoteFunction:
         self.input_files = input_files  # a path, a list, or a dict (collect_input_files reads each form)
         self.requirements = requirements
         self.on_event = on_event
-        self.options = dict(options)
+        self.quiet = quiet
+        options = dict(options)
+        self.builder, self.deployer = options.pop("builder", None), options.pop("deployer", None)
+        self._backend = BackendChoice(options.pop("backend", None), options)
 
     def submit(self, *args: Any, **kwargs: Any) -> Handle:
         """Start the job with these arguments and return its handle without waiting."""
@@ -106,7 +120,9 @@ class RemoteFunction:
 
         pre = FunctionPreprocessor(self.func, args, kwargs, input_files=self.input_files,
                                    requirements=self.requirements)
-        return submit(pre, on_event=self.on_event, **self.options)
+        backend = self._backend.make(builder=self.builder, deployer=self.deployer)
+        return submit(pre, backend=backend, builder=self.builder, deployer=self.deployer, on_event=self.on_event,
+                      quiet=self.quiet)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if in_job():  # already inside the job: just run
@@ -122,13 +138,14 @@ class RemoteFunction:
 def train(
     func: Optional[Callable] = None,
     *,
-    backend: "str | Backend" = "local",
+    backend: Any = None,
     timeout: Optional[float] = None,
     cleanup: str = "always",
     input_files: Iterable = (),
     requirements: Any = None,
     on_event: Optional[EventCallback] = None,
     keep_logs: bool = False,
+    quiet: bool = False,
     **options: Any,
 ):
     """Decorator: calling the function runs it as a job and returns its value.
@@ -136,8 +153,10 @@ def train(
     A remote exception is re-raised here with the job's traceback chained as its cause
     (a :class:`~fairing.RemoteError` when its type cannot be recreated). ``.submit(...)``
     returns a handle instead of waiting; ``.local(...)`` calls it in this process.
-    ``options`` go to the backend (and may name ``builder``/``deployer`` objects).
-    ``keep_logs=True`` saves the job's log before cleanup (:func:`fairing.jobs.saved_log`).
+    ``options`` go to the backend (and may name ``builder``/``deployer`` objects); they
+    are checked here, and the settings fill the rest when the job is submitted. The job's
+    output goes to stdout unless ``quiet``. ``keep_logs=True`` saves the job's log before
+    cleanup (:func:`fairing.jobs.saved_log`).
 
     >>> @fairing.train(backend="local", timeout=600)
     ... def fit(alpha):
@@ -146,9 +165,11 @@ def train(
     if cleanup not in CLEANUP_POLICIES:
         raise ConfigurationError(f"cleanup must be one of {CLEANUP_POLICIES}, got {cleanup!r}.")
 
+    BackendChoice(backend, {k: v for k, v in options.items() if k not in ("builder", "deployer")})  # checks now
+
     def wrap(f: Callable) -> RemoteFunction:
         return RemoteFunction(f, timeout=timeout, cleanup=cleanup, input_files=input_files,
-                              requirements=requirements, on_event=on_event,
+                              requirements=requirements, on_event=on_event, quiet=quiet,
                               options={"backend": backend, **options}, keep_logs=keep_logs)
 
     return wrap(func) if func is not None else wrap
@@ -157,6 +178,7 @@ def train(
 def preprocessor_for(entry_point: Any, *, full_notebook: bool = False, args: Iterable[str] = (),
                      parameters: Optional[Mapping[str, Any]] = None, **kwargs: Any):
     """The preprocessor for a function, a class with train(), a .py file or an .ipynb file."""
+    kwargs["input_files"] = kwargs.get("input_files") or ()
     if callable(entry_point) and not isinstance(entry_point, (str, os.PathLike)):
         from .preprocessors.function import FunctionPreprocessor
 
@@ -177,6 +199,57 @@ def preprocessor_for(entry_point: Any, *, full_notebook: bool = False, args: Ite
     )
 
 
+def _task_options(what: str, legacy_args: tuple, options: dict) -> tuple[dict, bool]:
+    """Kubeflow Fairing's TrainJob/PredictionEndpoint arguments (positional after the
+    first, and its keyword spellings) in today's spelling; True when any were used."""
+    from . import compat
+
+    if len(legacy_args) > len(compat.LEGACY_TASK_POSITIONAL):
+        raise ConfigurationError(f"{what} takes one positional argument (what to run); give the others by keyword.")
+    legacy = bool(legacy_args)
+    for key, value in zip(compat.LEGACY_TASK_POSITIONAL, legacy_args):
+        if options.get(key) not in (None, ()):
+            raise ConfigurationError(f"{what} got {key} both by position and by keyword.")
+        if value is not None:
+            options[key] = value
+    if legacy_args:
+        compat.warn_renamed(f"{what}'s arguments after the first are keyword-only now: "
+                            f"{', '.join(compat.LEGACY_TASK_POSITIONAL[:len(legacy_args)])}=...")
+    if isinstance(options.get("backend"), compat.LegacyBackend):
+        legacy = True
+    translated, _run = compat.translate("task", "*", options)
+    legacy = legacy or any(k in compat.TABLE[("task", "*")] for k in options)
+    if translated.get("input_files") is None:
+        translated.pop("input_files", None)
+    return translated, legacy
+
+
+def _requirements_among_inputs(input_files: Iterable, requirements: Any) -> Any:
+    """Kubeflow Fairing installed a requirements.txt listed among the input files."""
+    if requirements is not None:
+        return requirements
+    listed = [f for f in input_files or () if Path(str(f)).name == "requirements.txt"]
+    if len(listed) == 1:
+        from . import compat
+
+        compat.warn_renamed(f"{listed[0]} among input_files is installed, as Kubeflow Fairing did; "
+                            f"say so with requirements={str(listed[0])!r}.")
+        return str(listed[0])
+    return None
+
+
+def _legacy_default_backend(options: dict) -> None:
+    """Kubeflow Fairing's TrainJob ran on KubernetesBackend() unless told otherwise."""
+    from .settings import resolve
+
+    if options.get("backend") is None and resolve().backend is None:
+        from . import compat
+
+        compat.warn_renamed("Kubeflow Fairing's TrainJob and PredictionEndpoint ran on KubernetesBackend() by default; "
+                            "fairing's default is 'local'. Pass backend='kubernetes' (or set FAIRING_BACKEND).")
+        options["backend"] = "kubernetes"
+
+
 class TrainJob:
     """A training job for a function, a class with ``train()``, a script or a notebook.
 
@@ -186,14 +259,21 @@ class TrainJob:
     >>> handle.result(); handle.delete()
 
     ``full_notebook=True`` runs a notebook whole with papermill (``parameters`` injected)
-    and returns the executed notebook. ``backend`` and ``options`` choose where it runs.
+    and returns the executed notebook. ``backend`` and ``options`` choose where it runs;
+    they are checked here and completed from the settings (:mod:`fairing.settings`).
+    The job's output goes to stdout unless ``quiet``.
+
+    Kubeflow Fairing's arguments (``base_docker_image``, ``docker_registry``,
+    ``output_map``, ``pod_spec_mutators``, ``backend=KubernetesBackend()``...) are accepted
+    with a FutureWarning (:mod:`fairing.compat`); a job made with them runs on the
+    kubernetes backend by default, and its ``submit()`` waits for the job, as there.
     """
 
     def __init__(
         self,
         entry_point: Any,
-        *,
-        backend: "str | Backend" = "local",
+        *legacy_args: Any,
+        backend: Any = None,
         input_files: Iterable = (),
         requirements: Any = None,
         args: Iterable[str] = (),
@@ -203,19 +283,43 @@ class TrainJob:
         env: Optional[Mapping[str, str]] = None,
         name: Optional[str] = None,
         on_event: Optional[EventCallback] = None,
+        quiet: bool = False,
         **options: Any,
     ) -> None:
+        options, self.legacy = _task_options("TrainJob", legacy_args,
+                                             {"backend": backend, "input_files": input_files, **options})
+        if self.legacy:
+            _legacy_default_backend(options)
+        input_files = options.pop("input_files", ())
+        if self.legacy:
+            requirements = _requirements_among_inputs(input_files, requirements)
         self.preprocessor = preprocessor_for(
             entry_point, full_notebook=full_notebook, args=args, parameters=parameters,
-            input_files=input_files, requirements=requirements, base_dir=base_dir, env=env,
+            input_files=input_files or (), requirements=requirements, base_dir=base_dir, env=env,
         )
         self.name = name
         self.on_event = on_event
-        self.options = {"backend": backend, **options}
+        self.quiet = quiet
+        self.builder, self.deployer = options.pop("builder", None), options.pop("deployer", None)
+        self._backend = BackendChoice(options.pop("backend", None), options)
 
     def submit(self) -> Handle:
-        return submit(self.preprocessor, name=self.name, on_event=self.on_event, **self.options)
+        """Start the job and return its handle without waiting.
+
+        Made with Kubeflow Fairing's arguments, it waits as Kubeflow Fairing's did: the
+        job's output streams here, its exception is re-raised, and the finished job's
+        handle is returned (everything it made is removed).
+        """
+        backend = self._backend.make(builder=self.builder, deployer=self.deployer)
+        handle = submit(self.preprocessor, backend=backend, builder=self.builder, deployer=self.deployer,
+                        name=self.name, on_event=self.on_event, quiet=self.quiet)
+        if self.legacy:
+            run_handle(handle)
+        return handle
 
     def run(self, *, timeout: Optional[float] = None, cleanup: str = "always", keep_logs: bool = False) -> Any:
         """Submit, wait and return the result; ``keep_logs`` saves the log before cleanup."""
-        return run_handle(self.submit(), timeout=timeout, cleanup=cleanup, keep_logs=keep_logs)
+        backend = self._backend.make(builder=self.builder, deployer=self.deployer)
+        handle = submit(self.preprocessor, backend=backend, builder=self.builder, deployer=self.deployer,
+                        name=self.name, on_event=self.on_event, quiet=self.quiet)
+        return run_handle(handle, timeout=timeout, cleanup=cleanup, keep_logs=keep_logs)

@@ -24,9 +24,12 @@ from .errors import ConfigurationError, EntryPointNotFoundError, FairingError, J
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 BACKEND_NAMES = ("local", "docker", "kubernetes", "kubeflow", "gke", "aws")
-# The backend the API uses when --backend is not given; options are checked against it.
-# (When settings choose the default backend, this is where the CLI learns it.)
-_DEFAULT_BACKEND = "local"
+def _default_backend() -> str:
+    """The backend the API uses when --backend is not given (the ``backend`` setting, else
+    local: :mod:`fairing.settings`); options are checked against it."""
+    from .settings import resolve
+
+    return resolve().backend or "local"
 _CLUSTER = ("kubernetes", "kubeflow", "gke", "aws")
 # Which backends each option applies to; giving it for another backend is a usage error.
 _APPLIES = {
@@ -242,7 +245,7 @@ def _backend_options(backend: Optional[str], given: dict) -> dict:
     """The API's keyword arguments for the options the user gave (``given``: name -> value,
     only those given). Until every backend takes these options uniformly, this is where
     they are mapped: mutators on Kubernetes, plain arguments for Docker."""
-    name = backend or _DEFAULT_BACKEND
+    name = backend or _default_backend()
     for option, backends in _APPLIES.items():
         if option in given and name not in backends:
             flag = "--" + option.replace("_", "-")
@@ -511,7 +514,7 @@ def build(ctx: click.Context, entry: str, args: tuple, backend: Optional[str], i
     target = _entry(entry)
     try:
         pre = preprocessor_for(target, args=args, input_files=list(input_files), requirements=requirements)
-        chosen = get_backend(options.pop("backend", "local"), **options)
+        chosen = get_backend(options.pop("backend", None), **options)
         image = chosen.builder.build(pre.context(), on_event=out.events())
     except Exception as exc:
         return _fail(out, exc)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 from typing import Any, Iterable, Optional
 
-from .backends import Backend, get_backend
 from .errors import ConfigurationError, PredictionError
 from .events import EventCallback, Stage, emitter, run_stage
 
@@ -18,6 +17,22 @@ def _plain(data: Any) -> Any:
     if isinstance(data, (list, tuple)):
         return [_plain(v) for v in data]
     return data
+
+
+def _shape(value: Any) -> list[int]:
+    shape = []
+    while isinstance(value, list):
+        shape.append(len(value))
+        value = value[0] if value else None
+    return shape
+
+
+def _flatten(value: Any):
+    if isinstance(value, list):
+        for v in value:
+            yield from _flatten(v)
+    else:
+        yield value
 
 
 class PredictionEndpoint:
@@ -34,16 +49,27 @@ class PredictionEndpoint:
     works from outside the cluster too, through the API server's service proxy.
     """
 
-    def __init__(self, model_class: type, *, input_files: Iterable = (), requirements: Any = None,
-                 backend: "str | Backend" = "local", name: Optional[str] = None, model_name: Optional[str] = None,
+    def __init__(self, model_class: type, *legacy_args: Any, input_files: Iterable = (), requirements: Any = None,
+                 backend: Any = None, name: Optional[str] = None, model_name: Optional[str] = None,
                  replicas: Optional[int] = None, deployer: Any = None, on_event: Optional[EventCallback] = None,
                  **backend_options: Any) -> None:
+        from .api import _legacy_default_backend, _task_options
+        from .backends import BackendChoice
         from .preprocessors.function import ServingPreprocessor
 
+        options, legacy = _task_options("PredictionEndpoint", legacy_args,
+                                        {"backend": backend, "input_files": input_files, **backend_options})
+        if legacy:
+            _legacy_default_backend(options)
+        input_files = options.pop("input_files", None) or ()
+        if legacy:
+            from .api import _requirements_among_inputs
+
+            requirements = _requirements_among_inputs(input_files, requirements)
         self.model_name = model_name or model_class.__name__.lower()
         self.preprocessor = ServingPreprocessor(model_class, model_name=self.model_name, input_files=input_files,
                                                 requirements=requirements)
-        self.backend = get_backend(backend, **backend_options)
+        self.backend = BackendChoice(options.pop("backend", None), options).make()
         deployer = deployer or self.backend.serving
         if deployer is None:
             raise ConfigurationError(f"The {self.backend.name} backend cannot serve endpoints; use 'local' or 'kubernetes'.")
@@ -114,6 +140,17 @@ class PredictionEndpoint:
                 f"The endpoint {self.name} answered HTTP {status}: {message}. Check the input's shape and "
                 "types against what the model's predict() expects.", status=status)
         return body["predictions"]
+
+    def predict_nparray(self, data: Any, feature_names: Optional[list] = None) -> dict:
+        """Kubeflow Fairing's call: predictions for an array, in its (Seldon) response shape
+        ``{"data": {"names": [...], "tensor": {"shape": [...], "values": [...]}}}``.
+        Prefer :meth:`predict`, which returns the predictions themselves."""
+        from .compat import warn_renamed
+
+        warn_renamed("predict_nparray() is Kubeflow Fairing's; use predict(X), which returns the predictions.")
+        predictions = self.predict(data)
+        shape, flat = _shape(predictions), list(_flatten(predictions))
+        return {"data": {"names": list(feature_names or []), "tensor": {"shape": shape, "values": flat}}}
 
     def logs(self) -> list[str]:
         return list(self._require().logs(follow=False))

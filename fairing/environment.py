@@ -12,6 +12,8 @@ points fairing at another world with :func:`use`::
 ``docker_host``         ``$DOCKER_HOST`` [None: the SDK's default socket]
 ``docker_config``       ``$DOCKER_CONFIG/config.json``, else ``~/.docker/config.json``
 ``cache_dir``           ``$XDG_CACHE_HOME/fairing``, else ``~/.cache/fairing``
+``config_dir``          ``$XDG_CONFIG_HOME/fairing``, else ``~/.config/fairing`` (the user's settings)
+``fairing_env``         the ``FAIRING_*`` variables (the settings among them: :mod:`fairing.settings`)
 ``in_job``              ``$FAIRING_RUNTIME`` set: this process is a job fairing started
 =====================  ==========================================================
 
@@ -47,6 +49,9 @@ class Environment:
     runtime: Optional[str] = None
     #: ``DOCKER_*`` variables (host, TLS), handed to the Docker SDK as its environment.
     docker_env: Mapping[str, str] = field(default_factory=dict)
+    xdg_config_home: Optional[Path] = None
+    #: ``FAIRING_*`` variables; fairing.settings reads its settings from these.
+    fairing_env: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_os(cls, environ: Optional[Mapping[str, str]] = None, *,
@@ -62,6 +67,8 @@ class Environment:
             xdg_cache_home=Path(env["XDG_CACHE_HOME"]) if env.get("XDG_CACHE_HOME") else None,
             runtime=env.get("FAIRING_RUNTIME") or None,
             docker_env={k: v for k, v in env.items() if k.startswith("DOCKER_")},
+            xdg_config_home=Path(env["XDG_CONFIG_HOME"]) if env.get("XDG_CONFIG_HOME") else None,
+            fairing_env={k: v for k, v in env.items() if k.startswith("FAIRING_")},
         )
 
     # -- Kubernetes ----------------------------------------------------------------------
@@ -124,6 +131,11 @@ class Environment:
     def cache_dir(self) -> Path:
         """Caches that outlive a process: base manifests, layers, local requirements."""
         return (self.xdg_cache_home or self.home / ".cache") / "fairing"
+
+    @property
+    def config_dir(self) -> Path:
+        """The user's fairing configuration directory (XDG): the user settings file lives here."""
+        return (self.xdg_config_home or self.home / ".config") / "fairing"
 
     @property
     def in_job(self) -> bool:

@@ -4,6 +4,7 @@ Each message says what happened and how to fix it. The tree::
 
     FairingError
     ├── ConfigurationError          an argument or setting is wrong
+    │   └── PythonMismatchError         the base image's Python cannot load this function
     ├── MissingDependencyError      an optional extra is not installed
     ├── PackagingError              code could not be captured into a build context
     │   ├── EntryPointNotFoundError     the script, notebook or input file does not exist
@@ -41,6 +42,7 @@ from __future__ import annotations
 __all__ = [
     "FairingError",
     "ConfigurationError",
+    "PythonMismatchError",
     "MissingDependencyError",
     "PackagingError",
     "EntryPointNotFoundError",
@@ -77,6 +79,16 @@ class FairingError(Exception):
 
 class ConfigurationError(FairingError, ValueError):
     """An argument or setting is wrong."""
+
+
+class PythonMismatchError(ConfigurationError):
+    """The base image's Python differs from the one a function was pickled with; found
+    before anything is pushed. ``submitter`` and ``image`` are the two ``X.Y`` versions."""
+
+    def __init__(self, message: str, *, submitter: str, image: str) -> None:
+        self.submitter = submitter
+        self.image = image
+        super().__init__(message)
 
 
 class MissingDependencyError(FairingError, ImportError):

@@ -23,6 +23,18 @@ class RemoteTraceback(Exception):
         return f"\n\"\"\"\n{self.tb.rstrip()}\n\"\"\""
 
 
+def _load_exception(data: bytes) -> Optional[BaseException]:
+    """The job's exception, or None when it cannot be recreated here: its class is importable
+    only in the job, or its ``__init__`` does not take what ``args`` holds."""
+    import pickle
+
+    try:
+        exc = pickle.loads(data)
+    except Exception:
+        return None
+    return exc if isinstance(exc, BaseException) else None
+
+
 def outcome(envelope: Optional[dict], *, job: str, exit_code: Optional[int], logs_tail: str = "") -> Any:
     """The job's return value, or raise what it raised (or why it failed)."""
     if envelope is None:
@@ -50,6 +62,8 @@ def outcome(envelope: Optional[dict], *, job: str, exit_code: Optional[int], log
         raise JobFailedError(f"The job {job} failed in fairing's runtime: {envelope['message']}", job=job,
                              exit_code=exit_code, logs_tail=logs_tail)
     exc = envelope.get("exc")
+    if exc is None and envelope.get("exc_pickle"):
+        exc = _load_exception(envelope["exc_pickle"])
     tb = envelope.get("traceback", "")
     if isinstance(exc, SystemExit):
         raise JobFailedError(f"The job {job} called sys.exit({exc.code!r}).", job=job,

@@ -10,11 +10,11 @@ refused when the backend is made.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Optional
 
 from ..artifacts import check_pair, pairs_that_work
 
-__all__ = ["Backend", "get_backend", "BACKENDS", "working_pairs"]
+__all__ = ["Backend", "BackendChoice", "get_backend", "backend_factory", "BACKENDS", "working_pairs"]
 
 BACKENDS = {
     "local": "fairing.backends.local:local_backend",
@@ -49,25 +49,89 @@ def working_pairs() -> list[str]:
                            {name: load(DEPLOYERS, name, "deployer") for name in DEPLOYERS})
 
 
-def get_backend(backend: "str | Backend" = "local", *, builder: Any = None, deployer: Any = None,
-                **options: Any) -> Backend:
+#: Settings a backend chooses itself (the cloud backends derive the registry from the account).
+_OWN_SETTINGS = {
+    "aws": ("registry", "insecure", "ca_bundle"),
+    "gke": ("registry", "insecure", "ca_bundle"),
+}
+_BUILDER_SETTINGS = ("registry", "base_image", "insecure", "ca_bundle", "platform", "python_version")
+
+
+def backend_factory(backend: Any = None, options: Optional[dict] = None, *, settings: Any = None):
+    """(factory, keyword arguments) for ``backend`` with ``options``, checked now.
+
+    ``backend`` is a name, a Kubeflow Fairing backend object (``KubernetesBackend()``...)
+    or None: the ``backend`` setting (``FAIRING_BACKEND``, ``[tool.fairing]``), else 'local'.
+    Settings fill the options not given; with ``builder=`` given, the builder's settings
+    (registry, base image...) are left to that builder.
+    """
+    from .._registry import make
+    from ..compat import backend_spec
+    from ..settings import resolve
+
+    name, legacy = backend_spec(backend)
+    settings = settings if settings is not None else resolve()
+    name = name or settings.backend or "local"
+    given = {**legacy, **(options or {})}
+    exclude = set(_OWN_SETTINGS.get(name, ()))
+    if given.get("builder") is not None:
+        exclude.update(_BUILDER_SETTINGS)
+    factory, kwargs, _run = make("backend", BACKENDS, name, given, settings=None)
+    kwargs = {**settings.options_for(factory, exclude=exclude), **kwargs}
+    return factory, kwargs
+
+
+class BackendChoice:
+    """A backend chosen and its options checked now, made when first needed (with the
+    settings of that moment, and the builder or deployer the caller gives then)."""
+
+    def __init__(self, backend: Any, options: Optional[dict] = None) -> None:
+        self.backend = backend
+        self.options = dict(options or {})
+        if isinstance(backend, Backend):
+            if self.options:
+                from ..errors import ConfigurationError
+
+                raise ConfigurationError(
+                    f"Options {sorted(self.options)} were given with a Backend object ({backend.name}), which is "
+                    "already made: pass them to the function that makes it (e.g. kubernetes_backend(...)), or give "
+                    "the backend by name."
+                )
+            self.factory = None
+        else:
+            self.factory, _kwargs = backend_factory(backend, self.options)  # checks now
+
+    def make(self, **parts: Any) -> Backend:
+        """The backend; ``parts`` (``builder=``, ``deployer=``) replace its own (a cluster
+        backend then does not choose a builder at all, so it needs no registry or base image)."""
+        if self.factory is None:
+            builder, deployer = parts.get("builder"), parts.get("deployer")
+            if builder is None and deployer is None:
+                return self.backend
+            return replace(self.backend, builder=builder or self.backend.builder,
+                           deployer=deployer or self.backend.deployer)
+        from .._registry import accepted_options, call
+
+        accepted = accepted_options(self.factory) or frozenset()
+        given = {k: v for k, v in parts.items() if v is not None and k in accepted}
+        factory, kwargs = backend_factory(self.backend, {**self.options, **given})
+        return call(factory, kwargs, f"the {getattr(factory, '__name__', 'backend')}")
+
+
+def get_backend(backend: Any = None, *, builder: Any = None, deployer: Any = None, **options: Any) -> Backend:
     """The backend named ``backend`` made with ``options``, or ``backend`` itself if it is one.
 
-    ``builder`` and ``deployer`` replace the backend's own (a cluster backend then does not
-    choose a builder at all, so it needs no registry or base image of its own).
+    None: the ``backend`` setting, else 'local' (see :mod:`fairing.settings`). ``builder``
+    and ``deployer`` replace the backend's own (a cluster backend then does not choose a
+    builder at all, so it needs no registry or base image of its own).
     """
-    from ..errors import ConfigurationError
+    return BackendChoice(backend, options).make(builder=builder, deployer=deployer)
 
-    if isinstance(backend, Backend):
-        if options:
-            raise ConfigurationError(
-                f"Options {sorted(options)} were given with a Backend object ({backend.name}), which is already "
-                "made: pass them to the function that makes it (e.g. kubernetes_backend(...)), or give the "
-                "backend by name."
-            )
-        if builder is None and deployer is None:
-            return backend
-        return replace(backend, builder=builder or backend.builder, deployer=deployer or backend.deployer)
-    from .._registry import load
 
-    return load(BACKENDS, backend, "backend")(builder=builder, deployer=deployer, **options)
+def __getattr__(name: str) -> Any:
+    # Kubeflow Fairing's backend classes: fairing.backends.KubernetesBackend()...
+    from .. import compat
+
+    if name.endswith("Backend") and hasattr(compat, name):
+        return getattr(compat, name)
+    raise AttributeError(f"module 'fairing.backends' has no attribute {name!r}")

@@ -14,6 +14,7 @@ import base64
 from typing import Any, Optional
 
 from ..errors import ConfigurationError, MissingDependencyError, RegistryAuthError
+from .._registry import checks_options, forwards_to
 from . import Backend
 
 __all__ = ["aws_backend", "gke_backend", "ecr_credentials", "gcp_credentials"]
@@ -34,6 +35,8 @@ def ecr_credentials(session: Any, *, endpoint_url: Optional[str] = None):
     return host, StaticCredentials(user, password, host=host)
 
 
+@checks_options
+@forwards_to("fairing.backends.kubernetes:kubernetes_backend")
 def aws_backend(*, region: Optional[str] = None, base_image: Optional[str] = None, repository: str = "fairing",
                 bucket: Optional[str] = None, service_account: Optional[str] = None, session: Any = None,
                 endpoint_url: Optional[str] = None, **options: Any) -> Backend:
@@ -75,6 +78,8 @@ def gcp_credentials(credentials: Any = None, *, host: str):
     return StaticCredentials("oauth2accesstoken", token, host=host)
 
 
+@checks_options
+@forwards_to("fairing.backends.kubernetes:kubernetes_backend")
 def gke_backend(*, project: str, location: str = "us", repository: str = "fairing", base_image: Optional[str] = None,
                 bucket: Optional[str] = None, service_account: Optional[str] = None, credentials: Any = None,
                 **options: Any) -> Backend:

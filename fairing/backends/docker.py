@@ -10,9 +10,12 @@ from __future__ import annotations
 import sys
 from typing import Any, Optional
 
+from .._registry import checks_options, forwards_to
 from . import Backend
 
 
+@checks_options
+@forwards_to("fairing.builders.docker:DockerBuilder")
 def docker_backend(
     *,
     base_image: Any = None,

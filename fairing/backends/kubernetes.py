@@ -9,26 +9,35 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from .._registry import checks_options, forwards_to
 from ..environment import Environment, current
 from ..errors import ConfigurationError
 from ..kube import KubeClient
 from . import Backend
 
-__all__ = ["kubernetes_backend", "kubeflow_backend", "choose_builder"]
+__all__ = ["kubernetes_backend", "kubeflow_backend", "choose_builder", "BUILDER_OPTIONS"]
+
+
+#: Options of the backend that go to whichever builder it chooses (when that builder takes them).
+BUILDER_OPTIONS = ("insecure", "ca_bundle", "platform", "python_version", "repository", "username", "password",
+                   "credentials", "pip_args")
 
 
 def choose_builder(*, base_image: Optional[str], registry: Optional[str], dockerfile: Optional[str] = None,
                    environment: Optional[Environment] = None, **builder_options: Any):
     """The builder for this environment (see the module docstring); ``environment``
     [:func:`fairing.environment.current`] says whether fairing runs in a cluster and
-    whether a Docker engine answers."""
+    whether a Docker engine answers. ``builder_options`` the chosen builder does not take
+    are refused by name (e.g. ``python_version`` with the Docker builder, which reads the
+    Python from the image it builds)."""
     if not registry or not base_image and not dockerfile:
         raise ConfigurationError(
             "A cluster backend needs an image registry and a base image to build on: e.g. "
             "kubernetes_backend(registry='registry.example.com/team', base_image='python:3.11-slim'), "
+            "or FAIRING_REGISTRY / FAIRING_BASE_IMAGE, or registry/base_image under [tool.fairing] in pyproject.toml, "
             "or give your own builder=."
         )
-    from .._registry import load
+    from .._registry import accepted_options, load
     from ..builders import BUILDERS
 
     env = environment or current()
@@ -44,43 +53,70 @@ def choose_builder(*, base_image: Optional[str], registry: Optional[str], docker
         )
     else:
         name = "append"
-    options = {"base_image": base_image, "registry": registry, **builder_options}
+    factory = load(BUILDERS, name, "builder")
+    given = {k: v for k, v in builder_options.items() if v is not None}
+    refused = sorted(set(given) - (accepted_options(factory) or set(given)))
+    if refused:
+        raise ConfigurationError(
+            f"The {name} builder, chosen for this environment, does not take {', '.join(refused)}. Drop "
+            f"{'them' if len(refused) > 1 else 'it'}, or pass builder=... with the builder you want."
+        )
+    options = {"base_image": base_image, "registry": registry, **given}
     if dockerfile:
         options["dockerfile"] = dockerfile
-    return load(BUILDERS, name, "builder")(**options)
+    return factory(**options)
 
 
+@checks_options
+@forwards_to("fairing.deployers.job:JobDeployer")
 def kubernetes_backend(*, registry: Optional[str] = None, base_image: Optional[str] = None,
                        namespace: Optional[str] = None, kubeconfig: Optional[str] = None,
                        context: Optional[str] = None, builder: Any = None, deployer: Any = None,
-                       dockerfile: Optional[str] = None, insecure: Any = False, **deployer_options: Any) -> Backend:
+                       dockerfile: Optional[str] = None, insecure: Any = None, ca_bundle: Optional[str] = None,
+                       platform: Optional[str] = None, python_version: Optional[str] = None,
+                       repository: Optional[str] = None, username: Optional[str] = None,
+                       password: Optional[str] = None, credentials: Any = None, pip_args: Any = None,
+                       **deployer_options: Any) -> Backend:
     """Build to ``registry`` on ``base_image`` and run as a Job in ``namespace``.
 
-    ``builder``: your own builder instead of the one chosen from ``registry``,
-    ``base_image``, ``dockerfile`` and ``insecure`` (True, or registry hosts fairing may
-    reach over plain HTTP [loopback only]). ``deployer_options`` go to
-    :class:`~fairing.deployers.job.JobDeployer` (mutators, backoff_limit,
-    ttl_seconds_after_finished...).
+    ``insecure``, ``ca_bundle``, ``platform``, ``python_version``, ``repository``,
+    ``username``/``password``/``credentials`` and ``pip_args`` go to the builder chosen
+    for this environment (see :func:`choose_builder`); ``builder=`` replaces that choice
+    (and then those options are refused: give them to your builder). ``deployer_options``
+    go to :class:`~fairing.deployers.job.JobDeployer` (mutators, backoff_limit,
+    ttl_seconds_after_finished...), or are refused when ``deployer=`` is given.
     """
     from ..deployers.job import JobDeployer
     from ..deployers.serving import ServingDeployer
 
+    builder_options = {"insecure": insecure, "ca_bundle": ca_bundle, "platform": platform,
+                       "python_version": python_version, "repository": repository, "username": username,
+                       "password": password, "credentials": credentials, "pip_args": pip_args}
     kube = KubeClient(kubeconfig=kubeconfig, context=context, namespace=namespace)
     if deployer is None:
         deployer = JobDeployer(kube=kube, **deployer_options)
-    if builder is None:
-        builder = choose_builder(base_image=base_image, registry=registry, dockerfile=dockerfile,
-                                 **({"insecure": insecure} if insecure else {}))
-    elif registry is not None or base_image is not None or dockerfile is not None or insecure:
+    elif set(deployer_options) - {"mutators", "pull_credentials"}:
         raise ConfigurationError(
-            f"registry=, base_image=, dockerfile= and insecure= choose a builder, but builder={type(builder).__name__}(...) "
-            "was given too: set them on that builder instead."
+            f"deployer= is given, so {', '.join(sorted(deployer_options))} cannot be applied to it: give them to "
+            "the deployer you made."
         )
+    if builder is None:
+        builder = choose_builder(base_image=base_image, registry=registry, dockerfile=dockerfile, **builder_options)
+    else:
+        given = sorted(k for k, v in {"registry": registry, "base_image": base_image, "dockerfile": dockerfile,
+                                      **builder_options}.items() if v is not None and v is not False)
+        if given:
+            raise ConfigurationError(
+                f"{'=, '.join(given)}= choose a builder, but builder={type(builder).__name__}(...) was given too: "
+                "set them on that builder instead."
+            )
     serving = ServingDeployer(kube=kube, mutators=deployer_options.get("mutators", ()),
                               pull_credentials=deployer_options.get("pull_credentials"))
     return Backend("kubernetes", builder, deployer, serving)
 
 
+@checks_options
+@forwards_to(kubernetes_backend)
 def kubeflow_backend(*, service_account: str = "default-editor", **options: Any) -> Backend:
     """Inside a Kubeflow notebook: the profile namespace (the pod's own) and its default-editor account."""
     from ..deployers.mutators import service_account as use_account

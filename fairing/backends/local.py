@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from .._registry import checks_options
 from . import Backend
 
 
+@checks_options
 def local_backend(*, python: Optional[str] = None, env: Optional[dict] = None, builder: Any = None,
                   deployer: Any = None) -> Backend:
     """``python``: the interpreter for jobs (default: this one); ``env``: added to each job.

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from .._registry import checks_options
 from ..artifacts import RegistryImage
 from ..context import BuildContext
 from .naming import repository_name
@@ -75,6 +76,7 @@ class _PendingLayer:
     label: str
 
 
+@checks_options  # a misspelled option is a ConfigurationError, not a TypeError
 class AppendBuilder:
     """Build by appending layers to ``base_image`` and pushing to ``registry``.
 
@@ -87,7 +89,8 @@ class AppendBuilder:
     * ``insecure`` - ``True`` or hosts that may be reached over plain HTTP [loopback only].
     * ``platform`` - chosen from a multi-arch base [``"linux/amd64"``].
     * ``python_version`` - the base image's Python ``X.Y``, for installing requirements
-      [read from the base config's ``PYTHON_VERSION`` env or a label].
+      and checking a function payload [read from the base config's ``PYTHON_VERSION``
+      env or a label, else from its layers' files: :mod:`fairing.images.base_python`].
     * ``username``/``password`` - registry credentials [``~/.docker/config.json``].
     * ``credentials`` - a credentials provider (see :mod:`fairing.images.auth`), instead.
     * ``ca_bundle`` - PEM CA certificates to trust [the system's].
@@ -189,7 +192,8 @@ class AppendBuilder:
 
     def _build(self, context: BuildContext, emit: EventCallback) -> RegistryImage:
         from ..images.layers import context_layer
-        from ..images.python_deps import SITE_DIR, build_requirements_layer, python_version_of, requirements_key
+        from ..images.base_python import check_payload_python, payload_python
+        from ..images.python_deps import SITE_DIR, build_requirements_layer, requirements_key
 
         target = ImageRef(self._host, self.target_repository(context))
         base = self._resolve_base()
@@ -202,12 +206,16 @@ class AppendBuilder:
             env["FAIRING_RUNTIME"] = "1"
             deps_tag = None
             deps_new = False
+            python_version = self.python_version
+            if context.requirements or payload_python(context):
+                python_version = python_version or self._base_python(base)
+                check_payload_python(context, python_version, str(self.base))  # before anything is pushed
             if context.requirements:
-                python_version = self.python_version or python_version_of(base.config)
                 if not python_version:
                     raise ConfigurationError(
                         f"Cannot tell which Python the base image {self.base} has (its config sets no PYTHON_VERSION "
-                        "and no 'org.python.version' label), so the requirements cannot be installed for it. "
+                        "and no 'org.python.version' label, and its layers hold no usr/bin/python3.X or "
+                        "usr/local/lib/python3.X), so the requirements cannot be installed for it. "
                         "Pass python_version='3.11' (for example) to AppendBuilder."
                     )
                 key = requirements_key(context.requirements, python_version, self.platform, self.glibc,
@@ -293,6 +301,13 @@ class AppendBuilder:
             return result
 
     # -- base image -----------------------------------------------------------------------
+
+    def _base_python(self, base: _Base) -> Optional[str]:
+        """The base image's Python X.Y, from its config or its files (see fairing.images.base_python)."""
+        from ..images.base_python import base_image_python
+
+        return base_image_python(self.client, base.ref, base.manifest, base.config,
+                                 config_digest=base.manifest["config"]["digest"], cache_dir=self._cache.directory)
 
     def _fetch_manifest(self, ref: ImageRef, digest: Optional[str]) -> tuple[bytes, str]:
         """Manifest bytes and digest, from the local cache when the digest is known."""

@@ -27,6 +27,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from .._registry import checks_options
 from ..artifacts import RegistryImage
 from ..context import BuildContext
 from ..errors import BuildError, BuildPodError, ConfigurationError, DeployError, JobError
@@ -45,6 +46,7 @@ _PIP_DIR = "/kaniko/fairing-pip"  # under /kaniko: never part of an image Kaniko
 _TAIL = 30
 
 
+@checks_options  # a misspelled option is a ConfigurationError, not a TypeError
 class ClusterBuilder:
     """Build ``context`` on ``base_image`` with Kaniko in the cluster and push to ``registry``.
 

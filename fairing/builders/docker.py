@@ -27,6 +27,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
+from .._registry import checks_options
 from .._docker import engine_error, is_engine_error, make_client
 from ..artifacts import DockerImage, RegistryImage
 from ..context import BuildContext
@@ -51,6 +52,7 @@ _UNREACHABLE_WORDS = ("connection refused", "no such host", "i/o timeout", "dial
                       "server gave http response to https client", "tls: ", "x509:", "connection reset")
 
 
+@checks_options  # a misspelled option is a ConfigurationError, not a TypeError
 class DockerBuilder:
     """Build ``context`` with a Docker-compatible engine; push when a registry is given.
 

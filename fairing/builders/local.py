@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Optional
 
 from .._lock import exclusive
+from .._registry import checks_options
 from ..artifacts import LocalDir
 from ..context import CONSTRAINTS_FILE, BuildContext
 from ..errors import BuildError
@@ -85,6 +86,7 @@ def _unsatisfied(requirements: tuple[str, ...]) -> list[str]:
     return missing
 
 
+@checks_options  # a misspelled option is a ConfigurationError, not a TypeError
 class LocalBuilder:
     """Builds a :class:`~fairing.artifacts.LocalDir`; ``python`` is the interpreter the job
     will use; ``cache_dir`` holds installed requirements [``<cache dir>/local-requirements``,

@@ -27,6 +27,7 @@ import uuid
 import weakref
 from typing import Any, Iterator, Optional
 
+from .._registry import checks_options
 from .._docker import engine_error, is_engine_error, make_client
 from ..artifacts import DockerImage, RegistryImage
 from ..errors import (ConfigurationError, DeployError, ImagePullError, JobFailedError,
@@ -262,6 +263,7 @@ def _docker_errors() -> Any:
     return docker_module("Running a job with Docker").errors
 
 
+@checks_options  # a misspelled option is a ConfigurationError, not a TypeError
 class DockerDeployer:
     """Runs images as containers of a local Docker (or Podman) engine.
 

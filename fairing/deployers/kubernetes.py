@@ -22,6 +22,7 @@ import time
 import uuid
 from typing import Any, Callable, Iterator, Optional
 
+from .._registry import checks_options
 from ..artifacts import RegistryImage
 from ..errors import DeployError, ImagePullError, JobFailedError
 from ..kube import JOB_LABEL, MANAGED_BY, KubeClient, Workload, raise_for_api_error
@@ -47,6 +48,7 @@ def _image_name(image: Any) -> str:
     return text
 
 
+@checks_options  # a misspelled option is a ConfigurationError, not a TypeError
 class KubeDeployerBase:
     """Options shared by the Job, TFJob and PyTorchJob deployers.
 

@@ -28,6 +28,7 @@ import weakref
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from .._registry import checks_options
 from ..artifacts import LocalDir
 from ..errors import ConfigurationError, DeployError, JobTimeoutError
 from ..events import EventCallback, emitter
@@ -299,6 +300,7 @@ class LocalHandle:
         _cleanup(*self._cleanup_args)
 
 
+@checks_options  # a misspelled option is a ConfigurationError, not a TypeError
 class LocalDeployer:
     """Runs a :class:`~fairing.artifacts.LocalDir` as a subprocess; ``env`` is added to every job's environment."""
 

@@ -12,7 +12,7 @@ import sys
 import traceback
 
 from . import MODULES_DIR, PAYLOAD_FILE
-from .result import encode, key_from_env
+from .result import _dumps, encode, key_from_env
 
 _KEY = b""  # the per-job result key, read (and removed from the environment) before the user's code runs
 
@@ -153,10 +153,11 @@ def _report_exception(exc: BaseException) -> int:
     }
     exc.__traceback__ = None
     try:
-        encode({"exc": exc}, _KEY)  # can the exception itself travel?
-        envelope["exc"] = exc
-    except Exception:  # it cannot: the submitter raises RemoteError from exc_type and message
-        envelope["exc"] = None
+        # pickled on its own, so that a class the submitter cannot recreate (importable only
+        # here, or an __init__ that does not take its args) spoils only this, not the envelope
+        envelope["exc_pickle"] = _dumps(exc)
+    except Exception:  # it cannot travel: the submitter raises RemoteError from exc_type and message
+        pass
     _write(envelope)
     return 1
 

@@ -7,7 +7,8 @@ The job writes one *envelope* (a dict) as a single ASCII line::
 to the file named by ``FAIRING_RESULT_FILE`` (the local backend's temp file, a Docker
 container's file, or a pod's termination-message path), and, when ``FAIRING_RESULT_LOG=1``,
 also as the last line of stdout so that results larger than the file's limit can be
-read from the logs. Envelope keys: ``ok``, ``value`` or ``exc``, ``exc_type``,
+read from the logs. Envelope keys: ``ok``, ``value`` or ``exc_pickle`` (the exception,
+pickled on its own), ``exc_type``,
 ``message``, ``traceback``, ``python``, ``cloudpickle``, ``error`` (a runtime problem
 such as a version mismatch, distinct from the user's own exception).
 

@@ -1,0 +1,228 @@
+"""Settings at one edge: the registry, base image, backend, namespace... written once.
+
+Where they come from, first match wins::
+
+    arguments            TrainJob(..., registry=...), set_builder(..., registry=...)
+    environment          FAIRING_REGISTRY, FAIRING_BASE_IMAGE, FAIRING_BACKEND, FAIRING_NAMESPACE,
+                         FAIRING_INSECURE_REGISTRIES (comma-separated), FAIRING_CA_BUNDLE,
+                         FAIRING_PLATFORM, FAIRING_PYTHON_VERSION
+    project file         fairing.toml, else the [tool.fairing] table of pyproject.toml, in the
+                         current directory or the nearest parent that has one
+    user file            $XDG_CONFIG_HOME/fairing/config.toml (default ~/.config/fairing/config.toml)
+
+Files use the setting names as keys (``registry = "localhost:5000/team"``,
+``insecure_registries = ["localhost:5000"]``); a relative ``ca_bundle`` is relative to
+the file. An unknown key is an error naming the closest valid one.
+
+:func:`resolve` is the one function that reads them; the API applies the result to
+every backend, builder and deployer it makes by name (:func:`fairing._registry.make`),
+so the CLI and the one-liner get the same settings as ``TrainJob``. Only the names above
+are read: other ``FAIRING_*`` variables (``FAIRING_RUNTIME``...) belong to the runtime.
+
+Written here rather than with a settings library: it is one table of names, TOML from
+the standard library (``tomllib``; ``tomli`` before Python 3.11), and the XDG rule is
+one environment variable.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Callable, Iterable, Optional
+
+from .errors import ConfigurationError
+
+__all__ = ["Settings", "resolve", "project_file", "user_file", "ENVIRONMENT", "PARAMETERS"]
+
+#: environment variable -> setting
+ENVIRONMENT = {
+    "FAIRING_BACKEND": "backend",
+    "FAIRING_REGISTRY": "registry",
+    "FAIRING_BASE_IMAGE": "base_image",
+    "FAIRING_NAMESPACE": "namespace",
+    "FAIRING_INSECURE_REGISTRIES": "insecure_registries",
+    "FAIRING_CA_BUNDLE": "ca_bundle",
+    "FAIRING_PLATFORM": "platform",
+    "FAIRING_PYTHON_VERSION": "python_version",
+}
+
+#: setting -> the keyword argument of the backends, builders and deployers that take it
+PARAMETERS = {
+    "registry": "registry",
+    "base_image": "base_image",
+    "namespace": "namespace",
+    "insecure_registries": "insecure",
+    "ca_bundle": "ca_bundle",
+    "platform": "platform",
+    "python_version": "python_version",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings; ``sources`` says where each one that is set came from."""
+
+    backend: Optional[str] = None
+    registry: Optional[str] = None
+    base_image: Optional[str] = None
+    namespace: Optional[str] = None
+    insecure_registries: tuple[str, ...] = ()
+    ca_bundle: Optional[str] = None
+    platform: Optional[str] = None
+    python_version: Optional[str] = None
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    def values(self) -> dict[str, Any]:
+        """The settings that are set, by name."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name != "sources" and getattr(self, f.name) not in (None, ())}
+
+    def options_for(self, factory: Callable, *, exclude: Iterable[str] = ()) -> dict[str, Any]:
+        """The keyword arguments ``factory`` takes from these settings (those it accepts)."""
+        from ._registry import accepted_options
+
+        accepted = accepted_options(factory) or frozenset()
+        skip = set(exclude)
+        out = {}
+        for name, value in self.values().items():
+            param = PARAMETERS.get(name)
+            if param and param in accepted and param not in skip:
+                out[param] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    def describe(self) -> str:
+        """One line per setting that is set, with its source (for ``fairing config``-style output)."""
+        return "\n".join(f"{name} = {value!r}  ({self.sources.get(name, '?')})" for name, value in self.values().items())
+
+
+_NAMES = tuple(f.name for f in fields(Settings) if f.name != "sources")
+
+
+def _check_value(name: str, value: Any, where: str) -> Any:
+    if name == "insecure_registries":
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+            raise ConfigurationError(f"insecure_registries in {where} must be a list of host[:port] strings, "
+                                     f"got {value!r}.")
+        return tuple(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(f"{name} in {where} must be a non-empty string, got {value!r}.")
+    value = value.strip()
+    if name == "platform":
+        from .images.manifest import Platform
+
+        try:
+            Platform.parse(value)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"In {where}: {exc}") from None
+    if name == "python_version":
+        parts = value.split(".")
+        if len(parts) < 2 or not all(p.isdigit() for p in parts[:2]):
+            raise ConfigurationError(f"python_version in {where} must be like '3.11', got {value!r}.")
+    if name == "backend":
+        from .backends import BACKENDS
+
+        if value not in BACKENDS:
+            close = difflib.get_close_matches(value, list(BACKENDS), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigurationError(f"backend {value!r} in {where} is not a backend.{hint} "
+                                     f"Choose one of: {', '.join(sorted(BACKENDS))}.")
+    return value
+
+
+def _from_table(table: Mapping[str, Any], where: str, base: Optional[Path]) -> dict[str, Any]:
+    if not isinstance(table, Mapping):
+        raise ConfigurationError(f"The fairing settings in {where} must be a table of key = value.")
+    out = {}
+    for key, value in table.items():
+        if key not in _NAMES:
+            close = difflib.get_close_matches(key, _NAMES, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigurationError(f"Unknown setting {key!r} in {where}.{hint} Valid settings: {', '.join(_NAMES)}.")
+        value = _check_value(key, value, where)
+        if key == "ca_bundle" and base is not None and not os.path.isabs(value):
+            value = str((base / value).resolve())
+        out[key] = value
+    return out
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11
+        import tomli as tomllib  # type: ignore[no-redef]
+
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{path} is not valid TOML: {exc}. Fix the file, or remove it.") from None
+    except OSError as exc:
+        raise ConfigurationError(f"Cannot read {path}: {exc}.") from None
+
+
+def project_file(start: "os.PathLike[str] | str | None" = None) -> Optional[tuple[Path, dict]]:
+    """The nearest fairing.toml, or pyproject.toml with a [tool.fairing] table, at or above
+    ``start`` (default: the current directory), and its fairing table."""
+    here = Path(start or os.getcwd()).resolve()
+    for directory in (here, *here.parents):
+        toml = directory / "fairing.toml"
+        if toml.is_file():
+            return toml, _read_toml(toml)
+        pyproject = directory / "pyproject.toml"
+        if pyproject.is_file():
+            table = _read_toml(pyproject).get("tool", {}).get("fairing")
+            if table is not None:
+                return pyproject, table
+    return None
+
+
+def _environment(environ: Optional[Mapping[str, str]]):
+    from .environment import Environment, current
+
+    return current() if environ is None else Environment.from_os(environ)
+
+
+def user_file(environ: Optional[Mapping[str, str]] = None) -> Path:
+    """``$XDG_CONFIG_HOME/fairing/config.toml`` (``~/.config`` when the variable is unset)."""
+    return _environment(environ).config_dir / "config.toml"
+
+
+def resolve(arguments: Optional[Mapping[str, Any]] = None, *, cwd: "os.PathLike[str] | str | None" = None,
+            environ: Optional[Mapping[str, str]] = None) -> Settings:
+    """The settings: ``arguments`` (None values ignored) > environment > project > user file.
+
+    The environment is :func:`fairing.environment.current` (``environ``: read this mapping
+    instead), so ``environment.use(...)`` points the settings elsewhere in a test too."""
+    machine = _environment(environ)
+    env = machine.fairing_env
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+
+    def layer(found: Mapping[str, Any], source: str) -> None:
+        for key, value in found.items():
+            values[key] = value
+            sources[key] = source
+
+    user = machine.config_dir / "config.toml"
+    if user.is_file():
+        layer(_from_table(_read_toml(user), str(user), user.parent), str(user))
+    project = project_file(cwd)
+    if project is not None:
+        path, table = project
+        where = f"{path} [tool.fairing]" if path.name == "pyproject.toml" else str(path)
+        layer(_from_table(table, where, path.parent), where)
+    for var, name in ENVIRONMENT.items():
+        if env.get(var):
+            layer({name: _check_value(name, env[var], var)}, var)
+    given = {k: v for k, v in (arguments or {}).items() if v is not None}
+    for key in given:
+        if key not in _NAMES:
+            raise ConfigurationError(f"Unknown setting {key!r}. Valid settings: {', '.join(_NAMES)}.")
+    layer({k: _check_value(k, v, "the arguments") for k, v in given.items()}, "argument")
+    return Settings(**values, sources=MappingProxyType(sources))

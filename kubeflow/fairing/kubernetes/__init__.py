@@ -1,0 +1,1 @@
+"""Kubeflow Fairing's ``kubernetes`` package: only ``utils.get_resource_mutator`` is kept."""
