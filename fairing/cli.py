@@ -210,9 +210,11 @@ class _Out:
             self.renderer = RichRenderer()
         else:  # json: the job's output goes to stderr, so stdout stays one JSON document
             self.renderer = TextRenderer(sys.stderr, sys.stderr if self.json else sys.stdout)
-        return self._dispatch
+        return self
 
-    def _dispatch(self, event: Any) -> None:
+    shows_job_output = True  # both renderers show the job's lines (fairing.output writes none again)
+
+    def __call__(self, event: Any) -> None:
         with self._lock:
             if self.renderer is not None:
                 self.renderer(event)

@@ -45,9 +45,9 @@ class JobOutput:
 
 
 def _shows_job_output(on_event: Optional[EventCallback]) -> bool:
-    from .notebook.display import TextRenderer
-
-    return isinstance(on_event, TextRenderer)  # the CLI's and the notebook's renderers print LogLines
+    """A renderer that shows LogLine events itself (the CLI's, the notebook's, TextRenderer)
+    says so with a true ``shows_job_output``: the job's output is then not written twice."""
+    return bool(getattr(on_event, "shows_job_output", False))
 
 
 def job_events(on_event: Optional[EventCallback], *, quiet: bool = False) -> Optional[EventCallback]:

@@ -49,6 +49,8 @@ def _terminal_text(line: str) -> str:
 class TextRenderer:
     """Writes events as text lines to a stream (the CLI uses it with stderr/stdout)."""
 
+    shows_job_output = True  # LogLines go to log_stream (fairing.output writes none again)
+
     def __init__(self, stream=None, log_stream=None) -> None:
         self.stream = stream or sys.stderr
         self.log_stream = log_stream or sys.stdout
@@ -90,6 +92,7 @@ class NotebookRenderer:
 
     max_lines = 200
     keep_lines = 5000
+    shows_job_output = True  # the job's log is a display of the cell (fairing.output writes none again)
 
     def __init__(self, *, interval: float = 0.2) -> None:
         self.interval = interval

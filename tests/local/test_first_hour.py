@@ -267,8 +267,22 @@ def test_in_a_notebook_the_jobs_output_is_the_cells_unless_quiet(tmp_path):
     out = papermill.execute_notebook(str(path), str(tmp_path / "out.ipynb"), cwd=str(tmp_path), kernel_name="python3",
                                      progress_bar=False)
 
-    def text(cell):
-        return "".join("".join(o.get("text", "")) for o in cell.get("outputs", []))
+    def text(cell):  # streams, and displays (the notebook renderer shows the job's log as one)
+        return "".join("".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", ""))
+                       for o in cell.get("outputs", []))
 
-    assert "the job says hello\n" in text(out.cells[1])
+    assert "the job says hello" in text(out.cells[1])
     assert "the job says" not in text(out.cells[2])
+
+
+def test_the_cli_shows_the_jobs_output_once(tmp_path):
+    """The CLI renders the job's lines itself; the API's default output to stdout must not add them again."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "job.py").write_text("print('exactly once', flush=True)\n")
+    proc = subprocess.run([sys.executable, "-m", "fairing", "run", "job.py"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("exactly once") == 1, proc.stdout
