@@ -117,7 +117,7 @@ def test_one_liner_on_a_converted_notebook(base_image, registry_address, kubecon
     config.reset()
     try:
         config.set_deployer("job", kubeconfig=kubeconfig, namespace=namespace)
-        config.set_preprocessor("notebook", notebook_file=str(path))
+        config.set_preprocessor("notebook", notebook_file=str(path), allow_shell=True)  # for !pip list
         config.set_builder("append", base_image=base_image, registry=f"{registry_address}/fairing-e2e", insecure=True)
         config.set_options(timeout=600, on_event=events.append)
         assert config.run() is None
