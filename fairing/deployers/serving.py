@@ -59,6 +59,7 @@ class LocalEndpointHandle:
         while time.monotonic() < deadline:
             status = self.process.status()
             if status.done:
+                status = self.process.wait()  # it has ended: this only waits for its log to be read
                 raise JobFailedError(
                     f"The endpoint {self.name} stopped before it was ready (exit code {status.exit_code}); "
                     "see the log below (a failing load() is the usual cause).",
