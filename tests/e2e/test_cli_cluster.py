@@ -197,7 +197,8 @@ def test_cluster_resources_env_and_secret_env_reach_the_pod(cluster_term, cluste
     assert cluster_term.run("delete", "cli-env", timeout=300)[0] == 0
 
 
-def test_cluster_serve_detached_then_endpoints_predict_and_delete(cluster_term, cluster_flags, kube, namespace):
+def test_cluster_serve_detached_then_endpoints_predict_and_delete(cluster_term, cluster_flags, kube, namespace,
+                                                                  kubeconfig):
     import fairing
 
     (cluster_term.cwd / "model.py").write_text(textwrap.dedent("""
@@ -211,7 +212,8 @@ def test_cluster_serve_detached_then_endpoints_predict_and_delete(cluster_term, 
     assert doc == {"endpoint": "cli-dbl", "url": f"http://cli-dbl.{namespace}.svc:8080", "status": "Running"}
     code, rows = cluster_term.json("endpoints")  # its record names the namespace
     assert [(r["name"], r["kind"], r["phase"]) for r in rows] == [("cli-dbl", "Endpoint", "Running")]
-    endpoint = fairing.attach("cli-dbl", namespace=namespace)  # another process, no record: by its labels
+    # another process, no record: by its labels
+    endpoint = fairing.attach("cli-dbl", namespace=namespace, kubeconfig=kubeconfig)
     status, body = endpoint.request("POST", "/v1/models/doubler:predict", {"instances": [1, 2]})
     assert (status, body["predictions"]) == (200, [2, 4])
     code, out = cluster_term.run("delete", "cli-dbl", timeout=300)
