@@ -35,12 +35,13 @@ from ..errors import (ConfigurationError, DeployError, ImagePullError, JobFailed
 from ..events import EventCallback, Stage, emitter
 from ..handle import JobStatus, LineSplitter, LogBuffer, publish_lines
 from ..results import outcome
-from ..runtime.result import KEY_ENV, decode, new_key
+from ..runtime.result import KEY_FILE_ENV, decode, new_key
 
 __all__ = ["DockerDeployer", "DockerHandle", "parse_cpu", "parse_memory"]
 
 #: Where the job writes its result inside the container.
 RESULT_FILE = "/tmp/fairing-result"
+KEY_FILE = "/tmp/fairing-result-key"
 #: Labels on every container fairing starts (find them with ``docker ps -a --filter label=dev.fairing.job``).
 LABEL_JOB = "dev.fairing.job"
 _TAIL = 30
@@ -329,13 +330,16 @@ class DockerDeployer:
         reference = self._ensure_image(client, image, emit)
         errors = _docker_errors()
         result_key = new_key()
-        env = {**self.env, "FAIRING_RUNTIME": "1", "FAIRING_RESULT_FILE": RESULT_FILE, KEY_ENV: result_key.hex()}
+        env = {**self.env, "FAIRING_RUNTIME": "1", "FAIRING_RESULT_FILE": RESULT_FILE, KEY_FILE_ENV: KEY_FILE}
         container = None
         try:
             container = client.containers.create(
                 reference, name=_container_name(name), environment=env, detach=True,
                 labels={LABEL_JOB: name}, **self.host_config(),
             )
+            # The key goes in as a file of the container's own layer (removed with it), not as
+            # an env var that `docker inspect` and /proc/1/environ would show.
+            container.put_archive("/tmp", _key_archive(result_key))
             container.start()
         except BaseException as exc:
             if container is not None:
@@ -409,6 +413,17 @@ class DockerDeployer:
             raise ImagePullError(_pull_hint(reference, str(exc.explanation or exc))) from None
         emit(Stage("pull", "finished", reference))
         return reference
+
+
+def _key_archive(key: bytes) -> bytes:
+    """A tar holding the result key as ``KEY_FILE`` (the container is the job's alone)."""
+    data = key.hex().encode("ascii")
+    info = tarfile.TarInfo(KEY_FILE.rsplit("/", 1)[1])
+    info.size, info.mode, info.mtime = len(data), 0o444, int(time.time())  # the image may run as any user
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
 
 
 def _split(reference: str) -> tuple[str, str]:

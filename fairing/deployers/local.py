@@ -35,7 +35,7 @@ from ..events import EventCallback, emitter
 from ..handle import JobStatus, LineSplitter, LogBuffer, publish_lines
 from ..results import outcome
 from ..runtime import PACKAGE, RUNTIME_DIR
-from ..runtime.result import KEY_ENV, decode, new_key
+from ..runtime.result import KEY_FILE_ENV, decode, new_key
 
 __all__ = ["LocalDeployer", "LocalHandle", "recorded_status"]
 
@@ -175,7 +175,8 @@ class LocalHandle:
             with os.fdopen(fd, "w") as fh:  # for another process that attaches: the owner's eyes only
                 fh.write(self._result_key.hex())
             run_env = {**os.environ, **image.context.env, **env, "FAIRING_RUNTIME": "1",
-                       "FAIRING_RESULT_FILE": str(self.job_dir / RESULT_FILE), KEY_ENV: self._result_key.hex()}
+                       "FAIRING_RESULT_FILE": str(self.job_dir / RESULT_FILE),
+                       KEY_FILE_ENV: str(self.job_dir / KEY_FILE)}  # a path: no secret in the environment
             paths = [os.path.join(self.workdir, RUNTIME_DIR)]
             if image.site_dir:
                 paths.append(str(image.site_dir))

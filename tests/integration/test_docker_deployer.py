@@ -48,6 +48,8 @@ def test_env_entrypoint_logs_and_resources(docker_client, base_image, images, jo
         assert attrs["HostConfig"]["Memory"] == 256 * 2**20
         assert attrs["Config"]["Labels"]["dev.fairing.job"] == f"{job_label}-res"
         assert attrs["Config"]["Entrypoint"] == ["python3", "-m", "fairing_runtime"]  # the image's own
+        env = "\n".join(attrs["Config"]["Env"])
+        assert "FAIRING_RESULT_KEY=" not in env and handle.result_key.hex() not in env  # a file, not an env var
         assert handle.status().phase in ("Pending", "Running")
         assert list(handle.logs(follow=True)) == ["line 0", "line 1", "line 2"]
         out = handle.result(60)

@@ -51,6 +51,17 @@ def test_function_returns_its_value_and_streams_logs(workdir, tmp_path):
         ["package", "build", "deploy"]
 
 
+def test_result_key_is_not_in_the_job_environment(workdir):
+    @fairing.train()
+    def environment():
+        with open("/proc/self/environ", "rb") as fh:  # what the process started with, as `ps e` shows
+            return fh.read().decode()
+
+    started_with = environment()
+    assert "FAIRING_RUNTIME=1" in started_with  # it is the job's environment
+    assert "FAIRING_RESULT_KEY=" not in started_with and "FAIRING_RESULT_KEY_FILE=" in started_with
+
+
 def test_class_with_train_and_handle_api(workdir):
     class Model:
         def __init__(self, scale):
