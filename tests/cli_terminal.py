@@ -8,34 +8,44 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Optional
 
 import pexpect
+import pyte
 
 REPO = Path(__file__).resolve().parents[1]
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
+COLUMNS, LINES = 160, 50
 
 
 def plain(text: str) -> str:
-    """Terminal output without colours, cursor movement and carriage returns."""
-    return _ANSI.sub("", text)
+    """What a person would read on the terminal after ``text``: the output played through a
+    terminal emulator (pyte), so a spinner line that rich redrew or erased is gone, not
+    glued to the next line as it would be if the escape codes were only stripped."""
+    screen = pyte.HistoryScreen(COLUMNS, LINES, history=1_000_000)
+    stream = pyte.Stream(screen)
+    stream.feed(text)
+    rows = ["".join(row[x].data for x in range(COLUMNS)) for row in screen.history.top]
+    rows += screen.display
+    lines = [row.rstrip() for row in rows]
+    while lines and not lines[-1]:
+        lines.pop()
+    return "\n".join(lines) + ("\n" if lines else "")
 
 
 class Terminal:
     def __init__(self, cwd: Path, cache: Path, env: Optional[dict] = None) -> None:
         self.cwd = cwd
-        self.env = {**os.environ, "XDG_CACHE_HOME": str(cache), "TERM": "xterm-256color", "COLUMNS": "160",
+        self.env = {**os.environ, "XDG_CACHE_HOME": str(cache), "TERM": "xterm-256color", "COLUMNS": str(COLUMNS),
                     "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
                     **(env or {})}
 
     def spawn(self, *args: str, env: Optional[dict] = None) -> pexpect.spawn:
         return pexpect.spawn(sys.executable, ["-m", "fairing", *args], cwd=str(self.cwd),
                              env={**self.env, **(env or {})}, encoding="utf-8", timeout=120,
-                             dimensions=(50, 160))
+                             dimensions=(LINES, COLUMNS))
 
     def run(self, *args: str, timeout: float = 180, env: Optional[dict] = None) -> tuple[int, str]:
         """Run to the end; (exit code, output without terminal codes)."""
