@@ -175,7 +175,9 @@ class Transport:
                 resp = self.send(method, plain, host=host, headers=headers, data=data, stream=stream, params=params)
             except ConnectionFailed:
                 resp = None
-            if resp is not None and not (resp.status_code == 400 and b"HTTPS server" in (resp.content or b"")):
+            # a TLS server answers plain HTTP with 400 ("HTTP request to an HTTPS server"; no body
+            # for HEAD): try HTTPS, and come back to HTTP below if that fails too
+            if resp is not None and resp.status_code != 400:
                 self.scheme[host] = "http"
                 return resp
             if resp is not None:
