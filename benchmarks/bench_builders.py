@@ -258,7 +258,9 @@ def main() -> int:
                         help="python of a venv with kubeflow-fairing==1.0.2 (see README) [/tmp/kf-venv/bin/python]")
     parser.add_argument("--skip-docker", action="store_true")
     parser.add_argument("--docker", default="/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker")
-    parser.add_argument("--cases", default="first,one-line,unchanged,data-one-line,large-first,weights-first")
+    parser.add_argument("--cases", default="first,one-line,unchanged,data-one-line,large-first,weights-first,"
+                                           "requirements")
+    parser.add_argument("--requirement", default="scikit-learn==1.5.2", help="for the requirements case")
     args = parser.parse_args()
     cases = set(args.cases.split(","))
     if not Path(args.crane).exists():
@@ -405,6 +407,8 @@ def main() -> int:
         registry.stop()
         shutil.rmtree(work, ignore_errors=True)
 
+    if "requirements" in cases:
+        results += requirements_case(args.requirement)
     summary = summarize(results)
     print()
     for k, v in summary.items():
@@ -413,6 +417,38 @@ def main() -> int:
                                            "cpus": os.cpu_count()}, indent=2) + "\n")
     print(f"\nwrote {args.json}")
     return 0
+
+
+def requirements_case(requirement: str) -> list[dict]:
+    """fairing's requirements layer for ``requirement`` (Python 3.11, linux/amd64), installed
+    with pip and with uv, each with empty caches (pip's, uv's and fairing's)."""
+    from fairing.images.layers import LocalCache
+    from fairing.images.manifest import Platform
+    from fairing.images.python_deps import build_requirements_layer
+
+    rows = []
+    for installer in ("pip", "uv"):
+        with tempfile.TemporaryDirectory(prefix="fairing-bench-req-") as tmp:
+            env = {"PIP_CACHE_DIR": f"{tmp}/pip", "UV_CACHE_DIR": f"{tmp}/uv"}
+            saved = {k: os.environ.get(k) for k in env}
+            os.environ.update(env)
+            try:
+                t0 = time.perf_counter()
+                layer = build_requirements_layer([requirement], python_version="3.11",
+                                                 platform=Platform.parse("linux/amd64"),
+                                                 cache=LocalCache(f"{tmp}/fairing"), installer=installer)
+                seconds = time.perf_counter() - t0
+            finally:
+                for k, v in saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
+        row = {"tool": f"fairing-{installer}", "case": "requirements", "seconds": round(seconds, 3),
+               "layer_bytes": layer.size, "digest": layer.digest}
+        print(f"{row['tool']:16} requirements   {seconds:8.3f} s  layer {layer.size:,d} B {layer.digest[:19]}", flush=True)
+        rows.append(row)
+    return rows
 
 
 def summarize(results: list[dict]) -> dict:
@@ -430,6 +466,10 @@ def summarize(results: list[dict]) -> dict:
         summary[f"{case}: fairing requests"] = f["requests"]
         summary[f"{case}: fairing body bytes"] = f["body_bytes_up"]
         summary[f"{case}: fairing peak MB"] = f["peak_mb"]
+    u, p = by.get(("fairing-uv", "requirements")), by.get(("fairing-pip", "requirements"))
+    if u and p:
+        summary["requirements (cold): uv/pip time"] = round(u["seconds"] / p["seconds"], 2)
+        summary["requirements: same layer digest with uv and pip"] = u["digest"] == p["digest"]
     return summary
 
 

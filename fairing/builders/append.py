@@ -108,6 +108,8 @@ class AppendBuilder:
       change never re-packs or re-uploads it [4 MiB; 0: one layer for everything].
     * ``data_paths`` - context paths (files or directories) that always get their own
       layer, whatever their size [none].
+    * ``installer`` - what installs the requirements: ``"uv"``, ``"pip"``, or ``"auto"``: uv
+      when installed (``pip install uv``), else pip; the layer is the same either way ["auto"].
     * ``base_max_age`` - seconds a base image tag's digest, once looked up, is used without
       asking the registry again [300; 0: ask at every build].
     """
@@ -134,6 +136,7 @@ class AppendBuilder:
         data_threshold: int = 4 << 20,
         data_paths: Iterable[str] = (),
         base_max_age: float = 300.0,
+        installer: str = "auto",
     ) -> None:
         self.base = ImageRef.parse(base_image)
         registry = (registry or "").strip().rstrip("/")
@@ -170,6 +173,11 @@ class AppendBuilder:
         if not isinstance(base_max_age, (int, float)) or isinstance(base_max_age, bool) or base_max_age < 0:
             raise ConfigurationError(f"base_max_age must be a number of seconds (0 or more), got {base_max_age!r}.")
         self.base_max_age = float(base_max_age)
+        from ..images.python_deps import INSTALLERS
+
+        if installer not in INSTALLERS:
+            raise ConfigurationError(f"installer must be one of {', '.join(map(repr, INSTALLERS))}, got {installer!r}.")
+        self.installer = installer
         from ..images.auth import resolve_credentials
         from ..images.layers import LocalCache
 
@@ -254,7 +262,7 @@ class AppendBuilder:
                     layer = build_requirements_layer(
                         context.requirements, python_version=python_version, platform=self.platform,
                         cache=self._cache, glibc=self.glibc, on_event=emit, compresslevel=self.compresslevel,
-                        constraints=context.constraints, pip_indexes=context.pip_indexes,
+                        constraints=context.constraints, pip_indexes=context.pip_indexes, installer=self.installer,
                     )
                     pending = _PendingLayer(
                         Descriptor(lmt, layer.digest, layer.size), layer.diff_id, layer.path, "requirements"
