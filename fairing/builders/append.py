@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import posixpath
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
@@ -66,6 +67,11 @@ class _Base:
     manifest: dict
     media_type: str
     config: dict
+
+
+#: Resolved bases, by (registry, repository, manifest digest, platform), shared by the builders of this process:
+#: content-addressed, so never stale (the one-liner path makes a builder per submit).
+_BASES: dict[tuple, "_Base"] = {}
 
 
 @dataclass(frozen=True)
@@ -195,7 +201,6 @@ class AppendBuilder:
         self._known: set[tuple[str, str, str]] = set()
         # requirement tags this builder has seen in (host, repository)
         self._known_tags: set[tuple[str, str, str]] = set()
-        self._base_cache: dict[str, _Base] = {}
 
     def close(self) -> None:
         if self._owns_client:
@@ -475,8 +480,9 @@ class AppendBuilder:
             top_digest = found.digest if found else None
             if top_digest:
                 self._cache.state.put_tag(str(ref), top_digest)
-        if top_digest and top_digest in self._base_cache:
-            return self._base_cache[top_digest]
+        cache_key = (ref.registry, ref.repository, top_digest, str(self.platform))
+        if top_digest and cache_key in _BASES:
+            return _BASES[cache_key]
         data, top_digest = self._fetch_manifest(ref, top_digest)
         value = _json(data, f"the manifest of {ref}")
         media_type = value.get("mediaType") or ""
@@ -507,7 +513,9 @@ class AppendBuilder:
                 f"{self.platform}, or pass platform='{os_}/{arch}' if that is what your cluster runs."
             )
         base = _Base(ref=ref.with_digest(manifest_digest), manifest=value, media_type=media_type, config=config)
-        self._base_cache[top_digest] = base
+        if len(_BASES) > 32:
+            _BASES.clear()
+        _BASES[(ref.registry, ref.repository, top_digest, str(self.platform))] = base
         return base
 
     # -- pushing --------------------------------------------------------------------------
@@ -522,52 +530,72 @@ class AppendBuilder:
 
     def _push_blobs(self, target: ImageRef, base: _Base, base_layers, new_layers, config_desc, config_bytes, emit,
                     *, fresh: bool = False) -> None:
+        """Make every blob of the image exist in ``target``'s repository. The blobs are
+        independent, so they move at once (up to 4 connections): a one-line re-submit then
+        waits on two round trips (``POST`` + ``PUT`` of the code layer and the config side by
+        side), not four. Events are emitted one at a time."""
         host = target.registry
         repo = target.repository
         same_registry = base.ref.registry == target.registry
+        lock = threading.Lock()
+
+        def emit_one(event) -> None:
+            with lock:
+                emit(event)
+
         with tempfile.TemporaryDirectory(prefix="fairing-copy-") as tmp:
+            jobs: list[Callable[[], None]] = []
             for d in base_layers:
                 key = (host, repo, d.digest)
                 if key in self._known:
-                    emit(Progress(f"base {d.digest[7:19]}", d.size, d.size, note="skipped"))
+                    emit_one(Progress(f"base {d.digest[7:19]}", d.size, d.size, note="skipped"))
                     continue
-                on_progress = self._progress(emit, "base", d.digest)
-                if same_registry and base.ref.repository != repo:
-                    # a mount of a blob the repository already has also answers 201
-                    self._mount_or_copy(target, base, d, Path(tmp), on_progress)
-                elif same_registry:
-                    if not self.client.has_blob(target, d.digest):
-                        raise RegistryError(f"The base image's layer {d.digest} is missing from {target.name}.")
-                    on_progress(d.size, d.size, "skipped")
-                else:
-                    self._copy_blob(target, base, d, Path(tmp), on_progress)
-                self._known.add(key)
+
+                def base_job(d=d, key=key, on_progress=self._progress(emit_one, "base", d.digest)) -> None:
+                    if same_registry and base.ref.repository != repo:
+                        # a mount of a blob the repository already has also answers 201
+                        self._mount_or_copy(target, base, d, Path(tmp), on_progress)
+                    elif same_registry:
+                        if not self.client.has_blob(target, d.digest):
+                            raise RegistryError(f"The base image's layer {d.digest} is missing from {target.name}.")
+                        on_progress(d.size, d.size, "skipped")
+                    else:
+                        self._copy_blob(target, base, d, Path(tmp), on_progress)
+                    self._known.add(key)
+
+                jobs.append(base_job)
             for layer in new_layers:
                 digest, size = layer.descriptor.digest, layer.descriptor.size
                 key = (host, repo, digest)
                 if key in self._known:
-                    emit(Progress(f"{layer.label} {digest[7:19]}", size, size, note="skipped"))
+                    emit_one(Progress(f"{layer.label} {digest[7:19]}", size, size, note="skipped"))
                     continue
-                on_progress = self._progress(emit, layer.label, digest)
-                source = layer.path
-                if source is None:
-                    if self.client.has_blob(target, digest):
-                        on_progress(size, size, "skipped")
-                        self._known.add(key)
-                        continue
-                    if layer.make is None:
-                        raise RegistryError(f"The cached {layer.label} layer vanished from {target.name}; build again.")
-                    source = layer.make()
-                    self.client.upload_blob(target, digest, source, size=size, check_exists=False,
-                                            on_progress=on_progress)
-                else:
-                    # a layer just packed that the record does not know is new content: no HEAD first
-                    self.client.upload_blob(target, digest, source, size=size, on_progress=on_progress,
-                                            check_exists=not (fresh and layer.label != "requirements"))
-                self._known.add(key)
+
+                def layer_job(layer=layer, digest=digest, size=size, key=key,
+                              on_progress=self._progress(emit_one, layer.label, digest)) -> None:
+                    source = layer.path
+                    if source is None:
+                        if self.client.has_blob(target, digest):
+                            on_progress(size, size, "skipped")
+                            self._known.add(key)
+                            return
+                        if layer.make is None:
+                            raise RegistryError(f"The cached {layer.label} layer vanished from {target.name}; build again.")
+                        source = layer.make()
+                        self.client.upload_blob(target, digest, source, size=size, check_exists=False,
+                                                on_progress=on_progress)
+                    else:
+                        # a layer just packed that the record does not know is new content: no HEAD first
+                        self.client.upload_blob(target, digest, source, size=size, on_progress=on_progress,
+                                                check_exists=not (fresh and layer.label != "requirements"))
+                    self._known.add(key)
+
+                jobs.append(layer_job)
             # no HEAD for the config: a new manifest almost always has a new config, and it is small
-            self.client.upload_blob(target, config_desc.digest, config_bytes, check_exists=False,
-                                    on_progress=self._progress(emit, "config", config_desc.digest))
+            jobs.append(lambda: self.client.upload_blob(target, config_desc.digest, config_bytes, check_exists=False,
+                                                        on_progress=self._progress(emit_one, "config",
+                                                                                   config_desc.digest)))
+            _run_all(jobs)
 
     def _mount_or_copy(self, target: ImageRef, base: _Base, d: Descriptor, tmp: Path, on_progress) -> str:
         """Mount (the registry client asks without a HEAD first); copy when the registry does not mount."""
@@ -619,6 +647,20 @@ class AppendBuilder:
         desc = Descriptor(layer.descriptor.media_type, layer.descriptor.digest, layer.descriptor.size,
                           annotations={DIFF_ID_ANNOTATION: layer.diff_id})
         self.client.put_manifest(ref, build_manifest(config_desc, [desc], media_type=media_type), media_type)
+
+
+def _run_all(jobs: list) -> None:
+    """Run ``jobs`` side by side (inline when there is one); the first failure is raised
+    once all have ended."""
+    if len(jobs) == 1:
+        jobs[0]()
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(4, len(jobs)), thread_name_prefix="fairing-push") as pool:
+        futures = [pool.submit(job) for job in jobs]
+    for future in futures:
+        future.result()
 
 
 def _json(data: bytes, what: str) -> dict:

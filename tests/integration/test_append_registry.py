@@ -335,7 +335,7 @@ def test_bearer_token_auth(token_registry, base_image, fairing_cache):
         builder.build(_context("print('again')"))
     reqs = token_registry.requests(mark)
     assert ref.pinned
-    assert [r for r in reqs if r.method == "POST" and "mount=" in r.path and r.status == 201]
+    assert [r for r in reqs if r.method == "POST" and "mount=" in r.path and r.status == 201], "\n".join(f"{r.method} {r.path[:90]} {r.status}" for r in reqs)
     scopes = " ".join(unquote(r) for r in token_registry.token.requests[before:])
     assert f"repository:{ref.repository}:pull,push" in scopes and f"repository:{base.repository}:pull" in scopes
     # tokens are reused: far fewer token requests than registry requests

@@ -102,3 +102,22 @@ def test_a_file_that_shrinks_while_packed_is_an_error(tmp_path):
     (tmp_path / "f").write_bytes(b"x" * 10)
     with pytest.raises(OSError, match="changed size while it was being packed"):
         list(tarstream.tar_chunks(entries))
+
+
+def test_memory_stays_flat_in_the_input_size():
+    """Packing 128 MB holds about the same memory as packing 16 MB: a few members in flight."""
+    import tracemalloc
+
+    chunk = os.urandom(1 << 16) * 16  # 1 MiB, compressible only across 64 KiB
+
+    def peak(mb: int) -> int:
+        tracemalloc.start()
+        try:
+            tarstream.pack(((chunk, True) for _ in range(mb)), None, level=1)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    small, large = peak(16), peak(128)
+    assert large < 1.5 * small + (4 << 20), (small, large)
+    assert large < 64 << 20, large

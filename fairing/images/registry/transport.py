@@ -15,6 +15,7 @@ takes it, so the one-liner path, which makes a client per submit, reconnects not
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 import threading
@@ -35,6 +36,15 @@ def requests_module():
         raise MissingDependencyError("requests", "append", "Talking to an image registry") from None
     return requests
 
+
+_WARNINGS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _quiet_tls():
+    with _WARNINGS_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 _POOL: list = []
 _POOL_LOCK = threading.Lock()
@@ -142,10 +152,13 @@ class Transport:
              params: Optional[dict] = None, auth: Any = None):
         """One request; no answer raises :class:`ConnectionFailed`."""
         requests = requests_module()
+        if self.session is None:  # used again after close(): take a session again
+            self.session, self._owns_session = _take_session(), True
         verify = self.verify(host)
-        with warnings.catch_warnings():
-            if verify is False:
-                warnings.simplefilter("ignore")
+        # unchecked TLS warns; warnings.catch_warnings is process-wide, so requests that need it
+        # go one at a time (only HTTPS to a host marked insecure; plain HTTP never warns)
+        quiet = verify is False and url.startswith("https://")
+        with _quiet_tls() if quiet else contextlib.nullcontext():
             try:
                 return self.session.request(
                     method, url, headers=headers, data=data, stream=stream, params=params, auth=auth,
