@@ -29,7 +29,7 @@ command-line tools; docker's daemon is not counted).
 
 Cases: ``first`` (small context: main.py + 20 CSV files, new repository), ``one-line`` (one
 line of main.py changed; median of ``--repeat`` runs, the tools interleaved per repeat),
-``unchanged`` (the same context again), ``data-one-line`` (a project with a 50 MB data
+``unchanged`` (the same context again, median of ``--repeat``), ``data-one-line`` (a project with a 50 MB data
 directory: one line of main.py changed, after a first build that is not counted),
 ``large-first`` (5,000 files, 50 MB, new repository), ``weights-first`` (main.py and one
 50 MB incompressible file, new repository).
@@ -188,12 +188,16 @@ CHILD_PEAKS: list[int] = []
 
 
 def run(cmd, **kw):
-    """Run a command; its peak RSS (KiB, from wait4) goes to CHILD_PEAKS."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, **kw)
-        _pid, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        CHILD_PEAKS.append(usage.ru_maxrss)
+    """Run a command under GNU time, whose report of the command's peak RSS (KiB) goes to
+    CHILD_PEAKS. (A child forked from this process would inherit this process's RSS
+    high-water mark in its ``ru_maxrss``; time's child is forked from the small ``time``.)"""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile("r") as peak:
+        proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", peak.name, *map(str, cmd)], stdout=out, stderr=err,
+                              **kw)
+        text = peak.read().strip().splitlines()
+        if text and text[-1].isdigit():
+            CHILD_PEAKS.append(int(text[-1]))
         if proc.returncode != 0:
             out.seek(0)
             err.seek(0)
@@ -355,17 +359,29 @@ def main() -> int:
                 tools[tool](project, repo, version, changed)
             return m
 
+        turn = [0]
+
+        def rotated() -> list:
+            """The tools, starting one further at each call: no tool always runs first."""
+            names = list(tools)
+            turn[0] += 1
+            k = turn[0] % len(names)
+            return names[k:] + names[:k]
+
         def once(case, project, repo_suffix="", skip=()):
+            rows = {}
+            for tool in rotated():
+                if tool not in skip:
+                    rows[tool] = measure(tool, project, f"bench/{tool}{repo_suffix}", 1)
             for tool in tools:
-                if tool in skip:
-                    continue
-                record(tool, case, measure(tool, project, f"bench/{tool}{repo_suffix}", 1))
+                if tool in rows:
+                    record(tool, case, rows[tool])
 
         def repeated(case, project, write, repo_suffix="", version0=2, skip=()):
             runs: dict = {tool: [] for tool in tools if tool not in skip}
             for i in range(args.repeat):
                 write(project, f"x = {version0 + i}")
-                for tool in runs:
+                for tool in [t for t in rotated() if t in runs]:
                     runs[tool].append(measure(tool, project, f"bench/{tool}{repo_suffix}", version0 + i,
                                               changed=["main.py"]))
             for tool, ms in runs.items():
@@ -378,9 +394,7 @@ def main() -> int:
         if "one-line" in cases:
             repeated("one-line", small, write_main)
         if "unchanged" in cases:
-            for tool in tools:
-                if tool != "floor":
-                    record(tool, "unchanged", measure(tool, small, f"bench/{tool}", 100))
+            repeated("unchanged", small, lambda project, line: None, version0=100, skip=("floor",))
         if "data-one-line" in cases:
             for tool in tools:  # the project's first build, not counted
                 if tool != "floor":
@@ -421,13 +435,14 @@ def main() -> int:
 
 def requirements_case(requirement: str) -> list[dict]:
     """fairing's requirements layer for ``requirement`` (Python 3.11, linux/amd64), installed
-    with pip and with uv, each with empty caches (pip's, uv's and fairing's)."""
+    with pip and with uv, twice each (interleaved), each time with empty caches (pip's,
+    uv's and fairing's); the mean of the two is reported."""
     from fairing.images.layers import LocalCache
     from fairing.images.manifest import Platform
     from fairing.images.python_deps import build_requirements_layer
 
-    rows = []
-    for installer in ("pip", "uv"):
+    runs: dict = {"pip": [], "uv": []}
+    for installer in ("pip", "uv", "uv", "pip"):  # interleaved; the network's speed varies
         with tempfile.TemporaryDirectory(prefix="fairing-bench-req-") as tmp:
             env = {"PIP_CACHE_DIR": f"{tmp}/pip", "UV_CACHE_DIR": f"{tmp}/uv"}
             saved = {k: os.environ.get(k) for k in env}
@@ -444,10 +459,15 @@ def requirements_case(requirement: str) -> list[dict]:
                         os.environ.pop(k, None)
                     else:
                         os.environ[k] = v
-        row = {"tool": f"fairing-{installer}", "case": "requirements", "seconds": round(seconds, 3),
-               "layer_bytes": layer.size, "digest": layer.digest}
-        print(f"{row['tool']:16} requirements   {seconds:8.3f} s  layer {layer.size:,d} B {layer.digest[:19]}", flush=True)
-        rows.append(row)
+        runs[installer].append((seconds, layer))
+        print(f"fairing-{installer:8} requirements   {seconds:8.3f} s  layer {layer.size:,d} B {layer.digest[:19]}",
+              flush=True)
+    rows = []
+    for installer, got in runs.items():
+        rows.append({"tool": f"fairing-{installer}", "case": "requirements",
+                     "seconds": round(sum(t for t, _ in got) / len(got), 3), "all_seconds": [round(t, 3) for t, _ in got],
+                     "layer_bytes": got[0][1].size, "digest": got[0][1].digest,
+                     "same_digest_each_time": len({l.digest for _, l in got}) == 1})
     return rows
 
 
