@@ -2,16 +2,25 @@
 directly in a registry. No Docker daemon, nothing pulled that is not needed.
 
 The image is the base image plus, on top, a requirements layer (the context's Python
-requirements installed for the base's platform and Python version, see
-:mod:`fairing.images.python_deps`) and a code layer (the context's files under its
-workdir). Its config gets ``ENTRYPOINT`` = the context's entrypoint (``CMD`` cleared),
-``WORKDIR``, ``ENV`` = base env + context env + ``FAIRING_RUNTIME=1`` (+ ``PYTHONPATH``
-for the requirements), labels naming the base, and one history entry per layer.
+requirements installed for the base's platform and Python version, with uv or pip, see
+:mod:`fairing.images.python_deps`), data layers (each top-level file or directory of the
+context with at least ``data_threshold`` bytes on disk, and each of ``data_paths``), and
+a code layer (the rest of the context's files under its workdir). Its config gets
+``ENTRYPOINT`` = the context's entrypoint (``CMD`` cleared), ``WORKDIR``, ``ENV`` = base
+env + context env + ``FAIRING_RUNTIME=1`` (+ ``PYTHONPATH`` for the requirements), labels
+naming the base, and one history entry per layer.
 
 Everything is content-addressed: the same context and base give the same layer and
-image digests, the tag is derived from the manifest digest, and a build whose manifest
-the registry already holds uploads nothing (two requests: the base's and the target's
-manifest ``HEAD``). A one-line change uploads only the code layer, config and manifest.
+image digests (per compressor: see :mod:`fairing.images.tarstream`), the tag is derived
+from the manifest digest. What a build learns outlives the builder and the process
+(:mod:`fairing._cache`, under ``cache_dir``): the blobs each repository holds, a base
+tag's digest (for ``base_max_age`` seconds), and each layer's digest by the stat of its
+files, so an unchanged data directory is not even read. An unchanged re-submit makes
+one request (``HEAD`` of the target's manifest) and uploads nothing; a one-line change
+packs and uploads only the code layer and the config (side by side), then the manifest:
+five requests, whatever the size of the data. A registry that lost a blob the cache
+believed it had refuses the manifest; the builder then forgets that repository, checks
+every blob and uploads (re-packing if need be) what is missing.
 
 Example::
 
