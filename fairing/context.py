@@ -186,36 +186,30 @@ class BuildContext:
 
     # -- serialisation ----------------------------------------------------------------
 
-    def _entries(self, prefix: str, keep: "set[str] | None" = None,
-                 dirs: bool = True) -> list[tuple[str, "Source | None", str]]:
+    def _entries(self, prefix: str) -> list[tuple[str, "Source | None", str]]:
         """(tar path, source, context path) in tar order; source None for a directory."""
         base = prefix.strip("/")
         seen_dirs: set[str] = set()
         rows: list[tuple[str, Source | None, str]] = []
         for rel, source in self.files.items():
-            if keep is not None and rel not in keep:
-                continue
             full = f"{base}/{rel}" if base else rel
-            if dirs:
-                parts = full.split("/")
-                for i in range(1, len(parts)):
-                    d = "/".join(parts[:i])
-                    if d not in seen_dirs:
-                        seen_dirs.add(d)
-                        rows.append((d, None, ""))
+            parts = full.split("/")
+            for i in range(1, len(parts)):
+                d = "/".join(parts[:i])
+                if d not in seen_dirs:
+                    seen_dirs.add(d)
+                    rows.append((d, None, ""))
             rows.append((full, source, rel))
         rows.sort(key=lambda r: r[0])
         return rows
 
-    def tar_entries(self, prefix: str = "", *, only: "Iterable[str] | None" = None,
-                    dirs: bool = True) -> list:
-        """The tar entries (:class:`fairing.images.tarstream.Entry`) of the files, each file
-        stat'ed once; ``only`` keeps those context paths (and, with ``dirs``, their parents)."""
+    def tar_entries(self, prefix: str = "") -> list:
+        """The tar entries (:class:`fairing.images.tarstream.Entry`) of the files and their
+        parent directories, in tar order, each file stat'ed once."""
         from .images.tarstream import Entry, file_entry
 
-        keep = None if only is None else set(only)
         out = []
-        for name, source, rel in self._entries(prefix, keep, dirs):
+        for name, source, _rel in self._entries(prefix):
             if source is None:
                 out.append(Entry(name, "dir", None, 0o755))
             elif isinstance(source, Link):

@@ -2,12 +2,16 @@
 
 A layer blob is a gzipped tar; its ``digest`` is the sha256 of the gzip bytes (what the
 registry stores) and its ``diff_id`` the sha256 of the tar inside (what the image config
-lists). Both are computed in one pass while the layer is written.
+lists). Both are computed in one pass while the layer is packed
+(:func:`fairing.images.tarstream.pack`); a small layer is packed in memory, a large one
+into a temporary file.
 
 The :class:`LocalCache` (default ``$XDG_CACHE_HOME/fairing`` or ``~/.cache/fairing``)
 keeps small content-addressed blobs (manifests, configs of base images, so a re-submit
 need not fetch them again) and built layers keyed by what made them (the requirements
-layer, keyed by the requirements and the target platform).
+layer, keyed by the requirements and the target platform), each directory pruned to a
+size limit (least recently written first). The state beside them (blobs known per
+repository, base tags, layer digests by stat) is :mod:`fairing._cache`.
 """
 
 from __future__ import annotations
