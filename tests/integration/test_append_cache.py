@@ -243,3 +243,27 @@ def test_two_processes_share_the_cache_at_once(registry, base_image, tmp_path):
     ref = _build(registry, base_image, cache, procs[0][1], app)
     assert ref.digest == outs[0][0]
     assert [r.method for r in registry.requests(mark)] == ["HEAD"]
+
+
+def test_an_image_with_data_layers_runs_with_all_its_files(registry, base_image, docker_engine, tmp_path):
+    """Data layers (a directory, a large top-level file, a data_paths entry) and the code
+    layer unpack into one working directory."""
+    app = tmp_path / "app"
+    (app / "data" / "sub").mkdir(parents=True)
+    (app / "data" / "sub" / "rows.csv").write_text("a\nb\nc\n" * 1000)
+    (app / "model.bin").write_bytes(os.urandom(5000))
+    (app / "conf").mkdir()
+    (app / "conf" / "c.json").write_text('{"k": 1}')
+    (app / "main.py").write_text(
+        "import json, os\n"
+        "print('rows', len(open('data/sub/rows.csv').read().split()), 'model', os.path.getsize('model.bin'),\n"
+        "      'conf', json.load(open('conf/c.json'))['k'])\n")
+    with AppendBuilder(base_image, registry.address, repository=_repo(), cache_dir=tmp_path / "c",
+                       data_threshold=4000, data_paths=["conf"]) as builder:
+        ref = builder.build(_context(app))
+    assert len(_manifest(ref)["layers"]) == 5  # base, conf, data, model.bin, code
+    try:
+        proc = docker_engine.run("run", "--rm", "--network", "none", str(ref), timeout=300)
+    finally:
+        docker_engine.run("image", "rm", "-f", str(ref), check=False)
+    assert "rows 3000 model 5000 conf 1" in proc.stdout
