@@ -34,7 +34,7 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Callable, Iterable, Iterator, Optional, Union
+from typing import Callable, Iterable, Iterator, Optional, Union
 
 __all__ = ["Entry", "tar_chunks", "pack", "PackResult", "compressor_name", "stat_key", "file_entry", "MEMBER_SIZE"]
 
