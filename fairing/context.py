@@ -15,16 +15,14 @@ that a credential in an index URL never enters a file, a layer or a message.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import os
 import posixpath
 import stat
-import tarfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from types import MappingProxyType
 from typing import IO, Union
 
@@ -188,56 +186,54 @@ class BuildContext:
 
     # -- serialisation ----------------------------------------------------------------
 
-    def _entries(self, prefix: str) -> Iterable[tuple[str, Source | None]]:
-        """(path, source) in tar order; source None for a directory."""
-        base = PurePosixPath(prefix.strip("/")) if prefix.strip("/") else None
+    def _entries(self, prefix: str) -> list[tuple[str, "Source | None", str]]:
+        """(tar path, source, context path) in tar order; source None for a directory."""
+        base = prefix.strip("/")
         seen_dirs: set[str] = set()
-        rows: list[tuple[str, Source | None]] = []
+        rows: list[tuple[str, Source | None, str]] = []
         for rel, source in self.files.items():
-            full = str(base / rel) if base else rel
+            full = f"{base}/{rel}" if base else rel
             parts = full.split("/")
             for i in range(1, len(parts)):
                 d = "/".join(parts[:i])
                 if d not in seen_dirs:
                     seen_dirs.add(d)
-                    rows.append((d, None))
-            rows.append((full, source))
+                    rows.append((d, None, ""))
+            rows.append((full, source, rel))
         rows.sort(key=lambda r: r[0])
         return rows
 
+    def tar_entries(self, prefix: str = "") -> list:
+        """The tar entries (:class:`fairing.images.tarstream.Entry`) of the files and their
+        parent directories, in tar order, each file stat'ed once."""
+        from .images.tarstream import Entry, file_entry
+
+        out = []
+        for name, source, _rel in self._entries(prefix):
+            if source is None:
+                out.append(Entry(name, "dir", None, 0o755))
+            elif isinstance(source, Link):
+                out.append(Entry(name, "link", source.target, 0o777))
+            elif isinstance(source, bytes):
+                out.append(Entry(name, "file", source, 0o644, len(source)))
+            else:
+                out.append(file_entry(name, source, os.stat(source)))
+        return out
+
     def write_tar(self, fileobj: IO[bytes], *, prefix: str = "") -> None:
         """Write the files as an uncompressed, reproducible tar; ``prefix`` is prepended
-        to every path (``prefix=context.workdir`` gives an image layer)."""
-        with tarfile.open(fileobj=fileobj, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # stream: no seek needed
-            for name, source in self._entries(prefix):
-                info = tarfile.TarInfo(name)
-                info.mtime = 0
-                info.uid = info.gid = 0
-                info.uname = info.gname = ""
-                if source is None:
-                    info.type = tarfile.DIRTYPE
-                    info.mode = 0o755
-                    tar.addfile(info)
-                elif isinstance(source, Link):
-                    info.type = tarfile.SYMTYPE
-                    info.linkname = source.target
-                    info.mode = 0o777
-                    tar.addfile(info)
-                elif isinstance(source, bytes):
-                    info.size = len(source)
-                    info.mode = 0o644
-                    tar.addfile(info, io.BytesIO(source))
-                else:
-                    st = source.stat()
-                    info.size = st.st_size
-                    info.mode = 0o755 if st.st_mode & stat.S_IXUSR else 0o644
-                    with source.open("rb") as fh:
-                        tar.addfile(info, fh)
+        to every path (``prefix=context.workdir`` gives an image layer). The bytes are
+        those of ``tarfile`` in PAX format (see :mod:`fairing.images.tarstream`)."""
+        from .images.tarstream import tar_chunks
+
+        for data, _ in tar_chunks(self.tar_entries(prefix)):
+            fileobj.write(data)
 
     def write_tar_gz(self, fileobj: IO[bytes], *, prefix: str = "", compresslevel: int = 6) -> None:
-        """The same tar, gzipped with a fixed header (no file name, mtime 0)."""
-        with gzip.GzipFile(filename="", mode="wb", fileobj=fileobj, mtime=0, compresslevel=compresslevel) as gz:
-            self.write_tar(gz, prefix=prefix)
+        """The same tar, gzipped (members with a fixed header: no file name, mtime 0)."""
+        from .images.tarstream import pack, tar_chunks
+
+        pack(tar_chunks(self.tar_entries(prefix)), fileobj.write, level=compresslevel)
 
     def tar_bytes(self, *, prefix: str = "") -> bytes:
         buf = io.BytesIO()

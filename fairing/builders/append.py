@@ -2,16 +2,25 @@
 directly in a registry. No Docker daemon, nothing pulled that is not needed.
 
 The image is the base image plus, on top, a requirements layer (the context's Python
-requirements installed for the base's platform and Python version, see
-:mod:`fairing.images.python_deps`) and a code layer (the context's files under its
-workdir). Its config gets ``ENTRYPOINT`` = the context's entrypoint (``CMD`` cleared),
-``WORKDIR``, ``ENV`` = base env + context env + ``FAIRING_RUNTIME=1`` (+ ``PYTHONPATH``
-for the requirements), labels naming the base, and one history entry per layer.
+requirements installed for the base's platform and Python version, with uv or pip, see
+:mod:`fairing.images.python_deps`), data layers (each top-level file or directory of the
+context with at least ``data_threshold`` bytes on disk, and each of ``data_paths``), and
+a code layer (the rest of the context's files under its workdir). Its config gets
+``ENTRYPOINT`` = the context's entrypoint (``CMD`` cleared), ``WORKDIR``, ``ENV`` = base
+env + context env + ``FAIRING_RUNTIME=1`` (+ ``PYTHONPATH`` for the requirements), labels
+naming the base, and one history entry per layer.
 
 Everything is content-addressed: the same context and base give the same layer and
-image digests, the tag is derived from the manifest digest, and a build whose manifest
-the registry already holds uploads nothing (two requests: the base's and the target's
-manifest ``HEAD``). A one-line change uploads only the code layer, config and manifest.
+image digests (per compressor: see :mod:`fairing.images.tarstream`), the tag is derived
+from the manifest digest. What a build learns outlives the builder and the process
+(:mod:`fairing._cache`, under ``cache_dir``): the blobs each repository holds, a base
+tag's digest (for ``base_max_age`` seconds), and each layer's digest by the stat of its
+files, so an unchanged data directory is not even read. An unchanged re-submit makes
+one request (``HEAD`` of the target's manifest) and uploads nothing; a one-line change
+packs and uploads only the code layer and the config (side by side), then the manifest:
+five requests, whatever the size of the data. A registry that lost a blob the cache
+believed it had refuses the manifest; the builder then forgets that repository, checks
+every blob and uploads (re-packing if need be) what is missing.
 
 Example::
 
@@ -28,9 +37,10 @@ from __future__ import annotations
 import json
 import posixpath
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from .._registry import checks_options
 from ..artifacts import RegistryImage
@@ -68,12 +78,19 @@ class _Base:
     config: dict
 
 
+#: Resolved bases, by (registry, repository, manifest digest, platform), shared by the builders of this process:
+#: content-addressed, so never stale (the one-liner path makes a builder per submit).
+_BASES: dict[tuple, "_Base"] = {}
+
+
 @dataclass(frozen=True)
 class _PendingLayer:
     descriptor: Descriptor
     diff_id: str
-    path: Optional[Path]  # None: known to be in the target repository already
+    path: "Path | bytes | None"  # what to upload; None: believed to be in the repository already
     label: str
+    make: Optional[Callable[[], "Path | bytes"]] = None  # packs the layer again if the registry lost it
+    files: int = 0
 
 
 @checks_options  # a misspelled option is a ConfigurationError, not a TypeError
@@ -99,7 +116,17 @@ class AppendBuilder:
     * ``cache_dir`` - the local cache of base manifests and requirement layers
       [``~/.cache/fairing``].
     * ``glibc`` - the base image's glibc, for choosing manylinux wheels [``"2.28"``].
-    * ``compresslevel`` - gzip level of new layers [6].
+    * ``compresslevel`` - gzip level of new layers [6]; ISA-L's fast deflate is used when
+      ``isal`` is installed (``pip install 'fairing[fast]'``), see :mod:`fairing.images.tarstream`.
+    * ``data_threshold`` - a top-level file or directory of the context whose files on disk
+      add up to at least this many bytes gets a layer of its own, below the code, so a code
+      change never re-packs or re-uploads it [4 MiB; 0: one layer for everything].
+    * ``data_paths`` - context paths (files or directories) that always get their own
+      layer, whatever their size [none].
+    * ``installer`` - what installs the requirements: ``"uv"``, ``"pip"``, or ``"auto"``: uv
+      when installed (``pip install uv``), else pip; the layer is the same either way ["auto"].
+    * ``base_max_age`` - seconds a base image tag's digest, once looked up, is used without
+      asking the registry again [300; 0: ask at every build].
     """
 
     produces = RegistryImage
@@ -121,6 +148,10 @@ class AppendBuilder:
         cache_dir: Optional[str] = None,
         glibc: str = "2.28",
         compresslevel: int = 6,
+        data_threshold: int = 4 << 20,
+        data_paths: Iterable[str] = (),
+        base_max_age: float = 300.0,
+        installer: str = "auto",
     ) -> None:
         self.base = ImageRef.parse(base_image)
         registry = (registry or "").strip().rstrip("/")
@@ -141,7 +172,27 @@ class AppendBuilder:
         self.platform = Platform.parse(platform)
         self.python_version = python_version
         self.glibc = glibc
+        if not isinstance(compresslevel, int) or isinstance(compresslevel, bool) or not 0 <= compresslevel <= 9:
+            raise ConfigurationError(f"compresslevel must be an integer from 0 to 9, got {compresslevel!r}.")
         self.compresslevel = compresslevel
+        if not isinstance(data_threshold, int) or isinstance(data_threshold, bool) or data_threshold < 0:
+            raise ConfigurationError(
+                f"data_threshold must be a number of bytes (0 or more, 0: no data layers), got {data_threshold!r}.")
+        self.data_threshold = data_threshold
+        if isinstance(data_paths, str):
+            raise ConfigurationError(f"data_paths must be a list of context paths, got the string {data_paths!r}; "
+                                     f"write data_paths=[{data_paths!r}].")
+        from ..context import _normalise_path
+
+        self.data_paths = tuple(_normalise_path(p) for p in data_paths)
+        if not isinstance(base_max_age, (int, float)) or isinstance(base_max_age, bool) or base_max_age < 0:
+            raise ConfigurationError(f"base_max_age must be a number of seconds (0 or more), got {base_max_age!r}.")
+        self.base_max_age = float(base_max_age)
+        from ..images.python_deps import INSTALLERS
+
+        if installer not in INSTALLERS:
+            raise ConfigurationError(f"installer must be one of {', '.join(map(repr, INSTALLERS))}, got {installer!r}.")
+        self.installer = installer
         from ..images.auth import resolve_credentials
         from ..images.layers import LocalCache
 
@@ -159,7 +210,6 @@ class AppendBuilder:
         self._known: set[tuple[str, str, str]] = set()
         # requirement tags this builder has seen in (host, repository)
         self._known_tags: set[tuple[str, str, str]] = set()
-        self._base_cache: dict[str, _Base] = {}
 
     def close(self) -> None:
         if self._owns_client:
@@ -191,7 +241,6 @@ class AppendBuilder:
         return self._build(context, emitter(on_event))
 
     def _build(self, context: BuildContext, emit: EventCallback) -> RegistryImage:
-        from ..images.layers import context_layer
         from ..images.base_python import check_payload_python, payload_python
         from ..images.python_deps import SITE_DIR, build_requirements_layer, requirements_key
 
@@ -227,7 +276,7 @@ class AppendBuilder:
                     layer = build_requirements_layer(
                         context.requirements, python_version=python_version, platform=self.platform,
                         cache=self._cache, glibc=self.glibc, on_event=emit, compresslevel=self.compresslevel,
-                        constraints=context.constraints, pip_indexes=context.pip_indexes,
+                        constraints=context.constraints, pip_indexes=context.pip_indexes, installer=self.installer,
                     )
                     pending = _PendingLayer(
                         Descriptor(lmt, layer.digest, layer.size), layer.diff_id, layer.path, "requirements"
@@ -239,15 +288,17 @@ class AppendBuilder:
                 own = [p if p.startswith("/") else posixpath.join(context.workdir, p)
                        for p in context.env.get("PYTHONPATH", "").split(":") if p]
                 env["PYTHONPATH"] = ":".join([*own, SITE_DIR])
-            code = context_layer(context, Path(tmp), compresslevel=self.compresslevel)
-            new_layers.append(_PendingLayer(Descriptor(lmt, code.digest, code.size), code.diff_id, code.path, "code"))
+            known = self._known_blobs(target)
+            context_layers = self._context_layers(context, Path(tmp), lmt, known)
+            new_layers.extend(context_layers)
+            code = context_layers[-1]
 
             specs = []
             for layer in new_layers:
                 if layer.label == "requirements":
                     created_by = "fairing: pip install " + " ".join(context.requirements)
                 else:
-                    created_by = f"fairing: COPY {len(context.files)} file(s) {context.workdir}"
+                    created_by = f"fairing: COPY {layer.files} file(s) {context.workdir}"
                 specs.append(LayerSpec(layer.descriptor, layer.diff_id, created_by))
             config = append_layers(
                 base.config, specs, env=env, entrypoint=list(context.entrypoint), workdir=context.workdir,
@@ -273,24 +324,35 @@ class AppendBuilder:
             tag = "fairing-" + digest.split(":", 1)[1][:20]
             result = RegistryImage.pin(target.with_tag(tag), digest)
 
-            existing = self.client.head_manifest(target.with_tag(tag), actions="pull,push")
-            if existing is not None and existing.digest == digest:
-                emit(Stage("push", "skipped", f"{result} is already in the registry"))
-                return result
+            # With this repository's blobs on record, a layer not among them is new content, so the
+            # manifest cannot be there yet: no need to ask. Otherwise (nothing recorded, or every
+            # layer known) one HEAD may save the whole push.
+            base_known = all(d["digest"] in known for d in base.manifest.get("layers", []))
+            all_known = base_known and all(l.descriptor.digest in known for l in new_layers)
+            if all_known or not base_known:
+                existing = self.client.head_manifest(target.with_tag(tag), actions="pull,push")
+                if existing is not None and existing.digest == digest:
+                    self._remember(target, [d.digest for d in base_layers] + [l.descriptor.digest for l in new_layers]
+                                   + [config_desc.digest])
+                    emit(Stage("push", "skipped", f"{result} is already in the registry"))
+                    return result
 
             emit(Stage("push", "started", str(target.with_tag(tag))))
             with failed_on_error(emit, "push"):
                 for attempt in (1, 2):
-                    self._push_blobs(target, base, base_layers, new_layers, config_desc, config_bytes, emit)
+                    self._push_blobs(target, base, base_layers, new_layers, config_desc, config_bytes, emit,
+                                     fresh=bool(known) and attempt == 1)
                     try:
                         self.client.put_manifest(target.with_tag(tag), manifest, media_type)
                         break
                     except RegistryError as exc:
                         # a blob we believed present was garbage-collected: check everything again
                         if attempt == 1 and exc.code in ("MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN"):
-                            self._known.clear()
+                            self._forget(target)
                             continue
                         raise
+                self._remember(target, [d.digest for d in base_layers] + [l.descriptor.digest for l in new_layers]
+                               + [config_desc.digest])
                 if deps_tag and (target.registry, target.repository, deps_tag) not in self._known_tags:
                     # publish the requirements layer for other machines, once per process and repository
                     deps_ref = target.with_tag(deps_tag)
@@ -299,6 +361,103 @@ class AppendBuilder:
                     self._known_tags.add((target.registry, target.repository, deps_tag))
             emit(Stage("push", "finished", str(result)))
             return result
+
+    # -- what is known ----------------------------------------------------------------------
+
+    def _known_blobs(self, target: ImageRef) -> set[str]:
+        """Blobs known to be in ``target``'s repository: seen by this builder or on record in the cache."""
+        host, repo = target.registry, target.repository
+        for digest in self._cache.state.known_blobs(host, repo):
+            self._known.add((host, repo, digest))
+        return {d for h, r, d in self._known if h == host and r == repo}
+
+    def _remember(self, target: ImageRef, digests: Iterable[str]) -> None:
+        digests = list(digests)
+        self._known.update((target.registry, target.repository, d) for d in digests)
+        self._cache.state.add_blobs(target.registry, target.repository, digests)
+
+    def _forget(self, target: ImageRef) -> None:
+        """The registry lost a blob we believed it had (garbage collection): forget the repository."""
+        host, repo = target.registry, target.repository
+        self._known = {k for k in self._known if k[:2] != (host, repo)}
+        self._cache.state.forget_repository(host, repo)
+        if self.base.digest is None:
+            self._cache.state.forget_tag(str(self.base))
+
+    # -- the context's layers ---------------------------------------------------------------
+
+    def _groups(self, context: BuildContext, entries: list) -> list[list]:
+        """``entries`` (the whole context's, sorted) cut into layers: data layers first (a
+        ``data_paths`` entry, or a top-level file or directory of at least ``data_threshold``
+        bytes on disk), in name order, then the code layer. Each gets its parent directories."""
+        prefix = context.workdir.strip("/")
+        cut = len(prefix) + 1 if prefix else 0
+        key_of: dict[str, str] = {}
+        sizes: dict[str, int] = {}
+        for e in entries:
+            if e.kind == "dir" or len(e.name) < cut:
+                continue
+            rel = e.name[cut:]
+            key = next((p for p in self.data_paths if rel == p or rel.startswith(p + "/")), None)
+            key = "path:" + key if key else "top:" + rel.split("/", 1)[0]
+            key_of[e.name] = key
+            if isinstance(e.source, Path):
+                sizes[key] = sizes.get(key, 0) + e.size
+        data = sorted(k for k, n in sizes.items()
+                      if k.startswith("path:") or (self.data_threshold and n >= self.data_threshold))
+        if len(data) > 8:  # many big top-level entries: one data layer for all of them
+            group_of = {k: "data" for k in data}
+        else:
+            group_of = {k: k for k in data}
+        order = sorted(set(group_of.values())) + ["code"]
+        files: dict[str, list] = {g: [] for g in order}
+        dirs: dict[str, set] = {g: set() for g in order}
+        for name, key in key_of.items():
+            group = group_of.get(key, "code")
+            files[group].append(name)
+            parts = name.split("/")
+            dirs[group].update("/".join(parts[:i]) for i in range(1, len(parts)))
+        members = {g: set(files[g]) | dirs[g] for g in order}
+        out = []
+        for g in order:
+            keep = members[g]
+            picked = [e for e in entries if e.name in keep or (g == "code" and e.kind == "dir" and
+                                                              not any(e.name in members[d] for d in order[:-1]))]
+            if g != "code" and not files[g]:
+                continue
+            out.append(picked)
+        return out
+
+    def _context_layers(self, context: BuildContext, tmp: Path, lmt: str, known: set[str]) -> list[_PendingLayer]:
+        """The data layers and the code layer. A layer whose files' stat key is on record and
+        whose blob the repository holds is not read at all."""
+        from ..images.layers import entries_layer
+        from ..images.tarstream import stat_key
+
+        state = self._cache.state
+        groups = self._groups(context, context.tar_entries(context.workdir))
+        out = []
+        for i, entries in enumerate(groups):
+            label = "code" if i == len(groups) - 1 else "data"
+            n = sum(1 for e in entries if e.kind != "dir")
+            key = stat_key(entries, self.compresslevel)
+            hit = state.layer(key)
+
+            def make(entries=entries, hit=hit) -> "Path | bytes":
+                layer = entries_layer(entries, tmp, compresslevel=self.compresslevel)
+                if hit is not None and layer.digest != hit[0]:
+                    raise BuildError(f"A file of the build context changed while it was being packed "
+                                     f"(layer {hit[0][:19]} came out as {layer.digest[:19]}); submit again.")
+                return layer.source
+
+            if hit is not None and hit[0] in known:
+                out.append(_PendingLayer(Descriptor(lmt, hit[0], hit[2]), hit[1], None, label, make=make, files=n))
+                continue
+            layer = entries_layer(entries, tmp, compresslevel=self.compresslevel)
+            state.put_layer(key, layer.digest, layer.diff_id, layer.size)
+            out.append(_PendingLayer(Descriptor(lmt, layer.digest, layer.size), layer.diff_id, layer.source, label,
+                                     files=n))
+        return out
 
     # -- base image -----------------------------------------------------------------------
 
@@ -322,12 +481,17 @@ class AppendBuilder:
     def _resolve_base(self) -> _Base:
         ref = self.base
         top_digest = ref.digest
+        if top_digest is None and self.base_max_age:
+            top_digest = self._cache.state.tag_digest(str(ref), self.base_max_age)  # looked up a moment ago
         if top_digest is None:
             # None (missing, or no digest header): the GET below fetches it or says it is missing
             found = self.client.head_manifest(ref)
             top_digest = found.digest if found else None
-        if top_digest and top_digest in self._base_cache:
-            return self._base_cache[top_digest]
+            if top_digest:
+                self._cache.state.put_tag(str(ref), top_digest)
+        cache_key = (ref.registry, ref.repository, top_digest, str(self.platform))
+        if top_digest and cache_key in _BASES:
+            return _BASES[cache_key]
         data, top_digest = self._fetch_manifest(ref, top_digest)
         value = _json(data, f"the manifest of {ref}")
         media_type = value.get("mediaType") or ""
@@ -358,7 +522,9 @@ class AppendBuilder:
                 f"{self.platform}, or pass platform='{os_}/{arch}' if that is what your cluster runs."
             )
         base = _Base(ref=ref.with_digest(manifest_digest), manifest=value, media_type=media_type, config=config)
-        self._base_cache[top_digest] = base
+        if len(_BASES) > 32:
+            _BASES.clear()
+        _BASES[(ref.registry, ref.repository, top_digest, str(self.platform))] = base
         return base
 
     # -- pushing --------------------------------------------------------------------------
@@ -371,45 +537,74 @@ class AppendBuilder:
 
         return on_progress
 
-    def _push_blobs(self, target: ImageRef, base: _Base, base_layers, new_layers, config_desc, config_bytes, emit) -> None:
+    def _push_blobs(self, target: ImageRef, base: _Base, base_layers, new_layers, config_desc, config_bytes, emit,
+                    *, fresh: bool = False) -> None:
+        """Make every blob of the image exist in ``target``'s repository. The blobs are
+        independent, so they move at once (up to 4 connections): a one-line re-submit then
+        waits on two round trips (``POST`` + ``PUT`` of the code layer and the config side by
+        side), not four. Events are emitted one at a time."""
         host = target.registry
         repo = target.repository
         same_registry = base.ref.registry == target.registry
+        lock = threading.Lock()
+
+        def emit_one(event) -> None:
+            with lock:
+                emit(event)
+
         with tempfile.TemporaryDirectory(prefix="fairing-copy-") as tmp:
+            jobs: list[Callable[[], None]] = []
             for d in base_layers:
                 key = (host, repo, d.digest)
                 if key in self._known:
-                    emit(Progress(f"base {d.digest[7:19]}", d.size, d.size, note="skipped"))
+                    emit_one(Progress(f"base {d.digest[7:19]}", d.size, d.size, note="skipped"))
                     continue
-                on_progress = self._progress(emit, "base", d.digest)
-                if same_registry and base.ref.repository != repo:
-                    # a mount of a blob the repository already has also answers 201
-                    self._mount_or_copy(target, base, d, Path(tmp), on_progress)
-                elif same_registry:
-                    if not self.client.has_blob(target, d.digest):
-                        raise RegistryError(f"The base image's layer {d.digest} is missing from {target.name}.")
-                    on_progress(d.size, d.size, "skipped")
-                else:
-                    self._copy_blob(target, base, d, Path(tmp), on_progress)
-                self._known.add(key)
+
+                def base_job(d=d, key=key, on_progress=self._progress(emit_one, "base", d.digest)) -> None:
+                    if same_registry and base.ref.repository != repo:
+                        # a mount of a blob the repository already has also answers 201
+                        self._mount_or_copy(target, base, d, Path(tmp), on_progress)
+                    elif same_registry:
+                        if not self.client.has_blob(target, d.digest):
+                            raise RegistryError(f"The base image's layer {d.digest} is missing from {target.name}.")
+                        on_progress(d.size, d.size, "skipped")
+                    else:
+                        self._copy_blob(target, base, d, Path(tmp), on_progress)
+                    self._known.add(key)
+
+                jobs.append(base_job)
             for layer in new_layers:
-                key = (host, repo, layer.descriptor.digest)
+                digest, size = layer.descriptor.digest, layer.descriptor.size
+                key = (host, repo, digest)
                 if key in self._known:
-                    emit(Progress(f"{layer.label} {layer.descriptor.digest[7:19]}", layer.descriptor.size,
-                                  layer.descriptor.size, note="skipped"))
+                    emit_one(Progress(f"{layer.label} {digest[7:19]}", size, size, note="skipped"))
                     continue
-                on_progress = self._progress(emit, layer.label, layer.descriptor.digest)
-                if layer.path is None:
-                    if not self.client.has_blob(target, layer.descriptor.digest):
-                        raise RegistryError(f"The cached {layer.label} layer vanished from {target.name}; build again.")
-                    on_progress(layer.descriptor.size, layer.descriptor.size, "skipped")
-                else:
-                    self.client.upload_blob(target, layer.descriptor.digest, layer.path, size=layer.descriptor.size,
-                                            on_progress=on_progress)
-                self._known.add(key)
+
+                def layer_job(layer=layer, digest=digest, size=size, key=key,
+                              on_progress=self._progress(emit_one, layer.label, digest)) -> None:
+                    source = layer.path
+                    if source is None:
+                        if self.client.has_blob(target, digest):
+                            on_progress(size, size, "skipped")
+                            self._known.add(key)
+                            return
+                        if layer.make is None:
+                            raise RegistryError(f"The cached {layer.label} layer vanished from {target.name}; build again.")
+                        source = layer.make()
+                        self.client.upload_blob(target, digest, source, size=size, check_exists=False,
+                                                on_progress=on_progress)
+                    else:
+                        # a layer just packed that the record does not know is new content: no HEAD first
+                        self.client.upload_blob(target, digest, source, size=size, on_progress=on_progress,
+                                                check_exists=not (fresh and layer.label != "requirements"))
+                    self._known.add(key)
+
+                jobs.append(layer_job)
             # no HEAD for the config: a new manifest almost always has a new config, and it is small
-            self.client.upload_blob(target, config_desc.digest, config_bytes, check_exists=False,
-                                    on_progress=self._progress(emit, "config", config_desc.digest))
+            jobs.append(lambda: self.client.upload_blob(target, config_desc.digest, config_bytes, check_exists=False,
+                                                        on_progress=self._progress(emit_one, "config",
+                                                                                   config_desc.digest)))
+            _run_all(jobs)
 
     def _mount_or_copy(self, target: ImageRef, base: _Base, d: Descriptor, tmp: Path, on_progress) -> str:
         """Mount (the registry client asks without a HEAD first); copy when the registry does not mount."""
@@ -461,6 +656,20 @@ class AppendBuilder:
         desc = Descriptor(layer.descriptor.media_type, layer.descriptor.digest, layer.descriptor.size,
                           annotations={DIFF_ID_ANNOTATION: layer.diff_id})
         self.client.put_manifest(ref, build_manifest(config_desc, [desc], media_type=media_type), media_type)
+
+
+def _run_all(jobs: list) -> None:
+    """Run ``jobs`` side by side (inline when there is one); the first failure is raised
+    once all have ended."""
+    if len(jobs) == 1:
+        jobs[0]()
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(4, len(jobs)), thread_name_prefix="fairing-push") as pool:
+        futures = [pool.submit(job) for job in jobs]
+    for future in futures:
+        future.result()
 
 
 def _json(data: bytes, what: str) -> dict:

@@ -2,127 +2,112 @@
 
 A layer blob is a gzipped tar; its ``digest`` is the sha256 of the gzip bytes (what the
 registry stores) and its ``diff_id`` the sha256 of the tar inside (what the image config
-lists). Both are computed in one pass while the layer is written.
+lists). Both are computed in one pass while the layer is packed
+(:func:`fairing.images.tarstream.pack`); a small layer is packed in memory, a large one
+into a temporary file.
 
 The :class:`LocalCache` (default ``$XDG_CACHE_HOME/fairing`` or ``~/.cache/fairing``)
 keeps small content-addressed blobs (manifests, configs of base images, so a re-submit
 need not fetch them again) and built layers keyed by what made them (the requirements
-layer, keyed by the requirements and the target platform).
+layer, keyed by the requirements and the target platform), each directory pruned to a
+size limit (least recently written first). The state beside them (blobs known per
+repository, base tags, layer digests by stat) is :mod:`fairing._cache`.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import io
 import json
 import os
 import stat
-import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Optional
+from typing import Optional
 
 from ..context import BuildContext
 
-__all__ = ["Layer", "LocalCache", "context_layer", "directory_layer", "default_cache_dir"]
+__all__ = ["Layer", "LocalCache", "context_layer", "entries_layer", "directory_layer", "default_cache_dir"]
 
 
 @dataclass(frozen=True)
 class Layer:
-    """A gzipped layer tar on disk."""
+    """A gzipped layer tar, on disk or in memory."""
 
-    path: Path
+    path: Optional[Path]  # None: held in ``data``
     digest: str
     diff_id: str
     size: int
+    data: Optional[bytes] = None
+
+    @property
+    def source(self) -> "Path | bytes":
+        """What to upload: the file, or the bytes."""
+        return self.data if self.path is None else self.path  # type: ignore[return-value]
 
 
-class _HashingWriter(io.RawIOBase):
-    """Passes writes to ``target`` (if any) while hashing and counting them."""
+def _write_layer(entries, out: Optional[Path], compresslevel: int) -> Layer:
+    """Pack tar ``entries`` into a gzip layer: into the file ``out``, or (None) into memory."""
+    from .tarstream import pack, tar_chunks
 
-    def __init__(self, target: Optional[IO[bytes]] = None) -> None:
-        self._target = target
-        self.hash = hashlib.sha256()
-        self.size = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, b) -> int:  # type: ignore[override]
-        self.hash.update(b)
-        self.size += len(b)
-        if self._target is not None:
-            self._target.write(b)
-        return len(b)
-
-    def tell(self) -> int:
-        return self.size
-
-    def digest(self) -> str:
-        return "sha256:" + self.hash.hexdigest()
-
-
-def _write_layer(write_tar, out: Path, compresslevel: int) -> Layer:
-    """Run ``write_tar(fileobj)`` into a gzip file at ``out``, hashing both streams."""
+    if out is None:
+        parts: list[bytes] = []
+        r = pack(tar_chunks(entries), parts.append, level=compresslevel)
+        return Layer(path=None, digest=r.digest, diff_id=r.diff_id, size=r.size, data=b"".join(parts))
     with open(out, "wb") as fh:
-        blob = _HashingWriter(fh)
-        with gzip.GzipFile(filename="", mode="wb", fileobj=blob, mtime=0, compresslevel=compresslevel) as gz:
-            tar = _HashingWriter(gz)
-            write_tar(tar)
-    return Layer(path=out, digest=blob.digest(), diff_id=tar.digest(), size=blob.size)
+        r = pack(tar_chunks(entries), fh.write, level=compresslevel)
+    return Layer(path=out, digest=r.digest, diff_id=r.diff_id, size=r.size)
+
+
+#: Layers whose files add up to less than this are packed in memory, not in a file.
+IN_MEMORY = 8 << 20
+
+
+def entries_layer(entries: list, directory: Path, *, compresslevel: int = 6) -> Layer:
+    """A layer of tar ``entries`` (:class:`fairing.images.tarstream.Entry`), in memory when small."""
+    if sum(e.size for e in entries) < IN_MEMORY:
+        return _write_layer(entries, None, compresslevel)
+    fd, name = tempfile.mkstemp(prefix="layer-", suffix=".tar.gz", dir=directory)
+    os.close(fd)
+    return _write_layer(entries, Path(name), compresslevel)
 
 
 def context_layer(context: BuildContext, directory: Path, *, compresslevel: int = 6) -> Layer:
     """The code layer: the context's files under its workdir. Byte-identical to
     ``context.write_tar_gz(f, prefix=context.workdir, compresslevel=...)``."""
-    fd, name = tempfile.mkstemp(prefix="code-", suffix=".tar.gz", dir=directory)
-    os.close(fd)
-    return _write_layer(lambda f: context.write_tar(f, prefix=context.workdir), Path(name), compresslevel)
+    return entries_layer(context.tar_entries(context.workdir), directory, compresslevel=compresslevel)
 
 
-def _tar_directory(root: Path, prefix: str, fileobj: IO[bytes]) -> None:
-    """A reproducible tar of ``root`` placed at ``prefix``: sorted, mtime 0, uid/gid 0,
-    modes 0755/0644, symlinks kept as links."""
+def _directory_entries(root: Path, prefix: str) -> list:
+    """Reproducible tar entries of ``root`` placed at ``prefix``: sorted, modes 0755/0644,
+    symlinks kept as links."""
+    from .tarstream import Entry, file_entry
+
     prefix = prefix.strip("/")
-    entries: list[tuple[str, Path]] = []
+    entries: list = []
     parts = prefix.split("/") if prefix else []
     for i in range(1, len(parts) + 1):
-        entries.append(("/".join(parts[:i]), None))  # type: ignore[arg-type]
+        entries.append(Entry("/".join(parts[:i]), "dir", None, 0o755))
     for dirpath, dirnames, filenames in os.walk(root):
         rel_dir = os.path.relpath(dirpath, root)
         for name in dirnames + filenames:
             rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-            entries.append((f"{prefix}/{rel}" if prefix else rel, Path(dirpath) / name))
-    entries.sort(key=lambda e: e[0])
-    with tarfile.open(fileobj=fileobj, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for arcname, path in entries:
-            info = tarfile.TarInfo(arcname)
-            info.mtime = 0
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            if path is None:
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                tar.addfile(info)
-                continue
+            arcname = f"{prefix}/{rel}" if prefix else rel
+            path = Path(dirpath) / name
             st = path.lstat()
             if stat.S_ISLNK(st.st_mode):
-                info.type, info.mode, info.linkname = tarfile.SYMTYPE, 0o777, os.readlink(path)
-                tar.addfile(info)
+                entries.append(Entry(arcname, "link", os.readlink(path), 0o777))
             elif stat.S_ISDIR(st.st_mode):
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                tar.addfile(info)
+                entries.append(Entry(arcname, "dir", None, 0o755))
             elif stat.S_ISREG(st.st_mode):
-                info.size = st.st_size
-                info.mode = 0o755 if st.st_mode & stat.S_IXUSR else 0o644
-                with path.open("rb") as fh:
-                    tar.addfile(info, fh)
+                entries.append(file_entry(arcname, path, st))
+    entries.sort(key=lambda e: e.name)
+    return entries
 
 
 def directory_layer(root: Path, prefix: str, out: Path, *, compresslevel: int = 6) -> Layer:
     """A layer holding the tree under ``root`` at ``prefix`` in the image."""
-    return _write_layer(lambda f: _tar_directory(Path(root), prefix, f), out, compresslevel)
+    return _write_layer(_directory_entries(Path(root), prefix), out, compresslevel)
 
 
 def default_cache_dir() -> Path:
@@ -135,8 +120,19 @@ def default_cache_dir() -> Path:
 class LocalCache:
     """Content-addressed small blobs and keyed layers under one directory."""
 
+    #: Size limits: the least recently written files beyond them are deleted.
+    max_blob_bytes = 256 << 20
+    max_layer_bytes = 4 << 30
+
     def __init__(self, directory: "str | os.PathLike[str] | None" = None) -> None:
         self.directory = Path(directory) if directory is not None else default_cache_dir()
+
+    @property
+    def state(self):
+        """The :class:`fairing._cache.State` of this directory (blobs known, tags, layer stat keys)."""
+        from .._cache import state_for
+
+        return state_for(self.directory)
 
     def _blob_path(self, digest: str) -> Path:
         algo, _, hexpart = digest.partition(":")
@@ -156,6 +152,9 @@ class LocalCache:
     def put_blob(self, digest: str, data: bytes) -> None:
         path = self._blob_path(digest)
         self._atomic_write(path, data)
+        from .._cache import prune_directory
+
+        prune_directory(self.directory / "blobs", self.max_blob_bytes)
 
     def _atomic_write(self, path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -190,7 +189,13 @@ class LocalCache:
         """Move ``layer``'s file into the cache under ``key``; returns the cached layer."""
         d = self.layers_dir()
         path = d / f"{key}.tar.gz"
-        os.replace(layer.path, path)
+        if layer.path is None:
+            self._atomic_write(path, layer.data or b"")
+        else:
+            os.replace(layer.path, path)
         info = {"digest": layer.digest, "diff_id": layer.diff_id, "size": layer.size}
         self._atomic_write(d / f"{key}.json", json.dumps(info).encode())
+        from .._cache import prune_directory
+
+        prune_directory(d, self.max_layer_bytes, pattern="*.tar.gz")
         return Layer(path=path, digest=layer.digest, diff_id=layer.diff_id, size=layer.size)

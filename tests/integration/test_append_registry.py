@@ -111,15 +111,25 @@ def test_same_context_same_digest_and_unchanged_resubmit_uploads_nothing(registr
     assert len(reqs) <= 2, reqs
 
 
-def test_unchanged_resubmit_by_tag_makes_two_requests(registry, base_image, fairing_cache):
+def test_unchanged_resubmit_by_tag_makes_one_request(registry, base_image, fairing_cache):
+    """The base tag's digest is remembered for base_max_age seconds (across builders and
+    processes): an unchanged re-submit only asks whether the image is there. With
+    base_max_age=0 the tag is looked up again at every build."""
     by_tag = base_image.with_tag("3.11-bookworm")
     by_tag = ImageRef(by_tag.registry, by_tag.repository, tag="3.11-bookworm")
-    with AppendBuilder(by_tag, registry.address, repository=_repo(), cache_dir=fairing_cache) as builder:
+    repo = _repo()
+    with AppendBuilder(by_tag, registry.address, repository=repo, cache_dir=fairing_cache) as builder:
         builder.build(_context())
-        mark = registry.mark()
+    mark = registry.mark()
+    with AppendBuilder(by_tag, registry.address, repository=repo, cache_dir=fairing_cache) as builder:
         builder.build(_context())
     reqs = registry.requests(mark)
-    assert [r.method for r in reqs] == ["HEAD", "HEAD"], reqs
+    assert [(r.method, r.path.split("/manifests/")[0]) for r in reqs] == [("HEAD", f"/v2/{repo}")], reqs
+    mark = registry.mark()
+    with AppendBuilder(by_tag, registry.address, repository=repo, cache_dir=fairing_cache, base_max_age=0) as builder:
+        builder.build(_context())
+    reqs = registry.requests(mark)
+    assert [r.method for r in reqs] == ["HEAD", "HEAD"] and "3.11-bookworm" in reqs[0].path, reqs
 
 
 def test_one_line_change_uploads_only_code_layer(registry, base_image, fairing_cache):
@@ -325,7 +335,7 @@ def test_bearer_token_auth(token_registry, base_image, fairing_cache):
         builder.build(_context("print('again')"))
     reqs = token_registry.requests(mark)
     assert ref.pinned
-    assert [r for r in reqs if r.method == "POST" and "mount=" in r.path and r.status == 201]
+    assert [r for r in reqs if r.method == "POST" and "mount=" in r.path and r.status == 201], "\n".join(f"{r.method} {r.path[:90]} {r.status}" for r in reqs)
     scopes = " ".join(unquote(r) for r in token_registry.token.requests[before:])
     assert f"repository:{ref.repository}:pull,push" in scopes and f"repository:{base.repository}:pull" in scopes
     # tokens are reused: far fewer token requests than registry requests

@@ -88,6 +88,10 @@ def start_index(user: str, token: str, wheels: dict | None = None, host: str = "
         def log_message(self, *args) -> None:  # the tests read handle.requests instead
             pass
 
+        def do_HEAD(self) -> None:  # uv asks before it downloads
+            self._head = True
+            self.do_GET()
+
         def do_GET(self) -> None:
             authorised = self.headers.get("Authorization") == expected
             handle.requests.append((self.path, authorised))
@@ -113,7 +117,8 @@ def start_index(user: str, token: str, wheels: dict | None = None, host: str = "
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            if not getattr(self, "_head", False):
+                self.wfile.write(body)
 
     server = ThreadingHTTPServer((host, 0), Handler)
     handle = PackageIndex(server, user, token, wheels)

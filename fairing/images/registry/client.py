@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from pathlib import Path
 from typing import IO, Any, Iterable, Optional
@@ -46,7 +47,8 @@ class RegistryClient:
     * ``timeout`` - (connect, read) seconds [(10, 300)].
     * ``backoff`` - seconds before the first retry, growing linearly [0.5].
 
-    One client serves one thread at a time (it caches schemes and tokens per host).
+    Several threads may send through one client at once (the append builder uploads blobs
+    side by side): a token challenge answered by one thread serves the others.
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class RegistryClient:
     ) -> None:
         self.transport = Transport(insecure=insecure, ca_bundle=ca_bundle, session=session, timeout=timeout)
         self.auth = Authenticator(resolve_credentials(credentials=credentials), self.transport)
+        self._auth_lock = threading.Lock()
         self.chunk_size = chunk_size
         self.retries = retries
         self.timeout = timeout
@@ -123,7 +126,9 @@ class RegistryClient:
                 ) from None
             if resp.status_code == 401 and not authed_again:
                 authed_again = True
-                self.auth.authorize(host, repository, actions, resp)
+                with self._auth_lock:  # blobs upload side by side: one token request for all of them
+                    if self.auth.header(host, repository) == {k: v for k, v in hdrs.items() if k == "Authorization"}:
+                        self.auth.authorize(host, repository, actions, resp)
                 resp.close()
                 continue
             if resp.status_code in RETRY_STATUS and retry and attempt < self.retries:
