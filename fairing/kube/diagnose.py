@@ -20,6 +20,9 @@ __all__ = ["diagnose", "as_dict", "UNSCHEDULABLE_GRACE"]
 
 #: Seconds a pod may stay unschedulable before it is an error.
 UNSCHEDULABLE_GRACE = 20.0
+#: ... when what it waits for is a claim being bound: provisioning a volume (or the PV
+#: controller of a loaded control plane) may take minutes, and is no reason to give up.
+UNBOUND_CLAIM_GRACE = 300.0
 
 _PULL_REASONS = ("ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull", "ErrImagePull")
 _CREATE_REASONS = ("CreateContainerConfigError", "CreateContainerError", "RunContainerError")
@@ -68,8 +71,16 @@ def diagnose(pod: Any, *, kind: str = "", workload: str = "", grace: float = UNS
     for cond in status.get("conditions") or []:
         if cond.get("type") == "PodScheduled" and cond.get("status") == "False" \
                 and cond.get("reason") == "Unschedulable":
-            if _age(cond.get("lastTransitionTime"), now) < grace:
+            message = cond.get("message") or ""
+            claim_unbound = "unbound immediate PersistentVolumeClaims" in message
+            if _age(cond.get("lastTransitionTime"), now) < (max(grace, UNBOUND_CLAIM_GRACE) if claim_unbound else grace):
                 continue
+            if claim_unbound:
+                return UnschedulableError(
+                    f"The pod {name}{of} cannot be scheduled: {message}. A PersistentVolumeClaim it mounts has "
+                    "not been bound to a volume: check the claim (kubectl describe pvc), its storage class "
+                    "and that a PersistentVolume or a provisioner can satisfy it."
+                )
             return UnschedulableError(
                 f"The pod {name}{of} cannot be scheduled: {cond.get('message')}. "
                 "Ask for fewer resources (cpu, memory, GPUs), or add nodes that have them."

@@ -98,6 +98,10 @@ def models_claim(kube):
         "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": pv_name,
                  "resources": {"requests": {"storage": "1Gi"}}},
     })
+    deadline = time.monotonic() + 120  # the PV controller binds it; a loaded control plane takes a while
+    while kube.core.read_namespaced_persistent_volume_claim("models", kube.namespace).status.phase != "Bound":
+        assert time.monotonic() < deadline, "the claim 'models' was not bound to its PersistentVolume in 120 s"
+        time.sleep(0.5)
     yield "models"
     kube.core.delete_namespaced_persistent_volume_claim("models", kube.namespace)
     kube.core.delete_persistent_volume(pv_name)

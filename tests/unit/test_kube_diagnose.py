@@ -21,10 +21,10 @@ def _waiting(reason, message="", image="registry.local/app@sha256:" + "a" * 64):
     return {"name": "main", "image": image, "state": {"waiting": {"reason": reason, "message": message}}}
 
 
-def _unschedulable(seconds_ago):
+def _unschedulable(seconds_ago, message="0/1 nodes are available: 1 Insufficient nvidia.com/gpu."):
     when = (NOW - timedelta(seconds=seconds_ago)).isoformat().replace("+00:00", "Z")
     return {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "lastTransitionTime": when,
-            "message": "0/1 nodes are available: 1 Insufficient nvidia.com/gpu."}
+            "message": message}
 
 
 def test_a_healthy_or_starting_pod_has_no_diagnosis():
@@ -42,6 +42,14 @@ def test_unschedulable_only_after_the_grace_period():
     assert isinstance(error, UnschedulableError)
     assert "job-1-abcde of Job train-1 cannot be scheduled" in str(error)
     assert "Insufficient nvidia.com/gpu" in str(error) and "Ask for fewer resources" in str(error)
+
+
+def test_a_claim_being_bound_is_waited_for_longer_and_then_named():
+    unbound = "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims. not found"
+    assert diagnose(_pod(conditions=[_unschedulable(60, unbound)]), now=NOW.timestamp(), grace=20) is None
+    error = diagnose(_pod(conditions=[_unschedulable(400, unbound)]), now=NOW.timestamp(), grace=20)
+    assert isinstance(error, UnschedulableError)
+    assert "has not been bound to a volume" in str(error) and "kubectl describe pvc" in str(error)
 
 
 @pytest.mark.parametrize("reason", ["ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"])
