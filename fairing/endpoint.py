@@ -71,6 +71,10 @@ class PredictionEndpoint:
                                                 requirements=requirements)
         self.backend = BackendChoice(options.pop("backend", None), options).make()
         deployer = deployer or self.backend.serving
+        if isinstance(deployer, str):  # 'serving' or 'kserve', on the backend's cluster
+            from .deployers.serving import serving_deployer
+
+            deployer = serving_deployer(deployer, self.backend)
         if deployer is None:
             raise ConfigurationError(f"The {self.backend.name} backend cannot serve endpoints; use 'local' or 'kubernetes'.")
         from .artifacts import check_pair

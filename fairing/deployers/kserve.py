@@ -4,12 +4,21 @@ custom predictor container — the image fairing just built, not a stock model s
 The handle is ready when the InferenceService's ``Ready`` condition is true; ``url`` is
 its ``status.url``. ``request()`` goes through the API server's proxy to the
 predictor's Service, so calls work from outside the cluster.
+
+What the controller reports goes back as typed errors: a predictor that exits before it
+is ready is a :class:`~fairing.errors.JobFailedError` naming the InferenceService's
+``modelStatus`` (``BlockedByFailedLoad``, ``ModelLoadFailed`` and the container's last
+log lines, which the predictor hands to KServe as its termination message) and its
+not-ready conditions; a spec the KServe webhook refuses (a storage URI it does not
+support...) is a :class:`~fairing.errors.DeployError` with the webhook's message.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any, Optional
 
+from ..errors import JobFailedError
 from ..events import EventCallback
 from ..kube import raise_for_api_error
 from .kubernetes import KubeDeployerBase
@@ -18,6 +27,9 @@ from .serving import READY_PATH, SERVING_PORT, KubeEndpointHandle
 __all__ = ["InferenceServiceDeployer", "InferenceServiceHandle"]
 
 GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
+#: Seconds to wait, after a predictor pod exited, for KServe to record why in the
+#: InferenceService's status before the pod's own state is reported instead.
+STATUS_GRACE = 20.0
 
 
 class InferenceServiceHandle(KubeEndpointHandle):
@@ -34,6 +46,53 @@ class InferenceServiceHandle(KubeEndpointHandle):
         conditions = ((self._obj or {}).get("status") or {}).get("conditions") or []
         ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
         return self.replicas if ready else 0
+
+    _exited_at: Optional[float] = None
+
+    def status_text(self) -> str:
+        """What the InferenceService's status says is wrong: its model status and the
+        conditions that are not true ('' when it says nothing)."""
+        status = (self._obj or {}).get("status") or {}
+        parts = []
+        model = status.get("modelStatus") or {}
+        failure = model.get("lastFailureInfo") or {}
+        if failure:
+            message = (failure.get("message") or "").strip().splitlines()
+            parts.append(f"modelStatus {model.get('transitionStatus')}, lastFailureInfo {failure.get('reason')}"
+                         f" (exit code {failure.get('exitCode')}){': ' + message[-1] if message else ''}")
+        for cond in status.get("conditions") or []:
+            if cond.get("status") != "True":
+                detail = ": ".join(x for x in (cond.get("reason"), cond.get("message")) if x)
+                parts.append(f"condition {cond.get('type')}={cond.get('status')}{' (' + detail + ')' if detail else ''}")
+        return "; ".join(parts)
+
+    def _raise_diagnosis(self) -> None:
+        try:
+            super()._raise_diagnosis()
+        except JobFailedError:  # a crash loop: say it with what KServe recorded, once it has
+            for pod in list(self._pods.values()):
+                self._raise_early_exit(pod)
+            if self._exited_at is None:
+                raise
+
+    def _raise_early_exit(self, pod: dict) -> None:
+        failure = (((self._obj or {}).get("status") or {}).get("modelStatus") or {}).get("lastFailureInfo")
+        exited = None
+        for cs in pod.get("status", {}).get("containerStatuses") or []:
+            terminated = (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated")
+            if terminated and terminated.get("exitCode"):
+                exited = terminated
+        if exited is None and not failure:
+            return
+        if not failure:  # the pod's state is in before KServe's account of it: give KServe a moment
+            self._exited_at = self._exited_at or time.monotonic()
+            if time.monotonic() - self._exited_at < STATUS_GRACE:
+                return
+        code = (failure or {}).get("exitCode", (exited or {}).get("exitCode"))
+        raise JobFailedError(
+            f"The InferenceService {self.name} failed before it was ready: {self.status_text() or 'no status yet'} "
+            f"(pod {pod['metadata']['name']}). See the log below (a failing load() is the usual cause).",
+            job=self.name, exit_code=code, logs_tail=self.pod_log_tail(pod))
 
     @property
     def service(self) -> tuple[str, int]:
@@ -59,10 +118,14 @@ class InferenceServiceDeployer(KubeDeployerBase):
         container = template["spec"]["containers"][0]
         container["env"] = [{"name": "PORT", "value": str(SERVING_PORT)}]
         container["ports"] = [{"containerPort": SERVING_PORT, "protocol": "TCP"}]
-        container["readinessProbe"] = {"httpGet": {"path": READY_PATH, "port": SERVING_PORT}}
-        for key in ("terminationMessagePath", "terminationMessagePolicy"):
-            container.pop(key, None)
-        predictor = {"minReplicas": self.replicas, "maxReplicas": self.replicas, "containers": [container]}
+        container["readinessProbe"] = {"httpGet": {"path": READY_PATH, "port": SERVING_PORT},
+                                       "periodSeconds": 2, "failureThreshold": 3}
+        # A predictor that exits hands its last log lines to KServe (lastFailureInfo).
+        container.pop("terminationMessagePath", None)
+        container["terminationMessagePolicy"] = "FallbackToLogsOnError"
+        predictor = {"minReplicas": self.replicas, "maxReplicas": self.replicas, "containers": [container],
+                     # on the predictor's pods too: fairing's watch selects them by its job label
+                     "labels": template["metadata"]["labels"]}
         for key in ("serviceAccountName", "nodeSelector", "tolerations", "affinity", "imagePullSecrets", "volumes"):
             if key in template["spec"]:
                 predictor[key] = template["spec"][key]
