@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from typing import Any, Optional
 
-from ..errors import JobFailedError
+from ..errors import ConfigurationError, DeployError, JobFailedError
 from ..events import EventCallback
 from ..kube import raise_for_api_error
 from .kubernetes import KubeDeployerBase
@@ -30,6 +30,7 @@ GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 #: Seconds to wait, after a predictor pod exited, for KServe to record why in the
 #: InferenceService's status before the pod's own state is reported instead.
 STATUS_GRACE = 20.0
+EVENT_CHECK_INTERVAL = 5.0
 
 
 class InferenceServiceHandle(KubeEndpointHandle):
@@ -65,6 +66,32 @@ class InferenceServiceHandle(KubeEndpointHandle):
                 detail = ": ".join(x for x in (cond.get("reason"), cond.get("message")) if x)
                 parts.append(f"condition {cond.get('type')}={cond.get('status')}{' (' + detail + ')' if detail else ''}")
         return "; ".join(parts)
+
+    _events_checked = 0.0
+
+    def _ready(self) -> bool:
+        if super()._ready():
+            return True
+        self._raise_controller_error()
+        return False
+
+    def _raise_controller_error(self) -> None:
+        """A spec KServe's controller cannot reconcile (a storage URI it does not support...)
+        shows only as a Warning event on the InferenceService: raise it (checked at most
+        every few seconds while waiting)."""
+        if time.monotonic() - self._events_checked < EVENT_CHECK_INTERVAL:
+            return
+        self._events_checked = time.monotonic()
+        selector = f"involvedObject.kind=InferenceService,involvedObject.name={self.name},type=Warning"
+        try:
+            events = self.kube.core.list_namespaced_event(self.namespace, field_selector=selector).items
+        except self.kube.k8s.client.ApiException:
+            return  # events are a diagnosis, not a requirement
+        for event in events:
+            if event.reason == "InternalError":
+                raise DeployError(
+                    f"KServe's controller cannot reconcile the InferenceService {self.name}: {event.message}. "
+                    "Fix the spec (e.g. the storage URI), then create the endpoint again.")
 
     def _raise_diagnosis(self) -> None:
         try:
@@ -104,19 +131,32 @@ class InferenceServiceHandle(KubeEndpointHandle):
 
 
 class InferenceServiceDeployer(KubeDeployerBase):
-    """An InferenceService whose predictor runs the fairing serving image."""
+    """An InferenceService whose predictor runs the fairing serving image.
+
+    ``replicas``: predictor pods (min = max); ``storage_uri``: a model KServe fetches into
+    ``/mnt/models`` before the predictor starts (``oci://`` as a modelcar, ``s3://``,
+    ``gs://``, ``pvc://``... with its storage initializer); ``dry_run``: only validate
+    against the API server. Other options: see
+    :class:`~fairing.deployers.kubernetes.KubeDeployerBase`.
+    """
 
     container_name = "kserve-container"  # the name KServe expects for a custom predictor
 
-    def __init__(self, *, replicas: int = 1, dry_run: bool = False, **options: Any) -> None:
+    def __init__(self, *, replicas: int = 1, dry_run: bool = False, storage_uri: Optional[str] = None,
+                 **options: Any) -> None:
         super().__init__(name_prefix=options.pop("name_prefix", "fairing-isvc"), **options)
+        if storage_uri is not None and (not isinstance(storage_uri, str) or not storage_uri.strip()):
+            raise ConfigurationError(f"storage_uri must be a URI such as 'oci://registry/model:1', got {storage_uri!r}.")
         self.replicas = replicas
         self.dry_run = dry_run
+        self.storage_uri = storage_uri
 
     def manifest(self, image: Any, name: str) -> dict:
         template = self.pod_template(image, name)
         container = template["spec"]["containers"][0]
         container["env"] = [{"name": "PORT", "value": str(SERVING_PORT)}]
+        if self.storage_uri:  # KServe's custom-predictor convention: the model appears under /mnt/models
+            container["env"].append({"name": "STORAGE_URI", "value": self.storage_uri})
         container["ports"] = [{"containerPort": SERVING_PORT, "protocol": "TCP"}]
         container["readinessProbe"] = {"httpGet": {"path": READY_PATH, "port": SERVING_PORT},
                                        "periodSeconds": 2, "failureThreshold": 3}

@@ -117,8 +117,9 @@ class TrainJobDeployer(KubeDeployerBase):
     :func:`~fairing.deployers.mutators.resources` mutator set, else the runtime's.
     ``num_proc_per_node``: processes per node for ``torchrun`` (an int or ``"auto"``),
     else the runtime's. ``api_version``: the TrainJob API [``trainer.kubeflow.org/v1alpha1``].
-    Other options: see :class:`~fairing.deployers.kubernetes.KubeDeployerBase` (the
-    TrainJob runs its pods once: ``backoff_limit`` and the TTL are the runtime's).
+    Other options: see :class:`~fairing.deployers.kubernetes.KubeDeployerBase`, except
+    ``backoff_limit``, ``ttl_seconds_after_finished`` and ``active_deadline_seconds``,
+    which the training runtime decides (refused when given).
     """
 
     container_name = TRAINER_JOB
@@ -127,6 +128,12 @@ class TrainJobDeployer(KubeDeployerBase):
                  num_nodes: int = 1, resources_per_node: Optional[Mapping[str, Any]] = None,
                  num_proc_per_node: Any = None, api_version: str = TRAINER_API, **options: Any) -> None:
         super().__init__(name_prefix=options.pop("name_prefix", "fairing-trainjob"), **options)
+        fixed = [key for key, default in (("backoff_limit", 0), ("ttl_seconds_after_finished", None),
+                                          ("active_deadline_seconds", None)) if getattr(self, key) != default]
+        if fixed:
+            raise ConfigurationError(
+                f"A TrainJob cannot set {', '.join(fixed)}: its training runtime decides how its Jobs are retried and "
+                "kept. Set them in your own TrainingRuntime (runtime=..., runtime_kind='TrainingRuntime').")
         if not isinstance(runtime, str) or not runtime:
             raise ConfigurationError(f"runtime must name a training runtime (e.g. 'torch-distributed'), got {runtime!r}.")
         if runtime_kind not in _RUNTIME_KINDS:

@@ -94,20 +94,18 @@ def test_a_failing_predictor_is_named_by_the_inference_service_status(builder, k
     assert _left_in(kube) == []
 
 
-def test_a_storage_uri_kserve_does_not_support_is_refused(kube):
-    deployer = InferenceServiceDeployer(kube=kube, pull_credentials=False)
-    manifest = deployer.manifest
-
-    def with_storage(image, name):
-        body = manifest(image, name)
-        body["spec"]["predictor"]["model"] = {"modelFormat": {"name": "sklearn"}, "storageUri": "ftp://models/iris"}
-        body["spec"]["predictor"].pop("containers")
-        return body
-
-    deployer.manifest = with_storage
-    with pytest.raises(DeployError) as err:
-        deployer.deploy("registry.invalid/fairing/model:1", name="bad-uri")
-    assert "storageUri" in str(err.value) and "ftp://models/iris" in str(err.value)
+def test_a_storage_uri_kserve_does_not_support_is_named(kube):
+    # The webhook lets a custom predictor's STORAGE_URI through; the controller refuses it
+    # with a Warning event on the InferenceService, which the handle raises.
+    deployer = InferenceServiceDeployer(kube=kube, pull_credentials=False, storage_uri="ftp://models/iris")
+    handle = deployer.deploy("registry.invalid/fairing/model:1", name="bad-uri")
+    try:
+        with pytest.raises(DeployError) as err:
+            handle.wait_ready(120)
+    finally:
+        handle.delete()
+    assert "InferenceService bad-uri" in str(err.value) and "StorageURI not supported" in str(err.value)
+    assert "ftp://models/iris" in str(err.value)
     assert _left_in(kube) == []
 
 
@@ -117,3 +115,5 @@ def test_the_deployer_is_chosen_by_name(builder, kube, kubeconfig):
                            namespace=kube.namespace, deployer="kservo")
     with pytest.raises(ConfigurationError, match="runs on a cluster"):
         PredictionEndpoint(LinearModel, backend="local", deployer="kserve")
+    with pytest.raises(ConfigurationError, match="storage_uri"):
+        InferenceServiceDeployer(kube=kube, storage_uri="")

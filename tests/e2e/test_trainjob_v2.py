@@ -118,6 +118,8 @@ def test_options_are_checked_when_given(kube):
         TrainJobDeployer(kube=kube, num_nodes=0)
     with pytest.raises(ConfigurationError, match="Did you mean 'num_nodes'"):
         TrainJobDeployer(kube=kube, num_node=2)
+    with pytest.raises(ConfigurationError, match="cannot set backoff_limit"):
+        TrainJobDeployer(kube=kube, backoff_limit=3)
     with pytest.raises(ConfigurationError, match="runtime_kind"):
         TrainJobDeployer(kube=kube, runtime_kind="JobSet")
     with pytest.raises(ConfigurationError, match="resources_per_node"):
