@@ -36,6 +36,7 @@ __all__ = ["TrainJobDeployer", "TrainJobHandle", "TRAINER_API"]
 TRAINER_API = "trainer.kubeflow.org/v1alpha1"
 PLURAL = "trainjobs"
 TRAINER_JOB = "node"  # the replicated job (and container) of a runtime that runs the trainer
+DELETE_TIMEOUT = 90.0  # seconds delete() waits for the TrainJob and its pods to be gone
 
 _RUNTIME_KINDS = ("ClusterTrainingRuntime", "TrainingRuntime")
 _REPLICATED_JOB = "jobset.sigs.k8s.io/replicatedjob-name"
@@ -70,6 +71,10 @@ class TrainJobHandle(KubeHandle):
         group, version = self._group_version()
         self.kube.custom.delete_namespaced_custom_object(group, version, self.namespace, PLURAL, self.name,
                                                          propagation_policy="Foreground")
+        # The TrainJob can be gone while the pods of its JobSet's Jobs are still being
+        # removed: delete() returns when they are gone too (seen by the pod watch).
+        self.wait_until(lambda: self._obj_gone and not self._pods, timeout=DELETE_TIMEOUT, diagnose_pods=False,
+                        tick=1.0)
 
     def replica(self, pod: dict) -> str:
         meta = pod["metadata"]

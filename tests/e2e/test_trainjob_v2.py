@@ -78,29 +78,37 @@ def test_a_function_runs_as_a_trainjob_on_two_nodes(builder, kube):
     assert value["tag"] == "v2" and value["heard"] == [1]
     assert env["PET_NODE_RANK"] == "0" and env["PET_NNODES"] == "2"
     assert env["PET_MASTER_ADDR"] == f"{handle.name}-node-0-0.{handle.name}"
-    assert env["PET_MASTER_PORT"] == "29400" and env["PET_NPROC_PER_NODE"]
+    assert env["PET_MASTER_PORT"] == "29500" and env["PET_NPROC_PER_NODE"]
     assert env["FAIRING_RESULT_FILE"] == "/dev/termination-log"  # fairing's env reached the node container
     assert value["hostname"].startswith(f"{handle.name}-node-0-0")
     # every node's log, prefixed by node
     pet = sorted(line for line in logs if "] PET " in line)
-    assert pet == [f"[node-0] PET 0 2 {env['PET_MASTER_ADDR']} 29400",
-                   f"[node-1] PET 1 2 {env['PET_MASTER_ADDR']} 29400"], logs
+    assert pet == [f"[node-0] PET 0 2 {env['PET_MASTER_ADDR']} 29500",
+                   f"[node-1] PET 1 2 {env['PET_MASTER_ADDR']} 29500"], logs
     assert "[node-0] node 0 heard from ranks [1]" in logs
     assert _left_in(kube) == []
 
 
-def test_a_failing_node_is_diagnosed_with_its_log(builder, kube):
+def test_a_function_that_raises_on_node_0_raises_here(builder, kube):
     def fails():
-        raise ValueError("the learning rate is negative")
+        import os
+
+        raise ValueError(f"the learning rate is negative on node {os.environ['PET_NODE_RANK']}")
 
     deployer = TrainJobDeployer(kube=kube, num_nodes=1, resources_per_node=SMALL)
     handle = fairing.submit(fairing.api.preprocessor_for(fails), builder=builder, deployer=deployer, quiet=True)
     try:
-        with pytest.raises((ValueError, JobFailedError)) as err:
+        # raised from node 0's first container: the runtime's restarts (OnFailure, up to the
+        # Job's backoff limit) are not waited for
+        with pytest.raises(ValueError, match="the learning rate is negative on node 0") as err:
             handle.result(timeout=600)
+        restarts = [cs.restart_count for p in kube.core.list_namespaced_pod(kube.namespace).items
+                    for cs in p.status.container_statuses or []]
     finally:
         handle.delete()
-    assert "the learning rate is negative" in str(err.value) + str(getattr(err.value, "logs_tail", ""))
+    assert max(restarts) <= 1, restarts
+    assert "in fails" in str(err.value.__cause__)  # the node's traceback
+    assert any(handle.name in note for note in err.value.__notes__)
     assert _left_in(kube) == []
 
 
