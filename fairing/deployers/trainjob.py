@@ -27,7 +27,7 @@ from typing import Any, Mapping, Optional
 
 from ..errors import ConfigurationError, JobFailedError, MissingCRDError
 from ..events import EventCallback
-from ..kube import raise_for_api_error
+from ..kube import JOB_LABEL, raise_for_api_error
 from .kubernetes import KubeDeployerBase, KubeHandle
 
 __all__ = ["TrainJobDeployer", "TrainJobHandle", "TRAINER_API"]
@@ -71,10 +71,12 @@ class TrainJobHandle(KubeHandle):
         group, version = self._group_version()
         self.kube.custom.delete_namespaced_custom_object(group, version, self.namespace, PLURAL, self.name,
                                                          propagation_policy="Foreground")
-        # The TrainJob can be gone while the pods of its JobSet's Jobs are still being
-        # removed: delete() returns when they are gone too (seen by the pod watch).
-        self.wait_until(lambda: self._obj_gone and not self._pods, timeout=DELETE_TIMEOUT, diagnose_pods=False,
-                        tick=1.0)
+        # The TrainJob can be gone while pods of its JobSet's Jobs are still there (a Job
+        # being deleted may still replace a failed pod): once it is gone, those pods are
+        # orphans, deleted here; delete() returns when the pod watch has seen them go.
+        self.wait_until(lambda: self._obj_gone, timeout=DELETE_TIMEOUT, diagnose_pods=False, tick=1.0)
+        self.kube.core.delete_collection_namespaced_pod(self.namespace, label_selector=f"{JOB_LABEL}={self.name}")
+        self.wait_until(lambda: not self._pods, timeout=DELETE_TIMEOUT, diagnose_pods=False, tick=1.0)
 
     def replica(self, pod: dict) -> str:
         meta = pod["metadata"]
