@@ -7,10 +7,13 @@ predictor's Service, so calls work from outside the cluster.
 
 What the controller reports goes back as typed errors: a predictor that exits before it
 is ready is a :class:`~fairing.errors.JobFailedError` naming the InferenceService's
-``modelStatus`` (``BlockedByFailedLoad``, ``ModelLoadFailed`` and the container's last
-log lines, which the predictor hands to KServe as its termination message) and its
-not-ready conditions; a spec the KServe webhook refuses (a storage URI it does not
-support...) is a :class:`~fairing.errors.DeployError` with the webhook's message.
+not-ready conditions (``PredictorReady=False`` and its reason) and, when KServe has
+recorded one, its ``modelStatus`` (``BlockedByFailedLoad``, ``ModelLoadFailed`` with the
+container's last log lines, which the predictor hands over as its termination message;
+in RawDeployment mode KServe looks at the pods again only when the Deployment changes,
+so it may not have), with the predictor's log tail. A spec the controller cannot
+reconcile (a storage URI it does not support...) is a :class:`~fairing.errors.DeployError`
+with the controller's Warning event; one the webhook refuses, with the webhook's message.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ __all__ = ["InferenceServiceDeployer", "InferenceServiceHandle"]
 GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 #: Seconds to wait, after a predictor pod exited, for KServe to record why in the
 #: InferenceService's status before the pod's own state is reported instead.
-STATUS_GRACE = 20.0
+STATUS_GRACE = 10.0
 EVENT_CHECK_INTERVAL = 5.0
 
 
