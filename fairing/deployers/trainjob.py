@@ -23,6 +23,7 @@ as its first container has ended with it.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Mapping, Optional
 
 from ..errors import ConfigurationError, JobFailedError, MissingCRDError
@@ -37,6 +38,7 @@ TRAINER_API = "trainer.kubeflow.org/v1alpha1"
 PLURAL = "trainjobs"
 TRAINER_JOB = "node"  # the replicated job (and container) of a runtime that runs the trainer
 DELETE_TIMEOUT = 90.0  # seconds delete() waits for the TrainJob and its pods to be gone
+ORPHAN_SETTLE = 3.0  # seconds without a new pod after which delete() trusts that none will come
 
 _RUNTIME_KINDS = ("ClusterTrainingRuntime", "TrainingRuntime")
 _REPLICATED_JOB = "jobset.sigs.k8s.io/replicatedjob-name"
@@ -71,12 +73,27 @@ class TrainJobHandle(KubeHandle):
         group, version = self._group_version()
         self.kube.custom.delete_namespaced_custom_object(group, version, self.namespace, PLURAL, self.name,
                                                          propagation_policy="Foreground")
-        # The TrainJob can be gone while pods of its JobSet's Jobs are still there (a Job
-        # being deleted may still replace a failed pod): once it is gone, those pods are
-        # orphans, deleted here; delete() returns when the pod watch has seen them go.
+        # The TrainJob is gone within a second or two, while the Job controller may still
+        # replace a pod of a Job being deleted (seen: a Pending pod created after its Job
+        # was gone). Such orphans are deleted as the pod watch sees them; delete() returns
+        # once no pod is left and none has appeared for a moment.
         self.wait_until(lambda: self._obj_gone, timeout=DELETE_TIMEOUT, diagnose_pods=False, tick=1.0)
-        self.kube.core.delete_collection_namespaced_pod(self.namespace, label_selector=f"{JOB_LABEL}={self.name}")
-        self.wait_until(lambda: not self._pods, timeout=DELETE_TIMEOUT, diagnose_pods=False, tick=1.0)
+        self.wait_until(self._no_pods_left, timeout=DELETE_TIMEOUT, diagnose_pods=False, tick=0.5)
+
+    _pod_event_at = 0.0
+
+    def _on_pod(self, kind: str, pod: dict) -> None:
+        self._pod_event_at = time.monotonic()
+        super()._on_pod(kind, pod)
+
+    def _no_pods_left(self) -> bool:
+        if any(not p["metadata"].get("deletionTimestamp") for p in self._pods.values()):
+            try:
+                self.kube.core.delete_collection_namespaced_pod(self.namespace,
+                                                                label_selector=f"{JOB_LABEL}={self.name}")
+            except self.kube.api_errors:
+                pass  # the watch shows what is left; the timeout bounds the wait
+        return not self._pods and time.monotonic() - self._pod_event_at > ORPHAN_SETTLE
 
     def replica(self, pod: dict) -> str:
         meta = pod["metadata"]
