@@ -34,6 +34,8 @@ GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 #: InferenceService's status before the pod's own state is reported instead.
 STATUS_GRACE = 10.0
 EVENT_CHECK_INTERVAL = 5.0
+_CONFLICT = "the object has been modified"
+DELETE_TIMEOUT = 90.0  # seconds delete() waits for the InferenceService and its pods to be gone
 
 
 class InferenceServiceHandle(KubeEndpointHandle):
@@ -45,6 +47,10 @@ class InferenceServiceHandle(KubeEndpointHandle):
     def _delete_object(self) -> None:
         self.kube.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, self.name,
                                                          propagation_policy="Foreground")
+        # KServe's Deployment and its pods can outlive the InferenceService by a moment:
+        # delete() returns when the pod watch has seen the predictor's pods go too.
+        self.wait_until(lambda: self._obj_gone and not self._pods, timeout=DELETE_TIMEOUT, diagnose_pods=False,
+                        tick=1.0)
 
     def _ready_count(self) -> int:
         conditions = ((self._obj or {}).get("status") or {}).get("conditions") or []
@@ -91,7 +97,8 @@ class InferenceServiceHandle(KubeEndpointHandle):
         except self.kube.k8s.client.ApiException:
             return  # events are a diagnosis, not a requirement
         for event in events:
-            if event.reason == "InternalError":
+            # A conflict on the status is the controller's own race, which it retries.
+            if event.reason == "InternalError" and _CONFLICT not in (event.message or ""):
                 raise DeployError(
                     f"KServe's controller cannot reconcile the InferenceService {self.name}: {event.message}. "
                     "Fix the spec (e.g. the storage URI), then create the endpoint again.")
