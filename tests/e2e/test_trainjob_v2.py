@@ -4,6 +4,13 @@ as a TrainJob on two nodes with the image fairing built in place of the runtime'
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import pytest
 
 import fairing
@@ -109,6 +116,42 @@ def test_a_function_that_raises_on_node_0_raises_here(builder, kube):
     assert max(restarts) <= 1, restarts
     assert "in fails" in str(err.value.__cause__)  # the node's traceback
     assert any(handle.name in note for note in err.value.__notes__)
+    assert _left_in(kube) == []
+
+
+def test_ctrl_c_deletes_the_trainjob(base_image, registry_address, kubeconfig, namespace, kube, tmp_path):
+    submitter = tmp_path / "submit.py"
+    submitter.write_text(textwrap.dedent(f"""
+        import fairing
+        from fairing.backends import Backend
+        from fairing.builders.append import AppendBuilder
+        from fairing.deployers.trainjob import TrainJobDeployer
+        from fairing.kube import KubeClient
+
+        kube = KubeClient(kubeconfig={kubeconfig!r}, namespace={namespace!r})
+        backend = Backend("e2e", AppendBuilder({base_image!r}, {registry_address + '/fairing-e2e'!r}, insecure=True),
+                          TrainJobDeployer(kube=kube, num_nodes=2, resources_per_node={SMALL!r}))
+
+        @fairing.train(backend=backend, on_event=lambda e: print(e, flush=True))
+        def slow():
+            import os, time
+            print("started", os.environ["PET_NODE_RANK"], flush=True)
+            time.sleep(600)
+        slow()
+    """))
+    proc = subprocess.Popen([sys.executable, str(submitter)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+    seen, started = [], set()
+    for line in proc.stdout:
+        seen.append(line)
+        if "LogLine" in line and "started" in line:
+            started.add("node-0" if "started 0" in line else "node-1")
+            if len(started) == 2:
+                break
+    assert len(_left_in(kube)) >= 3, "".join(seen)  # a TrainJob, its JobSet, Job, pods, result key
+    proc.send_signal(signal.SIGINT)
+    rest = proc.communicate(timeout=180)[0]
+    assert "KeyboardInterrupt" in rest
     assert _left_in(kube) == []
 
 
