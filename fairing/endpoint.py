@@ -47,6 +47,8 @@ class PredictionEndpoint:
     The server speaks KServe v1 (``/v1/models/<name>:predict``) and the Open Inference
     Protocol v2. ``url`` is its address (in-cluster DNS on Kubernetes); ``predict()``
     works from outside the cluster too, through the API server's service proxy.
+    ``deployer``: a serving deployer, or on a cluster backend its name: ``'serving'``
+    (a Deployment and Service, the default) or ``'kserve'`` (an InferenceService).
     """
 
     def __init__(self, model_class: type, *legacy_args: Any, input_files: Iterable = (), requirements: Any = None,
@@ -71,6 +73,10 @@ class PredictionEndpoint:
                                                 requirements=requirements)
         self.backend = BackendChoice(options.pop("backend", None), options).make()
         deployer = deployer or self.backend.serving
+        if isinstance(deployer, str):  # 'serving' or 'kserve', on the backend's cluster
+            from .deployers.serving import serving_deployer
+
+            deployer = serving_deployer(deployer, self.backend)
         if deployer is None:
             raise ConfigurationError(f"The {self.backend.name} backend cannot serve endpoints; use 'local' or 'kubernetes'.")
         from .artifacts import check_pair

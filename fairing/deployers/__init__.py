@@ -18,6 +18,7 @@ DEPLOYERS = {
     "job": "fairing.deployers.job:JobDeployer",
     "tfjob": "fairing.deployers.training:TFJobDeployer",
     "pytorchjob": "fairing.deployers.training:PyTorchJobDeployer",
+    "trainjob": "fairing.deployers.trainjob:TrainJobDeployer",
     "serving": "fairing.deployers.serving:ServingDeployer",
     "kserve": "fairing.deployers.kserve:InferenceServiceDeployer",
 }

@@ -15,13 +15,14 @@ import urllib.error
 import urllib.request
 from typing import Any, Iterator, Optional
 
-from ..errors import JobFailedError, JobTimeoutError
+from ..errors import ConfigurationError, JobFailedError, JobTimeoutError
 from ..events import EventCallback
 from ..kube import JOB_LABEL, raise_for_api_error
 from .kubernetes import KubeDeployerBase, KubeHandle
 from .local import LocalDeployer, LocalHandle
 
-__all__ = ["LocalServingDeployer", "LocalEndpointHandle", "ServingDeployer", "KubeEndpointHandle", "SERVING_PORT"]
+__all__ = ["LocalServingDeployer", "LocalEndpointHandle", "ServingDeployer", "KubeEndpointHandle", "SERVING_PORT",
+           "SERVING_DEPLOYERS", "serving_deployer"]
 
 SERVING_PORT = 8080
 READY_PATH = "/v2/health/ready"
@@ -225,3 +226,26 @@ class ServingDeployer(KubeDeployerBase):
                 pass  # it was never created
             raise_for_api_error(exc, action=f"create the endpoint {name}", kind="Deployment", namespace=kube.namespace)
         return KubeEndpointHandle(kube, name, kube.namespace, on_event=on_event, replicas=self.replicas).start()
+
+
+#: The deployers ``PredictionEndpoint(deployer=...)`` takes by name.
+SERVING_DEPLOYERS = {
+    "serving": "fairing.deployers.serving:ServingDeployer",
+    "kserve": "fairing.deployers.kserve:InferenceServiceDeployer",
+}
+
+
+def serving_deployer(name: str, backend: Any) -> Any:
+    """The serving deployer ``name`` ('serving': a Deployment and Service; 'kserve': an
+    InferenceService) on ``backend``'s cluster, with its serving deployer's mutators and
+    pull credentials."""
+    from .._registry import load
+
+    factory = load(SERVING_DEPLOYERS, name, "serving deployer")
+    like = getattr(backend, "serving", None)
+    if not isinstance(like, KubeDeployerBase):
+        raise ConfigurationError(
+            f"deployer={name!r} runs on a cluster; the {getattr(backend, 'name', '?')} backend does not "
+            "(use backend='kubernetes' or 'kubeflow').")
+    return factory(kube=like.kube, mutators=like.mutators, pull_credentials=like.pull_credentials,
+                   labels=like.labels, annotations=like.annotations)

@@ -100,6 +100,7 @@ build_all() {
   if [[ ${FAIRING_CLUSTER_SKIP_OPERATORS:-0} != 1 ]]; then
     go_build training-operator "$CLUSTER_DIR/tools/training-operator" github.com/kubeflow/training-operator/cmd/training-operator.v1
     build_kaniko
+    build_kubeflow2
   fi
   go_build_queued
 }

@@ -136,6 +136,8 @@ def cmd_push(a):
         c["Cmd"] = json.loads(a.cmd)
     if a.workdir:
         c["WorkingDir"] = a.workdir
+    if a.user:
+        c["User"] = a.user
     if a.env:
         env = [e for e in c.get("Env") or [] if e.split("=", 1)[0] not in {x.split("=", 1)[0] for x in a.env}]
         c["Env"] = env + a.env
@@ -175,6 +177,7 @@ def main():
     pp.add_argument("--cmd")
     pp.add_argument("--env", action="append")
     pp.add_argument("--workdir")
+    pp.add_argument("--user")
     pe = sub.add_parser("exists")
     pe.add_argument("ref")
     a = p.parse_args()

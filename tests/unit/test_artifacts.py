@@ -49,7 +49,7 @@ def test_a_mismatched_pair_is_refused_with_the_pairs_that_work():
     assert "LocalBuilder makes a LocalDir, which JobDeployer (the deployer) cannot run: it runs a RegistryImage" in text
     assert "LocalDir: builders local -> deployers local" in text
     assert "DockerImage: builders docker -> deployers docker" in text
-    assert "RegistryImage: builders append, docker, cluster -> deployers docker, job, tfjob, pytorchjob, serving, kserve" in text
+    assert "RegistryImage: builders append, docker, cluster -> deployers docker, job, tfjob, pytorchjob, trainjob, serving, kserve" in text
 
 
 def test_docker_builder_without_registry_and_a_cluster_deployer_says_to_push():
