@@ -4,6 +4,7 @@ PersistentVolumeClaim is served by a PredictionEndpoint that mounts the same cla
 from __future__ import annotations
 
 import pickle
+import time
 import uuid
 
 import pytest
@@ -71,7 +72,6 @@ def kserve_crd(kubeconfig, tmp_path_factory):
         ext.create_custom_resource_definition(crd)
     except kube.k8s.client.ApiException as exc:
         assert exc.status == 409, exc  # already installed by an earlier run
-    import time
 
     deadline = time.time() + 60
     while time.time() < deadline:
