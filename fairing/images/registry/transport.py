@@ -131,6 +131,9 @@ class Transport:
         self.timeout = timeout
         #: The scheme each host was found to speak ("https" or "http").
         self.scheme: dict[str, str] = {}
+        # One thread finds a host's scheme; the others (parallel blob uploads) wait for it,
+        # or a thread's failed HTTPS try would be judged against another's finding.
+        self._scheme_lock = threading.Lock()
 
     def close(self) -> None:
         if self._owns_session and self.session is not None:
@@ -178,9 +181,22 @@ class Transport:
                    stream: bool = False, params: Optional[dict] = None):
         """Send; the first request to a host also decides its scheme: a loopback or insecure
         host that fails TLS or refuses HTTPS is retried over plain HTTP."""
-        requests = requests_module()
-        if host in self.scheme or not url.startswith("https://"):
+        if not url.startswith("https://"):
             return self.send(method, url, host=host, headers=headers, data=data, stream=stream, params=params)
+        known = self.scheme.get(host)
+        if known is None:
+            with self._scheme_lock:
+                known = self.scheme.get(host)  # found by another thread meanwhile?
+                if known is None:
+                    return self._discover(method, url, host=host, headers=headers, data=data, stream=stream,
+                                          params=params)
+        if known == "http":  # a URL made before the scheme was known
+            url = "http://" + url[len("https://"):]
+        return self.send(method, url, host=host, headers=headers, data=data, stream=stream, params=params)
+
+    def _discover(self, method: str, url: str, *, host: str, headers: dict, data: Any, stream: bool,
+                  params: Optional[dict]):
+        requests = requests_module()
         may_plain = self.insecure(host) or is_loopback(host)
         if is_loopback(host):
             plain = "http://" + url[len("https://"):]
