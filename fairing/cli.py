@@ -39,6 +39,7 @@ _APPLIES = {
     "namespace": _CLUSTER,
     "deployer": _CLUSTER,
     "replicas": _CLUSTER,
+    "nodes": _CLUSTER,
     "cpu": ("docker", *_CLUSTER),
     "memory": ("docker", *_CLUSTER),
     "gpus": ("docker", *_CLUSTER),
@@ -279,9 +280,17 @@ def _backend_options(backend: Optional[str], given: dict) -> dict:
         if key in given:
             options[key] = given[key]
     deployer = given.get("deployer")
-    if "replicas" in given and deployer in (None, "job"):
-        raise click.UsageError("--replicas needs --deployer tfjob or --deployer pytorchjob (a job has one pod).")
-    if deployer in ("tfjob", "pytorchjob"):
+    if "replicas" in given and deployer not in ("tfjob", "pytorchjob"):
+        raise click.UsageError("--replicas needs --deployer tfjob or --deployer pytorchjob "
+                               "(a job has one pod; a TrainJob takes --nodes).")
+    if "nodes" in given and deployer != "trainjob":
+        raise click.UsageError("--nodes needs --deployer trainjob (a Kubeflow Trainer v2 TrainJob).")
+    if deployer == "trainjob":
+        from .deployers.trainjob import TrainJobDeployer
+
+        options["deployer"] = TrainJobDeployer(num_nodes=given.get("nodes", 1), namespace=given.get("namespace"),
+                                               mutators=mutators)
+    elif deployer in ("tfjob", "pytorchjob"):
         from ._registry import load
         from .deployers import DEPLOYERS
 
@@ -372,7 +381,8 @@ def cli() -> None:
     """Run ML code as a job, locally or on a cluster, and follow the jobs fairing started."""
 
 
-_RUN_OPTIONS = ("registry", "base_image", "insecure_registry", "namespace", "deployer", "replicas", "cpu", "memory",
+_RUN_OPTIONS = ("registry", "base_image", "insecure_registry", "namespace", "deployer", "replicas", "nodes", "cpu",
+                "memory",
                 "gpus", "env", "secret_env")
 
 _JOB_OPTIONS = [
@@ -404,9 +414,11 @@ fairing run train:main --detach --env LR=0.1      # module:function; prints the 
 @click.argument("args", nargs=-1, metavar="[-- ARGS]")
 @_job_options
 @namespace_option
-@click.option("--deployer", type=click.Choice(["job", "tfjob", "pytorchjob"]), help="the Kubernetes workload")
+@click.option("--deployer", type=click.Choice(["job", "tfjob", "pytorchjob", "trainjob"]),
+              help="the Kubernetes workload (trainjob: a Kubeflow Trainer v2 TrainJob)")
 @click.option("--replicas", multiple=True, callback=_replicas, metavar="TYPE=N",
               help="replicas of a TFJob/PyTorchJob, e.g. Worker=2 (repeat for more)")
+@click.option("--nodes", type=click.IntRange(min=1), help="nodes of a TrainJob (one pod each)")
 @click.option("--cpu", help="CPU request, e.g. 2 or 500m")
 @click.option("--memory", help="memory request (and limit), e.g. 4Gi")
 @click.option("--gpus", type=click.IntRange(min=0), help="number of GPUs")

@@ -214,7 +214,7 @@ class JobInfo:
 
     name: str
     backend: str
-    kind: str              # 'local', 'Job', 'TFJob', 'PyTorchJob', 'Endpoint'
+    kind: str              # 'local', 'Job', 'TFJob', 'PyTorchJob', 'TrainJob', 'Endpoint'
     phase: str             # 'Pending', 'Running', 'Succeeded', 'Failed'; 'Unknown': its cluster did not answer
     created: float         # seconds since the epoch
     image: str = ""
@@ -278,10 +278,13 @@ def _workload_phase(kind: str, obj: dict) -> tuple[str, Optional[int]]:
         return ("Running" if status.get("active") else "Pending"), None
     running = any(cond.get("type") == "Running" and cond.get("status") == "True"
                   for cond in status.get("conditions") or [])
+    running = running or any(job.get("active") for job in status.get("jobsStatus") or [])  # a TrainJob
     return ("Running" if running else "Pending"), None
 
 
 def _first_image(spec: dict) -> str:
+    if (spec.get("trainer") or {}).get("image"):  # a TrainJob
+        return spec["trainer"]["image"]
     templates = [spec.get("template")] if "template" in spec else [
         r.get("template") for key, replicas in spec.items() if key.endswith("ReplicaSpecs")
         for r in (replicas or {}).values()]
@@ -305,12 +308,20 @@ def _kube_info(kind: str, obj: dict, namespace: str) -> JobInfo:
                    _first_image(obj.get("spec") or {}), namespace, code, origin, dict(labels), url)
 
 
-_TRAINING = {"TFJob": "tfjobs", "PyTorchJob": "pytorchjobs"}
+def _custom_kinds() -> dict[str, tuple[str, str, str]]:
+    """The custom workloads fairing starts: kind -> (API group, version, plural)."""
+    from .deployers.training import GROUP, VERSION
+    from .deployers.trainjob import PLURAL, TRAINER_API
+
+    group, version = TRAINER_API.split("/")
+    return {"TFJob": (GROUP, VERSION, "tfjobs"), "PyTorchJob": (GROUP, VERSION, "pytorchjobs"),
+            "TrainJob": (group, version, PLURAL)}
+
+
 _LIST_TIMEOUT = 15  # seconds: a cluster that does not answer must not hang `fairing list`
 
 
 def _cluster_jobs(kube: Any, namespace: str) -> list[JobInfo]:
-    from .deployers.training import GROUP, VERSION
     from .kube import raise_for_api_error
 
     api = kube.k8s.client.ApiException
@@ -324,13 +335,13 @@ def _cluster_jobs(kube: Any, namespace: str) -> list[JobInfo]:
             found.append(_kube_info("Endpoint", kube.to_dict(obj), namespace))
     except api as exc:
         raise_for_api_error(exc, action="list fairing's jobs", kind="Job", namespace=namespace)
-    for kind, plural in _TRAINING.items():
+    for kind, (group, version, plural) in _custom_kinds().items():
         try:
-            listing = kube.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural,
+            listing = kube.custom.list_namespaced_custom_object(group, version, namespace, plural,
                                                                label_selector=MANAGED_SELECTOR,
                                                                _request_timeout=_LIST_TIMEOUT)
         except api as exc:
-            if exc.status == 404:  # no training operator in this cluster: no such jobs
+            if exc.status == 404:  # no such operator in this cluster: no such jobs
                 continue
             raise_for_api_error(exc, action=f"list fairing's {kind}s", kind=kind, namespace=namespace)
         found.extend(_kube_info(kind, item, namespace) for item in listing.get("items", []))
@@ -441,15 +452,13 @@ def attach(name: str, *, namespace: Optional[str] = None, kubeconfig: Optional[s
 
 
 def _find_kind(kube: Any, name: str, hint: Optional[str]) -> Optional[str]:
-    from .deployers.training import GROUP, VERSION
-
     api = kube.k8s.client.ApiException
     readers = {
         "Job": lambda: kube.batch.read_namespaced_job(name, kube.namespace),
         "Endpoint": lambda: kube.apps.read_namespaced_deployment(name, kube.namespace),
-        **{kind: (lambda plural=plural: kube.custom.get_namespaced_custom_object(GROUP, VERSION, kube.namespace,
-                                                                                  plural, name))
-           for kind, plural in _TRAINING.items()},
+        **{kind: (lambda g=group, v=version, p=plural: kube.custom.get_namespaced_custom_object(g, v, kube.namespace,
+                                                                                                 p, name))
+           for kind, (group, version, plural) in _custom_kinds().items()},
     }
     order = ([hint] if hint in readers else []) + [k for k in readers if k != hint]
     for kind in order:
@@ -477,11 +486,15 @@ def _kube_handle(kube: Any, name: str, kind: str, on_event: Any) -> Any:
 
         replicas = kube.apps.read_namespaced_deployment(name, kube.namespace).spec.replicas or 1
         handle = KubeEndpointHandle(kube, name, kube.namespace, on_event=on_event, replicas=replicas)
+    elif kind == "TrainJob":
+        from .deployers.trainjob import TrainJobHandle
+
+        handle = TrainJobHandle(kube, name, kube.namespace, on_event=on_event)
     else:
         from .deployers.training import TrainingJobHandle
 
         handle = TrainingJobHandle(kube, name, kube.namespace, on_event=on_event)
-        handle.kind, handle.plural = kind, _TRAINING[kind]
+        handle.kind, handle.plural = kind, _custom_kinds()[kind][2]
     handle.start().synced()
     return handle
 

@@ -41,6 +41,8 @@ def _left(kube) -> list:
     pods = [p.metadata.name for p in kube.core.list_namespaced_pod(kube.namespace).items]
     crs = [o["metadata"]["name"] for plural in ("tfjobs", "pytorchjobs")
            for o in kube.custom.list_namespaced_custom_object("kubeflow.org", "v1", kube.namespace, plural)["items"]]
+    crs += [o["metadata"]["name"] for o in kube.custom.list_namespaced_custom_object(
+        "trainer.kubeflow.org", "v1alpha1", kube.namespace, "trainjobs")["items"]]
     return jobs + pods + crs
 
 
@@ -126,6 +128,32 @@ def test_cluster_pytorchjob_replica_logs(cluster_term, cluster_flags, kube):
     code, out = cluster_term.run("delete", "cli-torch", timeout=300)
     assert code == 0
     assert _left(kube) == []
+
+
+def test_cluster_trainjob_detach_list_attach_logs_and_delete(cluster_term, cluster_flags, kube, namespace):
+    (cluster_term.cwd / "node.py").write_text(
+        "import os\nprint('node', os.environ['PET_NODE_RANK'], 'of', os.environ['PET_NNODES'], flush=True)\n")
+    code, out = cluster_term.run("run", "node.py", "-d", "--name", "cli-trainjob", "--deployer", "trainjob",
+                                 "--nodes", "2", *cluster_flags, timeout=900)
+    assert code == 0, out
+    trainjob = kube.custom.get_namespaced_custom_object("trainer.kubeflow.org", "v1alpha1", namespace, "trainjobs",
+                                                        "cli-trainjob")
+    assert trainjob["spec"]["trainer"]["numNodes"] == 2 and "@sha256:" in trainjob["spec"]["trainer"]["image"]
+    code, rows = cluster_term.json("list", "--backend", "kubernetes", "--namespace", namespace)
+    (row,) = [r for r in rows if r["name"] == "cli-trainjob"]
+    assert row["kind"] == "TrainJob" and row["image"] == trainjob["spec"]["trainer"]["image"]
+    code, out = cluster_term.run("attach", "cli-trainjob", timeout=600)
+    assert code == 0 and "job cli-trainjob succeeded" in out, out
+    code, out = cluster_term.run("logs", "cli-trainjob", "--replica", "node-1")
+    assert code == 0 and out.strip().splitlines() == ["node 1 of 2"], out
+    code, out = cluster_term.run("delete", "cli-trainjob", timeout=300)
+    assert code == 0 and "deleted cli-trainjob" in out
+    assert _left(kube) == []
+
+
+def test_nodes_needs_the_trainjob_deployer(cluster_term, cluster_flags):
+    code, out = cluster_term.run("run", "job.py", "--nodes", "2", *cluster_flags)
+    assert code == 2 and "--nodes needs --deployer trainjob" in out
 
 
 def test_cluster_ctrl_c_in_run_deletes_the_job(cluster_term, cluster_flags, kube):
