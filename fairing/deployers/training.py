@@ -3,7 +3,9 @@
 Replicas are given as counts, with optional per-replica mutators (e.g. GPUs only on
 workers). The operator sets TF_CONFIG (TFJob) or MASTER_ADDR, MASTER_PORT, RANK and
 WORLD_SIZE (PyTorchJob) in each replica. The result comes from the chief (TFJob; worker
-0 when there is no chief) or the master (PyTorchJob). Finished pods are kept until
+0 when there is no chief) or the master (PyTorchJob, rank 0); when a replica fails, the
+exception of the first one that failed is raised, noting the replica's name (also in
+its ``.replica``). :meth:`TrainingJobHandle.results` gives every replica's value. Finished pods are kept until
 ``delete()`` so that their logs and results can be read; a TFJob's still-running pods
 (parameter servers) are removed by the operator when the job ends (cleanPodPolicy Running).
 """
@@ -45,6 +47,44 @@ class TrainingJobHandle(KubeHandle):
     def replica(self, pod: dict) -> str:
         labels = pod["metadata"].get("labels") or {}
         return f"{labels.get(_REPLICA_TYPE, 'pod')}-{labels.get(_REPLICA_INDEX, '?')}"
+
+    def replica_outcomes(self, timeout: Optional[float] = None) -> dict:
+        """``{replica: (ok, value or exception, finished at)}`` for every replica that ended."""
+        self.wait(timeout)
+        with self._cond:
+            pods = sorted(self._pods.values(), key=lambda p: p["metadata"].get("creationTimestamp", ""))
+        found: dict = {}
+        for pod in pods:  # the newest pod of a replica wins
+            for cs in pod.get("status", {}).get("containerStatuses") or []:
+                terminated = (cs.get("state") or {}).get("terminated")
+                if terminated:
+                    try:
+                        found[self.replica(pod)] = (True, self.pod_outcome(pod, terminated), "")
+                    except Exception as exc:
+                        found[self.replica(pod)] = (False, exc, terminated.get("finishedAt") or "")
+        return found
+
+    def _raise_first_failure(self, outcomes: dict) -> None:
+        failed = sorted((when, name, exc) for name, (ok, exc, when) in outcomes.items() if not ok)
+        if failed:
+            _when, name, exc = failed[0]
+            exc.replica = name
+            if hasattr(exc, "add_note"):
+                exc.add_note(f"(raised by the replica {name} of the {self.kind} {self.name})")
+            raise exc
+
+    def result(self, timeout: Optional[float] = None) -> Any:
+        """The result replica's value (rank 0, the chief); the first failing replica's exception."""
+        outcomes = self.replica_outcomes(timeout)
+        self._raise_first_failure(outcomes)
+        pod, terminated = self.terminated()
+        return outcomes[self.replica(pod)][1] if pod is not None else self.pod_outcome(pod, terminated)
+
+    def results(self, timeout: Optional[float] = None) -> dict:
+        """Every replica's value, ``{"master-0": ..., "worker-0": ...}``; raises as :meth:`result`."""
+        outcomes = self.replica_outcomes(timeout)
+        self._raise_first_failure(outcomes)
+        return {name: value for name, (_ok, value, _when) in sorted(outcomes.items())}
 
     def _is_result_pod(self, pod: dict) -> bool:
         with self._cond:
@@ -103,7 +143,7 @@ class _TrainingDeployer(KubeDeployerBase):
             owned_by(f"{GROUP}/{VERSION}", self.kind, created["metadata"]["uid"])
         handle = TrainingJobHandle(kube, name, kube.namespace, on_event=on_event)
         handle.kind, handle.plural = self.kind, self.plural
-        return handle.start()
+        return self.handle_for(handle, image)
 
 
 class TFJobDeployer(_TrainingDeployer):

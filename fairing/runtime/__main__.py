@@ -11,8 +11,9 @@ import runpy
 import sys
 import traceback
 
-from . import MODULES_DIR, PAYLOAD_FILE
-from .result import _dumps, encode, key_from_env
+from . import MODULES_DIR, PAYLOAD_FILE, RUNTIME_DIR
+from . import outputs
+from .result import MAP_CALLS, MESSAGE_LIMIT, _dumps, encode, key_from_env
 
 _KEY = b""  # the per-job result key, read (and removed from the environment) before the user's code runs
 
@@ -27,6 +28,16 @@ def _cloudpickle_version():
 
 def _write(envelope: dict) -> None:
     line = encode(envelope, _KEY)
+    try:
+        where, _files, large = outputs.send(line, limit=MESSAGE_LIMIT)
+    except outputs.OutputsError as exc:
+        where, large = None, False
+        line = encode({**_base(), "ok": False, "error": "outputs", "message": str(exc)}, _KEY)
+        sys.stderr.write(f"fairing runtime: {exc}\n")
+    if where is not None:
+        # the outputs' reference (or directory); a result too large for the termination
+        # message went with them, and only this small envelope says where
+        line = encode({**_base(), "large": True, "outputs": where} if large else {**envelope, "outputs": where}, _KEY)
     target = os.environ.get("FAIRING_RESULT_FILE")
     if target:
         with open(target, "w") as fh:
@@ -82,6 +93,8 @@ def _run(spec: dict):
     if kind == "function":
         call = _load_function(spec)
         target, args, kwargs = call["target"], call["args"], call["kwargs"]
+        if MAP_CALLS in kwargs:  # one input of a map: the job's completion index picks it
+            args, kwargs = kwargs[MAP_CALLS][int(os.environ["JOB_COMPLETION_INDEX"])]
         if call.get("is_class"):
             return target(*args, **kwargs).train()
         return target(*args, **kwargs)
@@ -123,6 +136,9 @@ def main() -> int:
             return serve(spec, _load_serve_target)
         except _Mismatch as exc:
             return _runtime_error("mismatch", str(exc))
+    # where the job writes the files that come back (see outputs.py)
+    os.environ.setdefault("FAIRING_OUTPUTS", os.path.abspath(os.path.join(RUNTIME_DIR, "outputs")))
+    os.makedirs(os.environ["FAIRING_OUTPUTS"], exist_ok=True)
     try:
         value = _run(spec)
     except _Mismatch as exc:
