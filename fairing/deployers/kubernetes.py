@@ -219,7 +219,11 @@ class KubeHandle(Workload):
 
     insecure_registry: Optional[bool] = None  # how its outputs artifact is reached (set by the deployer)
     outputs_target: str = ""  # where the job pushes its outputs, host/repository:tag (set by the deployer)
-    _outputs: Any = None  # the artifact its result named (fairing.outputs.Outputs)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._outputs: Any = None  # the artifact the last result read named (fairing.outputs.Outputs)
+        self._pushed: dict = {}  # every artifact the results read named, by reference
+        self._results_read = False  # whether any pod's result was read (then _pushed has all it pushed)
 
     def result(self, timeout: Optional[float] = None) -> Any:
         self.wait(timeout)
@@ -242,10 +246,12 @@ class KubeHandle(Workload):
                 break
             except Exception:  # truncated or absent: try the next channel
                 continue
+        self._results_read = self._results_read or envelope is not None
         if envelope and envelope.get("outputs"):
             from ..outputs import Outputs
 
             self._outputs = Outputs(envelope["outputs"], insecure=self.insecure_registry)
+            self._pushed.setdefault(self._outputs.ref, self._outputs)
             if envelope.get("large"):  # the full envelope travelled with the outputs
                 envelope = decode(self._outputs.result_line(), key)
         return outcome(envelope, job=self.name, exit_code=terminated.get("exitCode"), logs_tail=tail)
@@ -273,10 +279,15 @@ class KubeHandle(Workload):
 
     def delete(self) -> None:
         """Delete the workload (see :meth:`fairing.kube.Workload.delete`), its result key and
-        the record :func:`fairing.jobs.jobs` kept of it."""
+        the record :func:`fairing.jobs.jobs` kept of it, and its outputs in the registry."""
+        if not self.outputs_target:  # attached to (fairing.jobs.attach): the pods say where they push
+            self._target_from_pods()
         super().delete()
         delete_secret(self.kube, result_key_secret(self.name))
-        if self._streams and self.outputs_target:  # a container ran: whatever it pushed, read or not
+        for outputs in self._pushed.values():  # what the results read named
+            outputs.delete()
+        if not self._results_read and self._streams and self.outputs_target:
+            # a container ran but no result was read: whatever it pushed under its tags
             from ..errors import RegistryUnreachableError
             from ..outputs import delete_repository
 
@@ -287,6 +298,16 @@ class KubeHandle(Workload):
         from ..jobs import forget
 
         forget(self.name)
+
+    def _target_from_pods(self) -> None:
+        with self._cond:
+            pods = list(self._pods.values())
+        for pod in pods:
+            env = {e.get("name"): e.get("value") for e in pod["spec"]["containers"][0].get("env") or []}
+            if (env.get("FAIRING_OUTPUTS_TARGET") or "").startswith("oci://"):
+                self.outputs_target = env["FAIRING_OUTPUTS_TARGET"][len("oci://"):]
+                self.insecure_registry = env.get("FAIRING_OUTPUTS_INSECURE") == "1"
+                return
 
     def _result_from_log(self, pod: Optional[dict]) -> str:
         if pod is None:
