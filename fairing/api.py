@@ -202,6 +202,10 @@ class RemoteFunction:
         if in_job():  # already inside the job: just run
             return self.func(*args, **kwargs)
         handle = self.submit(*args, **kwargs)
+        if self.outputs and not callable(getattr(handle, "outputs", None)):
+            handle.delete()
+            raise ConfigurationError(f"outputs= come back from the local and Kubernetes backends; the "
+                                     f"{type(handle).__name__} cannot return files. Write them to a mounted volume.")
         fetch = (lambda _value: handle.outputs(self.outputs_dir)) if self.outputs else None
         return run_handle(handle, timeout=self.timeout, cleanup=self.cleanup, keep_logs=self.keep_logs,
                           before_cleanup=fetch)

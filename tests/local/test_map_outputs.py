@@ -217,3 +217,12 @@ def test_an_endpoint_refuses_a_model_it_cannot_serve(workdir, no_leftovers):
             PredictionEndpoint(Doubler, model=handle, backend="local")
     finally:
         handle.delete()
+
+
+def test_a_map_on_a_deployer_that_cannot_run_one_is_refused():
+    from fairing.api import _MapDeployer
+    from fairing.deployers.training import PyTorchJobDeployer
+
+    with pytest.raises(ConfigurationError, match="map\\(\\) runs on the local backend or as a Kubernetes Job; "
+                                                 "the PyTorchJobDeployer cannot run a map"):
+        _MapDeployer(PyTorchJobDeployer(), 2, 1)
