@@ -7,8 +7,8 @@ import functools
 import itertools
 import json
 import os
-from dataclasses import dataclass
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -116,6 +116,11 @@ def _check_outputs(outputs: Iterable[str]) -> list[str]:
     return paths
 
 
+def _outputs_env(outputs: list) -> dict:
+    """What tells the job's runtime which paths to send back (see fairing.runtime.outputs)."""
+    return {"FAIRING_OUTPUT_PATHS": json.dumps(outputs)} if outputs else {}
+
+
 class _MapDeployer:
     """A deployer that runs its image once per call of a map (``deploy(..., count=...)``)."""
 
@@ -183,16 +188,13 @@ class RemoteFunction:
 
     def submit(self, *args: Any, **kwargs: Any) -> Handle:
         """Start the job with these arguments and return its handle without waiting."""
-        from .preprocessors.function import FunctionPreprocessor
-
         return self._submit(args, kwargs)
 
     def _submit(self, args: Any, kwargs: Any, *, count: Optional[int] = None, parallelism: int = 1) -> Handle:
         from .preprocessors.function import FunctionPreprocessor
 
-        env = {"FAIRING_OUTPUT_PATHS": json.dumps(self.outputs)} if self.outputs else {}
         pre = FunctionPreprocessor(self.func, args, kwargs, input_files=self.input_files,
-                                   requirements=self.requirements, env=env)
+                                   requirements=self.requirements, env=_outputs_env(self.outputs))
         backend = self._backend.make(builder=self.builder, deployer=self.deployer)
         deployer = self.deployer if count is None else _MapDeployer(backend.deployer, count, parallelism)
         return submit(pre, backend=backend, builder=self.builder, deployer=deployer, on_event=self.on_event,
@@ -387,7 +389,8 @@ class TrainJob:
     >>> handle.result(); handle.delete()
 
     ``full_notebook=True`` runs a notebook whole with papermill (``parameters`` injected)
-    and returns the executed notebook. ``backend`` and ``options`` choose where it runs;
+    and returns the executed notebook. ``outputs``: paths the job writes that come back
+    (``job.submit().outputs(dest)``, see :func:`train`). ``backend`` and ``options`` choose where it runs;
     they are checked here and completed from the settings (:mod:`fairing.settings`).
     The job's output goes to stdout unless ``quiet``.
 
@@ -412,8 +415,10 @@ class TrainJob:
         name: Optional[str] = None,
         on_event: Optional[EventCallback] = None,
         quiet: bool = False,
+        outputs: Iterable[str] = (),
         **options: Any,
     ) -> None:
+        env = {**(env or {}), **_outputs_env(_check_outputs(outputs))}
         options, self.legacy = _task_options("TrainJob", legacy_args,
                                              {"backend": backend, "input_files": input_files, **options})
         if self.legacy:

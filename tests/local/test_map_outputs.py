@@ -226,3 +226,14 @@ def test_a_map_on_a_deployer_that_cannot_run_one_is_refused():
     with pytest.raises(ConfigurationError, match="map\\(\\) runs on the local backend or as a Kubernetes Job; "
                                                  "the PyTorchJobDeployer cannot run a map"):
         _MapDeployer(PyTorchJobDeployer(), 2, 1)
+
+
+def test_a_trainjob_script_names_its_outputs(workdir, no_leftovers):
+    from fairing import TrainJob
+
+    (workdir / "train.py").write_text("open('model.txt', 'w').write('from a script')\n")
+    handle = TrainJob("train.py", backend="local", outputs=["model.txt"], quiet=True).submit()
+    try:
+        assert handle.outputs(workdir / "got")["model.txt"].read_text() == "from a script"
+    finally:
+        handle.delete()
