@@ -288,13 +288,13 @@ class KubeHandle(Workload):
             outputs.delete()
         if not self._results_read and self._streams and self.outputs_target:
             # a container ran but no result was read: whatever it pushed under its tags
-            from ..errors import RegistryUnreachableError
+            from ..errors import RegistryError
             from ..outputs import delete_repository
 
             try:
                 delete_repository(self.outputs_target.rsplit(":", 1)[0], insecure=self.insecure_registry)
-            except RegistryUnreachableError:
-                pass  # not reachable from here (plain HTTP not allowed): the job could not push either
+            except RegistryError:
+                pass  # best effort: not reachable from here (plain HTTP not allowed), so the job could not push either
         from ..jobs import forget
 
         forget(self.name)
