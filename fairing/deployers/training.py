@@ -65,6 +65,8 @@ class TrainingJobHandle(KubeHandle):
         return found
 
     def _raise_first_failure(self, outcomes: dict) -> None:
+        if self.status().phase != "Failed":
+            return  # replicas stopped by the operator once the job succeeded (parameter servers) failed nothing
         failed = sorted((when, name, exc) for name, (ok, exc, when) in outcomes.items() if not ok)
         if failed:
             _when, name, exc = failed[0]
@@ -81,10 +83,11 @@ class TrainingJobHandle(KubeHandle):
         return outcomes[self.replica(pod)][1] if pod is not None else self.pod_outcome(pod, terminated)
 
     def results(self, timeout: Optional[float] = None) -> dict:
-        """Every replica's value, ``{"master-0": ..., "worker-0": ...}``; raises as :meth:`result`."""
+        """Every replica's value, ``{"master-0": ..., "worker-0": ...}`` (those that reported one);
+        raises as :meth:`result`."""
         outcomes = self.replica_outcomes(timeout)
         self._raise_first_failure(outcomes)
-        return {name: value for name, (_ok, value, _when) in sorted(outcomes.items())}
+        return {name: value for name, (ok, value, _when) in sorted(outcomes.items()) if ok}
 
     def _is_result_pod(self, pod: dict) -> bool:
         with self._cond:
