@@ -1,7 +1,8 @@
 """Entrypoint inside the job: run the payload, report the outcome, exit with its status.
 
 Exit codes: 0 success, 1 the user's code raised, 2 the runtime could not load the payload
-(version mismatch, missing file), 3 the result could not be pickled.
+(version mismatch, missing file), 3 the result could not be pickled, 4 the output files
+could not be sent.
 """
 
 import json
@@ -26,12 +27,14 @@ def _cloudpickle_version():
     return cloudpickle.__version__
 
 
-def _write(envelope: dict) -> None:
+def _write(envelope: dict) -> int:
+    """Send the outputs and write the envelope; 4 when the outputs could not be sent, else 0."""
     line = encode(envelope, _KEY)
+    code = 0
     try:
         where, _files, large = outputs.send(line, limit=MESSAGE_LIMIT)
     except outputs.OutputsError as exc:
-        where, large = None, False
+        where, large, code = None, False, 4
         line = encode({**_base(), "ok": False, "error": "outputs", "message": str(exc)}, _KEY)
         sys.stderr.write(f"fairing runtime: {exc}\n")
     if where is not None:
@@ -47,6 +50,7 @@ def _write(envelope: dict) -> None:
         sys.stderr.flush()
         sys.stdout.write("\n" + line + "\n")
         sys.stdout.flush()
+    return code
 
 
 def _base() -> dict:
@@ -151,10 +155,9 @@ def main() -> int:
     except BaseException as exc:  # the user's code: report whatever it raised
         return _report_exception(exc)
     try:
-        _write({**_base(), "ok": True, "value": value})
+        return _write({**_base(), "ok": True, "value": value})
     except Exception as exc:
         return _runtime_error("result", f"the return value could not be pickled: {type(exc).__name__}: {exc}") + 1
-    return 0
 
 
 def _report_exception(exc: BaseException) -> int:

@@ -161,8 +161,9 @@ def test_a_listed_output_the_job_did_not_write_fails_it(workdir, no_leftovers):
     def forgets():
         return 1
 
-    with pytest.raises(JobFailedError, match="the output 'model.joblib' was not written by the job"):
+    with pytest.raises(JobFailedError, match="the output 'model.joblib' was not written by the job") as info:
         forgets()
+    assert info.value.exit_code == 4
 
 
 def test_output_paths_are_checked(workdir):
