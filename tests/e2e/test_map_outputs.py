@@ -134,14 +134,13 @@ def test_a_50_mb_result_round_trips(outputs_backend, kube, registry_address):
 
 
 def test_a_map_over_8_inputs_with_2_failing_returns_6_values_and_names_the_2(outputs_backend, kube):
-    @fairing.train(backend=outputs_backend, timeout=900, cleanup="never")
     def square(x):
         if x in (3, 6):
             print(f"failing on purpose at {x}", flush=True)
             raise ValueError(f"bad input {x}")
         return x * x
 
-    handle = square.map_submit([((x,), {}) for x in range(8)], parallelism=4)
+    handle = fairing.train(square, backend=outputs_backend, timeout=900).map_submit([((x,), {}) for x in range(8)], parallelism=4)
     try:
         job = kube.batch.read_namespaced_job(handle.name, kube.namespace).spec
         assert (job.completion_mode, job.completions, job.parallelism, job.backoff_limit_per_index) == \
@@ -156,9 +155,9 @@ def test_a_map_over_8_inputs_with_2_failing_returns_6_values_and_names_the_2(out
     assert all(isinstance(e, ValueError) for e in err.failures.values()) and str(err.failures[6]) == "bad input 6"
     assert "failing on purpose at 3" in err.logs[3] and "[6] ValueError: bad input 6" in str(err)
     assert _left_in(kube) == []
-    # the decorated call: the same, with cleanup
+    # the decorated call: the same, cleaned up afterwards
     with pytest.raises(MapError, match=r"2 of 8 calls .* failed \(indexes 3, 6\)"):
-        square.map(range(8), parallelism=8)
+        fairing.train(square, backend=outputs_backend, timeout=900).map(range(8), parallelism=8)
     assert _left_in(kube) == []
 
 
