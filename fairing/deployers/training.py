@@ -25,6 +25,8 @@ __all__ = ["TFJobDeployer", "PyTorchJobDeployer", "TrainingJobHandle"]
 GROUP, VERSION = "kubeflow.org", "v1"
 _REPLICA_TYPE = "training.kubeflow.org/replica-type"
 _REPLICA_INDEX = "training.kubeflow.org/replica-index"
+_STOPPED = (137, 143)  # SIGKILL, SIGTERM
+_RUNTIME_CODES = (1, 2, 3, 4)  # the user's code raised, or the runtime failed (fairing.runtime.__main__)
 
 
 class TrainingJobHandle(KubeHandle):
@@ -48,12 +50,28 @@ class TrainingJobHandle(KubeHandle):
         labels = pod["metadata"].get("labels") or {}
         return f"{labels.get(_REPLICA_TYPE, 'pod')}-{labels.get(_REPLICA_INDEX, '?')}"
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._ended_pods: dict = {}  # pods that ended, kept when the operator deletes them (a failed job's)
+
+    def _on_pod(self, kind: str, pod: dict) -> None:
+        statuses = pod.get("status", {}).get("containerStatuses") or []
+        if any("terminated" in (cs.get("state") or {}) for cs in statuses):
+            with self._cond:
+                self._ended_pods[pod["metadata"]["name"]] = pod
+        super()._on_pod(kind, pod)
+
     def replica_outcomes(self, timeout: Optional[float] = None) -> dict:
-        """``{replica: (ok, value or exception, finished at)}`` for every replica that ended."""
+        """``{replica: (ok, value or exception, order)}`` for every replica that ended (``order``
+        sorts failures: the first is the one :meth:`result` raises).
+        A replica stopped by a signal (the operator ends parameter servers when the job is
+        done) failed only when the job did."""
         self.wait(timeout)
         with self._cond:
-            pods = sorted(self._pods.values(), key=lambda p: p["metadata"].get("creationTimestamp", ""))
+            pods = sorted({**self._ended_pods, **self._pods}.values(),
+                          key=lambda p: p["metadata"].get("creationTimestamp", ""))
         found: dict = {}
+        job_failed = self.status().phase == "Failed"
         for pod in pods:  # the newest pod of a replica wins
             for cs in pod.get("status", {}).get("containerStatuses") or []:
                 terminated = (cs.get("state") or {}).get("terminated")
@@ -61,15 +79,17 @@ class TrainingJobHandle(KubeHandle):
                     try:
                         found[self.replica(pod)] = (True, self.pod_outcome(pod, terminated), "")
                     except Exception as exc:
-                        found[self.replica(pod)] = (False, exc, terminated.get("finishedAt") or "")
+                        if job_failed or terminated.get("exitCode") not in _STOPPED:
+                            # first the replicas that failed by themselves (the runtime's exit codes),
+                            # then those stopped when the job failed; earliest first
+                            order = (terminated.get("exitCode") not in _RUNTIME_CODES, terminated.get("finishedAt") or "")
+                            found[self.replica(pod)] = (False, exc, order)
         return found
 
     def _raise_first_failure(self, outcomes: dict) -> None:
-        if self.status().phase != "Failed":
-            return  # replicas stopped by the operator once the job succeeded (parameter servers) failed nothing
-        failed = sorted((when, name, exc) for name, (ok, exc, when) in outcomes.items() if not ok)
+        failed = sorted((order, name, exc) for name, (ok, exc, order) in outcomes.items() if not ok)
         if failed:
-            _when, name, exc = failed[0]
+            _order, name, exc = failed[0]
             exc.replica = name
             if hasattr(exc, "add_note"):
                 exc.add_note(f"(raised by the replica {name} of the {self.kind} {self.name})")

@@ -181,23 +181,41 @@ def test_a_sweep_returns_the_best_of_a_grid(outputs_backend, kube, registry_addr
 def test_a_pytorchjob_returns_rank_0s_value_and_raises_a_failing_workers_exception(builder, kube):
     deployer = PyTorchJobDeployer({"Master": 1, "Worker": 2}, kube=kube)
 
-    @fairing.train(backend=Backend("e2e", builder, deployer), timeout=900, cleanup="never")
     def ranked(fail_rank):
         import os
+        import socket
+        import time
 
-        rank = int(os.environ["RANK"])
+        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        # a rendezvous, as a real distributed job has: the master hears from every worker
+        addr, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+        if rank == 0:
+            server = socket.create_server(("", port))
+            server.settimeout(300)
+            for _ in range(world - 1):
+                server.accept()[0].close()
+            time.sleep(5)  # the last step, while a failing worker has failed already
+        else:
+            for _ in range(300):
+                try:
+                    socket.create_connection((addr, port), timeout=2).close()
+                    break
+                except OSError:
+                    time.sleep(1)
         if rank == fail_rank:
             raise RuntimeError(f"rank {rank} gave up")
         return f"rank-{rank}"
 
-    handle = ranked.submit(-1)
+    on_cluster = fairing.train(ranked, backend=Backend("e2e", builder, deployer), timeout=900)
+    handle = on_cluster.submit(-1)
     try:
         assert handle.result(900) == "rank-0"
         assert handle.results() == {"master-0": "rank-0", "worker-0": "rank-1", "worker-1": "rank-2"}
     finally:
         handle.delete()
     with pytest.raises(RuntimeError, match="rank 2 gave up") as info:
-        ranked(2)
+        on_cluster(2)
     assert info.value.replica == "worker-1"
     assert any("replica worker-1 of the PyTorchJob" in note for note in info.value.__notes__)
     assert kube.custom.list_namespaced_custom_object("kubeflow.org", "v1", kube.namespace, "pytorchjobs")["items"] == []
+    assert _left_in(kube) == []
