@@ -5,8 +5,8 @@ workers). The operator sets TF_CONFIG (TFJob) or MASTER_ADDR, MASTER_PORT, RANK 
 WORLD_SIZE (PyTorchJob) in each replica. The result comes from the chief (TFJob; worker
 0 when there is no chief) or the master (PyTorchJob, rank 0); when a replica fails, the
 exception of the first one that failed is raised, noting the replica's name (also in
-its ``.replica``). :meth:`TrainingJobHandle.results` gives every replica's value. Finished pods are kept until
-``delete()`` so that their logs and results can be read; a TFJob's still-running pods
+its ``.replica``); :meth:`TrainingJobHandle.results` gives every replica's value.
+Finished pods are kept until ``delete()`` so that their logs and results can be read; a TFJob's still-running pods
 (parameter servers) are removed by the operator when the job ends (cleanPodPolicy Running).
 """
 
@@ -82,7 +82,8 @@ class TrainingJobHandle(KubeHandle):
                         if job_failed or terminated.get("exitCode") not in _STOPPED:
                             # first the replicas that failed by themselves (the runtime's exit codes),
                             # then those stopped when the job failed; earliest first
-                            order = (terminated.get("exitCode") not in _RUNTIME_CODES, terminated.get("finishedAt") or "")
+                            order = (terminated.get("exitCode") not in _RUNTIME_CODES,
+                                     terminated.get("finishedAt") or "")
                             found[self.replica(pod)] = (False, exc, order)
         return found
 
@@ -100,7 +101,9 @@ class TrainingJobHandle(KubeHandle):
         outcomes = self.replica_outcomes(timeout)
         self._raise_first_failure(outcomes)
         pod, terminated = self.terminated()
-        return outcomes[self.replica(pod)][1] if pod is not None else self.pod_outcome(pod, terminated)
+        if pod is not None and self.replica(pod) in outcomes:
+            return outcomes[self.replica(pod)][1]
+        return self.pod_outcome(pod, terminated)
 
     def results(self, timeout: Optional[float] = None) -> dict:
         """Every replica's value, ``{"master-0": ..., "worker-0": ...}`` (those that reported one);

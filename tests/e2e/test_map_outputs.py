@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import urllib.error
 import urllib.request
 
@@ -120,7 +121,8 @@ def test_a_50_mb_result_round_trips(outputs_backend, kube, registry_address):
     handle = big.submit()
     try:
         value = handle.result(900)
-        assert hashlib.sha256(value).digest() == hashlib.sha256(__import__("random").Random(7).randbytes(50 * 2**20)).digest()
+        expected = random.Random(7).randbytes(50 * 2**20)
+        assert len(value) == len(expected) and hashlib.sha256(value).digest() == hashlib.sha256(expected).digest()
         pod, terminated = handle.terminated()
         assert len(terminated["message"]) < 4096  # only a pointer went through the termination message
         log = kube.core.read_namespaced_pod_log(pod["metadata"]["name"], kube.namespace)
@@ -140,7 +142,8 @@ def test_a_map_over_8_inputs_with_2_failing_returns_6_values_and_names_the_2(out
             raise ValueError(f"bad input {x}")
         return x * x
 
-    handle = fairing.train(square, backend=outputs_backend, timeout=900).map_submit([((x,), {}) for x in range(8)], parallelism=4)
+    on_cluster = fairing.train(square, backend=outputs_backend, timeout=900)
+    handle = on_cluster.map_submit([((x,), {}) for x in range(8)], parallelism=4)
     try:
         job = kube.batch.read_namespaced_job(handle.name, kube.namespace).spec
         assert (job.completion_mode, job.completions, job.parallelism, job.backoff_limit_per_index) == \
@@ -157,7 +160,7 @@ def test_a_map_over_8_inputs_with_2_failing_returns_6_values_and_names_the_2(out
     assert _left_in(kube) == []
     # the decorated call: the same, cleaned up afterwards
     with pytest.raises(MapError, match=r"2 of 8 calls .* failed \(indexes 3, 6\)"):
-        fairing.train(square, backend=outputs_backend, timeout=900).map(range(8), parallelism=8)
+        on_cluster.map(range(8), parallelism=8)
     assert _left_in(kube) == []
 
 
