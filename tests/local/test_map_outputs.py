@@ -238,3 +238,13 @@ def test_a_trainjob_script_names_its_outputs(workdir, no_leftovers):
         assert handle.outputs(workdir / "got")["model.txt"].read_text() == "from a script"
     finally:
         handle.delete()
+
+
+def test_a_local_endpoint_refuses_a_registry_artifact(workdir):
+    from fairing.outputs import Outputs
+
+    artifact = Outputs("registry.example:5000/img-outputs/job@sha256:" + "a" * 64)
+    with pytest.raises(ConfigurationError, match="is an artifact in a registry, which the local backend's endpoint "
+                                                 "cannot pull"):
+        PredictionEndpoint(Doubler, model=artifact, backend="local")
+    assert artifact.uri == "oci://registry.example:5000/img-outputs/job@sha256:" + "a" * 64  # KServe's storage URI
