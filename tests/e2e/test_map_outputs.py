@@ -222,3 +222,28 @@ def test_a_pytorchjob_returns_rank_0s_value_and_raises_a_failing_workers_excepti
     assert any("replica worker-1 of the PyTorchJob" in note for note in info.value.__notes__)
     assert kube.custom.list_namespaced_custom_object("kubeflow.org", "v1", kube.namespace, "pytorchjobs")["items"] == []
     assert _left_in(kube) == []
+
+
+def test_ctrl_c_during_a_map_deletes_the_whole_job(outputs_backend, kube):
+    import _thread
+
+    from fairing.events import LogLine
+
+    def interrupt_once_running(event):
+        if isinstance(event, LogLine) and "started" in event.line and not interrupted:
+            interrupted.append(event)
+            _thread.interrupt_main()
+
+    interrupted: list = []
+
+    @fairing.train(backend=outputs_backend, timeout=900, on_event=interrupt_once_running, quiet=True)
+    def slow(x):
+        import time
+
+        print("started", x, flush=True)
+        time.sleep(600)
+
+    with pytest.raises(KeyboardInterrupt):
+        slow.map(range(4), parallelism=2)
+    assert interrupted
+    assert _left_in(kube) == []
