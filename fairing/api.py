@@ -1,10 +1,14 @@
-"""The user-facing APIs: ``submit``, the ``@train`` decorator and ``TrainJob``."""
+"""The user-facing APIs: ``submit``, the ``@train`` decorator (with ``.map``/``.starmap``),
+``sweep`` and ``TrainJob``."""
 
 from __future__ import annotations
 
 import functools
+import itertools
+import json
 import os
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -13,9 +17,11 @@ from .errors import ConfigurationError
 from .events import EventCallback, emitter, run_stage
 from .handle import Handle
 
-__all__ = ["submit", "run_handle", "train", "TrainJob", "in_job", "CLEANUP_POLICIES"]
+__all__ = ["submit", "run_handle", "train", "TrainJob", "in_job", "sweep", "map_results", "SweepResult",
+           "CLEANUP_POLICIES", "SWEEP_MODES"]
 
 CLEANUP_POLICIES = ("always", "on_success", "never")
+SWEEP_MODES = ("max", "min")
 
 
 def in_job() -> bool:
@@ -75,11 +81,12 @@ def _job_events(on_event: Optional[EventCallback], quiet: bool) -> Optional[Even
 
 
 def run_handle(handle: Handle, *, timeout: Optional[float] = None, cleanup: str = "always",
-               keep_logs: bool = False) -> Any:
+               keep_logs: bool = False, before_cleanup: Optional[Callable[[Any], Any]] = None) -> Any:
     """Wait for the job's result; clean up per ``cleanup`` (also on error and Ctrl-C).
 
     ``keep_logs``: save the log before deleting (see :func:`fairing.jobs.saved_log`), so
-    that a failed job's log can still be read after cleanup.
+    that a failed job's log can still be read after cleanup. ``before_cleanup(value)`` is
+    called once the result is in (to download the job's outputs, say).
     """
     from . import jobs
 
@@ -88,6 +95,8 @@ def run_handle(handle: Handle, *, timeout: Optional[float] = None, cleanup: str 
     succeeded = False
     try:
         value = handle.result(timeout)
+        if before_cleanup is not None:
+            before_cleanup(value)
         succeeded = True
         return value
     finally:
@@ -95,13 +104,76 @@ def run_handle(handle: Handle, *, timeout: Optional[float] = None, cleanup: str 
             jobs.finish(handle, keep_logs=keep_logs)
 
 
+def _check_outputs(outputs: Iterable[str]) -> list[str]:
+    if isinstance(outputs, (str, os.PathLike)):
+        outputs = [outputs]
+    paths = [os.fspath(p) for p in outputs]
+    for p in paths:
+        norm = os.path.normpath(p)
+        if os.path.isabs(p) or norm.startswith(".."):
+            raise ConfigurationError(f"outputs are paths relative to the job's working directory, got {p!r}; "
+                                     "e.g. outputs=['model.joblib', 'metrics/'].")
+    return paths
+
+
+def _outputs_env(outputs: list) -> dict:
+    """What tells the job's runtime which paths to send back (see fairing.runtime.outputs)."""
+    return {"FAIRING_OUTPUT_PATHS": json.dumps(outputs)} if outputs else {}
+
+
+class _MapDeployer:
+    """A deployer that runs its image once per call of a map (``deploy(..., count=...)``)."""
+
+    def __init__(self, deployer: Any, count: int, parallelism: int) -> None:
+        import inspect
+
+        if "count" not in inspect.signature(deployer.deploy).parameters:
+            raise ConfigurationError(
+                f"map() runs on the local backend or as a Kubernetes Job; the {type(deployer).__name__} cannot "
+                "run a map. Use backend='local' or 'kubernetes' (the Job deployer).")
+        self.deployer, self.count, self.parallelism = deployer, count, parallelism
+        self.accepts = deployer.accepts
+        self.labels = getattr(deployer, "labels", None)
+        self.annotations = getattr(deployer, "annotations", None)
+
+    def deploy(self, image: Any, *, name: Optional[str] = None, on_event: Optional[EventCallback] = None) -> Any:
+        import copy
+
+        deployer = self.deployer
+        if isinstance(self.labels, dict):  # stamped with the job's origin (fairing.jobs.stamped)
+            deployer = copy.copy(deployer)
+            deployer.labels, deployer.annotations = self.labels, self.annotations
+        return deployer.deploy(image, name=name, on_event=on_event, count=self.count, parallelism=self.parallelism)
+
+
+def map_results(handle: Any, outcomes: list) -> list:
+    """The values of a map's ``[(ok, value or exception), ...]``, or raise MapError naming each failure."""
+    from .errors import MapError
+
+    failures = {i: value for i, (ok, value) in enumerate(outcomes) if not ok}
+    results = [value if ok else None for ok, value in outcomes]
+    if not failures:
+        return results
+    logs = {i: getattr(exc, "logs_tail", None) or handle.tail(f"index-{i}") for i, exc in failures.items()}
+    lines = [f"{len(failures)} of {len(outcomes)} calls of the map {handle.name} failed (indexes "
+             f"{', '.join(map(str, failures))}); the other results are in .results, the exceptions in .failures:"]
+    for i, exc in failures.items():
+        lines.append(f"  [{i}] {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        tail = [line for line in (logs[i] or "").splitlines() if line.strip()][-5:]
+        lines.extend(f"      | {line}" for line in tail)
+    raise MapError("\n".join(lines), failures=failures, results=results, logs=logs, job=handle.name)
+
+
 class RemoteFunction:
     """A function that runs as a job when called. Made by :func:`train`."""
 
     def __init__(self, func: Callable, *, timeout: Optional[float], cleanup: str, input_files: Iterable,
                  requirements: Any, on_event: Optional[EventCallback], options: Mapping[str, Any],
-                 keep_logs: bool = False, quiet: bool = False) -> None:
+                 keep_logs: bool = False, quiet: bool = False, outputs: Iterable[str] = (),
+                 outputs_dir: Any = ".") -> None:
         functools.update_wrapper(self, func)
+        self.outputs = _check_outputs(outputs)
+        self.outputs_dir = outputs_dir
         self.func = func
         self.timeout = timeout
         self.cleanup = cleanup
@@ -116,19 +188,68 @@ class RemoteFunction:
 
     def submit(self, *args: Any, **kwargs: Any) -> Handle:
         """Start the job with these arguments and return its handle without waiting."""
+        return self._submit(args, kwargs)
+
+    def _submit(self, args: Any, kwargs: Any, *, count: Optional[int] = None, parallelism: int = 1) -> Handle:
         from .preprocessors.function import FunctionPreprocessor
 
         pre = FunctionPreprocessor(self.func, args, kwargs, input_files=self.input_files,
-                                   requirements=self.requirements)
+                                   requirements=self.requirements, env=_outputs_env(self.outputs))
         backend = self._backend.make(builder=self.builder, deployer=self.deployer)
-        return submit(pre, backend=backend, builder=self.builder, deployer=self.deployer, on_event=self.on_event,
+        deployer = self.deployer if count is None else _MapDeployer(backend.deployer, count, parallelism)
+        return submit(pre, backend=backend, builder=self.builder, deployer=deployer, on_event=self.on_event,
                       quiet=self.quiet)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if in_job():  # already inside the job: just run
             return self.func(*args, **kwargs)
-        return run_handle(self.submit(*args, **kwargs), timeout=self.timeout, cleanup=self.cleanup,
-                          keep_logs=self.keep_logs)
+        handle = self.submit(*args, **kwargs)
+        if self.outputs and not callable(getattr(handle, "outputs", None)):
+            handle.delete()
+            raise ConfigurationError(f"outputs= come back from the local and Kubernetes backends; the "
+                                     f"{type(handle).__name__} cannot return files. Write them to a mounted volume.")
+        fetch = (lambda _value: handle.outputs(self.outputs_dir)) if self.outputs else None
+        return run_handle(handle, timeout=self.timeout, cleanup=self.cleanup, keep_logs=self.keep_logs,
+                          before_cleanup=fetch)
+
+    def map(self, inputs: Iterable[Any], *, parallelism: int = 4) -> list:
+        """``[fit(x) for x in inputs]``, as one job of ``len(inputs)`` pods (an Indexed Job on
+        Kubernetes, a process pool locally), ``parallelism`` at a time; results in input order.
+
+        When some calls fail, every call still runs, and :class:`~fairing.MapError` is raised
+        naming each failed index with its exception and log tail; ``.results`` keeps the
+        others. Ctrl-C or the timeout stops and removes the whole job.
+        """
+        return self._map([((x,), {}) for x in inputs], parallelism)
+
+    def starmap(self, inputs: Iterable[Any], *, parallelism: int = 4) -> list:
+        """As :meth:`map`, each input a tuple of positional arguments or a dict of keyword arguments."""
+        calls = []
+        for item in inputs:
+            if isinstance(item, Mapping):
+                calls.append(((), dict(item)))
+            elif isinstance(item, (tuple, list)):
+                calls.append((tuple(item), {}))
+            else:
+                raise ConfigurationError(f"starmap takes tuples of arguments or dicts of keyword arguments, got "
+                                         f"{type(item).__name__}; use map() for one argument per call.")
+        return self._map(calls, parallelism)
+
+    def map_submit(self, calls: list, *, parallelism: int = 4) -> Handle:
+        """Start a map of ``[(args, kwargs), ...]`` and return its handle without waiting."""
+        from .runtime.result import MAP_CALLS
+
+        if not isinstance(parallelism, int) or isinstance(parallelism, bool) or parallelism < 1:
+            raise ConfigurationError(f"parallelism must be a positive integer, got {parallelism!r}.")
+        return self._submit((), {MAP_CALLS: list(calls)}, count=len(calls), parallelism=min(parallelism, len(calls)))
+
+    def _map(self, calls: list, parallelism: int) -> list:
+        if in_job():
+            return [self.func(*args, **kwargs) for args, kwargs in calls]
+        if not calls:
+            return []
+        handle = self.map_submit(calls, parallelism=parallelism)
+        return run_handle(handle, timeout=self.timeout, cleanup=self.cleanup, keep_logs=self.keep_logs)
 
     def local(self, *args: Any, **kwargs: Any) -> Any:
         """Call the function here, in this process."""
@@ -146,9 +267,17 @@ def train(
     on_event: Optional[EventCallback] = None,
     keep_logs: bool = False,
     quiet: bool = False,
+    outputs: Iterable[str] = (),
+    outputs_dir: Any = ".",
     **options: Any,
 ):
     """Decorator: calling the function runs it as a job and returns its value.
+
+    ``outputs``: paths (files or directories, relative to the job's working directory)
+    the job writes and that come back, downloaded under ``outputs_dir`` before cleanup;
+    files under ``$FAIRING_OUTPUTS`` in the job come back too (see :mod:`fairing.outputs`;
+    ``.submit(...).outputs(dest)`` downloads them from a handle). ``.map(inputs)`` and
+    ``.starmap(inputs)`` run many calls as one job (see :meth:`RemoteFunction.map`).
 
     A remote exception is re-raised here with the job's traceback chained as its cause
     (a :class:`~fairing.RemoteError` when its type cannot be recreated). ``.submit(...)``
@@ -164,13 +293,14 @@ def train(
     """
     if cleanup not in CLEANUP_POLICIES:
         raise ConfigurationError(f"cleanup must be one of {CLEANUP_POLICIES}, got {cleanup!r}.")
-
+    _check_outputs(outputs)
     BackendChoice(backend, {k: v for k, v in options.items() if k not in ("builder", "deployer")})  # checks now
 
     def wrap(f: Callable) -> RemoteFunction:
         return RemoteFunction(f, timeout=timeout, cleanup=cleanup, input_files=input_files,
                               requirements=requirements, on_event=on_event, quiet=quiet,
-                              options={"backend": backend, **options}, keep_logs=keep_logs)
+                              options={"backend": backend, **options}, keep_logs=keep_logs, outputs=outputs,
+                              outputs_dir=outputs_dir)
 
     return wrap(func) if func is not None else wrap
 
@@ -259,7 +389,8 @@ class TrainJob:
     >>> handle.result(); handle.delete()
 
     ``full_notebook=True`` runs a notebook whole with papermill (``parameters`` injected)
-    and returns the executed notebook. ``backend`` and ``options`` choose where it runs;
+    and returns the executed notebook. ``outputs``: paths the job writes that come back
+    (``job.submit().outputs(dest)``, see :func:`train`). ``backend`` and ``options`` choose where it runs;
     they are checked here and completed from the settings (:mod:`fairing.settings`).
     The job's output goes to stdout unless ``quiet``.
 
@@ -284,8 +415,10 @@ class TrainJob:
         name: Optional[str] = None,
         on_event: Optional[EventCallback] = None,
         quiet: bool = False,
+        outputs: Iterable[str] = (),
         **options: Any,
     ) -> None:
+        env = {**(env or {}), **_outputs_env(_check_outputs(outputs))}
         options, self.legacy = _task_options("TrainJob", legacy_args,
                                              {"backend": backend, "input_files": input_files, **options})
         if self.legacy:
@@ -323,3 +456,65 @@ class TrainJob:
         handle = submit(self.preprocessor, backend=backend, builder=self.builder, deployer=self.deployer,
                         name=self.name, on_event=self.on_event, quiet=self.quiet)
         return run_handle(handle, timeout=timeout, cleanup=cleanup, keep_logs=keep_logs)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What :func:`sweep` found: the best ``params``, their ``result`` and ``score``, the
+    best call's ``outputs`` (local paths, when the function was given ``outputs``), and
+    every ``(params, result)`` in grid order in ``trials``."""
+
+    params: dict
+    result: Any
+    score: Any
+    outputs: dict
+    trials: list
+
+
+def sweep(func: "RemoteFunction", grid: Mapping[str, Iterable[Any]], *, metric: Any = None, mode: str = "max",
+          parallelism: int = 4, outputs_dir: Any = ".") -> SweepResult:
+    """Call ``func`` with every combination of ``grid`` as keyword arguments (one map) and
+    return the best: ``fairing.sweep(fit, {"alpha": [0.1, 1.0], "depth": [3, 5]}, metric="accuracy")``.
+
+    ``metric``: how to score a result: a key of the dict it returns, a callable
+    ``result -> number``, or None for the result itself. ``mode``: 'max' or 'min'. A
+    failing combination raises :class:`~fairing.MapError` (its ``.results`` keeps the
+    others). The best call's outputs are downloaded under ``outputs_dir``.
+    """
+    if not isinstance(func, RemoteFunction):
+        raise ConfigurationError("sweep() takes a function decorated with @fairing.train.")
+    if mode not in SWEEP_MODES:
+        raise ConfigurationError(f"mode must be one of {SWEEP_MODES}, got {mode!r}.")
+    if not isinstance(grid, Mapping) or not grid:
+        raise ConfigurationError("sweep() takes a grid: a dict of parameter name -> list of values, "
+                                 "e.g. {'alpha': [0.1, 1.0]}.")
+    names = list(grid)
+    combos = [dict(zip(names, values)) for values in itertools.product(*(list(grid[n]) for n in names))]
+    if not combos:
+        raise ConfigurationError(f"The grid {dict(grid)!r} has a parameter with no values.")
+
+    def score(result: Any) -> Any:
+        if metric is None:
+            return result
+        if callable(metric):
+            return metric(result)
+        try:
+            return result[metric]
+        except (KeyError, TypeError, IndexError):
+            raise ConfigurationError(f"The metric {metric!r} is not in the result {result!r}; give a key of the "
+                                     "dict the function returns, or a callable.") from None
+
+    handle = func.map_submit([((), c) for c in combos], parallelism=parallelism)
+    best: dict = {}
+
+    def fetch_best(results: list) -> None:
+        scores = [score(r) for r in results]
+        pick = (max if mode == "max" else min)(range(len(scores)), key=scores.__getitem__)
+        outputs = handle.index_outputs(pick)
+        best.update(index=pick, results=results, score=scores[pick],
+                    outputs=outputs.download(outputs_dir) if outputs is not None else {})
+
+    run_handle(handle, timeout=func.timeout, cleanup=func.cleanup, keep_logs=func.keep_logs, before_cleanup=fetch_best)
+    i = best["index"]
+    return SweepResult(params=combos[i], result=best["results"][i], score=best["score"], outputs=best["outputs"],
+                       trials=list(zip(combos, best["results"])))

@@ -35,6 +35,65 @@ def _flatten(value: Any):
         yield value
 
 
+_MODEL_DIR = "/var/run/fairing-model"
+
+
+def _model_outputs(model: Any) -> Any:
+    """The :class:`~fairing.outputs.Outputs` of ``model`` (a handle or Outputs), or None."""
+    if model is None:
+        return None
+    from .outputs import Outputs
+
+    if isinstance(model, Outputs):
+        return model
+    if callable(getattr(model, "outputs_artifact", None)):
+        found = model.outputs_artifact()
+        if found is None:
+            raise ConfigurationError(f"The job {model.name} wrote no outputs to serve; have it write its model "
+                                     "under $FAIRING_OUTPUTS or name it in outputs=[...].")
+        return found
+    raise ConfigurationError(f"model takes a job's handle or its Outputs (handle.outputs_artifact()), "
+                             f"got {type(model).__name__}.")
+
+
+def _with_model_files(input_files: Any, model: Any) -> dict:
+    """``input_files`` plus the model's directory, its files at the top of the working directory."""
+    import os
+
+    if isinstance(input_files, (str, os.PathLike)):
+        input_files = [input_files]
+    files = dict(input_files) if isinstance(input_files, dict) else {os.fspath(p): os.fspath(p) for p in input_files}
+    files[model.ref] = "."
+    return files
+
+
+def _model_init(model: Any, workdir: str, insecure: bool):
+    """A mutator: an init container pulls ``model``'s artifact into a volume, and each of its
+    files is mounted into the server's working directory."""
+    import posixpath
+
+    from .deployers.mutators import _pod
+
+    files = model.files()
+
+    def add(spec: dict) -> None:
+        main = spec["containers"][0]
+        auth = [m for m in main.get("volumeMounts", []) if m["name"] == "fairing-registry-auth"]
+        env = [e for e in main.get("env", []) if e["name"] == "FAIRING_OUTPUTS_AUTH_FILE"]
+        if insecure:
+            env.append({"name": "FAIRING_OUTPUTS_INSECURE", "value": "1"})
+        spec.setdefault("volumes", []).append({"name": "fairing-model", "emptyDir": {}})
+        spec.setdefault("initContainers", []).append({
+            "name": "fairing-model", "image": main["image"], "env": env,
+            "command": ["python3", "-m", "fairing_runtime.outputs", "pull", model.ref, _MODEL_DIR],
+            "volumeMounts": [{"name": "fairing-model", "mountPath": _MODEL_DIR}, *auth]})
+        main.setdefault("volumeMounts", []).extend(
+            {"name": "fairing-model", "mountPath": posixpath.join(workdir, rel), "subPath": rel, "readOnly": True}
+            for rel in files)
+
+    return _pod(add)
+
+
 class PredictionEndpoint:
     """Serve ``model_class`` (``predict(X)``, optional ``load()`` run once at start).
 
@@ -49,12 +108,20 @@ class PredictionEndpoint:
     works from outside the cluster too, through the API server's service proxy.
     ``deployer``: a serving deployer, or on a cluster backend its name: ``'serving'``
     (a Deployment and Service, the default) or ``'kserve'`` (an InferenceService).
+
+    ``model``: a training job's outputs to serve, as its handle or its
+    :class:`~fairing.outputs.Outputs`: each of its files appears in the server's working
+    directory under its own path (so ``load()`` opens ``"model.joblib"`` as the training
+    code wrote it). On a cluster an init container pulls the job's OCI artifact straight
+    from the registry (nothing is downloaded here); the artifact must outlive the
+    endpoint's pods, so delete the job's handle after the endpoint. Locally the files
+    are copied in as input files.
     """
 
     def __init__(self, model_class: type, *legacy_args: Any, input_files: Iterable = (), requirements: Any = None,
                  backend: Any = None, name: Optional[str] = None, model_name: Optional[str] = None,
                  replicas: Optional[int] = None, deployer: Any = None, on_event: Optional[EventCallback] = None,
-                 **backend_options: Any) -> None:
+                 model: Any = None, **backend_options: Any) -> None:
         from .api import _legacy_default_backend, _task_options
         from .backends import BackendChoice
         from .preprocessors.function import ServingPreprocessor
@@ -69,14 +136,22 @@ class PredictionEndpoint:
 
             requirements = _requirements_among_inputs(input_files, requirements)
         self.model_name = model_name or model_class.__name__.lower()
-        self.preprocessor = ServingPreprocessor(model_class, model_name=self.model_name, input_files=input_files,
-                                                requirements=requirements)
+        self.model = _model_outputs(model)
         self.backend = BackendChoice(options.pop("backend", None), options).make()
         deployer = deployer or self.backend.serving
         if isinstance(deployer, str):  # 'serving' or 'kserve', on the backend's cluster
             from .deployers.serving import serving_deployer
 
             deployer = serving_deployer(deployer, self.backend)
+        if self.model is not None and not self.model.is_artifact:  # a local job's directory: copy the files in
+            input_files = _with_model_files(input_files, self.model)
+        elif self.model is not None and not hasattr(deployer, "mutators"):
+            raise ConfigurationError(
+                f"The model {self.model.ref} is an artifact in a registry, which the {self.backend.name} backend's "
+                "endpoint cannot pull; serve it on Kubernetes, or download it first (handle.outputs(dir)) and "
+                "pass the files as input_files.")
+        self.preprocessor = ServingPreprocessor(model_class, model_name=self.model_name, input_files=input_files,
+                                                requirements=requirements)
         if deployer is None:
             raise ConfigurationError(f"The {self.backend.name} backend cannot serve endpoints; use 'local' or 'kubernetes'.")
         from .artifacts import check_pair
@@ -100,7 +175,12 @@ class PredictionEndpoint:
         image = run_stage(emit, "build", lambda: self.backend.builder.build(context, on_event=self.on_event))
         emit(Stage("deploy", "started"))
         try:
-            handle = self.deployer.deploy(image, name=self.name, on_event=self.on_event)
+            deployer = self.deployer
+            if self.model is not None and self.model.is_artifact:
+                deployer = copy.copy(deployer)
+                deployer.mutators = [*deployer.mutators,
+                                     _model_init(self.model, context.workdir, deployer.insecure(image))]
+            handle = deployer.deploy(image, name=self.name, on_event=self.on_event)
             try:
                 handle.wait_ready(timeout)
             except BaseException:

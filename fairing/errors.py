@@ -32,7 +32,8 @@ Each message says what happened and how to fix it. The tree::
         ├── JobTimeoutError             it did not finish in time (also a TimeoutError)
         ├── RemoteError                 it raised an exception that cannot be recreated here
         ├── RuntimeMismatchError        the job's Python or cloudpickle differs from the submitter's
-        └── JobNotFoundError            no job of that name (to attach, follow or delete) exists
+        ├── JobNotFoundError            no job of that name (to attach, follow or delete) exists
+        └── MapError                    some calls of a map failed (the others' results are kept)
 
 Errors that concern a job carry ``.job`` (its name) and, where known, ``.logs_tail``.
 """
@@ -70,6 +71,7 @@ __all__ = [
     "RemoteError",
     "RuntimeMismatchError",
     "JobNotFoundError",
+    "MapError",
 ]
 
 
@@ -256,3 +258,23 @@ class RuntimeMismatchError(JobError):
 
 class JobNotFoundError(JobError, LookupError):
     """No job of that name exists here or in the cluster's namespace."""
+
+
+class MapError(JobError):
+    """Some calls of a ``.map()`` failed; the others succeeded.
+
+    ``failures`` maps each failed index to its exception (re-raised there, as a single
+    call would raise it), ``logs`` each failed index to its log's last lines, and
+    ``results`` holds every result in input order (``None`` at the failed indexes).
+    """
+
+    def __init__(self, message: str, *, failures: dict, results: list, logs: dict | None = None,
+                 job: str | None = None) -> None:
+        self.failures = dict(failures)
+        self.results = list(results)
+        self.logs = dict(logs or {})
+        super().__init__(message, job=job)
+
+    @property
+    def failed_indexes(self) -> list:
+        return sorted(self.failures)

@@ -45,6 +45,12 @@ class Handle(Protocol):
     def delete(self) -> None:
         """Stop the job if it runs and remove everything it left. Idempotent."""
 
+    # Not part of the protocol (endpoints and Docker containers lack them), but the local
+    # and Kubernetes job handles have: ``outputs(dest=".")`` downloads the files the job
+    # wrote (see fairing.outputs) and ``outputs_artifact()`` names them without a copy;
+    # a map's handle (``.map_submit``) has ``index_outcomes()``; a TFJob's or PyTorchJob's
+    # ``results()`` gives every replica's value.
+
 
 class LogBuffer:
     """The lines a job printed, kept for ``logs()`` and error messages, shared by the handles.

@@ -12,6 +12,12 @@ Results travel through the termination message (``/dev/termination-log``, at mos
 4096 bytes per container) and, for larger ones, through the last line of the result
 replica's log (``FAIRING_RESULT_LOG=1``); the limit then is the log kept by the
 kubelet (10 MiB by default, per container).
+
+Output files (see :mod:`fairing.outputs`) and results too large for the termination
+message go as an OCI artifact to ``<image repository>-outputs/<job>`` in the image's
+registry, pushed by the job with the image pull secret's credentials mounted as a file
+(``insecure_registry``: plain HTTP [hosts in the ``insecure_registries`` setting]);
+the handle deletes the artifact with the workload.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from .._registry import checks_options
 from ..artifacts import RegistryImage
 from ..errors import DeployError, ImagePullError, JobFailedError
 from ..kube import JOB_LABEL, MANAGED_BY, KubeClient, Workload, raise_for_api_error
-from ..kube.secrets import delete_secret, pull_secret_name, registry_secret, write_secret
+from ..kube.secrets import DOCKER_CONFIG_KEY, delete_secret, pull_secret_name, registry_secret, write_secret
 from ..results import outcome
 from ..runtime.result import KEY_FILE_ENV, PREFIX, decode, new_key
 from .mutators import Mutator, apply, image_pull_secrets
@@ -34,6 +40,7 @@ from .mutators import Mutator, apply, image_pull_secrets
 __all__ = ["KubeDeployerBase", "KubeHandle", "JOB_LABEL", "result_key_secret"]
 
 _KEY_DIR = "/var/run/fairing-result"  # where pods find their result key (a mounted Secret)
+_AUTH_DIR = "/var/run/fairing-registry"  # the registry credentials the job pushes its outputs with
 
 
 def result_key_secret(job: str) -> str:
@@ -61,6 +68,8 @@ class KubeDeployerBase:
     :mod:`fairing.images.auth`; default: the ones ``docker login`` stored, as the builders
     use); when there are some, an image pull secret ``fairing-pull-<registry>`` is created
     or updated in the namespace and referenced from the pods. ``False`` turns this off.
+    ``insecure_registry``: the job pushes its outputs over plain HTTP [when the image's
+    registry is in the ``insecure_registries`` setting].
     """
 
     container_name = "fairing-job"
@@ -70,7 +79,8 @@ class KubeDeployerBase:
                  kubeconfig: Optional[str] = None, context: Optional[str] = None, mutators=(),
                  labels: Optional[dict] = None, annotations: Optional[dict] = None,
                  ttl_seconds_after_finished: Optional[int] = None, active_deadline_seconds: Optional[int] = None,
-                 backoff_limit: int = 0, name_prefix: str = "fairing", pull_credentials: Any = None) -> None:
+                 backoff_limit: int = 0, name_prefix: str = "fairing", pull_credentials: Any = None,
+                 insecure_registry: Optional[bool] = None) -> None:
         self._kube = kube
         self._kube_options = {"kubeconfig": kubeconfig, "context": context, "namespace": namespace}
         self.mutators: list[Mutator] = list(mutators)
@@ -81,6 +91,7 @@ class KubeDeployerBase:
         self.backoff_limit = backoff_limit
         self.name_prefix = name_prefix
         self.pull_credentials = pull_credentials
+        self.insecure_registry = insecure_registry
 
     @property
     def kube(self) -> KubeClient:
@@ -130,20 +141,60 @@ class KubeDeployerBase:
                 pass  # the original error matters more
             raise
 
+    def insecure(self, image: Any) -> bool:
+        """Whether the job reaches ``image``'s registry over plain HTTP."""
+        if self.insecure_registry is not None:
+            return bool(self.insecure_registry)
+        from ..images import ImageRef
+        from ..settings import resolve
+
+        return ImageRef.parse(str(image)).registry in resolve().insecure_registries
+
+    def outputs_target(self, image: Any, name: str) -> str:
+        """Where job ``name`` of ``image`` pushes its outputs: ``host/repository:tag``."""
+        from ..images import ImageRef
+        from ..outputs import outputs_repository
+
+        ref = ImageRef.parse(str(image))
+        return f"{ref.registry}/{outputs_repository(ref.repository, name)}:outputs"
+
+    def handle_for(self, handle: "KubeHandle", image: Any) -> "KubeHandle":
+        """``handle`` told where its outputs go, then started."""
+        handle.outputs_target = self.outputs_target(image, handle.name)
+        handle.insecure_registry = self.insecure(image)
+        return handle.start()
+
+    def outputs_env(self, image: Any, name: str) -> tuple[list, list, list]:
+        """(env, volume mounts, volumes) for a job ``name`` of ``image`` to push its outputs."""
+        from ..images import ImageRef
+
+        ref = ImageRef.parse(str(image))
+        env = [{"name": "FAIRING_OUTPUTS_TARGET", "value": "oci://" + self.outputs_target(image, name)},
+               {"name": "FAIRING_OUTPUTS_AUTH_FILE", "value": f"{_AUTH_DIR}/config.json"}]
+        if self.insecure(image):
+            env.append({"name": "FAIRING_OUTPUTS_INSECURE", "value": "1"})
+        mounts = [{"name": "fairing-registry-auth", "mountPath": _AUTH_DIR, "readOnly": True}]
+        volumes = [{"name": "fairing-registry-auth",
+                    "secret": {"secretName": pull_secret_name(ref.registry), "optional": True, "defaultMode": 0o444,
+                               "items": [{"key": DOCKER_CONFIG_KEY, "path": "config.json"}]}}]
+        return env, mounts, volumes
+
     def pod_template(self, image: Any, name: str, *, extra_mutators=()) -> dict:
+        out_env, out_mounts, out_volumes = self.outputs_env(image, name)
         container = {
             "name": self.container_name,
             "image": _image_name(image),
             "env": [{"name": "FAIRING_RESULT_FILE", "value": "/dev/termination-log"},
                     {"name": "FAIRING_RESULT_LOG", "value": "1"},
-                    {"name": KEY_FILE_ENV, "value": f"{_KEY_DIR}/key"}],
-            "volumeMounts": [{"name": "fairing-result-key", "mountPath": _KEY_DIR, "readOnly": True}],
+                    {"name": KEY_FILE_ENV, "value": f"{_KEY_DIR}/key"}, *out_env],
+            "volumeMounts": [{"name": "fairing-result-key", "mountPath": _KEY_DIR, "readOnly": True}, *out_mounts],
             "terminationMessagePath": "/dev/termination-log",
             "terminationMessagePolicy": "File",
         }
         # optional: endpoints report no result and create no key
         volumes = [{"name": "fairing-result-key",
-                    "secret": {"secretName": result_key_secret(name), "defaultMode": 0o444, "optional": True}}]
+                    "secret": {"secretName": result_key_secret(name), "defaultMode": 0o444, "optional": True}},
+                   *out_volumes]
         spec = apply({"containers": [container], "volumes": volumes, "restartPolicy": "Never"},
                      [*self.mutators, *extra_mutators])
         secret = self.pull_secret(image)
@@ -166,9 +217,20 @@ class KubeDeployerBase:
 class KubeHandle(Workload):
     """A workload run by a deployer: a :class:`fairing.kube.Workload` whose result is read back."""
 
+    insecure_registry: Optional[bool] = None  # how its outputs artifact is reached (set by the deployer)
+    outputs_target: str = ""  # where the job pushes its outputs, host/repository:tag (set by the deployer)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._outputs: Any = None  # the artifact the last result read named (fairing.outputs.Outputs)
+        self._pushed: dict = {}  # every artifact the results read named, by reference
+        self._results_read = False  # whether any pod's result was read (then _pushed has all it pushed)
+
     def result(self, timeout: Optional[float] = None) -> Any:
         self.wait(timeout)
-        pod, terminated = self.terminated()
+        return self.pod_outcome(*self.terminated())
+
+    def pod_outcome(self, pod: Optional[dict], terminated: dict) -> Any:
+        """The value (or raise the exception) reported by ``pod``, whose container ended ``terminated``."""
         tail = self.pod_log_tail(pod) if pod else self.tail()
         if terminated.get("reason") == "OOMKilled":
             raise JobFailedError(
@@ -184,7 +246,28 @@ class KubeHandle(Workload):
                 break
             except Exception:  # truncated or absent: try the next channel
                 continue
+        self._results_read = self._results_read or envelope is not None
+        if envelope and envelope.get("outputs"):
+            from ..outputs import Outputs
+
+            self._outputs = Outputs(envelope["outputs"], insecure=self.insecure_registry)
+            self._pushed.setdefault(self._outputs.ref, self._outputs)
+            if envelope.get("large"):  # the full envelope travelled with the outputs
+                envelope = decode(self._outputs.result_line(), key)
         return outcome(envelope, job=self.name, exit_code=terminated.get("exitCode"), logs_tail=tail)
+
+    def outputs(self, dest: Any = ".") -> dict:
+        """Wait, then download the files the job wrote under ``dest``; ``{relative path: local path}``
+        (empty when it wrote none)."""
+        artifact = self.outputs_artifact()
+        return artifact.download(dest) if artifact is not None else {}
+
+    def outputs_artifact(self) -> Any:
+        """The job's outputs as a :class:`fairing.outputs.Outputs` (None when it wrote none);
+        waits for the job and reads its result (raising what it raised)."""
+        if self._outputs is None:
+            self.result()
+        return self._outputs
 
     def _result_key(self) -> bytes:
         secret = result_key_secret(self.name)
@@ -196,12 +279,35 @@ class KubeHandle(Workload):
 
     def delete(self) -> None:
         """Delete the workload (see :meth:`fairing.kube.Workload.delete`), its result key and
-        the record :func:`fairing.jobs.jobs` kept of it."""
+        the record :func:`fairing.jobs.jobs` kept of it, and its outputs in the registry."""
+        if not self.outputs_target:  # attached to (fairing.jobs.attach): the pods say where they push
+            self._target_from_pods()
         super().delete()
         delete_secret(self.kube, result_key_secret(self.name))
+        for outputs in self._pushed.values():  # what the results read named
+            outputs.delete()
+        if not self._results_read and self._streams and self.outputs_target:
+            # a container ran but no result was read: whatever it pushed under its tags
+            from ..errors import RegistryError
+            from ..outputs import delete_repository
+
+            try:
+                delete_repository(self.outputs_target.rsplit(":", 1)[0], insecure=self.insecure_registry)
+            except RegistryError:
+                pass  # best effort: not reachable from here (plain HTTP not allowed), so the job could not push either
         from ..jobs import forget
 
         forget(self.name)
+
+    def _target_from_pods(self) -> None:
+        with self._cond:
+            pods = list(self._pods.values())
+        for pod in pods:
+            env = {e.get("name"): e.get("value") for e in pod["spec"]["containers"][0].get("env") or []}
+            if (env.get("FAIRING_OUTPUTS_TARGET") or "").startswith("oci://"):
+                self.outputs_target = env["FAIRING_OUTPUTS_TARGET"][len("oci://"):]
+                self.insecure_registry = env.get("FAIRING_OUTPUTS_INSECURE") == "1"
+                return
 
     def _result_from_log(self, pod: Optional[dict]) -> str:
         if pod is None:

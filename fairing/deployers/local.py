@@ -9,7 +9,8 @@ the handle was :meth:`~LocalHandle.detach`-ed).
 The job's output, result and exit code go to files in its *job directory* (under the
 user cache dir, see :func:`fairing.jobs.jobs_dir`), not to a pipe: so the job survives
 the process that started it when detached, and another process can follow its log and
-read its result (:meth:`LocalHandle.reattach`). The result's key (see
+read its result (:meth:`LocalHandle.reattach`). The files the job writes to its outputs
+(see :mod:`fairing.runtime.outputs`) are copied to ``outputs/`` there. The result's key (see
 :mod:`fairing.runtime.result`) is kept there too, readable by its owner only. A ``/bin/sh`` shim records the exit code
 because only the parent of a process can learn it from the kernel.
 """
@@ -37,9 +38,9 @@ from ..results import outcome
 from ..runtime import PACKAGE, RUNTIME_DIR
 from ..runtime.result import KEY_FILE_ENV, decode, new_key
 
-__all__ = ["LocalDeployer", "LocalHandle", "recorded_status"]
+__all__ = ["LocalDeployer", "LocalHandle", "LocalMapHandle", "recorded_status"]
 
-LOG_FILE, RESULT_FILE, EXIT_FILE, KEY_FILE = "log", "result", "exit", "key"
+LOG_FILE, RESULT_FILE, EXIT_FILE, KEY_FILE, OUTPUTS_DIR = "log", "result", "exit", "key", "outputs"
 # $0 is the exit-code file; the job's own exit code is kept (written atomically, then returned).
 _EXIT_SHIM = '"$@"; code=$?; echo "$code" > "$0.tmp" && mv "$0.tmp" "$0"; exit "$code"'
 
@@ -176,7 +177,9 @@ class LocalHandle:
                 fh.write(self._result_key.hex())
             run_env = {**os.environ, **image.context.env, **env, "FAIRING_RUNTIME": "1",
                        "FAIRING_RESULT_FILE": str(self.job_dir / RESULT_FILE),
-                       KEY_FILE_ENV: str(self.job_dir / KEY_FILE)}  # a path: no secret in the environment
+                       KEY_FILE_ENV: str(self.job_dir / KEY_FILE),  # a path: no secret in the environment
+                       "FAIRING_OUTPUTS_TARGET": str(self.job_dir / OUTPUTS_DIR)}
+            run_env.pop("FAIRING_OUTPUTS", None)  # the runtime makes the job's own
             paths = [os.path.join(self.workdir, RUNTIME_DIR)]
             if image.site_dir:
                 paths.append(str(image.site_dir))
@@ -291,7 +294,25 @@ class LocalHandle:
             envelope = decode(self._result_file.read_text(), self._result_key)
         except (OSError, ValueError):
             envelope = None
+        if envelope and envelope.get("outputs"):
+            from ..outputs import Outputs
+
+            self._outputs = Outputs(envelope["outputs"])
         return outcome(envelope, job=self.name, exit_code=status.exit_code, logs_tail=self._tail())
+
+    _outputs: Any = None
+
+    def outputs(self, dest: Any = ".") -> dict:
+        """Wait, then copy the files the job wrote under ``dest``; ``{relative path: local path}``."""
+        artifact = self.outputs_artifact()
+        return artifact.download(dest) if artifact is not None else {}
+
+    def outputs_artifact(self) -> Any:
+        """The job's outputs (:class:`fairing.outputs.Outputs`, a directory here), or None;
+        waits for the job and reads its result (raising what it raised)."""
+        if self._outputs is None:
+            self.result()
+        return self._outputs
 
     def delete(self) -> None:
         """Stop the job and remove its working directory and job directory. Idempotent."""
@@ -310,7 +331,12 @@ class LocalDeployer:
     def __init__(self, *, env: Optional[dict] = None) -> None:
         self.env = dict(env or {})
 
-    def deploy(self, image: Any, *, name: Optional[str] = None, on_event: Optional[EventCallback] = None) -> LocalHandle:
+    def deploy(self, image: Any, *, name: Optional[str] = None, on_event: Optional[EventCallback] = None,
+               count: Optional[int] = None, parallelism: int = 1) -> Any:
+        """Run ``image`` in a process, or ``count`` times (a map: :class:`LocalMapHandle`)."""
+        if count is not None:
+            name = name or f"map-{time.strftime('%H%M%S')}-{uuid.uuid4().hex[:6]}"
+            return LocalMapHandle(self, image, name=name, count=count, parallelism=parallelism, on_event=on_event)
         if not isinstance(image, LocalDir):
             raise ConfigurationError(
                 f"The local deployer runs what the local builder makes (a LocalDir), not {type(image).__name__}. "
@@ -318,3 +344,95 @@ class LocalDeployer:
             )
         name = name or f"job-{time.strftime('%H%M%S')}-{uuid.uuid4().hex[:6]}"
         return LocalHandle(image, name=name, env=self.env, on_event=on_event)
+
+
+class LocalMapHandle:
+    """A map run locally: ``count`` processes, at most ``parallelism`` at once (a process
+    pool with an Indexed Job's semantics). Process ``i`` is a :class:`LocalHandle` named
+    ``<name>-<i>`` with ``JOB_COMPLETION_INDEX=i``; every index runs even when some fail.
+    A timeout or Ctrl-C stops and removes them all."""
+
+    def __init__(self, deployer: LocalDeployer, image: Any, *, name: str, count: int, parallelism: int,
+                 on_event: Optional[EventCallback]) -> None:
+        self.name, self.count, self.parallelism = name, count, parallelism
+        self._deployer, self._image, self._on_event = deployer, image, on_event
+        self._handles: dict[int, LocalHandle] = {}
+        self._next = 0
+        self._start_more()
+
+    def _start_more(self) -> None:
+        running = sum(1 for h in self._handles.values() if not h.status().done)
+        while self._next < self.count and running < self.parallelism:
+            i = self._next
+            env = {**self._deployer.env, "JOB_COMPLETION_INDEX": str(i)}
+            self._handles[i] = LocalDeployer(env=env).deploy(self._image, name=f"{self.name}-{i}",
+                                                             on_event=self._on_event)
+            self._next += 1
+            running += 1
+
+    def _done(self) -> bool:
+        return self._next >= self.count and all(h.status().done for h in self._handles.values())
+
+    def status(self) -> JobStatus:
+        if not self._done():
+            return JobStatus("Running")
+        failed = any(h.status().phase == "Failed" for h in self._handles.values())
+        return JobStatus("Failed" if failed else "Succeeded")
+
+    def wait(self, timeout: Optional[float] = None) -> JobStatus:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while True:
+                self._start_more()
+                if self._done():
+                    break
+                if deadline is not None and time.monotonic() > deadline:
+                    self.delete()
+                    raise JobTimeoutError(f"The map {self.name} did not finish within {timeout:g} s and was stopped. "
+                                          "Raise the timeout, or make each call do less.", job=self.name)
+                time.sleep(0.05)
+            for handle in self._handles.values():
+                handle.wait()  # its log is read to the end
+        except KeyboardInterrupt:
+            self.delete()
+            raise
+        return self.status()
+
+    def index_outcomes(self, timeout: Optional[float] = None) -> list:
+        """Each index's ``(True, value)`` or ``(False, exception)``, in order."""
+        self.wait(timeout)
+        found = []
+        for i in range(self.count):
+            try:
+                found.append((True, self._handles[i].result()))
+            except Exception as exc:
+                found.append((False, exc))
+        return found
+
+    def index_outputs(self, i: int) -> Any:
+        return self._handles[i].outputs_artifact()
+
+    def tail(self, source: Optional[str] = None) -> str:
+        """The last lines of index ``source`` (``"index-3"``), or of every index."""
+        if source is not None:
+            handle = self._handles.get(int(source.rsplit("-", 1)[-1]))
+            return handle._tail() if handle is not None else ""
+        return "\n".join(h._tail() for _i, h in sorted(self._handles.items()))
+
+    def logs(self, follow: bool = True) -> Iterator[str]:
+        for i in range(self.count):
+            while i not in self._handles:  # not started yet
+                self._start_more()
+                time.sleep(0.05)
+            for line in self._handles[i].logs(follow):
+                yield f"[index-{i}] {line}"
+
+    def result(self, timeout: Optional[float] = None) -> Any:
+        from ..api import map_results
+
+        return map_results(self, self.index_outcomes(timeout))
+
+    def delete(self) -> None:
+        self._next = self.count  # start no more
+        for handle in self._handles.values():
+            handle.delete()

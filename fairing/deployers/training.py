@@ -3,8 +3,10 @@
 Replicas are given as counts, with optional per-replica mutators (e.g. GPUs only on
 workers). The operator sets TF_CONFIG (TFJob) or MASTER_ADDR, MASTER_PORT, RANK and
 WORLD_SIZE (PyTorchJob) in each replica. The result comes from the chief (TFJob; worker
-0 when there is no chief) or the master (PyTorchJob). Finished pods are kept until
-``delete()`` so that their logs and results can be read; a TFJob's still-running pods
+0 when there is no chief) or the master (PyTorchJob, rank 0); when a replica fails, the
+exception of the first one that failed is raised, noting the replica's name (also in
+its ``.replica``); :meth:`TrainingJobHandle.results` gives every replica's value.
+Finished pods are kept until ``delete()`` so that their logs and results can be read; a TFJob's still-running pods
 (parameter servers) are removed by the operator when the job ends (cleanPodPolicy Running).
 """
 
@@ -23,6 +25,8 @@ __all__ = ["TFJobDeployer", "PyTorchJobDeployer", "TrainingJobHandle"]
 GROUP, VERSION = "kubeflow.org", "v1"
 _REPLICA_TYPE = "training.kubeflow.org/replica-type"
 _REPLICA_INDEX = "training.kubeflow.org/replica-index"
+_STOPPED = (137, 143)  # SIGKILL, SIGTERM
+_RUNTIME_CODES = (1, 2, 3, 4)  # the user's code raised, or the runtime failed (fairing.runtime.__main__)
 
 
 class TrainingJobHandle(KubeHandle):
@@ -45,6 +49,68 @@ class TrainingJobHandle(KubeHandle):
     def replica(self, pod: dict) -> str:
         labels = pod["metadata"].get("labels") or {}
         return f"{labels.get(_REPLICA_TYPE, 'pod')}-{labels.get(_REPLICA_INDEX, '?')}"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._ended_pods: dict = {}  # pods that ended, kept when the operator deletes them (a failed job's)
+
+    def _on_pod(self, kind: str, pod: dict) -> None:
+        statuses = pod.get("status", {}).get("containerStatuses") or []
+        if any("terminated" in (cs.get("state") or {}) for cs in statuses):
+            with self._cond:
+                self._ended_pods[pod["metadata"]["name"]] = pod
+        super()._on_pod(kind, pod)
+
+    def replica_outcomes(self, timeout: Optional[float] = None) -> dict:
+        """``{replica: (ok, value or exception, order)}`` for every replica that ended (``order``
+        sorts failures: the first is the one :meth:`result` raises).
+        A replica stopped by a signal (the operator ends parameter servers when the job is
+        done) failed only when the job did."""
+        self.wait(timeout)
+        with self._cond:
+            pods = sorted({**self._ended_pods, **self._pods}.values(),
+                          key=lambda p: p["metadata"].get("creationTimestamp", ""))
+        found: dict = {}
+        job_failed = self.status().phase == "Failed"
+        for pod in pods:  # the newest pod of a replica wins
+            for cs in pod.get("status", {}).get("containerStatuses") or []:
+                terminated = (cs.get("state") or {}).get("terminated")
+                if terminated:
+                    try:
+                        found[self.replica(pod)] = (True, self.pod_outcome(pod, terminated), "")
+                    except Exception as exc:
+                        if job_failed or terminated.get("exitCode") not in _STOPPED:
+                            # first the replicas that failed by themselves (the runtime's exit codes),
+                            # then those stopped when the job failed; earliest first
+                            order = (terminated.get("exitCode") not in _RUNTIME_CODES,
+                                     terminated.get("finishedAt") or "")
+                            found[self.replica(pod)] = (False, exc, order)
+        return found
+
+    def _raise_first_failure(self, outcomes: dict) -> None:
+        failed = sorted((order, name, exc) for name, (ok, exc, order) in outcomes.items() if not ok)
+        if failed:
+            _order, name, exc = failed[0]
+            exc.replica = name
+            if hasattr(exc, "add_note"):
+                exc.add_note(f"(raised by the replica {name} of the {self.kind} {self.name})")
+            raise exc
+
+    def result(self, timeout: Optional[float] = None) -> Any:
+        """The result replica's value (rank 0, the chief); the first failing replica's exception."""
+        outcomes = self.replica_outcomes(timeout)
+        self._raise_first_failure(outcomes)
+        pod, terminated = self.terminated()
+        if pod is not None and self.replica(pod) in outcomes:
+            return outcomes[self.replica(pod)][1]
+        return self.pod_outcome(pod, terminated)
+
+    def results(self, timeout: Optional[float] = None) -> dict:
+        """Every replica's value, ``{"master-0": ..., "worker-0": ...}`` (those that reported one);
+        raises as :meth:`result`."""
+        outcomes = self.replica_outcomes(timeout)
+        self._raise_first_failure(outcomes)
+        return {name: value for name, (ok, value, _when) in sorted(outcomes.items()) if ok}
 
     def _is_result_pod(self, pod: dict) -> bool:
         with self._cond:
@@ -103,7 +169,7 @@ class _TrainingDeployer(KubeDeployerBase):
             owned_by(f"{GROUP}/{VERSION}", self.kind, created["metadata"]["uid"])
         handle = TrainingJobHandle(kube, name, kube.namespace, on_event=on_event)
         handle.kind, handle.plural = self.kind, self.plural
-        return handle.start()
+        return self.handle_for(handle, image)
 
 
 class TFJobDeployer(_TrainingDeployer):

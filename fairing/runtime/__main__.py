@@ -1,7 +1,8 @@
 """Entrypoint inside the job: run the payload, report the outcome, exit with its status.
 
 Exit codes: 0 success, 1 the user's code raised, 2 the runtime could not load the payload
-(version mismatch, missing file), 3 the result could not be pickled.
+(version mismatch, missing file), 3 the result could not be pickled, 4 the output files
+could not be sent.
 """
 
 import json
@@ -11,8 +12,9 @@ import runpy
 import sys
 import traceback
 
-from . import MODULES_DIR, PAYLOAD_FILE
-from .result import _dumps, encode, key_from_env
+from . import MODULES_DIR, PAYLOAD_FILE, RUNTIME_DIR
+from . import outputs
+from .result import MAP_CALLS, MESSAGE_LIMIT, _dumps, encode, key_from_env
 
 _KEY = b""  # the per-job result key, read (and removed from the environment) before the user's code runs
 
@@ -25,8 +27,20 @@ def _cloudpickle_version():
     return cloudpickle.__version__
 
 
-def _write(envelope: dict) -> None:
+def _write(envelope: dict) -> int:
+    """Send the outputs and write the envelope; 4 when the outputs could not be sent, else 0."""
     line = encode(envelope, _KEY)
+    code = 0
+    try:
+        where, _files, large = outputs.send(line, limit=MESSAGE_LIMIT)
+    except outputs.OutputsError as exc:
+        where, large, code = None, False, 4
+        line = encode({**_base(), "ok": False, "error": "outputs", "message": str(exc)}, _KEY)
+        sys.stderr.write(f"fairing runtime: {exc}\n")
+    if where is not None:
+        # the outputs' reference (or directory); a result too large for the termination
+        # message went with them, and only this small envelope says where
+        line = encode({**_base(), "large": True, "outputs": where} if large else {**envelope, "outputs": where}, _KEY)
     target = os.environ.get("FAIRING_RESULT_FILE")
     if target:
         with open(target, "w") as fh:
@@ -36,6 +50,7 @@ def _write(envelope: dict) -> None:
         sys.stderr.flush()
         sys.stdout.write("\n" + line + "\n")
         sys.stdout.flush()
+    return code
 
 
 def _base() -> dict:
@@ -82,6 +97,8 @@ def _run(spec: dict):
     if kind == "function":
         call = _load_function(spec)
         target, args, kwargs = call["target"], call["args"], call["kwargs"]
+        if MAP_CALLS in kwargs:  # one input of a map: the job's completion index picks it
+            args, kwargs = kwargs[MAP_CALLS][int(os.environ["JOB_COMPLETION_INDEX"])]
         if call.get("is_class"):
             return target(*args, **kwargs).train()
         return target(*args, **kwargs)
@@ -123,6 +140,9 @@ def main() -> int:
             return serve(spec, _load_serve_target)
         except _Mismatch as exc:
             return _runtime_error("mismatch", str(exc))
+    # where the job writes the files that come back (see outputs.py)
+    os.environ.setdefault("FAIRING_OUTPUTS", os.path.abspath(os.path.join(RUNTIME_DIR, "outputs")))
+    os.makedirs(os.environ["FAIRING_OUTPUTS"], exist_ok=True)
     try:
         value = _run(spec)
     except _Mismatch as exc:
@@ -135,10 +155,9 @@ def main() -> int:
     except BaseException as exc:  # the user's code: report whatever it raised
         return _report_exception(exc)
     try:
-        _write({**_base(), "ok": True, "value": value})
+        return _write({**_base(), "ok": True, "value": value})
     except Exception as exc:
         return _runtime_error("result", f"the return value could not be pickled: {type(exc).__name__}: {exc}") + 1
-    return 0
 
 
 def _report_exception(exc: BaseException) -> int:

@@ -10,7 +10,14 @@ also as the last line of stdout so that results larger than the file's limit can
 read from the logs. Envelope keys: ``ok``, ``value`` or ``exc_pickle`` (the exception,
 pickled on its own), ``exc_type``,
 ``message``, ``traceback``, ``python``, ``cloudpickle``, ``error`` (a runtime problem
-such as a version mismatch, distinct from the user's own exception).
+such as a version mismatch, distinct from the user's own exception), ``outputs`` (where
+the job's output files went: an artifact reference or a directory, see ``outputs.py``).
+An envelope whose line is longer than :data:`MESSAGE_LIMIT` travels with the outputs
+artifact when there is one: the line written then is ``{"large": True, "outputs": ref}``,
+and the artifact's result layer holds the full line, signed the same way.
+
+A map's payload is a function payload whose kwargs are ``{MAP_CALLS: [(args, kwargs), ...]}``:
+the job's ``JOB_COMPLETION_INDEX`` picks its call.
 
 The line is authenticated: the HMAC is keyed with a per-job key that only the
 submitter and the job know (``FAIRING_RESULT_KEY`` in hex, or the file named by
@@ -33,6 +40,9 @@ import zlib
 PREFIX = "fairing-result:v1:"
 KEY_ENV = "FAIRING_RESULT_KEY"
 KEY_FILE_ENV = "FAIRING_RESULT_KEY_FILE"
+MAP_CALLS = "_fairing_map_calls"
+#: Longest line for the termination message (4096 bytes), with room to spare.
+MESSAGE_LIMIT = 3584
 _LINE = re.compile(re.escape(PREFIX) + r"([A-Za-z0-9+/=]*)(?::([0-9a-f]{64}))?")
 
 

@@ -1,0 +1,159 @@
+"""Output files, on the submitter's side: where a job's outputs went, fetching and deleting them.
+
+A job's runtime sends the files it wrote (see :mod:`fairing.runtime.outputs`) either to a
+directory (the local backend) or, on a cluster, as an OCI artifact pushed to the
+registry the image came from, in a repository of its own per job
+(``<image repository>-outputs/<job>``), so that deleting it (its manifest and blobs,
+with the registry API) removes everything and touches nothing else. The result
+envelope names it; :class:`Outputs` is what a handle returns for it.
+
+The registry is reached with :class:`fairing.images.registry.RegistryClient`, with the
+credentials ``docker login`` stored and plain HTTP for hosts in the
+``insecure_registries`` setting (or ``insecure=True``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from .errors import RegistryError
+
+__all__ = ["Outputs", "outputs_repository", "delete_repository"]
+
+
+def outputs_repository(image_repository: str, job: str) -> str:
+    """The repository a job's outputs artifact is pushed to."""
+    return f"{image_repository}-outputs/{job}"
+
+
+@dataclass
+class Outputs:
+    """A job's output files: ``ref`` is an artifact (``host/repo@sha256:...``, or by tag)
+    or a local directory (an absolute path). ``insecure``: reach the registry over plain HTTP [the setting's hosts]."""
+
+    ref: str
+    insecure: Optional[bool] = None
+    credentials: Any = None
+    _deleted: bool = field(default=False, repr=False)
+
+    @property
+    def is_artifact(self) -> bool:
+        return not Path(self.ref).is_absolute()
+
+    @property
+    def uri(self) -> str:
+        """``oci://host/repo@sha256:...`` (KServe's storage URI for an OCI model)."""
+        return "oci://" + self.ref
+
+    # -- registry ---------------------------------------------------------------------------
+
+    def _client(self):
+        from .images.auth import resolve_credentials
+        from .images.reference import ImageRef
+        from .images.registry import RegistryClient
+        from .settings import resolve
+
+        ref = ImageRef.parse(self.ref)
+        insecure = self.insecure if self.insecure is not None else ref.registry in resolve().insecure_registries
+        return ref, RegistryClient(credentials=resolve_credentials(credentials=self.credentials),
+                                   insecure=[ref.registry] if insecure else False)
+
+    def manifest(self) -> dict:
+        return self._manifest()[0]
+
+    def _manifest(self) -> tuple[dict, str]:
+        ref, client = self._client()
+        with client:
+            data, _media_type, digest = client.get_manifest(ref)
+        return json.loads(data), digest
+
+    def files(self) -> list[str]:
+        """The relative paths of the files."""
+        if not self.is_artifact:
+            root = Path(self.ref)
+            return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+        from .runtime.outputs import RESULT_TYPE, TITLE
+
+        return [layer["annotations"][TITLE] for layer in self.manifest().get("layers", [])
+                if (layer.get("annotations") or {}).get(TITLE) and layer.get("mediaType") != RESULT_TYPE]
+
+    def download(self, dest: "str | Path" = ".") -> dict[str, Path]:
+        """Copy the files under ``dest`` with their relative paths; ``{relative path: local path}``."""
+        from .runtime.outputs import RESULT_TYPE, TITLE, _safe
+
+        dest = Path(dest)
+        got: dict[str, Path] = {}
+        if not self.is_artifact:
+            for rel in self.files():
+                target = dest / _safe(rel)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(Path(self.ref) / rel, target)
+                got[rel] = target
+            return got
+        manifest = self.manifest()
+        ref, client = self._client()
+        with client:
+            for layer in manifest.get("layers", []):
+                title = (layer.get("annotations") or {}).get(TITLE)
+                if not title or layer.get("mediaType") == RESULT_TYPE:
+                    continue
+                target = dest / _safe(title)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with open(target, "wb") as fh:
+                    client.download_blob(ref, layer["digest"], fh)
+                got[title] = target
+        return got
+
+    def result_line(self) -> str:
+        """The full result line a job too large for its termination message sent along."""
+        from .runtime.outputs import RESULT_TYPE
+
+        manifest = self.manifest()
+        ref, client = self._client()
+        with client:
+            for layer in manifest.get("layers", []):
+                if layer.get("mediaType") == RESULT_TYPE:
+                    return client.get_blob(ref, layer["digest"]).decode("ascii")
+        raise RegistryError(f"The outputs artifact {self.ref} holds no result.")
+
+    def delete(self) -> None:
+        """Delete the artifact's manifest and blobs (a directory: nothing, the job's own
+        cleanup removes it). Idempotent; one already gone is fine."""
+        if self._deleted or not self.is_artifact:
+            return
+        try:
+            manifest, digest = self._manifest()
+        except RegistryError as exc:
+            if exc.status == 404:
+                self._deleted = True
+                return
+            raise
+        ref, client = self._client()
+        blobs = [manifest["config"]["digest"], *(layer["digest"] for layer in manifest.get("layers", []))]
+        with client:
+            client.request("DELETE", ref.api_host, f"/v2/{ref.repository}/manifests/{digest}",
+                           repository=ref.repository, actions="delete", ok=(202, 200), allow=(404,),
+                           what=f"deleting the outputs artifact {self.ref}").close()
+            for blob in dict.fromkeys(blobs):
+                client.request("DELETE", ref.api_host, f"/v2/{ref.repository}/blobs/{blob}",
+                               repository=ref.repository, actions="delete", ok=(202, 200), allow=(404,),
+                               what=f"deleting a blob of {self.ref}").close()
+        self._deleted = True
+
+
+def delete_repository(repository: str, *, insecure: Optional[bool] = None, credentials: Any = None) -> int:
+    """Delete every artifact tagged in ``host/repository`` (a job's outputs repository);
+    how many. A repository that does not exist holds none."""
+    listing = Outputs(f"{repository}:outputs", insecure=insecure, credentials=credentials)
+    ref, client = listing._client()
+    with client:
+        resp = client.request("GET", ref.api_host, f"/v2/{ref.repository}/tags/list", repository=ref.repository,
+                              allow=(404,), what=f"listing the outputs in {repository}")
+        tags = (resp.json().get("tags") or []) if resp.status_code == 200 else []
+    for tag in tags:
+        Outputs(f"{repository}:{tag}", insecure=insecure, credentials=credentials).delete()
+    return len(tags)
