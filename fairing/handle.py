@@ -52,6 +52,26 @@ class Handle(Protocol):
     # ``results()`` gives every replica's value.
 
 
+class HasOutputs:
+    """``outputs()`` and ``outputs_artifact()`` for a job handle whose ``result()`` sets
+    ``_outputs`` (a :class:`fairing.outputs.Outputs`) when the job wrote files."""
+
+    _outputs: Any = None
+
+    def outputs(self, dest: Any = ".") -> dict:
+        """Wait, then copy the files the job wrote under ``dest``; ``{relative path: local path}``
+        (empty when it wrote none)."""
+        artifact = self.outputs_artifact()
+        return artifact.download(dest) if artifact is not None else {}
+
+    def outputs_artifact(self) -> Any:
+        """The job's outputs as a :class:`fairing.outputs.Outputs` (None when it wrote none),
+        without a copy; waits for the job and reads its result (raising what it raised)."""
+        if self._outputs is None:
+            self.result()  # type: ignore[attr-defined]
+        return self._outputs
+
+
 class LogBuffer:
     """The lines a job printed, kept for ``logs()`` and error messages, shared by the handles.
 

@@ -80,13 +80,14 @@ class PipIndexes:
         extras = tuple(dict.fromkeys((*self.extra_index_urls, *other.extra_index_urls)))
         return PipIndexes(other.index_url or self.index_url, extras)
 
-    def env(self) -> dict[str, str]:
-        """pip's environment variables for these indexes (credentials included: for pip only)."""
+    def env(self, prefix: str = "PIP") -> dict[str, str]:
+        """The installer's environment variables for these indexes (credentials included: for
+        the installer only); ``prefix``: ``PIP`` for pip, ``UV`` for uv."""
         env = {}
         if self.index_url:
-            env["PIP_INDEX_URL"] = self.index_url
+            env[f"{prefix}_INDEX_URL"] = self.index_url
         if self.extra_index_urls:
-            env["PIP_EXTRA_INDEX_URL"] = " ".join(self.extra_index_urls)
+            env[f"{prefix}_EXTRA_INDEX_URL"] = " ".join(self.extra_index_urls)
         return env
 
     def public_lines(self) -> list[str]:

@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterator, Optional
 from .._registry import checks_options
 from ..artifacts import RegistryImage
 from ..errors import DeployError, ImagePullError, JobFailedError
+from ..handle import HasOutputs
 from ..kube import JOB_LABEL, MANAGED_BY, KubeClient, Workload, raise_for_api_error
 from ..kube.secrets import DOCKER_CONFIG_KEY, delete_secret, pull_secret_name, registry_secret, write_secret
 from ..results import outcome
@@ -214,7 +215,7 @@ class KubeDeployerBase:
                 "annotations": dict(self.annotations)}
 
 
-class KubeHandle(Workload):
+class KubeHandle(HasOutputs, Workload):
     """A workload run by a deployer: a :class:`fairing.kube.Workload` whose result is read back."""
 
     insecure_registry: Optional[bool] = None  # how its outputs artifact is reached (set by the deployer)
@@ -255,19 +256,6 @@ class KubeHandle(Workload):
             if envelope.get("large"):  # the full envelope travelled with the outputs
                 envelope = decode(self._outputs.result_line(), key)
         return outcome(envelope, job=self.name, exit_code=terminated.get("exitCode"), logs_tail=tail)
-
-    def outputs(self, dest: Any = ".") -> dict:
-        """Wait, then download the files the job wrote under ``dest``; ``{relative path: local path}``
-        (empty when it wrote none)."""
-        artifact = self.outputs_artifact()
-        return artifact.download(dest) if artifact is not None else {}
-
-    def outputs_artifact(self) -> Any:
-        """The job's outputs as a :class:`fairing.outputs.Outputs` (None when it wrote none);
-        waits for the job and reads its result (raising what it raised)."""
-        if self._outputs is None:
-            self.result()
-        return self._outputs
 
     def _result_key(self) -> bytes:
         secret = result_key_secret(self.name)

@@ -33,7 +33,7 @@ from .._registry import checks_options
 from ..artifacts import LocalDir
 from ..errors import ConfigurationError, DeployError, JobTimeoutError
 from ..events import EventCallback, emitter
-from ..handle import JobStatus, LineSplitter, LogBuffer, publish_lines
+from ..handle import HasOutputs, JobStatus, LineSplitter, LogBuffer, publish_lines
 from ..results import outcome
 from ..runtime import PACKAGE, RUNTIME_DIR
 from ..runtime.result import KEY_FILE_ENV, decode, new_key
@@ -122,7 +122,7 @@ def _cleanup(proc: Optional[subprocess.Popen], pid: int, workdir: str, job_dir: 
     shutil.rmtree(job_dir, ignore_errors=True)
 
 
-class LocalHandle:
+class LocalHandle(HasOutputs):
     """A job running as a local process. See :class:`fairing.handle.Handle`.
 
     Made by :class:`LocalDeployer`, or by :meth:`reattach` in another process.
@@ -299,20 +299,6 @@ class LocalHandle:
 
             self._outputs = Outputs(envelope["outputs"])
         return outcome(envelope, job=self.name, exit_code=status.exit_code, logs_tail=self._tail())
-
-    _outputs: Any = None
-
-    def outputs(self, dest: Any = ".") -> dict:
-        """Wait, then copy the files the job wrote under ``dest``; ``{relative path: local path}``."""
-        artifact = self.outputs_artifact()
-        return artifact.download(dest) if artifact is not None else {}
-
-    def outputs_artifact(self) -> Any:
-        """The job's outputs (:class:`fairing.outputs.Outputs`, a directory here), or None;
-        waits for the job and reads its result (raising what it raised)."""
-        if self._outputs is None:
-            self.result()
-        return self._outputs
 
     def delete(self) -> None:
         """Stop the job and remove its working directory and job directory. Idempotent."""

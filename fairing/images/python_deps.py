@@ -164,7 +164,7 @@ def _install_layer(requirements: Sequence[str], key: str, *, python_version: str
             for tag in pip_platform_tags(platform, glibc):
                 cmd += ["--platform", tag]
             cmd += ["-r", str(reqfile)]
-        env = dict(os.environ, PIP_NO_COLOR="1", NO_COLOR="1", **(_uv_env(indexes) if uv else indexes.env()))
+        env = dict(os.environ, PIP_NO_COLOR="1", NO_COLOR="1", **indexes.env("UV" if uv else "PIP"))
         env.pop("PYTHONPATH", None)
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if proc.returncode != 0:
@@ -220,15 +220,6 @@ def _uv_command(uv: str, target: Path, major: str, minor: str, platform: Platfor
         f"{_ARCH[platform.architecture]}-manylinux_{glibc.replace('.', '_')}", "--only-binary", ":all:",
         "-r", str(reqfile),
     ]
-
-
-def _uv_env(indexes: PipIndexes) -> dict:
-    env = {}
-    if indexes.index_url:
-        env["UV_INDEX_URL"] = indexes.index_url
-    if indexes.extra_index_urls:
-        env["UV_EXTRA_INDEX_URL"] = " ".join(indexes.extra_index_urls)
-    return env
 
 
 #: Files an installer writes about itself (they differ between pip and uv).
