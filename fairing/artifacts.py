@@ -21,7 +21,7 @@ together (a :class:`~fairing.backends.Backend` is made), not at deploy time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Protocol, TypeVar, Union, runtime_checkable
 
@@ -35,7 +35,11 @@ __all__ = ["RegistryImage", "DockerImage", "LocalDir", "Artifact", "Builder", "D
 @dataclass(frozen=True)
 class RegistryImage(ImageRef):
     """An :class:`~fairing.images.ImageRef` that is pinned: ``digest`` is always set, so what
-    runs is exactly what was built. ``str()`` is ``registry/repository[:tag]@sha256:...``."""
+    runs is exactly what was built. ``str()`` is ``registry/repository[:tag]@sha256:...``.
+    ``plain_http``: the builder reached the registry over plain HTTP (an insecure registry),
+    so a job that pushes back to it (its outputs) does the same."""
+
+    plain_http: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -46,10 +50,10 @@ class RegistryImage(ImageRef):
             )
 
     @classmethod
-    def pin(cls, ref: "ImageRef | str", digest: str) -> "RegistryImage":
+    def pin(cls, ref: "ImageRef | str", digest: str, *, plain_http: bool = False) -> "RegistryImage":
         """``ref`` (its name and tag) pinned to ``digest``."""
         ref = ImageRef.parse(ref) if isinstance(ref, str) else ref
-        return cls(ref.registry, ref.repository, ref.tag, digest)
+        return cls(ref.registry, ref.repository, ref.tag, digest, plain_http=plain_http)
 
     @property
     def ref(self) -> ImageRef:

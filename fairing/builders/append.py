@@ -38,7 +38,7 @@ import json
 import posixpath
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
@@ -335,7 +335,7 @@ class AppendBuilder:
                     self._remember(target, [d.digest for d in base_layers] + [l.descriptor.digest for l in new_layers]
                                    + [config_desc.digest])
                     emit(Stage("push", "skipped", f"{result} is already in the registry"))
-                    return result
+                    return self._as_reached(result)
 
             emit(Stage("push", "started", str(target.with_tag(tag))))
             with failed_on_error(emit, "push"):
@@ -360,7 +360,12 @@ class AppendBuilder:
                         self._push_deps_tag(deps_ref, new_layers[0], media_type)
                     self._known_tags.add((target.registry, target.repository, deps_tag))
             emit(Stage("push", "finished", str(result)))
-            return result
+            return self._as_reached(result)
+
+    def _as_reached(self, image: RegistryImage) -> RegistryImage:
+        """``image`` marked with how this builder reached its registry (a job pushing its
+        outputs back to it needs to know)."""
+        return replace(image, plain_http=self.client.transport.scheme.get(image.registry) == "http")
 
     # -- what is known ----------------------------------------------------------------------
 

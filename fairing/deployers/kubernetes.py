@@ -16,7 +16,8 @@ kubelet (10 MiB by default, per container).
 Output files (see :mod:`fairing.outputs`) and results too large for the termination
 message go as an OCI artifact to ``<image repository>-outputs/<job>`` in the image's
 registry, pushed by the job with the image pull secret's credentials mounted as a file
-(``insecure_registry``: plain HTTP [hosts in the ``insecure_registries`` setting]);
+(``insecure_registry``: plain HTTP [when the builder reached the registry so, or for hosts in
+the ``insecure_registries`` setting]);
 the handle deletes the artifact with the workload.
 """
 
@@ -69,8 +70,8 @@ class KubeDeployerBase:
     :mod:`fairing.images.auth`; default: the ones ``docker login`` stored, as the builders
     use); when there are some, an image pull secret ``fairing-pull-<registry>`` is created
     or updated in the namespace and referenced from the pods. ``False`` turns this off.
-    ``insecure_registry``: the job pushes its outputs over plain HTTP [when the image's
-    registry is in the ``insecure_registries`` setting].
+    ``insecure_registry``: the job pushes its outputs over plain HTTP [when the builder
+    reached the image's registry so, or it is in the ``insecure_registries`` setting].
     """
 
     container_name = "fairing-job"
@@ -146,6 +147,8 @@ class KubeDeployerBase:
         """Whether the job reaches ``image``'s registry over plain HTTP."""
         if self.insecure_registry is not None:
             return bool(self.insecure_registry)
+        if getattr(image, "plain_http", False):  # the builder pushed it over plain HTTP
+            return True
         from ..images import ImageRef
         from ..settings import resolve
 

@@ -247,3 +247,33 @@ def test_ctrl_c_during_a_map_deletes_the_whole_job(outputs_backend, kube):
         slow.map(range(4), parallelism=2)
     assert interrupted
     assert _left_in(kube) == []
+
+
+def test_outputs_come_back_from_a_plain_http_registry_with_only_the_backends_options(
+        kubeconfig, namespace, kube, registry_address, base_image, tmp_path):
+    # As a user writes it: no deployer made by hand. The builder reached the registry over
+    # plain HTTP (insecure=True), and the image it returns says so to the job that pushes back.
+    def write_metrics():
+        import json
+        import os
+
+        os.makedirs("metrics", exist_ok=True)
+        with open("metrics/scores.json", "w") as fh:
+            json.dump({"accuracy": 0.93}, fh)
+        return "written"
+
+    job = fairing.TrainJob(write_metrics, backend="kubernetes", registry=f"{registry_address}/fairing-e2e",
+                           base_image=base_image, insecure=True, kubeconfig=kubeconfig, namespace=namespace,
+                           outputs=["metrics/"])
+    handle = job.submit()
+    try:
+        assert handle.result(600) == "written"
+        files = handle.outputs(tmp_path)
+        assert sorted(files) == ["metrics/scores.json"]
+        assert json.loads(open(files["metrics/scores.json"]).read()) == {"accuracy": 0.93}
+        repo = _outputs_repo(handle)
+    finally:
+        handle.delete()
+    assert _tags(registry_address, repo) == []
+    assert _left_in(kube) == []
+
