@@ -266,9 +266,11 @@ def _workload_phase(kind: str, obj: dict) -> tuple[str, Optional[int]]:
         return ("Running" if (status.get("readyReplicas") or 0) > 0 else "Pending"), None
     for cond in status.get("conditions") or []:
         if cond.get("status") == "True":
-            if cond.get("type") in ("Complete", "Succeeded"):
+            # SuccessCriteriaMet and FailureTarget come first (Kubernetes >= 1.31), while
+            # the Job's pods are cleaned up: the outcome is decided then
+            if cond.get("type") in ("Complete", "Succeeded", "SuccessCriteriaMet"):
                 return "Succeeded", 0
-            if cond.get("type") == "Failed":
+            if cond.get("type") in ("Failed", "FailureTarget"):
                 return "Failed", None
     if kind == "Job":
         if status.get("succeeded"):
