@@ -107,6 +107,10 @@ class ClusterBuilder:
             return sorted({r.registry for r in refs})
         return sorted(set(self.insecure or ()))
 
+    def _plain_http(self, target: ImageRef) -> bool:
+        """Kaniko pushes to an insecure registry over plain HTTP (--insecure-registry)."""
+        return target.registry in self._insecure_hosts(target)
+
     def _already_built(self, target: ImageRef):
         """The registry's descriptor of ``target``, or None (then it is built)."""
         if self._registry_client is not None:
@@ -151,7 +155,7 @@ class ClusterBuilder:
         existing = self._already_built(target)
         if existing is not None:
             emit(Stage("kaniko", "skipped", f"{target} already built"))
-            return RegistryImage.pin(target, existing.digest)
+            return RegistryImage.pin(target, existing.digest, plain_http=self._plain_http(target))
         name = f"fairing-build-{uuid.uuid4().hex[:10]}"
         fd, archive_name = tempfile.mkstemp(prefix="fairing-context-", suffix=".tar.gz")
         archive = Path(archive_name)
@@ -191,7 +195,7 @@ class ClusterBuilder:
             digest = (terminated.get("message") or "").strip()
             if not digest.startswith("sha256:"):
                 raise BuildError(f"Kaniko finished but reported no digest for {target}; its log:\n{handle.tail()}")
-            result = RegistryImage.pin(target, digest)
+            result = RegistryImage.pin(target, digest, plain_http=self._plain_http(target))
             emit(Stage("kaniko", "finished", str(result)))
             return result
         except (DeployError, JobError) as exc:  # what Kubernetes said about the pod, as a build failure

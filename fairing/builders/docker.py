@@ -341,7 +341,23 @@ class DockerBuilder:
             if not digest:
                 raise RegistryError(f"Pushing {ref} finished without the registry's digest. Try again.")
         emit(Stage("push", "finished", f"{pushed} layers uploaded, {skipped} already there"))
-        return RegistryImage.pin(ref, digest)
+        return RegistryImage.pin(ref, digest, plain_http=self._plain_http(ref))
+
+    def _plain_http(self, ref: Any) -> bool:
+        """Whether the registry of ``ref`` speaks plain HTTP. The engine found out by itself (its
+        insecure-registries); fairing asks once, and only for a registry marked insecure here."""
+        from ..errors import FairingError
+        from ..images.registry import RegistryClient
+
+        if not (self.insecure is True or ref.registry in set(self.insecure or ())):
+            return False
+        try:
+            with RegistryClient(credentials=self._credentials, insecure=self.insecure,
+                                ca_bundle=self.ca_bundle) as client:
+                client.head_manifest(ref)
+                return client.transport.scheme.get(ref.registry) == "http"
+        except FairingError:  # the engine pushed it; what fairing cannot reach, a job pushes to over HTTPS
+            return False
 
 
 def _cache_raced(error: BuildError) -> bool:
