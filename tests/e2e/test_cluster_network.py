@@ -12,7 +12,7 @@ import pytest
 from conftest import STATE, local_cluster_in_use
 from netcheck import host_addresses, host_iptables_rules, links, netns_list, private
 
-pytestmark = [pytest.mark.e2e, pytest.mark.local_cluster]
+pytestmark = [pytest.mark.e2e, pytest.mark.local_cluster, pytest.mark.exclusive]
 
 CLUSTER_NETWORKS = [ipaddress.ip_network(n) for n in ("10.200.0.0/24", "10.244.0.0/16", "10.96.0.0/16")]
 

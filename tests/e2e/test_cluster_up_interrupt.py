@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import CLUSTER_DIR
 
-pytestmark = pytest.mark.local_cluster
+pytestmark = [pytest.mark.local_cluster, pytest.mark.exclusive]  # a Go build: both cores
 
 
 def _descendants(root: int) -> dict[int, int]:

@@ -226,6 +226,7 @@ def test_memory_limit_exceeded_is_oomkilled(builder, kube, tmp_path):
     assert _left_in(kube) == []
 
 
+@pytest.mark.exclusive  # every TFJob in the cluster goes with the CRD
 def test_tfjob_without_its_crd_is_a_clear_error(builder, kube):
     ext = kube.k8s.client.ApiextensionsV1Api(kube.api_client)
     crd = kube.to_dict(ext.read_custom_resource_definition("tfjobs.kubeflow.org"))

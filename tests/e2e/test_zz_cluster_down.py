@@ -42,6 +42,7 @@ def _cluster_processes() -> list[str]:
 
 
 @pytest.mark.local_cluster
+@pytest.mark.exclusive
 def test_down_stops_every_process_then_up_restores(kubeconfig):
     assert local_cluster_in_use()
     assert _cluster_processes(), "the local cluster should be running before down"
