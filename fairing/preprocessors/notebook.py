@@ -41,8 +41,8 @@ from ..errors import (ConfigurationError, EntryPointNotFoundError, MissingDepend
                       PackagingError)
 from ..runtime import fairing_package_files
 from ..runtime.shell import CELL_MAGICS, LINE_MAGICS, PYTHON_CELL_MAGICS, SHELL_MAGICS
-from ..requirements import read_requirements_file
-from .base import default_requirements, payload_context
+from ..requirements import Requirements, read_requirements_file
+from .base import Described, add_generated, default_requirements, payload_context
 from .files import collect_input_files, image_path
 
 __all__ = ["NotebookPreprocessor", "FullNotebookPreprocessor", "ConvertedNotebook", "convert_notebook", "CELL_CHOICES"]
@@ -82,6 +82,18 @@ class ConvertedNotebook:
     script: str
     requirements: tuple[str, ...] = ()
     imports_fairing: bool = False
+    #: Where each cell's code starts in ``script``: ``(line, cell number, blank lines the
+    #: conversion dropped before it, "Cell" or "Input")``, for messages about a line of it.
+    cells: tuple[tuple[int, int, int, str], ...] = ()
+    #: The requirement files ``%pip install -r`` read (what the content scan reads).
+    requirement_files: tuple[tuple[str, tuple[int, ...]], ...] = ()
+
+    def where(self, line: int) -> str:
+        """"cell 3, line 2" for a line of ``script``."""
+        for start, number, offset, kind in reversed(self.cells):
+            if line >= start:
+                return f"{kind.lower()} {number}, line {line - start + 1 + offset}"
+        return f"line {line} of the converted script"
 
 
 @dataclass(frozen=True)
@@ -134,7 +146,7 @@ def _ipython_call(node: ast.AST) -> Optional[tuple[str, list]]:
     return None
 
 
-def _pip_requirements(line: str, where: str, base_dir: Path) -> list[str]:
+def _pip_requirements(line: str, where: str, base_dir: Path, files: Optional[list] = None) -> list[str]:
     from packaging.requirements import InvalidRequirement, Requirement
 
     args = shlex.split(line)
@@ -151,7 +163,10 @@ def _pip_requirements(line: str, where: str, base_dir: Path) -> list[str]:
             path = next(rest, None)
             if path is None:
                 raise PackagingError(f"{where}: %pip install -r needs a file name.")
-            requirements += read_requirements_file(base_dir / path).lines
+            read = read_requirements_file(base_dir / path)
+            requirements += read.lines
+            if files is not None:
+                files.extend(read.files)
             continue
         if arg.startswith("-"):
             raise PackagingError(
@@ -169,7 +184,8 @@ def _pip_requirements(line: str, where: str, base_dir: Path) -> list[str]:
     return requirements
 
 
-def _check_ipython_calls(tree: ast.Module, cell: _Cell, offset: int, allow_shell: bool, base_dir: Path) -> list[str]:
+def _check_ipython_calls(tree: ast.Module, cell: _Cell, offset: int, allow_shell: bool, base_dir: Path,
+                         files: Optional[list] = None) -> list[str]:
     """Refuse what the job's shell cannot run; return the requirements of ``%pip install``."""
     requirements: list[str] = []
     for node in ast.walk(tree):
@@ -205,7 +221,7 @@ def _check_ipython_calls(tree: ast.Module, cell: _Cell, offset: int, allow_shell
             except SyntaxError as exc:  # the body starts on the cell's second line
                 raise _syntax_error(cell, node.lineno + offset + (exc.lineno or 1), exc) from None
         if not cell_magic and name == "pip":
-            requirements += _pip_requirements(line, where, base_dir)
+            requirements += _pip_requirements(line, where, base_dir, files)
         elif not cell_magic and name in ("load_ext", "reload_ext") and line.split() != ["autoreload"]:
             raise PackagingError(f"{where}: the IPython extension {line.strip()!r} cannot be loaded in a fairing job. "
                                  "Remove the line, or import what the extension provides as a module.")
@@ -234,6 +250,9 @@ def convert_notebook(notebook: Mapping[str, Any] | Any, *, allow_shell: bool = F
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     transformer = _transformer()
     parts, requirements, imports_fairing = [SCRIPT_HEADER], [], False
+    cells: list[tuple[int, int, int, str]] = []
+    files: list = []
+    line = SCRIPT_HEADER.count("\n") + 1
     for number, raw in enumerate(notebook["cells"], 1):
         if raw.get("cell_type") != "code":
             continue
@@ -246,10 +265,14 @@ def convert_notebook(notebook: Mapping[str, Any] | Any, *, allow_shell: bool = F
             tree = ast.parse(code, f"<cell {number}>")
         except SyntaxError as exc:
             raise _syntax_error(cell, (exc.lineno or 1) + offset, exc) from None
-        requirements += _check_ipython_calls(tree, cell, offset, allow_shell, base)
+        requirements += _check_ipython_calls(tree, cell, offset, allow_shell, base, files)
         imports_fairing = imports_fairing or _imports_fairing(tree)
-        parts.append(f"\n# %% cell {number}\n{code.rstrip()}\n")
-    return ConvertedNotebook("".join(parts), tuple(dict.fromkeys(requirements)), imports_fairing)
+        part = f"\n# %% cell {number}\n{code.rstrip()}\n"
+        cells.append((line + 2, number, offset, kind))
+        line += part.count("\n")
+        parts.append(part)
+    return ConvertedNotebook("".join(parts), tuple(dict.fromkeys(requirements)), imports_fairing, tuple(cells),
+                             tuple(dict.fromkeys(files)))
 
 
 def _resolve_notebook(notebook_file) -> Path:
@@ -344,12 +367,15 @@ class NotebookPreprocessor(_NotebookBase):
                                      kind="Input" if self.cells == "executed" else "Cell")
         files: dict = dict(collect_input_files(self.input_files, self.base_dir))
         script_path = image_path(self.notebook, self.base_dir)[: -len(".ipynb")] + ".py"
-        files[script_path] = converted.script.encode()
-        if converted.imports_fairing:
-            files.update(fairing_package_files())
+        add_generated(files, script_path, converted.script.encode(), f"The script converted from {self.notebook}")
+        own = fairing_package_files() if converted.imports_fairing else {}
+        for path, source in own.items():
+            add_generated(files, path, source, "fairing's own package (the notebook imports fairing)")
         payload = {"kind": "script", "path": script_path, "args": []}
-        return payload_context(payload, files, requirements=self.requirements.plus(converted.requirements),
-                               env=self.env)
+        requirements = self.requirements.plus(Requirements(converted.requirements, (), converted.requirement_files))
+        return payload_context(payload, files, requirements=requirements, env=self.env, own=own,
+                               described={script_path: Described(f"{self.notebook} (converted to {script_path})",
+                                                                 converted.where)})
 
 
 class FullNotebookPreprocessor(_NotebookBase):
@@ -368,7 +394,7 @@ class FullNotebookPreprocessor(_NotebookBase):
         self._read()  # fail here, not in the job, on a broken notebook
         files: dict = dict(collect_input_files(self.input_files, self.base_dir))
         path = image_path(self.notebook, self.base_dir)
-        files[path] = self.notebook
+        add_generated(files, path, self.notebook, f"The notebook {self.notebook}")
         payload = {"kind": "notebook", "path": path, "parameters": self.parameters,
                    "output": path[: -len(".ipynb")] + ".output.ipynb", "kernel": self.kernel_name}
         return payload_context(payload, files, requirements=self.requirements.plus(["papermill", "ipykernel"]),

@@ -58,7 +58,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Optional
 
-__all__ = ["CREDENTIAL_FILES", "Finding", "scan", "scan_bytes", "check_files", "credential_spec"]
+__all__ = ["CREDENTIAL_FILES", "Finding", "Described", "scan", "scan_bytes", "scan_notebook", "check_files",
+           "credential_spec"]
 
 CREDENTIAL_FILES = (
     # directories of credentials
