@@ -130,20 +130,69 @@ def _leading_blank_lines(source: str) -> int:
 _SHELL_METHODS = ("run_line_magic", "run_cell_magic", "system", "getoutput")
 
 
-def _on_shell(node: ast.AST) -> bool:
-    """``get_ipython().<attr>``."""
-    return (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Call)
-            and isinstance(node.value.func, ast.Name) and node.value.func.id == "get_ipython")
+def _shell_names(tree: ast.Module) -> tuple[frozenset, frozenset]:
+    """Names bound to the shell object (``ip = get_ipython()``) and to the function itself
+    (``g = get_ipython``), followed through plain assignments until nothing changes."""
+    functions, shells = {"get_ipython"}, set()
+    changed = True
+    while changed:
+        changed = False
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Assign, ast.AnnAssign, ast.NamedExpr)):
+                value = node.value
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            elif isinstance(node, ast.withitem) and node.optional_vars is not None:
+                value, targets = node.context_expr, [node.optional_vars]
+            else:
+                continue
+            into = shells if _is_shell(value, functions, shells) else functions if (
+                isinstance(value, ast.Name) and value.id in functions) else None
+            if into is None:
+                continue
+            for target in targets:
+                if isinstance(target, ast.Name) and target.id not in into:
+                    into.add(target.id)
+                    changed = True
+    return frozenset(functions), frozenset(shells)
 
 
-def _ipython_call(node: ast.AST) -> Optional[tuple[str, list]]:
-    """``('run_line_magic', [args])`` for ``get_ipython().run_line_magic(...)``, and
-    ``(attr, None)`` for any other use of ``get_ipython().attr``; else None."""
-    if isinstance(node, ast.Call) and _on_shell(node.func) and node.func.attr in _SHELL_METHODS:
+def _is_shell(node: Optional[ast.AST], functions, shells) -> bool:
+    """``get_ipython()`` (or an alias of it called), ``IPython.get_ipython()``, or a name bound to the shell."""
+    if isinstance(node, ast.Name):
+        return node.id in shells
+    if isinstance(node, ast.Call):
+        func = node.func
+        return (isinstance(func, ast.Name) and func.id in functions) or (
+            isinstance(func, ast.Attribute) and func.attr == "get_ipython")
+    return False
+
+
+def _ipython_call(node: ast.AST, functions=frozenset({"get_ipython"}), shells=frozenset()) -> Optional[tuple[str, list]]:
+    """``('run_line_magic', [args])`` for ``get_ipython().run_line_magic(...)`` (or the same
+    on a name bound to the shell), ``(attr, None)`` for any other use of ``<shell>.attr``,
+    and ``('getattr', None)`` for ``getattr(<shell>, ...)``; else None."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in _SHELL_METHODS \
+            and _is_shell(node.func.value, functions, shells):
         return node.func.attr, node.args
-    if _on_shell(node) and node.attr not in _SHELL_METHODS:
+    if isinstance(node, ast.Attribute) and node.attr not in _SHELL_METHODS and _is_shell(node.value, functions, shells):
         return node.attr, None
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "setattr") \
+            and node.args and _is_shell(node.args[0], functions, shells):
+        return node.func.id, None
     return None
+
+
+def _writefile_path(line: str, where: str) -> None:
+    """Refuse a literal ``%%writefile`` path that leaves the job's directory."""
+    args = line.split()
+    path = " ".join(args[1:] if args and args[0] in ("-a", "--append") else args).strip("'\"")
+    if "$" in path or "{" in path or not path:
+        return  # known in the job only: its shell checks it there
+    parts = path.replace("\\", "/").split("/")
+    if path.startswith(("/", "~")) or os.path.isabs(path) or ".." in parts:
+        raise PackagingError(
+            f"{where}: %%writefile {path} would write outside the job's directory. Write below it (a relative path "
+            "such as 'out/file.txt'); keep what must come back under $FAIRING_OUTPUTS.")
 
 
 def _pip_requirements(line: str, where: str, base_dir: Path, files: Optional[list] = None) -> list[str]:
@@ -188,12 +237,16 @@ def _check_ipython_calls(tree: ast.Module, cell: _Cell, offset: int, allow_shell
                          files: Optional[list] = None) -> list[str]:
     """Refuse what the job's shell cannot run; return the requirements of ``%pip install``."""
     requirements: list[str] = []
+    functions, shells = _shell_names(tree)
     for node in ast.walk(tree):
-        call = _ipython_call(node)
+        call = _ipython_call(node, functions, shells)
         if call is None:
             continue
         method, args = call
         where = cell.where(node.lineno + offset)
+        if method in ("getattr", "setattr"):
+            raise PackagingError(f"{where}: {method}() on IPython's shell cannot be checked before submit (it may run "
+                                 "shell commands in the job). Call the magic by name, or write the step in Python.")
         if args is None:
             raise PackagingError(f"{where}: get_ipython().{method} is not available in a fairing job. Remove it, "
                                  "or move it into a module the notebook imports, guarded there with "
@@ -215,6 +268,8 @@ def _check_ipython_calls(tree: ast.Module, cell: _Cell, offset: int, allow_shell
         shown = f"%%{name}" if cell_magic else f"%{name}"
         if name in SHELL_MAGICS and not allow_shell:
             raise PackagingError(f"{where}: {shown} runs shell commands, which would run in the job too. {_SHELL_FIX}")
+        if cell_magic and name == "writefile":
+            _writefile_path(line, where)
         if cell_magic and name in PYTHON_CELL_MAGICS and len(literal) > 2:
             try:
                 ast.parse(literal[2])
@@ -371,7 +426,7 @@ class NotebookPreprocessor(_NotebookBase):
         own = fairing_package_files() if converted.imports_fairing else {}
         for path, source in own.items():
             add_generated(files, path, source, "fairing's own package (the notebook imports fairing)")
-        payload = {"kind": "script", "path": script_path, "args": []}
+        payload = {"kind": "script", "path": script_path, "args": [], "allow_shell": self.allow_shell}
         requirements = self.requirements.plus(Requirements(converted.requirements, (), converted.requirement_files))
         return payload_context(payload, files, requirements=requirements, env=self.env, own=own,
                                described={script_path: Described(f"{self.notebook} (converted to {script_path})",
