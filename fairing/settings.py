@@ -43,8 +43,8 @@ from typing import Any, Callable, Iterable, Optional
 
 from .errors import ConfigurationError
 
-__all__ = ["Settings", "resolve", "project_file", "project_root", "user_file", "ENVIRONMENT", "PARAMETERS",
-           "ROOT_MARKERS"]
+__all__ = ["Settings", "resolve", "project_file", "project_root", "user_file", "check_arguments", "ENVIRONMENT",
+           "PARAMETERS", "ROOT_MARKERS"]
 
 #: What marks a project's root directory: settings files above it are not read.
 ROOT_MARKERS = ("pyproject.toml", ".git", ".hg")
@@ -153,6 +153,27 @@ def _check_value(name: str, value: Any, where: str) -> Any:
             raise ConfigurationError(f"backend {value!r} in {where} is not a backend.{hint} "
                                      f"Choose one of: {', '.join(sorted(BACKENDS))}.")
     return value
+
+
+#: The keyword arguments that carry one string setting, checked like the setting when given.
+_STRING_ARGUMENTS = {"registry": "registry", "base_image": "base_image", "namespace": "namespace",
+                     "ca_bundle": "ca_bundle", "platform": "platform", "python_version": "python_version"}
+
+
+def check_arguments(options: Mapping[str, Any], what: str) -> None:
+    """Refuse, when given, a keyword argument of a setting's name whose value is not what
+    that setting takes (``registry=["r.io"]``: a list where one string is expected)."""
+    for key, value in options.items():
+        name = _STRING_ARGUMENTS.get(key)
+        if name is None or value is None:
+            continue
+        if not isinstance(value, str):
+            example = {"registry": "'registry.example.com:5000/team'", "base_image": "'python:3.11-slim'",
+                       "namespace": "'ml-jobs'", "platform": "'linux/amd64'", "python_version": "'3.11'",
+                       "ca_bundle": "'certs/ca.pem'"}[name]
+            raise ConfigurationError(f"{key}= of {what} takes one string, e.g. {key}={example}; got "
+                                     f"{type(value).__name__} {value!r}.")
+        _check_value(name, value, f"{key}= of {what}")
 
 
 def _from_table(table: Mapping[str, Any], where: str, base: Optional[Path]) -> dict[str, Any]:
