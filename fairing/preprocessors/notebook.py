@@ -138,6 +138,12 @@ def _shell_names(tree: ast.Module) -> tuple[frozenset, frozenset]:
     while changed:
         changed = False
         for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):  # from IPython import get_ipython as gi
+                for alias in node.names:
+                    if alias.name == "get_ipython" and (alias.asname or alias.name) not in functions:
+                        functions.add(alias.asname or alias.name)
+                        changed = True
+                continue
             if isinstance(node, (ast.Assign, ast.AnnAssign, ast.NamedExpr)):
                 value = node.value
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
