@@ -75,12 +75,10 @@ def submit(
 
 
 def _settings_note(backend: Any) -> str:
-    """The settings files the backend was chosen and made with ("settings from ..."), for
-    the ``build`` stage event; "" for a backend object made by the caller."""
-    from .backends import Backend
+    """The settings files read ("settings from ..."; "" when none), for the ``build`` stage event."""
     from .settings import resolve
 
-    return "" if isinstance(backend, Backend) else resolve().files_note()
+    return resolve().files_note()
 
 
 def _job_events(on_event: Optional[EventCallback], quiet: bool) -> Optional[EventCallback]:
