@@ -278,9 +278,19 @@ def _check_ipython_calls(tree: ast.Module, cell: _Cell, offset: int, allow_shell
             _writefile_path(line, where)
         if cell_magic and name in PYTHON_CELL_MAGICS and len(literal) > 2:
             try:
-                ast.parse(literal[2])
+                body = ast.parse(literal[2])
             except SyntaxError as exc:  # the body starts on the cell's second line
                 raise _syntax_error(cell, node.lineno + offset + (exc.lineno or 1), exc) from None
+            # the body is Python the job runs: the same checks (its lines start on the cell's second line)
+            requirements += _check_ipython_calls(body, cell, node.lineno + offset, allow_shell, base_dir, files)
+        if not cell_magic and name in ("time", "timeit"):
+            try:
+                inner = ast.parse(line)
+            except SyntaxError:
+                inner = None  # the job reports it, as IPython would
+            if inner is not None:
+                requirements += _check_ipython_calls(inner, cell, node.lineno + offset - 1, allow_shell, base_dir,
+                                                     files)
         if not cell_magic and name == "pip":
             requirements += _pip_requirements(line, where, base_dir, files)
         elif not cell_magic and name in ("load_ext", "reload_ext") and line.split() != ["autoreload"]:

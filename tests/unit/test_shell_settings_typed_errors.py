@@ -34,6 +34,8 @@ ESCAPES = [
     "from IPython import get_ipython as gi\ngi().system('ls')",
     "import IPython\nIPython.get_ipython().system('ls')",
     "with_ip = (ip := get_ipython())\nip.system('ls')",
+    "x = 1\n%time get_ipython().system('ls')",
+    "%%time\nip = get_ipython()\nip.system('ls')",
 ]
 
 
