@@ -123,7 +123,7 @@ def accepted_options(target: Callable) -> Optional[frozenset[str]]:
 
 
 def check_options(target: Callable, options: Iterable[str], what: str, *, also: Iterable[str] = (),
-                  legacy: bool = False) -> None:
+                  legacy: "bool | frozenset[str]" = False) -> None:
     """Raise ConfigurationError for a keyword in ``options`` that ``target`` does not take.
     ``also``: names the caller handles itself (valid, though ``target`` does not take them);
     ``legacy``: Kubeflow Fairing's names are translated here, so they may be suggested too."""
@@ -137,8 +137,14 @@ def check_options(target: Callable, options: Iterable[str], what: str, *, also: 
     from .compat import legacy_names
 
     name = unknown[0]
-    close = difflib.get_close_matches(name, sorted(valid | (legacy_names() if legacy else set())), n=1, cutoff=0.6)
+    # Kubeflow Fairing's names to suggest: those this part translates (``legacy`` given as a set)
+    old_names = set(legacy) if isinstance(legacy, (set, frozenset)) else legacy_names() if legacy else set()
+    close = difflib.get_close_matches(name, sorted((valid | old_names) - {name}), n=1, cutoff=0.6)
     hint = f" Did you mean {close[0]!r}?" if close else ""
+    if name in legacy_names():  # a Kubeflow Fairing name, for another part: never suggest it back
+        close = difflib.get_close_matches(name, sorted(valid), n=1, cutoff=0.6)
+        hint = (f" {name!r} is Kubeflow Fairing's option for another part; it does not apply here."
+                + (f" Did you mean {close[0]!r}?" if close else ""))
     others = f" (and {', '.join(repr(u) for u in unknown[1:])})" if len(unknown) > 1 else ""
     raise ConfigurationError(
         f"Unknown option {name!r}{others} for {what}.{hint} Valid options: {', '.join(sorted(valid))}."
@@ -159,8 +165,11 @@ def make(kind: str, table: dict, name: str, options: dict, *, settings: Any = No
     name = compat.translate_name(kind, name)
     factory = load(table, name, kind)
     options, run_options = compat.translate(kind, name, options)
-    check_options(factory, options, f"the {name} {kind} ({getattr(factory, '__qualname__', name)})",
-                  also=reserved, legacy=True)
+    what = f"the {name} {kind} ({getattr(factory, '__qualname__', name)})"
+    check_options(factory, options, what, also=reserved, legacy=frozenset(compat._rules(kind, name)))
+    from .settings import check_arguments
+
+    check_arguments(options, what)
     if settings is not None:
         options = {**settings.options_for(factory, exclude=reserved), **options}
     return factory, options, run_options

@@ -62,7 +62,7 @@ def submit(
 
     context = run_stage(emit, "package", preprocessor.context)
     origin = jobs.origin_of(context, preprocessor)
-    image = run_stage(emit, "build", lambda: builder.build(context, on_event=on_event))
+    image = run_stage(emit, "build", lambda: builder.build(context, on_event=on_event), detail=_settings_note(backend))
     job_events = _job_events(on_event, quiet)
     handle = run_stage(emit, "deploy",
                        lambda: jobs.stamped(deployer, origin).deploy(image, name=name, on_event=job_events))
@@ -72,6 +72,13 @@ def submit(
         handle.delete()
         raise
     return handle
+
+
+def _settings_note(backend: Any) -> str:
+    """The settings files read ("settings from ..."; "" when none), for the ``build`` stage event."""
+    from .settings import resolve
+
+    return resolve().files_note()
 
 
 def _job_events(on_event: Optional[EventCallback], quiet: bool) -> Optional[EventCallback]:

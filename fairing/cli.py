@@ -174,7 +174,8 @@ class RichRenderer:
             key = ("stage", event.name)
             if event.status == "started":
                 if key not in self._tasks:  # a builder may report its own 'build' inside ours
-                    self._tasks[key] = self.progress.add_task(f"{event.name}…", total=None)
+                    detail = f" ({event.detail})" if event.detail else ""
+                    self._tasks[key] = self.progress.add_task(f"{event.name}…{detail}", total=None)
                 return
             task = self._tasks.pop(key, None)
             if task is not None:

@@ -64,10 +64,10 @@ def emitter(on_event: Optional[EventCallback]) -> EventCallback:
     return on_event if on_event is not None else _log_event
 
 
-def run_stage(emit: EventCallback, name: str, fn: Callable[[], Any]) -> Any:
-    """``fn()`` reported as the stage ``name``: "started" once, then "finished" (with the
-    seconds it took) or "failed" (with the error's type and message) once."""
-    emit(Stage(name, "started"))
+def run_stage(emit: EventCallback, name: str, fn: Callable[[], Any], *, detail: str = "") -> Any:
+    """``fn()`` reported as the stage ``name``: "started" once (with ``detail``), then
+    "finished" (with the seconds it took) or "failed" (with the error's type and message) once."""
+    emit(Stage(name, "started", detail))
     start = time.perf_counter()
     try:
         value = fn()

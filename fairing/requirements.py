@@ -23,7 +23,7 @@ import os
 import re
 import shlex
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -108,6 +108,9 @@ class Requirements:
 
     lines: tuple[str, ...] = ()
     constraints: tuple[str, ...] = ()
+    #: The files read, each with the lines whose options reach pip through its environment only
+    #: (index URLs): ``((path, (line, ...)), ...)``; what the content scan reads.
+    files: tuple[tuple[str, tuple[int, ...]], ...] = field(default=(), compare=False)
 
     def __iter__(self):
         return iter(self.lines)
@@ -119,8 +122,9 @@ class Requirements:
         """The normalised names of the projects required."""
         return {n for n in map(requirement_name, self.lines) if n}
 
-    def plus(self, extra: Iterable[str]) -> "Requirements":
-        return Requirements((*self.lines, *extra), self.constraints)
+    def plus(self, extra: "Iterable[str] | Requirements") -> "Requirements":
+        files = (*self.files, *(f for f in getattr(extra, "files", ()) if f not in self.files))
+        return Requirements((*self.lines, *extra), self.constraints, files)
 
 
 def _option(line: str) -> tuple[str, Optional[str]]:
@@ -154,8 +158,9 @@ def _strip_hashes(line: str) -> str:
     return re.split(r"\s+--", line, maxsplit=1)[0].strip()
 
 
-def _logical_lines(text: str) -> Iterable[tuple[int, str]]:
-    buffer, start = "", 0
+def _logical_lines(text: str) -> Iterable[tuple[int, int, str]]:
+    """(first line, last line, logical line) of each line that is not empty or a comment."""
+    buffer, start, number = "", 0, 0
     for number, raw in enumerate(text.splitlines(), 1):
         if not buffer:
             start = number
@@ -166,9 +171,9 @@ def _logical_lines(text: str) -> Iterable[tuple[int, str]]:
         line = (buffer + stripped).strip()
         buffer = ""
         if line:
-            yield start, line
+            yield start, number, line
     if buffer.strip():
-        yield start, buffer.strip()
+        yield start, number, buffer.strip()
 
 
 def _check_requirement(line: str, where: str) -> None:
@@ -196,8 +201,8 @@ def _check_requirement(line: str, where: str) -> None:
 
 
 def _parse(text: str, origin: str, base: Path, seen: tuple[Path, ...], out: list[str], constraints: list[str],
-           *, is_constraint: bool = False) -> None:
-    for number, line in _logical_lines(text):
+           *, is_constraint: bool = False, files: Optional[list] = None, private: Optional[list] = None) -> None:
+    for number, end, line in _logical_lines(text):
         where = f"{origin}:{number}"
         if line.startswith("-"):
             opt, value = _option(line)
@@ -207,11 +212,14 @@ def _parse(text: str, origin: str, base: Path, seen: tuple[Path, ...], out: list
                 kind = _INCLUDE_OPTIONS[opt]
                 path = Path(os.path.expanduser(value))
                 path = path if path.is_absolute() else base / path
-                _include(path, where, seen, out, constraints, is_constraint=is_constraint or kind == "constraint")
+                _include(path, where, seen, out, constraints, is_constraint=is_constraint or kind == "constraint",
+                         files=files)
                 continue
             if opt in _INDEX_OPTIONS:
                 if not value:
                     raise ConfigurationError(f"{where}: {opt} needs a URL.")
+                if private is not None:
+                    private.extend(range(number, end + 1))
                 if not is_constraint:
                     out.append(f"{'--index-url' if _INDEX_OPTIONS[opt] == 'index_url' else '--extra-index-url'} {value}")
                 continue
@@ -235,7 +243,7 @@ def _parse(text: str, origin: str, base: Path, seen: tuple[Path, ...], out: list
 
 
 def _include(path: Path, where: str, seen: tuple[Path, ...], out: list[str], constraints: list[str], *,
-             is_constraint: bool) -> None:
+             is_constraint: bool, files: Optional[list] = None) -> None:
     if not path.is_file():
         raise EntryPointNotFoundError(
             f"{where} includes {str(path)!r}, which does not exist. Paths in -r/-c lines are relative to the "
@@ -244,7 +252,11 @@ def _include(path: Path, where: str, seen: tuple[Path, ...], out: list[str], con
     real = path.resolve()
     if real in seen:
         raise ConfigurationError(f"{where} includes {str(path)!r} again: the requirements files include each other.")
-    _parse(path.read_text(), str(path), path.parent, (*seen, real), out, constraints, is_constraint=is_constraint)
+    private: list[int] = []
+    _parse(path.read_text(), str(path), path.parent, (*seen, real), out, constraints, is_constraint=is_constraint,
+           files=files, private=private)
+    if files is not None:
+        files.append((str(path), tuple(private)))
 
 
 def read_requirements_file(path: os.PathLike | str) -> Requirements:
@@ -256,19 +268,21 @@ def read_requirements_file(path: os.PathLike | str) -> Requirements:
         raise EntryPointNotFoundError(
             f"The requirements file {str(p)!r} does not exist. Check the path, or pass requirements=[...] as a list."
         )
-    _include(p, "requirements", (), out, constraints, is_constraint=False)
-    return Requirements(tuple(out), tuple(constraints))
+    files: list = []
+    _include(p, "requirements", (), out, constraints, is_constraint=False, files=files)
+    return Requirements(tuple(out), tuple(constraints), tuple(files))
 
 
 def parse_requirements(lines: Iterable[str], base_dir: os.PathLike | str) -> Requirements:
     """Parse requirement lines given as a list; ``-r``/``-c`` in them are relative to ``base_dir``."""
     out: list[str] = []
     constraints: list[str] = []
+    files: list = []
     for i, line in enumerate(lines, 1):
         if not isinstance(line, str):
             raise ConfigurationError(f"requirements must be strings, got {type(line).__name__} ({line!r}).")
-        _parse(line, f"requirements[{i - 1}]", Path(base_dir), (), out, constraints)
-    return Requirements(tuple(out), tuple(constraints))
+        _parse(line, f"requirements[{i - 1}]", Path(base_dir), (), out, constraints, files=files)
+    return Requirements(tuple(out), tuple(constraints), tuple(files))
 
 
 def split_index_options(lines: Iterable[str]) -> tuple[tuple[str, ...], PipIndexes]:

@@ -7,8 +7,15 @@ Where they come from, first match wins::
                          FAIRING_INSECURE_REGISTRIES (comma-separated), FAIRING_CA_BUNDLE,
                          FAIRING_PLATFORM, FAIRING_PYTHON_VERSION
     project file         fairing.toml, else the [tool.fairing] table of pyproject.toml, in the
-                         current directory or the nearest parent that has one
+                         current directory or the nearest parent that has one, never above the
+                         project's root: the first directory (from the current one up) with a
+                         pyproject.toml, .git or .hg; without one, only the current directory
     user file            $XDG_CONFIG_HOME/fairing/config.toml (default ~/.config/fairing/config.toml)
+
+A ``fairing.toml`` in a directory above the project's root (a home directory, a shared
+checkout) is not read: it would choose the backend, registry, insecure hosts and CA bundle
+for every project below it. :attr:`Settings.files` names the files read; the ``build``
+stage event, :meth:`Settings.describe` and every error a file causes name them too.
 
 Files use the setting names as keys (``registry = "localhost:5000/team"``,
 ``insecure_registries = ["localhost:5000"]``); a relative ``ca_bundle`` is relative to
@@ -36,7 +43,11 @@ from typing import Any, Callable, Iterable, Optional
 
 from .errors import ConfigurationError
 
-__all__ = ["Settings", "resolve", "project_file", "user_file", "ENVIRONMENT", "PARAMETERS"]
+__all__ = ["Settings", "resolve", "project_file", "project_root", "user_file", "check_arguments", "ENVIRONMENT",
+           "PARAMETERS", "ROOT_MARKERS"]
+
+#: What marks a project's root directory: settings files above it are not read.
+ROOT_MARKERS = ("pyproject.toml", ".git", ".hg")
 
 #: environment variable -> setting
 ENVIRONMENT = {
@@ -75,11 +86,13 @@ class Settings:
     platform: Optional[str] = None
     python_version: Optional[str] = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+    #: The settings files read (the user file first, then the project's), as paths.
+    files: tuple[str, ...] = field(default=(), compare=False)
 
     def values(self) -> dict[str, Any]:
         """The settings that are set, by name."""
         return {f.name: getattr(self, f.name) for f in fields(self)
-                if f.name != "sources" and getattr(self, f.name) not in (None, ())}
+                if f.name not in ("sources", "files") and getattr(self, f.name) not in (None, ())}
 
     def options_for(self, factory: Callable, *, exclude: Iterable[str] = ()) -> dict[str, Any]:
         """The keyword arguments ``factory`` takes from these settings (those it accepts)."""
@@ -95,11 +108,18 @@ class Settings:
         return out
 
     def describe(self) -> str:
-        """One line per setting that is set, with its source (for ``fairing config``-style output)."""
-        return "\n".join(f"{name} = {value!r}  ({self.sources.get(name, '?')})" for name, value in self.values().items())
+        """One line per setting that is set, with its source, then the settings files read
+        (for ``fairing config``-style output)."""
+        lines = [f"{name} = {value!r}  ({self.sources.get(name, '?')})" for name, value in self.values().items()]
+        lines.append(f"settings files: {', '.join(self.files) if self.files else 'none'}")
+        return "\n".join(lines)
+
+    def files_note(self) -> str:
+        """"settings from a.toml, b.toml" (or "" when no file was read): for a stage event."""
+        return f"settings from {', '.join(self.files)}" if self.files else ""
 
 
-_NAMES = tuple(f.name for f in fields(Settings) if f.name != "sources")
+_NAMES = tuple(f.name for f in fields(Settings) if f.name not in ("sources", "files"))
 
 
 def _check_value(name: str, value: Any, where: str) -> Any:
@@ -135,6 +155,27 @@ def _check_value(name: str, value: Any, where: str) -> Any:
     return value
 
 
+#: The keyword arguments that carry one string setting, checked like the setting when given.
+_STRING_ARGUMENTS = {"registry": "registry", "base_image": "base_image", "namespace": "namespace",
+                     "ca_bundle": "ca_bundle", "platform": "platform", "python_version": "python_version"}
+
+
+def check_arguments(options: Mapping[str, Any], what: str) -> None:
+    """Refuse, when given, a keyword argument of a setting's name whose value is not what
+    that setting takes (``registry=["r.io"]``: a list where one string is expected)."""
+    for key, value in options.items():
+        name = _STRING_ARGUMENTS.get(key)
+        if name is None or value is None:
+            continue
+        if not isinstance(value, str):
+            example = {"registry": "'registry.example.com:5000/team'", "base_image": "'python:3.11-slim'",
+                       "namespace": "'ml-jobs'", "platform": "'linux/amd64'", "python_version": "'3.11'",
+                       "ca_bundle": "'certs/ca.pem'"}[name]
+            raise ConfigurationError(f"{key}= of {what} takes one string, e.g. {key}={example}; got "
+                                     f"{type(value).__name__} {value!r}.")
+        _check_value(name, value, f"{key}= of {what}")
+
+
 def _from_table(table: Mapping[str, Any], where: str, base: Optional[Path]) -> dict[str, Any]:
     if not isinstance(table, Mapping):
         raise ConfigurationError(f"The fairing settings in {where} must be a table of key = value.")
@@ -166,11 +207,24 @@ def _read_toml(path: Path) -> dict:
         raise ConfigurationError(f"Cannot read {path}: {exc}.") from None
 
 
-def project_file(start: "os.PathLike[str] | str | None" = None) -> Optional[tuple[Path, dict]]:
-    """The nearest fairing.toml, or pyproject.toml with a [tool.fairing] table, at or above
-    ``start`` (default: the current directory), and its fairing table."""
+def project_root(start: "os.PathLike[str] | str | None" = None) -> Optional[Path]:
+    """The first directory at or above ``start`` (default: the current directory) that holds
+    one of :data:`ROOT_MARKERS`, or None."""
     here = Path(start or os.getcwd()).resolve()
     for directory in (here, *here.parents):
+        if any((directory / marker).exists() for marker in ROOT_MARKERS):
+            return directory
+    return None
+
+
+def project_file(start: "os.PathLike[str] | str | None" = None) -> Optional[tuple[Path, dict]]:
+    """The nearest fairing.toml, or pyproject.toml with a [tool.fairing] table, from ``start``
+    (default: the current directory) up to the project's root (:func:`project_root`; only
+    ``start`` itself when there is none), and its fairing table."""
+    here = Path(start or os.getcwd()).resolve()
+    root = project_root(here)
+    chain = [here] if root is None else [here, *here.parents][: len(here.parts) - len(root.parts) + 1]
+    for directory in chain:
         toml = directory / "fairing.toml"
         if toml.is_file():
             return toml, _read_toml(toml)
@@ -209,14 +263,17 @@ def resolve(arguments: Optional[Mapping[str, Any]] = None, *, cwd: "os.PathLike[
             values[key] = value
             sources[key] = source
 
+    files: list[str] = []
     user = machine.config_dir / "config.toml"
     if user.is_file():
         layer(_from_table(_read_toml(user), str(user), user.parent), str(user))
+        files.append(str(user))
     project = project_file(cwd)
     if project is not None:
         path, table = project
         where = f"{path} [tool.fairing]" if path.name == "pyproject.toml" else str(path)
         layer(_from_table(table, where, path.parent), where)
+        files.append(where)
     for var, name in ENVIRONMENT.items():
         if env.get(var):
             layer({name: _check_value(name, env[var], var)}, var)
@@ -225,4 +282,4 @@ def resolve(arguments: Optional[Mapping[str, Any]] = None, *, cwd: "os.PathLike[
         if key not in _NAMES:
             raise ConfigurationError(f"Unknown setting {key!r}. Valid settings: {', '.join(_NAMES)}.")
     layer({k: _check_value(k, v, "the arguments") for k, v in given.items()}, "argument")
-    return Settings(**values, sources=MappingProxyType(sources))
+    return Settings(**values, sources=MappingProxyType(sources), files=tuple(files))

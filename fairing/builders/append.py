@@ -154,6 +154,9 @@ class AppendBuilder:
         installer: str = "auto",
     ) -> None:
         self.base = ImageRef.parse(base_image)
+        if registry is not None and not isinstance(registry, str):
+            raise ConfigurationError(f"registry must be one string, e.g. 'localhost:5000/team'; got "
+                                     f"{type(registry).__name__} {registry!r}.")
         registry = (registry or "").strip().rstrip("/")
         if not registry:
             raise ConfigurationError("registry must name where to push, e.g. 'localhost:5000' or 'ghcr.io/my-org'.")

@@ -75,7 +75,9 @@ def header(entry: Entry) -> bytes:
     name = entry.name + "/" if entry.kind == "dir" and not entry.name.endswith("/") else entry.name
     link = entry.source if entry.kind == "link" else ""
     size = entry.size if entry.kind == "file" else 0
-    bname, blink = name.encode("utf-8"), link.encode("utf-8")  # type: ignore[union-attr]
+    # a name that is not UTF-8 on disk (b'caf\xe9.txt') reaches here with surrogates: a PAX record
+    bname = name.encode("utf-8", "surrogateescape")
+    blink = link.encode("utf-8", "surrogateescape")  # type: ignore[union-attr]
     if len(bname) > 100 or len(blink) > 100 or not (name.isascii() and link.isascii()) or size >= 8 ** 11:  # type: ignore[union-attr]
         info = tarfile.TarInfo(entry.name)
         info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""

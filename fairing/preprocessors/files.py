@@ -10,16 +10,20 @@ Directories are walked with the rules of ``.gitignore`` and ``.fairingignore`` f
 (in the base directory, the directories above the walked one, and each walked
 directory, as git reads them) plus :data:`DEFAULT_IGNORE`. Credential files
 (:data:`~fairing.preprocessors.secrets.CREDENTIAL_FILES`) are checked apart, so no
-negation re-includes one, and every walked file is scanned for private keys and
-tokens (:func:`~fairing.preprocessors.secrets.scan`). A file named by its own path
-in ``input_files`` is the user's decision and is packaged as it is.
+negation re-includes one; a file named by its own path in ``input_files`` passes
+that name rule. Every file collected, walked or named, is scanned for private keys,
+tokens and credential files by their shape
+(:func:`~fairing.preprocessors.secrets.check_files`).
 
 Symlinks are never followed silently. A link whose target is inside the project (or
-inside the mapped directory it was found in) stays a link in the context, and its
-target is packaged too. A link whose target is outside is refused with
-:class:`~fairing.errors.OutsideProjectError`, unless the link itself is named in
-``input_files``: then what it points to is packaged under the link's own path, after
-the credential rules and the content scan are applied to the target as well.
+inside the mapped directory it was found in; the project's root itself included)
+stays a link in the context, and its target is packaged too, unless the ignore rules
+exclude the target: then the link is refused with
+:class:`~fairing.errors.OutsideProjectError`, so an ignored file never travels behind
+a link. A link whose target is outside is refused the same way, unless the link
+itself is named in ``input_files``: then what it points to is packaged under the
+link's own path, after the credential rules and the content scan are applied to the
+target as well.
 """
 
 from __future__ import annotations
@@ -27,14 +31,14 @@ from __future__ import annotations
 import os
 import posixpath
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
 from ..context import Link, Source, _normalise_path
 from ..errors import (ConfigurationError, EntryPointNotFoundError, OutsideProjectError, PathCollisionError,
                       SecretInContextError)
-from .secrets import credential_spec, scan
+from .secrets import check_files, credential_spec
 
 __all__ = ["DEFAULT_IGNORE", "collect_input_files", "image_path", "check_secrets"]
 
@@ -116,16 +120,15 @@ class _Collector:
     origin: dict[str, str]
     to_scan: dict[str, Path]
     pending_links: list[tuple[str, Path, Path, str]]
+    walked: set = field(default_factory=set)  # real paths of the directories walked
 
-    def add(self, dest: str, source: Source, origin: str, *, scanned: bool) -> None:
+    def add(self, dest: str, source: Source, origin: str) -> None:
         dest = _normalise_path(dest)
         if dest in self.found:
             same = self.found[dest] == source or (
                 isinstance(source, Path) and isinstance(self.found[dest], Path)
                 and os.path.realpath(source) == os.path.realpath(self.found[dest]))  # type: ignore[arg-type]
             if same:
-                if not scanned:
-                    self.to_scan.pop(dest, None)  # named explicitly somewhere: the user's decision
                 return
             raise PathCollisionError(
                 f"Two sources would land at {dest!r} in the image: {self.origin[dest]!r} and {origin!r}. Map one of "
@@ -133,7 +136,7 @@ class _Collector:
             )
         self.found[dest] = source
         self.origin[dest] = origin
-        if scanned and isinstance(source, Path):
+        if isinstance(source, Path):  # walked or named: every file is scanned
             self.to_scan[dest] = source
 
     # -- links -----------------------------------------------------------------------
@@ -142,10 +145,10 @@ class _Collector:
         """A symlink found at ``link`` (image path ``dest``), in an input rooted at ``src_root``."""
         target = Path(os.path.realpath(link))
         rel = _inside(target, src_root)
-        if rel is not None and Path(os.path.realpath(src_root)) != target:
-            target_dest = posixpath.join(dest_root, rel) if dest_root else rel
-            text = posixpath.relpath(target_dest, posixpath.dirname(dest) or ".")
-            self.add(dest, Link(text), str(link), scanned=False)
+        if rel is not None:  # inside, the root itself included (proj/self -> .)
+            target_dest = posixpath.join(dest_root, rel) if dest_root and rel else (rel or dest_root)
+            text = posixpath.relpath(target_dest or ".", posixpath.dirname(dest) or ".")
+            self.add(dest, Link(text), str(link))
             self.pending_links.append((target_dest, target, src_root, dest_root))
             return
         if not explicit:
@@ -163,7 +166,7 @@ class _Collector:
         if target.is_dir():
             self.walk(target, dest)
         elif target.is_file():
-            self.add(dest, target, str(link), scanned=True)
+            self.add(dest, target, str(link))
         else:
             raise EntryPointNotFoundError(f"The symbolic link {str(link)!r} points to {str(target)!r}, which does not exist.")
 
@@ -172,19 +175,45 @@ class _Collector:
         seen: set[str] = set()
         while self.pending_links:
             target_dest, target, src_root, dest_root = self.pending_links.pop()
-            if target_dest in seen or target_dest in self.found or any(p.startswith(target_dest + "/") for p in self.found):
+            if target_dest in seen or str(target) in self.walked or target_dest in self.found or \
+                    any(p.startswith(target_dest + "/") for p in self.found):
                 continue
             seen.add(target_dest)
             credentials = credential_spec()
             rel = _inside(target, src_root) or ""
-            if credentials.match_file(rel) or (target.is_dir() and credentials.match_file(rel + "/")):
+            if rel and (credentials.match_file(rel) or (target.is_dir() and credentials.match_file(rel + "/"))):
                 raise SecretInContextError(
                     f"A symbolic link among the inputs points to {str(target)!r}, which looks like a credential file. "
                     "Remove the link, or name the target in input_files if the job needs it.", paths=(target_dest,))
+            rule = self.ignored(target, src_root)
+            if rule is not None:
+                raise OutsideProjectError(
+                    f"A symbolic link among the inputs points to {str(target)!r}, which the ignore rules exclude "
+                    f"({rule}), so fairing does not package it behind the link. Remove the link or ignore it too "
+                    "(add it to .fairingignore), or, if the job needs the target, stop ignoring it or name the link "
+                    "in input_files with the dict form to package the target under the link's path.")
             if target.is_dir():
                 self.walk(target, target_dest, src_root=src_root, dest_root=dest_root)
             elif target.is_file():
-                self.add(target_dest, target, str(target), scanned=True)
+                self.add(target_dest, target, str(target))
+
+    def ignored(self, target: Path, src_root: Path) -> Optional[str]:
+        """The rule that excludes ``target`` (inside ``src_root``) or one of the directories
+        above it, read as the walk reads them; None when it would be walked."""
+        rel = _inside(target, src_root) or ""
+        parts = [p for p in rel.split("/") if p]
+        rules = [*DEFAULT_IGNORE, *self.extra_ignore]
+        for i, part in enumerate(parts):
+            here = "/".join(parts[:i])
+            rules += _read_ignore_files(src_root.joinpath(*parts[:i]), here)
+            path = "/".join(parts[: i + 1])
+            is_dir = i < len(parts) - 1 or target.is_dir()
+            candidate = path + "/" if is_dir else path
+            if part in _IGNORE_FILES or _spec(rules).match_file(candidate):
+                where = "a default rule" if _spec([*DEFAULT_IGNORE, *self.extra_ignore]).match_file(candidate) \
+                    else ".gitignore/.fairingignore"
+                return f"{candidate!r} matches {where}"
+        return None
 
     # -- directories -------------------------------------------------------------------
 
@@ -202,6 +231,7 @@ class _Collector:
 
         for dirpath, dirnames, filenames in os.walk(root):  # never follows links
             here = Path(dirpath)
+            self.walked.add(os.path.realpath(here))
             rel_dir = _inside(here, src_root) or ""
             local = rules_for.pop(here) + _read_ignore_files(here, rel_dir)
             spec = _spec(local)
@@ -229,7 +259,7 @@ class _Collector:
                 if full.is_symlink():
                     self.link(full, target, src_root, dest_root, explicit=False)
                 elif full.is_file():
-                    self.add(target, full, str(full), scanned=True)
+                    self.add(target, full, str(full))
 
     @staticmethod
     def _dest(dest: str, root: Path, full: Path) -> str:
@@ -259,20 +289,9 @@ def _items(input_files: InputFiles) -> list[tuple[Union[str, os.PathLike], Optio
 
 
 def check_secrets(files: Mapping[str, Path]) -> None:
-    """Refuse, naming each file, when any of ``files`` (image path -> file) holds a secret."""
-    findings = {dest: found for dest, source in sorted(files.items()) if (found := scan(source))}
-    if not findings:
-        return
-    lines = "\n".join(f"  {dest} ({files[dest]}): {', '.join(map(str, found))}" for dest, found in findings.items())
-    first = next(iter(findings))
-    raise SecretInContextError(
-        f"Refusing to package {len(findings)} file(s) that hold what looks like a credential:\n{lines}\n"
-        "Move the secret out of the project and give it to the job at run time (a Kubernetes Secret with "
-        "secret_env, or an environment variable). If the job really needs a file as it is, name it by its own "
-        f"path in input_files (e.g. input_files=[..., {str(files[first])!r}]); a line that is a false positive can "
-        "carry the comment 'pragma: allowlist secret'.",
-        paths=tuple(findings),
-    )
+    """Refuse, naming each file and line, when any of ``files`` (image path -> file) holds
+    a secret: :func:`fairing.preprocessors.secrets.check_files`, the one scan."""
+    check_files(files)
 
 
 def collect_input_files(
@@ -312,7 +331,7 @@ def collect_input_files(
         elif path.is_dir():
             collector.walk(path, dest, src_root=src_root, dest_root=dest_root)
         else:
-            collector.add(dest, path, str(item), scanned=False)  # named by its own path: always included
+            collector.add(dest, path, str(item))  # named by its own path: past the name rules
     collector.resolve_pending_links()
     check_secrets(collector.to_scan)
     return collector.found

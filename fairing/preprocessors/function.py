@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional
 from ..context import BuildContext
 from ..errors import ConfigurationError, MissingDependencyError, SerializationError
 from ..runtime import MODULES_DIR, RUNTIME_DIR
-from .base import normalise_requirements, payload_context
+from .base import Described, add_generated, normalise_requirements, payload_context
 from .files import check_secrets, collect_input_files
 
 __all__ = ["FunctionPreprocessor", "ServingPreprocessor"]
@@ -221,9 +221,11 @@ class FunctionPreprocessor:
         payload = self._payload(cloudpickle.__version__)
         files: dict = dict(collect_input_files(self.input_files, self.base_dir))
         files.update(_module_sources(self._shipped_modules()))
-        files[PICKLE_FILE] = self._dumps()
+        add_generated(files, PICKLE_FILE, self._dumps(), "The pickled function")
         return payload_context(payload, files, requirements=self._requirements(cloudpickle.__version__),
-                               env=self.env)
+                               env=self.env, described={PICKLE_FILE: Described(
+                                   f"the pickled {getattr(self.target, '__qualname__', 'function')} with its "
+                                   f"arguments ({PICKLE_FILE})")})
 
     def _requirements(self, cloudpickle_version: str):
         """The user's requirements plus what the job needs to load the payload, unless they name it."""

@@ -41,8 +41,8 @@ from ..errors import (ConfigurationError, EntryPointNotFoundError, MissingDepend
                       PackagingError)
 from ..runtime import fairing_package_files
 from ..runtime.shell import CELL_MAGICS, LINE_MAGICS, PYTHON_CELL_MAGICS, SHELL_MAGICS
-from ..requirements import read_requirements_file
-from .base import default_requirements, payload_context
+from ..requirements import Requirements, read_requirements_file
+from .base import Described, add_generated, default_requirements, payload_context
 from .files import collect_input_files, image_path
 
 __all__ = ["NotebookPreprocessor", "FullNotebookPreprocessor", "ConvertedNotebook", "convert_notebook", "CELL_CHOICES"]
@@ -82,6 +82,18 @@ class ConvertedNotebook:
     script: str
     requirements: tuple[str, ...] = ()
     imports_fairing: bool = False
+    #: Where each cell's code starts in ``script``: ``(line, cell number, blank lines the
+    #: conversion dropped before it, "Cell" or "Input")``, for messages about a line of it.
+    cells: tuple[tuple[int, int, int, str], ...] = ()
+    #: The requirement files ``%pip install -r`` read (what the content scan reads).
+    requirement_files: tuple[tuple[str, tuple[int, ...]], ...] = ()
+
+    def where(self, line: int) -> str:
+        """"cell 3, line 2" for a line of ``script``."""
+        for start, number, offset, kind in reversed(self.cells):
+            if line >= start:
+                return f"{kind.lower()} {number}, line {line - start + 1 + offset}"
+        return f"line {line} of the converted script"
 
 
 @dataclass(frozen=True)
@@ -118,23 +130,78 @@ def _leading_blank_lines(source: str) -> int:
 _SHELL_METHODS = ("run_line_magic", "run_cell_magic", "system", "getoutput")
 
 
-def _on_shell(node: ast.AST) -> bool:
-    """``get_ipython().<attr>``."""
-    return (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Call)
-            and isinstance(node.value.func, ast.Name) and node.value.func.id == "get_ipython")
+def _shell_names(tree: ast.Module) -> tuple[frozenset, frozenset]:
+    """Names bound to the shell object (``ip = get_ipython()``) and to the function itself
+    (``g = get_ipython``), followed through plain assignments until nothing changes."""
+    functions, shells = {"get_ipython"}, set()
+    changed = True
+    while changed:
+        changed = False
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):  # from IPython import get_ipython as gi
+                for alias in node.names:
+                    if alias.name == "get_ipython" and (alias.asname or alias.name) not in functions:
+                        functions.add(alias.asname or alias.name)
+                        changed = True
+                continue
+            if isinstance(node, (ast.Assign, ast.AnnAssign, ast.NamedExpr)):
+                value = node.value
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            elif isinstance(node, ast.withitem) and node.optional_vars is not None:
+                value, targets = node.context_expr, [node.optional_vars]
+            else:
+                continue
+            into = shells if _is_shell(value, functions, shells) else functions if (
+                isinstance(value, ast.Name) and value.id in functions) else None
+            if into is None:
+                continue
+            for target in targets:
+                if isinstance(target, ast.Name) and target.id not in into:
+                    into.add(target.id)
+                    changed = True
+    return frozenset(functions), frozenset(shells)
 
 
-def _ipython_call(node: ast.AST) -> Optional[tuple[str, list]]:
-    """``('run_line_magic', [args])`` for ``get_ipython().run_line_magic(...)``, and
-    ``(attr, None)`` for any other use of ``get_ipython().attr``; else None."""
-    if isinstance(node, ast.Call) and _on_shell(node.func) and node.func.attr in _SHELL_METHODS:
+def _is_shell(node: Optional[ast.AST], functions, shells) -> bool:
+    """``get_ipython()`` (or an alias of it called), ``IPython.get_ipython()``, or a name bound to the shell."""
+    if isinstance(node, ast.Name):
+        return node.id in shells
+    if isinstance(node, ast.Call):
+        func = node.func
+        return (isinstance(func, ast.Name) and func.id in functions) or (
+            isinstance(func, ast.Attribute) and func.attr == "get_ipython")
+    return False
+
+
+def _ipython_call(node: ast.AST, functions=frozenset({"get_ipython"}), shells=frozenset()) -> Optional[tuple[str, list]]:
+    """``('run_line_magic', [args])`` for ``get_ipython().run_line_magic(...)`` (or the same
+    on a name bound to the shell), ``(attr, None)`` for any other use of ``<shell>.attr``,
+    and ``('getattr', None)`` for ``getattr(<shell>, ...)``; else None."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in _SHELL_METHODS \
+            and _is_shell(node.func.value, functions, shells):
         return node.func.attr, node.args
-    if _on_shell(node) and node.attr not in _SHELL_METHODS:
+    if isinstance(node, ast.Attribute) and node.attr not in _SHELL_METHODS and _is_shell(node.value, functions, shells):
         return node.attr, None
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "setattr") \
+            and node.args and _is_shell(node.args[0], functions, shells):
+        return node.func.id, None
     return None
 
 
-def _pip_requirements(line: str, where: str, base_dir: Path) -> list[str]:
+def _writefile_path(line: str, where: str) -> None:
+    """Refuse a literal ``%%writefile`` path that leaves the job's directory."""
+    args = line.split()
+    path = " ".join(args[1:] if args and args[0] in ("-a", "--append") else args).strip("'\"")
+    if "$" in path or "{" in path or not path:
+        return  # known in the job only: its shell checks it there
+    parts = path.replace("\\", "/").split("/")
+    if path.startswith(("/", "~")) or os.path.isabs(path) or ".." in parts:
+        raise PackagingError(
+            f"{where}: %%writefile {path} would write outside the job's directory. Write below it (a relative path "
+            "such as 'out/file.txt'); keep what must come back under $FAIRING_OUTPUTS.")
+
+
+def _pip_requirements(line: str, where: str, base_dir: Path, files: Optional[list] = None) -> list[str]:
     from packaging.requirements import InvalidRequirement, Requirement
 
     args = shlex.split(line)
@@ -151,7 +218,10 @@ def _pip_requirements(line: str, where: str, base_dir: Path) -> list[str]:
             path = next(rest, None)
             if path is None:
                 raise PackagingError(f"{where}: %pip install -r needs a file name.")
-            requirements += read_requirements_file(base_dir / path).lines
+            read = read_requirements_file(base_dir / path)
+            requirements += read.lines
+            if files is not None:
+                files.extend(read.files)
             continue
         if arg.startswith("-"):
             raise PackagingError(
@@ -169,15 +239,20 @@ def _pip_requirements(line: str, where: str, base_dir: Path) -> list[str]:
     return requirements
 
 
-def _check_ipython_calls(tree: ast.Module, cell: _Cell, offset: int, allow_shell: bool, base_dir: Path) -> list[str]:
+def _check_ipython_calls(tree: ast.Module, cell: _Cell, offset: int, allow_shell: bool, base_dir: Path,
+                         files: Optional[list] = None) -> list[str]:
     """Refuse what the job's shell cannot run; return the requirements of ``%pip install``."""
     requirements: list[str] = []
+    functions, shells = _shell_names(tree)
     for node in ast.walk(tree):
-        call = _ipython_call(node)
+        call = _ipython_call(node, functions, shells)
         if call is None:
             continue
         method, args = call
         where = cell.where(node.lineno + offset)
+        if method in ("getattr", "setattr"):
+            raise PackagingError(f"{where}: {method}() on IPython's shell cannot be checked before submit (it may run "
+                                 "shell commands in the job). Call the magic by name, or write the step in Python.")
         if args is None:
             raise PackagingError(f"{where}: get_ipython().{method} is not available in a fairing job. Remove it, "
                                  "or move it into a module the notebook imports, guarded there with "
@@ -199,13 +274,25 @@ def _check_ipython_calls(tree: ast.Module, cell: _Cell, offset: int, allow_shell
         shown = f"%%{name}" if cell_magic else f"%{name}"
         if name in SHELL_MAGICS and not allow_shell:
             raise PackagingError(f"{where}: {shown} runs shell commands, which would run in the job too. {_SHELL_FIX}")
+        if cell_magic and name == "writefile":
+            _writefile_path(line, where)
         if cell_magic and name in PYTHON_CELL_MAGICS and len(literal) > 2:
             try:
-                ast.parse(literal[2])
+                body = ast.parse(literal[2])
             except SyntaxError as exc:  # the body starts on the cell's second line
                 raise _syntax_error(cell, node.lineno + offset + (exc.lineno or 1), exc) from None
+            # the body is Python the job runs: the same checks (its lines start on the cell's second line)
+            requirements += _check_ipython_calls(body, cell, node.lineno + offset, allow_shell, base_dir, files)
+        if not cell_magic and name in ("time", "timeit"):
+            try:
+                inner = ast.parse(line)
+            except SyntaxError:
+                inner = None  # the job reports it, as IPython would
+            if inner is not None:
+                requirements += _check_ipython_calls(inner, cell, node.lineno + offset - 1, allow_shell, base_dir,
+                                                     files)
         if not cell_magic and name == "pip":
-            requirements += _pip_requirements(line, where, base_dir)
+            requirements += _pip_requirements(line, where, base_dir, files)
         elif not cell_magic and name in ("load_ext", "reload_ext") and line.split() != ["autoreload"]:
             raise PackagingError(f"{where}: the IPython extension {line.strip()!r} cannot be loaded in a fairing job. "
                                  "Remove the line, or import what the extension provides as a module.")
@@ -234,6 +321,9 @@ def convert_notebook(notebook: Mapping[str, Any] | Any, *, allow_shell: bool = F
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     transformer = _transformer()
     parts, requirements, imports_fairing = [SCRIPT_HEADER], [], False
+    cells: list[tuple[int, int, int, str]] = []
+    files: list = []
+    line = SCRIPT_HEADER.count("\n") + 1
     for number, raw in enumerate(notebook["cells"], 1):
         if raw.get("cell_type") != "code":
             continue
@@ -246,10 +336,14 @@ def convert_notebook(notebook: Mapping[str, Any] | Any, *, allow_shell: bool = F
             tree = ast.parse(code, f"<cell {number}>")
         except SyntaxError as exc:
             raise _syntax_error(cell, (exc.lineno or 1) + offset, exc) from None
-        requirements += _check_ipython_calls(tree, cell, offset, allow_shell, base)
+        requirements += _check_ipython_calls(tree, cell, offset, allow_shell, base, files)
         imports_fairing = imports_fairing or _imports_fairing(tree)
-        parts.append(f"\n# %% cell {number}\n{code.rstrip()}\n")
-    return ConvertedNotebook("".join(parts), tuple(dict.fromkeys(requirements)), imports_fairing)
+        part = f"\n# %% cell {number}\n{code.rstrip()}\n"
+        cells.append((line + 2, number, offset, kind))
+        line += part.count("\n")
+        parts.append(part)
+    return ConvertedNotebook("".join(parts), tuple(dict.fromkeys(requirements)), imports_fairing, tuple(cells),
+                             tuple(dict.fromkeys(files)))
 
 
 def _resolve_notebook(notebook_file) -> Path:
@@ -344,12 +438,15 @@ class NotebookPreprocessor(_NotebookBase):
                                      kind="Input" if self.cells == "executed" else "Cell")
         files: dict = dict(collect_input_files(self.input_files, self.base_dir))
         script_path = image_path(self.notebook, self.base_dir)[: -len(".ipynb")] + ".py"
-        files[script_path] = converted.script.encode()
-        if converted.imports_fairing:
-            files.update(fairing_package_files())
-        payload = {"kind": "script", "path": script_path, "args": []}
-        return payload_context(payload, files, requirements=self.requirements.plus(converted.requirements),
-                               env=self.env)
+        add_generated(files, script_path, converted.script.encode(), f"The script converted from {self.notebook}")
+        own = fairing_package_files() if converted.imports_fairing else {}
+        for path, source in own.items():
+            add_generated(files, path, source, "fairing's own package (the notebook imports fairing)")
+        payload = {"kind": "script", "path": script_path, "args": [], "allow_shell": self.allow_shell}
+        requirements = self.requirements.plus(Requirements(converted.requirements, (), converted.requirement_files))
+        return payload_context(payload, files, requirements=requirements, env=self.env, own=own,
+                               described={script_path: Described(f"{self.notebook} (converted to {script_path})",
+                                                                 converted.where)})
 
 
 class FullNotebookPreprocessor(_NotebookBase):
@@ -368,7 +465,7 @@ class FullNotebookPreprocessor(_NotebookBase):
         self._read()  # fail here, not in the job, on a broken notebook
         files: dict = dict(collect_input_files(self.input_files, self.base_dir))
         path = image_path(self.notebook, self.base_dir)
-        files[path] = self.notebook
+        add_generated(files, path, self.notebook, f"The notebook {self.notebook}")
         payload = {"kind": "notebook", "path": path, "parameters": self.parameters,
                    "output": path[: -len(".ipynb")] + ".output.ipynb", "kernel": self.kernel_name}
         return payload_context(payload, files, requirements=self.requirements.plus(["papermill", "ipykernel"]),

@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 from ..context import BuildContext
 from ..errors import ConfigurationError, EntryPointNotFoundError
-from .base import default_requirements, payload_context
+from .base import add_generated, default_requirements, payload_context
 from .files import collect_input_files, image_path
 
 __all__ = ["PythonPreprocessor"]
@@ -53,6 +53,6 @@ class PythonPreprocessor:
     def context(self) -> BuildContext:
         files: dict = dict(collect_input_files(self.input_files, self.base_dir))
         entry_rel = image_path(self.entry_point, self.base_dir)
-        files[entry_rel] = self.entry_point
+        add_generated(files, entry_rel, self.entry_point, f"The entry script {self.entry_point}")
         payload = {"kind": "script", "path": entry_rel, "args": self.args}
         return payload_context(payload, files, requirements=self.requirements, env=self.env)

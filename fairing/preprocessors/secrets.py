@@ -1,4 +1,4 @@
-"""Keeping credentials out of build contexts: file names that are credentials, and a content scan.
+"""Keeping credentials out of build contexts: file names that are credentials, and one content scan.
 
 :data:`CREDENTIAL_FILES` are gitignore-style patterns of files that hold credentials,
 gathered from GitHub's gitignore templates (Node/Python ``.env*``, Terraform
@@ -7,29 +7,59 @@ path rules of gitleaks (``.pypirc``, ``.npmrc``, ``.pgpass``, ``.s3cfg``...) and
 files detect-secrets and cloud CLIs are known to write (``.boto``,
 ``application_default_credentials.json``, ``kaggle.json``, ``.vault-token``). They
 are checked apart from the user's ignore rules, so a negation (``!.env``) cannot
-re-include one; only naming the file in ``input_files`` packages it.
+re-include one; naming the file in ``input_files`` passes the name rule, never the scan.
 
-:func:`scan` reads a file's bytes for private keys and tokens with a fixed, well-known
-shape (the formats gitleaks and detect-secrets detect by prefix: AWS access keys,
-GitHub, GitLab, Slack, Stripe, Google API, Hugging Face, npm, PyPI, OpenAI and
-Anthropic keys, and URLs with a password). It is written here rather than taken from
-detect-secrets because it must read any file as bytes (a key renamed ``model.bin``),
-with no high-entropy heuristics (which flag every hash in a lock file), and without a
-dependency for a few regular expressions. A line holding ``pragma: allowlist secret``
-(detect-secrets' marker) is not reported. At most :data:`SCAN_LIMIT` bytes of each
-file are read, and a file unchanged since it was last scanned (same inode, size and
-modification time) is not read again in the same process.
+:func:`check_files` is the one scan every byte fairing ships goes through (walked and
+named input files, link targets, the entry script, the script made from a notebook,
+a notebook with its saved outputs, the pickled function, local module sources,
+requirement files): every preprocessor calls it through
+:func:`fairing.preprocessors.base.payload_context`. What it recognises:
+
+- private keys (PEM headers, and PEM keys base64-encoded as in a kubeconfig's
+  ``client-key-data`` or a Kubernetes Secret's ``data``);
+- tokens with a fixed, well-known shape (the formats gitleaks and detect-secrets detect
+  by prefix: AWS access keys, GitHub, GitLab, Slack, Stripe, Google API and OAuth,
+  Hugging Face, npm, PyPI, OpenAI and Anthropic keys, JSON Web Tokens, and URLs with a
+  password);
+- credential files by their shape, whatever their name: kubeconfigs (``kind: Config``
+  with a user ``token``/``password``; kubeadm's ``admin.conf``), Docker auth files
+  (``"auths"`` with an ``"auth"``), Google OAuth client and token JSON
+  (``client_secret``, ``refresh_token``: the quickstart's ``credentials.json`` and
+  ``token.json``) and service-account JSON (``"type": "service_account"``).
+
+A file is read whole, as a stream (1 MiB at a time, so its size costs time, never
+memory), in UTF-8 or any ASCII-compatible encoding, and also decoded as UTF-16 when it
+starts with a UTF-16 byte-order mark or looks like BOM-less UTF-16 (NUL bytes on one
+side of every pair, as PowerShell's ``>`` writes). A file that cannot be read whole is
+refused. A file unchanged since it was last scanned (same inode, size and modification
+time) is not read again in the same process.
+
+``pragma: allowlist secret`` (detect-secrets' marker) exempts exactly one finding: the
+nearest one before it on its line (or, when none precedes it, the next one after it on
+that line). A line with two tokens needs two pragmas; a long one-line file with many
+tokens and one pragma is still refused for the others.
+
+Written here rather than taken from detect-secrets (its last release is from 2024): it
+reads text files line by line after decoding them, skips binary files (a key renamed
+``model.bin``), has no UTF-16 view, and flags every hash of a lock file with its entropy
+heuristics; this is a table of regular expressions and a streaming loop.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import codecs
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Optional
 
-__all__ = ["CREDENTIAL_FILES", "SCAN_LIMIT", "Finding", "scan", "credential_spec"]
+__all__ = ["CREDENTIAL_FILES", "Finding", "Described", "scan", "scan_bytes", "scan_notebook", "check_files",
+           "credential_spec"]
 
 CREDENTIAL_FILES = (
     # directories of credentials
@@ -52,73 +82,348 @@ CREDENTIAL_FILES = (
     "secrets.yaml", "secrets.yml", "secrets.json", "secrets.toml", "*.secrets.yaml",
 )
 
-#: Bytes of a file :func:`scan` reads.
-SCAN_LIMIT = 64 << 20
+_CHUNK = 1 << 20
+#: Bytes of context kept between chunks: longer than the shortest match of any expression.
+_OVERLAP = 4096
+#: Findings on one line kept waiting for a pragma after them (older ones are reported).
+_PENDING_LIMIT = 10_000
 
-# Every expression starts with a literal, so that the regular-expression engine skips to
-# candidates with a fast substring search (about 30 MB/s for them all on 2 cores); whether a
-# token starts a word is checked after a match, which a leading \b would prevent.
-_PATTERNS = {
-    "a private key": [rb"-----BEGIN (?:RSA |DSA |EC |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----"],
-    "an AWS access key": [p + rb"[A-Z2-7]{16}\b" for p in (rb"AKIA", rb"ASIA", rb"ABIA", rb"ACCA", rb"A3T[A-Z0-9]")],
-    "a GitHub token": [p + rb"_[A-Za-z0-9]{36}\b" for p in (rb"ghp", rb"gho", rb"ghu", rb"ghs", rb"ghr")]
-    + [rb"github_pat_[A-Za-z0-9_]{82}\b"],
-    "a GitLab token": [rb"glpat-[A-Za-z0-9_-]{20}\b"],
-    "a Slack token": [b"xox" + c + rb"-[A-Za-z0-9-]{10,}" for c in (b"b", b"a", b"p", b"r", b"s")],
-    "a Slack webhook": [rb"hooks\.slack\.com/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]+"],
-    "a Stripe key": [rb"sk_live_[A-Za-z0-9]{24,}", rb"rk_live_[A-Za-z0-9]{24,}"],
-    "a Google API key": [rb"AIza[0-9A-Za-z_-]{35}\b"],
-    "a Hugging Face token": [rb"hf_[A-Za-z]{34}\b"],
-    "an npm token": [rb"npm_[A-Za-z0-9]{36}\b"],
-    "a PyPI token": [rb"pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,}"],
-    "an OpenAI key": [rb"sk-proj-[A-Za-z0-9_-]{40,}", rb"sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}"],
-    "an Anthropic key": [rb"sk-ant-[a-z0-9]+-[A-Za-z0-9_-]{80,}"],
-    "a password in a URL": [rb"://[^:/\s@\"']{1,64}:[^@/\s\"']{3,128}@[A-Za-z0-9.-]+"],
-}
-_COMPILED = [(kind, [re.compile(rx) for rx in rxs]) for kind, rxs in _PATTERNS.items()]
+
+def _word_start(data: bytes, start: int, match: re.Match) -> bool:
+    return start == 0 or data[start - 1] not in _WORD
+
+
+def _always(data: bytes, start: int, match: re.Match) -> bool:
+    return True
+
+
+def _base64_private_key(data: bytes, start: int, match: re.Match) -> bool:
+    text = match.group(0)
+    text = text[: len(text) // 4 * 4][:400]
+    try:
+        return b"PRIVATE KEY" in base64.b64decode(text)
+    except (binascii.Error, ValueError):
+        return False
+
+
+_KUBECONFIG = rb"(?:kind[\"']?\s*:\s*[\"']?Config\b)"
+_DOCKER_AUTHS = rb"\"auths\"\s*:\s*\{"
+
+# (kind, expression, check, marker): every expression starts with a literal, so that the
+# regular-expression engine skips to candidates with a fast substring search; ``check``
+# sees the match in its buffer (a token starts a word: checked after a match, which a
+# leading \b would prevent); ``marker``, when set, must occur somewhere in the same file
+# (a kubeconfig's ``kind: Config``, a Docker config's ``"auths"``).
+_RULES: list[tuple[str, bytes, Callable, Optional[bytes]]] = [
+    ("a private key", rb"-----BEGIN (?:RSA |DSA |EC |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----",
+     _always, None),
+    ("a private key (base64)", rb"LS0tLS1CRUdJTi[A-Za-z0-9+/]{40,}", _base64_private_key, None),
+    ("an AWS access key", rb"A(?:KIA|SIA|BIA|CCA|3T[A-Z0-9])[A-Z2-7]{16}\b", _word_start, None),
+    ("a GitHub token", rb"gh[pousr]_[A-Za-z0-9]{36}\b", _word_start, None),
+    ("a GitHub token", rb"github_pat_[A-Za-z0-9_]{82}\b", _word_start, None),
+    ("a GitLab token", rb"glpat-[A-Za-z0-9_-]{20}\b", _word_start, None),
+    ("a Slack token", rb"xox[baprs]-[A-Za-z0-9-]{10,}", _word_start, None),
+    ("a Slack webhook", rb"hooks\.slack\.com/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]+", _always, None),
+    ("a Stripe key", rb"[sr]k_live_[A-Za-z0-9]{24,}", _word_start, None),
+    ("a Google API key", rb"AIza[0-9A-Za-z_-]{35}\b", _word_start, None),
+    ("a Google OAuth token", rb"ya29\.[0-9A-Za-z_-]{20,}", _word_start, None),
+    ("a Google OAuth token", rb"1//0[0-9A-Za-z_-]{30,}", _word_start, None),
+    ("an OAuth client secret", rb"GOCSPX-[A-Za-z0-9_-]{28}", _word_start, None),
+    ("an OAuth client secret", rb"client_secret[\"']\s*:\s*[\"'][^\"'\s]{8,}", _always, None),
+    ("an OAuth refresh token", rb"refresh_token[\"']\s*:\s*[\"'][^\"'\s]{8,}", _always, None),
+    ("a Google service account key", rb"\"type\"\s*:\s*\"service_account\"", _always, None),
+    ("Google user credentials", rb"\"type\"\s*:\s*\"authorized_user\"", _always, None),
+    ("a Hugging Face token", rb"hf_[A-Za-z]{34}\b", _word_start, None),
+    ("an npm token", rb"npm_[A-Za-z0-9]{36}\b", _word_start, None),
+    ("a PyPI token", rb"pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,}", _word_start, None),
+    ("an OpenAI key", rb"sk-proj-[A-Za-z0-9_-]{40,}", _word_start, None),
+    ("an OpenAI key", rb"sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}", _word_start, None),
+    ("an Anthropic key", rb"sk-ant-[a-z0-9]+-[A-Za-z0-9_-]{80,}", _word_start, None),
+    ("a JSON Web Token", rb"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}", _word_start, None),
+    ("a password in a URL", rb"://[^:/\s@\"']{1,64}:[^@/\s\"']{3,128}@[A-Za-z0-9.-]+", _always, None),
+    # by the file's shape
+    ("a kubeconfig user credential", rb"token[\"']?\s*:\s*[\"']?[A-Za-z0-9._~+/=:-]{8,}", _always, _KUBECONFIG),
+    ("a kubeconfig user credential", rb"password[\"']?\s*:\s*[\"']?[^\s\"'{}$]{3,}", _always, _KUBECONFIG),
+    ("a Docker registry credential", rb"\"auth\"\s*:\s*\"[A-Za-z0-9+/=]{4,}\"", _always, _DOCKER_AUTHS),
+    ("a Docker registry credential", rb"\"identitytoken\"\s*:\s*\"[^\"\s]{4,}\"", _always, _DOCKER_AUTHS),
+]
+_COMPILED = [(kind, re.compile(rx), check, marker) for kind, rx, check, marker in _RULES]
+_MARKERS = {marker: re.compile(marker) for _, _, _, marker in _RULES if marker}
 _WORD = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
-_ALLOW = b"pragma: allowlist secret"
+_ALLOW = re.compile(rb"pragma: allowlist secret")
 _CACHE: dict[tuple, list] = {}  # (path, inode, size, mtime) -> findings: a re-submit does not read again
 
 
 @dataclass(frozen=True)
 class Finding:
-    """What looks like a secret, and on which line (never the secret itself)."""
+    """What looks like a secret, and where (never the secret itself): ``line`` in the file
+    scanned; ``where`` when a better place is known ("cell 3, line 2")."""
 
     kind: str
     line: int
+    where: str = ""
 
     def __str__(self) -> str:
-        return f"{self.kind} (line {self.line})"
+        return f"{self.kind} ({self.where or f'line {self.line}'})"
 
 
-def scan(path: Path) -> list[Finding]:
-    """The secrets found in the first :data:`SCAN_LIMIT` bytes of ``path``."""
+class _Scanner:
+    """Findings in a byte stream fed in pieces, with the pragma rule applied."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.first = True  # no context byte at the start of the buffer
+        self.line = 1  # line number at buffer[0]
+        self.seen_markers: set[bytes] = set()
+        self.current_line = 0
+        self.pending: list[tuple[str, Optional[bytes]]] = []  # findings on current_line, in order
+        self.credit = 0  # pragmas on current_line with no finding before them
+        self.found: dict[tuple[str, Optional[bytes]], int] = {}  # (kind, marker) -> first line
+
+    def feed(self, data: bytes, last: bool = False) -> None:
+        buf = self.buffer + data
+        if not last and len(buf) < 2 * _OVERLAP:
+            self.buffer = buf
+            return
+        accept_from = 0 if self.first else 1
+        accept_to = len(buf) if last else len(buf) - _OVERLAP
+        for marker, rx in _MARKERS.items():
+            if marker not in self.seen_markers and rx.search(buf):
+                self.seen_markers.add(marker)
+        events = []
+        for kind, rx, check, marker in _COMPILED:
+            for m in rx.finditer(buf, accept_from):
+                start = m.start()
+                if start >= accept_to:
+                    break
+                if check(buf, start, m):
+                    events.append((start, 1, kind, marker))
+        for m in _ALLOW.finditer(buf, accept_from):
+            if m.start() >= accept_to:
+                break
+            events.append((m.start(), 0, "", None))
+        events.sort(key=lambda e: (e[0], -e[1]))
+        line, pos = self.line, 0
+        for start, is_finding, kind, marker in events:
+            line += buf.count(b"\n", pos, start)
+            pos = start
+            if line != self.current_line:
+                self._flush()
+                self.current_line = line
+            if is_finding:
+                if self.credit:
+                    self.credit -= 1
+                else:
+                    self.pending.append((kind, marker))
+                    if len(self.pending) > _PENDING_LIMIT:
+                        self._confirm(*self.pending.pop(0))
+            elif self.pending:
+                self.pending.pop()
+            else:
+                self.credit += 1
+        if last:
+            self._flush()
+            self.buffer = b""
+            return
+        cut = accept_to - 1
+        self.line += buf.count(b"\n", 0, cut)
+        self.buffer = buf[cut:]
+        self.first = False
+
+    def _confirm(self, kind: str, marker: Optional[bytes]) -> None:
+        self.found.setdefault((kind, marker), self.current_line)
+
+    def _flush(self) -> None:
+        for kind, marker in self.pending:
+            self._confirm(kind, marker)
+        self.pending, self.credit = [], 0
+
+    def findings(self) -> list[Finding]:
+        first: dict[str, int] = {}
+        for (kind, marker), line in self.found.items():
+            if marker is None or marker in self.seen_markers:
+                first[kind] = min(line, first.get(kind, line))
+        return sorted((Finding(kind, line) for kind, line in first.items()), key=lambda f: (f.line, f.kind))
+
+
+def _utf16(sample: bytes) -> Optional[str]:
+    """"utf-16-le"/"utf-16-be" when ``sample`` (a file's start) looks like UTF-16 text."""
+    if sample.startswith(codecs.BOM_UTF16_LE) and not sample.startswith(codecs.BOM_UTF32_LE):
+        return "utf-16-le"
+    if sample.startswith(codecs.BOM_UTF16_BE):
+        return "utf-16-be"
+    pairs = len(sample) // 2
+    if pairs < 4:
+        return None
+    even, odd = sample[0:pairs * 2:2].count(0), sample[1:pairs * 2:2].count(0)
+    if odd >= 0.3 * pairs and even <= 0.05 * pairs:
+        return "utf-16-le"
+    if even >= 0.3 * pairs and odd <= 0.05 * pairs:
+        return "utf-16-be"
+    return None
+
+
+def _merge(*lists: list[Finding]) -> list[Finding]:
+    first: dict[str, Finding] = {}
+    for found in lists:
+        for f in found:
+            if f.kind not in first or f.line < first[f.kind].line:
+                first[f.kind] = f
+    return sorted(first.values(), key=lambda f: (f.line, f.kind))
+
+
+def _scan_stream(read: Callable[[int], bytes]) -> list[Finding]:
+    raw = _Scanner()
+    wide: Optional[_Scanner] = None
+    decoder = None
+    current = read(_CHUNK)
+    encoding = _utf16(current[:4096])
+    if encoding is not None:
+        wide = _Scanner()
+        decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+        if current.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            decoder.decode(current[:2])
+            current = current[2:]  # the raw view loses the BOM only, which holds no secret
+    while True:
+        following = read(_CHUNK) if current else b""
+        last = not following
+        raw.feed(current, last)
+        if wide is not None and decoder is not None:
+            wide.feed(decoder.decode(current, final=last).encode("utf-8", "surrogatepass"), last)
+        if last:
+            break
+        current = following
+    return _merge(raw.findings(), wide.findings() if wide is not None else [])
+
+
+def scan(path: os.PathLike | str) -> list[Finding]:
+    """The secrets found in the whole of ``path`` (read as a stream)."""
     st = os.stat(path)
     key = (os.path.realpath(path), st.st_ino, st.st_size, st.st_mtime_ns)
     if key not in _CACHE:
         with open(path, "rb") as fh:
-            _CACHE[key] = _scan_bytes(fh.read(SCAN_LIMIT))
+            _CACHE[key] = _scan_stream(fh.read)
     return list(_CACHE[key])
 
 
-def _scan_bytes(data: bytes) -> list[Finding]:
-    found = []
-    for kind, expressions in _COMPILED:
-        match = next((m for rx in expressions for m in rx.finditer(data) if _reportable(data, m, kind)), None)
-        if match is not None:  # one finding of a kind per file is enough to refuse it
-            found.append(Finding(kind, data.count(b"\n", 0, match.start()) + 1))
-    return sorted(found, key=lambda f: f.line)
+def scan_bytes(data: bytes) -> list[Finding]:
+    """The secrets found in ``data``."""
+    view = memoryview(data)
+    pos = 0
+
+    def read(n: int) -> bytes:
+        nonlocal pos
+        piece = bytes(view[pos:pos + n])
+        pos += len(piece)
+        return piece
+
+    return _scan_stream(read)
 
 
-def _reportable(data: bytes, match: re.Match, kind: str) -> bool:
-    start = data.rfind(b"\n", 0, match.start()) + 1
-    end = data.find(b"\n", match.end())
-    if _ALLOW in data[start:end if end >= 0 else len(data)]:
-        return False
-    # a token starts a word (not the tail of a longer identifier); a URL's scheme precedes '://'
-    return kind in ("a private key", "a password in a URL", "a Slack webhook") or \
-        match.start() == 0 or data[match.start() - 1] not in _WORD
+# -- notebooks ------------------------------------------------------------------------------
+
+
+def _notebook_text(value) -> str:
+    if isinstance(value, list):
+        return "".join(v if isinstance(v, str) else "" for v in value)
+    return value if isinstance(value, str) else ""
+
+
+def _output_texts(output: Mapping) -> list[str]:
+    import json
+
+    texts = [_notebook_text(output.get("text")), _notebook_text(output.get("evalue")),
+             "\n".join(t for t in output.get("traceback") or [] if isinstance(t, str))]
+    data = output.get("data")
+    if isinstance(data, Mapping):
+        texts += [json.dumps(v) if isinstance(v, dict) else _notebook_text(v) for v in data.values()]
+    return [t for t in texts if t]
+
+
+def scan_notebook(path: os.PathLike | str) -> list[Finding]:
+    """The secrets in a notebook file, placed in their cell ("cell 3, line 2", "cell 4,
+    output") where the notebook can be read; the whole file is scanned in any case."""
+    import json
+
+    whole = scan(path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            notebook = json.load(fh)
+        cells = notebook.get("cells") if isinstance(notebook, dict) else None
+        if not isinstance(cells, list):
+            return whole
+    except (ValueError, OSError, UnicodeDecodeError):
+        return whole
+    placed: list[Finding] = []
+    for number, cell in enumerate(cells, 1):
+        if not isinstance(cell, Mapping):
+            continue
+        for f in scan_bytes(_notebook_text(cell.get("source")).encode("utf-8", "surrogatepass")):
+            placed.append(Finding(f.kind, f.line, f"cell {number}, line {f.line}"))
+        for index, output in enumerate(cell.get("outputs") or [], 1):
+            if isinstance(output, Mapping):
+                for text in _output_texts(output):
+                    for f in scan_bytes(text.encode("utf-8", "surrogatepass")):
+                        placed.append(Finding(f.kind, f.line, f"cell {number}, output {index}, line {f.line}"))
+    placed_kinds = {f.kind for f in placed}
+    # what the cells do not explain (metadata, attachments...) keeps the file's line
+    return placed + [f for f in whole if f.kind not in placed_kinds]
+
+
+# -- the one check --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Described:
+    """How to name a shipped file in a refusal: ``name`` (its file on disk, or what it was
+    made from) and ``where``, which places a line of it ("cell 3, line 2")."""
+
+    name: str
+    where: Optional[Callable[[int], str]] = None
+
+
+def check_files(files: Mapping[str, object], *, described: Optional[Mapping[str, Described]] = None,
+                skip: frozenset = frozenset()) -> None:
+    """Refuse, naming each file and line, when any of ``files`` (image path -> a Path or
+    bytes; links are skipped, their targets are files of their own) holds a secret."""
+    from ..errors import PackagingError, SecretInContextError
+
+    described = described or {}
+    findings: dict[str, tuple[str, list[Finding]]] = {}
+    for dest in sorted(files):
+        source = files[dest]
+        if dest in skip or not isinstance(source, (bytes, Path)):
+            continue
+        info = described.get(dest)
+        name = info.name if info is not None else (str(source) if isinstance(source, Path) else dest)
+        try:
+            if isinstance(source, bytes):
+                found = scan_bytes(source)
+            elif dest.endswith(".ipynb") or source.suffix == ".ipynb":
+                found = scan_notebook(source)
+            else:
+                found = scan(source)
+        except OSError as exc:
+            raise PackagingError(
+                f"Cannot read {name} to check it for credentials ({exc.strerror or exc}), so fairing does not package "
+                "it. Make it readable, or leave it out (.fairingignore)."
+            ) from None
+        if found and info is not None and info.where is not None:
+            found = [Finding(f.kind, f.line, f.where or info.where(f.line)) for f in found]
+        if found:
+            findings[dest] = (name, found)
+    if not findings:
+        return
+    lines = "\n".join(f"  {name} (in the image: {dest}): {', '.join(map(str, found))}"
+                      if name != dest else f"  {dest}: {', '.join(map(str, found))}"
+                      for dest, (name, found) in findings.items())
+    raise SecretInContextError(
+        f"Refusing to package {len(findings)} file(s) that hold what looks like a credential:\n{lines}\n"
+        "Move the secret out of the project and give it to the job at run time (a Kubernetes Secret with "
+        "secret_env, or an environment variable), or leave the file out with .fairingignore. A line that is a "
+        "false positive can carry the comment 'pragma: allowlist secret' (it exempts one finding on its line).",
+        paths=tuple(findings),
+    )
 
 
 @lru_cache(maxsize=1)

@@ -103,6 +103,9 @@ def _run(spec: dict):
             return target(*args, **kwargs).train()
         return target(*args, **kwargs)
     if kind == "script":
+        from . import shell
+
+        shell.configure(allow_shell=spec.get("allow_shell") is True, job_dir=os.getcwd())
         sys.argv = [spec["path"], *spec.get("args", [])]
         sys.path.insert(0, os.path.dirname(os.path.abspath(spec["path"])))
         runpy.run_path(spec["path"], run_name="__main__")

@@ -14,8 +14,14 @@ terminal or a kernel and a dozen dependencies; the converter
 - ``%%writefile [-a] path`` writes (or appends) its body; ``%%time`` / ``%time`` /
   ``%%timeit`` / ``%timeit`` run the code once and print the time taken;
   ``%%capture [var]`` runs its body with the output captured;
-- ``%%bash``, ``%%sh``, ``!cmd``, ``x = !cmd`` run as subprocesses (the converter only
-  lets them through when the user allowed shell commands);
+- ``%%bash``, ``%%sh``, ``!cmd``, ``x = !cmd``, ``%system``, ``%sx`` run as subprocesses
+  only when the user allowed shell commands (``allow_shell=True``, which the runtime
+  passes to :func:`configure` from the payload). The converter refuses them before
+  submit when it can see them; this shell refuses them in the job however they are
+  reached (``ip = get_ipython(); ip.system(...)``, ``getattr(...)``, a helper called
+  with the shell object), with :class:`ShellNotAllowed`;
+- ``%%writefile`` writes only below the job's directory (:class:`OutsideJobDirectory`
+  otherwise: ``../x``, an absolute path, a link that leads out, a ``%cd`` elsewhere);
 - ``%env``, ``%set_env``, ``%cd``, ``%pwd`` act on the job's process;
 - ``%pip install`` is a no-op: the converter made its packages requirements of the image;
 - ``%matplotlib``, ``%config``, help (``obj?``), autoreload and the display cell magics
@@ -28,8 +34,8 @@ import subprocess
 import sys
 import time
 
-__all__ = ["get_ipython", "display", "LINE_MAGICS", "CELL_MAGICS", "NOOP_LINE_MAGICS", "PYTHON_CELL_MAGICS",
-           "SHELL_MAGICS", "UnsupportedInJob"]
+__all__ = ["get_ipython", "display", "configure", "LINE_MAGICS", "CELL_MAGICS", "NOOP_LINE_MAGICS",
+           "PYTHON_CELL_MAGICS", "SHELL_MAGICS", "UnsupportedInJob", "ShellNotAllowed", "OutsideJobDirectory"]
 
 #: Line magics that do nothing in a job: display, help and interactive tools.
 NOOP_LINE_MAGICS = frozenset({
@@ -49,6 +55,44 @@ CELL_MAGICS = DISPLAY_CELL_MAGICS | PYTHON_CELL_MAGICS | {"writefile", "bash", "
 
 class UnsupportedInJob(RuntimeError):
     """A magic was called that the job's shell does not run."""
+
+
+class ShellNotAllowed(UnsupportedInJob):
+    """A shell command was asked for, and the notebook was not submitted with allow_shell=True."""
+
+
+class OutsideJobDirectory(UnsupportedInJob):
+    """``%%writefile`` was asked to write outside the job's directory."""
+
+
+#: What the job allows: shell commands (from the payload's "allow_shell"), and the directory
+#: %%writefile stays in (the working directory the job started in).
+_STATE = {"allow_shell": False, "job_dir": os.path.realpath(os.getcwd())}
+
+
+def configure(*, allow_shell, job_dir=None):
+    """Set what the job allows (the runtime calls this before it runs a converted notebook)."""
+    _STATE["allow_shell"] = allow_shell is True
+    if job_dir is not None:
+        _STATE["job_dir"] = os.path.realpath(job_dir)
+
+
+def _check_shell(what):
+    if not _STATE["allow_shell"]:
+        raise ShellNotAllowed(
+            f"{what} runs a shell command, and this notebook was submitted without allowing it. Allow it with "
+            "NotebookPreprocessor(allow_shell=True) or config.set_preprocessor('notebook', allow_shell=True), or "
+            "write the step in Python (subprocess.run([...]) states what runs).")
+
+
+def _inside_job_dir(path):
+    real = os.path.realpath(path)
+    root = _STATE["job_dir"]
+    if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
+        raise OutsideJobDirectory(
+            f"%%writefile {path} would write outside the job's directory ({root}): it leads to {real}. Write below "
+            "the job's directory (a relative path such as 'out/file.txt'), and keep what must come back under "
+            "$FAIRING_OUTPUTS.")
 
 
 def _caller_namespaces(depth):
@@ -125,6 +169,7 @@ class JobShell:
     # -- shell commands ---------------------------------------------------------------
 
     def system(self, cmd, _depth=0):
+        _check_shell("!cmd (get_ipython().system)")
         globals_, locals_ = _caller_namespaces(_depth + 1)
         sys.stdout.flush()
         sys.stderr.flush()
@@ -133,6 +178,7 @@ class JobShell:
         return None
 
     def getoutput(self, cmd, split=True, depth=0):
+        _check_shell("x = !cmd (get_ipython().getoutput)")
         globals_, locals_ = _caller_namespaces(depth + 1)
         out = subprocess.run(_var_expand(cmd, globals_, locals_), shell=True, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True).stdout
@@ -152,6 +198,7 @@ class JobShell:
         if magic_name == "pwd":
             return os.getcwd()
         if magic_name in ("system", "sx"):
+            _check_shell(f"%{magic_name}")
             return self.getoutput(line, depth=_stack_depth)
         if magic_name in NOOP_LINE_MAGICS:
             return None
@@ -166,6 +213,7 @@ class JobShell:
         if magic_name == "capture":
             return self._capture(line, cell, globals_, locals_)
         if magic_name in ("bash", "sh"):
+            _check_shell(f"%%{magic_name}")
             sys.stdout.flush()
             sys.stderr.flush()
             code = subprocess.call(["bash" if magic_name == "bash" else "sh", "-c", cell])
@@ -192,6 +240,7 @@ class JobShell:
         args = line.split()
         append = bool(args) and args[0] in ("-a", "--append")
         path = os.path.expanduser(" ".join(args[1:] if append else args).strip("'\""))
+        _inside_job_dir(path)
         exists = os.path.exists(path)
         with open(path, "a" if append else "w") as fh:
             fh.write(cell)

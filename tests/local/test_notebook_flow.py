@@ -143,15 +143,19 @@ def test_the_job_shell_runs_the_magics_a_job_can_run(workdir):
         "%cd sub\nhere = %pwd",
         "%%bash\nexit 3",
     ]]
+    from fairing.runtime import shell
+
     (workdir / "sub").mkdir()
     script = convert_notebook(nb, allow_shell=True).script
     ns = {"os": os}
     code = script.replace(SCRIPT_HEADER, "from fairing.runtime.shell import display, get_ipython\n")
+    shell.configure(allow_shell=True, job_dir=workdir)  # what the runtime does from the payload
     try:
         with pytest.raises(Exception) as failed:
             exec(compile(code, "converted.py", "exec"), ns)
     finally:
         os.chdir(workdir)
+        shell.configure(allow_shell=False)
     assert type(failed.value).__name__ == "CalledProcessError" and failed.value.returncode == 3
     assert os.environ.pop("FAIRING_SHELL_TEST") == "hello"
     assert ns["captured"].stdout == "captured text\n"

@@ -188,10 +188,11 @@ def test_content_scan_refuses_each_file_naming_it_and_how_to_allow_it(tmp_path):
     assert set(err.value.paths) == {"data/notes.txt", "data/model.bin", "conf/app.cfg"}
     assert "data/notes.txt" in message and "an AWS access key (line 2)" in message
     assert "a private key" in message and "a GitHub token" in message
-    assert "input_files" in message and "pragma: allowlist secret" in message
+    assert "secret_env" in message and "pragma: allowlist secret" in message
     assert aws not in message and token not in message and "OPENSSH PRIVATE KEY-----\nb3" not in message
-    # named by its own path: the user's decision
-    assert "data/model.bin" in collect_input_files(["data/model.bin"], tmp_path)
+    # named by its own path: past the name rules, never past the scan
+    with pytest.raises(SecretInContextError, match=r"a private key \(line 1\)"):
+        collect_input_files(["data/model.bin"], tmp_path)
 
 
 # -- requirements ---------------------------------------------------------------------------------
