@@ -480,7 +480,7 @@ def run(ctx: click.Context, entry: str, args: tuple, backend: Optional[str], inp
                 click.echo(handle.name)
                 out.note(f"job {handle.name} started; follow it with: fairing logs --follow {handle.name}")
             return EXIT_OK
-        value = run_handle(handle, timeout=timeout, keep_logs=keep_logs)
+        value = run_handle(handle, timeout=timeout, keep_logs=keep_logs, outputs_dir=".")  # $FAIRING_OUTPUTS: here
     except KeyboardInterrupt:
         out.note("interrupted; the job was stopped and removed")
         return EXIT_INTERRUPTED

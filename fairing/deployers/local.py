@@ -31,12 +31,12 @@ from typing import Any, Iterator, Optional
 
 from .._registry import checks_options
 from ..artifacts import LocalDir
-from ..errors import ConfigurationError, DeployError, JobTimeoutError
+from ..errors import ConfigurationError, DeployError, JobTimeoutError, ResultError
 from ..events import EventCallback, emitter
 from ..handle import HasOutputs, JobStatus, LineSplitter, LogBuffer, publish_lines
-from ..results import outcome
+from ..results import outcome, read_envelope
 from ..runtime import PACKAGE, RUNTIME_DIR
-from ..runtime.result import KEY_FILE_ENV, decode, new_key
+from ..runtime.result import KEY_FILE_ENV, new_key
 
 __all__ = ["LocalDeployer", "LocalHandle", "LocalMapHandle", "recorded_status"]
 
@@ -152,7 +152,7 @@ class LocalHandle(HasOutputs):
             try:
                 self._result_key = bytes.fromhex((self.job_dir / KEY_FILE).read_text().strip())
             except (OSError, ValueError):
-                self._result_key = b""  # removed with the job: there is no result to read either
+                self._result_key = b""  # gone or spoilt: result() refuses to read anything (ResultError)
         self._cleanup_args = (self._proc, self.pid, self.workdir, str(self.job_dir))
         # Only the process that started the job stops it at exit (unless detached).
         self._finalizer = weakref.finalize(self, _cleanup, *self._cleanup_args)
@@ -290,8 +290,14 @@ class LocalHandle(HasOutputs):
 
     def result(self, timeout: Optional[float] = None) -> Any:
         status = self.wait(timeout)
+        if not self._result_key:
+            raise ResultError(
+                f"The result of the job {self.name} cannot be read: its key ({self.job_dir / KEY_FILE}) is missing "
+                "or unreadable, and a result is never read unauthenticated. The key is written when the job "
+                "starts and removed with the job; run the job again (and leave its directory alone).",
+                job=self.name, logs_tail=self._tail())
         try:
-            envelope = decode(self._result_file.read_text(), self._result_key)
+            envelope = read_envelope(self._result_file.read_text(), self._result_key, job=self.name)
         except (OSError, ValueError):
             envelope = None
         if envelope and envelope.get("outputs"):

@@ -80,8 +80,10 @@ def _walk(root, prefix):
 
 
 def _safe(rel):
+    """``rel`` normalised, refused when it leaves the directory it is relative to: judged by
+    path part, so ``..hidden`` and ``a..b`` are names like any other and ``..`` is not."""
     norm = os.path.normpath(rel)
-    if os.path.isabs(norm) or norm.startswith(".."):
+    if os.path.isabs(norm) or "\0" in norm or norm in ("", ".") or ".." in norm.split(os.sep):
         raise OutputsError(f"refusing the output path {rel!r}: it leaves the outputs directory")
     return norm
 
