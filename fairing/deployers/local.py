@@ -367,8 +367,22 @@ class LocalHandle(HasOutputs):
         if follow or self._exit_code()[0]:  # a line still being written is not handed out as whole
             yield from (text for text, _partial in splitter.close())
 
-    def _tail(self) -> str:
-        return self._log.tail()
+    def _tail(self, n: int = 30) -> str:
+        """The job's last ``n`` lines: from the end of its log file (the reader may still be
+        catching up with a job that printed millions), else from memory."""
+        try:
+            with open(self.log_file, "rb") as fh:
+                size = fh.seek(0, os.SEEK_END)
+                fh.seek(max(0, size - (1 << 16)))
+                data = fh.read()
+        except OSError:
+            return self._log.tail(n)
+        splitter = LineSplitter()
+        lines = [text for text, partial in splitter.feed(data) if not partial] + \
+            [text for text, _p in splitter.close()]
+        if size > len(data) and lines:
+            lines = lines[1:]  # the first may be cut
+        return "\n".join(lines[-n:])
 
     def status(self) -> JobStatus:
         return _status(*self._exit_code())
