@@ -230,7 +230,7 @@ class RemoteFunction:
 
         When some calls fail, every call still runs, and :class:`~fairing.MapError` is raised
         naming each failed index with its exception and log tail; ``.results`` keeps the
-        others. Ctrl-C or the timeout stops and removes the whole job.
+        others. Ctrl-C, SIGTERM (locally) or the timeout stops and removes the whole job.
         """
         return self._map([((x,), {}) for x in inputs], parallelism)
 
@@ -287,8 +287,9 @@ def train(
 
     ``outputs``: paths (files or directories, relative to the job's working directory)
     the job writes and that come back, downloaded under ``outputs_dir`` before cleanup;
-    files under ``$FAIRING_OUTPUTS`` in the job come back too (see :mod:`fairing.outputs`;
-    ``.submit(...).outputs(dest)`` downloads them from a handle). ``.map(inputs)`` and
+    files under ``$FAIRING_OUTPUTS`` in the job come back there too, with or without
+    ``outputs`` (see :mod:`fairing.outputs`; ``.submit(...)`` keeps them with the handle
+    until ``delete()``, and ``handle.outputs(dest)`` downloads them). ``.map(inputs)`` and
     ``.starmap(inputs)`` run many calls as one job (see :meth:`RemoteFunction.map`).
 
     A remote exception is re-raised here with the job's traceback chained as its cause
