@@ -86,6 +86,32 @@ def test_dotdot_as_a_path_part_is_refused(workdir):
         assert ".." not in _safe(good).split(os.sep)
 
 
+def test_a_pipe_or_a_dangling_link_among_the_outputs_costs_no_result(workdir, cache, no_leftovers):
+    @fairing.train(backend="local", quiet=True, timeout=300, outputs_dir="got")
+    def odd_files():
+        import os
+
+        root = os.environ["FAIRING_OUTPUTS"]
+        os.mkfifo(os.path.join(root, "pipe"))  # copying it would block for ever
+        os.symlink("/nonexistent/target", os.path.join(root, "dangling"))
+        with open(os.path.join(root, "real.txt"), "w") as fh:
+            fh.write("real")
+        os.symlink(os.path.join(root, "real.txt"), os.path.join(root, "linked"))  # a link to a file: its bytes
+        print("wrote them")
+        return "kept"
+
+    handle = odd_files.submit()
+    try:
+        assert handle.result(120) == "kept"
+        log = "\n".join(handle.logs(follow=False))
+        assert "the output 'pipe' is not a regular file" in log and "'dangling' is not a regular file" in log
+        got = handle.outputs(workdir / "got")
+        assert sorted(got) == ["linked", "real.txt"]
+        assert got["real.txt"].read_text() == "real" and got["linked"].read_text() == "real"
+    finally:
+        handle.delete()
+
+
 def test_trainjob_run_brings_fairing_outputs_back(workdir, cache, no_leftovers):
     (workdir / "train.py").write_text(
         "import os\n"
