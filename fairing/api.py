@@ -88,12 +88,15 @@ def _job_events(on_event: Optional[EventCallback], quiet: bool) -> Optional[Even
 
 
 def run_handle(handle: Handle, *, timeout: Optional[float] = None, cleanup: str = "always",
-               keep_logs: bool = False, before_cleanup: Optional[Callable[[Any], Any]] = None) -> Any:
+               keep_logs: bool = False, before_cleanup: Optional[Callable[[Any], Any]] = None,
+               outputs_dir: Any = None) -> Any:
     """Wait for the job's result; clean up per ``cleanup`` (also on error and Ctrl-C).
 
     ``keep_logs``: save the log before deleting (see :func:`fairing.jobs.saved_log`), so
-    that a failed job's log can still be read after cleanup. ``before_cleanup(value)`` is
-    called once the result is in (to download the job's outputs, say).
+    that a failed job's log can still be read after cleanup. ``outputs_dir``: where the
+    files the job wrote (under ``$FAIRING_OUTPUTS`` or named by ``outputs=``) are downloaded
+    once the result is in, before cleanup [None: not downloaded; they go with the job].
+    ``before_cleanup(value)`` is called once the result is in.
     """
     from . import jobs
 
@@ -102,6 +105,8 @@ def run_handle(handle: Handle, *, timeout: Optional[float] = None, cleanup: str 
     succeeded = False
     try:
         value = handle.result(timeout)
+        if outputs_dir is not None:
+            download_outputs(handle, outputs_dir)
         if before_cleanup is not None:
             before_cleanup(value)
         succeeded = True
@@ -111,13 +116,20 @@ def run_handle(handle: Handle, *, timeout: Optional[float] = None, cleanup: str 
             jobs.finish(handle, keep_logs=keep_logs)
 
 
+def download_outputs(handle: Any, dest: Any) -> dict:
+    """After ``handle.result()``: download the files its job wrote under ``dest``
+    (``{relative path: local path}``; empty when it wrote none or its backend returns no files)."""
+    artifact = getattr(handle, "_outputs", None)  # set by result() when the job sent files (HasOutputs)
+    return artifact.download(dest) if artifact is not None else {}
+
+
 def _check_outputs(outputs: Iterable[str]) -> list[str]:
     if isinstance(outputs, (str, os.PathLike)):
         outputs = [outputs]
     paths = [os.fspath(p) for p in outputs]
     for p in paths:
         norm = os.path.normpath(p)
-        if os.path.isabs(p) or norm.startswith(".."):
+        if os.path.isabs(p) or norm == ".." or norm.startswith(".." + os.sep):  # by part: '..hidden' is a name
             raise ConfigurationError(f"outputs are paths relative to the job's working directory, got {p!r}; "
                                      "e.g. outputs=['model.joblib', 'metrics/'].")
     return paths
@@ -215,9 +227,9 @@ class RemoteFunction:
             handle.delete()
             raise ConfigurationError(f"outputs= come back from the local and Kubernetes backends; the "
                                      f"{type(handle).__name__} cannot return files. Write them to a mounted volume.")
-        fetch = (lambda _value: handle.outputs(self.outputs_dir)) if self.outputs else None
+        # what it wrote under $FAIRING_OUTPUTS comes back too, outputs= or not
         return run_handle(handle, timeout=self.timeout, cleanup=self.cleanup, keep_logs=self.keep_logs,
-                          before_cleanup=fetch)
+                          outputs_dir=self.outputs_dir)
 
     def map(self, inputs: Iterable[Any], *, parallelism: int = 4) -> list:
         """``[fit(x) for x in inputs]``, as one job of ``len(inputs)`` pods (an Indexed Job on
@@ -225,7 +237,7 @@ class RemoteFunction:
 
         When some calls fail, every call still runs, and :class:`~fairing.MapError` is raised
         naming each failed index with its exception and log tail; ``.results`` keeps the
-        others. Ctrl-C or the timeout stops and removes the whole job.
+        others. Ctrl-C, SIGTERM (locally) or the timeout stops and removes the whole job.
         """
         return self._map([((x,), {}) for x in inputs], parallelism)
 
@@ -282,8 +294,9 @@ def train(
 
     ``outputs``: paths (files or directories, relative to the job's working directory)
     the job writes and that come back, downloaded under ``outputs_dir`` before cleanup;
-    files under ``$FAIRING_OUTPUTS`` in the job come back too (see :mod:`fairing.outputs`;
-    ``.submit(...).outputs(dest)`` downloads them from a handle). ``.map(inputs)`` and
+    files under ``$FAIRING_OUTPUTS`` in the job come back there too, with or without
+    ``outputs`` (see :mod:`fairing.outputs`; ``.submit(...)`` keeps them with the handle
+    until ``delete()``, and ``handle.outputs(dest)`` downloads them). ``.map(inputs)`` and
     ``.starmap(inputs)`` run many calls as one job (see :meth:`RemoteFunction.map`).
 
     A remote exception is re-raised here with the job's traceback chained as its cause
@@ -457,12 +470,15 @@ class TrainJob:
             run_handle(handle)
         return handle
 
-    def run(self, *, timeout: Optional[float] = None, cleanup: str = "always", keep_logs: bool = False) -> Any:
-        """Submit, wait and return the result; ``keep_logs`` saves the log before cleanup."""
+    def run(self, *, timeout: Optional[float] = None, cleanup: str = "always", keep_logs: bool = False,
+            outputs_dir: Any = ".") -> Any:
+        """Submit, wait and return the result; ``keep_logs`` saves the log before cleanup. The files
+        the job wrote (under ``$FAIRING_OUTPUTS``, or named by ``outputs``) are downloaded under
+        ``outputs_dir`` before cleanup."""
         backend = self._backend.make(builder=self.builder, deployer=self.deployer)
         handle = submit(self.preprocessor, backend=backend, builder=self.builder, deployer=self.deployer,
                         name=self.name, on_event=self.on_event, quiet=self.quiet)
-        return run_handle(handle, timeout=timeout, cleanup=cleanup, keep_logs=keep_logs)
+        return run_handle(handle, timeout=timeout, cleanup=cleanup, keep_logs=keep_logs, outputs_dir=outputs_dir)
 
 
 @dataclass(frozen=True)

@@ -481,7 +481,7 @@ def run(ctx: click.Context, entry: str, args: tuple, backend: Optional[str], inp
                 click.echo(handle.name)
                 out.note(f"job {handle.name} started; follow it with: fairing logs --follow {handle.name}")
             return EXIT_OK
-        value = run_handle(handle, timeout=timeout, keep_logs=keep_logs)
+        value = run_handle(handle, timeout=timeout, keep_logs=keep_logs, outputs_dir=".")  # $FAIRING_OUTPUTS: here
     except KeyboardInterrupt:
         out.note("interrupted; the job was stopped and removed")
         return EXIT_INTERRUPTED
@@ -834,17 +834,40 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return code
 
 
+def _wants_json(argv: Sequence[str]) -> bool:
+    """Whether the line asks for ``--output json`` (before ``--``), read without click, which
+    may have stopped at a usage error before it got there."""
+    args = list(argv)
+    args = args[:args.index("--")] if "--" in args else args
+    for i, arg in enumerate(args):
+        if arg in ("--output", "-o") and i + 1 < len(args):
+            if args[i + 1] == "json":
+                return True
+        elif arg in ("--output=json", "-ojson", "-o=json"):
+            return True
+    return False
+
+
+def _usage_failure(exc: click.ClickException, argv: Sequence[str], code: int) -> int:
+    """Show a usage (or other click) error; with --output json, also as one JSON document on stdout."""
+    exc.show()
+    if _wants_json(argv):
+        kind = "UsageError" if isinstance(exc, click.UsageError) else type(exc).__name__
+        click.echo(json.dumps({"job": None, "status": "Failed", "exit_code": code, "error": kind,
+                               "message": exc.format_message()}, indent=2, sort_keys=True))  # as _Out.document
+    return code
+
+
 def _main(argv: Optional[Sequence[str]]) -> int:
+    args = list(argv) if argv is not None else sys.argv[1:]
     try:
-        code = cli.main(args=list(argv) if argv is not None else None, prog_name="fairing", standalone_mode=False)
+        code = cli.main(args=args, prog_name="fairing", standalone_mode=False)
     except click.exceptions.Exit as exc:  # --help, --version
         return exc.exit_code
     except click.UsageError as exc:
-        exc.show()
-        return EXIT_USAGE
+        return _usage_failure(exc, args, EXIT_USAGE)
     except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
+        return _usage_failure(exc, args, exc.exit_code)
     except (click.Abort, KeyboardInterrupt):
         click.echo("fairing: interrupted", err=True)
         return EXIT_INTERRUPTED

@@ -167,7 +167,8 @@ class Config:
 
         parts = self._parts()
         handle = submit(preprocessor, on_event=self._on_event(), quiet=self._options["quiet"], **parts)
-        return run_handle(handle, timeout=self._options["timeout"], cleanup=self._options["cleanup"])
+        return run_handle(handle, timeout=self._options["timeout"], cleanup=self._options["cleanup"],
+                          outputs_dir=".")  # the files it wrote under $FAIRING_OUTPUTS come back here
 
     def run(self) -> Any:
         """Run the configured code as a job, wait, and return its result (None in a job)."""

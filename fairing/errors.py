@@ -33,6 +33,8 @@ Each message says what happened and how to fix it. The tree::
         ├── RemoteError                 it raised an exception that cannot be recreated here
         ├── RuntimeMismatchError        the job's Python or cloudpickle differs from the submitter's
         ├── JobNotFoundError            no job of that name (to attach, follow or delete) exists
+        ├── ResultError                 its result cannot be read here (the key is gone, the value's
+        │                               class is importable only in the job)
         └── MapError                    some calls of a map failed (the others' results are kept)
 
 Errors that concern a job carry ``.job`` (its name) and, where known, ``.logs_tail``.
@@ -71,6 +73,7 @@ __all__ = [
     "RemoteError",
     "RuntimeMismatchError",
     "JobNotFoundError",
+    "ResultError",
     "MapError",
 ]
 
@@ -258,6 +261,16 @@ class RuntimeMismatchError(JobError):
 
 class JobNotFoundError(JobError, LookupError):
     """No job of that name exists here or in the cluster's namespace."""
+
+
+class ResultError(JobError):
+    """The job ended, but its result cannot be read here: the key that authenticates it is
+    gone (nothing unauthenticated is ever unpickled), or the returned value's class is
+    importable only in the job (``module`` names the missing module, when that is why)."""
+
+    def __init__(self, message: str, *, module: str | None = None, **kwargs) -> None:
+        self.module = module
+        super().__init__(message, **kwargs)
 
 
 class MapError(JobError):

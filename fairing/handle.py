@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import re
 import threading
+from collections import deque
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, runtime_checkable
 
 from .events import EventCallback, LogLine
@@ -73,20 +75,42 @@ class HasOutputs:
 
 
 class LogBuffer:
-    """The lines a job printed, kept for ``logs()`` and error messages, shared by the handles.
+    """The last lines a job printed, kept for ``logs()`` and error messages, shared by the handles.
 
     Writers (one thread per stream) call :meth:`add`; readers iterate :meth:`follow`,
     which blocks for new lines until :meth:`close` is called or ``done()`` says so.
+
+    Only a bounded tail is kept in memory: the last ``max_lines`` lines, and no more than
+    ``max_chars`` characters of them [10,000 and 8 Mi], so a job that prints millions of lines
+    costs the submitter a few MB. The whole log is where the job wrote it (a local job's log
+    file, which ``keep_logs`` saves; the container's or pod's log); a reader that falls
+    further behind than the tail is told how many lines it missed (``dropped`` counts them all).
     """
 
-    def __init__(self) -> None:
-        self._lines: list[tuple[str, str]] = []
+    MAX_LINES = 10_000
+    MAX_CHARS = 8 << 20
+
+    def __init__(self, max_lines: Optional[int] = None, max_chars: Optional[int] = None) -> None:
+        self.max_lines = max(1, max_lines or self.MAX_LINES)
+        self.max_chars = max(1, max_chars or self.MAX_CHARS)
+        self._lines: "deque[tuple[str, str]]" = deque()
+        self._first = 0  # the number of the oldest line kept (lines are numbered from 0)
+        self._chars = 0
         self._cond = threading.Condition()
         self._closed = False
+
+    @property
+    def dropped(self) -> int:
+        """How many lines were let go to keep the tail bounded."""
+        return self._first
 
     def add(self, line: str, source: str = "") -> None:
         with self._cond:
             self._lines.append((source, line))
+            self._chars += len(line)
+            while len(self._lines) > self.max_lines or (self._chars > self.max_chars and len(self._lines) > 1):
+                self._chars -= len(self._lines.popleft()[1])
+                self._first += 1
             self._cond.notify_all()
 
     def close(self) -> None:
@@ -97,22 +121,30 @@ class LogBuffer:
     def follow(self, follow: bool = True, done: Optional[Callable[[], bool]] = None) -> Iterator[str]:
         """Lines as ``[source] line`` (or ``line`` without a source); with ``follow``, until the end."""
         finished = done or (lambda: self._closed)
-        i = 0
+        i = 0  # the number of the next line to hand out
         while True:
             with self._cond:
-                while follow and i >= len(self._lines) and not finished():
+                while follow and i >= self._first + len(self._lines) and not finished():
                     self._cond.wait(0.5)
-                batch = self._lines[i:]
+                missed = max(0, self._first - i)
+                i += missed
+                batch = list(islice(self._lines, i - self._first, None))
                 over = not follow or finished()
+                end = self._first + len(self._lines)
+            if missed:
+                yield f"[fairing: {missed} earlier lines are not kept in memory; the job's own log has them]"
             for source, line in batch:
                 yield f"[{source}] {line}" if source else line
             i += len(batch)
-            if over and i >= len(self._lines):
+            if over and i >= end:
                 return
 
     def tail(self, n: int = 30, source: Optional[str] = None) -> str:
         with self._cond:
-            lines = [line for s, line in self._lines if source is None or s == source]
+            if source is None:
+                lines = [line for _s, line in islice(self._lines, max(0, len(self._lines) - n), None)]
+            else:
+                lines = [line for s, line in self._lines if s == source][-n:]
         return "\n".join(lines[-n:])
 
 

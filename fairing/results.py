@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from .errors import JobError, JobFailedError, RemoteError, RuntimeMismatchError, SerializationError
+from .errors import JobError, JobFailedError, RemoteError, ResultError, RuntimeMismatchError, SerializationError
 
-__all__ = ["RemoteTraceback", "outcome"]
+__all__ = ["RemoteTraceback", "outcome", "read_envelope"]
 
 
 class RemoteTraceback(Exception):
@@ -33,6 +33,24 @@ def _load_exception(data: bytes) -> Optional[BaseException]:
     except Exception:
         return None
     return exc if isinstance(exc, BaseException) else None
+
+
+def read_envelope(text: str, key: bytes, *, job: str) -> dict:
+    """:func:`fairing.runtime.result.decode` on the submitter's side: a signed envelope that
+    cannot be unpickled here (its value's class exists only in the job) is a :class:`ResultError`
+    naming what is missing; no envelope, or none signed with ``key``, is a ValueError."""
+    from .runtime.result import Unloadable, decode
+
+    try:
+        return decode(text, key)
+    except Unloadable as exc:
+        missing = f"the module {exc.module!r}, which exists only in the job" if exc.module else "what it needs"
+        raise ResultError(
+            f"The job {job} finished, but its return value cannot be recreated here: unpickling it needs "
+            f"{missing} ({exc}). Return plain types (numbers, strings, lists, dicts, arrays) or an instance of "
+            f"a class importable here (install{' ' + exc.module if exc.module else ' the module'} locally, or "
+            "define the class in this process so that it travels by value); or save the object to a file "
+            "under $FAIRING_OUTPUTS and return its path.", job=job, module=exc.module) from exc.__cause__
 
 
 def outcome(envelope: Optional[dict], *, job: str, exit_code: Optional[int], logs_tail: str = "") -> Any:

@@ -34,8 +34,8 @@ from ..errors import (ConfigurationError, DeployError, ImagePullError, JobFailed
                       JobTimeoutError)
 from ..events import EventCallback, Stage, emitter
 from ..handle import JobStatus, LineSplitter, LogBuffer, publish_lines
-from ..results import outcome
-from ..runtime.result import KEY_FILE_ENV, decode, new_key
+from ..results import outcome, read_envelope
+from ..runtime.result import KEY_FILE_ENV, new_key
 
 __all__ = ["DockerDeployer", "DockerHandle", "parse_cpu", "parse_memory"]
 
@@ -230,7 +230,7 @@ class DockerHandle:
     def result(self, timeout: Optional[float] = None) -> Any:
         status = self.wait(timeout)
         try:
-            envelope = decode(self._result_text or "", self.result_key)
+            envelope = read_envelope(self._result_text or "", self.result_key, job=self.name)
         except ValueError:
             envelope = None
         if envelope is None and self._oom:

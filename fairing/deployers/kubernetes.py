@@ -31,12 +31,12 @@ from typing import Any, Callable, Iterator, Optional
 
 from .._registry import checks_options
 from ..artifacts import RegistryImage
-from ..errors import DeployError, ImagePullError, JobFailedError
+from ..errors import DeployError, ImagePullError, JobFailedError, ResultError
 from ..handle import HasOutputs
 from ..kube import JOB_LABEL, MANAGED_BY, KubeClient, Workload, raise_for_api_error
 from ..kube.secrets import DOCKER_CONFIG_KEY, delete_secret, pull_secret_name, registry_secret, write_secret
-from ..results import outcome
-from ..runtime.result import KEY_FILE_ENV, PREFIX, decode, new_key
+from ..results import outcome, read_envelope
+from ..runtime.result import KEY_FILE_ENV, PREFIX, new_key
 from .mutators import Mutator, apply, image_pull_secrets
 
 __all__ = ["KubeDeployerBase", "KubeHandle", "JOB_LABEL", "result_key_secret"]
@@ -246,8 +246,10 @@ class KubeHandle(HasOutputs, Workload):
         key = self._result_key()
         for text in (terminated.get("message") or "", self._result_from_log(pod)):
             try:
-                envelope = decode(text, key)
+                envelope = read_envelope(text, key, job=self.name)
                 break
+            except ResultError:  # signed, but its value cannot be recreated here: no other channel helps
+                raise
             except Exception:  # truncated or absent: try the next channel
                 continue
         self._results_read = self._results_read or envelope is not None
@@ -257,7 +259,7 @@ class KubeHandle(HasOutputs, Workload):
             self._outputs = Outputs(envelope["outputs"], insecure=self.insecure_registry)
             self._pushed.setdefault(self._outputs.ref, self._outputs)
             if envelope.get("large"):  # the full envelope travelled with the outputs
-                envelope = decode(self._outputs.result_line(), key)
+                envelope = read_envelope(self._outputs.result_line(), key, job=self.name)
         return outcome(envelope, job=self.name, exit_code=terminated.get("exitCode"), logs_tail=tail)
 
     def _result_key(self) -> bytes:

@@ -13,6 +13,16 @@ read its result (:meth:`LocalHandle.reattach`). The files the job writes to its 
 (see :mod:`fairing.runtime.outputs`) are copied to ``outputs/`` there. The result's key (see
 :mod:`fairing.runtime.result`) is kept there too, readable by its owner only. A ``/bin/sh`` shim records the exit code
 because only the parent of a process can learn it from the kernel.
+
+A SIGTERM to the process that started jobs is handled as Ctrl-C is: the jobs it owns (not
+detached), a map's running indexes included, are stopped and their directories removed,
+then the process ends by SIGTERM as it would have. The handler is installed (from the main
+thread) when the first job starts, only where SIGTERM has its default disposition: a
+handler of the program's own is left alone.
+
+A map's indexes share one copy of fairing's files and the payload (``.fairing/``, which holds
+every input of the map): each index's working directory links to a read-only copy made once,
+so a map of 200 inputs of 20 KB takes 200 small directories, not 200 copies of 4 MB.
 """
 
 from __future__ import annotations
@@ -31,12 +41,12 @@ from typing import Any, Iterator, Optional
 
 from .._registry import checks_options
 from ..artifacts import LocalDir
-from ..errors import ConfigurationError, DeployError, JobTimeoutError
+from ..errors import ConfigurationError, DeployError, JobTimeoutError, ResultError
 from ..events import EventCallback, emitter
 from ..handle import HasOutputs, JobStatus, LineSplitter, LogBuffer, publish_lines
-from ..results import outcome
+from ..results import outcome, read_envelope
 from ..runtime import PACKAGE, RUNTIME_DIR
-from ..runtime.result import KEY_FILE_ENV, decode, new_key
+from ..runtime.result import KEY_FILE_ENV, new_key
 
 __all__ = ["LocalDeployer", "LocalHandle", "LocalMapHandle", "recorded_status"]
 
@@ -122,6 +132,85 @@ def _cleanup(proc: Optional[subprocess.Popen], pid: int, workdir: str, job_dir: 
     shutil.rmtree(job_dir, ignore_errors=True)
 
 
+# -- what this process owns, and SIGTERM -----------------------------------------------------
+
+#: The cleanups of the jobs (and maps' shared files) this process must not leave behind,
+#: with each job's process group (None for a directory), for the SIGTERM handler.
+_OWNED: "dict[weakref.finalize, Optional[int]]" = {}
+_SIGTERM_OWNER: Optional[int] = None  # the pid that installed the handler (a forked child is not it)
+
+
+def _own(finalizer: weakref.finalize, pgid: Optional[int]) -> None:
+    for dead in [f for f in _OWNED if not f.alive]:
+        _OWNED.pop(dead, None)
+    _OWNED[finalizer] = pgid
+    _handle_sigterm()
+
+
+def _handle_sigterm() -> None:
+    """Install :func:`_on_sigterm`, once per process, from the main thread, over the default disposition only."""
+    global _SIGTERM_OWNER
+    if _SIGTERM_OWNER == os.getpid() or threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None):
+            return  # the program handles SIGTERM itself
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):  # not the main interpreter
+        return
+    _SIGTERM_OWNER = os.getpid()
+
+
+def _on_sigterm(signum: int, _frame: Any) -> None:
+    """Stop every owned job and remove its directories, then end by SIGTERM as the default would."""
+    if os.getpid() == _SIGTERM_OWNER:
+        owned = [(f, pgid) for f, pgid in list(_OWNED.items()) if f.alive]
+        for _f, pgid in owned:  # all at once, then each waited for and removed
+            if pgid is not None:
+                try:
+                    os.killpg(pgid, signal.SIGTERM)
+                except OSError:
+                    pass
+        for finalizer, _pgid in reversed(owned):  # a map's indexes before the files they share
+            finalizer()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _share_runtime(context: Any, directory: str) -> None:
+    """Lay out the context's ``.fairing/`` files (fairing, the runtime, the payload) once, read-only,
+    for a map's indexes to link to."""
+    from dataclasses import replace
+
+    replace(context, files={rel: src for rel, src in context.files.items() if _is_shared(rel)}).materialize(
+        Path(directory))
+    for base, _dirs, files in os.walk(directory):
+        for name in files:
+            path = os.path.join(base, name)
+            if not os.path.islink(path):
+                os.chmod(path, os.stat(path).st_mode & 0o555)
+
+
+def _is_shared(rel: str) -> bool:
+    return rel.startswith(RUNTIME_DIR + "/")
+
+
+def _lay_out(context: Any, workdir: str, shared: Optional[str]) -> None:
+    """The context's files under ``workdir``; with ``shared``, its ``.fairing/`` files as links there."""
+    if shared is None:
+        context.materialize(Path(workdir))
+        return
+    from dataclasses import replace
+
+    replace(context, files={rel: src for rel, src in context.files.items() if not _is_shared(rel)}).materialize(
+        Path(workdir))
+    for rel in context.files:
+        if _is_shared(rel):
+            target = Path(workdir, rel)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(os.path.join(shared, rel), target)
+
+
 class LocalHandle(HasOutputs):
     """A job running as a local process. See :class:`fairing.handle.Handle`.
 
@@ -129,7 +218,8 @@ class LocalHandle(HasOutputs):
     """
 
     def __init__(self, image: Optional[LocalDir], *, name: str, env: dict, on_event: Optional[EventCallback],
-                 job_dir: Optional[Path] = None, _attach: Optional[dict] = None) -> None:
+                 job_dir: Optional[Path] = None, _attach: Optional[dict] = None,
+                 _shared: Optional[str] = None) -> None:
         self.name = name
         self._emit = emitter(on_event)
         self._proc: Optional[subprocess.Popen] = None
@@ -145,24 +235,26 @@ class LocalHandle(HasOutputs):
 
                 job_dir = jobs_dir() / name
             self.job_dir = Path(job_dir)
-            self._start(image, env)
+            self._start(image, env, _shared)
         self.log_file = self.job_dir / LOG_FILE
         self._result_file = self.job_dir / RESULT_FILE
         if _attach is not None:
             try:
                 self._result_key = bytes.fromhex((self.job_dir / KEY_FILE).read_text().strip())
             except (OSError, ValueError):
-                self._result_key = b""  # removed with the job: there is no result to read either
+                self._result_key = b""  # gone or spoilt: result() refuses to read anything (ResultError)
         self._cleanup_args = (self._proc, self.pid, self.workdir, str(self.job_dir))
         # Only the process that started the job stops it at exit (unless detached).
         self._finalizer = weakref.finalize(self, _cleanup, *self._cleanup_args)
         if _attach is not None:
             self._finalizer.detach()
+        else:
+            _own(self._finalizer, self.pid)
         self._log = LogBuffer()
         self._reader = threading.Thread(target=self._read, name=f"fairing-logs-{name}", daemon=True)
         self._reader.start()
 
-    def _start(self, image: LocalDir, env: dict) -> None:
+    def _start(self, image: LocalDir, env: dict, shared: Optional[str] = None) -> None:
         try:
             self.job_dir.mkdir(parents=True, exist_ok=False)
         except FileExistsError:
@@ -170,7 +262,7 @@ class LocalHandle(HasOutputs):
                                      "Choose another name, or delete it: fairing delete " + self.name) from None
         self.workdir = tempfile.mkdtemp(prefix=f"fairing-local-{self.name}-")
         try:
-            image.context.materialize(Path(self.workdir))
+            _lay_out(image.context, self.workdir, shared)
             self._result_key = new_key()
             fd = os.open(self.job_dir / KEY_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as fh:  # for another process that attaches: the owner's eyes only
@@ -252,10 +344,45 @@ class LocalHandle(HasOutputs):
 
 
     def logs(self, follow: bool = True) -> Iterator[str]:
-        return self._log.follow(follow)
+        """Every line the job printed, from its log file (memory keeps only a tail, see
+        :class:`~fairing.handle.LogBuffer`); from that tail once the job was deleted."""
+        try:
+            fh = open(self.log_file, "rb")
+        except OSError:
+            return self._log.follow(follow)
+        return self._file_lines(fh, follow)
 
-    def _tail(self) -> str:
-        return self._log.tail()
+    def _file_lines(self, fh: Any, follow: bool) -> Iterator[str]:
+        splitter = LineSplitter()
+        with fh:
+            while True:
+                ended = not follow or self._stop.is_set() or self._exit_code()[0]  # before reading: nothing missed
+                chunk = fh.read(65536)
+                if chunk:
+                    yield from (text for text, partial in splitter.feed(chunk) if not partial)
+                    continue
+                if ended:
+                    break
+                self._stop.wait(0.05)
+        if follow or self._exit_code()[0]:  # a line still being written is not handed out as whole
+            yield from (text for text, _partial in splitter.close())
+
+    def _tail(self, n: int = 30) -> str:
+        """The job's last ``n`` lines: from the end of its log file (the reader may still be
+        catching up with a job that printed millions), else from memory."""
+        try:
+            with open(self.log_file, "rb") as fh:
+                size = fh.seek(0, os.SEEK_END)
+                fh.seek(max(0, size - (1 << 16)))
+                data = fh.read()
+        except OSError:
+            return self._log.tail(n)
+        splitter = LineSplitter()
+        lines = [text for text, partial in splitter.feed(data) if not partial] + \
+            [text for text, _p in splitter.close()]
+        if size > len(data) and lines:
+            lines = lines[1:]  # the first may be cut
+        return "\n".join(lines[-n:])
 
     def status(self) -> JobStatus:
         return _status(*self._exit_code())
@@ -290,8 +417,14 @@ class LocalHandle(HasOutputs):
 
     def result(self, timeout: Optional[float] = None) -> Any:
         status = self.wait(timeout)
+        if not self._result_key:
+            raise ResultError(
+                f"The result of the job {self.name} cannot be read: its key ({self.job_dir / KEY_FILE}) is missing "
+                "or unreadable, and a result is never read unauthenticated. The key is written when the job "
+                "starts and removed with the job; run the job again (and leave its directory alone).",
+                job=self.name, logs_tail=self._tail())
         try:
-            envelope = decode(self._result_file.read_text(), self._result_key)
+            envelope = read_envelope(self._result_file.read_text(), self._result_key, job=self.name)
         except (OSError, ValueError):
             envelope = None
         if envelope and envelope.get("outputs"):
@@ -344,15 +477,27 @@ class LocalMapHandle:
         self._deployer, self._image, self._on_event = deployer, image, on_event
         self._handles: dict[int, LocalHandle] = {}
         self._next = 0
-        self._start_more()
+        if not isinstance(image, LocalDir):
+            raise ConfigurationError(f"The local deployer runs what the local builder makes (a LocalDir), not "
+                                     f"{type(image).__name__}. Use set_backend('local') for both.")
+        # fairing, the runtime and the payload (every input of the map): one read-only copy for all indexes
+        self._shared = tempfile.mkdtemp(prefix=f"fairing-local-{name}-shared-")
+        self._remove_shared = weakref.finalize(self, shutil.rmtree, self._shared, True)
+        try:
+            _share_runtime(image.context, self._shared)
+            _own(self._remove_shared, None)
+            self._start_more()
+        except BaseException:
+            self.delete()
+            raise
 
     def _start_more(self) -> None:
         running = sum(1 for h in self._handles.values() if not h.status().done)
         while self._next < self.count and running < self.parallelism:
             i = self._next
             env = {**self._deployer.env, "JOB_COMPLETION_INDEX": str(i)}
-            self._handles[i] = LocalDeployer(env=env).deploy(self._image, name=f"{self.name}-{i}",
-                                                             on_event=self._on_event)
+            self._handles[i] = LocalHandle(self._image, name=f"{self.name}-{i}", env=env, on_event=self._on_event,
+                                           _shared=self._shared)
             self._next += 1
             running += 1
 
@@ -422,3 +567,4 @@ class LocalMapHandle:
         self._next = self.count  # start no more
         for handle in self._handles.values():
             handle.delete()
+        self._remove_shared()  # once no index runs

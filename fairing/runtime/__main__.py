@@ -28,7 +28,12 @@ def _cloudpickle_version():
 
 
 def _write(envelope: dict) -> int:
-    """Send the outputs and write the envelope; 4 when the outputs could not be sent, else 0."""
+    """Send the outputs and write the envelope; 4 when the outputs could not be sent, else 0
+    (2 when there is no result key: nothing the submitter could trust can be written)."""
+    if not _KEY:
+        sys.stderr.write("fairing runtime: no result key (FAIRING_RESULT_KEY_FILE or FAIRING_RESULT_KEY); "
+                         "the result is not sent\n")
+        return 2
     line = encode(envelope, _KEY)
     code = 0
     try:

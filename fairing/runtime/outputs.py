@@ -70,18 +70,25 @@ def collect(cwd=".", environ=os.environ):
 
 
 def _walk(root, prefix):
+    """The regular files under ``root`` (a link to one counts); anything else found there (a
+    pipe, a socket, a dangling link) is named on stderr and left out, so it costs no result."""
     out = {}
     for base, _dirs, files in os.walk(root):
         for name in files:
             full = os.path.join(base, name)
             rel = os.path.relpath(full, root)
+            if not os.path.isfile(full):
+                sys.stderr.write(f"fairing runtime: the output {rel!r} is not a regular file; it is not sent\n")
+                continue
             out[os.path.join(prefix, rel) if prefix else rel] = os.path.abspath(full)
     return out
 
 
 def _safe(rel):
+    """``rel`` normalised, refused when it leaves the directory it is relative to: judged by
+    path part, so ``..hidden`` and ``a..b`` are names like any other and ``..`` is not."""
     norm = os.path.normpath(rel)
-    if os.path.isabs(norm) or norm.startswith(".."):
+    if os.path.isabs(norm) or "\0" in norm or norm in ("", ".") or ".." in norm.split(os.sep):
         raise OutputsError(f"refusing the output path {rel!r}: it leaves the outputs directory")
     return norm
 
@@ -245,8 +252,11 @@ def copy_to(target, files):
     """Copy ``files`` under the directory ``target``."""
     for rel, path in files.items():
         dest = os.path.join(target, _safe(rel))
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
-        shutil.copyfile(path, dest)
+        try:
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            shutil.copyfile(path, dest)
+        except OSError as exc:
+            raise OutputsError(f"could not copy the output {rel!r}: {exc}") from None
 
 
 def send(result_line, *, limit, environ=os.environ, cwd="."):

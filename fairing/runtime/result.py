@@ -50,6 +50,19 @@ class UnsignedResult(ValueError):
     """The text holds result lines, but none signed with this job's key."""
 
 
+class Unloadable(Exception):
+    """A signed result that cannot be unpickled here (its cause says why: most often a class
+    importable only in the job). ``module`` is the missing module, when that is why."""
+
+    def __init__(self, message: str, module=None) -> None:
+        super().__init__(message)
+        self.module = module
+
+
+class MissingKey(ValueError):
+    """No key to sign or check a result with: an empty key authenticates nothing."""
+
+
 def new_key() -> bytes:
     """A fresh per-job key."""
     return secrets.token_bytes(32)
@@ -79,6 +92,8 @@ def _dumps(obj) -> bytes:
 
 
 def encode(envelope: dict, key: bytes) -> str:
+    if not key:
+        raise MissingKey("no result key: a result signed with an empty key could be forged by anyone")
     body = base64.b64encode(zlib.compress(_dumps(envelope), 6)).decode("ascii")
     return f"{PREFIX}{body}:{_mac(key, body)}"
 
@@ -87,14 +102,23 @@ def decode(text: str, key: bytes) -> dict:
     """The envelope of the last line in ``text`` that :func:`encode` signed with ``key``.
 
     Raises ValueError when there is none (:class:`UnsignedResult` when there are result
-    lines but none carries a valid signature: they are ignored, never unpickled).
+    lines but none carries a valid signature: they are ignored, never unpickled), and
+    :class:`MissingKey` when ``key`` is empty (anyone can sign with an empty key);
+    :class:`Unloadable` (not a ValueError) when a signed envelope cannot be unpickled here.
     """
+    if not key:
+        raise MissingKey("no result key to check the job's result with; it is never read unauthenticated")
     found = False
     for match in reversed(list(_LINE.finditer(text))):
         found = True
         body, mac = match.group(1), match.group(2)
         if mac and hmac.compare_digest(mac, _mac(key, body)):
-            return pickle.loads(zlib.decompress(base64.b64decode(body)))
+            data = zlib.decompress(base64.b64decode(body))
+            try:
+                return pickle.loads(data)
+            except Exception as exc:  # signed, so the job's own: a class this side cannot import
+                module = exc.name if isinstance(exc, ImportError) else None
+                raise Unloadable(f"{type(exc).__name__}: {exc}", module) from exc
     if found:
         raise UnsignedResult("the job's output has result lines, but none signed with this job's key")
     raise ValueError("no fairing result in the text")
