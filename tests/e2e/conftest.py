@@ -147,6 +147,13 @@ def _sa_exists(core_v1, ns):
         return False
 
 
+def pod_log(core_v1, name: str, namespace: str, **kwargs) -> str:
+    """A pod's log as text. The kubernetes client before v31 turns a log that happens to be
+    one JSON document into a Python repr (``{'a': 1}``) unless the raw response is read."""
+    response = core_v1.read_namespaced_pod_log(name, namespace, _preload_content=False, **kwargs)
+    return response.data.decode("utf-8", "replace")
+
+
 def wait_until(cond, timeout: float, what: str, interval: float = 1.0):
     """Polls cond() until truthy; fails the test with `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout

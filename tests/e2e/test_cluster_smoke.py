@@ -7,7 +7,7 @@ import json
 import textwrap
 
 import pytest
-from conftest import push_appended_image, wait_until
+from conftest import pod_log, push_appended_image, wait_until
 
 
 def _replica_spec(count, container):
@@ -54,7 +54,7 @@ def _wait_pod_done(core_v1, ns, name, timeout=180):
     phase = wait_until(
         lambda: (p := _pod_phase(core_v1, ns, name)) in ("Succeeded", "Failed") and p, timeout, f"pod {ns}/{name} to finish"
     )
-    logs = core_v1.read_namespaced_pod_log(name, ns)
+    logs = pod_log(core_v1, name, ns)
     assert phase == "Succeeded", f"pod {name} {phase}; logs:\n{logs}"
     return logs
 
@@ -94,7 +94,7 @@ def test_job_from_local_registry_runs_and_logs(api_client, core_v1, namespace, r
     st = _batch(api_client).read_namespaced_job_status("hello", namespace).status
     pods = core_v1.list_namespaced_pod(namespace, label_selector="job-name=hello").items
     assert pods, "job created no pod"
-    logs = core_v1.read_namespaced_pod_log(pods[0].metadata.name, namespace)
+    logs = pod_log(core_v1, pods[0].metadata.name, namespace)
     assert st.succeeded == 1, f"job failed: {st}; logs:\n{logs}"
     assert logs.startswith("hello from fairing 3."), logs
     assert pods[0].status.container_statuses[0].image_id, "kubelet reported no image id"
@@ -212,7 +212,7 @@ def test_tfjob_one_ps_two_workers_succeeds(api_client, core_v1, namespace, regis
     }
     conditions = _run_training_job(custom, namespace, "tfjobs", tfjob)
     pods = core_v1.list_namespaced_pod(namespace).items
-    logs = {p.metadata.name: core_v1.read_namespaced_pod_log(p.metadata.name, namespace) for p in pods}
+    logs = {p.metadata.name: pod_log(core_v1, p.metadata.name, namespace) for p in pods}
     assert conditions().get("Succeeded") == "True", f"TFJob conditions {conditions()}; logs: {logs}"
     assert sorted(logs) == ["dist-ps-0", "dist-worker-0", "dist-worker-1"], sorted(logs)
     for name, text in logs.items():
@@ -354,7 +354,7 @@ def test_pytorchjob_master_and_worker_succeed(api_client, core_v1, namespace, re
         "spec": {"runPolicy": {"cleanPodPolicy": "None"}, "pytorchReplicaSpecs": {"Master": replica(1), "Worker": replica(1)}},
     }
     conditions = _run_training_job(custom, namespace, "pytorchjobs", job)
-    logs = {p.metadata.name: core_v1.read_namespaced_pod_log(p.metadata.name, namespace, container="pytorch")
+    logs = {p.metadata.name: pod_log(core_v1, p.metadata.name, namespace, container="pytorch")
             for p in core_v1.list_namespaced_pod(namespace).items}
     assert conditions().get("Succeeded") == "True", f"PyTorchJob conditions {conditions()}; logs: {logs}"
     assert "PT pt-master-0 23456 2 0" in logs["pt-master-0"], logs

@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from conftest import pod_log
 
 import fairing
 from fairing import MapError, PredictionEndpoint
@@ -125,7 +126,7 @@ def test_a_50_mb_result_round_trips(outputs_backend, kube, registry_address):
         assert len(value) == len(expected) and hashlib.sha256(value).digest() == hashlib.sha256(expected).digest()
         pod, terminated = handle.terminated()
         assert len(terminated["message"]) < 4096  # only a pointer went through the termination message
-        log = kube.core.read_namespaced_pod_log(pod["metadata"]["name"], kube.namespace)
+        log = pod_log(kube.core, pod["metadata"]["name"], kube.namespace)
         assert len(log) < 10_000  # and not 67 MB of base64 through the log
         repo = _outputs_repo(handle)
         assert len(_tags(registry_address, repo)) == 1
