@@ -616,9 +616,46 @@ def build_app(model, name, server_version="unknown"):
     return Starlette(routes=routes)
 
 
+#: Where KServe puts a model from the InferenceService's storage URI (a modelcar: a link that
+#: appears once the model's container started, so the predictor waits for it).
+KSERVE_MODEL_DIR = "/mnt/models"
+MODEL_WAIT = 300.0
+
+
+def link_model_files(model_dir, timeout=MODEL_WAIT):
+    """Wait for ``model_dir`` to hold files, then link each of its entries into the working
+    directory (where ``load()`` opens them, as with fairing's own model init container)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            names = sorted(os.listdir(model_dir))
+        except OSError:
+            names = []
+        if names:
+            break
+        if time.monotonic() > deadline:
+            raise OSError(f"no model appeared under {model_dir} within {timeout:g} s (is KServe's modelcar "
+                          "enabled: storageInitializer.enableModelcar in the inferenceservice-config ConfigMap?)")
+        time.sleep(0.5)
+    for name in names:
+        if not os.path.lexists(name):
+            os.symlink(os.path.join(model_dir, name), name)
+    return names
+
+
 def serve(spec, load_target):
     """Instantiate and load the model, then serve until stopped. Returns an exit code."""
     model_class = load_target(spec)
+    model_dir = os.environ.get("FAIRING_MODEL_DIR") or (KSERVE_MODEL_DIR if os.environ.get("STORAGE_URI") else "")
+    if model_dir:
+        try:
+            link_model_files(model_dir)
+        except OSError as exc:
+            sys.stderr.write(f"fairing serving: {exc}\n")
+            sys.stderr.flush()
+            return 4
     try:
         model = model_class()
         if callable(getattr(model, "load", None)):
