@@ -639,10 +639,25 @@ def link_model_files(model_dir, timeout=MODEL_WAIT):
             raise OSError(f"no model appeared under {model_dir} within {timeout:g} s (is KServe's modelcar "
                           "enabled: storageInitializer.enableModelcar in the inferenceservice-config ConfigMap?)")
         time.sleep(0.5)
-    for name in names:
-        if not os.path.lexists(name):
-            os.symlink(os.path.join(model_dir, name), name)
+    try:
+        _link(model_dir, names, ".")
+    except PermissionError:
+        # the working directory is not this user's (KServe runs a modelcar's predictor as its
+        # uidModelcar): serve from a directory of links to both
+        import tempfile
+
+        here, work = os.getcwd(), tempfile.mkdtemp(prefix="fairing-serving-")
+        _link(here, sorted(os.listdir(here)), work)
+        _link(model_dir, names, work)
+        os.chdir(work)
     return names
+
+
+def _link(source_dir, names, dest_dir):
+    for name in names:
+        dest = os.path.join(dest_dir, name)
+        if not os.path.lexists(dest):
+            os.symlink(os.path.join(source_dir, name), dest)
 
 
 def serve(spec, load_target):
