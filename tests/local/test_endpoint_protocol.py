@@ -269,3 +269,19 @@ def test_v1_instances_and_model_list(iris):
     assert status == 200 and answer == {"predictions": model.predict(ROWS).tolist()}
     assert endpoint.predict(rows) == model.predict(ROWS).tolist()
     assert _raw(endpoint.url, "/v1/models", method="GET") == (200, {"models": ["iris"]})
+
+
+class FileScaleModel:
+    def load(self):
+        with open("model.json") as fh:  # from the model directory, linked into the working directory
+            self.w = json.load(fh)["w"]
+
+    def predict(self, X):
+        return [self.w * x for x in X]
+
+
+def test_the_model_directory_is_linked_into_the_working_directory(tmp_path):
+    # on KServe the directory is /mnt/models (a modelcar's files); here FAIRING_MODEL_DIR names one
+    (tmp_path / "model.json").write_text('{"w": 3}')
+    with PredictionEndpoint(FileScaleModel, env={"FAIRING_MODEL_DIR": str(tmp_path)}) as endpoint:
+        assert endpoint.predict([1, 2]) == [3, 6]
