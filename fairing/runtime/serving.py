@@ -52,7 +52,8 @@ true}``, or ``{"binary_data": true}`` on a requested output). Anything malformed
 truncated body, sizes that do not add up, an unknown datatype or tensor name, data that
 does not fill the shape - is a 400 with ``{"error": ...}`` saying what is wrong, checked
 against the body's real length before anything is allocated; a body over ``MAX_BODY``
-bytes is refused before it is read.
+bytes is refused before it is read (or once inflated: a gzip or deflate body, as
+``tritonclient`` sends with ``request_compression_algorithm``, is inflated up to that limit).
 """
 
 import inspect
@@ -501,15 +502,32 @@ def build_app(model, name, server_version="unknown"):
             raise ProtocolError(f"the body's Content-Length {length!r} is over this server's limit of {MAX_BODY} "
                                 "bytes; send smaller batches")
         encoding = request.headers.get("content-encoding", "identity").strip().lower()
-        if encoding not in ("", "identity"):
-            raise ProtocolError(f"Content-Encoding {encoding!r} is not supported; send the body uncompressed")
+        if encoding not in ("", "identity", "gzip", "deflate"):
+            raise ProtocolError(f"Content-Encoding {encoding!r} is not supported; send the body uncompressed, "
+                                "or gzip or deflate")
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > MAX_BODY:
                 raise ProtocolError(f"the body is over this server's limit of {MAX_BODY} bytes; send smaller batches")
             chunks.append(chunk)
-        return b"".join(chunks)
+        body = b"".join(chunks)
+        return _decompress(body, encoding) if encoding in ("gzip", "deflate") else body
+
+    def _decompress(body, encoding):
+        import zlib
+
+        # bounded: a small body that inflates past MAX_BODY is refused, not held in memory
+        inflater = zlib.decompressobj(31 if encoding == "gzip" else 15)
+        try:
+            out = inflater.decompress(body, MAX_BODY + 1)
+        except zlib.error as exc:
+            raise ProtocolError(f"the {encoding} body could not be decompressed: {exc}") from None
+        if len(out) > MAX_BODY or inflater.unconsumed_tail:
+            raise ProtocolError(f"the {encoding} body inflates past this server's limit of {MAX_BODY} bytes")
+        if not inflater.eof:
+            raise ProtocolError(f"the {encoding} body is truncated")
+        return out
 
     async def _json(request: Request):
         try:

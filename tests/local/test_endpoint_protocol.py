@@ -6,6 +6,7 @@ datatypes, shapes the data does not fill, unknown tensors, huge declared sizes: 
 ``tritonclient`` with its defaults (binary tensors) and with JSON, and KServe's v1.
 """
 
+import gzip
 import http.client
 import json
 import pickle
@@ -155,7 +156,14 @@ def test_a_body_that_is_not_json_or_too_big_or_compressed_is_a_400(iris):
     status, answer = _raw(endpoint.url, "/v2/models/iris/infer", b"{}", content_length=10 ** 12)
     assert status == 400 and "over this server's limit" in answer["error"]
     status, answer = _raw(endpoint.url, "/v2/models/iris/infer", b"\x1f\x8b", {"Content-Encoding": "gzip"})
-    assert status == 400 and "send the body uncompressed" in answer["error"]
+    assert status == 400 and "truncated" in answer["error"]
+    status, answer = _raw(endpoint.url, "/v2/models/iris/infer", b"not gzip", {"Content-Encoding": "gzip"})
+    assert status == 400 and "could not be decompressed" in answer["error"]
+    bomb = gzip.compress(b" " * (300 * 2**20), compresslevel=9)  # 300 MiB of spaces in 300 kB
+    status, answer = _raw(endpoint.url, "/v2/models/iris/infer", bomb, {"Content-Encoding": "gzip"})
+    assert status == 400 and "inflates past" in answer["error"]
+    status, answer = _raw(endpoint.url, "/v2/models/iris/infer", b"{}", {"Content-Encoding": "br"})
+    assert status == 400 and "not supported" in answer["error"]
     status, answer = _raw(endpoint.url, "/v1/models/iris:predict", b"nope")
     assert status == 400 and "instances" in answer["error"]
 
@@ -220,7 +228,8 @@ def test_tritonclient_gets_the_models_predictions(iris, binary):
         x = triton.InferInput("X", list(ROWS.shape), "FP64")
         x.set_data_from_numpy(ROWS, binary_data=binary)
         outputs = None if binary else [triton.InferRequestedOutput("predict", binary_data=False)]
-        result = client.infer("iris", [x], outputs=outputs, request_id="r1")
+        result = client.infer("iris", [x], outputs=outputs, request_id="r1",
+                              request_compression_algorithm="gzip" if binary else None)
         assert result.get_response()["id"] == "r1"
         assert (result.get_response()["outputs"][0].get("parameters", {}).get("binary_data_size") is not None) == binary
         assert result.as_numpy("predict").tolist() == model.predict(ROWS).tolist()
