@@ -39,6 +39,11 @@ def evaluate(x: float) -> dict:
     return {"x": x, "prediction": w * x}
 
 
+def describe(flag: bool, count: int, tags: list, conf: dict, name: str = "it's \"quoted\" $HOME") -> dict:
+    return {"flag": flag, "count": count, "tags": tags, "conf": conf, "name": name,
+            "types": [type(v).__name__ for v in (flag, count, tags, conf, name)]}
+
+
 class Unpicklable:
     def __init__(self, value):
         self.value = value
@@ -124,6 +129,7 @@ def test_a_two_step_pipeline_runs_under_kfp_local_docker_and_compiles(builder, r
     train_op = component(train, outputs=["model.json"], builder=builder)
     evaluate_op = component(evaluate, input_artifacts={"model": "model.json"}, builder=builder)
     object_op = component(make_object, builder=builder)
+    describe_op = component(describe, builder=builder)
     image = train_op.component_spec.implementation.container.image
     assert image.startswith(registry.address + "/pipelines/") and "@sha256:" in image
     pipeline = _pipeline(train_op, evaluate_op, object_op)
@@ -147,6 +153,10 @@ def test_a_two_step_pipeline_runs_under_kfp_local_docker_and_compiles(builder, r
         assert task.outputs["result"] == 3.0
         with open(task.outputs["model"].path) as fh:
             assert fh.read() == '{"w": 3.0}'
+        described = describe_op(flag=False, count=3, tags=["a", 1], conf={"k": [1.5]})
+        assert described.outputs["result"] == {"flag": False, "count": 3, "tags": ["a", 1], "conf": {"k": [1.5]},
+                                               "name": "it's \"quoted\" $HOME",
+                                               "types": ["bool", "int", "list", "dict", "str"]}
         made = object_op()  # a return value that is not JSON: an artifact holding it, pickled
         with open(made.outputs["result"].path, "rb") as fh:
             assert cloudpickle.load(fh).value == 7
@@ -154,7 +164,8 @@ def test_a_two_step_pipeline_runs_under_kfp_local_docker_and_compiles(builder, r
         assert run.output == {"x": 4.0, "prediction": 6.0}
     finally:
         for ref in {image, evaluate_op.component_spec.implementation.container.image,
-                    object_op.component_spec.implementation.container.image}:
+                    object_op.component_spec.implementation.container.image,
+                    describe_op.component_spec.implementation.container.image}:
             docker_engine.run("image", "rm", "-f", ref, check=False)
 
 
