@@ -99,3 +99,38 @@ def test_a_jobs_artifact_is_served_by_an_inference_service_from_an_oci_storage_u
         handle.delete()
     assert [t for t in _tags(registry_address, repo) if t.startswith("modelcar-")] == []
     assert _left_in(kube) == []
+
+
+def test_an_endpoint_serves_a_jobs_model_through_kserves_oci_storage(builder, kube, kubeconfig, registry_address):
+    backend = Backend("e2e", builder, JobDeployer(kube=kube, insecure_registry=True), ServingDeployer(kube=kube))
+
+    @fairing.train(backend=backend, timeout=600, outputs=["model.json"])
+    def train():
+        with open("model.json", "w") as fh:
+            json.dump({"w": -3.0}, fh)
+
+    handle = train.submit()
+    repo = handle.outputs_target.split("/", 1)[1].rsplit(":", 1)[0]
+    try:
+        handle.result(600)
+        with pytest.raises(fairing.ConfigurationError, match="Did you mean 'modelcar'"):
+            PredictionEndpoint(ScaleModel, model=handle, model_storage="modelcars", backend="kubernetes",
+                               builder=builder, kubeconfig=kubeconfig, namespace=kube.namespace, deployer="kserve")
+        with pytest.raises(fairing.ConfigurationError, match="use deployer='kserve'"):
+            PredictionEndpoint(ScaleModel, model=handle, model_storage="modelcar", backend="kubernetes",
+                               builder=builder, kubeconfig=kubeconfig, namespace=kube.namespace)
+        endpoint = PredictionEndpoint(ScaleModel, model=handle, model_storage="modelcar", backend="kubernetes",
+                                      builder=builder, kubeconfig=kubeconfig, namespace=kube.namespace,
+                                      deployer="kserve", model_name="scale")
+        endpoint.create(timeout=600)
+        try:
+            isvc = kube.custom.get_namespaced_custom_object(GROUP, VERSION, kube.namespace, PLURAL, endpoint.name)
+            uri = isvc["spec"]["predictor"]["containers"][0]["env"][-1]["value"]
+            assert uri.startswith(f"oci://{registry_address}/{repo}:modelcar-") and "@sha256:" in uri
+            assert endpoint.predict([2.0]) == [-6.0]
+        finally:
+            endpoint.delete()
+    finally:
+        handle.delete()
+    assert [t for t in _tags(registry_address, repo) if t.startswith("modelcar-")] == []
+    assert _left_in(kube) == []
