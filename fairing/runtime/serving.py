@@ -65,6 +65,9 @@ import traceback
 
 #: The largest request body read (bytes); a larger one is a 400 before it is read.
 MAX_BODY = 256 * 1024 * 1024
+#: Seconds a request's body may take to arrive (``FAIRING_SERVING_BODY_TIMEOUT``): a client that
+#: announces more than it sends gets a 400 then, instead of holding the request open.
+BODY_TIMEOUT = 60.0
 HEADER_LENGTH = "inference-header-content-length"
 
 # datatype -> struct format character (little-endian); BF16 and BYTES are special-cased.
@@ -485,7 +488,9 @@ def encode_response(body, outputs, requested, binary_default):
                                        HEADER_LENGTH: str(len(header))}
 
 
-def build_app(model, name, server_version="unknown"):
+def build_app(model, name, server_version="unknown", body_timeout=BODY_TIMEOUT):
+    import asyncio
+
     from starlette.applications import Starlette
     from starlette.requests import ClientDisconnect, Request
     from starlette.responses import JSONResponse, Response
@@ -505,12 +510,22 @@ def build_app(model, name, server_version="unknown"):
         if encoding not in ("", "identity", "gzip", "deflate"):
             raise ProtocolError(f"Content-Encoding {encoding!r} is not supported; send the body uncompressed, "
                                 "or gzip or deflate")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_BODY:
-                raise ProtocolError(f"the body is over this server's limit of {MAX_BODY} bytes; send smaller batches")
-            chunks.append(chunk)
+        chunks = []
+
+        async def collect():
+            size = 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_BODY:
+                    raise ProtocolError(f"the body is over this server's limit of {MAX_BODY} bytes; send smaller "
+                                        "batches")
+                chunks.append(chunk)
+
+        try:
+            await asyncio.wait_for(collect(), body_timeout)
+        except asyncio.TimeoutError:
+            raise ProtocolError(f"the body did not arrive within {body_timeout:g} s (Content-Length {length}, "
+                                f"{sum(map(len, chunks))} bytes received)") from None
         body = b"".join(chunks)
         return _decompress(body, encoding) if encoding in ("gzip", "deflate") else body
 
@@ -680,6 +695,14 @@ def _link(source_dir, names, dest_dir):
 
 def serve(spec, load_target):
     """Instantiate and load the model, then serve until stopped. Returns an exit code."""
+    try:
+        body_timeout = float(os.environ.get("FAIRING_SERVING_BODY_TIMEOUT") or BODY_TIMEOUT)
+        if not body_timeout > 0:
+            raise ValueError
+    except ValueError:
+        sys.stderr.write("fairing serving: FAIRING_SERVING_BODY_TIMEOUT must be a number of seconds > 0, got "
+                         f"{os.environ.get('FAIRING_SERVING_BODY_TIMEOUT')!r}\n")
+        return 2
     model_class = load_target(spec)
     model_dir = os.environ.get("FAIRING_MODEL_DIR") or (KSERVE_MODEL_DIR if os.environ.get("STORAGE_URI") else "")
     if model_dir:
@@ -700,7 +723,7 @@ def serve(spec, load_target):
     import uvicorn
 
     port = int(os.environ.get("PORT") or spec.get("port") or 8080)
-    app = build_app(model, spec["model_name"], spec.get("server_version", "unknown"))
+    app = build_app(model, spec["model_name"], spec.get("server_version", "unknown"), body_timeout)
     sys.stdout.write(json.dumps({"fairing": "serving", "model": spec["model_name"], "port": port}) + "\n")
     sys.stdout.flush()
     uvicorn.run(app, host=os.environ.get("HOST", "0.0.0.0"), port=port, log_level="warning")

@@ -294,3 +294,18 @@ def test_the_model_directory_is_linked_into_the_working_directory(tmp_path):
     (tmp_path / "model.json").write_text('{"w": 3}')
     with PredictionEndpoint(FileScaleModel, env={"FAIRING_MODEL_DIR": str(tmp_path)}) as endpoint:
         assert endpoint.predict([1, 2]) == [3, 6]
+
+
+def test_a_body_that_never_arrives_is_a_400_not_a_hang(tmp_path):
+    (tmp_path / "model.json").write_text('{"w": 1}')
+    with PredictionEndpoint(FileScaleModel, env={"FAIRING_SERVING_BODY_TIMEOUT": "1",
+                                                 "FAIRING_MODEL_DIR": str(tmp_path)}) as endpoint:
+        # 10 bytes of the 1000 announced, and the connection kept open
+        status, answer = _raw(endpoint.url, "/v2/models/filescalemodel/infer", b'{"inputs":', content_length=1000)
+        assert status == 400 and "did not arrive within 1 s (Content-Length 1000, 10 bytes received)" in \
+            answer["error"]
+
+
+def test_a_wrong_body_timeout_stops_the_server_with_its_reason():
+    with pytest.raises(fairing.JobFailedError, match="FAIRING_SERVING_BODY_TIMEOUT must be a number"):
+        PredictionEndpoint(FileScaleModel, env={"FAIRING_SERVING_BODY_TIMEOUT": "soon"}).create(timeout=60)
