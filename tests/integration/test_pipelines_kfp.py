@@ -44,6 +44,16 @@ def describe(flag: bool, count: int, tags: list, conf: dict, name: str = "it's \
             "types": [type(v).__name__ for v in (flag, count, tags, conf, name)]}
 
 
+class Trainer:
+    """A class with train(): its __init__'s parameters are the component's inputs."""
+
+    def __init__(self, lr: float, steps: int = 2):
+        self.lr, self.steps = lr, steps
+
+    def train(self) -> float:
+        return self.lr * self.steps
+
+
 class Unpicklable:
     def __init__(self, value):
         self.value = value
@@ -130,6 +140,7 @@ def test_a_two_step_pipeline_runs_under_kfp_local_docker_and_compiles(builder, r
     evaluate_op = component(evaluate, input_artifacts={"model": "model.json"}, builder=builder)
     object_op = component(make_object, builder=builder)
     describe_op = component(describe, builder=builder)
+    trainer_op = component(Trainer, builder=builder)
     image = train_op.component_spec.implementation.container.image
     assert image.startswith(registry.address + "/pipelines/") and "@sha256:" in image
     pipeline = _pipeline(train_op, evaluate_op, object_op)
@@ -157,6 +168,7 @@ def test_a_two_step_pipeline_runs_under_kfp_local_docker_and_compiles(builder, r
         assert described.outputs["result"] == {"flag": False, "count": 3, "tags": ["a", 1], "conf": {"k": [1.5]},
                                                "name": "it's \"quoted\" $HOME",
                                                "types": ["bool", "int", "list", "dict", "str"]}
+        assert trainer_op(lr=0.25).outputs["result"] == 0.5
         made = object_op()  # a return value that is not JSON: an artifact holding it, pickled
         with open(made.outputs["result"].path, "rb") as fh:
             assert cloudpickle.load(fh).value == 7
@@ -165,7 +177,8 @@ def test_a_two_step_pipeline_runs_under_kfp_local_docker_and_compiles(builder, r
     finally:
         for ref in {image, evaluate_op.component_spec.implementation.container.image,
                     object_op.component_spec.implementation.container.image,
-                    describe_op.component_spec.implementation.container.image}:
+                    describe_op.component_spec.implementation.container.image,
+                    trainer_op.component_spec.implementation.container.image}:
             docker_engine.run("image", "rm", "-f", ref, check=False)
 
 
