@@ -36,6 +36,7 @@ import difflib
 import inspect
 import keyword
 import posixpath
+import types
 import typing
 from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
@@ -45,6 +46,7 @@ from .runtime.component import COMMAND
 __all__ = ["component"]
 
 RETURN_NAME = "result"
+_UNIONS = (Union, getattr(types, "UnionType", Union))
 _PARAMETER_TYPES = {str: "str", int: "int", float: "float", bool: "bool", dict: "dict", list: "list"}
 _KFP_HINT = "pip install 'fairing[pipelines]' (kfp 2.x)"
 
@@ -137,7 +139,7 @@ def _inputs(target: Any) -> list[tuple[str, str, Any]]:
                 raise ConfigurationError(f"{where} has no type annotation; annotate it (str, int, float, bool, "
                                          "dict or list)")
             annotation = type(param.default)
-        if typing.get_origin(annotation) is Union:  # Optional[X]
+        if typing.get_origin(annotation) in _UNIONS:  # Optional[X], X | None
             args = [a for a in typing.get_args(annotation) if a is not type(None)]
             annotation = args[0] if len(args) == 1 else annotation
         _check_name(param.name, "Parameter")
@@ -263,12 +265,15 @@ def _container_component(dsl, target, image, params, artifacts_in, artifacts_out
         extra.append(inspect.Parameter(RETURN_NAME, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotation))
     ordered = required + extra + optional  # parameters with defaults last, as Python requires
     ptypes = {p[0]: p[1] for p in params}
+    optional_none = {p[0] for p in params if p[2] is None}
 
     def spec(*placeholders):
         values = dict(zip([p.name for p in ordered], placeholders))
         args: list = ["--executor-input", "{{$}}"]  # KFP's executor input, filled in by the runner
         for pname in ptypes:
-            args += ["--param", pname, ptypes[pname], values[pname]]
+            flag = ["--param", pname, ptypes[pname], values[pname]]
+            # a parameter that defaults to None is optional: passed only when the pipeline gives it
+            args += [dsl.IfPresentPlaceholder(input_name=pname, then=flag)] if pname in optional_none else flag
         for aname, file in artifacts_in.items():
             args += ["--input-artifact", aname, file, values[aname].path]
         for aname, file in artifacts_out.items():

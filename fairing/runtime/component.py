@@ -55,7 +55,8 @@ def _value(name, kind, text):
 
 def _parse(argv):
     spec = {"params": {}, "inputs": [], "outputs": [], "return": None}
-    arity = {"--executor-input": 1, "--param": 3, "--input-artifact": 3, "--output-artifact": 3, "--return-parameter": 2,
+    arity = {"--executor-input": 1, "--param": 3, "--input-artifact": 3, "--output-artifact": 3,
+             "--return-parameter": 2,
              "--return-artifact": 1}
     i = 0
     while i < len(argv):

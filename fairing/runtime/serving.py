@@ -224,8 +224,8 @@ def _unpack(datatype, raw, shape, name):
                                 f"{len(out)} BYTES elements")
         return out
     if len(raw) != count * _SIZE[datatype]:
-        raise ProtocolError(f"input {name!r}: its shape {shape} holds {count} {datatype} elements ({count * _SIZE[datatype]} "
-                            f"bytes) but its binary_data_size is {len(raw)}")
+        raise ProtocolError(f"input {name!r}: its shape {shape} holds {count} {datatype} elements "
+                            f"({count * _SIZE[datatype]} bytes) but its binary_data_size is {len(raw)}")
     if datatype == "BF16":
         return [struct.unpack("<f", b"\0\0" + bytes(raw[i:i + 2]))[0] for i in range(0, len(raw), 2)]
     return list(struct.unpack(f"<{count}{_STRUCT[datatype]}", raw))

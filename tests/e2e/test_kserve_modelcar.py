@@ -49,7 +49,8 @@ def _tags(registry_address: str, repository: str) -> list:
 
 def _left_in(kube) -> list:
     ns = kube.namespace
-    left = [o["metadata"]["name"] for o in kube.custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]]
+    isvcs = kube.custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]
+    left = [f"inferenceservice/{o['metadata']['name']}" for o in isvcs]
     left += [f"job/{j.metadata.name}" for j in kube.batch.list_namespaced_job(ns).items]
     left += [f"pod/{p.metadata.name}" for p in kube.core.list_namespaced_pod(ns).items]
     left += [f"deployment/{d.metadata.name}" for d in kube.apps.list_namespaced_deployment(ns).items]

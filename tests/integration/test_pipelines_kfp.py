@@ -8,6 +8,7 @@ loopback registry (nothing is pulled from a public registry); ``kfp.local`` with
 import subprocess
 import sys
 import uuid
+from typing import Optional
 
 import cloudpickle
 import pytest
@@ -39,8 +40,10 @@ def evaluate(x: float) -> dict:
     return {"x": x, "prediction": w * x}
 
 
-def describe(flag: bool, count: int, tags: list, conf: dict, name: str = "it's \"quoted\" $HOME") -> dict:
-    return {"flag": flag, "count": count, "tags": tags, "conf": conf, "name": name,
+def describe(flag: bool, count: int, tags: list, conf: dict, name: str = "it's \"quoted\" $HOME",
+             note: Optional[str] = None, ratio: "float | None" = None) -> dict:
+    return {"flag": flag, "count": count, "tags": tags, "conf": conf, "name": name, "note": repr(note),
+            "ratio": ratio,
             "types": [type(v).__name__ for v in (flag, count, tags, conf, name)]}
 
 
@@ -164,9 +167,9 @@ def test_a_two_step_pipeline_runs_under_kfp_local_docker_and_compiles(builder, r
         assert task.outputs["result"] == 3.0
         with open(task.outputs["model"].path) as fh:
             assert fh.read() == '{"w": 3.0}'
-        described = describe_op(flag=False, count=3, tags=["a", 1], conf={"k": [1.5]})
+        described = describe_op(flag=False, count=3, tags=["a", 1], conf={"k": [1.5]}, ratio=0.5)
         assert described.outputs["result"] == {"flag": False, "count": 3, "tags": ["a", 1], "conf": {"k": [1.5]},
-                                               "name": "it's \"quoted\" $HOME",
+                                               "name": "it's \"quoted\" $HOME", "note": "None", "ratio": 0.5,
                                                "types": ["bool", "int", "list", "dict", "str"]}
         assert trainer_op(lr=0.25).outputs["result"] == 0.5
         made = object_op()  # a return value that is not JSON: an artifact holding it, pickled

@@ -22,8 +22,8 @@ def _block() -> str:
 
 def test_the_readme_pipelines_block_runs(registry, base_image, docker_engine, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("FAIRING_")}
-    env.update(FAIRING_BASE_IMAGE=str(base_image), FAIRING_REGISTRY=registry.address, DOCKER_HOST=docker_engine.base_url,
-               XDG_CACHE_HOME=str(tmp_path / "cache"), PYTHONPATH=os.pathsep.join([str(ROOT), *sys.path]))
+    env.update(FAIRING_BASE_IMAGE=str(base_image), FAIRING_REGISTRY=registry.address,
+               DOCKER_HOST=docker_engine.base_url, XDG_CACHE_HOME=str(tmp_path / "cache"), PYTHONPATH=os.pathsep.join([str(ROOT), *sys.path]))
     block = _block()
     proc = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=600)
