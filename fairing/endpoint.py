@@ -36,6 +36,7 @@ def _flatten(value: Any):
 
 
 _MODEL_DIR = "/var/run/fairing-model"
+MODEL_STORAGE = ("init", "modelcar")
 
 
 def _model_outputs(model: Any) -> Any:
@@ -116,12 +117,21 @@ class PredictionEndpoint:
     from the registry (nothing is downloaded here); the artifact must outlive the
     endpoint's pods, so delete the job's handle after the endpoint. Locally the files
     are copied in as input files.
+
+    ``model_storage``: how a cluster endpoint gets ``model``'s files: ``'init'`` (the
+    default: fairing's init container, above) or, with ``deployer='kserve'``,
+    ``'modelcar'``: KServe's own OCI model storage. The artifact becomes a modelcar image
+    (:meth:`fairing.outputs.Outputs.modelcar`, on the serving image, whose layers the node
+    already has), the InferenceService's storage URI is ``oci://`` that image, KServe runs
+    it beside the predictor, and the files appear under ``/mnt/models``, linked into the
+    working directory. KServe needs ``storageInitializer.enableModelcar`` (its default
+    since v0.15). The image is deleted with the job's outputs.
     """
 
     def __init__(self, model_class: type, *legacy_args: Any, input_files: Iterable = (), requirements: Any = None,
                  backend: Any = None, name: Optional[str] = None, model_name: Optional[str] = None,
                  replicas: Optional[int] = None, deployer: Any = None, on_event: Optional[EventCallback] = None,
-                 model: Any = None, **backend_options: Any) -> None:
+                 model: Any = None, model_storage: Optional[str] = None, **backend_options: Any) -> None:
         from .api import _legacy_default_backend, _task_options
         from .backends import BackendChoice
         from .preprocessors.function import ServingPreprocessor
@@ -150,6 +160,20 @@ class PredictionEndpoint:
                 f"The model {self.model.ref} is an artifact in a registry, which the {self.backend.name} backend's "
                 "endpoint cannot pull; serve it on Kubernetes, or download it first (handle.outputs(dir)) and "
                 "pass the files as input_files.")
+        if model_storage is not None:
+            if model_storage not in MODEL_STORAGE:
+                import difflib
+
+                close = difflib.get_close_matches(str(model_storage), MODEL_STORAGE, n=1)
+                raise ConfigurationError(f"model_storage is 'init' or 'modelcar', got {model_storage!r}."
+                                         + (f" Did you mean {close[0]!r}?" if close else ""))
+            if model_storage == "modelcar" and (self.model is None or not self.model.is_artifact):
+                raise ConfigurationError("model_storage='modelcar' serves a cluster job's outputs artifact: pass "
+                                         "model=handle (a job that ran on a cluster and wrote outputs).")
+            if model_storage == "modelcar" and not hasattr(deployer, "storage_uri"):
+                raise ConfigurationError("model_storage='modelcar' is KServe's OCI model storage: use "
+                                         "deployer='kserve'.")
+        self.model_storage = model_storage or "init"
         self.preprocessor = ServingPreprocessor(model_class, model_name=self.model_name, input_files=input_files,
                                                 requirements=requirements)
         if deployer is None:
@@ -178,8 +202,11 @@ class PredictionEndpoint:
             deployer = self.deployer
             if self.model is not None and self.model.is_artifact:
                 deployer = copy.copy(deployer)
-                deployer.mutators = [*deployer.mutators,
-                                     _model_init(self.model, context.workdir, deployer.insecure(image))]
+                if self.model_storage == "modelcar":  # on the serving image: the node has its layers
+                    deployer.storage_uri = f"oci://{self.model.modelcar(str(image))}"
+                else:
+                    deployer.mutators = [*deployer.mutators,
+                                         _model_init(self.model, context.workdir, deployer.insecure(image))]
             handle = deployer.deploy(image, name=self.name, on_event=self.on_event)
             try:
                 handle.wait_ready(timeout)

@@ -39,6 +39,7 @@ class Outputs:
     insecure: Optional[bool] = None
     credentials: Any = None
     _deleted: bool = field(default=False, repr=False)
+    _modelcars: list = field(default_factory=list, repr=False)
 
     @property
     def is_artifact(self) -> bool:
@@ -51,16 +52,54 @@ class Outputs:
 
     # -- registry ---------------------------------------------------------------------------
 
-    def _client(self):
+    def _insecure(self, registry: str) -> bool:
+        from .settings import resolve
+
+        return self.insecure if self.insecure is not None else registry in resolve().insecure_registries
+
+    def _client(self, *also: str):
+        """The artifact's reference and a client for its registry (and the registries in ``also``)."""
         from .images.auth import resolve_credentials
         from .images.reference import ImageRef
         from .images.registry import RegistryClient
-        from .settings import resolve
 
         ref = ImageRef.parse(self.ref)
-        insecure = self.insecure if self.insecure is not None else ref.registry in resolve().insecure_registries
+        insecure = [r for r in dict.fromkeys((ref.registry, *also)) if self._insecure(r)]
         return ref, RegistryClient(credentials=resolve_credentials(credentials=self.credentials),
-                                   insecure=[ref.registry] if insecure else False)
+                                   insecure=insecure or False)
+
+    def modelcar(self, base_image: str, *, platform: str = "linux/amd64") -> Any:
+        """These files as a KServe modelcar image: ``base_image`` (it needs a shell, ``sh``) plus one
+        layer holding the files under ``/models``, pushed next to the artifact and pinned by digest
+        (a :class:`~fairing.artifacts.RegistryImage`). Serve it with
+        ``InferenceServiceDeployer(storage_uri="oci://" + str(image))`` on a KServe whose
+        ``storageInitializer`` has ``enableModelcar``: the predictor reads the files under
+        ``/mnt/models`` (fairing's serving runtime links them into its working directory, so
+        ``load()`` opens them as the training code wrote them). :meth:`delete` deletes it too.
+        Only the files pass through here, once, to be packed into an image layer (an
+        artifact's blobs are raw files, not layers)."""
+        from .artifacts import RegistryImage
+        from .errors import ConfigurationError
+        from .images.modelcar import modelcar_image
+        from .images.reference import ImageRef
+        from .runtime.outputs import RESULT_TYPE, TITLE
+
+        if not self.is_artifact:
+            raise ConfigurationError(
+                f"The outputs {self.ref} are a local directory, not an artifact in a registry: a modelcar is made "
+                "from a cluster job's outputs. Serve local files with PredictionEndpoint(..., model=handle).")
+        base = ImageRef.parse(str(base_image))
+        manifest, digest = self._manifest()
+        files = {layer["annotations"][TITLE]: layer["digest"] for layer in manifest.get("layers", [])
+                 if (layer.get("annotations") or {}).get(TITLE) and layer.get("mediaType") != RESULT_TYPE}
+        ref, client = self._client(base.registry)
+        target = ImageRef(ref.registry, ref.repository, "modelcar-" + digest.split(":", 1)[1][:16], None)
+        with client:
+            pushed = modelcar_image(client, ImageRef(ref.registry, ref.repository, None, digest), files, base, target,
+                                    platform=platform)
+        image = RegistryImage.pin(target, pushed, plain_http=self._insecure(ref.registry))
+        self._modelcars.append(image)
+        return image
 
     def manifest(self) -> dict:
         return self._manifest()[0]
@@ -125,6 +164,9 @@ class Outputs:
         cleanup removes it). Idempotent; one already gone is fine."""
         if self._deleted or not self.is_artifact:
             return
+        while self._modelcars:  # the modelcar images made from it, in its repository
+            Outputs(str(self._modelcars[-1]), insecure=self.insecure, credentials=self.credentials).delete()
+            self._modelcars.pop()
         try:
             manifest, digest = self._manifest()
         except RegistryError as exc:

@@ -259,7 +259,22 @@ class ServingPreprocessor(FunctionPreprocessor):
                 f"A prediction endpoint serves a class with a predict(X) method (and optionally load()); "
                 f"got {getattr(target, '__qualname__', repr(target))}."
             )
+        from ..runtime.serving import model_tensors
+
+        try:
+            model_tensors(target)
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"The model class's tensor declaration is wrong: {exc}. Declare each input and output as "
+                "inputs = [{'name': 'x', 'datatype': 'FP32', 'shape': [-1, 4]}] (or leave them out: the first "
+                "request's tensors become the model's metadata).") from None
 
     def _payload(self, cloudpickle_version: str) -> dict:
+        from importlib import metadata
+
+        try:
+            version = metadata.version("fairing")
+        except metadata.PackageNotFoundError:
+            version = "unknown"
         return {**super()._payload(cloudpickle_version), "kind": "serve", "model_name": self.model_name,
-                "port": self.port}
+                "port": self.port, "server_version": version}

@@ -13,25 +13,123 @@ x86_64) - pandas, numpy, grpcio, protobuf, the Kubernetes client, pydantic, uvlo
 an image that is otherwise a minimal Debian Python, fairing's code layer and the model's
 own requirements (Starlette and uvicorn with their dependencies: about 2 MB). It also pins ``protobuf<5``,
 ``httpx<0.28`` and ``prometheus-client<0.21``, which a model's own requirements then may not
-go past. These routes are the part of the protocols fairing's endpoints use, and KServe's
-controller serves them as any custom predictor (tests/e2e/test_kserve_controller.py).
+go past. So the protocol is written here, with the standard library (``struct`` packs the
+binary tensors, no numpy), covering what clients send: KServe's v1 JSON, and the Open
+Inference Protocol as NVIDIA's ``tritonclient`` speaks it by default (binary tensors), or
+in JSON. KServe's controller serves these routes as any custom predictor
+(tests/e2e/test_kserve_controller.py).
 
-Routes (``{name}`` is the model's name)::
+Routes (``{name}`` is the model's name; ``/versions/1`` may follow it in the v2 routes)::
 
+    GET  /v1/models                        {"models": [name]}
     GET  /v1/models/{name}                 {"name": ..., "ready": true}
     POST /v1/models/{name}:predict         {"instances": [...]} -> {"predictions": [...]}
+    GET  /v2                               {"name": "fairing", "version": ..., "extensions": ["binary_tensor_data"]}
     GET  /v2/health/live, /v2/health/ready
-    GET  /v2/models/{name}, /v2/models/{name}/ready
-    POST /v2/models/{name}/infer           {"inputs": [{"name", "shape", "datatype", "data"}]}
+    GET  /v2/models/{name}                 {"name", "versions", "platform", "inputs": [...], "outputs": [...]}
+    GET  /v2/models/{name}/ready
+    POST /v2/models/{name}/infer           {"inputs": [{"name", "shape", "datatype", "data"}], "outputs": [...]}
+
+Tensors (v2). The model class may declare its tensors as class attributes::
+
+    inputs = [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]     # -1: any size
+    outputs = [{"name": "label", "datatype": "INT64", "shape": [-1]}]
+
+Declared tensors are the model's metadata and requests are checked against them (name,
+datatype, shape); without them the metadata is recorded from the first successful
+request. ``predict`` gets one input tensor as its argument, several as keyword
+arguments named after the tensors; a tensor reaches it as nested lists in its shape
+(``BYTES`` elements as ``str`` when they are UTF-8, else ``bytes``). It returns one
+tensor (a list, an array, a scalar), or a dict of named tensors; an output's datatype is
+the declared one, else the array's dtype, else read from the Python values.
+
+The binary tensor data extension: a request whose JSON is followed by raw tensor bytes
+carries the JSON's length in the ``Inference-Header-Content-Length`` header and each
+such input has ``"parameters": {"binary_data_size": n}`` instead of ``data``. Elements are
+little-endian; ``BYTES`` elements each a 4-byte little-endian length then the bytes.
+Outputs are sent the same way when the request asks (``"parameters": {"binary_data_output":
+true}``, or ``{"binary_data": true}`` on a requested output). Anything malformed - a
+truncated body, sizes that do not add up, an unknown datatype or tensor name, data that
+does not fill the shape - is a 400 with ``{"error": ...}`` saying what is wrong, checked
+against the body's real length before anything is allocated; a body over ``MAX_BODY``
+bytes is refused before it is read (or once inflated: a gzip or deflate body, as
+``tritonclient`` sends with ``request_compression_algorithm``, is inflated up to that limit).
 """
 
+import inspect
 import json
 import os
+import struct
 import sys
 import traceback
 
-_DATATYPES = ((bool, "BOOL"), (int, "INT64"), (float, "FP64"), (str, "BYTES"))
+#: The largest request body read (bytes); a larger one is a 400 before it is read.
+MAX_BODY = 256 * 1024 * 1024
+#: Seconds a request's body may take to arrive (``FAIRING_SERVING_BODY_TIMEOUT``): a client that
+#: announces more than it sends gets a 400 then, instead of holding the request open.
+BODY_TIMEOUT = 60.0
+HEADER_LENGTH = "inference-header-content-length"
 
+# datatype -> struct format character (little-endian); BF16 and BYTES are special-cased.
+_STRUCT = {"BOOL": "?", "UINT8": "B", "UINT16": "H", "UINT32": "I", "UINT64": "Q", "INT8": "b", "INT16": "h",
+           "INT32": "i", "INT64": "q", "FP16": "e", "FP32": "f", "FP64": "d"}
+DATATYPES = tuple(_STRUCT) + ("BF16", "BYTES")
+_SIZE = {**{k: struct.calcsize("<" + v) for k, v in _STRUCT.items()}, "BF16": 2}
+_INT_RANGE = {f"{s}INT{bits}": ((0, 2 ** bits - 1) if s else (-2 ** (bits - 1), 2 ** (bits - 1) - 1))
+              for s in ("", "U") for bits in (8, 16, 32, 64)}
+# numpy dtype names -> datatypes (outputs that are arrays); dtype kinds U, S, O -> BYTES
+_NUMPY = {"bool": "BOOL", "uint8": "UINT8", "uint16": "UINT16", "uint32": "UINT32", "uint64": "UINT64",
+          "int8": "INT8", "int16": "INT16", "int32": "INT32", "int64": "INT64", "float16": "FP16",
+          "float32": "FP32", "float64": "FP64", "bfloat16": "BF16"}
+_MAX_DEPTH = 64
+
+
+class ProtocolError(Exception):
+    """A request this server cannot take: answered 400 with the message (or 404)."""
+
+    def __init__(self, message, status=400):
+        super().__init__(message)
+        self.status = status
+
+
+# -- tensor specifications -------------------------------------------------------------------------------------
+
+def check_tensor_specs(specs, what):
+    """``specs`` (a model class's ``inputs`` or ``outputs``) as a list of checked dicts; ValueError otherwise."""
+    example = '[{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]'
+    if not isinstance(specs, (list, tuple)) or not specs:
+        raise ValueError(f"{what} must be a non-empty list of tensors like {example}; got {specs!r}")
+    out, names = [], set()
+    for spec in specs:
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not spec["name"]:
+            raise ValueError(f"each of {what} is a dict with a name, a datatype and a shape, like {example}; "
+                             f"got {spec!r}")
+        unknown = sorted(set(spec) - {"name", "datatype", "shape"})
+        if unknown:
+            raise ValueError(f"{what} {spec['name']!r} has unknown keys {unknown}; the keys are name, datatype "
+                             "and shape")
+        if spec["name"] in names:
+            raise ValueError(f"{what} names {spec['name']!r} twice")
+        names.add(spec["name"])
+        datatype = spec.get("datatype")
+        if datatype not in DATATYPES:
+            raise ValueError(f"{what} {spec['name']!r} has datatype {datatype!r}; use one of {', '.join(DATATYPES)}")
+        shape = spec.get("shape")
+        if not isinstance(shape, (list, tuple)) or not all(
+                isinstance(d, int) and not isinstance(d, bool) and d >= -1 for d in shape):
+            raise ValueError(f"{what} {spec['name']!r} has shape {shape!r}; a shape is a list of sizes, -1 for "
+                             "any size")
+        out.append({"name": spec["name"], "datatype": datatype, "shape": list(shape)})
+    return out
+
+
+def model_tensors(model_class):
+    """The model class's declared (inputs, outputs), each a checked list or None. ValueError if malformed."""
+    return tuple(check_tensor_specs(getattr(model_class, attr), f"{model_class.__name__}.{attr}")
+                 if getattr(model_class, attr, None) is not None else None for attr in ("inputs", "outputs"))
+
+
+# -- values ------------------------------------------------------------------------------------------------------
 
 def _plain(value):
     """Model output as JSON-ready lists (numpy arrays and scalars included)."""
@@ -42,119 +140,578 @@ def _plain(value):
     return value
 
 
+def _product(shape):
+    n = 1
+    for dim in shape:
+        n *= dim
+    return n
+
+
 def _reshape(flat, shape):
     if len(shape) <= 1:
         return list(flat)
-    step = 1
-    for dim in shape[1:]:
-        step *= dim
+    step = _product(shape[1:])
     return [_reshape(flat[i * step:(i + 1) * step], shape[1:]) for i in range(shape[0])]
 
 
-def _flatten(value):
-    if isinstance(value, list):
-        out, shape = [], [len(value)]
-        inner = None
-        for item in value:
-            flat, inner = _flatten(item)
-            out.extend(flat)
-        return out, shape + (inner or [])
-    return [value], []
+def _flatten(value, depth=0):
+    """(flat elements, shape) of nested lists; ValueError when ragged or too deep."""
+    if depth > _MAX_DEPTH:
+        raise ValueError(f"nested deeper than {_MAX_DEPTH} levels")
+    if not isinstance(value, (list, tuple)):
+        return [value], []
+    out, inner = [], None
+    for item in value:
+        flat, shape = _flatten(item, depth + 1)
+        if inner is not None and shape != inner:
+            raise ValueError("ragged: its rows have different shapes")
+        inner = shape
+        out.extend(flat)
+    return out, [len(value)] + (inner if inner is not None else [])
 
 
-def _datatype(flat):
-    for pytype, name in _DATATYPES:
-        if flat and all(isinstance(v, pytype) for v in flat):
-            return name
-    return "FP64"
+def _infer_datatype(flat):
+    if all(isinstance(v, bool) for v in flat):
+        return "BOOL"
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in flat):
+        return "INT64"
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in flat):
+        return "FP64"
+    if all(isinstance(v, (str, bytes)) for v in flat):
+        return "BYTES"
+    kinds = sorted({type(v).__name__ for v in flat})
+    raise ValueError(f"its elements ({', '.join(kinds)}) are not one tensor datatype")
 
 
-def build_app(model, name):
+def _check_element(datatype, value):
+    """Whether a JSON element fits ``datatype``."""
+    if datatype == "BOOL":
+        return isinstance(value, bool)
+    if datatype == "BYTES":
+        return isinstance(value, str)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if datatype in _INT_RANGE:
+        low, high = _INT_RANGE[datatype]
+        return isinstance(value, int) and low <= value <= high
+    return True
+
+
+def _bytes_element(raw):
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
+
+
+def _unpack(datatype, raw, shape, name):
+    """The elements of ``datatype`` filling ``shape`` from ``raw`` (exactly its bytes)."""
+    count = _product(shape)
+    if datatype == "BYTES":
+        out, offset = [], 0
+        while offset < len(raw):
+            if offset + 4 > len(raw):
+                raise ProtocolError(f"input {name!r}: BYTES element {len(out)} has a truncated 4-byte length prefix")
+            (size,) = struct.unpack_from("<I", raw, offset)
+            offset += 4
+            if offset + size > len(raw):
+                raise ProtocolError(f"input {name!r}: BYTES element {len(out)} declares {size} bytes but only "
+                                    f"{len(raw) - offset} remain in its binary_data_size")
+            out.append(_bytes_element(bytes(raw[offset:offset + size])))
+            offset += size
+        if len(out) != count:
+            raise ProtocolError(f"input {name!r}: its shape {shape} holds {count} elements but its binary data has "
+                                f"{len(out)} BYTES elements")
+        return out
+    if len(raw) != count * _SIZE[datatype]:
+        raise ProtocolError(f"input {name!r}: its shape {shape} holds {count} {datatype} elements "
+                            f"({count * _SIZE[datatype]} bytes) but its binary_data_size is {len(raw)}")
+    if datatype == "BF16":
+        return [struct.unpack("<f", b"\0\0" + bytes(raw[i:i + 2]))[0] for i in range(0, len(raw), 2)]
+    return list(struct.unpack(f"<{count}{_STRUCT[datatype]}", raw))
+
+
+def _pack(datatype, flat):
+    if datatype == "BYTES":
+        parts = []
+        for v in flat:
+            raw = v if isinstance(v, bytes) else str(v).encode("utf-8")
+            parts.append(struct.pack("<I", len(raw)) + raw)
+        return b"".join(parts)
+    if datatype == "BF16":
+        out = bytearray()
+        for v in flat:
+            (bits,) = struct.unpack("<I", struct.pack("<f", v))
+            bits += 0x7FFF + ((bits >> 16) & 1)  # round to nearest even
+            out += struct.pack("<H", (bits >> 16) & 0xFFFF)
+        return bytes(out)
+    return struct.pack(f"<{len(flat)}{_STRUCT[datatype]}", *flat)
+
+
+# -- requests ----------------------------------------------------------------------------------------------------
+
+def _shape_of(tensor, name):
+    shape = tensor.get("shape")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                              for d in shape):
+        raise ProtocolError(f"input {name!r}: shape must be a list of non-negative integers; got {shape!r}")
+    return shape
+
+
+def _parameters(obj, where):
+    params = obj.get("parameters", {})
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise ProtocolError(f"{where}: parameters must be a JSON object; got {params!r}")
+    return params
+
+
+def decode_request(body, header_length):
+    """The v2 request's JSON and its input tensors ``[(name, datatype, shape, flat)]``."""
+    if header_length is None:
+        json_part, binary = body, b""
+    else:
+        try:
+            length = int(header_length)
+        except ValueError:
+            raise ProtocolError(f"the Inference-Header-Content-Length header must be an integer; got "
+                                f"{header_length!r}") from None
+        if length < 0 or length > len(body):
+            raise ProtocolError(f"the Inference-Header-Content-Length header says the JSON is {length} bytes, but "
+                                f"the body has {len(body)}")
+        json_part, binary = body[:length], memoryview(body)[length:]
+    try:
+        request = json.loads(bytes(json_part).decode("utf-8"))
+    except (ValueError, RecursionError) as exc:
+        hint = (" (binary tensors follow the JSON: send its length in the Inference-Header-Content-Length header)"
+                if header_length is None else "")
+        raise ProtocolError(f"the request is not valid JSON{hint}: {str(exc)[:200]}") from None
+    example = '{"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32", "data": [...]}]}'
+    if not isinstance(request, dict) or not isinstance(request.get("inputs"), list) or not request["inputs"]:
+        raise ProtocolError(f"expected {example}")
+    _parameters(request, "the request")
+    tensors, seen, offset = [], set(), 0
+    for i, tensor in enumerate(request["inputs"]):
+        if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
+            raise ProtocolError(f"input {i} must be an object with a name; expected {example}")
+        name = tensor["name"]
+        if name in seen:
+            raise ProtocolError(f"input {name!r} appears twice")
+        seen.add(name)
+        datatype = tensor.get("datatype")
+        if datatype not in DATATYPES:
+            raise ProtocolError(f"input {name!r}: datatype {datatype!r} is not one of {', '.join(DATATYPES)}")
+        shape = _shape_of(tensor, name)
+        count = _product(shape)
+        size = _parameters(tensor, f"input {name!r}").get("binary_data_size")
+        if size is not None:
+            if "data" in tensor:
+                raise ProtocolError(f"input {name!r} has both data and a binary_data_size; send one")
+            if header_length is None:
+                raise ProtocolError(f"input {name!r} has a binary_data_size but the request has no "
+                                    "Inference-Header-Content-Length header giving the JSON's length")
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise ProtocolError(f"input {name!r}: binary_data_size must be a non-negative integer; got {size!r}")
+            if size > len(binary) - offset:
+                raise ProtocolError(f"input {name!r}: binary_data_size is {size} bytes but only "
+                                    f"{len(binary) - offset} bytes of tensor data remain in the body (truncated?)")
+            flat = _unpack(datatype, binary[offset:offset + size], shape, name)
+            offset += size
+        else:
+            if "data" not in tensor:
+                raise ProtocolError(f"input {name!r} has neither data nor a binary_data_size parameter")
+            try:
+                flat, _ = _flatten(tensor["data"])
+            except ValueError as exc:
+                raise ProtocolError(f"input {name!r}: data is {exc}") from None
+            if len(flat) != count:
+                raise ProtocolError(f"input {name!r}: shape {shape} holds {count} elements but data has {len(flat)}")
+            bad = next((i for i, v in enumerate(flat) if not _check_element(datatype, v)), None)
+            if bad is not None:
+                raise ProtocolError(f"input {name!r}: element {bad} ({json.dumps(flat[bad])[:50]}) is not a "
+                                    f"{datatype} value")
+        tensors.append((name, datatype, shape, flat))
+    if offset != len(binary):
+        raise ProtocolError(f"the body has {len(binary)} bytes of tensor data after the JSON but its inputs' "
+                            f"binary_data_size add up to {offset}")
+    return request, tensors
+
+
+def _requested_outputs(request):
+    """{name: binary?} for the request's ``outputs`` (None: all), and the default for the others."""
+    default = _parameters(request, "the request").get("binary_data_output", False) is True
+    outputs = request.get("outputs")
+    if outputs is None:
+        return None, default
+    if not isinstance(outputs, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str)
+                                                for o in outputs):
+        raise ProtocolError('outputs must be a list like [{"name": "label", "parameters": {"binary_data": true}}]')
+    return {o["name"]: _parameters(o, f"output {o['name']!r}").get("binary_data", default) is True
+            for o in outputs}, default
+
+
+def _matches(shape, declared):
+    return len(shape) == len(declared) and all(d == -1 or d == s for s, d in zip(shape, declared))
+
+
+def _output_tensor(name, value, declared):
+    """(datatype, shape, flat) of one output value."""
+    dtype = getattr(value, "dtype", None)
+    try:
+        flat, shape = _flatten(_plain(value))
+    except ValueError as exc:
+        raise ValueError(f"the model's output {name!r} is {exc}") from None
+    if declared is not None:
+        datatype = declared["datatype"]
+    elif dtype is not None and str(dtype) in _NUMPY:
+        datatype = _NUMPY[str(dtype)]
+    elif getattr(dtype, "kind", None) in ("U", "S", "O"):
+        datatype = "BYTES"
+    else:
+        try:
+            datatype = _infer_datatype(flat)
+        except ValueError as exc:
+            raise ValueError(f"the model's output {name!r}: {exc}; declare its datatype in the class's outputs") \
+                from None
+    return datatype, shape, flat
+
+
+# -- the app -----------------------------------------------------------------------------------------------------
+
+def _call_shape(predict):
+    """(parameter names, takes **kwargs) of ``predict``."""
+    try:
+        params = inspect.signature(predict).parameters.values()
+    except (TypeError, ValueError):
+        return set(), True
+    return ({p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)},
+            any(p.kind == p.VAR_KEYWORD for p in params))
+
+
+class _Model:
+    """The model with its tensors: declared, or recorded from the first request that succeeds."""
+
+    def __init__(self, model, name):
+        self.model, self.name = model, name
+        self.declared_inputs, self.declared_outputs = model_tensors(type(model))
+        self.inputs, self.outputs = self.declared_inputs, self.declared_outputs
+        self.params, self.var_kw = _call_shape(model.predict)
+
+    def metadata(self):
+        return {"name": self.name, "versions": ["1"], "platform": "fairing", "inputs": self.inputs or [],
+                "outputs": self.outputs or []}
+
+    def arguments(self, tensors):
+        """predict's (args, kwargs) for the decoded input tensors."""
+        if self.declared_inputs is not None:
+            declared = {t["name"]: t for t in self.declared_inputs}
+            for name, datatype, shape, _ in tensors:
+                spec = declared.get(name)
+                if spec is None:
+                    raise ProtocolError(f"unknown input {name!r}; model {self.name!r} takes "
+                                        f"{', '.join(repr(n) for n in declared)}")
+                if datatype != spec["datatype"]:
+                    raise ProtocolError(f"input {name!r} is {datatype}; model {self.name!r} takes {spec['datatype']}")
+                if not _matches(shape, spec["shape"]):
+                    raise ProtocolError(f"input {name!r} has shape {shape}; model {self.name!r} takes "
+                                        f"{spec['shape']} (-1: any size)")
+            missing = [n for n in declared if n not in {t[0] for t in tensors}]
+            if missing:
+                raise ProtocolError(f"missing input(s) {', '.join(repr(n) for n in missing)} of model {self.name!r}")
+        values = {name: _reshape(flat, shape) if shape else (flat[0] if flat else None)
+                  for name, _, shape, flat in tensors}
+        if len(tensors) == 1:
+            return [next(iter(values.values()))], {}
+        unknown = [n for n in values if n not in self.params and not self.var_kw]
+        if unknown:
+            raise ProtocolError(f"unknown input(s) {', '.join(repr(n) for n in unknown)}: with several inputs "
+                                f"{self.name!r}.predict takes each as the keyword argument of its name, and it "
+                                f"takes {', '.join(sorted(self.params)) or 'none'}")
+        return [], values
+
+    def outputs_of(self, result):
+        """[(name, datatype, shape, flat)] of predict's return value."""
+        declared = {t["name"]: t for t in self.declared_outputs or []}
+        if isinstance(result, dict) and all(isinstance(k, str) for k in result):
+            named = result
+        elif self.declared_outputs and len(self.declared_outputs) == 1:
+            named = {self.declared_outputs[0]["name"]: result}
+        elif self.declared_outputs:
+            raise ValueError(f"model {self.name!r} declares {len(self.declared_outputs)} outputs, so predict must "
+                             "return a dict of them by name")
+        else:
+            named = {"predict": result}
+        if declared and set(named) != set(declared):
+            raise ValueError(f"predict returned outputs {sorted(named)}; the model declares {sorted(declared)}")
+        return [(name, *_output_tensor(name, value, declared.get(name))) for name, value in named.items()]
+
+    def record(self, tensors, outputs):
+        def spec(name, datatype, shape):
+            return {"name": name, "datatype": datatype, "shape": [-1] + list(shape[1:]) if shape else []}
+
+        if self.inputs is None:
+            self.inputs = [spec(n, d, s) for n, d, s, _ in tensors]
+        if self.outputs is None:
+            self.outputs = [spec(n, d, s) for n, d, s, _ in outputs]
+
+
+def encode_response(body, outputs, requested, binary_default):
+    """(bytes, headers) of a v2 response: JSON, then the binary outputs' bytes."""
+    if requested is not None:
+        unknown = [n for n in requested if n not in {o[0] for o in outputs}]
+        if unknown:
+            raise ProtocolError(f"unknown output(s) {', '.join(repr(n) for n in unknown)}; the model returns "
+                                f"{', '.join(repr(o[0]) for o in outputs)}")
+        outputs = [o for o in outputs if o[0] in requested]
+    tensors, chunks = [], []
+    for name, datatype, shape, flat in outputs:
+        tensor = {"name": name, "datatype": datatype, "shape": shape}
+        if (requested[name] if requested is not None else binary_default):
+            raw = _pack(datatype, flat)
+            tensor["parameters"] = {"binary_data_size": len(raw)}
+            chunks.append(raw)
+        else:
+            if datatype == "BYTES":
+                flat = [_bytes_element(v) if isinstance(v, bytes) else v for v in flat]
+                if any(isinstance(v, bytes) for v in flat):
+                    raise ValueError(f"output {name!r} has bytes that are not UTF-8, which JSON cannot carry; ask "
+                                     "for it as binary data")
+            elif datatype != "BOOL" and datatype != "BYTES":
+                struct.pack(f"<{len(flat)}{_STRUCT.get(datatype, 'f')}", *flat)  # the values fit the datatype
+            tensor["data"] = flat
+        tensors.append(tensor)
+    header = json.dumps({**body, "outputs": tensors}).encode("utf-8")
+    if not chunks:
+        return header, {"content-type": "application/json"}
+    return header + b"".join(chunks), {"content-type": "application/octet-stream",
+                                       HEADER_LENGTH: str(len(header))}
+
+
+def build_app(model, name, server_version="unknown", body_timeout=BODY_TIMEOUT):
+    import asyncio
+
     from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse
+    from starlette.requests import ClientDisconnect, Request
+    from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
+
+    served = _Model(model, name)
 
     def error(status, message):
         return JSONResponse({"error": message}, status_code=status)
 
-    async def _body(request: Request):
+    async def _read(request: Request):
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+            raise ProtocolError(f"the body's Content-Length {length!r} is over this server's limit of {MAX_BODY} "
+                                "bytes; send smaller batches")
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity", "gzip", "deflate"):
+            raise ProtocolError(f"Content-Encoding {encoding!r} is not supported; send the body uncompressed, "
+                                "or gzip or deflate")
+        chunks = []
+
+        async def collect():
+            size = 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_BODY:
+                    raise ProtocolError(f"the body is over this server's limit of {MAX_BODY} bytes; send smaller "
+                                        "batches")
+                chunks.append(chunk)
+
         try:
-            return await request.json()
-        except ValueError:
+            await asyncio.wait_for(collect(), body_timeout)
+        except asyncio.TimeoutError:
+            raise ProtocolError(f"the body did not arrive within {body_timeout:g} s (Content-Length {length}, "
+                                f"{sum(map(len, chunks))} bytes received)") from None
+        body = b"".join(chunks)
+        return _decompress(body, encoding) if encoding in ("gzip", "deflate") else body
+
+    def _decompress(body, encoding):
+        import zlib
+
+        # bounded: a small body that inflates past MAX_BODY is refused, not held in memory
+        inflater = zlib.decompressobj(31 if encoding == "gzip" else 15)
+        try:
+            out = inflater.decompress(body, MAX_BODY + 1)
+        except zlib.error as exc:
+            raise ProtocolError(f"the {encoding} body could not be decompressed: {exc}") from None
+        if len(out) > MAX_BODY or inflater.unconsumed_tail:
+            raise ProtocolError(f"the {encoding} body inflates past this server's limit of {MAX_BODY} bytes")
+        if not inflater.eof:
+            raise ProtocolError(f"the {encoding} body is truncated")
+        return out
+
+    async def _json(request: Request):
+        try:
+            return json.loads(await _read(request))
+        except (ValueError, RecursionError):
             return None
 
-    def _predict(instances):
+    def _check_name(request):
+        asked = request.path_params["name"]
+        if asked != name:
+            raise ProtocolError(f"model {asked!r} not found; this server has {name!r}", 404)
+        version = request.path_params.get("version")
+        if version is not None and version != "1":
+            raise ProtocolError(f"model {name!r} has no version {version!r}; it has version '1'", 404)
+
+    def route(handler):
+        async def run(request):
+            try:
+                return await handler(request)
+            except ProtocolError as exc:
+                return error(exc.status, str(exc))
+            except ClientDisconnect:
+                return error(400, "the client closed the connection before the body was complete")
+        return run
+
+    def _predict(args, kwargs):
         try:
-            return _plain(model.predict(instances)), None
+            return model.predict(*args, **kwargs), None
         except Exception as exc:
             traceback.print_exc()
             return None, error(500, f"{type(exc).__name__}: {exc}")
 
+    @route
+    async def v1_models(request):
+        return JSONResponse({"models": [name]})
+
+    @route
     async def v1_ready(request):
-        if request.path_params["name"] != name:
-            return error(404, f"model {request.path_params['name']!r} not found; this server has {name!r}")
+        _check_name(request)
         return JSONResponse({"name": name, "ready": True})
 
+    @route
     async def v1_predict(request):
-        if request.path_params["name"] != name:
-            return error(404, f"model {request.path_params['name']!r} not found; this server has {name!r}")
-        body = await _body(request)
+        _check_name(request)
+        body = await _json(request)
         if not isinstance(body, dict) or not isinstance(body.get("instances", body.get("inputs")), list):
             return error(400, 'expected a JSON object {"instances": [...]}')
-        predictions, failed = _predict(body.get("instances", body.get("inputs")))
-        return failed or JSONResponse({"predictions": predictions})
+        predictions, failed = _predict([body.get("instances", body.get("inputs"))], {})
+        return failed or JSONResponse({"predictions": _plain(predictions)})
 
+    @route
+    async def server_metadata(request):
+        return JSONResponse({"name": "fairing", "version": server_version, "extensions": ["binary_tensor_data"]})
+
+    @route
     async def live(request):
         return JSONResponse({"live": True})
 
+    @route
     async def ready(request):
         return JSONResponse({"ready": True})
 
+    @route
     async def v2_metadata(request):
-        if request.path_params["name"] != name:
-            return error(404, f"model {request.path_params['name']!r} not found")
-        return JSONResponse({"name": name, "versions": ["1"], "platform": "fairing", "inputs": [], "outputs": []})
+        _check_name(request)
+        return JSONResponse(served.metadata())
 
+    @route
     async def v2_model_ready(request):
-        if request.path_params["name"] != name:
-            return error(404, f"model {request.path_params['name']!r} not found")
+        _check_name(request)
         return JSONResponse({"name": name, "ready": True})
 
+    @route
     async def v2_infer(request):
-        if request.path_params["name"] != name:
-            return error(404, f"model {request.path_params['name']!r} not found")
-        body = await _body(request)
-        inputs = body.get("inputs") if isinstance(body, dict) else None
-        if not inputs or not isinstance(inputs[0], dict) or "data" not in inputs[0]:
-            return error(400, 'expected {"inputs": [{"name": ..., "shape": [...], "datatype": ..., "data": [...]}]}')
-        first = inputs[0]
-        data = first["data"]
-        shape = first.get("shape") or [len(data)]
-        flat, _ = _flatten(data)
-        predictions, failed = _predict(_reshape(flat, shape))
+        _check_name(request)
+        raw = await _read(request)
+        body, tensors = decode_request(raw, request.headers.get(HEADER_LENGTH))
+        requested, binary_default = _requested_outputs(body)
+        args, kwargs = served.arguments(tensors)
+        result, failed = _predict(args, kwargs)
         if failed:
             return failed
-        out_flat, out_shape = _flatten(predictions)
-        return JSONResponse({
-            "model_name": name, "model_version": "1", "id": body.get("id", ""),
-            "outputs": [{"name": "predict", "shape": out_shape, "datatype": _datatype(out_flat), "data": out_flat}],
-        })
+        try:
+            outputs = served.outputs_of(result)
+            content, headers = encode_response(
+                {"model_name": name, "model_version": "1", "id": body.get("id", "")}, outputs, requested,
+                binary_default)
+        except (ValueError, TypeError, OverflowError, struct.error) as exc:
+            return error(500, f"the model's output cannot be sent as a tensor: {exc}")
+        served.record(tensors, outputs)
+        return Response(content, headers=headers)
 
-    return Starlette(routes=[
+    routes = [
+        Route("/v1/models", v1_models),
         Route("/v1/models/{name}", v1_ready),
         Route("/v1/models/{name}:predict", v1_predict, methods=["POST"]),
+        Route("/v2", server_metadata),
         Route("/v2/health/live", live),
         Route("/v2/health/ready", ready),
-        Route("/v2/models/{name}", v2_metadata),
-        Route("/v2/models/{name}/ready", v2_model_ready),
-        Route("/v2/models/{name}/infer", v2_infer, methods=["POST"]),
-    ])
+    ]
+    for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
+        routes += [Route(prefix, v2_metadata), Route(prefix + "/ready", v2_model_ready),
+                   Route(prefix + "/infer", v2_infer, methods=["POST"])]
+    return Starlette(routes=routes)
+
+
+#: Where KServe puts a model from the InferenceService's storage URI (a modelcar: a link that
+#: appears once the model's container started, so the predictor waits for it).
+KSERVE_MODEL_DIR = "/mnt/models"
+MODEL_WAIT = 300.0
+
+
+def link_model_files(model_dir, timeout=MODEL_WAIT):
+    """Wait for ``model_dir`` to hold files, then link each of its entries into the working
+    directory (where ``load()`` opens them, as with fairing's own model init container)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            names = sorted(os.listdir(model_dir))
+        except OSError:
+            names = []
+        if names:
+            break
+        if time.monotonic() > deadline:
+            raise OSError(f"no model appeared under {model_dir} within {timeout:g} s (is KServe's modelcar "
+                          "enabled: storageInitializer.enableModelcar in the inferenceservice-config ConfigMap?)")
+        time.sleep(0.5)
+    try:
+        _link(model_dir, names, ".")
+    except PermissionError:
+        # the working directory is not this user's (KServe runs a modelcar's predictor as its
+        # uidModelcar): serve from a directory of links to both
+        import tempfile
+
+        here, work = os.getcwd(), tempfile.mkdtemp(prefix="fairing-serving-")
+        _link(here, sorted(os.listdir(here)), work)
+        _link(model_dir, names, work)
+        os.chdir(work)
+    return names
+
+
+def _link(source_dir, names, dest_dir):
+    for name in names:
+        dest = os.path.join(dest_dir, name)
+        if not os.path.lexists(dest):
+            os.symlink(os.path.join(source_dir, name), dest)
 
 
 def serve(spec, load_target):
     """Instantiate and load the model, then serve until stopped. Returns an exit code."""
+    try:
+        body_timeout = float(os.environ.get("FAIRING_SERVING_BODY_TIMEOUT") or BODY_TIMEOUT)
+        if not body_timeout > 0:
+            raise ValueError
+    except ValueError:
+        sys.stderr.write("fairing serving: FAIRING_SERVING_BODY_TIMEOUT must be a number of seconds > 0, got "
+                         f"{os.environ.get('FAIRING_SERVING_BODY_TIMEOUT')!r}\n")
+        return 2
     model_class = load_target(spec)
+    model_dir = os.environ.get("FAIRING_MODEL_DIR") or (KSERVE_MODEL_DIR if os.environ.get("STORAGE_URI") else "")
+    if model_dir:
+        try:
+            link_model_files(model_dir)
+        except OSError as exc:
+            sys.stderr.write(f"fairing serving: {exc}\n")
+            sys.stderr.flush()
+            return 4
     try:
         model = model_class()
         if callable(getattr(model, "load", None)):
@@ -166,8 +723,8 @@ def serve(spec, load_target):
     import uvicorn
 
     port = int(os.environ.get("PORT") or spec.get("port") or 8080)
+    app = build_app(model, spec["model_name"], spec.get("server_version", "unknown"), body_timeout)
     sys.stdout.write(json.dumps({"fairing": "serving", "model": spec["model_name"], "port": port}) + "\n")
     sys.stdout.flush()
-    uvicorn.run(build_app(model, spec["model_name"]), host=os.environ.get("HOST", "0.0.0.0"), port=port,
-                log_level="warning")
+    uvicorn.run(app, host=os.environ.get("HOST", "0.0.0.0"), port=port, log_level="warning")
     return 0

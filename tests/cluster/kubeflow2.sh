@@ -149,6 +149,9 @@ EOT
 _KSERVE_DEPLOY='{"defaultDeploymentMode": "RawDeployment"}'
 _KSERVE_INGRESS='{"enableGatewayApi": false, "ingressGateway": "knative-serving/knative-ingress-gateway", "ingressDomain": "example.com", "ingressClassName": "none", "domainTemplate": "{{ .Name }}-{{ .Namespace }}.{{ .IngressDomain }}", "urlScheme": "http", "disableIstioVirtualHost": true, "disableIngressCreation": true}'
 _KSERVE_ISVC='{"resource": {"cpuLimit": "1", "memoryLimit": "1Gi", "cpuRequest": "50m", "memoryRequest": "128Mi"}}'
+# OCI model storage ("modelcars", storageUri: oci://...): upstream v0.15.2's own values, pinned here
+# because fairing's modelcar endpoints rely on them (tests/e2e/test_kserve_modelcar.py).
+_KSERVE_STORAGE='{"image": "kserve/storage-initializer:latest", "memoryRequest": "100Mi", "memoryLimit": "1Gi", "cpuRequest": "100m", "cpuLimit": "1", "caBundleConfigMapName": "", "caBundleVolumeMountPath": "/etc/ssl/custom-certs", "enableDirectPvcVolumeMount": true, "enableModelcar": true, "cpuModelcar": "10m", "memoryModelcar": "15Mi", "uidModelcar": 1010}'
 
 install_kserve() {
   local moddir ref dir svc=kserve-webhook-server-service ns=kserve
@@ -217,6 +220,9 @@ patches:
       - op: replace
         path: /data/inferenceService
         value: '$_KSERVE_ISVC'
+      - op: replace
+        path: /data/storageInitializer
+        value: '$_KSERVE_STORAGE'
   - target:
       kind: MutatingWebhookConfiguration
     patch: |-
