@@ -23,14 +23,16 @@ from .errors import ConfigurationError, EntryPointNotFoundError, FairingError, J
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
-BACKEND_NAMES = ("local", "docker", "kubernetes", "kubeflow", "gke", "aws")
+from ._names import BACKENDS as _BACKENDS  # noqa: E402
+
+BACKEND_NAMES = tuple(_BACKENDS)
 def _default_backend() -> str:
     """The backend the API uses when --backend is not given (the ``backend`` setting, else
     local: :mod:`fairing.settings`); options are checked against it."""
     from .settings import resolve
 
     return resolve().backend or "local"
-_CLUSTER = ("kubernetes", "kubeflow", "gke", "aws")
+from ._names import CLUSTER_BACKENDS as _CLUSTER  # noqa: E402
 # Which backends each option applies to; giving it for another backend is a usage error.
 _APPLIES = {
     "registry": ("docker", "kubernetes", "kubeflow"),

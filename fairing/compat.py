@@ -370,9 +370,9 @@ class LegacyBackend:
     def __init__(self, namespace: Optional[str] = None, build_context_source: Any = None, **options: Any) -> None:
         given = {"namespace": namespace, "build_context_source": build_context_source, **options}
         given = {k: v for k, v in given.items() if v is not None}
-        from ._registry import check_options
-        from .backends import BACKENDS
-        from ._registry import load
+        from ._options import check_options
+        from ._names import BACKENDS
+        from ._options import load
 
         translated, _run = translate("backend", self.backend_name, given)
         check_options(load(BACKENDS, self.backend_name, "backend"), translated,

@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 MANAGED_SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
-_CLUSTER_BACKENDS = ("kubernetes", "kubeflow", "gke", "aws")
+from ._names import CLUSTER_BACKENDS as _CLUSTER_BACKENDS  # noqa: E402
 _RECORD = "record.json"
 
 

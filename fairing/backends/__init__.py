@@ -16,14 +16,7 @@ from ..artifacts import check_pair, pairs_that_work
 
 __all__ = ["Backend", "BackendChoice", "get_backend", "backend_factory", "BACKENDS", "working_pairs"]
 
-BACKENDS = {
-    "local": "fairing.backends.local:local_backend",
-    "docker": "fairing.backends.docker:docker_backend",
-    "kubernetes": "fairing.backends.kubernetes:kubernetes_backend",
-    "kubeflow": "fairing.backends.kubernetes:kubeflow_backend",
-    "gke": "fairing.backends.cloud:gke_backend",
-    "aws": "fairing.backends.cloud:aws_backend",
-}
+from .._names import BACKENDS  # noqa: E402  (the table lives at the bottom)
 
 
 @dataclass(frozen=True)
@@ -41,7 +34,7 @@ class Backend:
 
 def working_pairs() -> list[str]:
     """The built-in builders and deployers that work together, by artifact type."""
-    from .._registry import load
+    from .._options import load
     from ..builders import BUILDERS
     from ..deployers import DEPLOYERS
 

@@ -14,7 +14,7 @@ import base64
 from typing import Any, Optional
 
 from ..errors import ConfigurationError, MissingDependencyError, RegistryAuthError
-from .._registry import checks_options, forwards_to
+from .._options import checks_options, forwards_to
 from . import Backend
 
 __all__ = ["aws_backend", "gke_backend", "ecr_credentials", "gcp_credentials"]

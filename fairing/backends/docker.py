@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Optional
 
-from .._registry import checks_options, forwards_to
+from .._options import checks_options, forwards_to
 from . import Backend
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from .._registry import checks_options, forwards_to
+from .._options import checks_options, forwards_to
 from ..environment import Environment, current
 from ..errors import ConfigurationError
 from ..kube import KubeClient

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from .._registry import checks_options
+from .._options import checks_options
 from . import Backend
 
 

@@ -42,7 +42,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
-from .._registry import checks_options
+from .._options import checks_options
 from ..artifacts import RegistryImage
 from ..context import BuildContext
 from .naming import repository_name

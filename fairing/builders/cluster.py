@@ -27,7 +27,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from .._registry import checks_options
+from .._options import checks_options
 from ..artifacts import RegistryImage
 from ..context import BuildContext
 from ..errors import BuildError, BuildPodError, ConfigurationError, DeployError, JobError

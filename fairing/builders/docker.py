@@ -27,7 +27,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
-from .._registry import checks_options
+from .._options import checks_options
 from .._docker import engine_error, is_engine_error, make_client
 from ..artifacts import DockerImage, RegistryImage
 from ..context import BuildContext

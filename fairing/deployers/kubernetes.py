@@ -29,7 +29,7 @@ import time
 import uuid
 from typing import Any, Callable, Iterator, Optional
 
-from .._registry import checks_options
+from .._options import checks_options
 from ..artifacts import RegistryImage
 from ..errors import DeployError, ImagePullError, JobFailedError
 from ..handle import HasOutputs

@@ -29,7 +29,7 @@ import weakref
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from .._registry import checks_options
+from .._options import checks_options
 from ..artifacts import LocalDir
 from ..errors import ConfigurationError, DeployError, JobTimeoutError
 from ..events import EventCallback, emitter

@@ -228,18 +228,14 @@ class ServingDeployer(KubeDeployerBase):
         return KubeEndpointHandle(kube, name, kube.namespace, on_event=on_event, replicas=self.replicas).start()
 
 
-#: The deployers ``PredictionEndpoint(deployer=...)`` takes by name.
-SERVING_DEPLOYERS = {
-    "serving": "fairing.deployers.serving:ServingDeployer",
-    "kserve": "fairing.deployers.kserve:InferenceServiceDeployer",
-}
+from .._names import SERVING_DEPLOYERS  # noqa: E402  (the table lives at the bottom)
 
 
 def serving_deployer(name: str, backend: Any) -> Any:
     """The serving deployer ``name`` ('serving': a Deployment and Service; 'kserve': an
     InferenceService) on ``backend``'s cluster, with its serving deployer's mutators and
     pull credentials."""
-    from .._registry import load
+    from .._options import load
 
     factory = load(SERVING_DEPLOYERS, name, "serving deployer")
     like = getattr(backend, "serving", None)
