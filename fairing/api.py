@@ -17,6 +17,8 @@ from .errors import ConfigurationError
 from .events import EventCallback, emitter, run_stage
 from .handle import Handle
 
+from .results import map_results  # noqa: F401  (it lives with the result envelope)
+
 __all__ = ["submit", "run_handle", "train", "TrainJob", "in_job", "sweep", "map_results", "SweepResult",
            "CLEANUP_POLICIES", "SWEEP_MODES"]
 
@@ -144,24 +146,6 @@ class _MapDeployer:
             deployer = copy.copy(deployer)
             deployer.labels, deployer.annotations = self.labels, self.annotations
         return deployer.deploy(image, name=name, on_event=on_event, count=self.count, parallelism=self.parallelism)
-
-
-def map_results(handle: Any, outcomes: list) -> list:
-    """The values of a map's ``[(ok, value or exception), ...]``, or raise MapError naming each failure."""
-    from .errors import MapError
-
-    failures = {i: value for i, (ok, value) in enumerate(outcomes) if not ok}
-    results = [value if ok else None for ok, value in outcomes]
-    if not failures:
-        return results
-    logs = {i: getattr(exc, "logs_tail", None) or handle.tail(f"index-{i}") for i, exc in failures.items()}
-    lines = [f"{len(failures)} of {len(outcomes)} calls of the map {handle.name} failed (indexes "
-             f"{', '.join(map(str, failures))}); the other results are in .results, the exceptions in .failures:"]
-    for i, exc in failures.items():
-        lines.append(f"  [{i}] {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-        tail = [line for line in (logs[i] or "").splitlines() if line.strip()][-5:]
-        lines.extend(f"      | {line}" for line in tail)
-    raise MapError("\n".join(lines), failures=failures, results=results, logs=logs, job=handle.name)
 
 
 class RemoteFunction:

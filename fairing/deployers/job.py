@@ -56,7 +56,7 @@ class JobHandle(KubeHandle):
     def result(self, timeout: Optional[float] = None) -> Any:
         if self.count is None:
             return super().result(timeout)
-        from ..api import map_results
+        from ..results import map_results
 
         return map_results(self, self.index_outcomes(timeout))
 

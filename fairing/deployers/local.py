@@ -414,7 +414,7 @@ class LocalMapHandle:
                 yield f"[index-{i}] {line}"
 
     def result(self, timeout: Optional[float] = None) -> Any:
-        from ..api import map_results
+        from ..results import map_results
 
         return map_results(self, self.index_outcomes(timeout))
 
