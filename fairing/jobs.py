@@ -55,14 +55,14 @@ def jobs_dir() -> Path:
     """Where job records (and local jobs' logs, results and exit codes) live."""
     from .environment import current
 
-    return current().cache_dir / "jobs"
+    return current().jobs_dir
 
 
 def logs_dir() -> Path:
     """Where logs kept with ``keep_logs=True`` are saved."""
     from .environment import current
 
-    return current().cache_dir / "logs"
+    return current().logs_dir
 
 
 # -- what a job carries ------------------------------------------------------------------
@@ -177,6 +177,18 @@ def remember(handle: Any, origin: JobOrigin, *, backend: str, image: Any = None,
     if endpoint:
         record["url"] = handle.url
     _write(_record_path(handle.name), record)
+    _forget_on_delete(handle)
+
+
+def _forget_on_delete(handle: Any) -> Any:
+    """Have ``handle`` forget its record when it is deleted (a local job's record goes with its directory)."""
+    if hasattr(handle, "on"):
+        handle.on("delete", _forget_handle)
+    return handle
+
+
+def _forget_handle(handle: Any) -> None:
+    forget(handle.name)
 
 
 def _read_record(name: str) -> Optional[dict]:
@@ -497,7 +509,7 @@ def _kube_handle(kube: Any, name: str, kind: str, on_event: Any) -> Any:
 
         handle = TrainingJobHandle(kube, name, kube.namespace, on_event=on_event)
         handle.kind, handle.plural = kind, _custom_kinds()[kind][2]
-    handle.start().synced()
+    _forget_on_delete(handle).start().synced()
     return handle
 
 

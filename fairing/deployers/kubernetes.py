@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterator, Optional
 from .._options import checks_options
 from ..artifacts import RegistryImage
 from ..errors import DeployError, ImagePullError, JobFailedError
-from ..handle import HasOutputs
+from ..handle import HasOutputs, Hooks
 from ..kube import JOB_LABEL, MANAGED_BY, KubeClient, Workload, raise_for_api_error
 from ..kube.secrets import DOCKER_CONFIG_KEY, delete_secret, pull_secret_name, registry_secret, write_secret
 from ..results import outcome
@@ -218,7 +218,7 @@ class KubeDeployerBase:
                 "annotations": dict(self.annotations)}
 
 
-class KubeHandle(HasOutputs, Workload):
+class KubeHandle(Hooks, HasOutputs, Workload):
     """A workload run by a deployer: a :class:`fairing.kube.Workload` whose result is read back."""
 
     insecure_registry: Optional[bool] = None  # how its outputs artifact is reached (set by the deployer)
@@ -270,7 +270,8 @@ class KubeHandle(HasOutputs, Workload):
 
     def delete(self) -> None:
         """Delete the workload (see :meth:`fairing.kube.Workload.delete`), its result key and
-        the record :func:`fairing.jobs.jobs` kept of it, and its outputs in the registry."""
+        its outputs in the registry; then the ``delete`` hooks run (the job records' one
+        forgets the record :func:`fairing.jobs.jobs` kept of it)."""
         if not self.outputs_target:  # attached to (fairing.jobs.attach): the pods say where they push
             self._target_from_pods()
         super().delete()
@@ -286,9 +287,7 @@ class KubeHandle(HasOutputs, Workload):
                 delete_repository(self.outputs_target.rsplit(":", 1)[0], insecure=self.insecure_registry)
             except RegistryError:
                 pass  # best effort: not reachable from here (plain HTTP not allowed), so the job could not push either
-        from ..jobs import forget
-
-        forget(self.name)
+        self.run_hooks("delete")
 
     def _target_from_pods(self) -> None:
         with self._cond:

@@ -7,7 +7,7 @@ process tree; the directory is removed by ``delete()`` (and at interpreter exit,
 the handle was :meth:`~LocalHandle.detach`-ed).
 
 The job's output, result and exit code go to files in its *job directory* (under the
-user cache dir, see :func:`fairing.jobs.jobs_dir`), not to a pipe: so the job survives
+user cache dir, see ``fairing.environment.Environment.jobs_dir``), not to a pipe: so the job survives
 the process that started it when detached, and another process can follow its log and
 read its result (:meth:`LocalHandle.reattach`). The files the job writes to its outputs
 (see :mod:`fairing.runtime.outputs`) are copied to ``outputs/`` there. The result's key (see
@@ -141,9 +141,9 @@ class LocalHandle(HasOutputs):
         else:
             assert image is not None
             if job_dir is None:
-                from ..jobs import jobs_dir
+                from ..environment import current
 
-                job_dir = jobs_dir() / name
+                job_dir = current().jobs_dir / name
             self.job_dir = Path(job_dir)
             self._start(image, env)
         self.log_file = self.job_dir / LOG_FILE
