@@ -123,7 +123,7 @@ class PredictionEndpoint:
                  replicas: Optional[int] = None, deployer: Any = None, on_event: Optional[EventCallback] = None,
                  model: Any = None, **backend_options: Any) -> None:
         from .api import _legacy_default_backend, _task_options
-        from .backends import BackendChoice
+        from .backends import BackendChoice, with_settings
         from .preprocessors.function import ServingPreprocessor
 
         options, legacy = _task_options("PredictionEndpoint", legacy_args,
@@ -143,6 +143,7 @@ class PredictionEndpoint:
             from .deployers.serving import serving_deployer
 
             deployer = serving_deployer(deployer, self.backend)
+        deployer = with_settings(deployer)
         if self.model is not None and not self.model.is_artifact:  # a local job's directory: copy the files in
             input_files = _with_model_files(input_files, self.model)
         elif self.model is not None and not hasattr(deployer, "mutators"):

@@ -27,7 +27,7 @@ import base64
 import contextlib
 import time
 import uuid
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 from .._options import checks_options
 from ..artifacts import RegistryImage
@@ -71,7 +71,9 @@ class KubeDeployerBase:
     use); when there are some, an image pull secret ``fairing-pull-<registry>`` is created
     or updated in the namespace and referenced from the pods. ``False`` turns this off.
     ``insecure_registry``: the job pushes its outputs over plain HTTP [when the builder
-    reached the image's registry so, or it is in the ``insecure_registries`` setting].
+    reached the image's registry so, or it is one of ``insecure_hosts``].
+    ``insecure_hosts``: registries reached over plain HTTP [None: none; the backends fill
+    it from the ``insecure_registries`` setting].
     """
 
     container_name = "fairing-job"
@@ -82,7 +84,7 @@ class KubeDeployerBase:
                  labels: Optional[dict] = None, annotations: Optional[dict] = None,
                  ttl_seconds_after_finished: Optional[int] = None, active_deadline_seconds: Optional[int] = None,
                  backoff_limit: int = 0, name_prefix: str = "fairing", pull_credentials: Any = None,
-                 insecure_registry: Optional[bool] = None) -> None:
+                 insecure_registry: Optional[bool] = None, insecure_hosts: Optional[Iterable[str]] = None) -> None:
         self._kube = kube
         self._kube_options = {"kubeconfig": kubeconfig, "context": context, "namespace": namespace}
         self.mutators: list[Mutator] = list(mutators)
@@ -94,6 +96,7 @@ class KubeDeployerBase:
         self.name_prefix = name_prefix
         self.pull_credentials = pull_credentials
         self.insecure_registry = insecure_registry
+        self.insecure_hosts = None if insecure_hosts is None else tuple(insecure_hosts)
 
     @property
     def kube(self) -> KubeClient:
@@ -150,9 +153,8 @@ class KubeDeployerBase:
         if getattr(image, "plain_http", False):  # the builder pushed it over plain HTTP
             return True
         from ..images import ImageRef
-        from ..settings import resolve
 
-        return ImageRef.parse(str(image)).registry in resolve().insecure_registries
+        return ImageRef.parse(str(image)).registry in (self.insecure_hosts or ())
 
     def outputs_target(self, image: Any, name: str) -> str:
         """Where job ``name`` of ``image`` pushes its outputs: ``host/repository:tag``."""

@@ -244,4 +244,4 @@ def serving_deployer(name: str, backend: Any) -> Any:
             f"deployer={name!r} runs on a cluster; the {getattr(backend, 'name', '?')} backend does not "
             "(use backend='kubernetes' or 'kubeflow').")
     return factory(kube=like.kube, mutators=like.mutators, pull_credentials=like.pull_credentials,
-                   labels=like.labels, annotations=like.annotations)
+                   labels=like.labels, annotations=like.annotations, insecure_hosts=like.insecure_hosts)
