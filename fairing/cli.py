@@ -564,10 +564,13 @@ fairing logs fairing-1201-2135-ab12c --replica worker-1
 def logs(job: str, follow: bool, replica: Optional[str], namespace: Optional[str], output: str) -> int:
     """Print a job's log (also a deleted job's, when it was kept with --keep-logs)."""
     from .jobs import log_lines, saved_log
+    from .jobs.records import has_record
 
     out = _Out(output)
     prefix = f"[{replica}] " if replica else ""
     try:
+        if saved_log(job) is not None and not has_record(job):  # deleted with --keep-logs: no cluster needed
+            raise JobNotFoundError(f"The job {job} was deleted; its log was kept.", job=job)
         handle = _attach(job, namespace)
         lines = handle.logs(follow=True) if follow else log_lines(handle)
     except JobNotFoundError as exc:
@@ -612,7 +615,9 @@ def _table(infos: list) -> None:
     rows = [("NAME", "BACKEND", *(("NAMESPACE",) if where else ()), "KIND", "STATUS", "AGE", "SOURCE", "IMAGE")]
     for info in infos:
         rows.append((info.name, info.backend, *((info.namespace or "-",) if where else ()), info.kind, info.phase,
-                     _age(info.age), info.origin.source if info.origin else "", info.image or "-"))
+                     _age(info.age), info.origin.source if info.origin else
+                     (f"invalid record ({info.problem}): fairing delete {info.name}" if info.problem else ""),
+                     info.image or "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from ..errors import ConfigurationError, JobNotFoundError
+from ..errors import ConfigurationError, JobNotFoundError, MissingDependencyError
 from .listing import _custom_kinds, _kube
-from .records import _forget_on_delete, _read_record, forget
+from .records import _forget_on_delete, forget, read_record
 
 __all__ = ["attach"]
 
@@ -25,7 +25,7 @@ def attach(name: str, *, namespace: Optional[str] = None, kubeconfig: Optional[s
         from ..notebook.display import default_renderer
 
         on_event = default_renderer()
-    record = _read_record(name)
+    record = read_record(name)  # a record that cannot be trusted raises JobRecordError, naming it
     if record and "local" in record:
         from ..deployers.local import LocalHandle
 
@@ -40,7 +40,7 @@ def attach(name: str, *, namespace: Optional[str] = None, kubeconfig: Optional[s
     ns = namespace or kube_record.get("namespace")
     try:
         kube = _kube(ns, kubeconfig, context)
-    except ConfigurationError as exc:
+    except (ConfigurationError, MissingDependencyError) as exc:
         if record or namespace:
             raise
         raise JobNotFoundError(f"No job named {name!r} on this machine, and no cluster to look in: {exc} "

@@ -11,7 +11,7 @@ from .._names import CLUSTER_BACKENDS as _CLUSTER_BACKENDS
 from ..errors import ConfigurationError, FairingError
 from ..kube.labels import MANAGED_BY, PAYLOAD_LABEL, SOURCE_ANNOTATION, USER_LABEL, VERSION_LABEL
 from .origin import JobOrigin
-from .records import _records, forget
+from .records import BadRecord, forget, scan
 
 __all__ = ["JobInfo", "jobs"]
 
@@ -24,8 +24,9 @@ class JobInfo:
 
     name: str
     backend: str
-    kind: str              # 'local', 'Job', 'TFJob', 'PyTorchJob', 'TrainJob', 'Endpoint'
-    phase: str             # 'Pending', 'Running', 'Succeeded', 'Failed'; 'Unknown': its cluster did not answer
+    kind: str              # 'local', 'Job', 'TFJob', 'PyTorchJob', 'TrainJob', 'Endpoint', 'InferenceService'
+    phase: str             # 'Pending', 'Running', 'Succeeded', 'Failed'; 'Unknown': its cluster did not answer;
+                           # 'Invalid': its record cannot be trusted (``problem`` says why)
     created: float         # seconds since the epoch
     image: str = ""
     namespace: str = ""
@@ -33,6 +34,7 @@ class JobInfo:
     origin: Optional[JobOrigin] = None
     labels: dict = field(default_factory=dict)
     url: str = ""          # an endpoint's address
+    problem: str = ""      # why its record cannot be trusted (phase 'Invalid'): `fairing delete NAME` removes it
 
     @property
     def age(self) -> float:
@@ -52,7 +54,7 @@ def _local_info(record: dict) -> JobInfo:
     from ..deployers.local import recorded_status
 
     local = record["local"]
-    status = recorded_status(Path(local["job_dir"]), int(local["pid"]))
+    status = recorded_status(Path(local["job_dir"]), local["pid"], local.get("started"))
     origin = JobOrigin(**record["origin"]) if record.get("origin") else None
     return JobInfo(record["name"], record["backend"], "Endpoint" if record.get("endpoint") else "local",
                    status.phase, record["created"], record.get("image", ""), "", status.exit_code, origin,
@@ -178,7 +180,7 @@ def jobs(*, backend: Optional[str] = None, namespace: Optional[str] = None, kube
     if backend is not None and backend != "local" and backend not in _CLUSTER_BACKENDS:
         raise ConfigurationError(f"jobs() lists the 'local' backend and the cluster backends "
                                  f"{list(_CLUSTER_BACKENDS)}; got {backend!r}.")
-    records = list(_records())
+    records, bad = scan()
     found: dict[tuple[str, str], JobInfo] = {}
     if backend in (None, "local"):
         for record in records:
@@ -212,4 +214,15 @@ def jobs(*, backend: Optional[str] = None, namespace: Optional[str] = None, kube
                     record["name"], record["backend"], kube_record["kind"], "Unknown", record["created"],
                     record.get("image", ""), kube_record["namespace"],
                     origin=JobOrigin(**record["origin"]) if record.get("origin") else None, url=record.get("url", ""))
+    for problem in bad:  # never hidden, never acted on: listed by name so that it can be deleted
+        if ("", problem.name) not in found:
+            found[("", problem.name)] = _bad_info(problem)
     return sorted(found.values(), key=lambda info: info.created)
+
+
+def _bad_info(problem: BadRecord) -> JobInfo:
+    try:
+        created = problem.path.lstat().st_mtime
+    except OSError:
+        created = 0.0
+    return JobInfo(problem.name, "?", "?", "Invalid", created, problem=problem.reason)

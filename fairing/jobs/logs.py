@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from .attaching import attach
-from .records import forget, logs_dir
+from .records import bad_record, forget, logs_dir
 
 __all__ = ["log_lines", "save_logs", "saved_log", "finish", "delete"]
 
@@ -74,5 +74,21 @@ def finish(handle: Any, *, keep_logs: bool = False) -> Optional[Path]:
 
 def delete(name: str, *, keep_logs: bool = False, namespace: Optional[str] = None,
            kubeconfig: Optional[str] = None, context: Optional[str] = None) -> Optional[Path]:
-    """Stop and remove the job ``name`` (see :func:`attach` for how it is found)."""
+    """Stop and remove the job ``name`` (see :func:`attach` for how it is found).
+
+    A record that cannot be trusted (:class:`~fairing.JobRecordError`) is only removed:
+    no process is signalled and no directory it names is touched (with ``keep_logs``, the
+    log beside it is kept first)."""
+    problem = bad_record(name)
+    if problem is not None:
+        saved = None
+        log = problem.path.parent / "log"
+        if keep_logs and not problem.path.parent.is_symlink() and log.is_file() and not log.is_symlink():
+            import shutil
+
+            saved = logs_dir() / f"{name}.log"
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(log, saved, follow_symlinks=False)
+        forget(name)
+        return saved
     return finish(attach(name, namespace=namespace, kubeconfig=kubeconfig, context=context), keep_logs=keep_logs)
