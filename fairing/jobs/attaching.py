@@ -40,7 +40,13 @@ def attach(name: str, *, namespace: Optional[str] = None, kubeconfig: Optional[s
     ns = namespace or kube_record.get("namespace")
     try:
         kube = _kube(ns, kubeconfig, context)
-    except (ConfigurationError, MissingDependencyError) as exc:
+    except MissingDependencyError:
+        if record or namespace:
+            raise
+        raise JobNotFoundError(f"No job named {name!r} on this machine. `fairing list` shows the jobs fairing "
+                               "started here (a cluster's jobs are looked up with the kubernetes extra).",
+                               job=name) from None
+    except ConfigurationError as exc:
         if record or namespace:
             raise
         raise JobNotFoundError(f"No job named {name!r} on this machine, and no cluster to look in: {exc} "
