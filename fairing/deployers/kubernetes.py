@@ -33,6 +33,7 @@ from .._options import checks_options
 from ..artifacts import RegistryImage
 from ..errors import DeployError, ImagePullError, JobFailedError
 from ..handle import HasOutputs, Hooks
+from ..kube.workloads import condition_phase
 from ..kube import JOB_LABEL, MANAGED_BY, KubeClient, Workload, raise_for_api_error
 from ..kube.secrets import DOCKER_CONFIG_KEY, delete_secret, pull_secret_name, registry_secret, write_secret
 from ..results import outcome
@@ -221,7 +222,21 @@ class KubeDeployerBase:
 
 
 class KubeHandle(Hooks, HasOutputs, Workload):
-    """A workload run by a deployer: a :class:`fairing.kube.Workload` whose result is read back."""
+    """A workload run by a deployer: a :class:`fairing.kube.Workload` whose result is read back.
+
+    Each concrete handle class declares ``WORKLOAD`` (:class:`fairing.kube.workloads.WorkloadKind`:
+    what it is on the cluster) and how to attach to one another process started
+    (:meth:`attach`); job records and listing iterate those declarations."""
+
+    WORKLOAD: Any = None
+
+    @classmethod
+    def attach(cls, kube: Any, name: str, *, on_event: Any = None) -> "KubeHandle":
+        """A handle on the workload ``name`` in ``kube``'s namespace (not yet started)."""
+        return cls(kube, name, kube.namespace, on_event=on_event)
+
+    def _phase(self, obj: dict) -> Optional[str]:
+        return condition_phase(obj)
 
     insecure_registry: Optional[bool] = None  # how its outputs artifact is reached (set by the deployer)
     outputs_target: str = ""  # where the job pushes its outputs, host/repository:tag (set by the deployer)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from ..errors import ConfigurationError, JobNotFoundError, MissingDependencyError
-from .listing import _custom_kinds, _kube
+from .listing import _kube, workload_handles
 from .records import _forget_on_delete, forget, read_record
 
 __all__ = ["attach"]
@@ -63,24 +63,23 @@ def attach(name: str, *, namespace: Optional[str] = None, kubeconfig: Optional[s
 
 
 def _find_kind(kube: Any, name: str, hint: Optional[str]) -> Optional[str]:
+    """The recorded kind of fairing's workload ``name`` in ``kube``'s namespace (``hint``, the
+    record's kind, is looked at first), or None."""
+    from ..kube import raise_for_api_error
+    from ..kube.workloads import read_object
+
     api = kube.k8s.client.ApiException
-    readers = {
-        "Job": lambda: kube.batch.read_namespaced_job(name, kube.namespace),
-        "Endpoint": lambda: kube.apps.read_namespaced_deployment(name, kube.namespace),
-        **{kind: (lambda g=group, v=version, p=plural: kube.custom.get_namespaced_custom_object(g, v, kube.namespace,
-                                                                                                 p, name))
-           for kind, (group, version, plural) in _custom_kinds().items()},
-    }
-    order = ([hint] if hint in readers else []) + [k for k in readers if k != hint]
+    handles = workload_handles()
+    order = ([hint] if hint in handles else []) + [k for k in handles if k != hint]
     for kind in order:
+        workload = handles[kind].WORKLOAD
         try:
-            obj = kube.to_dict(readers[kind]())
+            obj = read_object(kube, workload, name)
         except api as exc:
             if exc.status == 404:
                 continue
-            from ..kube import raise_for_api_error
-
-            raise_for_api_error(exc, action=f"read the {kind} {name}", kind=kind, namespace=kube.namespace)
+            raise_for_api_error(exc, action=f"read the {workload.kind} {name}", kind=workload.kind,
+                                namespace=kube.namespace)
         if ((obj.get("metadata") or {}).get("labels") or {}).get("app.kubernetes.io/managed-by") == "fairing":
             return kind
     return None
@@ -88,23 +87,6 @@ def _find_kind(kube: Any, name: str, hint: Optional[str]) -> Optional[str]:
 
 def _kube_handle(kube: Any, name: str, kind: str, on_event: Any) -> Any:
     """A started handle on the workload, once its watches have listed it and its pods."""
-    if kind == "Job":
-        from ..deployers.job import JobHandle
-
-        handle = JobHandle(kube, name, kube.namespace, on_event=on_event)
-    elif kind == "Endpoint":
-        from ..deployers.serving import KubeEndpointHandle
-
-        replicas = kube.apps.read_namespaced_deployment(name, kube.namespace).spec.replicas or 1
-        handle = KubeEndpointHandle(kube, name, kube.namespace, on_event=on_event, replicas=replicas)
-    elif kind == "TrainJob":
-        from ..deployers.trainjob import TrainJobHandle
-
-        handle = TrainJobHandle(kube, name, kube.namespace, on_event=on_event)
-    else:
-        from ..deployers.training import TrainingJobHandle
-
-        handle = TrainingJobHandle(kube, name, kube.namespace, on_event=on_event)
-        handle.kind, handle.plural = kind, _custom_kinds()[kind][2]
+    handle = workload_handles()[kind].attach(kube, name, on_event=on_event)
     _forget_on_delete(handle).start().synced()
     return handle

@@ -72,28 +72,20 @@ def _timestamp(text: Optional[str]) -> float:
         return 0.0
 
 
+def workload_handles() -> dict[str, Any]:
+    """The handle classes of the cluster workloads fairing starts, by recorded kind
+    (:data:`fairing._names.WORKLOAD_HANDLES`); each declares its ``WORKLOAD``."""
+    from .._names import WORKLOAD_HANDLES
+    from .._options import load
+
+    return {kind: load(WORKLOAD_HANDLES, kind, "workload kind") for kind in WORKLOAD_HANDLES}
+
+
 def _workload_phase(kind: str, obj: dict) -> tuple[str, Optional[int]]:
-    status = obj.get("status") or {}
-    if kind == "Endpoint":
-        return ("Running" if (status.get("readyReplicas") or 0) > 0 else "Pending"), None
-    for cond in status.get("conditions") or []:
-        if cond.get("status") == "True":
-            # SuccessCriteriaMet and FailureTarget come first (Kubernetes >= 1.31), while
-            # the Job's pods are cleaned up: the outcome is decided then
-            if cond.get("type") in ("Complete", "Succeeded", "SuccessCriteriaMet"):
-                return "Succeeded", 0
-            if cond.get("type") in ("Failed", "FailureTarget"):
-                return "Failed", None
-    if kind == "Job":
-        if status.get("succeeded"):
-            return "Succeeded", 0
-        if status.get("failed"):
-            return "Failed", None
-        return ("Running" if status.get("active") else "Pending"), None
-    running = any(cond.get("type") == "Running" and cond.get("status") == "True"
-                  for cond in status.get("conditions") or [])
-    running = running or any(job.get("active") for job in status.get("jobsStatus") or [])  # a TrainJob
-    return ("Running" if running else "Pending"), None
+    """(phase, exit code) of a listed object of the recorded ``kind`` (see :func:`fairing.kube.workloads.listed_phase`)."""
+    from ..kube.workloads import listed_phase
+
+    return listed_phase(workload_handles()[kind].WORKLOAD, obj)
 
 
 def _first_image(spec: dict) -> str:
@@ -117,19 +109,13 @@ def _kube_info(kind: str, obj: dict, namespace: str) -> JobInfo:
     if VERSION_LABEL in labels:
         origin = JobOrigin(labels.get(VERSION_LABEL, ""), labels.get(USER_LABEL, ""), labels.get(PAYLOAD_LABEL, ""),
                            annotations.get(SOURCE_ANNOTATION, ""))
-    url = f"http://{meta.get('name')}.{namespace}.svc:8080" if kind == "Endpoint" else ""
+    handle_class = workload_handles()[kind]
+    url = ""
+    if handle_class.WORKLOAD.endpoint:
+        service, port = handle_class.service_for(meta.get("name", ""))
+        url = f"http://{service}.{namespace}.svc:{port}"
     return JobInfo(meta.get("name", ""), "kubernetes", kind, phase, _timestamp(meta.get("creationTimestamp")),
                    _first_image(obj.get("spec") or {}), namespace, code, origin, dict(labels), url)
-
-
-def _custom_kinds() -> dict[str, tuple[str, str, str]]:
-    """The custom workloads fairing starts: kind -> (API group, version, plural)."""
-    from ..deployers.training import GROUP, VERSION
-    from ..deployers.trainjob import PLURAL, TRAINER_API
-
-    group, version = TRAINER_API.split("/")
-    return {"TFJob": (GROUP, VERSION, "tfjobs"), "PyTorchJob": (GROUP, VERSION, "pytorchjobs"),
-            "TrainJob": (group, version, PLURAL)}
 
 
 _LIST_TIMEOUT = 15  # seconds: a cluster that does not answer must not hang `fairing list`
@@ -137,28 +123,25 @@ _LIST_TIMEOUT = 15  # seconds: a cluster that does not answer must not hang `fai
 
 def _cluster_jobs(kube: Any, namespace: str) -> list[JobInfo]:
     from ..kube import raise_for_api_error
+    from ..kube.workloads import list_objects
 
     api = kube.k8s.client.ApiException
+    handles = workload_handles()
+    listed_kinds = {cls.WORKLOAD.kind for cls in handles.values()}
     found: list[JobInfo] = []
-    try:
-        for obj in kube.batch.list_namespaced_job(namespace, label_selector=MANAGED_SELECTOR,
-                                                  _request_timeout=_LIST_TIMEOUT).items:
-            found.append(_kube_info("Job", kube.to_dict(obj), namespace))
-        for obj in kube.apps.list_namespaced_deployment(namespace, label_selector=MANAGED_SELECTOR,
-                                                        _request_timeout=_LIST_TIMEOUT).items:
-            found.append(_kube_info("Endpoint", kube.to_dict(obj), namespace))
-    except api as exc:
-        raise_for_api_error(exc, action="list fairing's jobs", kind="Job", namespace=namespace)
-    for kind, (group, version, plural) in _custom_kinds().items():
+    for kind, handle_class in handles.items():
+        workload = handle_class.WORKLOAD
         try:
-            listing = kube.custom.list_namespaced_custom_object(group, version, namespace, plural,
-                                                               label_selector=MANAGED_SELECTOR,
-                                                               _request_timeout=_LIST_TIMEOUT)
+            items = list_objects(kube, workload, namespace, MANAGED_SELECTOR, _LIST_TIMEOUT)
         except api as exc:
-            if exc.status == 404:  # no such operator in this cluster: no such jobs
-                continue
-            raise_for_api_error(exc, action=f"list fairing's {kind}s", kind=kind, namespace=namespace)
-        found.extend(_kube_info(kind, item, namespace) for item in listing.get("items", []))
+            if exc.status == 404 and workload.custom:
+                continue  # no such operator in this cluster: no such jobs
+            raise_for_api_error(exc, action=f"list fairing's {kind}s", kind=workload.kind, namespace=namespace)
+        for item in items:
+            owners = (item.get("metadata") or {}).get("ownerReferences") or []
+            if any(owner.get("kind") in listed_kinds for owner in owners):
+                continue  # made by one of ours (KServe's predictor Deployment): listed as its owner
+            found.append(_kube_info(kind, item, namespace))
     return found
 
 

@@ -60,8 +60,9 @@ def remember(handle: Any, origin: JobOrigin, *, backend: str, image: Any = None,
     elif hasattr(handle, "namespace") and hasattr(handle, "kube"):
         from ..deployers.kubernetes import result_key_secret
 
-        record["kubernetes"] = {"namespace": handle.namespace, "kind": "Endpoint" if endpoint else handle.kind,
-                                "plural": getattr(handle, "plural", None),
+        workload = handle.WORKLOAD  # what the handle says it is (KServe's: an InferenceService)
+        record["kubernetes"] = {"namespace": handle.namespace, "kind": workload.record_kind,
+                                "plural": workload.plural,
                                 "server": getattr(handle.kube.api_client.configuration, "host", "")}
         record["result"] = {"channel": "termination-message", "key_ref": "secret:" + result_key_secret(handle.name)}
     elif hasattr(getattr(handle, "process", None), "attach_info"):  # a local endpoint
