@@ -54,7 +54,6 @@ from ..images.manifest import (
     Descriptor,
     LayerSpec,
     Platform,
-    append_layers,
     build_manifest,
     canonical_json,
     config_media_type,
@@ -62,6 +61,7 @@ from ..images.manifest import (
     select_platform,
     sha256_digest,
 )
+from ..images.compose import compose
 from ..images.reference import ImageRef
 
 __all__ = ["AppendBuilder"]
@@ -300,28 +300,14 @@ class AppendBuilder:
                 else:
                     created_by = f"fairing: COPY {layer.files} file(s) {context.workdir}"
                 specs.append(LayerSpec(layer.descriptor, layer.diff_id, created_by))
-            config = append_layers(
-                base.config, specs, env=env, entrypoint=list(context.entrypoint), workdir=context.workdir,
-                labels={
-                    "org.opencontainers.image.base.name": str(self.base),
-                    "org.opencontainers.image.base.digest": base.ref.digest or "",
-                    "dev.fairing.context.digest": code.diff_id,
-                },
-            )
-            config_bytes = canonical_json(config)
-            config_desc = Descriptor(config_media_type(media_type), sha256_digest(config_bytes), len(config_bytes))
-            base_layers = [Descriptor.from_json(d) for d in base.manifest.get("layers", [])]
-            for d in base_layers:
-                if d.media_type not in (
-                    "application/vnd.docker.image.rootfs.diff.tar.gzip", "application/vnd.oci.image.layer.v1.tar+gzip",
-                    "application/vnd.oci.image.layer.v1.tar", "application/vnd.oci.image.layer.v1.tar+zstd",
-                    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
-                    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
-                ):
-                    raise BuildError(f"The base image {self.base} has a layer of unsupported media type {d.media_type!r}.")
-            manifest = build_manifest(config_desc, base_layers + [l.descriptor for l in new_layers], media_type=media_type)
-            digest = sha256_digest(manifest)
-            tag = "fairing-" + digest.split(":", 1)[1][:20]
+            image = compose(base.config, base.manifest, media_type, specs, env=env, entrypoint=context.entrypoint,
+                            workdir=context.workdir, base_name=str(self.base), labels={
+                                "org.opencontainers.image.base.name": str(self.base),
+                                "org.opencontainers.image.base.digest": base.ref.digest or "",
+                                "dev.fairing.context.digest": code.diff_id,
+                            })
+            config_bytes, config_desc, base_layers = image.config, image.config_descriptor, image.base_layers
+            manifest, digest, tag = image.manifest, image.digest, image.tag
             result = RegistryImage.pin(target.with_tag(tag), digest)
 
             # With this repository's blobs on record, a layer not among them is new content, so the
