@@ -62,7 +62,7 @@ from ..images.manifest import (
     sha256_digest,
 )
 from ..images.compose import compose
-from ..images.reference import ImageRef
+from ..images.reference import ImageRef, parse_registry
 
 __all__ = ["AppendBuilder"]
 
@@ -154,18 +154,9 @@ class AppendBuilder:
         installer: str = "auto",
     ) -> None:
         self.base = ImageRef.parse(base_image)
-        registry = (registry or "").strip().rstrip("/")
-        if not registry:
-            raise ConfigurationError("registry must name where to push, e.g. 'localhost:5000' or 'ghcr.io/my-org'.")
-        # validate "host[/path]" by parsing a reference under it
-        probe = ImageRef.parse(f"{registry}/x")
-        if probe.registry == "docker.io" and not registry.startswith(("docker.io", "index.docker.io")):
-            # 'myuser' means Docker Hub's namespace 'myuser'
-            self._host, self._prefix = "docker.io", registry
-        else:
-            self._host = probe.registry
-            self._prefix = probe.repository[: -len("/x")] if probe.repository != "x" else ""
-        self.registry = registry
+        where = parse_registry(registry)  # 'myuser' means Docker Hub's namespace 'myuser'
+        self._host, self._prefix = where.host, where.prefix
+        self.registry = registry.strip().rstrip("/")
         if repository is not None:
             ImageRef(self._host, self._join(repository))  # validates
         self.repository = repository
