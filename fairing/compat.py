@@ -11,6 +11,9 @@ value that means what fairing does anyway (then the warning says it can be dropp
 :data:`TABLE` is the whole mapping; ``docs/kubeflow-fairing.md`` shows it as a table
 (a test checks that the two agree). :func:`translate` applies it; every part made by
 name goes through it (see :func:`fairing._registry.make`).
+
+It stays one module past 450 lines because it is one table and the few functions that
+read it: split, the mapping a reader checks against the documentation would be in pieces.
 """
 
 from __future__ import annotations

@@ -30,6 +30,11 @@ Example::
     with AppendBuilder("python:3.11-slim", "ghcr.io/my-org") as builder:   # ~/.docker/config.json
         ref = builder.build(FunctionPreprocessor(train, args=(10,)).context())
     # ref: ghcr.io/my-org/fairing-job:fairing-1f2e...@sha256:1f2e...
+
+The image is composed by :func:`fairing.images.compose.compose` (pure); this module is the
+builder's state (the caches, the known blobs, the base it resolved) and the push. It stays
+one module past 450 lines because those methods share that state; the parts that need
+none of it live in :mod:`fairing.images`.
 """
 
 from __future__ import annotations
