@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 
 from .backends import BackendChoice
 from .errors import ConfigurationError
-from .events import EventCallback, emitter, run_stage
+from .events import EventCallback, Stage, emitter, run_stage
 from .handle import Handle
 
 from .results import map_results  # noqa: F401  (it lives with the result envelope)
@@ -62,22 +62,57 @@ def submit(
         from .notebook.display import default_renderer
 
         on_event = default_renderer()
-    emit = emitter(on_event)
     chosen = BackendChoice(backend, backend_options).make(builder=builder, deployer=deployer)
-    builder, deployer = chosen.builder, chosen.deployer
+    return pipeline(preprocessor, chosen.builder, chosen.deployer, backend_name=chosen.name, name=name,
+                    on_event=on_event, job_events=_job_events(on_event, quiet))
+
+
+def pipeline(preprocessor: Any, builder: Any, deployer: Any, *, backend_name: str, name: Optional[str] = None,
+             on_event: Optional[EventCallback] = None, job_events: Optional[EventCallback] = None,
+             endpoint: bool = False, ready: Optional[Callable[[Any], Any]] = None,
+             customize: Optional[Callable[[Any, Any, Any], Any]] = None) -> Handle:
+    """The one submit pipeline behind :func:`submit` (so ``TrainJob``, ``@train`` and
+    ``fairing.config``) and :class:`~fairing.PredictionEndpoint`: package, build, deploy
+    with the job's origin stamped on the deployer (labels and annotations), wait with
+    ``ready(handle)`` (an endpoint's readiness), and record the job (:func:`fairing.jobs.remember`);
+    a failure after the deploy deletes what was deployed. ``customize(deployer, context,
+    image)`` returns the deployer to use (an endpoint adds its model's init container).
+    The stages "package", "build" and "deploy" are reported once each; an endpoint's
+    "deploy" finishes with its URL, once it is recorded."""
     from . import jobs
 
+    emit = emitter(on_event)
     context = run_stage(emit, "package", preprocessor.context)
     origin = jobs.origin_of(context, preprocessor)
     image = run_stage(emit, "build", lambda: builder.build(context, on_event=on_event))
-    job_events = _job_events(on_event, quiet)
-    handle = run_stage(emit, "deploy",
-                       lambda: jobs.stamped(deployer, origin).deploy(image, name=name, on_event=job_events))
+
+    def deploy() -> Any:
+        chosen = deployer if customize is None else customize(deployer, context, image)
+        handle = jobs.stamped(chosen, origin).deploy(image, name=name, on_event=job_events)
+        if ready is not None:
+            try:
+                ready(handle)
+            except BaseException:
+                handle.delete()
+                raise
+        return handle
+
+    if endpoint:
+        emit(Stage("deploy", "started"))
+        try:
+            handle = deploy()
+        except BaseException as exc:
+            emit(Stage("deploy", "failed", f"{type(exc).__name__}: {exc}"))
+            raise
+    else:
+        handle = run_stage(emit, "deploy", deploy)
     try:
-        jobs.remember(handle, origin, backend=chosen.name, image=image)
+        jobs.remember(handle, origin, backend=backend_name, image=image, endpoint=endpoint)
     except BaseException:
         handle.delete()
         raise
+    if endpoint:
+        emit(Stage("deploy", "finished", handle.url))
     return handle
 
 

@@ -73,6 +73,8 @@ def test_a_serving_endpoints_env_and_secret_env_reach_the_server(builder, kube, 
     endpoint.create(timeout=600)
     try:
         env = _server_env(kube, endpoint.name)
+        labels = kube.apps.read_namespaced_deployment(endpoint.name, kube.namespace).metadata.labels
+        assert labels["fairing.dev/version"] and labels["fairing.dev/user"]  # stamped by the one submit pipeline
         assert env["MODEL_FLAVOUR"].value == "small" and env["PORT"].value == "8080"
         assert env["TOKEN"].value is None and env["TOKEN"].value_from.secret_key_ref.name == token_secret
         assert endpoint.predict([[1]]) == ["small", len("s3cret-value")]
