@@ -467,19 +467,19 @@ class TrainJob:
         job's output streams here, its exception is re-raised, and the finished job's
         handle is returned (everything it made is removed).
         """
-        backend = self._backend.make(builder=self.builder, deployer=self.deployer)
-        handle = submit(self.preprocessor, backend=backend, builder=self.builder, deployer=self.deployer,
-                        name=self.name, on_event=self.on_event, quiet=self.quiet)
+        handle = self._start()
         if self.legacy:
             run_handle(handle)
         return handle
 
     def run(self, *, timeout: Optional[float] = None, cleanup: str = "always", keep_logs: bool = False) -> Any:
         """Submit, wait and return the result; ``keep_logs`` saves the log before cleanup."""
+        return run_handle(self._start(), timeout=timeout, cleanup=cleanup, keep_logs=keep_logs)
+
+    def _start(self) -> Handle:
         backend = self._backend.make(builder=self.builder, deployer=self.deployer)
-        handle = submit(self.preprocessor, backend=backend, builder=self.builder, deployer=self.deployer,
-                        name=self.name, on_event=self.on_event, quiet=self.quiet)
-        return run_handle(handle, timeout=timeout, cleanup=cleanup, keep_logs=keep_logs)
+        return submit(self.preprocessor, backend=backend, builder=self.builder, deployer=self.deployer,
+                      name=self.name, on_event=self.on_event, quiet=self.quiet)
 
 
 @dataclass(frozen=True)
