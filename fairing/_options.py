@@ -16,7 +16,8 @@ from typing import Any, Callable, Iterable, Optional
 
 from .errors import ConfigurationError
 
-__all__ = ["load", "accepted_options", "check_options", "checks_options", "forwards_to"]
+__all__ = ["load", "accepted_options", "check_options", "checks_options", "forwards_to", "job_options",
+           "job_options_of", "JOB_OPTIONS"]
 
 
 def load(table: dict, name: str, what: str):
@@ -139,3 +140,29 @@ def check_options(target: Callable, options: Iterable[str], what: str, *, also: 
     raise ConfigurationError(
         f"Unknown option {name!r}{others} for {what}.{hint} Valid options: {', '.join(sorted(valid))}."
     )
+
+
+#: The options a command line may give for a job, whatever the backend; each backend says
+#: which of them it takes (:func:`job_options`), and the CLI asks it (:func:`job_options_of`).
+JOB_OPTIONS = ("registry", "base_image", "insecure_registry", "namespace", "deployer", "replicas", "nodes", "cpu",
+               "memory", "gpus", "env", "secret_env")
+
+
+def job_options(*names: str) -> Callable[[Callable], Callable]:
+    """Declare which of :data:`JOB_OPTIONS` a backend factory takes (as arguments, mutators
+    or a deployer): ``@job_options("registry", "cpu", ...)``."""
+    unknown = set(names) - set(JOB_OPTIONS)
+    if unknown:
+        raise ValueError(f"not job options: {sorted(unknown)}")
+
+    def mark(fn: Callable) -> Callable:
+        fn.__fairing_job_options__ = frozenset(names)  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+def job_options_of(factory: Callable) -> frozenset:
+    """The job options ``factory`` (a backend) declared with :func:`job_options` (none when it did not)."""
+    return getattr(factory, "__fairing_job_options__", frozenset())
+

@@ -30,6 +30,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 from ._names import BACKENDS as _BACKENDS  # noqa: E402
 
 BACKEND_NAMES = tuple(_BACKENDS)
+
+
 def _default_backend() -> str:
     """The backend the API uses when --backend is not given (the ``backend`` setting, else
     local: :mod:`fairing.settings`); options are checked against it."""
@@ -37,20 +39,14 @@ def _default_backend() -> str:
 
     return resolve().backend or "local"
 from ._names import CLUSTER_BACKENDS as _CLUSTER  # noqa: E402
-# Which backends each option applies to; giving it for another backend is a usage error.
-_APPLIES = {
-    "registry": ("docker", "kubernetes", "kubeflow"),
-    "base_image": ("docker", *_CLUSTER),
-    "insecure_registry": ("kubernetes", "kubeflow"),
-    "namespace": _CLUSTER,
-    "deployer": _CLUSTER,
-    "replicas": _CLUSTER,
-    "nodes": _CLUSTER,
-    "cpu": ("docker", *_CLUSTER),
-    "memory": ("docker", *_CLUSTER),
-    "gpus": ("docker", *_CLUSTER),
-    "secret_env": _CLUSTER,
-}
+
+
+def _applies_to(option: str) -> tuple:
+    """The backends that take the job option ``option`` (each backend says which it takes:
+    :func:`fairing._options.job_options`); giving it for another backend is a usage error."""
+    from ._options import job_options_of, load
+
+    return tuple(name for name in BACKEND_NAMES if option in job_options_of(load(_BACKENDS, name, "backend")))
 
 
 # -- parsing helpers ---------------------------------------------------------------------
@@ -255,8 +251,11 @@ def _backend_options(backend: Optional[str], given: dict) -> dict:
     only those given). Until every backend takes these options uniformly, this is where
     they are mapped: mutators on Kubernetes, plain arguments for Docker."""
     name = backend or _default_backend()
-    for option, backends in _APPLIES.items():
-        if option in given and name not in backends:
+    from ._options import JOB_OPTIONS
+
+    for option in (o for o in given if o in JOB_OPTIONS):
+        backends = _applies_to(option)
+        if name not in backends:
             flag = "--" + option.replace("_", "-")
             raise click.UsageError(f"{flag} does not apply to the {name} backend; it applies to: "
                                    f"{', '.join(backends)}. Choose one with --backend.")
