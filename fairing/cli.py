@@ -807,7 +807,7 @@ def endpoints(backend: Optional[str], namespace: Optional[str], output: str) -> 
 
     out = _Out(output)
     try:
-        infos = [info for info in jobs(backend=backend, namespace=namespace) if info.kind == "Endpoint"]
+        infos = [info for info in jobs(backend=backend, namespace=namespace) if info.is_endpoint]
     except FairingError as exc:
         return _fail(out, exc)
     if out.json:

@@ -44,6 +44,12 @@ class JobInfo:
     def done(self) -> bool:
         return self.phase in ("Succeeded", "Failed")
 
+    @property
+    def is_endpoint(self) -> bool:
+        """A prediction endpoint (local, a Deployment, or a KServe InferenceService)."""
+        return self.kind == "Endpoint" or (self.kind in workload_handles()
+                                           and workload_handles()[self.kind].WORKLOAD.endpoint)
+
     def as_dict(self) -> dict:
         data = asdict(self)
         data["age"] = round(self.age, 1)

@@ -124,6 +124,8 @@ def test_a_kserve_endpoint_is_listed_attached_and_deleted_from_another_process(b
         rows = [r for r in json.loads(listed.stdout) if r["name"].startswith(name)]
         assert [(r["name"], r["kind"], r["phase"]) for r in rows] == [(name, "InferenceService", "Running")]
         assert rows[0]["url"] == f"http://{name}-predictor.{kube.namespace}.svc:80"
+        shown = _other_process(["endpoints", "--output", "json"], cache, kubeconfig)
+        assert shown.returncode == 0 and name in [r["name"] for r in json.loads(shown.stdout)], shown.stderr
 
         attached = _other_process([], cache, kubeconfig, code=(
             "import fairing\n"

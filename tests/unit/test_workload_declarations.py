@@ -31,6 +31,14 @@ def test_every_kind_reads_its_outcome_from_the_same_conditions(kind, condition, 
     assert listed_phase(workload_handles()[kind].WORKLOAD, obj)[0] == phase
 
 
+def test_endpoints_are_known_by_their_declaration():
+    from fairing.jobs import JobInfo
+
+    kinds = {kind: JobInfo("x", "kubernetes", kind, "Running", 0.0).is_endpoint
+             for kind in ("Endpoint", "InferenceService", "Job", "TrainJob", "local")}
+    assert kinds == {"Endpoint": True, "InferenceService": True, "Job": False, "TrainJob": False, "local": False}
+
+
 def test_an_inference_service_is_running_once_ready():
     workload = workload_handles()["InferenceService"].WORKLOAD
     ready = {"status": {"conditions": [{"type": "Ready", "status": "True"}]}}
