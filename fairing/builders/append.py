@@ -83,11 +83,6 @@ class _Base:
     config: dict
 
 
-#: Resolved bases, by (registry, repository, manifest digest, platform), shared by the builders of this process:
-#: content-addressed, so never stale (the one-liner path makes a builder per submit).
-_BASES: dict[tuple, "_Base"] = {}
-
-
 @dataclass(frozen=True)
 class _PendingLayer:
     descriptor: Descriptor
@@ -476,9 +471,12 @@ class AppendBuilder:
             top_digest = found.digest if found else None
             if top_digest:
                 self._cache.state.put_tag(str(ref), top_digest)
-        cache_key = (ref.registry, ref.repository, top_digest, str(self.platform))
-        if top_digest and cache_key in _BASES:
-            return _BASES[cache_key]
+        # resolved bases are kept with the cache directory's state, shared by the builders of this
+        # process that use it: content-addressed, so never stale (the one-liner makes a builder per submit)
+        cache_key = ("base", ref.registry, ref.repository, top_digest, str(self.platform))
+        known = self._cache.state.memo_get(cache_key) if top_digest else None
+        if known is not None:
+            return known
         data, top_digest = self._fetch_manifest(ref, top_digest)
         value = _json(data, f"the manifest of {ref}")
         media_type = value.get("mediaType") or ""
@@ -509,9 +507,7 @@ class AppendBuilder:
                 f"{self.platform}, or pass platform='{os_}/{arch}' if that is what your cluster runs."
             )
         base = _Base(ref=ref.with_digest(manifest_digest), manifest=value, media_type=media_type, config=config)
-        if len(_BASES) > 32:
-            _BASES.clear()
-        _BASES[(ref.registry, ref.repository, top_digest, str(self.platform))] = base
+        self._cache.state.memo_put(("base", ref.registry, ref.repository, top_digest, str(self.platform)), base)
         return base
 
     # -- pushing --------------------------------------------------------------------------
