@@ -28,7 +28,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Any, Iterable, Optional
 
 __all__ = ["State", "state_for", "prune_directory", "MAX_ROWS"]
 
@@ -65,6 +65,21 @@ class State:
             db.executescript(_SCHEMA)
         self._db = db
         self._writes = 0
+        self._memo: dict = {}
+
+    # -- parsed values, in this process only ------------------------------------------------
+
+    def memo_get(self, key: tuple) -> Any:
+        """A value kept with :meth:`memo_put` (a resolved base image...), or None. Only
+        content-addressed values belong here: they are never stale."""
+        with self._lock:
+            return self._memo.get(key)
+
+    def memo_put(self, key: tuple, value: Any, *, limit: int = 32) -> None:
+        with self._lock:
+            if len(self._memo) >= limit:
+                self._memo.clear()
+            self._memo[key] = value
 
     def _run(self, sql: str, args: Iterable = ()) -> list:
         import sqlite3

@@ -1,5 +1,10 @@
 """The user-facing APIs: ``submit``, the ``@train`` decorator (with ``.map``/``.starmap``),
-``sweep`` and ``TrainJob``."""
+``sweep`` and ``TrainJob``.
+
+It stays one module past 450 lines because it is the facade's single submit pipeline
+(package, build, deploy, record, wait, clean up) and the three ways users call it; its
+helpers are private to those calls and would only be imported back from a split.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +19,10 @@ from typing import Any, Callable, Optional
 
 from .backends import BackendChoice
 from .errors import ConfigurationError
-from .events import EventCallback, emitter, run_stage
+from .events import EventCallback, Stage, emitter, run_stage
 from .handle import Handle
+
+from .results import map_results  # noqa: F401  (it lives with the result envelope)
 
 __all__ = ["submit", "run_handle", "train", "TrainJob", "in_job", "sweep", "map_results", "SweepResult",
            "CLEANUP_POLICIES", "SWEEP_MODES"]
@@ -55,26 +62,61 @@ def submit(
         from .notebook.display import default_renderer
 
         on_event = default_renderer()
-    emit = emitter(on_event)
     chosen = BackendChoice(backend, backend_options).make(builder=builder, deployer=deployer)
-    builder, deployer = chosen.builder, chosen.deployer
+    return pipeline(preprocessor, chosen.builder, chosen.deployer, backend_name=chosen.name, name=name,
+                    on_event=on_event, job_events=_job_events(on_event, quiet))
+
+
+def pipeline(preprocessor: Any, builder: Any, deployer: Any, *, backend_name: str, name: Optional[str] = None,
+             on_event: Optional[EventCallback] = None, job_events: Optional[EventCallback] = None,
+             endpoint: bool = False, ready: Optional[Callable[[Any], Any]] = None,
+             customize: Optional[Callable[[Any, Any, Any], Any]] = None) -> Handle:
+    """The one submit pipeline behind :func:`submit` (so ``TrainJob``, ``@train`` and
+    ``fairing.config``) and :class:`~fairing.PredictionEndpoint`: package, build, deploy
+    with the job's origin stamped on the deployer (labels and annotations), wait with
+    ``ready(handle)`` (an endpoint's readiness), and record the job (:func:`fairing.jobs.remember`);
+    a failure after the deploy deletes what was deployed. ``customize(deployer, context,
+    image)`` returns the deployer to use (an endpoint adds its model's init container).
+    The stages "package", "build" and "deploy" are reported once each; an endpoint's
+    "deploy" finishes with its URL, once it is recorded."""
     from . import jobs
 
+    emit = emitter(on_event)
     context = run_stage(emit, "package", preprocessor.context)
     origin = jobs.origin_of(context, preprocessor)
-    image = run_stage(emit, "build", lambda: builder.build(context, on_event=on_event), detail=_settings_note(backend))
-    job_events = _job_events(on_event, quiet)
-    handle = run_stage(emit, "deploy",
-                       lambda: jobs.stamped(deployer, origin).deploy(image, name=name, on_event=job_events))
+    image = run_stage(emit, "build", lambda: builder.build(context, on_event=on_event), detail=_settings_note())
+
+    def deploy() -> Any:
+        chosen = deployer if customize is None else customize(deployer, context, image)
+        handle = jobs.stamped(chosen, origin).deploy(image, name=name, on_event=job_events)
+        if ready is not None:
+            try:
+                ready(handle)
+            except BaseException:
+                handle.delete()
+                raise
+        return handle
+
+    if endpoint:
+        emit(Stage("deploy", "started"))
+        try:
+            handle = deploy()
+        except BaseException as exc:
+            emit(Stage("deploy", "failed", f"{type(exc).__name__}: {exc}"))
+            raise
+    else:
+        handle = run_stage(emit, "deploy", deploy)
     try:
-        jobs.remember(handle, origin, backend=chosen.name, image=image)
+        jobs.remember(handle, origin, backend=backend_name, image=image, endpoint=endpoint)
     except BaseException:
         handle.delete()
         raise
+    if endpoint:
+        emit(Stage("deploy", "finished", handle.url))
     return handle
 
 
-def _settings_note(backend: Any) -> str:
+def _settings_note() -> str:
     """The settings files read ("settings from ..."; "" when none), for the ``build`` stage event."""
     from .settings import resolve
 
@@ -163,24 +205,6 @@ class _MapDeployer:
             deployer = copy.copy(deployer)
             deployer.labels, deployer.annotations = self.labels, self.annotations
         return deployer.deploy(image, name=name, on_event=on_event, count=self.count, parallelism=self.parallelism)
-
-
-def map_results(handle: Any, outcomes: list) -> list:
-    """The values of a map's ``[(ok, value or exception), ...]``, or raise MapError naming each failure."""
-    from .errors import MapError
-
-    failures = {i: value for i, (ok, value) in enumerate(outcomes) if not ok}
-    results = [value if ok else None for ok, value in outcomes]
-    if not failures:
-        return results
-    logs = {i: getattr(exc, "logs_tail", None) or handle.tail(f"index-{i}") for i, exc in failures.items()}
-    lines = [f"{len(failures)} of {len(outcomes)} calls of the map {handle.name} failed (indexes "
-             f"{', '.join(map(str, failures))}); the other results are in .results, the exceptions in .failures:"]
-    for i, exc in failures.items():
-        lines.append(f"  [{i}] {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-        tail = [line for line in (logs[i] or "").splitlines() if line.strip()][-5:]
-        lines.extend(f"      | {line}" for line in tail)
-    raise MapError("\n".join(lines), failures=failures, results=results, logs=logs, job=handle.name)
 
 
 class RemoteFunction:
@@ -463,9 +487,7 @@ class TrainJob:
         job's output streams here, its exception is re-raised, and the finished job's
         handle is returned (everything it made is removed).
         """
-        backend = self._backend.make(builder=self.builder, deployer=self.deployer)
-        handle = submit(self.preprocessor, backend=backend, builder=self.builder, deployer=self.deployer,
-                        name=self.name, on_event=self.on_event, quiet=self.quiet)
+        handle = self._start()
         if self.legacy:
             run_handle(handle)
         return handle
@@ -475,10 +497,12 @@ class TrainJob:
         """Submit, wait and return the result; ``keep_logs`` saves the log before cleanup. The files
         the job wrote (under ``$FAIRING_OUTPUTS``, or named by ``outputs``) are downloaded under
         ``outputs_dir`` before cleanup."""
+        return run_handle(self._start(), timeout=timeout, cleanup=cleanup, keep_logs=keep_logs, outputs_dir=outputs_dir)
+
+    def _start(self) -> Handle:
         backend = self._backend.make(builder=self.builder, deployer=self.deployer)
-        handle = submit(self.preprocessor, backend=backend, builder=self.builder, deployer=self.deployer,
-                        name=self.name, on_event=self.on_event, quiet=self.quiet)
-        return run_handle(handle, timeout=timeout, cleanup=cleanup, keep_logs=keep_logs, outputs_dir=outputs_dir)
+        return submit(self.preprocessor, backend=backend, builder=self.builder, deployer=self.deployer,
+                      name=self.name, on_event=self.on_event, quiet=self.quiet)
 
 
 @dataclass(frozen=True)

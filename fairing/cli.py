@@ -8,6 +8,10 @@ and progress are drawn with rich and the job's log streams live; piped, every ev
 one plain line (stages on stderr, the job's output on stdout).
 
 The command passes on only the options the user gave; defaults are the API's.
+
+It stays one module past 450 lines because click's commands share one option set, one
+output writer (``_Out``) and one error-to-exit-code mapping (``_fail``); every command is a
+thin shell over the API, and a split would scatter the command line's one contract.
 """
 
 from __future__ import annotations
@@ -23,28 +27,26 @@ from .errors import ConfigurationError, EntryPointNotFoundError, FairingError, J
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
-BACKEND_NAMES = ("local", "docker", "kubernetes", "kubeflow", "gke", "aws")
+from ._names import BACKENDS as _BACKENDS  # noqa: E402
+
+BACKEND_NAMES = tuple(_BACKENDS)
+
+
 def _default_backend() -> str:
     """The backend the API uses when --backend is not given (the ``backend`` setting, else
     local: :mod:`fairing.settings`); options are checked against it."""
     from .settings import resolve
 
     return resolve().backend or "local"
-_CLUSTER = ("kubernetes", "kubeflow", "gke", "aws")
-# Which backends each option applies to; giving it for another backend is a usage error.
-_APPLIES = {
-    "registry": ("docker", "kubernetes", "kubeflow"),
-    "base_image": ("docker", *_CLUSTER),
-    "insecure_registry": ("kubernetes", "kubeflow"),
-    "namespace": _CLUSTER,
-    "deployer": _CLUSTER,
-    "replicas": _CLUSTER,
-    "nodes": _CLUSTER,
-    "cpu": ("docker", *_CLUSTER),
-    "memory": ("docker", *_CLUSTER),
-    "gpus": ("docker", *_CLUSTER),
-    "secret_env": _CLUSTER,
-}
+from ._names import CLUSTER_BACKENDS as _CLUSTER  # noqa: E402
+
+
+def _applies_to(option: str) -> tuple:
+    """The backends that take the job option ``option`` (each backend says which it takes:
+    :func:`fairing._options.job_options`); giving it for another backend is a usage error."""
+    from ._options import job_options_of, load
+
+    return tuple(name for name in BACKEND_NAMES if option in job_options_of(load(_BACKENDS, name, "backend")))
 
 
 # -- parsing helpers ---------------------------------------------------------------------
@@ -250,8 +252,11 @@ def _backend_options(backend: Optional[str], given: dict) -> dict:
     only those given). Until every backend takes these options uniformly, this is where
     they are mapped: mutators on Kubernetes, plain arguments for Docker."""
     name = backend or _default_backend()
-    for option, backends in _APPLIES.items():
-        if option in given and name not in backends:
+    from ._options import JOB_OPTIONS
+
+    for option in (o for o in given if o in JOB_OPTIONS):
+        backends = _applies_to(option)
+        if name not in backends:
             flag = "--" + option.replace("_", "-")
             raise click.UsageError(f"{flag} does not apply to the {name} backend; it applies to: "
                                    f"{', '.join(backends)}. Choose one with --backend.")
@@ -563,10 +568,13 @@ fairing logs fairing-1201-2135-ab12c --replica worker-1
 def logs(job: str, follow: bool, replica: Optional[str], namespace: Optional[str], output: str) -> int:
     """Print a job's log (also a deleted job's, when it was kept with --keep-logs)."""
     from .jobs import log_lines, saved_log
+    from .jobs.records import has_record
 
     out = _Out(output)
     prefix = f"[{replica}] " if replica else ""
     try:
+        if saved_log(job) is not None and not has_record(job):  # deleted with --keep-logs: no cluster needed
+            raise JobNotFoundError(f"The job {job} was deleted; its log was kept.", job=job)
         handle = _attach(job, namespace)
         lines = handle.logs(follow=True) if follow else log_lines(handle)
     except JobNotFoundError as exc:
@@ -611,7 +619,9 @@ def _table(infos: list) -> None:
     rows = [("NAME", "BACKEND", *(("NAMESPACE",) if where else ()), "KIND", "STATUS", "AGE", "SOURCE", "IMAGE")]
     for info in infos:
         rows.append((info.name, info.backend, *((info.namespace or "-",) if where else ()), info.kind, info.phase,
-                     _age(info.age), info.origin.source if info.origin else "", info.image or "-"))
+                     _age(info.age), info.origin.source if info.origin else
+                     (f"invalid record ({info.problem}): fairing delete {info.name}" if info.problem else ""),
+                     info.image or "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
@@ -798,7 +808,7 @@ def endpoints(backend: Optional[str], namespace: Optional[str], output: str) -> 
 
     out = _Out(output)
     try:
-        infos = [info for info in jobs(backend=backend, namespace=namespace) if info.kind == "Endpoint"]
+        infos = [info for info in jobs(backend=backend, namespace=namespace) if info.is_endpoint]
     except FairingError as exc:
         return _fail(out, exc)
     if out.json:

@@ -25,9 +25,9 @@ __all__ = ["Config", "config", "set_preprocessor", "set_builder", "set_deployer"
 
 
 def _in_job() -> bool:
-    from .environment import current
+    from .api import in_job  # the one definition; imported when first asked (import fairing stays light)
 
-    return current().in_job
+    return in_job()
 
 
 _OPTIONS = {"timeout": None, "cleanup": "always", "on_event": None, "quiet": False}

@@ -6,7 +6,7 @@ import copy
 from typing import Any, Iterable, Optional
 
 from .errors import ConfigurationError, PredictionError
-from .events import EventCallback, Stage, emitter, run_stage
+from .events import EventCallback
 
 __all__ = ["PredictionEndpoint"]
 
@@ -133,7 +133,7 @@ class PredictionEndpoint:
                  replicas: Optional[int] = None, deployer: Any = None, on_event: Optional[EventCallback] = None,
                  model: Any = None, model_storage: Optional[str] = None, **backend_options: Any) -> None:
         from .api import _legacy_default_backend, _task_options
-        from .backends import BackendChoice
+        from .backends import BackendChoice, with_settings
         from .preprocessors.function import ServingPreprocessor
 
         options, legacy = _task_options("PredictionEndpoint", legacy_args,
@@ -153,6 +153,7 @@ class PredictionEndpoint:
             from .deployers.serving import serving_deployer
 
             deployer = serving_deployer(deployer, self.backend)
+        deployer = with_settings(deployer)
         if self.model is not None and not self.model.is_artifact:  # a local job's directory: copy the files in
             input_files = _with_model_files(input_files, self.model)
         elif self.model is not None and not hasattr(deployer, "mutators"):
@@ -194,39 +195,24 @@ class PredictionEndpoint:
         """Build, deploy and wait until ready. On failure nothing is left running."""
         if self.handle is not None:
             raise ConfigurationError("This endpoint is already created; delete() it first.")
-        emit = emitter(self.on_event)
-        context = run_stage(emit, "package", self.preprocessor.context)
-        image = run_stage(emit, "build", lambda: self.backend.builder.build(context, on_event=self.on_event))
-        emit(Stage("deploy", "started"))
-        try:
-            deployer = self.deployer
-            if self.model is not None and self.model.is_artifact:
-                deployer = copy.copy(deployer)
-                if self.model_storage == "modelcar":  # on the serving image: the node has its layers
-                    deployer.storage_uri = f"oci://{self.model.modelcar(str(image))}"
-                else:
-                    deployer.mutators = [*deployer.mutators,
-                                         _model_init(self.model, context.workdir, deployer.insecure(image))]
-            handle = deployer.deploy(image, name=self.name, on_event=self.on_event)
-            try:
-                handle.wait_ready(timeout)
-            except BaseException:
-                handle.delete()
-                raise
-        except BaseException as exc:
-            emit(Stage("deploy", "failed", f"{type(exc).__name__}: {exc}"))
-            raise
-        from . import jobs
+        from .api import pipeline
 
-        try:
-            jobs.remember(handle, jobs.origin_of(context, self.preprocessor), backend=self.backend.name, image=image,
-                          endpoint=True)
-        except BaseException:
-            handle.delete()
-            raise
+        def with_model(deployer: Any, context: Any, image: Any) -> Any:
+            if self.model is None or not self.model.is_artifact:
+                return deployer
+            deployer = copy.copy(deployer)
+            if self.model_storage == "modelcar":  # on the serving image: the node has its layers
+                deployer.storage_uri = f"oci://{self.model.modelcar(str(image))}"
+            else:
+                deployer.mutators = [*deployer.mutators,
+                                     _model_init(self.model, context.workdir, deployer.insecure(image))]
+            return deployer
+
+        handle = pipeline(self.preprocessor, self.backend.builder, self.deployer, backend_name=self.backend.name,
+                          name=self.name, on_event=self.on_event, job_events=self.on_event, endpoint=True,
+                          ready=lambda h: h.wait_ready(timeout), customize=with_model)
         self.handle = handle
         self.name = handle.name
-        emit(Stage("deploy", "finished", handle.url))
         return self
 
     def detach(self) -> None:

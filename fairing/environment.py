@@ -12,6 +12,8 @@ points fairing at another world with :func:`use`::
 ``docker_host``         ``$DOCKER_HOST`` [None: the SDK's default socket]
 ``docker_config``       ``$DOCKER_CONFIG/config.json``, else ``~/.docker/config.json``
 ``cache_dir``           ``$XDG_CACHE_HOME/fairing``, else ``~/.cache/fairing``
+``jobs_dir``            ``<cache_dir>/jobs``: job records (:mod:`fairing.jobs`), local jobs' files
+``logs_dir``            ``<cache_dir>/logs``: logs kept with ``keep_logs=True``
 ``config_dir``          ``$XDG_CONFIG_HOME/fairing``, else ``~/.config/fairing`` (the user's settings)
 ``fairing_env``         the ``FAIRING_*`` variables (the settings among them: :mod:`fairing.settings`)
 ``in_job``              ``$FAIRING_RUNTIME`` set: this process is a job fairing started
@@ -131,6 +133,16 @@ class Environment:
     def cache_dir(self) -> Path:
         """Caches that outlive a process: base manifests, layers, local requirements."""
         return (self.xdg_cache_home or self.home / ".cache") / "fairing"
+
+    @property
+    def jobs_dir(self) -> Path:
+        """Job records, and local jobs' logs, results and exit codes: ``<cache_dir>/jobs``."""
+        return self.cache_dir / "jobs"
+
+    @property
+    def logs_dir(self) -> Path:
+        """Logs kept with ``keep_logs=True``: ``<cache_dir>/logs``."""
+        return self.cache_dir / "logs"
 
     @property
     def config_dir(self) -> Path:

@@ -6,6 +6,7 @@ Each message says what happened and how to fix it. The tree::
     ├── ConfigurationError          an argument or setting is wrong
     │   └── PythonMismatchError         the base image's Python cannot load this function
     ├── MissingDependencyError      an optional extra is not installed
+    ├── JobRecordError              a job record on this machine is corrupt or not fairing's
     ├── PackagingError              code could not be captured into a build context
     │   ├── EntryPointNotFoundError     the script, notebook or input file does not exist
     │   ├── NotebookNotFoundError       the current notebook cannot be detected
@@ -47,6 +48,7 @@ __all__ = [
     "ConfigurationError",
     "PythonMismatchError",
     "MissingDependencyError",
+    "JobRecordError",
     "PackagingError",
     "EntryPointNotFoundError",
     "NotebookNotFoundError",
@@ -106,6 +108,17 @@ class MissingDependencyError(FairingError, ImportError):
             f"{purpose} needs the Python package {module!r}, which is not installed. "
             f"Install it with: pip install 'fairing[{extra}]'"
         )
+
+
+class JobRecordError(FairingError):
+    """A job record (``<cache>/fairing/jobs/<name>/record.json``) that cannot be trusted:
+    not JSON, the wrong shape or types, a link, or paths outside fairing's own directories.
+    ``job``: the record's name; ``path``: its file."""
+
+    def __init__(self, message: str, *, job: str, path: "str | None" = None) -> None:
+        self.job = job
+        self.path = path
+        super().__init__(message)
 
 
 class PackagingError(FairingError):

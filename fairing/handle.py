@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, runtim
 
 from .events import EventCallback, LogLine
 
-__all__ = ["Handle", "JobStatus", "LogBuffer", "LineSplitter", "publish_lines"]
+__all__ = ["Handle", "JobStatus", "Hooks", "LogBuffer", "LineSplitter", "publish_lines"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,22 @@ class Handle(Protocol):
     # wrote (see fairing.outputs) and ``outputs_artifact()`` names them without a copy;
     # a map's handle (``.map_submit``) has ``index_outcomes()``; a TFJob's or PyTorchJob's
     # ``results()`` gives every replica's value.
+
+
+class Hooks:
+    """Callbacks the facade gives a handle, so that a stage never imports what is above it:
+    ``handle.on("delete", fn)`` has ``fn(handle)`` called once the handle's ``delete()`` has
+    removed the job (job records use it to forget the job)."""
+
+    def on(self, event: str, fn: Callable[[Any], None]) -> Any:
+        hooks = self.__dict__.setdefault("_hooks", {})
+        if fn not in hooks.setdefault(event, []):
+            hooks[event].append(fn)
+        return self
+
+    def run_hooks(self, event: str) -> None:
+        for fn in list(self.__dict__.get("_hooks", {}).get(event, ())):
+            fn(self)
 
 
 class HasOutputs:

@@ -8,8 +8,8 @@ with the registry API) removes everything and touches nothing else. The result
 envelope names it; :class:`Outputs` is what a handle returns for it.
 
 The registry is reached with :class:`fairing.images.registry.RegistryClient`, with the
-credentials ``docker login`` stored and plain HTTP for hosts in the
-``insecure_registries`` setting (or ``insecure=True``).
+credentials ``docker login`` stored and plain HTTP with ``insecure=True`` or for hosts in
+``insecure_hosts`` (a job's handle says how its deployer reached the registry).
 """
 
 from __future__ import annotations
@@ -33,11 +33,13 @@ def outputs_repository(image_repository: str, job: str) -> str:
 @dataclass
 class Outputs:
     """A job's output files: ``ref`` is an artifact (``host/repo@sha256:...``, or by tag)
-    or a local directory (an absolute path). ``insecure``: reach the registry over plain HTTP [the setting's hosts]."""
+    or a local directory (an absolute path). ``insecure``: reach the registry over plain HTTP
+    [when it is one of ``insecure_hosts``; the handles pass what their deployer knows]."""
 
     ref: str
     insecure: Optional[bool] = None
     credentials: Any = None
+    insecure_hosts: tuple = ()
     _deleted: bool = field(default=False, repr=False)
     _modelcars: list = field(default_factory=list, repr=False)
 
@@ -53,9 +55,7 @@ class Outputs:
     # -- registry ---------------------------------------------------------------------------
 
     def _insecure(self, registry: str) -> bool:
-        from .settings import resolve
-
-        return self.insecure if self.insecure is not None else registry in resolve().insecure_registries
+        return self.insecure if self.insecure is not None else registry in self.insecure_hosts
 
     def _client(self, *also: str):
         """The artifact's reference and a client for its registry (and the registries in ``also``)."""

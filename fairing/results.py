@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 from .errors import JobError, JobFailedError, RemoteError, ResultError, RuntimeMismatchError, SerializationError
 
-__all__ = ["RemoteTraceback", "outcome", "read_envelope"]
+__all__ = ["RemoteTraceback", "outcome", "read_envelope", "map_results"]
 
 
 class RemoteTraceback(Exception):
@@ -92,3 +92,21 @@ def outcome(envelope: Optional[dict], *, job: str, exit_code: Optional[int], log
             exc.add_note(f"(raised in the job {job}; its traceback is shown above)")
         raise exc
     raise RemoteError(envelope.get("exc_type", "Exception"), envelope.get("message", ""), tb, job=job)
+
+
+def map_results(handle: Any, outcomes: list) -> list:
+    """The values of a map's ``[(ok, value or exception), ...]``, or raise MapError naming each failure."""
+    from .errors import MapError
+
+    failures = {i: value for i, (ok, value) in enumerate(outcomes) if not ok}
+    results = [value if ok else None for ok, value in outcomes]
+    if not failures:
+        return results
+    logs = {i: getattr(exc, "logs_tail", None) or handle.tail(f"index-{i}") for i, exc in failures.items()}
+    lines = [f"{len(failures)} of {len(outcomes)} calls of the map {handle.name} failed (indexes "
+             f"{', '.join(map(str, failures))}); the other results are in .results, the exceptions in .failures:"]
+    for i, exc in failures.items():
+        lines.append(f"  [{i}] {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        tail = [line for line in (logs[i] or "").splitlines() if line.strip()][-5:]
+        lines.extend(f"      | {line}" for line in tail)
+    raise MapError("\n".join(lines), failures=failures, results=results, logs=logs, job=handle.name)

@@ -96,7 +96,7 @@ class Settings:
 
     def options_for(self, factory: Callable, *, exclude: Iterable[str] = ()) -> dict[str, Any]:
         """The keyword arguments ``factory`` takes from these settings (those it accepts)."""
-        from ._registry import accepted_options
+        from ._options import accepted_options
 
         accepted = accepted_options(factory) or frozenset()
         skip = set(exclude)
@@ -145,7 +145,7 @@ def _check_value(name: str, value: Any, where: str) -> Any:
         if len(parts) < 2 or not all(p.isdigit() for p in parts[:2]):
             raise ConfigurationError(f"python_version in {where} must be like '3.11', got {value!r}.")
     if name == "backend":
-        from .backends import BACKENDS
+        from ._names import BACKENDS
 
         if value not in BACKENDS:
             close = difflib.get_close_matches(value, list(BACKENDS), n=1)

@@ -14,16 +14,9 @@ from typing import Any, Optional
 
 from ..artifacts import check_pair, pairs_that_work
 
-__all__ = ["Backend", "BackendChoice", "get_backend", "backend_factory", "BACKENDS", "working_pairs"]
+__all__ = ["Backend", "BackendChoice", "get_backend", "backend_factory", "BACKENDS", "working_pairs", "with_settings"]
 
-BACKENDS = {
-    "local": "fairing.backends.local:local_backend",
-    "docker": "fairing.backends.docker:docker_backend",
-    "kubernetes": "fairing.backends.kubernetes:kubernetes_backend",
-    "kubeflow": "fairing.backends.kubernetes:kubeflow_backend",
-    "gke": "fairing.backends.cloud:gke_backend",
-    "aws": "fairing.backends.cloud:aws_backend",
-}
+from .._names import BACKENDS  # noqa: E402  (the table lives at the bottom)
 
 
 @dataclass(frozen=True)
@@ -41,7 +34,7 @@ class Backend:
 
 def working_pairs() -> list[str]:
     """The built-in builders and deployers that work together, by artifact type."""
-    from .._registry import load
+    from .._options import load
     from ..builders import BUILDERS
     from ..deployers import DEPLOYERS
 
@@ -106,16 +99,33 @@ class BackendChoice:
         backend then does not choose a builder at all, so it needs no registry or base image)."""
         if self.factory is None:
             builder, deployer = parts.get("builder"), parts.get("deployer")
-            if builder is None and deployer is None:
-                return self.backend
-            return replace(self.backend, builder=builder or self.backend.builder,
-                           deployer=deployer or self.backend.deployer)
+            backend = self.backend
+            if builder is not None or deployer is not None:
+                backend = replace(backend, builder=builder or backend.builder, deployer=deployer or backend.deployer)
+            return replace(backend, deployer=with_settings(backend.deployer), serving=with_settings(backend.serving))
         from .._registry import accepted_options, call
 
         accepted = accepted_options(self.factory) or frozenset()
         given = {k: v for k, v in parts.items() if v is not None and k in accepted}
         factory, kwargs = backend_factory(self.backend, {**self.options, **given})
-        return call(factory, kwargs, f"the {getattr(factory, '__name__', 'backend')}")
+        backend = call(factory, kwargs, f"the {getattr(factory, '__name__', 'backend')}")
+        return replace(backend, deployer=with_settings(backend.deployer), serving=with_settings(backend.serving))
+
+
+def with_settings(part: Any, settings: Any = None) -> Any:
+    """``part`` (a deployer) with the options it left unset filled from the settings
+    [:func:`fairing.settings.resolve` now]: a copy, or ``part`` itself when nothing is
+    filled. Stages never read settings; the facade passes them down through here."""
+    if getattr(part, "insecure_hosts", ()) is not None:
+        return part
+    import copy
+
+    from ..settings import resolve
+
+    settings = settings if settings is not None else resolve()
+    new = copy.copy(part)
+    new.insecure_hosts = tuple(settings.insecure_registries)
+    return new
 
 
 def get_backend(backend: Any = None, *, builder: Any = None, deployer: Any = None, **options: Any) -> Backend:

@@ -14,7 +14,8 @@ import base64
 from typing import Any, Optional
 
 from ..errors import ConfigurationError, MissingDependencyError, RegistryAuthError
-from .._registry import checks_options, forwards_to
+from .._options import checks_options, forwards_to, job_options
+from .kubernetes import CLUSTER_JOB_OPTIONS
 from . import Backend
 
 __all__ = ["aws_backend", "gke_backend", "ecr_credentials", "gcp_credentials"]
@@ -35,6 +36,7 @@ def ecr_credentials(session: Any, *, endpoint_url: Optional[str] = None):
     return host, StaticCredentials(user, password, host=host)
 
 
+@job_options(*CLUSTER_JOB_OPTIONS)
 @checks_options
 @forwards_to("fairing.backends.kubernetes:kubernetes_backend")
 def aws_backend(*, region: Optional[str] = None, base_image: Optional[str] = None, repository: str = "fairing",
@@ -78,6 +80,7 @@ def gcp_credentials(credentials: Any = None, *, host: str):
     return StaticCredentials("oauth2accesstoken", token, host=host)
 
 
+@job_options(*CLUSTER_JOB_OPTIONS)
 @checks_options
 @forwards_to("fairing.backends.kubernetes:kubernetes_backend")
 def gke_backend(*, project: str, location: str = "us", repository: str = "fairing", base_image: Optional[str] = None,

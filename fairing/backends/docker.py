@@ -10,10 +10,11 @@ from __future__ import annotations
 import sys
 from typing import Any, Optional
 
-from .._registry import checks_options, forwards_to
+from .._options import checks_options, forwards_to, job_options
 from . import Backend
 
 
+@job_options("registry", "base_image", "cpu", "memory", "gpus", "env")
 @checks_options
 @forwards_to("fairing.builders.docker:DockerBuilder")
 def docker_backend(

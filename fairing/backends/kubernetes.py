@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from .._registry import checks_options, forwards_to
+from .._options import checks_options, forwards_to, job_options
 from ..environment import Environment, current
 from ..errors import ConfigurationError
 from ..kube import KubeClient
@@ -67,6 +67,11 @@ def choose_builder(*, base_image: Optional[str], registry: Optional[str], docker
     return factory(**options)
 
 
+#: The job options every cluster backend takes (the cloud ones choose the registry themselves).
+CLUSTER_JOB_OPTIONS = ("base_image", "namespace", "deployer", "replicas", "nodes", "cpu", "memory", "gpus", "env", "secret_env")
+
+
+@job_options("registry", "insecure_registry", *CLUSTER_JOB_OPTIONS)
 @checks_options
 @forwards_to("fairing.deployers.job:JobDeployer")
 def kubernetes_backend(*, registry: Optional[str] = None, base_image: Optional[str] = None,
@@ -115,6 +120,7 @@ def kubernetes_backend(*, registry: Optional[str] = None, base_image: Optional[s
     return Backend("kubernetes", builder, deployer, serving)
 
 
+@job_options("registry", "insecure_registry", *CLUSTER_JOB_OPTIONS)
 @checks_options
 @forwards_to(kubernetes_backend)
 def kubeflow_backend(*, service_account: str = "default-editor", **options: Any) -> Backend:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from .._registry import checks_options
+from .._options import checks_options, job_options
 from . import Backend
 
 
+@job_options("env")
 @checks_options
 def local_backend(*, python: Optional[str] = None, env: Optional[dict] = None, builder: Any = None,
                   deployer: Any = None) -> Backend:

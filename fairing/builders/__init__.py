@@ -15,9 +15,4 @@ from ..artifacts import Builder
 
 __all__ = ["Builder", "BUILDERS"]
 
-BUILDERS = {
-    "local": "fairing.builders.local:LocalBuilder",
-    "append": "fairing.builders.append:AppendBuilder",
-    "docker": "fairing.builders.docker:DockerBuilder",
-    "cluster": "fairing.builders.cluster:ClusterBuilder",
-}
+from .._names import BUILDERS  # noqa: E402  (the table lives at the bottom)

@@ -30,6 +30,11 @@ Example::
     with AppendBuilder("python:3.11-slim", "ghcr.io/my-org") as builder:   # ~/.docker/config.json
         ref = builder.build(FunctionPreprocessor(train, args=(10,)).context())
     # ref: ghcr.io/my-org/fairing-job:fairing-1f2e...@sha256:1f2e...
+
+The image is composed by :func:`fairing.images.compose.compose` (pure); this module is the
+builder's state (the caches, the known blobs, the base it resolved) and the push. It stays
+one module past 450 lines because those methods share that state; the parts that need
+none of it live in :mod:`fairing.images`.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
-from .._registry import checks_options
+from .._options import checks_options
 from ..artifacts import RegistryImage
 from ..context import BuildContext
 from .naming import repository_name
@@ -54,7 +59,6 @@ from ..images.manifest import (
     Descriptor,
     LayerSpec,
     Platform,
-    append_layers,
     build_manifest,
     canonical_json,
     config_media_type,
@@ -62,7 +66,8 @@ from ..images.manifest import (
     select_platform,
     sha256_digest,
 )
-from ..images.reference import ImageRef
+from ..images.compose import compose
+from ..images.reference import ImageRef, parse_registry
 
 __all__ = ["AppendBuilder"]
 
@@ -76,11 +81,6 @@ class _Base:
     manifest: dict
     media_type: str
     config: dict
-
-
-#: Resolved bases, by (registry, repository, manifest digest, platform), shared by the builders of this process:
-#: content-addressed, so never stale (the one-liner path makes a builder per submit).
-_BASES: dict[tuple, "_Base"] = {}
 
 
 @dataclass(frozen=True)
@@ -154,21 +154,9 @@ class AppendBuilder:
         installer: str = "auto",
     ) -> None:
         self.base = ImageRef.parse(base_image)
-        if registry is not None and not isinstance(registry, str):
-            raise ConfigurationError(f"registry must be one string, e.g. 'localhost:5000/team'; got "
-                                     f"{type(registry).__name__} {registry!r}.")
-        registry = (registry or "").strip().rstrip("/")
-        if not registry:
-            raise ConfigurationError("registry must name where to push, e.g. 'localhost:5000' or 'ghcr.io/my-org'.")
-        # validate "host[/path]" by parsing a reference under it
-        probe = ImageRef.parse(f"{registry}/x")
-        if probe.registry == "docker.io" and not registry.startswith(("docker.io", "index.docker.io")):
-            # 'myuser' means Docker Hub's namespace 'myuser'
-            self._host, self._prefix = "docker.io", registry
-        else:
-            self._host = probe.registry
-            self._prefix = probe.repository[: -len("/x")] if probe.repository != "x" else ""
-        self.registry = registry
+        where = parse_registry(registry)  # 'myuser' means Docker Hub's namespace 'myuser'
+        self._host, self._prefix = where.host, where.prefix
+        self.registry = registry.strip().rstrip("/")
         if repository is not None:
             ImageRef(self._host, self._join(repository))  # validates
         self.repository = repository
@@ -303,28 +291,14 @@ class AppendBuilder:
                 else:
                     created_by = f"fairing: COPY {layer.files} file(s) {context.workdir}"
                 specs.append(LayerSpec(layer.descriptor, layer.diff_id, created_by))
-            config = append_layers(
-                base.config, specs, env=env, entrypoint=list(context.entrypoint), workdir=context.workdir,
-                labels={
-                    "org.opencontainers.image.base.name": str(self.base),
-                    "org.opencontainers.image.base.digest": base.ref.digest or "",
-                    "dev.fairing.context.digest": code.diff_id,
-                },
-            )
-            config_bytes = canonical_json(config)
-            config_desc = Descriptor(config_media_type(media_type), sha256_digest(config_bytes), len(config_bytes))
-            base_layers = [Descriptor.from_json(d) for d in base.manifest.get("layers", [])]
-            for d in base_layers:
-                if d.media_type not in (
-                    "application/vnd.docker.image.rootfs.diff.tar.gzip", "application/vnd.oci.image.layer.v1.tar+gzip",
-                    "application/vnd.oci.image.layer.v1.tar", "application/vnd.oci.image.layer.v1.tar+zstd",
-                    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
-                    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
-                ):
-                    raise BuildError(f"The base image {self.base} has a layer of unsupported media type {d.media_type!r}.")
-            manifest = build_manifest(config_desc, base_layers + [l.descriptor for l in new_layers], media_type=media_type)
-            digest = sha256_digest(manifest)
-            tag = "fairing-" + digest.split(":", 1)[1][:20]
+            image = compose(base.config, base.manifest, media_type, specs, env=env, entrypoint=context.entrypoint,
+                            workdir=context.workdir, base_name=str(self.base), labels={
+                                "org.opencontainers.image.base.name": str(self.base),
+                                "org.opencontainers.image.base.digest": base.ref.digest or "",
+                                "dev.fairing.context.digest": code.diff_id,
+                            })
+            config_bytes, config_desc, base_layers = image.config, image.config_descriptor, image.base_layers
+            manifest, digest, tag = image.manifest, image.digest, image.tag
             result = RegistryImage.pin(target.with_tag(tag), digest)
 
             # With this repository's blobs on record, a layer not among them is new content, so the
@@ -497,9 +471,12 @@ class AppendBuilder:
             top_digest = found.digest if found else None
             if top_digest:
                 self._cache.state.put_tag(str(ref), top_digest)
-        cache_key = (ref.registry, ref.repository, top_digest, str(self.platform))
-        if top_digest and cache_key in _BASES:
-            return _BASES[cache_key]
+        # resolved bases are kept with the cache directory's state, shared by the builders of this
+        # process that use it: content-addressed, so never stale (the one-liner makes a builder per submit)
+        cache_key = ("base", ref.registry, ref.repository, top_digest, str(self.platform))
+        known = self._cache.state.memo_get(cache_key) if top_digest else None
+        if known is not None:
+            return known
         data, top_digest = self._fetch_manifest(ref, top_digest)
         value = _json(data, f"the manifest of {ref}")
         media_type = value.get("mediaType") or ""
@@ -530,9 +507,7 @@ class AppendBuilder:
                 f"{self.platform}, or pass platform='{os_}/{arch}' if that is what your cluster runs."
             )
         base = _Base(ref=ref.with_digest(manifest_digest), manifest=value, media_type=media_type, config=config)
-        if len(_BASES) > 32:
-            _BASES.clear()
-        _BASES[(ref.registry, ref.repository, top_digest, str(self.platform))] = base
+        self._cache.state.memo_put(("base", ref.registry, ref.repository, top_digest, str(self.platform)), base)
         return base
 
     # -- pushing --------------------------------------------------------------------------

@@ -27,12 +27,13 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from .._registry import checks_options
+from .._options import checks_options
 from ..artifacts import RegistryImage
 from ..context import BuildContext
 from ..errors import BuildError, BuildPodError, ConfigurationError, DeployError, JobError
 from ..events import EventCallback, Stage, emitter, failed_on_error
 from ..images import ImageRef
+from ..images.reference import parse_registry
 from ..kube import KubeClient, Pod, pod_manifest, registry_secret, run_pod
 from ..kube.secrets import DOCKER_CONFIG_KEY, write_secret
 from .context_stores import ContextStore, StagedContext, StreamContext
@@ -77,7 +78,8 @@ class ClusterBuilder:
         if not registry or not base_image and not dockerfile:
             raise ConfigurationError("ClusterBuilder needs a registry and a base image (or your own Dockerfile).")
         self.base_image = base_image
-        self.registry = registry.rstrip("/")
+        parse_registry(registry)  # the same registry strings as the other builders, checked now
+        self.registry = registry.strip().rstrip("/")
         self.repository = repository
         self.kaniko_image = kaniko_image
         self.context_store = context_store or StreamContext()

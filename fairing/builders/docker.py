@@ -27,7 +27,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
-from .._registry import checks_options
+from .._options import checks_options
 from .._docker import engine_error, is_engine_error, make_client
 from ..artifacts import DockerImage, RegistryImage
 from ..context import BuildContext
@@ -111,6 +111,7 @@ class DockerBuilder:
         client: Any = None,
     ) -> None:
         from ..images import ImageRef
+        from ..images.reference import parse_registry
 
         if base_image is None and dockerfile is None:
             raise ConfigurationError(
@@ -132,11 +133,9 @@ class DockerBuilder:
         self._host = self._prefix = None
         self.registry = None
         if registry:
-            registry = registry.strip().rstrip("/")
-            probe = ImageRef.parse(f"{registry}/x")
-            self._host = probe.registry
-            self._prefix = probe.repository[: -len("/x")] if probe.repository != "x" else ""
-            self.registry = registry
+            where = parse_registry(registry)  # 'myuser' means Docker Hub's namespace 'myuser'
+            self._host, self._prefix = where.host, where.prefix
+            self.registry = registry.strip().rstrip("/")
         if repository is not None:
             ImageRef.parse(f"{self._host or 'localhost'}/{self._join(repository)}")  # validates
         self.repository = repository

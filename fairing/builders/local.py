@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Optional
 
 from .._lock import exclusive
-from .._registry import checks_options
+from .._options import checks_options
 from ..artifacts import LocalDir
 from ..context import CONSTRAINTS_FILE, BuildContext
 from ..errors import BuildError

@@ -12,13 +12,4 @@ from ..artifacts import Deployer
 
 __all__ = ["Deployer", "DEPLOYERS"]
 
-DEPLOYERS = {
-    "local": "fairing.deployers.local:LocalDeployer",
-    "docker": "fairing.deployers.docker:DockerDeployer",
-    "job": "fairing.deployers.job:JobDeployer",
-    "tfjob": "fairing.deployers.training:TFJobDeployer",
-    "pytorchjob": "fairing.deployers.training:PyTorchJobDeployer",
-    "trainjob": "fairing.deployers.trainjob:TrainJobDeployer",
-    "serving": "fairing.deployers.serving:ServingDeployer",
-    "kserve": "fairing.deployers.kserve:InferenceServiceDeployer",
-}
+from .._names import DEPLOYERS  # noqa: E402  (the table lives at the bottom)

@@ -27,7 +27,7 @@ import uuid
 import weakref
 from typing import Any, Iterator, Optional
 
-from .._registry import checks_options
+from .._options import checks_options
 from .._docker import engine_error, is_engine_error, make_client
 from ..artifacts import DockerImage, RegistryImage
 from ..errors import (ConfigurationError, DeployError, ImagePullError, JobFailedError,

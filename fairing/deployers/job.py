@@ -9,6 +9,7 @@ from typing import Any, Optional
 
 from ..events import EventCallback
 from ..kube import raise_for_api_error
+from ..kube.workloads import WorkloadKind, condition_phase
 from .kubernetes import KubeDeployerBase, KubeHandle
 
 __all__ = ["JobDeployer", "JobHandle", "COMPLETION_INDEX"]
@@ -18,6 +19,7 @@ COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 
 class JobHandle(KubeHandle):
     kind = "Job"
+    WORKLOAD = WorkloadKind("Job", "batch/v1", "Job", "jobs")
     count: Optional[int] = None  # a map's number of indexes
     _index_outputs: list = []
 
@@ -56,7 +58,7 @@ class JobHandle(KubeHandle):
     def result(self, timeout: Optional[float] = None) -> Any:
         if self.count is None:
             return super().result(timeout)
-        from ..api import map_results
+        from ..results import map_results
 
         return map_results(self, self.index_outcomes(timeout))
 
@@ -64,9 +66,9 @@ class JobHandle(KubeHandle):
         return self.kube.batch.list_namespaced_job(**kwargs)
 
     def _phase(self, obj: dict) -> Optional[str]:
-        for cond in (obj.get("status") or {}).get("conditions") or []:
-            if cond.get("status") == "True" and cond.get("type") in ("Complete", "Failed"):
-                return "Succeeded" if cond["type"] == "Complete" else "Failed"
+        decided = condition_phase(obj)
+        if decided:
+            return decided
         # The job controller marks the Job a second or two after its pod ends. With one
         # completion (and, for a failure, no retries) the pod's phase already decides it.
         spec = obj.get("spec") or {}

@@ -24,8 +24,9 @@ from typing import Any, Optional
 from ..errors import ConfigurationError, DeployError, JobFailedError
 from ..events import EventCallback
 from ..kube import raise_for_api_error
+from ..kube.workloads import WorkloadKind
 from .kubernetes import KubeDeployerBase
-from .serving import READY_PATH, SERVING_PORT, KubeEndpointHandle
+from .serving import READY_PATH, SERVING_PORT, KubeEndpointHandle, server_env
 
 __all__ = ["InferenceServiceDeployer", "InferenceServiceHandle"]
 
@@ -40,6 +41,11 @@ DELETE_TIMEOUT = 90.0  # seconds delete() waits for the InferenceService and its
 
 class InferenceServiceHandle(KubeEndpointHandle):
     kind = "InferenceService"
+    WORKLOAD = WorkloadKind("InferenceService", f"{GROUP}/{VERSION}", "InferenceService", PLURAL, endpoint=True)
+
+    @staticmethod
+    def replicas_of(obj: dict) -> int:
+        return ((obj.get("spec") or {}).get("predictor") or {}).get("minReplicas") or 1
 
     def _list_objects(self, **kwargs):
         return self.kube.custom.list_namespaced_custom_object(GROUP, VERSION, plural=PLURAL, **kwargs)
@@ -131,9 +137,9 @@ class InferenceServiceHandle(KubeEndpointHandle):
             f"(pod {pod['metadata']['name']}). See the log below (a failing load() is the usual cause).",
             job=self.name, exit_code=code, logs_tail=self.pod_log_tail(pod))
 
-    @property
-    def service(self) -> tuple[str, int]:
-        return f"{self.name}-predictor", 80  # the Service KServe makes for the predictor
+    @classmethod
+    def service_for(cls, name: str) -> tuple[str, int]:
+        return f"{name}-predictor", 80  # the Service KServe makes for the predictor
 
     @property
     def url(self) -> str:
@@ -164,9 +170,9 @@ class InferenceServiceDeployer(KubeDeployerBase):
     def manifest(self, image: Any, name: str) -> dict:
         template = self.pod_template(image, name)
         container = template["spec"]["containers"][0]
-        container["env"] = [{"name": "PORT", "value": str(SERVING_PORT)}]
-        if self.storage_uri:  # KServe's custom-predictor convention: the model appears under /mnt/models
-            container["env"].append({"name": "STORAGE_URI", "value": self.storage_uri})
+        # KServe's custom-predictor convention: the model appears under /mnt/models
+        storage = [{"name": "STORAGE_URI", "value": self.storage_uri}] if self.storage_uri else []
+        container["env"] = server_env(container, *storage)
         container["ports"] = [{"containerPort": SERVING_PORT, "protocol": "TCP"}]
         container["readinessProbe"] = {"httpGet": {"path": READY_PATH, "port": SERVING_PORT},
                                        "periodSeconds": 2, "failureThreshold": 3}

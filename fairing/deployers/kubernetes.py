@@ -27,12 +27,13 @@ import base64
 import contextlib
 import time
 import uuid
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
-from .._registry import checks_options
+from .._options import checks_options
 from ..artifacts import RegistryImage
 from ..errors import DeployError, ImagePullError, JobFailedError, ResultError
-from ..handle import HasOutputs
+from ..handle import HasOutputs, Hooks
+from ..kube.workloads import condition_phase
 from ..kube import JOB_LABEL, MANAGED_BY, KubeClient, Workload, raise_for_api_error
 from ..kube.secrets import DOCKER_CONFIG_KEY, delete_secret, pull_secret_name, registry_secret, write_secret
 from ..results import outcome, read_envelope
@@ -71,7 +72,9 @@ class KubeDeployerBase:
     use); when there are some, an image pull secret ``fairing-pull-<registry>`` is created
     or updated in the namespace and referenced from the pods. ``False`` turns this off.
     ``insecure_registry``: the job pushes its outputs over plain HTTP [when the builder
-    reached the image's registry so, or it is in the ``insecure_registries`` setting].
+    reached the image's registry so, or it is one of ``insecure_hosts``].
+    ``insecure_hosts``: registries reached over plain HTTP [None: none; the backends fill
+    it from the ``insecure_registries`` setting].
     """
 
     container_name = "fairing-job"
@@ -82,7 +85,7 @@ class KubeDeployerBase:
                  labels: Optional[dict] = None, annotations: Optional[dict] = None,
                  ttl_seconds_after_finished: Optional[int] = None, active_deadline_seconds: Optional[int] = None,
                  backoff_limit: int = 0, name_prefix: str = "fairing", pull_credentials: Any = None,
-                 insecure_registry: Optional[bool] = None) -> None:
+                 insecure_registry: Optional[bool] = None, insecure_hosts: Optional[Iterable[str]] = None) -> None:
         self._kube = kube
         self._kube_options = {"kubeconfig": kubeconfig, "context": context, "namespace": namespace}
         self.mutators: list[Mutator] = list(mutators)
@@ -94,6 +97,7 @@ class KubeDeployerBase:
         self.name_prefix = name_prefix
         self.pull_credentials = pull_credentials
         self.insecure_registry = insecure_registry
+        self.insecure_hosts = None if insecure_hosts is None else tuple(insecure_hosts)
 
     @property
     def kube(self) -> KubeClient:
@@ -150,9 +154,8 @@ class KubeDeployerBase:
         if getattr(image, "plain_http", False):  # the builder pushed it over plain HTTP
             return True
         from ..images import ImageRef
-        from ..settings import resolve
 
-        return ImageRef.parse(str(image)).registry in resolve().insecure_registries
+        return ImageRef.parse(str(image)).registry in (self.insecure_hosts or ())
 
     def outputs_target(self, image: Any, name: str) -> str:
         """Where job ``name`` of ``image`` pushes its outputs: ``host/repository:tag``."""
@@ -218,8 +221,22 @@ class KubeDeployerBase:
                 "annotations": dict(self.annotations)}
 
 
-class KubeHandle(HasOutputs, Workload):
-    """A workload run by a deployer: a :class:`fairing.kube.Workload` whose result is read back."""
+class KubeHandle(Hooks, HasOutputs, Workload):
+    """A workload run by a deployer: a :class:`fairing.kube.Workload` whose result is read back.
+
+    Each concrete handle class declares ``WORKLOAD`` (:class:`fairing.kube.workloads.WorkloadKind`:
+    what it is on the cluster) and how to attach to one another process started
+    (:meth:`attach`); job records and listing iterate those declarations."""
+
+    WORKLOAD: Any = None
+
+    @classmethod
+    def attach(cls, kube: Any, name: str, *, on_event: Any = None) -> "KubeHandle":
+        """A handle on the workload ``name`` in ``kube``'s namespace (not yet started)."""
+        return cls(kube, name, kube.namespace, on_event=on_event)
+
+    def _phase(self, obj: dict) -> Optional[str]:
+        return condition_phase(obj)
 
     insecure_registry: Optional[bool] = None  # how its outputs artifact is reached (set by the deployer)
     outputs_target: str = ""  # where the job pushes its outputs, host/repository:tag (set by the deployer)
@@ -272,7 +289,8 @@ class KubeHandle(HasOutputs, Workload):
 
     def delete(self) -> None:
         """Delete the workload (see :meth:`fairing.kube.Workload.delete`), its result key and
-        the record :func:`fairing.jobs.jobs` kept of it, and its outputs in the registry."""
+        its outputs in the registry; then the ``delete`` hooks run (the job records' one
+        forgets the record :func:`fairing.jobs.jobs` kept of it)."""
         if not self.outputs_target:  # attached to (fairing.jobs.attach): the pods say where they push
             self._target_from_pods()
         super().delete()
@@ -288,9 +306,7 @@ class KubeHandle(HasOutputs, Workload):
                 delete_repository(self.outputs_target.rsplit(":", 1)[0], insecure=self.insecure_registry)
             except RegistryError:
                 pass  # best effort: not reachable from here (plain HTTP not allowed), so the job could not push either
-        from ..jobs import forget
-
-        forget(self.name)
+        self.run_hooks("delete")
 
     def _target_from_pods(self) -> None:
         with self._cond:

@@ -7,7 +7,7 @@ process tree; the directory is removed by ``delete()`` (and at interpreter exit,
 the handle was :meth:`~LocalHandle.detach`-ed).
 
 The job's output, result and exit code go to files in its *job directory* (under the
-user cache dir, see :func:`fairing.jobs.jobs_dir`), not to a pipe: so the job survives
+user cache dir, see ``fairing.environment.Environment.jobs_dir``), not to a pipe: so the job survives
 the process that started it when detached, and another process can follow its log and
 read its result (:meth:`LocalHandle.reattach`). The files the job writes to its outputs
 (see :mod:`fairing.runtime.outputs`) are copied to ``outputs/`` there. The result's key (see
@@ -23,6 +23,9 @@ handler of the program's own is left alone.
 A map's indexes share one copy of fairing's files and the payload (``.fairing/``, which holds
 every input of the map): each index's working directory links to a read-only copy made once,
 so a map of 200 inputs of 20 KB takes 200 small directories, not 200 copies of 4 MB.
+
+It stays one module past 450 lines because a job's process, its files and its map of
+indices share the same life cycle code (start, follow, stop, clean up).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import weakref
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from .._registry import checks_options
+from .._options import checks_options
 from ..artifacts import LocalDir
 from ..errors import ConfigurationError, DeployError, JobTimeoutError, ResultError
 from ..events import EventCallback, emitter
@@ -48,7 +51,7 @@ from ..results import outcome, read_envelope
 from ..runtime import PACKAGE, RUNTIME_DIR
 from ..runtime.result import KEY_FILE_ENV, new_key
 
-__all__ = ["LocalDeployer", "LocalHandle", "LocalMapHandle", "recorded_status"]
+__all__ = ["LocalDeployer", "LocalHandle", "LocalMapHandle", "recorded_status", "process_start_time"]
 
 LOG_FILE, RESULT_FILE, EXIT_FILE, KEY_FILE, OUTPUTS_DIR = "log", "result", "exit", "key", "outputs"
 # $0 is the exit-code file; the job's own exit code is kept (written atomically, then returned).
@@ -70,7 +73,32 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def _recorded_exit(job_dir: Path, pid: int) -> "tuple[bool, Optional[int]]":
+def process_start_time(pid: int) -> Optional[int]:
+    """When ``pid`` started (field 22 of ``/proc/<pid>/stat``: clock ticks after boot), or
+    None: no such process, or no ``/proc`` (macOS). A job's record keeps it, so that a pid
+    reused by another process is never taken for the job's."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _still_the_job(pid: int, started: Optional[int], job_dir: Optional[Path] = None) -> bool:
+    """Whether ``pid`` (the job's process group leader) may be looked at and signalled as the
+    job's: it is the recorded process (same start time), or no process has that pid any more
+    (then only the job's own leftover group can hold that id: Linux reuses no pid that is
+    still a process group's). A record that did not say when its process started: a live
+    pid after the job's exit file was written is someone else's."""
+    now = process_start_time(pid)
+    if now is None:
+        return True
+    if started is not None:
+        return now == started
+    return job_dir is None or not (Path(job_dir) / EXIT_FILE).exists()
+
+
+def _recorded_exit(job_dir: Path, pid: int, started: Optional[int] = None) -> "tuple[bool, Optional[int]]":
     """(ended, exit code) of a job another process started: the exit file, else whether it runs.
     The code is None when the job was killed before it could say."""
     exit_file = Path(job_dir) / EXIT_FILE
@@ -79,7 +107,7 @@ def _recorded_exit(job_dir: Path, pid: int) -> "tuple[bool, Optional[int]]":
             return True, int(exit_file.read_text())
         except (OSError, ValueError):
             pass
-        if attempt == 0 and _alive(pid):
+        if attempt == 0 and _alive(pid) and _still_the_job(pid, started):
             return False, None
     return True, None
 
@@ -92,9 +120,9 @@ def _status(ended: bool, code: Optional[int]) -> JobStatus:
     return JobStatus("Succeeded" if code == 0 else "Failed", code)
 
 
-def recorded_status(job_dir: Path, pid: int) -> JobStatus:
-    """The status of a local job from its job directory and pid, in any process."""
-    return _status(*_recorded_exit(job_dir, pid))
+def recorded_status(job_dir: Path, pid: int, started: Optional[int] = None) -> JobStatus:
+    """The status of a local job from its job directory, pid and the pid's start time, in any process."""
+    return _status(*_recorded_exit(job_dir, pid, started))
 
 
 def _group_alive(pgid: int, proc: Optional[subprocess.Popen]) -> bool:
@@ -126,8 +154,10 @@ def _kill_group(pgid: int, proc: Optional[subprocess.Popen], grace: float = 3.0)
             time.sleep(0.05)
 
 
-def _cleanup(proc: Optional[subprocess.Popen], pid: int, workdir: str, job_dir: str) -> None:
-    _kill_group(pid, proc, grace=0.5)
+def _cleanup(proc: Optional[subprocess.Popen], pid: int, workdir: str, job_dir: str,
+             started: Optional[int] = None) -> None:
+    if proc is not None or _still_the_job(pid, started, Path(job_dir)):
+        _kill_group(pid, proc, grace=0.5)
     shutil.rmtree(workdir, ignore_errors=True)
     shutil.rmtree(job_dir, ignore_errors=True)
 
@@ -228,12 +258,13 @@ class LocalHandle(HasOutputs):
             self.job_dir = Path(_attach["job_dir"])
             self.workdir = _attach["workdir"]
             self.pid = int(_attach["pid"])
+            self.started = _attach.get("started")
         else:
             assert image is not None
             if job_dir is None:
-                from ..jobs import jobs_dir
+                from ..environment import current
 
-                job_dir = jobs_dir() / name
+                job_dir = current().jobs_dir / name
             self.job_dir = Path(job_dir)
             self._start(image, env, _shared)
         self.log_file = self.job_dir / LOG_FILE
@@ -243,7 +274,7 @@ class LocalHandle(HasOutputs):
                 self._result_key = bytes.fromhex((self.job_dir / KEY_FILE).read_text().strip())
             except (OSError, ValueError):
                 self._result_key = b""  # gone or spoilt: result() refuses to read anything (ResultError)
-        self._cleanup_args = (self._proc, self.pid, self.workdir, str(self.job_dir))
+        self._cleanup_args = (self._proc, self.pid, self.workdir, str(self.job_dir), self.started)
         # Only the process that started the job stops it at exit (unless detached).
         self._finalizer = weakref.finalize(self, _cleanup, *self._cleanup_args)
         if _attach is not None:
@@ -288,6 +319,7 @@ class LocalHandle(HasOutputs):
                     stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                 )
             self.pid = self._proc.pid
+            self.started = process_start_time(self.pid)
         except OSError as exc:
             shutil.rmtree(self.workdir, ignore_errors=True)
             shutil.rmtree(self.job_dir, ignore_errors=True)
@@ -298,15 +330,17 @@ class LocalHandle(HasOutputs):
             raise
 
     @classmethod
-    def reattach(cls, *, name: str, job_dir: os.PathLike, workdir: str, pid: int,
+    def reattach(cls, *, name: str, job_dir: os.PathLike, workdir: str, pid: int, started: Optional[int] = None,
                  on_event: Optional[EventCallback] = None) -> "LocalHandle":
-        """A handle on a job another process started (its log is followed from the start)."""
+        """A handle on a job another process started (its log is followed from the start).
+        ``started``: the pid's start time when the job started (:func:`process_start_time`);
+        the pid is signalled only while it is still that process."""
         return cls(None, name=name, env={}, on_event=on_event,
-                   _attach={"job_dir": str(job_dir), "workdir": workdir, "pid": pid})
+                   _attach={"job_dir": str(job_dir), "workdir": workdir, "pid": pid, "started": started})
 
     def attach_info(self) -> dict:
         """What :meth:`reattach` needs, for the job's record."""
-        return {"job_dir": str(self.job_dir), "workdir": self.workdir, "pid": self.pid}
+        return {"job_dir": str(self.job_dir), "workdir": self.workdir, "pid": self.pid, "started": self.started}
 
     def detach(self) -> None:
         """Let the job outlive this process (it is no longer stopped at interpreter exit)."""
@@ -318,7 +352,7 @@ class LocalHandle(HasOutputs):
         if self._proc is not None:
             code = self._proc.poll()
             return (False, None) if code is None else (True, code)
-        return _recorded_exit(self.job_dir, self.pid)
+        return _recorded_exit(self.job_dir, self.pid, self.started)
 
     def _read(self) -> None:
         # The job writes its output to a file (so another process can follow it too); it is
@@ -413,7 +447,8 @@ class LocalHandle(HasOutputs):
         return self.status()
 
     def _stop_job(self) -> None:
-        _kill_group(self.pid, self._proc)
+        if self._proc is not None or _still_the_job(self.pid, self.started, self.job_dir):
+            _kill_group(self.pid, self._proc)
 
     def result(self, timeout: Optional[float] = None) -> Any:
         status = self.wait(timeout)
@@ -559,7 +594,7 @@ class LocalMapHandle:
                 yield f"[index-{i}] {line}"
 
     def result(self, timeout: Optional[float] = None) -> Any:
-        from ..api import map_results
+        from ..results import map_results
 
         return map_results(self, self.index_outcomes(timeout))
 

@@ -18,11 +18,12 @@ from typing import Any, Iterator, Optional
 from ..errors import ConfigurationError, JobFailedError, JobTimeoutError
 from ..events import EventCallback
 from ..kube import JOB_LABEL, raise_for_api_error
+from ..kube.workloads import WorkloadKind, read_object
 from .kubernetes import KubeDeployerBase, KubeHandle
 from .local import LocalDeployer, LocalHandle
 
 __all__ = ["LocalServingDeployer", "LocalEndpointHandle", "ServingDeployer", "KubeEndpointHandle", "SERVING_PORT",
-           "SERVING_DEPLOYERS", "serving_deployer"]
+           "SERVING_DEPLOYERS", "serving_deployer", "server_env"]
 
 SERVING_PORT = 8080
 READY_PATH = "/v2/health/ready"
@@ -101,15 +102,31 @@ class KubeEndpointHandle(KubeHandle):
     through the API server's service proxy, so it works from outside the cluster too."""
 
     kind = "Deployment"
+    WORKLOAD = WorkloadKind("Endpoint", "apps/v1", "Deployment", "deployments", endpoint=True)
 
     def __init__(self, *args: Any, replicas: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.replicas = replicas
 
+    @classmethod
+    def attach(cls, kube: Any, name: str, *, on_event: Any = None) -> "KubeEndpointHandle":
+        return cls(kube, name, kube.namespace, on_event=on_event,
+                   replicas=cls.replicas_of(read_object(kube, cls.WORKLOAD, name)))
+
+    @staticmethod
+    def replicas_of(obj: dict) -> int:
+        """How many servers the object asks for."""
+        return (obj.get("spec") or {}).get("replicas") or 1
+
+    @classmethod
+    def service_for(cls, name: str) -> tuple[str, int]:
+        """The Service (name, port) that fronts the pods of the endpoint ``name``."""
+        return name, SERVING_PORT
+
     @property
     def service(self) -> tuple[str, int]:
         """The Service (name, port) that fronts the pods."""
-        return self.name, SERVING_PORT
+        return self.service_for(self.name)
 
     @property
     def url(self) -> str:
@@ -183,6 +200,23 @@ class KubeEndpointHandle(KubeHandle):
         self.replicas = replicas
 
 
+#: What the pod template gives a job's container that a server has no use for (a server
+#: reports no result and pushes no outputs); everything else, the mutators' env and
+#: secret_env included, reaches the server.
+_JOB_ONLY_ENV = ("FAIRING_RESULT_FILE", "FAIRING_RESULT_LOG", "FAIRING_RESULT_KEY_FILE", "FAIRING_OUTPUTS_TARGET",
+                 "FAIRING_OUTPUTS_AUTH_FILE", "FAIRING_OUTPUTS_INSECURE")
+
+
+def server_env(container: dict, *extra: dict) -> list:
+    """The env of a server's container made from a job's pod template: the mutators' variables
+    kept, the job-only ones dropped, ``PORT`` and ``extra`` set."""
+    from ..runtime.result import KEY_FILE_ENV
+
+    drop = {*_JOB_ONLY_ENV, KEY_FILE_ENV, "PORT", *(e["name"] for e in extra)}
+    kept = [e for e in container.get("env") or [] if e.get("name") not in drop]
+    return [{"name": "PORT", "value": str(SERVING_PORT)}, *kept, *extra]
+
+
 class ServingDeployer(KubeDeployerBase):
     """A Deployment with ``replicas`` pods and a ClusterIP Service on port 8080."""
 
@@ -196,7 +230,7 @@ class ServingDeployer(KubeDeployerBase):
         template = self.pod_template(image, name)
         template["spec"]["restartPolicy"] = "Always"
         container = template["spec"]["containers"][0]
-        container["env"] = [{"name": "PORT", "value": str(SERVING_PORT)}]
+        container["env"] = server_env(container)
         container["ports"] = [{"name": "http", "containerPort": SERVING_PORT}]
         container["readinessProbe"] = {"httpGet": {"path": READY_PATH, "port": SERVING_PORT},
                                        "periodSeconds": 2, "failureThreshold": 3}
@@ -228,18 +262,14 @@ class ServingDeployer(KubeDeployerBase):
         return KubeEndpointHandle(kube, name, kube.namespace, on_event=on_event, replicas=self.replicas).start()
 
 
-#: The deployers ``PredictionEndpoint(deployer=...)`` takes by name.
-SERVING_DEPLOYERS = {
-    "serving": "fairing.deployers.serving:ServingDeployer",
-    "kserve": "fairing.deployers.kserve:InferenceServiceDeployer",
-}
+from .._names import SERVING_DEPLOYERS  # noqa: E402  (the table lives at the bottom)
 
 
 def serving_deployer(name: str, backend: Any) -> Any:
     """The serving deployer ``name`` ('serving': a Deployment and Service; 'kserve': an
     InferenceService) on ``backend``'s cluster, with its serving deployer's mutators and
     pull credentials."""
-    from .._registry import load
+    from .._options import load
 
     factory = load(SERVING_DEPLOYERS, name, "serving deployer")
     like = getattr(backend, "serving", None)
@@ -248,4 +278,4 @@ def serving_deployer(name: str, backend: Any) -> Any:
             f"deployer={name!r} runs on a cluster; the {getattr(backend, 'name', '?')} backend does not "
             "(use backend='kubernetes' or 'kubeflow').")
     return factory(kube=like.kube, mutators=like.mutators, pull_credentials=like.pull_credentials,
-                   labels=like.labels, annotations=like.annotations)
+                   labels=like.labels, annotations=like.annotations, insecure_hosts=like.insecure_hosts)

@@ -17,6 +17,7 @@ from typing import Any, Mapping, Optional, Sequence
 from ..errors import ConfigurationError
 from ..events import EventCallback
 from ..kube import raise_for_api_error
+from ..kube.workloads import WorkloadKind
 from .kubernetes import KubeDeployerBase, KubeHandle
 from .mutators import Mutator
 
@@ -35,12 +36,6 @@ class TrainingJobHandle(KubeHandle):
 
     def _list_objects(self, **kwargs):
         return self.kube.custom.list_namespaced_custom_object(GROUP, VERSION, plural=self.plural, **kwargs)
-
-    def _phase(self, obj: dict) -> Optional[str]:
-        for cond in (obj.get("status") or {}).get("conditions") or []:
-            if cond.get("status") == "True" and cond.get("type") in ("Succeeded", "Failed"):
-                return cond["type"]
-        return None
 
     def _delete_object(self) -> None:
         self.kube.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, self.plural, self.name,
@@ -167,15 +162,26 @@ class _TrainingDeployer(KubeDeployerBase):
             except kube.api_errors as exc:
                 raise_for_api_error(exc, action=f"create {self.kind} {name}", kind=self.kind, namespace=kube.namespace)
             owned_by(f"{GROUP}/{VERSION}", self.kind, created["metadata"]["uid"])
-        handle = TrainingJobHandle(kube, name, kube.namespace, on_event=on_event)
+        handle = self.handle_class(kube, name, kube.namespace, on_event=on_event)
         handle.kind, handle.plural = self.kind, self.plural
         return self.handle_for(handle, image)
+
+
+class TFJobHandle(TrainingJobHandle):
+    kind, plural = "TFJob", "tfjobs"
+    WORKLOAD = WorkloadKind("TFJob", f"{GROUP}/{VERSION}", "TFJob", "tfjobs")
+
+
+class PyTorchJobHandle(TrainingJobHandle):
+    kind, plural = "PyTorchJob", "pytorchjobs"
+    WORKLOAD = WorkloadKind("PyTorchJob", f"{GROUP}/{VERSION}", "PyTorchJob", "pytorchjobs")
 
 
 class TFJobDeployer(_TrainingDeployer):
     """A TFJob: ``TFJobDeployer({"Chief": 1, "PS": 1, "Worker": 2})``; TF_CONFIG is set by the operator."""
 
     kind, plural, spec_key = "TFJob", "tfjobs", "tfReplicaSpecs"
+    handle_class = TFJobHandle
     clean_pod_policy = "Running"  # parameter servers never exit by themselves
     replica_types = ("Chief", "Master", "PS", "Evaluator", "Worker")
     container_name = "tensorflow"  # the operator finds the main container by this name
@@ -188,6 +194,7 @@ class PyTorchJobDeployer(_TrainingDeployer):
     """A PyTorchJob: ``PyTorchJobDeployer({"Master": 1, "Worker": 2})``; the operator sets RANK, WORLD_SIZE..."""
 
     kind, plural, spec_key = "PyTorchJob", "pytorchjobs", "pytorchReplicaSpecs"
+    handle_class = PyTorchJobHandle
     clean_pod_policy = "None"  # workers finish with the master; keep them for their logs
     replica_types = ("Master", "Worker")
     container_name = "pytorch"

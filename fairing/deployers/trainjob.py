@@ -29,6 +29,7 @@ from typing import Any, Mapping, Optional
 from ..errors import ConfigurationError, JobFailedError, MissingCRDError
 from ..events import EventCallback
 from ..kube import JOB_LABEL, raise_for_api_error
+from ..kube.workloads import WorkloadKind
 from .kubernetes import KubeDeployerBase, KubeHandle
 
 __all__ = ["TrainJobDeployer", "TrainJobHandle", "TRAINER_API"]
@@ -54,6 +55,7 @@ class TrainJobHandle(KubeHandle):
     kind = "TrainJob"
     plural = PLURAL
     api_version = TRAINER_API
+    WORKLOAD = WorkloadKind("TrainJob", TRAINER_API, "TrainJob", PLURAL)
 
     def _group_version(self) -> tuple[str, str]:
         group, _, version = self.api_version.partition("/")
@@ -62,12 +64,6 @@ class TrainJobHandle(KubeHandle):
     def _list_objects(self, **kwargs):
         group, version = self._group_version()
         return self.kube.custom.list_namespaced_custom_object(group, version, plural=PLURAL, **kwargs)
-
-    def _phase(self, obj: dict) -> Optional[str]:
-        for cond in (obj.get("status") or {}).get("conditions") or []:
-            if cond.get("status") == "True" and cond.get("type") in ("Complete", "Failed"):
-                return "Succeeded" if cond["type"] == "Complete" else "Failed"
-        return None
 
     def _delete_object(self) -> None:
         group, version = self._group_version()

@@ -14,7 +14,7 @@ from typing import Optional
 
 from ..errors import ConfigurationError
 
-__all__ = ["ImageRef", "DOCKER_HUB"]
+__all__ = ["ImageRef", "DOCKER_HUB", "RegistryPrefix", "parse_registry"]
 
 DOCKER_HUB = "docker.io"
 _DOCKER_HUB_ALIASES = {"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"}
@@ -137,3 +137,37 @@ class ImageRef:
         if self.digest:
             out += f"@{self.digest}"
         return out
+
+
+@dataclass(frozen=True)
+class RegistryPrefix:
+    """Where a builder pushes: a registry ``host`` and a repository ``prefix`` under it
+    (``''``: none). See :func:`parse_registry`."""
+
+    host: str
+    prefix: str
+
+    def join(self, name: str) -> str:
+        """The repository path ``name`` under the prefix."""
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def ref(self, name: str) -> "ImageRef":
+        """The reference of repository ``name`` under the prefix (validated)."""
+        return ImageRef(self.host, self.join(name))
+
+
+def parse_registry(registry: str) -> RegistryPrefix:
+    """The one parser of a builder's ``registry`` option, ``host[:port][/path]``: a bare
+    ``myuser`` (no dot, colon or ``localhost`` in its first part) is Docker Hub's namespace
+    ``myuser``, as ``docker push myuser/x`` reads it. Raises ConfigurationError when it
+    cannot name a registry."""
+    if registry is not None and not isinstance(registry, str):
+        raise ConfigurationError(f"registry must be one string, e.g. 'localhost:5000/team'; got "
+                                 f"{type(registry).__name__} {registry!r}.")
+    text = (registry or "").strip().rstrip("/")
+    if not text:
+        raise ConfigurationError("registry must name where to push, e.g. 'localhost:5000' or 'ghcr.io/my-org'.")
+    probe = ImageRef.parse(f"{text}/x")  # validates "host[/path]"
+    if probe.registry == DOCKER_HUB and not text.startswith(("docker.io", "index.docker.io")):
+        return RegistryPrefix(DOCKER_HUB, text)  # 'myuser' means Docker Hub's namespace 'myuser'
+    return RegistryPrefix(probe.registry, probe.repository[: -len("/x")] if probe.repository != "x" else "")

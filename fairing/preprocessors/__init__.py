@@ -10,16 +10,11 @@ from .base import Preprocessor
 
 __all__ = ["Preprocessor", "get_preprocessor", "PREPROCESSORS"]
 
-PREPROCESSORS = {
-    "function": "fairing.preprocessors.function:FunctionPreprocessor",
-    "python": "fairing.preprocessors.python:PythonPreprocessor",
-    "notebook": "fairing.preprocessors.notebook:NotebookPreprocessor",
-    "full_notebook": "fairing.preprocessors.notebook:FullNotebookPreprocessor",
-}
+from .._names import PREPROCESSORS  # noqa: E402  (the table lives at the bottom)
 
 
 def get_preprocessor(name: str):
     """The preprocessor class registered under ``name``."""
-    from .._registry import load
+    from .._options import load
 
     return load(PREPROCESSORS, name, "preprocessor")

@@ -259,7 +259,7 @@ class ServingPreprocessor(FunctionPreprocessor):
                 f"A prediction endpoint serves a class with a predict(X) method (and optionally load()); "
                 f"got {getattr(target, '__qualname__', repr(target))}."
             )
-        from ..runtime.serving import model_tensors
+        from ..runtime.tensors import model_tensors
 
         try:
             model_tensors(target)

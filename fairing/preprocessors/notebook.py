@@ -23,6 +23,9 @@ Which content is converted (``cells=``): ``"current"`` (default) reads the saved
 and, inside the notebook's own kernel, refuses with :class:`NotebookStaleError` when the
 kernel ran code the file does not have; ``"saved"`` reads the file without that check;
 ``"executed"`` takes the cells the kernel ran, in the order it ran them.
+
+It stays one module past 450 lines because the conversion and its checks walk the same
+cells and must agree, line for line, on what the job's shell will run.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ def runtime_files() -> dict:
     here = Path(__file__).parent
     return {
         f"{RUNTIME_DIR}/{PACKAGE}/{name}": here / name
-        for name in ("__init__.py", "__main__.py", "component.py", "outputs.py", "result.py", "serving.py",
+        for name in ("__init__.py", "__main__.py", "component.py", "outputs.py", "result.py", "serving.py", "tensors.py",
                      "shell.py")
     }
 

@@ -6,7 +6,7 @@ import struct
 import numpy as np
 import pytest
 
-from fairing.runtime.serving import DATATYPES, ProtocolError, decode_request, encode_response
+from fairing.runtime.tensors import DATATYPES, ProtocolError, decode_request, encode_response
 
 NUMPY = {"BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
          "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64, "FP16": np.float16,

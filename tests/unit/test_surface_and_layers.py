@@ -1,7 +1,10 @@
 """The public surface is pinned, and the stages import only in the allowed directions.
 
-``public_surface.json`` holds ``__all__`` of ``fairing`` and of every module that declares
-one. A change of the surface is deliberate: regenerate the snapshot with
+No import cycle anywhere in fairing/ (imports inside functions and under TYPE_CHECKING
+count), and no stage module imports the facade above it.
+
+``public_surface.json`` holds ``__all__`` of ``fairing`` and of every module the README and
+docs/ name (:func:`documented_modules`): moving an internal module does not change it. A change of the surface is deliberate: regenerate the snapshot with
 ``python3 -m tests.unit.test_surface_and_layers`` and review the diff.
 """
 
@@ -10,7 +13,6 @@ from __future__ import annotations
 import ast
 import importlib
 import json
-import pkgutil
 import sys
 from pathlib import Path
 
@@ -50,8 +52,13 @@ def _imports(path: Path) -> set[str]:
     """Every module ``path`` imports, anywhere in it, with relative imports resolved."""
     name = _module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    return _imports_in(package, path.read_text(), str(path))
+
+
+def _imports_in(package: str, text: str, filename: str = "<probe>") -> set[str]:
+    """Every module ``text`` (a module of ``package``) imports, anywhere in it."""
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(ast.parse(text, filename)):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -98,15 +105,161 @@ def test_the_import_walker_sees_lazy_and_relative_imports(tmp_path):
                      "a builder knows nothing of how its artifact is run"]
 
 
-def current_surface() -> dict[str, list[str]]:
-    surface = {"fairing": sorted(fairing.__all__)}
-    for info in pkgutil.walk_packages([str(ROOT)], prefix="fairing."):
-        if info.name.endswith("__main__"):
+#: The stages: they import nothing of the facade.
+STAGE_MODULES = ("fairing.preprocessors", "fairing.builders", "fairing.deployers", "fairing.images", "fairing.kube",
+                 "fairing.runtime", "fairing.outputs", "fairing.context", "fairing.artifacts", "fairing.handle",
+                 "fairing.results")
+#: The glue above the stages (it may import them; they may not import it).
+FACADE_MODULES = ("fairing.api", "fairing.config", "fairing.jobs", "fairing.settings", "fairing.cli",
+                  "fairing.endpoint", "fairing.compat", "fairing._registry", "fairing.backends")
+
+
+def _edges(importer: str, imported_names, modules) -> set[str]:
+    """The fairing modules among ``imported_names`` (a name imported from a module counts as
+    that module; a package importing its own submodules and a module importing ``fairing``
+    itself for ``__version__`` are not edges)."""
+    edges = set()
+    for imported in imported_names:
+        while imported and imported not in modules:
+            imported = imported.rpartition(".")[0]
+        if imported and imported != importer and imported != "fairing" and not imported.startswith(importer + "."):
+            edges.add(imported)
+    return edges
+
+
+def _graph(files) -> dict[str, set[str]]:
+    """module -> the fairing modules it imports anywhere in it."""
+    modules = {_module_name(path) for path in files}
+    return {_module_name(path): _edges(_module_name(path), _imports(path), modules) for path in files}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan, iteratively)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    counter = 0
+    for root in sorted(graph):
+        if root in index:
             continue
-        module = importlib.import_module(info.name)
-        names = getattr(module, "__all__", None)
-        if names is not None and info.name not in surface:
-            surface[info.name] = sorted(names)
+        work = [(root, iter(sorted(graph.get(root, ()))))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            advanced = False
+            for child in children:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph.get(child, ())))))
+                    advanced = True
+                    break
+                if child in on_stack:
+                    low[node] = min(low[node], index[child])
+            if advanced:
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def _upward(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{importer} imports {imported}" for importer, edges in graph.items() for imported in edges
+                  if any(_under(importer, s) for s in STAGE_MODULES)
+                  and any(_under(imported, f) for f in FACADE_MODULES))
+
+
+def test_no_import_cycle_and_no_stage_imports_the_facade():
+    graph = _graph(sorted(ROOT.rglob("*.py")))
+    assert _cycles(graph) == []
+    assert _upward(graph) == []
+
+
+def test_a_module_over_450_lines_says_why_it_stays_whole():
+    long = {}
+    for path in sorted(ROOT.rglob("*.py")):
+        text = path.read_text()
+        if text.count("\n") > 450:
+            doc = ast.get_docstring(ast.parse(text)) or ""
+            long[_module_name(path)] = "past 450 lines because" in doc
+    assert [name for name, says in long.items() if not says] == []
+
+
+def test_the_option_checks_and_the_name_tables_sit_at_the_bottom():
+    graph = _graph(sorted(ROOT.rglob("*.py")))
+    assert graph["fairing._options"] == {"fairing.errors"}
+    assert graph["fairing._names"] == set()
+
+
+def test_the_cycle_check_sees_type_checking_and_function_imports():
+    # a stage that reaches up to the job records under TYPE_CHECKING, and a module that imports
+    # it back inside a function (written beside the tests, read as if they were in fairing/)
+    probes = {
+        "fairing.kube._probe": ("fairing.kube", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                                                "    from ..jobs import JobInfo\n    from .. import _probe2\n"),
+        "fairing._probe2": ("fairing", "def f():\n    from .kube import _probe\n    return _probe\n"),
+    }
+    graph = _graph(sorted(ROOT.rglob("*.py")))
+    for name, (package, text) in probes.items():
+        graph[name] = _edges(name, _imports_in(package, text), set(graph) | set(probes))
+    assert ["fairing._probe2", "fairing.kube._probe"] in _cycles(graph)
+    assert "fairing.kube._probe imports fairing.jobs" in _upward(graph)
+
+
+DOCS = [ROOT.parent / "README.md", *sorted((ROOT.parent / "docs").glob("*.md"))]
+
+
+def documented_modules() -> list[str]:
+    """The modules the README and docs/ name (``fairing.x.y``, ``from fairing.x import``,
+    ``fairing/x/y.py``): the public surface beyond ``fairing`` itself. Private modules
+    (a part starting with ``_``) are never pinned."""
+    import re
+
+    names = set()
+    for doc in DOCS:
+        if not doc.is_file():
+            continue
+        text = doc.read_text()
+        names.update(re.findall(r"\bfairing(?:\.[a-z_]+)+", text))
+        names.update(p[:-3].replace("/", ".") for p in re.findall(r"\bfairing/[a-z_/]+\.py", text))
+    found = set()
+    for name in names:
+        parts = name.split(".")
+        while len(parts) > 1:
+            path = ROOT.parent.joinpath(*parts)
+            if path.with_suffix(".py").is_file() or (path / "__init__.py").is_file():
+                break
+            parts.pop()
+        if len(parts) > 1 and not any(part.startswith("_") for part in parts):
+            found.add(".".join(parts).removesuffix(".__init__"))
+    return sorted(found)
+
+
+def current_surface() -> dict[str, list[str]]:
+    """``__all__`` of ``fairing`` and of every documented module that declares one."""
+    surface = {"fairing": sorted(fairing.__all__)}
+    for name in documented_modules():
+        names = getattr(importlib.import_module(name), "__all__", None)
+        if names is not None:
+            surface[name] = sorted(names)
     return dict(sorted(surface.items()))
 
 

@@ -17,13 +17,14 @@ import time
 from pathlib import Path
 from typing import IO, Any, Iterable, Optional
 
-from ...errors import RegistryAuthError, RegistryError, RegistryUnreachableError
+from ...errors import RegistryError, RegistryUnreachableError
 from ..auth import CredentialProvider, resolve_credentials
 from ..manifest import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST, Descriptor
 from ..reference import ImageRef
 from .tokens import Authenticator
 from .transport import ConnectionFailed, Transport, redact, short_reason
-from .upload import RETRY_STATUS, BlobSource, BlobUpload, ProgressCallback
+from .errors import RETRY_STATUS, error_for
+from .upload import BlobSource, BlobUpload, ProgressCallback
 
 __all__ = ["RegistryClient", "MANIFEST_ACCEPT"]
 
@@ -142,30 +143,7 @@ class RegistryClient:
 
     def error_for(self, resp, host: str, repository: Optional[str], what: str) -> RegistryError:
         """The RegistryError that explains an unexpected answer."""
-        code = message = None
-        try:
-            errors = resp.json().get("errors") or []
-            if errors:
-                code = errors[0].get("code")
-                message = errors[0].get("message")
-        except Exception:
-            pass
-        detail = f"{resp.status_code}" + (f" {code}" if code else "") + (f": {message}" if message else "")
-        if resp.status_code == 401:
-            cred = self.auth.credential(host)
-            who = f"as user {cred.username!r}" if cred else "anonymously"
-            return RegistryAuthError(
-                f"The registry {host} refused access {who} while {what} ({detail}). "
-                f"Check the username and password (or run 'docker login {host}').",
-                status=401, code=code,
-            )
-        if resp.status_code == 403:
-            return RegistryAuthError(
-                f"The registry {host} denied {what} ({detail}). The credentials are valid but lack permission "
-                f"for repository {repository!r}: ask for push access or choose another repository.",
-                status=403, code=code,
-            )
-        return RegistryError(f"The registry {host} answered {detail} while {what}.", status=resp.status_code, code=code)
+        return error_for(resp, host, repository, what, credential=self.auth.credential(host))
 
     # -- manifests ------------------------------------------------------------------------
 

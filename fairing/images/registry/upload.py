@@ -14,15 +14,13 @@ import io
 import re
 import time
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Callable, Optional, Union
+from typing import IO, Any, Callable, Optional, Union
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
 from ...errors import RegistryError, RegistryUnreachableError
 from ..reference import ImageRef
+from .errors import RETRY_STATUS, Sender
 from .transport import ConnectionFailed, short_reason
-
-if TYPE_CHECKING:
-    from .client import RegistryClient
 
 __all__ = ["BlobUpload", "BlobSource", "ProgressCallback", "RETRY_STATUS"]
 
@@ -31,9 +29,6 @@ BlobSource = Union[bytes, Path]
 
 #: Called as ``on_progress(done, total, note)`` while a blob moves.
 ProgressCallback = Callable[[int, Optional[int], str], None]
-
-#: Statuses worth another try.
-RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 
 
 class _ProgressReader:
@@ -84,7 +79,7 @@ def _with_query(url: str, **extra: str) -> str:
 class BlobUpload:
     """One upload of the blob ``digest`` (``total`` bytes from ``source``) to ``ref``'s repository."""
 
-    def __init__(self, client: "RegistryClient", ref: ImageRef, digest: str, source: BlobSource, total: int,
+    def __init__(self, client: Sender, ref: ImageRef, digest: str, source: BlobSource, total: int,
                  on_progress: Optional[ProgressCallback]) -> None:
         self.client = client
         self.ref = ref
