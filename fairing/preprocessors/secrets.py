@@ -50,8 +50,10 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
+import errno
 import os
 import re
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -296,12 +298,23 @@ def _scan_stream(read: Callable[[int], bytes]) -> list[Finding]:
     return _merge(raw.findings(), wide.findings() if wide is not None else [])
 
 
+class NotARegularFile(OSError):
+    """``path`` is a FIFO, a socket or a device: reading it could wait forever or never end."""
+
+
 def scan(path: os.PathLike | str) -> list[Finding]:
-    """The secrets found in the whole of ``path`` (read as a stream)."""
-    st = os.stat(path)
-    key = (os.path.realpath(path), st.st_ino, st.st_size, st.st_mtime_ns)
-    if key not in _CACHE:
-        with open(path, "rb") as fh:
+    """The secrets found in the whole of ``path`` (read as a stream). A path that is not a
+    regular file (a FIFO, a socket, a device) is :class:`NotARegularFile`: it is opened
+    without blocking and checked on the open file, so a FIFO never makes the scan wait."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    with open(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise NotARegularFile(errno.EINVAL, "not a regular file (a FIFO, socket or device)", str(path))
+        # the change time too: a rewrite that keeps the size and restores the modification
+        # time (cp -p, rsync -t, tar x, os.utime) still changes it
+        key = (os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if key not in _CACHE:
             _CACHE[key] = _scan_stream(fh.read)
     return list(_CACHE[key])
 
