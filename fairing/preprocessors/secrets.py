@@ -91,8 +91,13 @@ _OVERLAP = 4096
 _PENDING_LIMIT = 10_000
 
 
+_ESCAPE_BEFORE = re.compile(rb"\\(?:[ntrfbv0]|x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8})\Z")
+
+
 def _word_start(data: bytes, start: int, match: re.Match) -> bool:
-    return start == 0 or data[start - 1] not in _WORD
+    """The match starts a word: no letter or digit before it, unless that letter ends an
+    escape sequence ("line\\nghp_..." in a JSON or Python string, a notebook's metadata)."""
+    return start == 0 or data[start - 1] not in _WORD or _ESCAPE_BEFORE.search(data, max(0, start - 10), start) is not None
 
 
 def _always(data: bytes, start: int, match: re.Match) -> bool:
@@ -121,12 +126,20 @@ _RULES: list[tuple[str, bytes, Callable, Optional[bytes]]] = [
      _always, None),
     ("a private key (base64)", rb"LS0tLS1CRUdJTi[A-Za-z0-9+/]{40,}", _base64_private_key, None),
     ("an AWS access key", rb"A(?:KIA|SIA|BIA|CCA|3T[A-Z0-9])[A-Z2-7]{16}\b", _word_start, None),
+    # an AWS secret key has no shape of its own: by the names AWS's tools and SDKs give it
+    ("an AWS secret key", rb"secret_access_key[\"'\]]*\s*[:=]\s*[\"']?[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])",
+     _always, None),
+    ("an AWS secret key", rb"SECRET_ACCESS_KEY[\"'\]]*\s*[:=]\s*[\"']?[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])",
+     _always, None),
+    ("an AWS secret key", rb"ecretAccessKey[\"'\]]*\s*[:=]\s*[\"']?[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])",
+     _always, None),
     ("a GitHub token", rb"gh[pousr]_[A-Za-z0-9]{36}\b", _word_start, None),
     ("a GitHub token", rb"github_pat_[A-Za-z0-9_]{82}\b", _word_start, None),
     ("a GitLab token", rb"glpat-[A-Za-z0-9_-]{20}\b", _word_start, None),
     ("a Slack token", rb"xox[baprs]-[A-Za-z0-9-]{10,}", _word_start, None),
     ("a Slack webhook", rb"hooks\.slack\.com/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]+", _always, None),
-    ("a Stripe key", rb"[sr]k_live_[A-Za-z0-9]{24,}", _word_start, None),
+    ("a Stripe key", rb"sk_live_[A-Za-z0-9]{24,}", _word_start, None),  # two rules: a literal start is fast
+    ("a Stripe key", rb"rk_live_[A-Za-z0-9]{24,}", _word_start, None),
     ("a Google API key", rb"AIza[0-9A-Za-z_-]{35}\b", _word_start, None),
     ("a Google OAuth token", rb"ya29\.[0-9A-Za-z_-]{20,}", _word_start, None),
     ("a Google OAuth token", rb"1//0[0-9A-Za-z_-]{30,}", _word_start, None),
@@ -146,8 +159,12 @@ _RULES: list[tuple[str, bytes, Callable, Optional[bytes]]] = [
     # by the file's shape
     ("a kubeconfig user credential", rb"token[\"']?\s*:\s*[\"']?[A-Za-z0-9._~+/=:-]{8,}", _always, _KUBECONFIG),
     ("a kubeconfig user credential", rb"password[\"']?\s*:\s*[\"']?[^\s\"'{}$]{3,}", _always, _KUBECONFIG),
+    # whatever the base64 holds (a key with "Bag Attributes" before it is not aligned for the rule above)
+    ("a kubeconfig user credential", rb"client-key-data[\"']?\s*:\s*[\"']?[A-Za-z0-9+/=]{16,}", _always,
+     _KUBECONFIG),
     ("a Docker registry credential", rb"\"auth\"\s*:\s*\"[A-Za-z0-9+/=]{4,}\"", _always, _DOCKER_AUTHS),
-    ("a Docker registry credential", rb"\"identitytoken\"\s*:\s*\"[^\"\s]{4,}\"", _always, _DOCKER_AUTHS),
+    ("a Docker registry credential", rb"\"(?:identitytoken|registrytoken)\"\s*:\s*\"[^\"\s]{4,}\"", _always,
+     _DOCKER_AUTHS),
 ]
 _COMPILED = [(kind, re.compile(rx), check, marker) for kind, rx, check, marker in _RULES]
 _MARKERS = {marker: re.compile(marker) for _, _, _, marker in _RULES if marker}
