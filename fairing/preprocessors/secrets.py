@@ -390,6 +390,16 @@ def scan_notebook(path: os.PathLike | str) -> list[Finding]:
             continue
         for f in scan_bytes(_notebook_text(cell.get("source")).encode("utf-8", "surrogatepass")):
             placed.append(Finding(f.kind, f.line, f"cell {number}, line {f.line}"))
+        attachments = cell.get("attachments")
+        for name, bundle in (attachments.items() if isinstance(attachments, Mapping) else ()):
+            for data in (bundle.values() if isinstance(bundle, Mapping) else ()):
+                # base64 in the file, so only its decoded bytes can show a token
+                try:
+                    decoded = base64.b64decode(_notebook_text(data), validate=False)
+                except (binascii.Error, ValueError):
+                    continue
+                for f in scan_bytes(decoded):
+                    placed.append(Finding(f.kind, f.line, f"cell {number}, attachment {name}, line {f.line}"))
         for index, output in enumerate(cell.get("outputs") or [], 1):
             if isinstance(output, Mapping):
                 for text in _output_texts(output):
