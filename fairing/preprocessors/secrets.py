@@ -291,9 +291,28 @@ def _merge(*lists: list[Finding]) -> list[Finding]:
     return sorted(first.values(), key=lambda f: (f.line, f.kind))
 
 
+#: Seven ASCII characters of UTF-16 text (either byte order, either alignment).
+_WIDE_RUN = re.compile(rb"\x00[\t\n\r\x20-\x7e]" * 7 + rb"\x00")
+
+
+def _may_hold_wide_text(chunk: bytes) -> bool:
+    """Whether ``chunk`` may hold UTF-16 (or UTF-32) text somewhere: a file whose start is
+    not UTF-16 can still have some later (PowerShell 5's ``>>`` appends UTF-16 to a UTF-8
+    file). Cheap on the chunks most files are made of: none for text, no search for
+    sparse (all-NUL) runs."""
+    nuls = chunk.count(0)
+    if not nuls:
+        return False
+    if nuls * 4 > len(chunk):  # mostly NUL: UTF-32, UTF-16 or sparse; what is left is small
+        return len(chunk) - nuls >= 8
+    return _WIDE_RUN.search(chunk) is not None
+
+
 def _scan_stream(read: Callable[[int], bytes]) -> list[Finding]:
     raw = _Scanner()
     wide: Optional[_Scanner] = None
+    narrow: Optional[_Scanner] = None  # the bytes without NULs, from where UTF-16 text shows up
+    newlines_before, previous_tail = 0, b""
     decoder = None
     current = read(_CHUNK)
     encoding = _utf16(current[:4096])
@@ -309,10 +328,19 @@ def _scan_stream(read: Callable[[int], bytes]) -> list[Finding]:
         raw.feed(current, last)
         if wide is not None and decoder is not None:
             wide.feed(decoder.decode(current, final=last).encode("utf-8", "surrogatepass"), last)
+        elif narrow is None and _may_hold_wide_text(current):
+            narrow = _Scanner()
+            narrow.line = 1 + newlines_before - previous_tail.count(b"\n")
+            narrow.feed(previous_tail.replace(b"\x00", b""))  # a token may start in the chunk before
+        if narrow is not None:
+            narrow.feed(current.replace(b"\x00", b""), last)
         if last:
             break
+        newlines_before += current.count(b"\n")
+        previous_tail = current[-_OVERLAP:]
         current = following
-    return _merge(raw.findings(), wide.findings() if wide is not None else [])
+    return _merge(raw.findings(), wide.findings() if wide is not None else [],
+                  narrow.findings() if narrow is not None else [])
 
 
 class NotARegularFile(OSError):
