@@ -25,7 +25,8 @@ requirement files): every preprocessor calls it through
   with a user ``token``/``password``; kubeadm's ``admin.conf``), Docker auth files
   (``"auths"`` with an ``"auth"``), Google OAuth client and token JSON
   (``client_secret``, ``refresh_token``: the quickstart's ``credentials.json`` and
-  ``token.json``) and service-account JSON (``"type": "service_account"``).
+  ``token.json``), service-account JSON (``"type": "service_account"``) and Kubernetes
+  Secret manifests with ``data``/``stringData`` (a pull secret's base64 ``.dockerconfigjson``).
 
 A file is read whole, as a stream (1 MiB at a time, so its size costs time, never
 memory), in UTF-8 or any ASCII-compatible encoding, and also decoded as UTF-16 when it
@@ -114,6 +115,13 @@ def _base64_private_key(data: bytes, start: int, match: re.Match) -> bool:
 
 
 _KUBECONFIG = rb"(?:kind[\"']?\s*:\s*[\"']?Config\b)"
+_K8S_SECRET = rb"(?:kind[\"']?\s*:\s*[\"']?Secret\b)"
+
+
+def _secret_data_key(data: bytes, start: int, match: re.Match) -> bool:
+    """The match (from "ata") is a Secret's ``data`` or ``stringData`` key, not ``metadata``."""
+    before = data[max(0, start - 7):start]
+    return before.endswith(b"stringD") or (before.endswith(b"d") and (len(before) < 2 or before[-2] not in _WORD))
 _DOCKER_AUTHS = rb"\"auths\"\s*:\s*\{"
 
 # (kind, expression, check, marker): every expression starts with a literal, so that the
@@ -159,6 +167,9 @@ _RULES: list[tuple[str, bytes, Callable, Optional[bytes]]] = [
     # by the file's shape
     ("a kubeconfig user credential", rb"token[\"']?\s*:\s*[\"']?[A-Za-z0-9._~+/=:-]{8,}", _always, _KUBECONFIG),
     ("a kubeconfig user credential", rb"password[\"']?\s*:\s*[\"']?[^\s\"'{}$]{3,}", _always, _KUBECONFIG),
+    ("a Kubernetes Secret's data",
+     rb"ata[\"']?\s*:\s*\{?\s*[\"']?[A-Za-z0-9_.-]+[\"']?\s*:\s*[\"']?[^\s\"'{}|>]{4,}", _secret_data_key,
+     _K8S_SECRET),
     # whatever the base64 holds (a key with "Bag Attributes" before it is not aligned for the rule above)
     ("a kubeconfig user credential", rb"client-key-data[\"']?\s*:\s*[\"']?[A-Za-z0-9+/=]{16,}", _always,
      _KUBECONFIG),
