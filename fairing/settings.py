@@ -204,6 +204,10 @@ def _read_toml(path: Path) -> dict:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"{path} is not valid TOML: {exc}. Fix the file, or remove it.") from None
+    except UnicodeDecodeError:  # TOML is UTF-8; PowerShell 5's `>` writes UTF-16
+        raise ConfigurationError(
+            f"{path} is not UTF-8 text (TOML files must be; an editor or PowerShell's `>` may have saved it as "
+            "UTF-16). Save it as UTF-8, e.g. with Set-Content -Encoding utf8, or remove it.") from None
     except OSError as exc:
         raise ConfigurationError(f"Cannot read {path}: {exc}.") from None
 

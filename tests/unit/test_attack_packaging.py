@@ -362,3 +362,15 @@ def test_a_file_changed_after_the_scan_never_ships_unscanned(proj):
     except FairingError:
         return
     assert token.encode() not in tar
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "latin-1"])
+def test_a_settings_file_that_is_not_utf8_is_a_typed_error_naming_it(tmp_path, encoding):
+    from fairing.errors import ConfigurationError
+    from fairing.settings import resolve
+
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "fairing.toml").write_bytes('registry = "r\u00e9g.example/team"\n'.encode(encoding))
+    with pytest.raises(ConfigurationError) as err:
+        resolve(cwd=tmp_path, environ={"HOME": str(tmp_path / "home"), "XDG_CONFIG_HOME": str(tmp_path / "xdg")})
+    assert str(tmp_path / "fairing.toml") in str(err.value) and "UTF-8" in str(err.value)
