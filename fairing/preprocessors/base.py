@@ -18,7 +18,7 @@ from typing import Optional, Protocol, runtime_checkable
 
 from ..context import BuildContext, Source, _normalise_path
 from ..errors import PathCollisionError
-from ..requirements import Requirements, parse_requirements, read_requirements_file
+from ..requirements import Requirements, parse_requirements, read_requirements_file, read_requirements_text
 from ..runtime import ENTRYPOINT, PAYLOAD_FILE, RUNTIME_DIR, runtime_files
 from .secrets import Described, check_files
 
@@ -120,12 +120,10 @@ def default_requirements(requirements, base_dir: Path) -> Requirements:
 def _without_lines(path: Path, lines: Iterable[int]) -> bytes:
     """The bytes of ``path`` with ``lines`` emptied (their options reach pip through its
     environment only, never the image); line numbers are kept."""
-    data = path.read_bytes()
+    text = read_requirements_text(path)  # decoded and split into lines as the parser numbered them
     skip = set(lines)
-    if not skip:
-        return data
-    return b"".join(b"\n" if i in skip else line
-                    for i, line in enumerate(data.splitlines(keepends=True), 1))
+    return "".join("\n" if i in skip else line
+                   for i, line in enumerate(text.splitlines(keepends=True), 1)).encode("utf-8", "surrogatepass")
 
 
 def add_generated(files: dict, path: str, source: Source, what: str) -> None:

@@ -374,3 +374,25 @@ def test_a_settings_file_that_is_not_utf8_is_a_typed_error_naming_it(tmp_path, e
     with pytest.raises(ConfigurationError) as err:
         resolve(cwd=tmp_path, environ={"HOME": str(tmp_path / "home"), "XDG_CONFIG_HOME": str(tmp_path / "xdg")})
     assert str(tmp_path / "fairing.toml") in str(err.value) and "UTF-8" in str(err.value)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-8-sig"])
+def test_a_requirements_file_pip_reads_is_read_and_scanned(proj, encoding):
+    # PowerShell 5: pip freeze > requirements.txt writes UTF-16 with a BOM; pip reads it by the BOM
+    password = "pw" + uuid.uuid4().hex
+    (proj / "requirements.txt").write_bytes(f"six\n--index-url https://ci:{password}@pypi.example/simple\n"
+                                            "numpy\n".encode(encoding))
+    ctx = PythonPreprocessor(proj / "train.py").context()
+    assert ctx.requirements == ("six", "numpy") and password not in ctx.requirements_txt().decode()
+    token = _github()
+    (proj / "requirements.txt").write_bytes(f"six\n--find-links https://me:{token}@files.example/w\n".encode(encoding))
+    _refused(lambda: PythonPreprocessor(proj / "train.py").context(), token, "requirements.txt (requirements)")
+
+
+def test_a_requirements_file_that_is_not_text_is_a_typed_error(proj):
+    from fairing.errors import ConfigurationError
+
+    (proj / "requirements.txt").write_bytes(b"six\n\xff\xfe\xfd\n")
+    with pytest.raises(ConfigurationError) as err:
+        PythonPreprocessor(proj / "train.py").context()
+    assert "requirements.txt" in str(err.value)
