@@ -181,7 +181,8 @@ _COMPILED = [(kind, re.compile(rx), check, marker) for kind, rx, check, marker i
 _MARKERS = {marker: re.compile(marker) for _, _, _, marker in _RULES if marker}
 _WORD = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 _ALLOW = re.compile(rb"pragma: allowlist secret")
-_CACHE: dict[tuple, list] = {}  # (path, inode, size, mtime) -> findings: a re-submit does not read again
+_CACHE: dict[tuple, list] = {}  # (path, device, inode, size, mtime, ctime) -> findings: not read again
+_SCANNED: set[str] = set()  # real paths of the files check_files scanned: packing them checks them again
 
 
 @dataclass(frozen=True)
@@ -475,6 +476,8 @@ def check_files(files: Mapping[str, object], *, described: Optional[Mapping[str,
             continue
         info = described.get(dest)
         name = info.name if info is not None else (str(source) if isinstance(source, Path) else dest)
+        if isinstance(source, Path):
+            _SCANNED.add(os.path.realpath(source))
         try:
             if isinstance(source, bytes):
                 found = scan_bytes(source)
@@ -503,6 +506,19 @@ def check_files(files: Mapping[str, object], *, described: Optional[Mapping[str,
         "false positive can carry the comment 'pragma: allowlist secret' (it exempts one finding on its line).",
         paths=tuple(findings),
     )
+
+
+def recheck(path: os.PathLike | str, st: os.stat_result) -> None:
+    """Before a scanned file is packed (``st``: its stat now): when it changed since
+    :func:`check_files` read it (an editor's autosave, a run writing its log between
+    ``context()`` and the tar), scan it again and refuse a secret, so what is packed is what
+    was scanned. Files the scan never saw (fairing's own) are left alone."""
+    real = os.path.realpath(path)
+    if real not in _SCANNED:
+        return
+    if _CACHE.get((real, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)) == []:
+        return  # unchanged since a scan that found nothing
+    check_files({str(path): Path(path)})
 
 
 @lru_cache(maxsize=1)
