@@ -392,3 +392,17 @@ def test_a_requirements_file_that_is_not_text_is_a_typed_error(proj):
     with pytest.raises(ConfigurationError) as err:
         PythonPreprocessor(proj / "train.py").context()
     assert "requirements.txt" in str(err.value)
+
+
+def test_a_sparse_gigabyte_is_scanned_in_seconds_and_a_token_after_it_is_found(tmp_path):
+    token = _github()
+    path = tmp_path / "weights.bin"
+    with open(path, "wb") as fh:
+        fh.write(b"header\n")
+        fh.truncate(1 << 30)  # a hole of 1 GiB: no disk used
+        fh.seek(0, os.SEEK_END)
+        fh.write(f"\ntoken={token}\n".encode())
+    started = time.monotonic()
+    found = scan(path)
+    assert time.monotonic() - started < 20  # it took about 35 s before holes were skipped
+    assert [f.kind for f in found] == ["a GitHub token"] and found[0].line == 3
