@@ -362,6 +362,32 @@ def _scan_stream(read: Callable[[int], bytes]) -> list[Finding]:
                   narrow.findings() if narrow is not None else [])
 
 
+def redact_tokens(text: str) -> str:
+    """``text`` with every token of a known shape (the rules that need no file shape) masked:
+    its first characters kept, the rest ``***`` (for messages that quote a line back)."""
+    data = text.encode("utf-8", "surrogatepass")
+    spans: list[tuple[int, int]] = []
+    for _kind, rx, check, marker in _COMPILED:
+        if marker is not None or rx.pattern.startswith(b"-----BEGIN"):
+            continue
+        for m in rx.finditer(data):
+            if b"***" not in m.group(0) and check(data, m.start(), m):  # not one masked already
+                spans.append(m.span())
+    if not spans:
+        return text
+    out, pos = [], 0
+    for start, end in sorted(spans):
+        if start < pos:
+            start = pos
+        if start >= end:
+            continue
+        keep = min(4, (end - start) // 4)
+        out += [data[pos:start + keep], b"***"]
+        pos = end
+    out.append(data[pos:])
+    return b"".join(out).decode("utf-8", "surrogatepass")
+
+
 class NotARegularFile(OSError):
     """``path`` is a FIFO, a socket or a device: reading it could wait forever or never end."""
 

@@ -406,3 +406,42 @@ def test_a_sparse_gigabyte_is_scanned_in_seconds_and_a_token_after_it_is_found(t
     found = scan(path)
     assert time.monotonic() - started < 20  # it took about 35 s before holes were skipped
     assert [f.kind for f in found] == ["a GitHub token"] and found[0].line == 3
+
+
+# -- a token quoted back in an error message -----------------------------------------------------
+
+
+def _notebook_with(proj, source):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source)]
+    path = proj / f"n{uuid.uuid4().hex[:8]}.ipynb"
+    nbformat.write(nb, str(path))
+    return path
+
+
+@pytest.mark.parametrize("source", [
+    '!curl -H "Authorization: token {tok}" https://api.github.com/user',
+    "x = {tok} +",
+    "%pip install git+https://{tok}@github.com/org/repo",
+    "%%writefile ../{tok}.txt\nx",
+    "%unknownmagic {tok}",
+    "getattr(get_ipython(), '{tok}')",
+])
+def test_a_refused_notebook_line_is_quoted_without_its_token(proj, source):
+    token = _github()
+    path = _notebook_with(proj, source.format(tok=token))
+    with pytest.raises(FairingError) as err:
+        NotebookPreprocessor(path, requirements=[]).context()
+    assert token not in str(err.value) and token not in repr(err.value) and "Cell 1, line 1" in str(err.value)
+    assert "ghp_***" in str(err.value)
+
+
+@pytest.mark.parametrize("line", ["GITHUB_TOKEN={tok}", "pkg=={tok}"])
+def test_an_invalid_requirement_line_is_quoted_without_its_token(proj, line):
+    token = _github()
+    (proj / "requirements.txt").write_text("numpy\n" + line.format(tok=token) + "\n")
+    for make in (lambda: PythonPreprocessor(proj / "train.py").context(),
+                 lambda: PythonPreprocessor(proj / "train.py", requirements=[line.format(tok=token)]).context()):
+        with pytest.raises(FairingError) as err:
+            make()
+        assert token not in str(err.value) and "requirement" in str(err.value)
