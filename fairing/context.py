@@ -207,6 +207,7 @@ class BuildContext:
         """The tar entries (:class:`fairing.images.tarstream.Entry`) of the files and their
         parent directories, in tar order, each file stat'ed once."""
         from .images.tarstream import Entry, file_entry
+        from .preprocessors.secrets import recheck
 
         out = []
         for name, source, _rel in self._entries(prefix):
@@ -217,7 +218,9 @@ class BuildContext:
             elif isinstance(source, bytes):
                 out.append(Entry(name, "file", source, 0o644, len(source)))
             else:
-                out.append(file_entry(name, source, os.stat(source)))
+                st = os.stat(source)
+                recheck(source, st)  # changed since the scan: scanned again, or refused
+                out.append(file_entry(name, source, st))
         return out
 
     def write_tar(self, fileobj: IO[bytes], *, prefix: str = "") -> None:
@@ -266,6 +269,9 @@ class BuildContext:
             elif isinstance(source, Link):
                 os.symlink(source.target, target)
             else:
+                from .preprocessors.secrets import recheck
+
+                recheck(source, source.stat())
                 with source.open("rb") as src, target.open("wb") as dst:
                     while chunk := src.read(_CHUNK):
                         dst.write(chunk)

@@ -81,7 +81,19 @@ __all__ = [
 
 
 class FairingError(Exception):
-    """The root of every error fairing raises."""
+    """The root of every error fairing raises. A token of a known shape in the message (a
+    source line or a requirement quoted back) is masked: an error is printed, logged and
+    sent as an event, so it never carries one."""
+
+    def __init__(self, *args) -> None:
+        if args and isinstance(args[0], str):
+            try:
+                from .preprocessors.secrets import redact_tokens
+            except ImportError:  # pragma: no cover - a partial install
+                pass
+            else:
+                args = (redact_tokens(args[0]), *args[1:])
+        super().__init__(*args)
 
 
 class ConfigurationError(FairingError, ValueError):

@@ -253,10 +253,32 @@ def _include(path: Path, where: str, seen: tuple[Path, ...], out: list[str], con
     if real in seen:
         raise ConfigurationError(f"{where} includes {str(path)!r} again: the requirements files include each other.")
     private: list[int] = []
-    _parse(path.read_text(), str(path), path.parent, (*seen, real), out, constraints, is_constraint=is_constraint,
+    _parse(read_requirements_text(path), str(path), path.parent, (*seen, real), out, constraints, is_constraint=is_constraint,
            files=files, private=private)
     if files is not None:
         files.append((str(path), tuple(private)))
+
+
+_BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe\x00\x00", "utf-32-le"), (b"\x00\x00\xfe\xff", "utf-32-be"),
+         (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
+
+
+def read_requirements_text(path: os.PathLike | str) -> str:
+    """The text of a requirements file, decoded as pip decodes it: by its byte-order mark
+    (PowerShell 5's ``pip freeze > requirements.txt`` writes UTF-16), else as UTF-8."""
+    data = Path(path).read_bytes()
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            data, chosen = data[len(bom):], encoding
+            break
+    else:
+        chosen = "utf-8"
+    try:
+        return data.decode(chosen)
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(
+            f"The requirements file {str(path)!r} is not {chosen} text ({exc.reason} at byte {exc.start}). Save it "
+            "as UTF-8 (or UTF-16 with a byte-order mark).") from None
 
 
 def read_requirements_file(path: os.PathLike | str) -> Requirements:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -203,18 +204,45 @@ def _read_toml(path: Path) -> dict:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"{path} is not valid TOML: {exc}. Fix the file, or remove it.") from None
+    except UnicodeDecodeError:  # TOML is UTF-8; PowerShell 5's `>` writes UTF-16
+        raise ConfigurationError(
+            f"{path} is not UTF-8 text (TOML files must be; an editor or PowerShell's `>` may have saved it as "
+            "UTF-16). Save it as UTF-8, e.g. with Set-Content -Encoding utf8, or remove it.") from None
     except OSError as exc:
         raise ConfigurationError(f"Cannot read {path}: {exc}.") from None
 
 
+def _planted(path: Path) -> bool:
+    """Whether ``path`` may have been put there by someone else: owned by another user (not
+    root) in a directory anyone may create files in (``/tmp``), or writable by anyone."""
+    if not hasattr(os, "getuid"):
+        return False
+    try:
+        st, parent = path.lstat(), path.parent.stat()
+    except OSError:
+        return False
+    if st.st_uid in (os.getuid(), 0):
+        return False
+    return bool(parent.st_mode & stat.S_IWOTH or st.st_mode & stat.S_IWOTH)
+
+
 def project_root(start: "os.PathLike[str] | str | None" = None) -> Optional[Path]:
     """The first directory at or above ``start`` (default: the current directory) that holds
-    one of :data:`ROOT_MARKERS`, or None."""
+    one of :data:`ROOT_MARKERS`, or None. A marker another user may have planted (theirs, in
+    a directory anyone can write to, like ``/tmp/.git``) does not count."""
     here = Path(start or os.getcwd()).resolve()
     for directory in (here, *here.parents):
-        if any((directory / marker).exists() for marker in ROOT_MARKERS):
+        if any((directory / marker).exists() and not _planted(directory / marker) for marker in ROOT_MARKERS):
             return directory
     return None
+
+
+def _refuse_planted(path: Path) -> None:
+    if _planted(path):
+        raise ConfigurationError(
+            f"{path} belongs to another user (uid {path.lstat().st_uid}) and sits where anyone can write, so fairing "
+            "does not read it: it would choose the registry, insecure hosts and CA bundle of your jobs. Remove it, "
+            "or work in a directory of your own.")
 
 
 def project_file(start: "os.PathLike[str] | str | None" = None) -> Optional[tuple[Path, dict]]:
@@ -227,9 +255,11 @@ def project_file(start: "os.PathLike[str] | str | None" = None) -> Optional[tupl
     for directory in chain:
         toml = directory / "fairing.toml"
         if toml.is_file():
+            _refuse_planted(toml)
             return toml, _read_toml(toml)
         pyproject = directory / "pyproject.toml"
         if pyproject.is_file():
+            _refuse_planted(pyproject)
             table = _read_toml(pyproject).get("tool", {}).get("fairing")
             if table is not None:
                 return pyproject, table

@@ -18,9 +18,12 @@ from typing import Optional, Protocol, runtime_checkable
 
 from ..context import BuildContext, Source, _normalise_path
 from ..errors import PathCollisionError
-from ..requirements import Requirements, parse_requirements, read_requirements_file
+from ..requirements import Requirements, parse_requirements, read_requirements_file, read_requirements_text
 from ..runtime import ENTRYPOINT, PAYLOAD_FILE, RUNTIME_DIR, runtime_files
 from .secrets import Described, check_files
+
+#: The name the image's environment has in a refusal (it is not a file of the context).
+_ENV_KEY = "<env>"
 
 __all__ = ["Preprocessor", "payload_context", "normalise_requirements", "default_requirements", "add_generated"]
 
@@ -62,9 +65,20 @@ def payload_context(
         for name, private in requirements.files:
             scanned[name] = _without_lines(Path(name), private)
             notes[name] = Described(f"{name} (requirements)")
+    # what fairing writes from the user's values: the payload (script arguments, notebook
+    # parameters) in the tar, and the environment in the image's configuration
+    payload_bytes = json.dumps(payload, sort_keys=True, indent=1).encode()
+    scanned[PAYLOAD_FILE] = payload_bytes
+    notes[PAYLOAD_FILE] = Described(f"the job's arguments and parameters ({PAYLOAD_FILE})")
+    env_names = [str(k) for k in (env or {})]
+    if env_names:
+        scanned[_ENV_KEY] = "".join(f"{k}={v}\n" for k, v in (env or {}).items()).encode("utf-8", "surrogatepass")
+        notes[_ENV_KEY] = Described("env= (the image's environment)",
+                                    lambda line: f"variable {env_names[line - 1]}" if 0 < line <= len(env_names)
+                                    else f"line {line}")
     check_files(scanned, described=notes)
     all_files.update(runtime_files())
-    all_files[PAYLOAD_FILE] = json.dumps(payload, sort_keys=True, indent=1).encode()
+    all_files[PAYLOAD_FILE] = payload_bytes
     constraints = requirements.constraints if isinstance(requirements, Requirements) else ()
     return BuildContext(
         files=all_files,
@@ -106,12 +120,10 @@ def default_requirements(requirements, base_dir: Path) -> Requirements:
 def _without_lines(path: Path, lines: Iterable[int]) -> bytes:
     """The bytes of ``path`` with ``lines`` emptied (their options reach pip through its
     environment only, never the image); line numbers are kept."""
-    data = path.read_bytes()
+    text = read_requirements_text(path)  # decoded and split into lines as the parser numbered them
     skip = set(lines)
-    if not skip:
-        return data
-    return b"".join(b"\n" if i in skip else line
-                    for i, line in enumerate(data.splitlines(keepends=True), 1))
+    return "".join("\n" if i in skip else line
+                   for i, line in enumerate(text.splitlines(keepends=True), 1)).encode("utf-8", "surrogatepass")
 
 
 def add_generated(files: dict, path: str, source: Source, what: str) -> None:

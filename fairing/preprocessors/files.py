@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Optional, Union
 
 from ..context import Link, Source, _normalise_path
-from ..errors import (ConfigurationError, EntryPointNotFoundError, OutsideProjectError, PathCollisionError,
-                      SecretInContextError)
+from ..errors import (ConfigurationError, EntryPointNotFoundError, OutsideProjectError, PackagingError,
+                      PathCollisionError, SecretInContextError)
 from .secrets import check_files, credential_spec
 
 __all__ = ["DEFAULT_IGNORE", "collect_input_files", "image_path", "check_secrets"]
@@ -167,6 +167,10 @@ class _Collector:
             self.walk(target, dest)
         elif target.is_file():
             self.add(dest, target, str(link))
+        elif os.path.lexists(target):
+            raise PackagingError(
+                f"The symbolic link {str(link)!r} points to {str(target)!r}, which is not a regular file (a FIFO, "
+                "socket or device), so fairing does not package it. Name a regular file instead.")
         else:
             raise EntryPointNotFoundError(f"The symbolic link {str(link)!r} points to {str(target)!r}, which does not exist.")
 

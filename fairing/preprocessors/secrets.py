@@ -25,7 +25,8 @@ requirement files): every preprocessor calls it through
   with a user ``token``/``password``; kubeadm's ``admin.conf``), Docker auth files
   (``"auths"`` with an ``"auth"``), Google OAuth client and token JSON
   (``client_secret``, ``refresh_token``: the quickstart's ``credentials.json`` and
-  ``token.json``) and service-account JSON (``"type": "service_account"``).
+  ``token.json``), service-account JSON (``"type": "service_account"``) and Kubernetes
+  Secret manifests with ``data``/``stringData`` (a pull secret's base64 ``.dockerconfigjson``).
 
 A file is read whole, as a stream (1 MiB at a time, so its size costs time, never
 memory), in UTF-8 or any ASCII-compatible encoding, and also decoded as UTF-16 when it
@@ -50,8 +51,10 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
+import errno
 import os
 import re
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -89,8 +92,13 @@ _OVERLAP = 4096
 _PENDING_LIMIT = 10_000
 
 
+_ESCAPE_BEFORE = re.compile(rb"\\(?:[ntrfbv0]|x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8})\Z")
+
+
 def _word_start(data: bytes, start: int, match: re.Match) -> bool:
-    return start == 0 or data[start - 1] not in _WORD
+    """The match starts a word: no letter or digit before it, unless that letter ends an
+    escape sequence ("line\\nghp_..." in a JSON or Python string, a notebook's metadata)."""
+    return start == 0 or data[start - 1] not in _WORD or _ESCAPE_BEFORE.search(data, max(0, start - 10), start) is not None
 
 
 def _always(data: bytes, start: int, match: re.Match) -> bool:
@@ -107,6 +115,13 @@ def _base64_private_key(data: bytes, start: int, match: re.Match) -> bool:
 
 
 _KUBECONFIG = rb"(?:kind[\"']?\s*:\s*[\"']?Config\b)"
+_K8S_SECRET = rb"(?:kind[\"']?\s*:\s*[\"']?Secret\b)"
+
+
+def _secret_data_key(data: bytes, start: int, match: re.Match) -> bool:
+    """The match (from "ata") is a Secret's ``data`` or ``stringData`` key, not ``metadata``."""
+    before = data[max(0, start - 7):start]
+    return before.endswith(b"stringD") or (before.endswith(b"d") and (len(before) < 2 or before[-2] not in _WORD))
 _DOCKER_AUTHS = rb"\"auths\"\s*:\s*\{"
 
 # (kind, expression, check, marker): every expression starts with a literal, so that the
@@ -119,12 +134,20 @@ _RULES: list[tuple[str, bytes, Callable, Optional[bytes]]] = [
      _always, None),
     ("a private key (base64)", rb"LS0tLS1CRUdJTi[A-Za-z0-9+/]{40,}", _base64_private_key, None),
     ("an AWS access key", rb"A(?:KIA|SIA|BIA|CCA|3T[A-Z0-9])[A-Z2-7]{16}\b", _word_start, None),
+    # an AWS secret key has no shape of its own: by the names AWS's tools and SDKs give it
+    ("an AWS secret key", rb"secret_access_key[\"'\]]*\s*[:=]\s*[\"']?[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])",
+     _always, None),
+    ("an AWS secret key", rb"SECRET_ACCESS_KEY[\"'\]]*\s*[:=]\s*[\"']?[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])",
+     _always, None),
+    ("an AWS secret key", rb"ecretAccessKey[\"'\]]*\s*[:=]\s*[\"']?[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])",
+     _always, None),
     ("a GitHub token", rb"gh[pousr]_[A-Za-z0-9]{36}\b", _word_start, None),
     ("a GitHub token", rb"github_pat_[A-Za-z0-9_]{82}\b", _word_start, None),
     ("a GitLab token", rb"glpat-[A-Za-z0-9_-]{20}\b", _word_start, None),
     ("a Slack token", rb"xox[baprs]-[A-Za-z0-9-]{10,}", _word_start, None),
     ("a Slack webhook", rb"hooks\.slack\.com/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]+", _always, None),
-    ("a Stripe key", rb"[sr]k_live_[A-Za-z0-9]{24,}", _word_start, None),
+    ("a Stripe key", rb"sk_live_[A-Za-z0-9]{24,}", _word_start, None),  # two rules: a literal start is fast
+    ("a Stripe key", rb"rk_live_[A-Za-z0-9]{24,}", _word_start, None),
     ("a Google API key", rb"AIza[0-9A-Za-z_-]{35}\b", _word_start, None),
     ("a Google OAuth token", rb"ya29\.[0-9A-Za-z_-]{20,}", _word_start, None),
     ("a Google OAuth token", rb"1//0[0-9A-Za-z_-]{30,}", _word_start, None),
@@ -144,14 +167,22 @@ _RULES: list[tuple[str, bytes, Callable, Optional[bytes]]] = [
     # by the file's shape
     ("a kubeconfig user credential", rb"token[\"']?\s*:\s*[\"']?[A-Za-z0-9._~+/=:-]{8,}", _always, _KUBECONFIG),
     ("a kubeconfig user credential", rb"password[\"']?\s*:\s*[\"']?[^\s\"'{}$]{3,}", _always, _KUBECONFIG),
+    ("a Kubernetes Secret's data",
+     rb"ata[\"']?\s*:\s*\{?\s*[\"']?[A-Za-z0-9_.-]+[\"']?\s*:\s*[\"']?[^\s\"'{}|>]{4,}", _secret_data_key,
+     _K8S_SECRET),
+    # whatever the base64 holds (a key with "Bag Attributes" before it is not aligned for the rule above)
+    ("a kubeconfig user credential", rb"client-key-data[\"']?\s*:\s*[\"']?[A-Za-z0-9+/=]{16,}", _always,
+     _KUBECONFIG),
     ("a Docker registry credential", rb"\"auth\"\s*:\s*\"[A-Za-z0-9+/=]{4,}\"", _always, _DOCKER_AUTHS),
-    ("a Docker registry credential", rb"\"identitytoken\"\s*:\s*\"[^\"\s]{4,}\"", _always, _DOCKER_AUTHS),
+    ("a Docker registry credential", rb"\"(?:identitytoken|registrytoken)\"\s*:\s*\"[^\"\s]{4,}\"", _always,
+     _DOCKER_AUTHS),
 ]
 _COMPILED = [(kind, re.compile(rx), check, marker) for kind, rx, check, marker in _RULES]
 _MARKERS = {marker: re.compile(marker) for _, _, _, marker in _RULES if marker}
 _WORD = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 _ALLOW = re.compile(rb"pragma: allowlist secret")
-_CACHE: dict[tuple, list] = {}  # (path, inode, size, mtime) -> findings: a re-submit does not read again
+_CACHE: dict[tuple, list] = {}  # (path, device, inode, size, mtime, ctime) -> findings: not read again
+_SCANNED: set[str] = set()  # real paths of the files check_files scanned: packing them checks them again
 
 
 @dataclass(frozen=True)
@@ -272,9 +303,31 @@ def _merge(*lists: list[Finding]) -> list[Finding]:
     return sorted(first.values(), key=lambda f: (f.line, f.kind))
 
 
+#: Seven ASCII characters of UTF-16 text (either byte order, either alignment).
+_WIDE_RUN = re.compile(rb"\x00[\t\n\r\x20-\x7e]" * 7 + rb"\x00")
+
+
+def _may_hold_wide_text(chunk: bytes) -> bool:
+    """Whether ``chunk`` may hold UTF-16 (or UTF-32) text somewhere: a file whose start is
+    not UTF-16 can still have some later (PowerShell 5's ``>>`` appends UTF-16 to a UTF-8
+    file). Cheap on the chunks most files are made of: none for text, no search for
+    sparse (all-NUL) runs."""
+    nuls = chunk.count(0)
+    if not nuls:
+        return False
+    if nuls * 4 > len(chunk):  # mostly NUL: UTF-32, UTF-16 or sparse; what is left is small
+        return len(chunk) - nuls >= 8
+    return _WIDE_RUN.search(chunk) is not None
+
+
+_NULS = bytes(2 * _OVERLAP)
+
+
 def _scan_stream(read: Callable[[int], bytes]) -> list[Finding]:
     raw = _Scanner()
     wide: Optional[_Scanner] = None
+    narrow: Optional[_Scanner] = None  # the bytes without NULs, from where UTF-16 text shows up
+    newlines_before, previous_tail = 0, b""
     decoder = None
     current = read(_CHUNK)
     encoding = _utf16(current[:4096])
@@ -287,21 +340,71 @@ def _scan_stream(read: Callable[[int], bytes]) -> list[Finding]:
     while True:
         following = read(_CHUNK) if current else b""
         last = not following
+        if len(current) > len(_NULS) and current.count(0) == len(current):
+            # a hole of a sparse file (or zero padding): no expression matches inside a NUL
+            # run that one of 8 KiB would not match, so 1 GiB of holes costs a read, not a search
+            current = _NULS if len(current) % 2 == 0 else _NULS + b"\x00"
         raw.feed(current, last)
         if wide is not None and decoder is not None:
             wide.feed(decoder.decode(current, final=last).encode("utf-8", "surrogatepass"), last)
+        elif narrow is None and _may_hold_wide_text(current):
+            narrow = _Scanner()
+            narrow.line = 1 + newlines_before - previous_tail.count(b"\n")
+            narrow.feed(previous_tail.replace(b"\x00", b""))  # a token may start in the chunk before
+        if narrow is not None:
+            narrow.feed(current.replace(b"\x00", b""), last)
         if last:
             break
+        newlines_before += current.count(b"\n")
+        previous_tail = current[-_OVERLAP:]
         current = following
-    return _merge(raw.findings(), wide.findings() if wide is not None else [])
+    return _merge(raw.findings(), wide.findings() if wide is not None else [],
+                  narrow.findings() if narrow is not None else [])
+
+
+def redact_tokens(text: str) -> str:
+    """``text`` with every token of a known shape (the rules that need no file shape) masked:
+    its first characters kept, the rest ``***`` (for messages that quote a line back)."""
+    data = text.encode("utf-8", "surrogatepass")
+    spans: list[tuple[int, int]] = []
+    for _kind, rx, check, marker in _COMPILED:
+        if marker is not None or rx.pattern.startswith(b"-----BEGIN"):
+            continue
+        for m in rx.finditer(data):
+            if b"***" not in m.group(0) and check(data, m.start(), m):  # not one masked already
+                spans.append(m.span())
+    if not spans:
+        return text
+    out, pos = [], 0
+    for start, end in sorted(spans):
+        if start < pos:
+            start = pos
+        if start >= end:
+            continue
+        keep = min(4, (end - start) // 4)
+        out += [data[pos:start + keep], b"***"]
+        pos = end
+    out.append(data[pos:])
+    return b"".join(out).decode("utf-8", "surrogatepass")
+
+
+class NotARegularFile(OSError):
+    """``path`` is a FIFO, a socket or a device: reading it could wait forever or never end."""
 
 
 def scan(path: os.PathLike | str) -> list[Finding]:
-    """The secrets found in the whole of ``path`` (read as a stream)."""
-    st = os.stat(path)
-    key = (os.path.realpath(path), st.st_ino, st.st_size, st.st_mtime_ns)
-    if key not in _CACHE:
-        with open(path, "rb") as fh:
+    """The secrets found in the whole of ``path`` (read as a stream). A path that is not a
+    regular file (a FIFO, a socket, a device) is :class:`NotARegularFile`: it is opened
+    without blocking and checked on the open file, so a FIFO never makes the scan wait."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    with open(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise NotARegularFile(errno.EINVAL, "not a regular file (a FIFO, socket or device)", str(path))
+        # the change time too: a rewrite that keeps the size and restores the modification
+        # time (cp -p, rsync -t, tar x, os.utime) still changes it
+        key = (os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if key not in _CACHE:
             _CACHE[key] = _scan_stream(fh.read)
     return list(_CACHE[key])
 
@@ -360,6 +463,16 @@ def scan_notebook(path: os.PathLike | str) -> list[Finding]:
             continue
         for f in scan_bytes(_notebook_text(cell.get("source")).encode("utf-8", "surrogatepass")):
             placed.append(Finding(f.kind, f.line, f"cell {number}, line {f.line}"))
+        attachments = cell.get("attachments")
+        for name, bundle in (attachments.items() if isinstance(attachments, Mapping) else ()):
+            for data in (bundle.values() if isinstance(bundle, Mapping) else ()):
+                # base64 in the file, so only its decoded bytes can show a token
+                try:
+                    decoded = base64.b64decode(_notebook_text(data), validate=False)
+                except (binascii.Error, ValueError):
+                    continue
+                for f in scan_bytes(decoded):
+                    placed.append(Finding(f.kind, f.line, f"cell {number}, attachment {name}, line {f.line}"))
         for index, output in enumerate(cell.get("outputs") or [], 1):
             if isinstance(output, Mapping):
                 for text in _output_texts(output):
@@ -396,6 +509,8 @@ def check_files(files: Mapping[str, object], *, described: Optional[Mapping[str,
             continue
         info = described.get(dest)
         name = info.name if info is not None else (str(source) if isinstance(source, Path) else dest)
+        if isinstance(source, Path):
+            _SCANNED.add(os.path.realpath(source))
         try:
             if isinstance(source, bytes):
                 found = scan_bytes(source)
@@ -424,6 +539,19 @@ def check_files(files: Mapping[str, object], *, described: Optional[Mapping[str,
         "false positive can carry the comment 'pragma: allowlist secret' (it exempts one finding on its line).",
         paths=tuple(findings),
     )
+
+
+def recheck(path: os.PathLike | str, st: os.stat_result) -> None:
+    """Before a scanned file is packed (``st``: its stat now): when it changed since
+    :func:`check_files` read it (an editor's autosave, a run writing its log between
+    ``context()`` and the tar), scan it again and refuse a secret, so what is packed is what
+    was scanned. Files the scan never saw (fairing's own) are left alone."""
+    real = os.path.realpath(path)
+    if real not in _SCANNED:
+        return
+    if _CACHE.get((real, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)) == []:
+        return  # unchanged since a scan that found nothing
+    check_files({str(path): Path(path)})
 
 
 @lru_cache(maxsize=1)
