@@ -88,7 +88,7 @@ class FairingError(Exception):
     def __init__(self, *args) -> None:
         if args and isinstance(args[0], str):
             try:
-                from .preprocessors.secrets import redact_tokens
+                from ._tokens import redact_tokens
             except ImportError:  # pragma: no cover - a partial install
                 pass
             else:
