@@ -138,6 +138,33 @@ def _cleanup(proc: Optional[subprocess.Popen], pid: int, workdir: str, job_dir: 
 #: with each job's process group (None for a directory), for the SIGTERM handler.
 _OWNED: "dict[weakref.finalize, Optional[int]]" = {}
 _SIGTERM_OWNER: Optional[int] = None  # the pid that installed the handler (a forked child is not it)
+#: Cleanups under way, or set up but not yet owned (a job starting, a map laying out its
+#: files): ``{token: (function, args, process group or None)}``. A SIGTERM that lands in the
+#: middle of one (a ``delete()`` after Ctrl-C, a job's start-up) finishes it before the end.
+_PENDING: "dict[object, tuple[Any, tuple, Optional[int]]]" = {}
+_TERMINATING = False  # the handler runs: a second SIGTERM waits for it
+
+
+class _Pending:
+    """``with _Pending(fn, *args) as p:`` -- if a SIGTERM ends the process meanwhile,
+    ``fn(*args)`` runs first; ``p.update(fn, *args, pgid=...)`` changes what runs."""
+
+    def __init__(self, fn: Any, *args: Any, pgid: Optional[int] = None) -> None:
+        self.update(fn, *args, pgid=pgid)
+
+    def update(self, fn: Any, *args: Any, pgid: Optional[int] = None) -> None:
+        _PENDING[self] = (fn, args, pgid)
+
+    def __enter__(self) -> "_Pending":
+        return self
+
+    def __exit__(self, *_exc: Any) -> None:
+        _PENDING.pop(self, None)
+
+
+def _remove_dirs(*paths: str) -> None:
+    for path in paths:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _own(finalizer: weakref.finalize, pgid: Optional[int]) -> None:
@@ -148,7 +175,11 @@ def _own(finalizer: weakref.finalize, pgid: Optional[int]) -> None:
 
 
 def _handle_sigterm() -> None:
-    """Install :func:`_on_sigterm`, once per process, from the main thread, over the default disposition only."""
+    """Install :func:`_on_sigterm`, once per process, from the main thread, over the default disposition only.
+
+    Called when a local job or map starts, and when a :func:`fairing.train` function or a
+    :class:`fairing.TrainJob` is made: those are made in the main thread even by a program
+    that starts its jobs from worker threads, where no handler can be installed."""
     global _SIGTERM_OWNER
     if _SIGTERM_OWNER == os.getpid() or threading.current_thread() is not threading.main_thread():
         return
@@ -162,15 +193,26 @@ def _handle_sigterm() -> None:
 
 
 def _on_sigterm(signum: int, _frame: Any) -> None:
-    """Stop every owned job and remove its directories, then end by SIGTERM as the default would."""
+    """Stop every owned job and remove its directories, then end by SIGTERM as the default would.
+
+    A second SIGTERM meanwhile is ignored (it would end the process half-way through the
+    cleanup); a cleanup the signal interrupted (a ``delete()``) or a job still starting is
+    finished too."""
+    global _TERMINATING
+    if _TERMINATING:
+        return  # the first one is cleaning up, and ends the process when it is done
+    _TERMINATING = True
     if os.getpid() == _SIGTERM_OWNER:
         owned = [(f, pgid) for f, pgid in list(_OWNED.items()) if f.alive]
-        for _f, pgid in owned:  # all at once, then each waited for and removed
-            if pgid is not None:
+        pending = list(_PENDING.values())
+        for pgid in [pgid for _f, pgid in owned] + [pgid for _fn, _args, pgid in pending]:
+            if pgid is not None:  # all at once, then each waited for and removed
                 try:
                     os.killpg(pgid, signal.SIGTERM)
                 except OSError:
                     pass
+        for fn, args, _pgid in pending:  # idempotent: stopping a stopped group, removing a removed directory
+            fn(*args)
         for finalizer, _pgid in reversed(owned):  # a map's indexes before the files they share
             finalizer()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -250,17 +292,22 @@ class LocalHandle(HasOutputs):
             self._finalizer.detach()
         else:
             _own(self._finalizer, self.pid)
+            self._starting.__exit__()
         self._log = LogBuffer()
         self._reader = threading.Thread(target=self._read, name=f"fairing-logs-{name}", daemon=True)
         self._reader.start()
 
     def _start(self, image: LocalDir, env: dict, shared: Optional[str] = None) -> None:
+        _handle_sigterm()  # before anything exists that a SIGTERM could leave behind
         try:
             self.job_dir.mkdir(parents=True, exist_ok=False)
         except FileExistsError:
             raise ConfigurationError(f"A local job named {self.name!r} exists already ({self.job_dir}). "
                                      "Choose another name, or delete it: fairing delete " + self.name) from None
+        # until the job is owned (see __init__), a SIGTERM removes what exists of it
+        self._starting = _Pending(_remove_dirs, str(self.job_dir))
         self.workdir = tempfile.mkdtemp(prefix=f"fairing-local-{self.name}-")
+        self._starting.update(_remove_dirs, self.workdir, str(self.job_dir))
         try:
             _lay_out(image.context, self.workdir, shared)
             self._result_key = new_key()
@@ -288,13 +335,16 @@ class LocalHandle(HasOutputs):
                     stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                 )
             self.pid = self._proc.pid
+            self._starting.update(_cleanup, self._proc, self.pid, self.workdir, str(self.job_dir), pgid=self.pid)
         except OSError as exc:
             shutil.rmtree(self.workdir, ignore_errors=True)
             shutil.rmtree(self.job_dir, ignore_errors=True)
+            self._starting.__exit__()
             raise DeployError(f"Could not start the local job {self.name}: {exc}. Check the interpreter path.") from exc
         except BaseException:
             shutil.rmtree(self.workdir, ignore_errors=True)
             shutil.rmtree(self.job_dir, ignore_errors=True)
+            self._starting.__exit__()
             raise
 
     @classmethod
@@ -435,10 +485,11 @@ class LocalHandle(HasOutputs):
 
     def delete(self) -> None:
         """Stop the job and remove its working directory and job directory. Idempotent."""
-        self._finalizer.detach()
-        self._stop.set()
-        self._reader.join(5)
-        _cleanup(*self._cleanup_args)
+        with _Pending(_cleanup, *self._cleanup_args, pgid=self.pid):  # a SIGTERM meanwhile finishes it
+            self._finalizer.detach()
+            self._stop.set()
+            self._reader.join(5)
+            _cleanup(*self._cleanup_args)
 
 
 @checks_options  # a misspelled option is a ConfigurationError, not a TypeError
@@ -484,8 +535,8 @@ class LocalMapHandle:
         self._shared = tempfile.mkdtemp(prefix=f"fairing-local-{name}-shared-")
         self._remove_shared = weakref.finalize(self, shutil.rmtree, self._shared, True)
         try:
+            _own(self._remove_shared, None)  # before the copy, which takes a while for a large payload
             _share_runtime(image.context, self._shared)
-            _own(self._remove_shared, None)
             self._start_more()
         except BaseException:
             self.delete()
@@ -565,6 +616,7 @@ class LocalMapHandle:
 
     def delete(self) -> None:
         self._next = self.count  # start no more
-        for handle in self._handles.values():
-            handle.delete()
-        self._remove_shared()  # once no index runs
+        with _Pending(_remove_dirs, self._shared):  # a SIGTERM meanwhile finishes it
+            for handle in self._handles.values():
+                handle.delete()
+            self._remove_shared()  # once no index runs
