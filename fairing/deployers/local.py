@@ -285,6 +285,8 @@ class LocalHandle(HasOutputs):
                 self._result_key = bytes.fromhex((self.job_dir / KEY_FILE).read_text().strip())
             except (OSError, ValueError):
                 self._result_key = b""  # gone or spoilt: result() refuses to read anything (ResultError)
+            if len(self._result_key) != len(new_key()):  # cut short or grown: not the key the job signed with
+                self._result_key = b""
         self._cleanup_args = (self._proc, self.pid, self.workdir, str(self.job_dir))
         # Only the process that started the job stops it at exit (unless detached).
         self._finalizer = weakref.finalize(self, _cleanup, *self._cleanup_args)
