@@ -17,8 +17,14 @@ because only the parent of a process can learn it from the kernel.
 A SIGTERM to the process that started jobs is handled as Ctrl-C is: the jobs it owns (not
 detached), a map's running indexes included, are stopped and their directories removed,
 then the process ends by SIGTERM as it would have. The handler is installed (from the main
-thread) when the first job starts, only where SIGTERM has its default disposition: a
-handler of the program's own is left alone.
+thread) when a ``@train`` function or a ``TrainJob`` is made and when a job starts, only where
+SIGTERM has its default disposition: a handler of the program's own is left alone. A second
+SIGTERM, or one that lands during a ``delete()`` (after Ctrl-C, say) or a job's start-up, does
+not cut the cleanup short.
+
+A line a job prints longer than 64 KiB reaches events and memory cut into 64 KiB lines
+(:class:`~fairing.handle.LineSplitter`), as ``logs()`` and a saved log give it; the job's log
+file keeps it whole while the job exists.
 
 A map's indexes share one copy of fairing's files and the payload (``.fairing/``, which holds
 every input of the map): each index's working directory links to a read-only copy made once,
