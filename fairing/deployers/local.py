@@ -23,8 +23,8 @@ SIGTERM, or one that lands during a ``delete()`` (after Ctrl-C, say) or a job's 
 not cut the cleanup short.
 
 A line a job prints longer than 64 KiB reaches events and memory cut into 64 KiB lines
-(:class:`~fairing.handle.LineSplitter`), as ``logs()`` and a saved log give it; the job's log
-file keeps it whole while the job exists.
+(:class:`~fairing.handle.LineSplitter`), as ``logs()`` gives it; the job's log file, and a log
+saved with ``keep_logs``, keep it whole.
 
 A map's indexes share one copy of fairing's files and the payload (``.fairing/``, which holds
 every input of the map): each index's working directory links to a read-only copy made once,
