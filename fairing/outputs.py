@@ -54,14 +54,17 @@ def _targets(dest: Path, rels: Any) -> dict[str, Path]:
 def _replace(target: Path, write: Any) -> None:
     """Write ``target`` through a temporary file beside it, renamed over it when complete: a
     link there is replaced, not followed, and an interrupted download leaves no half file."""
+    from .deployers.local import _Pending, _remove_dirs
+
     tmp = target.with_name(f".fairing-download-{os.getpid()}-{threading.get_ident()}")  # short: any name fits
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with _Pending(_remove_dirs, str(tmp)):  # a SIGTERM meanwhile removes it (the handler ends the process)
+        try:
+            with open(tmp, "wb") as fh:
+                write(fh)
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 def outputs_repository(image_repository: str, job: str) -> str:

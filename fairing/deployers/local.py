@@ -169,8 +169,15 @@ class _Pending:
 
 
 def _remove_dirs(*paths: str) -> None:
+    """Remove each path (a directory, a file or a link); one already gone is fine."""
     for path in paths:
-        shutil.rmtree(path, ignore_errors=True)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
 
 def _own(finalizer: weakref.finalize, pgid: Optional[int]) -> None:

@@ -316,3 +316,42 @@ def test_attaching_with_a_truncated_or_padded_key_file(workdir, private):
                 fairing.attach(handle.name).result()
     finally:
         handle.delete()
+
+
+_BIG_OUTPUT = textwrap.dedent('''
+    import fairing
+
+    @fairing.train(backend="local", quiet=True, timeout=600)
+    def big():
+        import os
+        with open(os.path.join(os.environ["FAIRING_OUTPUTS"], "model.bin"), "wb") as fh:
+            for _ in range(400):
+                fh.write(os.urandom(1 << 20))
+        print("written", flush=True)
+        return 1
+
+    big()
+''')
+
+
+def test_sigterm_during_the_download_of_an_output_leaves_no_partial_file(workdir, tmp_path):
+    # without a temporary file a half-copied model.bin would look complete; with one, it stayed
+    tmp, cache = tmp_path / "t", tmp_path / "cache"
+    tmp.mkdir()
+    (workdir / "big.py").write_text(_BIG_OUTPUT)
+    proc = subprocess.Popen([sys.executable, "big.py"], env={**os.environ, "TMPDIR": str(tmp),
+                                                              "XDG_CACHE_HOME": str(cache)})
+    try:
+        _wait_for(lambda: any(p.name.startswith(".fairing-download-") for p in workdir.iterdir())
+                  or proc.poll() is not None, 300, "the download to start")
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGTERM  # it was caught downloading
+    assert sorted(p.name for p in workdir.iterdir()) == ["big.py", "cache", "t"]  # no model.bin, whole or not
+    assert not [p.name for p in tmp.iterdir() if p.name.startswith("fairing-")]
+    jobs = cache / "fairing" / "jobs"
+    assert not jobs.is_dir() or not list(jobs.iterdir())
