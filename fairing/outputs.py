@@ -34,6 +34,9 @@ def _targets(dest: Path, rels: Any) -> dict[str, Path]:
     from .runtime.outputs import _safe
 
     targets = {rel: dest / _safe(rel) for rel in rels}
+    if targets and dest.exists() and not dest.is_dir():
+        raise ConfigurationError(f"The job's outputs cannot be downloaded to {dest}: it is a file, not a "
+                                 "directory. Download them elsewhere (outputs_dir=..., or handle.outputs(dest)).")
     for rel, target in targets.items():
         blocked = None
         if target.is_dir() and not target.is_symlink():

@@ -89,6 +89,9 @@ def test_an_output_where_the_submitter_has_a_directory_is_a_typed_error_and_noth
     with pytest.raises(ConfigurationError, match=r"'notes/x'.*a file where its directory should be"):
         writes_named(["notes/x"])
     assert (workdir / "notes").read_text() == "mine"
+    with pytest.raises(ConfigurationError, match="it is a file, not a directory"):  # was a raw FileExistsError
+        fairing.train(backend="local", quiet=True, timeout=300, outputs_dir="notes")(writes_named.func)(["m"])
+    assert (workdir / "notes").read_text() == "mine"
 
 
 def test_an_output_replaces_a_link_in_the_submitters_directory_instead_of_writing_through_it(workdir, private,
