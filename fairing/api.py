@@ -207,6 +207,16 @@ class _MapDeployer:
         return deployer.deploy(image, name=name, on_event=on_event, count=self.count, parallelism=self.parallelism)
 
 
+def _watch_sigterm() -> None:
+    """Let a SIGTERM to this process stop its local jobs (see :mod:`fairing.deployers.local`):
+    the handler is installed now, from the main thread, for jobs later started from worker
+    threads, which cannot install one. Not in a job: its SIGTERM stays the default."""
+    if not in_job():
+        from ._sigterm import _handle_sigterm
+
+        _handle_sigterm()
+
+
 class RemoteFunction:
     """A function that runs as a job when called. Made by :func:`train`."""
 
@@ -228,6 +238,7 @@ class RemoteFunction:
         options = dict(options)
         self.builder, self.deployer = options.pop("builder", None), options.pop("deployer", None)
         self._backend = BackendChoice(options.pop("backend", None), options)
+        _watch_sigterm()
 
     def submit(self, *args: Any, **kwargs: Any) -> Handle:
         """Start the job with these arguments and return its handle without waiting."""
@@ -474,6 +485,7 @@ class TrainJob:
             entry_point, full_notebook=full_notebook, args=args, parameters=parameters,
             input_files=input_files or (), requirements=requirements, base_dir=base_dir, env=env,
         )
+        _watch_sigterm()
         self.name = name
         self.on_event = on_event
         self.quiet = quiet

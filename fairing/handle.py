@@ -175,6 +175,11 @@ class LineSplitter:
 
     # a lone "\r" at the end may be the first half of "\r\n": wait for the next chunk
     _ENDS = re.compile(rb"(\r\n|\n|\r(?!$))")
+    #: A line longer than this many bytes is cut (at a UTF-8 boundary) into lines of at most this
+    #: length, as container runtimes cut theirs: a job that prints 100 MB without a newline
+    #: (binary data, a giant repr) costs a bounded amount of memory and time per chunk, not a
+    #: copy and a scan of everything pending for each chunk read.
+    MAX_LINE = 64 << 10
 
     def __init__(self) -> None:
         self._pending = b""
@@ -183,6 +188,12 @@ class LineSplitter:
         *done, self._pending = self._ENDS.split(self._pending + chunk)
         out = [(text.decode("utf-8", "replace"), end == b"\r") for text, end in zip(done[::2], done[1::2])
                if text or end != b"\r"]
+        while len(self._pending) > self.MAX_LINE:
+            cut = self.MAX_LINE
+            while cut > self.MAX_LINE - 3 and self._pending[cut] & 0xC0 == 0x80:  # not inside a character
+                cut -= 1
+            out.append((self._pending[:cut].decode("utf-8", "replace"), False))
+            self._pending = self._pending[cut:]
         tail = self._pending.rstrip(b"\r")
         if tail:
             out.append((tail.decode("utf-8", "replace"), True))

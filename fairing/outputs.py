@@ -15,7 +15,9 @@ credentials ``docker login`` stored and plain HTTP with ``insecure=True`` or for
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -23,6 +25,49 @@ from typing import Any, Optional
 from .errors import RegistryError
 
 __all__ = ["Outputs", "outputs_repository", "delete_repository"]
+
+
+def _targets(dest: Path, rels: Any) -> dict[str, Path]:
+    """Where each output goes under ``dest``; refuses (before anything is written) an output
+    that a directory there, or a file where its directory should be, stands in the way of."""
+    from .errors import ConfigurationError
+    from .runtime.outputs import _safe
+
+    targets = {rel: dest / _safe(rel) for rel in rels}
+    if targets and dest.exists() and not dest.is_dir():
+        raise ConfigurationError(f"The job's outputs cannot be downloaded to {dest}: it is a file, not a "
+                                 "directory. Download them elsewhere (outputs_dir=..., or handle.outputs(dest)).")
+    for rel, target in targets.items():
+        blocked = None
+        if target.is_dir() and not target.is_symlink():
+            blocked = target
+        else:
+            for parent in target.relative_to(dest).parents:
+                if parent.parts and (dest / parent).exists() and not (dest / parent).is_dir():
+                    blocked = dest / parent
+                    break
+        if blocked is not None:
+            kind = "a directory" if blocked == target else "a file where its directory should be"
+            raise ConfigurationError(
+                f"The job's output {rel!r} cannot be downloaded to {target}: {blocked} is {kind}. Move it "
+                "away, or download the outputs elsewhere (outputs_dir=..., or handle.outputs(dest)).")
+    return targets
+
+
+def _replace(target: Path, write: Any) -> None:
+    """Write ``target`` through a temporary file beside it, renamed over it when complete: a
+    link there is replaced, not followed, and an interrupted download leaves no half file."""
+    from ._sigterm import _Pending, _remove_dirs
+
+    tmp = target.with_name(f".fairing-download-{os.getpid()}-{threading.get_ident()}")  # short: any name fits
+    with _Pending(_remove_dirs, str(tmp)):  # a SIGTERM meanwhile removes it (the handler ends the process)
+        try:
+            with open(tmp, "wb") as fh:
+                write(fh)
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 def outputs_repository(image_repository: str, job: str) -> str:
@@ -121,29 +166,32 @@ class Outputs:
                 if (layer.get("annotations") or {}).get(TITLE) and layer.get("mediaType") != RESULT_TYPE]
 
     def download(self, dest: "str | Path" = ".") -> dict[str, Path]:
-        """Copy the files under ``dest`` with their relative paths; ``{relative path: local path}``."""
-        from .runtime.outputs import RESULT_TYPE, TITLE, _safe
+        """Copy the files under ``dest`` with their relative paths; ``{relative path: local path}``.
+
+        A file there of the same name is replaced (a link is replaced, never written
+        through); a directory, or a file where a directory is needed, is a
+        :class:`~fairing.errors.ConfigurationError` raised before anything is written."""
+        from .runtime.outputs import RESULT_TYPE, TITLE
 
         dest = Path(dest)
         got: dict[str, Path] = {}
         if not self.is_artifact:
-            for rel in self.files():
-                target = dest / _safe(rel)
+            targets = _targets(dest, self.files())
+            for rel, target in targets.items():
                 target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(Path(self.ref) / rel, target)
+                with open(Path(self.ref) / rel, "rb") as src:
+                    _replace(target, lambda fh, src=src: shutil.copyfileobj(src, fh, 1 << 20))
                 got[rel] = target
             return got
         manifest = self.manifest()
+        layers = {(layer.get("annotations") or {}).get(TITLE): layer for layer in manifest.get("layers", [])
+                  if (layer.get("annotations") or {}).get(TITLE) and layer.get("mediaType") != RESULT_TYPE}
+        targets = _targets(dest, layers)
         ref, client = self._client()
         with client:
-            for layer in manifest.get("layers", []):
-                title = (layer.get("annotations") or {}).get(TITLE)
-                if not title or layer.get("mediaType") == RESULT_TYPE:
-                    continue
-                target = dest / _safe(title)
+            for title, target in targets.items():
                 target.parent.mkdir(parents=True, exist_ok=True)
-                with open(target, "wb") as fh:
-                    client.download_blob(ref, layer["digest"], fh)
+                _replace(target, lambda fh, digest=layers[title]["digest"]: client.download_blob(ref, digest, fh))
                 got[title] = target
         return got
 

@@ -17,8 +17,14 @@ because only the parent of a process can learn it from the kernel.
 A SIGTERM to the process that started jobs is handled as Ctrl-C is: the jobs it owns (not
 detached), a map's running indexes included, are stopped and their directories removed,
 then the process ends by SIGTERM as it would have. The handler is installed (from the main
-thread) when the first job starts, only where SIGTERM has its default disposition: a
-handler of the program's own is left alone.
+thread) when a ``@train`` function or a ``TrainJob`` is made and when a job starts, only where
+SIGTERM has its default disposition: a handler of the program's own is left alone. A second
+SIGTERM, or one that lands during a ``delete()`` (after Ctrl-C, say) or a job's start-up, does
+not cut the cleanup short.
+
+A line a job prints longer than 64 KiB reaches events and memory cut into 64 KiB lines
+(:class:`~fairing.handle.LineSplitter`), as ``logs()`` gives it; the job's log file, and a log
+saved with ``keep_logs``, keep it whole.
 
 A map's indexes share one copy of fairing's files and the payload (``.fairing/``, which holds
 every input of the map): each index's working directory links to a read-only copy made once,
@@ -43,6 +49,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from .._options import checks_options
+from .._sigterm import _Pending, _handle_sigterm, _own, _remove_dirs
 from ..artifacts import LocalDir
 from ..errors import ConfigurationError, DeployError, JobTimeoutError, ResultError
 from ..events import EventCallback, emitter
@@ -162,51 +169,6 @@ def _cleanup(proc: Optional[subprocess.Popen], pid: int, workdir: str, job_dir: 
     shutil.rmtree(job_dir, ignore_errors=True)
 
 
-# -- what this process owns, and SIGTERM -----------------------------------------------------
-
-#: The cleanups of the jobs (and maps' shared files) this process must not leave behind,
-#: with each job's process group (None for a directory), for the SIGTERM handler.
-_OWNED: "dict[weakref.finalize, Optional[int]]" = {}
-_SIGTERM_OWNER: Optional[int] = None  # the pid that installed the handler (a forked child is not it)
-
-
-def _own(finalizer: weakref.finalize, pgid: Optional[int]) -> None:
-    for dead in [f for f in _OWNED if not f.alive]:
-        _OWNED.pop(dead, None)
-    _OWNED[finalizer] = pgid
-    _handle_sigterm()
-
-
-def _handle_sigterm() -> None:
-    """Install :func:`_on_sigterm`, once per process, from the main thread, over the default disposition only."""
-    global _SIGTERM_OWNER
-    if _SIGTERM_OWNER == os.getpid() or threading.current_thread() is not threading.main_thread():
-        return
-    try:
-        if signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None):
-            return  # the program handles SIGTERM itself
-        signal.signal(signal.SIGTERM, _on_sigterm)
-    except (ValueError, OSError):  # not the main interpreter
-        return
-    _SIGTERM_OWNER = os.getpid()
-
-
-def _on_sigterm(signum: int, _frame: Any) -> None:
-    """Stop every owned job and remove its directories, then end by SIGTERM as the default would."""
-    if os.getpid() == _SIGTERM_OWNER:
-        owned = [(f, pgid) for f, pgid in list(_OWNED.items()) if f.alive]
-        for _f, pgid in owned:  # all at once, then each waited for and removed
-            if pgid is not None:
-                try:
-                    os.killpg(pgid, signal.SIGTERM)
-                except OSError:
-                    pass
-        for finalizer, _pgid in reversed(owned):  # a map's indexes before the files they share
-            finalizer()
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGTERM)
-
-
 def _share_runtime(context: Any, directory: str) -> None:
     """Lay out the context's ``.fairing/`` files (fairing, the runtime, the payload) once, read-only,
     for a map's indexes to link to."""
@@ -274,6 +236,8 @@ class LocalHandle(HasOutputs):
                 self._result_key = bytes.fromhex((self.job_dir / KEY_FILE).read_text().strip())
             except (OSError, ValueError):
                 self._result_key = b""  # gone or spoilt: result() refuses to read anything (ResultError)
+            if len(self._result_key) != len(new_key()):  # cut short or grown: not the key the job signed with
+                self._result_key = b""
         self._cleanup_args = (self._proc, self.pid, self.workdir, str(self.job_dir), self.started)
         # Only the process that started the job stops it at exit (unless detached).
         self._finalizer = weakref.finalize(self, _cleanup, *self._cleanup_args)
@@ -281,17 +245,22 @@ class LocalHandle(HasOutputs):
             self._finalizer.detach()
         else:
             _own(self._finalizer, self.pid)
+            self._starting.__exit__()
         self._log = LogBuffer()
         self._reader = threading.Thread(target=self._read, name=f"fairing-logs-{name}", daemon=True)
         self._reader.start()
 
     def _start(self, image: LocalDir, env: dict, shared: Optional[str] = None) -> None:
+        _handle_sigterm()  # before anything exists that a SIGTERM could leave behind
         try:
             self.job_dir.mkdir(parents=True, exist_ok=False)
         except FileExistsError:
             raise ConfigurationError(f"A local job named {self.name!r} exists already ({self.job_dir}). "
                                      "Choose another name, or delete it: fairing delete " + self.name) from None
+        # until the job is owned (see __init__), a SIGTERM removes what exists of it
+        self._starting = _Pending(_remove_dirs, str(self.job_dir))
         self.workdir = tempfile.mkdtemp(prefix=f"fairing-local-{self.name}-")
+        self._starting.update(_remove_dirs, self.workdir, str(self.job_dir))
         try:
             _lay_out(image.context, self.workdir, shared)
             self._result_key = new_key()
@@ -320,13 +289,17 @@ class LocalHandle(HasOutputs):
                 )
             self.pid = self._proc.pid
             self.started = process_start_time(self.pid)
+            self._starting.update(_cleanup, self._proc, self.pid, self.workdir, str(self.job_dir), self.started,
+                                  pgid=self.pid)
         except OSError as exc:
             shutil.rmtree(self.workdir, ignore_errors=True)
             shutil.rmtree(self.job_dir, ignore_errors=True)
+            self._starting.__exit__()
             raise DeployError(f"Could not start the local job {self.name}: {exc}. Check the interpreter path.") from exc
         except BaseException:
             shutil.rmtree(self.workdir, ignore_errors=True)
             shutil.rmtree(self.job_dir, ignore_errors=True)
+            self._starting.__exit__()
             raise
 
     @classmethod
@@ -470,10 +443,11 @@ class LocalHandle(HasOutputs):
 
     def delete(self) -> None:
         """Stop the job and remove its working directory and job directory. Idempotent."""
-        self._finalizer.detach()
-        self._stop.set()
-        self._reader.join(5)
-        _cleanup(*self._cleanup_args)
+        with _Pending(_cleanup, *self._cleanup_args, pgid=self.pid):  # a SIGTERM meanwhile finishes it
+            self._finalizer.detach()
+            self._stop.set()
+            self._reader.join(5)
+            _cleanup(*self._cleanup_args)
 
 
 @checks_options  # a misspelled option is a ConfigurationError, not a TypeError
@@ -519,8 +493,8 @@ class LocalMapHandle:
         self._shared = tempfile.mkdtemp(prefix=f"fairing-local-{name}-shared-")
         self._remove_shared = weakref.finalize(self, shutil.rmtree, self._shared, True)
         try:
+            _own(self._remove_shared, None)  # before the copy, which takes a while for a large payload
             _share_runtime(image.context, self._shared)
-            _own(self._remove_shared, None)
             self._start_more()
         except BaseException:
             self.delete()
@@ -600,6 +574,7 @@ class LocalMapHandle:
 
     def delete(self) -> None:
         self._next = self.count  # start no more
-        for handle in self._handles.values():
-            handle.delete()
-        self._remove_shared()  # once no index runs
+        with _Pending(_remove_dirs, self._shared):  # a SIGTERM meanwhile finishes it
+            for handle in self._handles.values():
+                handle.delete()
+            self._remove_shared()  # once no index runs

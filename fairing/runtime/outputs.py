@@ -70,10 +70,22 @@ def collect(cwd=".", environ=os.environ):
 
 
 def _walk(root, prefix):
-    """The regular files under ``root`` (a link to one counts); anything else found there (a
-    pipe, a socket, a dangling link) is named on stderr and left out, so it costs no result."""
+    """The regular files under ``root`` (a link to one counts, and so does a link to a
+    directory: its files come back); anything else found there (a pipe, a socket, a dangling
+    link, a link back to a directory above it) is named on stderr and left out, so it costs no result."""
     out = {}
-    for base, _dirs, files in os.walk(root):
+    chains = {root: (os.path.realpath(root),)}  # each directory's real path and its ancestors'
+    for base, dirs, files in os.walk(root, followlinks=True):
+        chain = chains.pop(base, (os.path.realpath(base),))
+        for name in list(dirs):
+            full = os.path.join(base, name)
+            real = os.path.realpath(full)
+            if real in chain:  # a loop: walking it would never end
+                sys.stderr.write(f"fairing runtime: the output {os.path.relpath(full, root)!r} links to a "
+                                 "directory above it; it is not sent\n")
+                dirs.remove(name)
+            else:
+                chains[full] = chain + (real,)
         for name in files:
             full = os.path.join(base, name)
             rel = os.path.relpath(full, root)
