@@ -322,7 +322,7 @@ class KubeHandle(Hooks, HasOutputs, Workload):
         if pod is None:
             return ""
         try:
-            text = self.kube.core.read_namespaced_pod_log(pod["metadata"]["name"], self.namespace, tail_lines=3)
+            text = self.kube.pod_log(pod["metadata"]["name"], self.namespace, tail_lines=3)
         except self.kube.k8s.client.ApiException:
             return ""
         return text if PREFIX in text else ""

@@ -33,7 +33,7 @@ def log_lines(handle: Any) -> Iterator[str]:
     for pod in sorted(pods, key=lambda p: p.metadata.name):
         source = handle.replica(kube.to_dict(pod))
         try:
-            text = kube.core.read_namespaced_pod_log(pod.metadata.name, handle.namespace)
+            text = kube.pod_log(pod.metadata.name, handle.namespace)
         except kube.k8s.client.ApiException:
             continue  # not started: nothing to keep
         lines = text.splitlines()

@@ -132,5 +132,15 @@ class KubeClient:
     def watch(self):
         return self.k8s.watch.Watch()
 
+    def pod_log(self, name: str, namespace: str, **options: Any) -> str:
+        """A pod's log as text (``options``: ``tail_lines``, ``previous``, ``container``...). Read
+        raw: the kubernetes client before v31 turns a log that happens to be one JSON document
+        into a Python repr (``{'a': 1}``), and a result line could be such a log's last line."""
+        response = self.core.read_namespaced_pod_log(name, namespace, _preload_content=False, **options)
+        try:
+            return response.data.decode("utf-8", "replace")
+        finally:
+            response.release_conn()
+
     def to_dict(self, obj: Any) -> dict:
         return obj if isinstance(obj, dict) else self.api_client.sanitize_for_serialization(obj)

@@ -208,8 +208,7 @@ class Workload:
             return buffered
         restarted = any(cs.get("restartCount") for cs in pod.get("status", {}).get("containerStatuses") or [])
         try:
-            return self.kube.core.read_namespaced_pod_log(pod["metadata"]["name"], self.namespace,
-                                                          tail_lines=_TAIL, previous=restarted)
+            return self.kube.pod_log(pod["metadata"]["name"], self.namespace, tail_lines=_TAIL, previous=restarted)
         except self.kube.k8s.client.ApiException:
             return ""
 

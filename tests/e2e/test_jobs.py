@@ -198,6 +198,21 @@ def _run_job(builder, deployer, source: str, tmp_path: Path, timeout=600):
     return TrainJob(str(script), backend=Backend("e2e", builder, deployer)).run(timeout=timeout)
 
 
+def test_a_log_that_is_one_json_document_reads_as_written(builder, kube, tmp_path):
+    # The kubernetes client before v31 (kfp 2.x pins it) turns such a log into a Python repr.
+    script = tmp_path / "job.py"
+    script.write_text('import json\nprint(json.dumps({"accuracy": 0.9}))\n')
+    handle = TrainJob(str(script), backend=Backend("e2e", builder, JobDeployer(kube=kube))).submit()
+    try:
+        handle.result(timeout=300)
+        pods = kube.core.list_namespaced_pod(kube.namespace).items
+        assert pods, "the job's pod is gone before its log was read"
+        assert kube.pod_log(pods[0].metadata.name, kube.namespace).splitlines()[0] == '{"accuracy": 0.9}'
+    finally:
+        handle.delete()
+    assert _left_in(kube) == []
+
+
 def test_missing_image_is_an_image_pull_error(kube, registry_address):
     handle = JobDeployer(kube=kube).deploy(f"{registry_address}/fairing-e2e/does-not-exist:nope")
     try:
