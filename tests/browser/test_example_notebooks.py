@@ -8,6 +8,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
+# One JupyterLab and one Chromium for the module, on one xdist worker: a server and a
+# browser per worker would take the 2 cores from the tests waiting beside them.
+pytestmark = pytest.mark.xdist_group("browser-examples")
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

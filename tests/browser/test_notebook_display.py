@@ -10,6 +10,10 @@ from tests.browser.flows import (FAILING, INTERRUPTED, README_FLOW, README_RESUL
                                  readme_flow, result_lines, write_notebook)
 from tests.e2e.conftest import wait_until
 
+# One JupyterLab and one Chromium for the module, on one xdist worker: a server and a
+# browser per worker would take the 2 cores from the tests waiting beside them.
+pytestmark = pytest.mark.xdist_group("browser-display")
+
 
 def _alive(pid: int) -> bool:
     try:
