@@ -95,13 +95,15 @@ def _still_the_job(pid: int, started: Optional[int], job_dir: Optional[Path] = N
     """Whether ``pid`` (the job's process group leader) may be looked at and signalled as the
     job's: it is the recorded process (same start time), or no process has that pid any more
     (then only the job's own leftover group can hold that id: Linux reuses no pid that is
-    still a process group's). A record that did not say when its process started: a live
-    pid after the job's exit file was written is someone else's."""
+    still a process group's). A record that did not say when its process started, on a
+    system that says when a process started (``/proc``, where fairing always records it): a
+    live pid is someone else's (the record was cut or planted); without ``/proc``, a live pid
+    after the job's exit file was written is someone else's."""
     now = process_start_time(pid)
-    if now is None:
-        return True
-    if started is not None:
-        return now == started
+    if now is not None:
+        return started is not None and now == started
+    if os.path.exists("/proc/self/stat"):
+        return True  # no such process: only the job's own leftover group can hold that id
     return job_dir is None or not (Path(job_dir) / EXIT_FILE).exists()
 
 
