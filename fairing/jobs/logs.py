@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import stat as _stat
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from .attaching import attach
 from .records import bad_record, forget, logs_dir
 
-__all__ = ["log_lines", "save_logs", "saved_log", "finish", "delete"]
+__all__ = ["log_lines", "save_logs", "saved_log", "read_saved_log", "finish", "delete"]
 
 
 def log_lines(handle: Any) -> Iterator[str]:
@@ -57,9 +58,24 @@ def save_logs(handle: Any) -> Path:
 
 
 def saved_log(name: str) -> Optional[Path]:
-    """The log kept for ``name`` with ``keep_logs=True``, or None."""
+    """The log kept for ``name`` with ``keep_logs=True``, or None: a regular file of its own,
+    never a link (to another file, which ``fairing logs`` would print) nor a FIFO (which would hang it)."""
+    if not name or "/" in name or "\0" in name or name.startswith("."):
+        return None
     path = logs_dir() / f"{name}.log"
-    return path if path.is_file() else None
+    try:
+        return path if _stat.S_ISREG(path.lstat().st_mode) else None
+    except (OSError, ValueError):
+        return None
+
+
+def read_saved_log(path: Path) -> str:
+    """The text of a kept log (see :func:`saved_log`), not following a link put there since."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as fh:
+        if not _stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        return fh.read().decode("utf-8", errors="replace")
 
 
 def finish(handle: Any, *, keep_logs: bool = False) -> Optional[Path]:
