@@ -17,11 +17,16 @@ def log_lines(handle: Any) -> Iterator[str]:
     """Everything the job printed so far: a local job's log file, or each pod's log from the API."""
     log_file = getattr(handle, "log_file", None) or getattr(getattr(handle, "process", None), "log_file", None)
     if log_file is not None:
+        import io
+
+        from ..deployers.local import _open_regular
+
         try:
-            with open(log_file, encoding="utf-8", errors="replace") as fh:
-                yield from (line.rstrip("\n") for line in fh)
+            raw = _open_regular(log_file)  # a link or a FIFO put in its place is not read
         except OSError:
             return
+        with io.TextIOWrapper(raw, encoding="utf-8", errors="replace") as fh:
+            yield from (line.rstrip("\n") for line in fh)
         return
     kube = getattr(handle, "kube", None)
     if kube is None:
