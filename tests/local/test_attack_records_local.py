@@ -259,3 +259,40 @@ def test_a_record_of_another_user_is_invalid(cache):
     assert info.phase == "Invalid" and "another user" in info.problem
     fairing.jobs.delete("theirs")
     assert Path(workdir).is_dir()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "devzero", "garbage", "huge"])
+def test_an_exit_file_that_is_not_one_does_not_hang_or_blow_up_list(cache, kind):
+    workdir = tempfile.mkdtemp(prefix="fairing-local-ex-")
+    _plant("ex", _record("ex", pid=2 ** 22 + 1, workdir=workdir, started=1))
+    exit_file = jobs_dir() / "ex" / "exit"
+    if kind == "fifo":
+        os.mkfifo(exit_file)
+    elif kind == "devzero":
+        exit_file.symlink_to("/dev/zero")
+    elif kind == "garbage":
+        exit_file.write_bytes(b"\xff\x00 nope")
+    else:
+        exit_file.write_text("9" * 5000)
+    for args in (("list",), ("status", "ex"), ("delete", "--all-finished")):
+        proc = _cli(*args, timeout=30)
+        assert "Traceback" not in proc.stderr, proc.stderr[-1500:]
+    assert not Path(workdir).exists() and not (jobs_dir() / "ex").exists()  # finished (no process): deleted
+
+
+@pytest.mark.parametrize("kind", ["fifo", "devzero"])
+def test_a_log_or_key_file_that_is_not_one_does_not_hang_logs_or_attach(cache, sleeper, kind):
+    workdir = tempfile.mkdtemp(prefix="fairing-local-lg-")
+    _plant("lg", _record("lg", pid=sleeper.pid, workdir=workdir, started=process_start_time(sleeper.pid)))
+    for name in ("log", "key"):
+        target = jobs_dir() / "lg" / name
+        if kind == "fifo":
+            os.mkfifo(target)
+        else:
+            target.symlink_to("/dev/zero")
+    for args in (("logs", "lg"), ("status", "lg")):
+        proc = _cli(*args, timeout=30)
+        assert "Traceback" not in proc.stderr, proc.stderr[-1500:]
+    proc = _cli("delete", "lg", timeout=30)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    assert sleeper.wait(10) is not None  # the recorded process: stopped
