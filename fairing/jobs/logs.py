@@ -55,7 +55,8 @@ def save_logs(handle: Any) -> Path:
     path = logs_dir() / f"{handle.name}.log"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    with open(tmp, "w") as fh:
+    tmp.unlink(missing_ok=True)  # a leftover (or a link) of that name is not written through
+    with open(tmp, "x") as fh:
         for line in log_lines(handle):
             fh.write(line + "\n")
     os.replace(tmp, path)
@@ -109,7 +110,10 @@ def delete(name: str, *, keep_logs: bool = False, namespace: Optional[str] = Non
 
             saved = logs_dir() / f"{name}.log"
             saved.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(log, saved, follow_symlinks=False)
+            tmp = saved.with_name(f".{saved.name}.{os.getpid()}")
+            tmp.unlink(missing_ok=True)  # a leftover (or a link) of that name is not written through
+            shutil.copyfile(log, tmp, follow_symlinks=False)
+            os.replace(tmp, saved)  # a link already at the kept log's name is replaced, not written through
         forget(name)
         return saved
     return finish(attach(name, namespace=namespace, kubeconfig=kubeconfig, context=context), keep_logs=keep_logs)

@@ -63,7 +63,7 @@ def _plant(name: str, content: "dict | str | bytes") -> Path:
     return path
 
 
-def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+def _cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
     code = "import sys\nfrom fairing.cli import main\nsys.exit(main(sys.argv[1:]))\n"
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -95,7 +95,7 @@ def test_a_record_that_is_a_fifo_does_not_hang_list(cache):
     path = jobs_dir() / "fifo" / "record.json"
     path.parent.mkdir(parents=True)
     os.mkfifo(path)
-    listed = _cli("list", timeout=30)  # opening a FIFO for reading blocks until a writer comes
+    listed = _cli("list")  # opening a FIFO for reading blocks until a writer comes
     assert listed.returncode == 0 and "fifo" in listed.stdout, listed.stderr[-1500:]
     (info,) = fairing.jobs()
     assert info.phase == "Invalid"
@@ -213,7 +213,7 @@ def test_a_kept_log_that_links_to_an_unreadable_file_or_is_a_fifo(cache):
     (logs_dir() / "sec.log").symlink_to(secret)
     os.mkfifo(logs_dir() / "fifo.log")
     for name in ("shadow", "sec", "fifo"):
-        proc = _cli("logs", name, timeout=30)
+        proc = _cli("logs", name)
         assert "Traceback" not in proc.stderr, proc.stderr[-1500:]
         assert "root:" not in proc.stdout and "top secret" not in proc.stdout
 
@@ -275,7 +275,7 @@ def test_an_exit_file_that_is_not_one_does_not_hang_or_blow_up_list(cache, kind)
     else:
         exit_file.write_text("9" * 5000)
     for args in (("list",), ("status", "ex"), ("delete", "--all-finished")):
-        proc = _cli(*args, timeout=30)
+        proc = _cli(*args)
         assert "Traceback" not in proc.stderr, proc.stderr[-1500:]
     assert not Path(workdir).exists() and not (jobs_dir() / "ex").exists()  # finished (no process): deleted
 
@@ -291,8 +291,21 @@ def test_a_log_or_key_file_that_is_not_one_does_not_hang_logs_or_attach(cache, s
         else:
             target.symlink_to("/dev/zero")
     for args in (("logs", "lg"), ("status", "lg")):
-        proc = _cli(*args, timeout=30)
+        proc = _cli(*args)
         assert "Traceback" not in proc.stderr, proc.stderr[-1500:]
-    proc = _cli("delete", "lg", timeout=30)
+    proc = _cli("delete", "lg")
     assert proc.returncode == 0, proc.stderr[-1500:]
     assert sleeper.wait(10) is not None  # the recorded process: stopped
+
+
+def test_keeping_the_log_of_a_bad_record_does_not_write_through_a_link(cache, tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("mine\n")
+    _plant("bl", "not json")
+    (jobs_dir() / "bl" / "log").write_text("the job's log\n")
+    logs_dir().mkdir(parents=True, exist_ok=True)
+    (logs_dir() / "bl.log").symlink_to(victim)
+    proc = _cli("delete", "bl", "--keep-logs")
+    assert "Traceback" not in proc.stderr, proc.stderr[-1500:]
+    assert victim.read_text() == "mine\n"
+    assert not (jobs_dir() / "bl").exists()
