@@ -568,6 +568,7 @@ fairing logs fairing-1201-2135-ab12c --replica worker-1
 def logs(job: str, follow: bool, replica: Optional[str], namespace: Optional[str], output: str) -> int:
     """Print a job's log (also a deleted job's, when it was kept with --keep-logs)."""
     from .jobs import log_lines, saved_log
+    from .jobs.logs import read_saved_log
     from .jobs.records import has_record
 
     out = _Out(output)
@@ -581,7 +582,11 @@ def logs(job: str, follow: bool, replica: Optional[str], namespace: Optional[str
         kept = saved_log(job)
         if kept is None:
             return _fail(out, exc, name=job)
-        lines = kept.read_text().splitlines()
+        try:
+            lines = read_saved_log(kept).splitlines()
+        except OSError as error:
+            return _fail(out, FairingError(f"The kept log of the job {job} ({kept}) cannot be read: {error}"),
+                         name=job)
     except FairingError as exc:
         return _fail(out, exc, name=job)
     collected, replicas, matched = [], set(), 0

@@ -36,8 +36,10 @@ indices share the same life cycle code (start, follow, stop, clean up).
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import stat
 import signal
 import subprocess
 import tempfile
@@ -63,6 +65,26 @@ __all__ = ["LocalDeployer", "LocalHandle", "LocalMapHandle", "recorded_status", 
 LOG_FILE, RESULT_FILE, EXIT_FILE, KEY_FILE, OUTPUTS_DIR = "log", "result", "exit", "key", "outputs"
 # $0 is the exit-code file; the job's own exit code is kept (written atomically, then returned).
 _EXIT_SHIM = '"$@"; code=$?; echo "$code" > "$0.tmp" && mv "$0.tmp" "$0"; exit "$code"'
+
+
+def _open_regular(path: "os.PathLike | str") -> Any:
+    """``path`` opened for reading in binary, when it is a regular file: never through a link,
+    never a FIFO or a device (a job directory's files may have been replaced: a FIFO would
+    block the open, ``/dev/zero`` never end a read)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    return os.fdopen(fd, "rb")
+
+
+def _read_small(path: "os.PathLike | str", limit: int = 4096) -> str:
+    """The text of a small regular file of the job's (its exit code, its key); ValueError when larger."""
+    with _open_regular(path) as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"{path} is larger than {limit} bytes")
+    return data.decode("utf-8")
 
 
 def _alive(pid: int) -> bool:
@@ -95,13 +117,15 @@ def _still_the_job(pid: int, started: Optional[int], job_dir: Optional[Path] = N
     """Whether ``pid`` (the job's process group leader) may be looked at and signalled as the
     job's: it is the recorded process (same start time), or no process has that pid any more
     (then only the job's own leftover group can hold that id: Linux reuses no pid that is
-    still a process group's). A record that did not say when its process started: a live
-    pid after the job's exit file was written is someone else's."""
+    still a process group's). A record that did not say when its process started, on a
+    system that says when a process started (``/proc``, where fairing always records it): a
+    live pid is someone else's (the record was cut or planted); without ``/proc``, a live pid
+    after the job's exit file was written is someone else's."""
     now = process_start_time(pid)
-    if now is None:
-        return True
-    if started is not None:
-        return now == started
+    if now is not None:
+        return started is not None and now == started
+    if os.path.exists("/proc/self/stat"):
+        return True  # no such process: only the job's own leftover group can hold that id
     return job_dir is None or not (Path(job_dir) / EXIT_FILE).exists()
 
 
@@ -111,7 +135,7 @@ def _recorded_exit(job_dir: Path, pid: int, started: Optional[int] = None) -> "t
     exit_file = Path(job_dir) / EXIT_FILE
     for attempt in range(2):  # it may end between the two looks
         try:
-            return True, int(exit_file.read_text())
+            return True, int(_read_small(exit_file))
         except (OSError, ValueError):
             pass
         if attempt == 0 and _alive(pid) and _still_the_job(pid, started):
@@ -233,7 +257,7 @@ class LocalHandle(HasOutputs):
         self._result_file = self.job_dir / RESULT_FILE
         if _attach is not None:
             try:
-                self._result_key = bytes.fromhex((self.job_dir / KEY_FILE).read_text().strip())
+                self._result_key = bytes.fromhex(_read_small(self.job_dir / KEY_FILE).strip())
             except (OSError, ValueError):
                 self._result_key = b""  # gone or spoilt: result() refuses to read anything (ResultError)
             if len(self._result_key) != len(new_key()):  # cut short or grown: not the key the job signed with
@@ -331,7 +355,7 @@ class LocalHandle(HasOutputs):
         # The job writes its output to a file (so another process can follow it too); it is
         # read as it grows and cut into lines as a terminal shows them (\r redraws included).
         try:
-            fh = open(self.log_file, "rb")
+            fh = _open_regular(self.log_file)
         except OSError:  # deleted before we looked
             self._log.close()
             return
@@ -354,7 +378,7 @@ class LocalHandle(HasOutputs):
         """Every line the job printed, from its log file (memory keeps only a tail, see
         :class:`~fairing.handle.LogBuffer`); from that tail once the job was deleted."""
         try:
-            fh = open(self.log_file, "rb")
+            fh = _open_regular(self.log_file)
         except OSError:
             return self._log.follow(follow)
         return self._file_lines(fh, follow)
@@ -378,7 +402,7 @@ class LocalHandle(HasOutputs):
         """The job's last ``n`` lines: from the end of its log file (the reader may still be
         catching up with a job that printed millions), else from memory."""
         try:
-            with open(self.log_file, "rb") as fh:
+            with _open_regular(self.log_file) as fh:
                 size = fh.seek(0, os.SEEK_END)
                 fh.seek(max(0, size - (1 << 16)))
                 data = fh.read()
@@ -432,7 +456,9 @@ class LocalHandle(HasOutputs):
                 "starts and removed with the job; run the job again (and leave its directory alone).",
                 job=self.name, logs_tail=self._tail())
         try:
-            envelope = read_envelope(self._result_file.read_text(), self._result_key, job=self.name)
+            with _open_regular(self._result_file) as fh:
+                text = fh.read().decode("utf-8")
+            envelope = read_envelope(text, self._result_key, job=self.name)
         except (OSError, ValueError):
             envelope = None
         if envelope and envelope.get("outputs"):

@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import os
+import stat as _stat
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from .attaching import attach
 from .records import bad_record, forget, logs_dir
 
-__all__ = ["log_lines", "save_logs", "saved_log", "finish", "delete"]
+__all__ = ["log_lines", "save_logs", "saved_log", "read_saved_log", "finish", "delete"]
 
 
 def log_lines(handle: Any) -> Iterator[str]:
     """Everything the job printed so far: a local job's log file, or each pod's log from the API."""
     log_file = getattr(handle, "log_file", None) or getattr(getattr(handle, "process", None), "log_file", None)
     if log_file is not None:
+        import io
+
+        from ..deployers.local import _open_regular
+
         try:
-            with open(log_file, encoding="utf-8", errors="replace") as fh:
-                yield from (line.rstrip("\n") for line in fh)
+            raw = _open_regular(log_file)  # a link or a FIFO put in its place is not read
         except OSError:
             return
+        with io.TextIOWrapper(raw, encoding="utf-8", errors="replace") as fh:
+            yield from (line.rstrip("\n") for line in fh)
         return
     kube = getattr(handle, "kube", None)
     if kube is None:
@@ -49,7 +55,8 @@ def save_logs(handle: Any) -> Path:
     path = logs_dir() / f"{handle.name}.log"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    with open(tmp, "w") as fh:
+    tmp.unlink(missing_ok=True)  # a leftover (or a link) of that name is not written through
+    with open(tmp, "x") as fh:
         for line in log_lines(handle):
             fh.write(line + "\n")
     os.replace(tmp, path)
@@ -57,9 +64,24 @@ def save_logs(handle: Any) -> Path:
 
 
 def saved_log(name: str) -> Optional[Path]:
-    """The log kept for ``name`` with ``keep_logs=True``, or None."""
+    """The log kept for ``name`` with ``keep_logs=True``, or None: a regular file of its own,
+    never a link (to another file, which ``fairing logs`` would print) nor a FIFO (which would hang it)."""
+    if not name or "/" in name or "\0" in name or name.startswith("."):
+        return None
     path = logs_dir() / f"{name}.log"
-    return path if path.is_file() else None
+    try:
+        return path if _stat.S_ISREG(path.lstat().st_mode) else None
+    except (OSError, ValueError):
+        return None
+
+
+def read_saved_log(path: Path) -> str:
+    """The text of a kept log (see :func:`saved_log`), not following a link put there since."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as fh:
+        if not _stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        return fh.read().decode("utf-8", errors="replace")
 
 
 def finish(handle: Any, *, keep_logs: bool = False) -> Optional[Path]:
@@ -88,7 +110,10 @@ def delete(name: str, *, keep_logs: bool = False, namespace: Optional[str] = Non
 
             saved = logs_dir() / f"{name}.log"
             saved.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(log, saved, follow_symlinks=False)
+            tmp = saved.with_name(f".{saved.name}.{os.getpid()}")
+            tmp.unlink(missing_ok=True)  # a leftover (or a link) of that name is not written through
+            shutil.copyfile(log, tmp, follow_symlinks=False)
+            os.replace(tmp, saved)  # a link already at the kept log's name is replaced, not written through
         forget(name)
         return saved
     return finish(attach(name, namespace=namespace, kubeconfig=kubeconfig, context=context), keep_logs=keep_logs)

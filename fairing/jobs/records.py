@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat as _stat
 import time
 from dataclasses import asdict, dataclass
@@ -34,8 +35,13 @@ def logs_dir() -> Path:
     return current().logs_dir
 
 
+#: The longest job name in bytes: ``<name>.log`` (a kept log) must still be a file name.
+_MAX_NAME = 250
+
+
 def _record_path(name: str) -> Path:
-    if not name or "/" in name or name.startswith("."):
+    if (not name or "/" in name or "\0" in name or name.startswith(".")
+            or len(os.fsencode(name)) > _MAX_NAME):
         raise ConfigurationError(f"{name!r} is not a job name; `fairing list` shows the names.")
     return jobs_dir() / name / _RECORD
 
@@ -138,7 +144,8 @@ def _load(name: str) -> "Optional[dict | BadRecord]":
     try:
         if folder.is_symlink():
             return BadRecord(name, path, "its directory is a symbolic link")
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        # O_NONBLOCK: a FIFO put there must not block the open until a writer comes
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -160,6 +167,8 @@ def _load(name: str) -> "Optional[dict | BadRecord]":
         record = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         return BadRecord(name, path, f"it is not JSON ({exc})")
+    except RecursionError:
+        return BadRecord(name, path, "it is not JSON fairing wrote (nested too deeply)")
     problem = check_record(name, record)
     return BadRecord(name, path, problem) if problem else record
 
@@ -170,11 +179,13 @@ def _is(value: Any, kind: Any) -> bool:
 
 
 def _own_dir(path: str, roots: "list[Path]", prefix: str) -> bool:
-    """Whether ``path`` is a directory fairing made: named ``prefix...`` directly in one of ``roots``,
+    """Whether ``path`` is a directory fairing made: named ``prefix`` and mkdtemp's 8 characters directly in one of ``roots``,
     and not a link (it need not exist any more)."""
     p = Path(path)
     if not p.is_absolute() or ".." in p.parts or not p.name.startswith(prefix) or p.is_symlink():
         return False
+    if not re.fullmatch(r"[a-z0-9_]{8}", p.name[len(prefix):]):
+        return False  # not mkdtemp's suffix: the job ``a``'s prefix also starts the job ``a-b``'s directories
     parent = os.path.realpath(p.parent)
     return any(parent == os.path.realpath(root) for root in roots)
 
@@ -215,7 +226,7 @@ def check_record(name: str, record: Any) -> str:
         if not isinstance(local, dict):
             return "its 'local' is not an object"
         pid, started = local.get("pid"), local.get("started")
-        if not _is(pid, int) or pid <= 1:
+        if not _is(pid, int) or not 1 < pid < 2 ** 31:  # a pid_t, and never init
             return f"its pid {pid!r} is not a process id"
         if started is not None and not _is(started, int):
             return f"its process start time {started!r} is not a number"
