@@ -199,6 +199,8 @@ def build_app(model, name, server_version="unknown", body_timeout=BODY_TIMEOUT):
             raise ProtocolError(f"the {encoding} body inflates past this server's limit of {MAX_BODY} bytes")
         if not inflater.eof:
             raise ProtocolError(f"the {encoding} body is truncated")
+        if inflater.unused_data:
+            raise ProtocolError(f"the {encoding} body has {len(inflater.unused_data)} bytes after its end")
         return out
 
     async def _json(request: Request):
@@ -248,7 +250,13 @@ def build_app(model, name, server_version="unknown", body_timeout=BODY_TIMEOUT):
         if not isinstance(body, dict) or not isinstance(body.get("instances", body.get("inputs")), list):
             return error(400, 'expected a JSON object {"instances": [...]}')
         predictions, failed = _predict([body.get("instances", body.get("inputs"))], {})
-        return failed or JSONResponse({"predictions": _plain(predictions)})
+        if failed:
+            return failed
+        try:  # NaN and Infinity as in v2's responses (and Python's json, as clients parse them)
+            content = json.dumps({"predictions": _plain(predictions)})
+        except (ValueError, TypeError, RecursionError) as exc:
+            return error(500, f"the model's predictions cannot be sent as JSON: {type(exc).__name__}: {exc}")
+        return Response(content, media_type="application/json")
 
     @route
     async def server_metadata(request):
@@ -287,7 +295,7 @@ def build_app(model, name, server_version="unknown", body_timeout=BODY_TIMEOUT):
             content, headers = encode_response(
                 {"model_name": name, "model_version": "1", "id": body.get("id", "")}, outputs, requested,
                 binary_default)
-        except (ValueError, TypeError, OverflowError, struct.error) as exc:
+        except (ValueError, TypeError, OverflowError, RecursionError, struct.error) as exc:
             return error(500, f"the model's output cannot be sent as a tensor: {exc}")
         served.record(tensors, outputs)
         return Response(content, headers=headers)

@@ -29,6 +29,7 @@ _NUMPY = {"bool": "BOOL", "uint8": "UINT8", "uint16": "UINT16", "uint32": "UINT3
           "int8": "INT8", "int16": "INT16", "int32": "INT32", "int64": "INT64", "float16": "FP16",
           "float32": "FP32", "float64": "FP64", "bfloat16": "BF16"}
 _MAX_DEPTH = 64
+_MAX_DIM = 2 ** 63 - 1  # int64, as the protocol's shapes
 
 
 class ProtocolError(Exception):
@@ -202,6 +203,14 @@ def _shape_of(tensor, name):
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
                                               for d in shape):
         raise ProtocolError(f"input {name!r}: shape must be a list of non-negative integers; got {shape!r}")
+    if len(shape) > _MAX_DEPTH or any(d > _MAX_DIM for d in shape):
+        raise ProtocolError(f"input {name!r}: a shape has at most {_MAX_DEPTH} dimensions, each at most {_MAX_DIM}; "
+                            f"got {len(shape)} dimensions")
+    rows = 1
+    for dim in shape[:-1]:  # the nested lists predict gets: bounded even when the tensor has no elements
+        rows *= dim
+        if rows > MAX_BODY:
+            raise ProtocolError(f"input {name!r}: shape {shape} has more than {MAX_BODY} rows; send smaller batches")
     return shape
 
 
