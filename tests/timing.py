@@ -71,6 +71,8 @@ class _Timings:
         if report.when == "call" or (report.when == "setup" and report.outcome != "passed") \
                 or (report.when == "teardown" and report.outcome == "failed"):
             key = "error" if report.when != "call" and report.outcome == "failed" else report.outcome
+            if hasattr(report, "wasxfail"):  # pytest reports an xfail as skipped, an xpass as passed
+                key = "xfailed" if report.outcome == "skipped" else "xpassed"
             self.outcomes[key] += 1
 
     def _tiers(self) -> dict:
