@@ -200,6 +200,12 @@ def component(target: Optional[Callable] = None, *, outputs: Union[Iterable, Map
     artifacts_in = {n: _relative_file(p, f"input artifact {n!r}") for n, p in (input_artifacts or {}).items()}
     for n in artifacts_in:
         _check_name(n, "input artifact")
+    shared = {}
+    for n, path in artifacts_in.items():  # one would overwrite the other (an output may update an input's file)
+        if path in shared:
+            raise ConfigurationError(f"The input artifacts {shared[path]!r} and {n!r} both become the file {path!r} "
+                                     "in the working directory; give each a file of its own")
+        shared[path] = n
     params = _inputs(target)
     returned = _return(target)
     names: dict[str, str] = {}

@@ -46,8 +46,6 @@ def test_output_named_like_the_return_value():
         component(train, outputs={RETURN_NAME: "m.txt"})
 
 
-@pytest.mark.xfail(strict=True, reason="two input artifacts (or an input artifact and an output) naming the same "
-                                       "file are not refused: one silently overwrites the other in the working dir")
 def test_artifacts_sharing_a_file():
     # builder=object() is refused later (no image); the refusal wanted is about the shared file
     with pytest.raises(ConfigurationError, match="m.txt"):
