@@ -53,6 +53,22 @@ _UNREACHABLE_WORDS = ("connection refused", "no such host", "i/o timeout", "dial
 
 
 @checks_options  # a misspelled option is a ConfigurationError, not a TypeError
+def _check_dockerfile_context(root: Path, dockerfile: str) -> None:
+    """The secret scan over what the Docker SDK sends of your Dockerfile's directory: its files,
+    less what ``.dockerignore`` leaves out (read as the SDK reads it), links left as links."""
+    from docker.utils.build import exclude_paths
+
+    from ..preprocessors.secrets import check_files
+
+    ignore = root / ".dockerignore"
+    patterns = []
+    if ignore.is_file():
+        patterns = [line.strip() for line in ignore.read_text(errors="replace").splitlines()
+                    if line.strip() and not line.strip().startswith("#")]
+    files = {rel: root / rel for rel in exclude_paths(str(root), patterns, dockerfile=dockerfile)}
+    check_files({rel: path for rel, path in files.items() if path.is_file() and not path.is_symlink()})
+
+
 class DockerBuilder:
     """Build ``context`` with a Docker-compatible engine; push when a registry is given.
 
@@ -225,6 +241,7 @@ class DockerBuilder:
                 rel = os.path.relpath(self.dockerfile, self.dockerfile_context)
             except ValueError:
                 rel = str(self.dockerfile)
+            _check_dockerfile_context(self.dockerfile_context, rel)
             image_id = self._run_build(client, emit, what=f"your Dockerfile {self.dockerfile}", tag=None,
                                        path=str(self.dockerfile_context), dockerfile=rel)
         emit(Stage("docker build", "finished", f"your Dockerfile: {image_id}"))

@@ -210,6 +210,25 @@ def test_failing_pip_step_raises_with_its_output(docker_client, base_image, imag
     assert _no_new_build_containers(docker_client, before)  # no intermediate container left
 
 
+def test_a_secret_in_a_user_dockerfiles_directory_is_refused_before_the_engine_sees_it(docker_client, tmp_path):
+    token = "ghp_" + "Q7u2" * 9
+    (tmp_path / "Dockerfile").write_text("FROM scratch\nCOPY . /ctx\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "notes.txt").write_text(f"ok\ntoken {token}\n")
+    (tmp_path / "ignored.txt").write_text(f"{token}\n")
+    (tmp_path / ".dockerignore").write_text("# what the SDK leaves out is not sent, so not scanned\nignored.txt\n")
+    before = docker_client.images.list(all=True)
+    events: list = []
+    context = FunctionPreprocessor(lambda: 1, (), {}).context()
+    with pytest.raises(fairing.SecretInContextError) as err:
+        DockerBuilder(dockerfile=tmp_path / "Dockerfile").build(context, on_event=events.append)
+    message = str(err.value)
+    assert "sub/notes.txt" in message and "line 2" in message and "ignored.txt" not in message
+    assert token not in message and all(token not in str(e) for e in events)
+    assert Stage("docker build", "failed", "SecretInContextError") in events
+    assert len(docker_client.images.list(all=True)) == len(before)  # nothing was built
+
+
 def test_failing_run_step_of_a_user_dockerfile(docker_client, base_image, images, tmp_path):
     (tmp_path / "Dockerfile").write_text(
         f"FROM {base_image}\nRUN echo preparing && echo 'output-before-failure-123' && exit 3\nRUN echo never\n")
