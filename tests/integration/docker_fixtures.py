@@ -48,8 +48,10 @@ def no_docker_temp_files():
 
 def fairing_containers(client, name_part: str = "") -> list:
     """Containers (running or not) that fairing started, optionally whose job name contains ``name_part``."""
-    found = client.containers.list(all=True, filters={"label": LABEL_JOB})
-    return [c for c in found if name_part in c.labels.get(LABEL_JOB, "")]
+    # ignore_removed: one that fairing removes while this lists is gone, not an error; one being
+    # removed ("removing") is not left behind either
+    found = client.containers.list(all=True, filters={"label": LABEL_JOB}, ignore_removed=True)
+    return [c for c in found if name_part in c.labels.get(LABEL_JOB, "") and c.status != "removing"]
 
 
 @pytest.fixture
