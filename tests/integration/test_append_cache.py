@@ -26,6 +26,9 @@ from fairing.errors import ConfigurationError
 from fairing.images import layers as layers_module
 from fairing.images.registry import RegistryClient
 
+# on the worker of the tests that build on and remove from the Docker engine (test_docker_builder.py)
+pytestmark = pytest.mark.xdist_group("docker-engine")
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -11,6 +11,11 @@ from fairing.context import BuildContext
 from fairing.events import Stage
 from fairing.images.python_deps import SITE_DIR
 
+import pytest
+
+# on the worker of the tests that build on and remove from the Docker engine (test_docker_builder.py)
+pytestmark = pytest.mark.xdist_group("docker-engine")
+
 
 def _run(docker_engine, ref, *args: str, env: dict | None = None) -> str:
     """docker run the image (pinned by digest), return its stdout; the image is removed after."""

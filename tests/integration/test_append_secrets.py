@@ -16,6 +16,11 @@ from fairing.preprocessors.python import PythonPreprocessor
 from fairing.runtime.result import KEY_ENV, decode, new_key
 from tests.services.package_index import DEMO_PROJECT, DEMO_VERSION, start_index
 
+import pytest
+
+# on the worker of the tests that build on and remove from the Docker engine (test_docker_builder.py)
+pytestmark = pytest.mark.xdist_group("docker-engine")
+
 
 def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)

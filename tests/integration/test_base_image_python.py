@@ -22,6 +22,9 @@ from fairing.preprocessors.function import FunctionPreprocessor
 
 from tests.integration.docker_fixtures import docker_client  # noqa: F401  (a fixture)
 
+# with the other tests that remove images from the engine (see test_docker_builder.py)
+pytestmark = pytest.mark.xdist_group("docker-engine")
+
 
 def _push(registry, repository: str, config: dict, layer: "bytes | tuple") -> ImageRef:
     """Push a one-layer image (``layer``: gzipped bytes, or (path, digest, size)) with ``config``."""

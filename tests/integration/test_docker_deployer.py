@@ -21,7 +21,9 @@ from tests.integration.docker_fixtures import *  # noqa: F401,F403
 from tests.integration.docker_fixtures import fairing_containers
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.usefixtures("no_docker_temp_files")
+# One worker for the tests that build on the engine: they share its build cache, and one
+# test removing the images it made (with their untagged parents) breaks a build beside it.
+pytestmark = [pytest.mark.usefixtures("no_docker_temp_files"), pytest.mark.xdist_group("docker-engine")]
 
 
 def _image(base_image, images, func, *args, **kwargs):

@@ -12,6 +12,9 @@ from fairing import ConfigurationError
 from fairing.outputs import Outputs
 from fairing.runtime import outputs as runtime_outputs
 
+# on the worker of the tests that build on and remove from the Docker engine (test_docker_builder.py)
+pytestmark = pytest.mark.xdist_group("docker-engine")
+
 
 def _tags(registry, repository):
     try:

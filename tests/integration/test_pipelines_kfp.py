@@ -18,6 +18,9 @@ from fairing import ConfigurationError
 from fairing.builders.append import AppendBuilder
 from fairing.pipelines import component
 
+# on the worker of the tests that build on and remove from the Docker engine (test_docker_builder.py)
+pytestmark = pytest.mark.xdist_group("docker-engine")
+
 
 def train(scale: float, points: int = 3) -> float:
     """Fits y = w * x to y = scale * x on a few points; writes the model, returns w."""

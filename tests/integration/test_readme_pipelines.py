@@ -10,6 +10,11 @@ from pathlib import Path
 
 import yaml
 
+import pytest
+
+# on the worker of the tests that build on and remove from the Docker engine (test_docker_builder.py)
+pytestmark = pytest.mark.xdist_group("docker-engine")
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
