@@ -19,6 +19,7 @@ from fairing import BuildError, DockerEngineError, RegistryAuthError, TrainJob
 from fairing.backends.docker import docker_backend
 from fairing.artifacts import DockerImage
 from fairing.builders.docker import DockerBuilder
+from fairing.builders.dockerfile import DEFAULT_PIP_ARGS
 from fairing.deployers.docker import DockerDeployer
 from fairing.events import LogLine, Progress, Stage
 from fairing.preprocessors.function import FunctionPreprocessor
@@ -44,14 +45,16 @@ def _uploaded(events) -> int:
     return sum(1 for e in events if isinstance(e, Progress) and e.task.startswith("push ") and e.note == "uploaded")
 
 
-def _build_containers(client) -> set:
-    """IDs of containers that are not fairing jobs (a build's intermediate containers are among them)."""
-    return {c["Id"] for c in client.api.containers(all=True) if "dev.fairing.job" not in (c.get("Labels") or {})}
+def _build_containers(client, marker: str) -> set:
+    """IDs of a build's intermediate containers: those whose command has the failing step's marker (other
+    workers' builds run beside this one, so "any new container" would count theirs)."""
+    return {c["Id"] for c in client.api.containers(all=True)
+            if "dev.fairing.job" not in (c.get("Labels") or {}) and marker in (c.get("Command") or "")}
 
 
-def _no_new_build_containers(client, before: set) -> bool:
+def _no_new_build_containers(client, before: set, marker: str) -> bool:
     for _ in range(20):  # the engine removes a failed step's container just after it reports the error
-        if not _build_containers(client) - before:
+        if not _build_containers(client, marker) - before:
             return True
         time.sleep(0.5)
     return False
@@ -200,16 +203,17 @@ def test_user_dockerfile_is_the_environment(docker_client, registry, base_image,
 
 
 def test_failing_pip_step_raises_with_its_output(docker_client, base_image, images, job_label):
-    before = _build_containers(docker_client)
+    marker = f"--log=/tmp/fairing-failing-pip-{job_label}.log"  # names this build's step container
+    before = _build_containers(docker_client, marker)
     context = FunctionPreprocessor(lambda: 1, (), {}, requirements=["fairing-no-such-package-zq==9.9.9"]).context()
     with pytest.raises(BuildError) as err:
-        DockerBuilder(base_image).build(context)
+        DockerBuilder(base_image, pip_args=(*DEFAULT_PIP_ARGS, marker)).build(context)
     images.add_cache(err.value)  # the cache of the steps that succeeded
     message = str(err.value)
     assert "pip install" in message and "step 4/" in message
     assert "fairing-no-such-package-zq" in message and "No matching distribution" in message  # the step's output
     assert "Check the requirements" in message
-    assert _no_new_build_containers(docker_client, before)  # no intermediate container left
+    assert _no_new_build_containers(docker_client, before, marker)  # no intermediate container left
 
 
 def test_a_secret_in_a_user_dockerfiles_directory_is_refused_before_the_engine_sees_it(docker_client, tmp_path):
@@ -233,7 +237,7 @@ def test_a_secret_in_a_user_dockerfiles_directory_is_refused_before_the_engine_s
 def test_failing_run_step_of_a_user_dockerfile(docker_client, base_image, images, tmp_path):
     (tmp_path / "Dockerfile").write_text(
         f"FROM {base_image}\nRUN echo preparing && echo 'output-before-failure-123' && exit 3\nRUN echo never\n")
-    before = _build_containers(docker_client)
+    before = _build_containers(docker_client, "output-before-failure-123")
     context = FunctionPreprocessor(lambda: 1, (), {}).context()
     with pytest.raises(BuildError) as err:
         DockerBuilder(dockerfile=tmp_path / "Dockerfile").build(context)
@@ -242,7 +246,7 @@ def test_failing_run_step_of_a_user_dockerfile(docker_client, base_image, images
     assert "step 2/3" in message and "non-zero code: 3" in message
     assert "output-before-failure-123" in message and "preparing" in message
     assert "Fix that step" in message and f"docker run --rm -it --entrypoint sh {err.value.cache_image}" in message
-    assert _no_new_build_containers(docker_client, before)
+    assert _no_new_build_containers(docker_client, before, "output-before-failure-123")
 
 
 def test_push_denied_and_credentials_never_leak(docker_client, tls_registry, base_image, images, job_label):
@@ -295,6 +299,7 @@ def test_permission_denied_on_the_socket(tmp_path):
         os.chmod(tmp_path, 0o755)
         code = textwrap.dedent(f"""\
             from fairing.builders.docker import DockerBuilder
+from fairing.builders.dockerfile import DEFAULT_PIP_ARGS
             from fairing.preprocessors.function import FunctionPreprocessor
             from fairing import DockerEngineError
             try:
@@ -317,6 +322,7 @@ def test_docker_sdk_is_an_optional_extra():
         sys.modules["docker"] = None  # as if not installed
         import fairing
         from fairing.builders.docker import DockerBuilder
+from fairing.builders.dockerfile import DEFAULT_PIP_ARGS
         from fairing.deployers.docker import DockerDeployer
         from fairing.preprocessors.function import FunctionPreprocessor
         for call in (lambda: DockerBuilder("python:3.11").build(FunctionPreprocessor(print, (), {}).context()),
@@ -368,6 +374,7 @@ def test_ctrl_c_during_a_build_leaves_no_container(docker_client, base_image, im
     script = tmp_path / "build.py"
     script.write_text(textwrap.dedent(f"""\
         from fairing.builders.docker import DockerBuilder
+from fairing.builders.dockerfile import DEFAULT_PIP_ARGS
         from fairing.preprocessors.function import FunctionPreprocessor
 
         def show(event):
@@ -377,7 +384,7 @@ def test_ctrl_c_during_a_build_leaves_no_container(docker_client, base_image, im
         DockerBuilder(dockerfile={str(tmp_path / "Dockerfile")!r}).build(
             FunctionPreprocessor(print, (), {{}}).context(), on_event=show)
     """))
-    before = _build_containers(docker_client)
+    before = _build_containers(docker_client, "long-step-started")
     proc = subprocess.Popen([sys.executable, str(script)], cwd=str(ROOT), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
@@ -387,7 +394,7 @@ def test_ctrl_c_during_a_build_leaves_no_container(docker_client, base_image, im
             if line.strip() == "STARTED":
                 break
         assert seen and seen[-1].strip() == "STARTED", "".join(seen)
-        assert _build_containers(docker_client) - before, "no build container while the step runs"
+        assert _build_containers(docker_client, "long-step-started") - before, "no build container while the step runs"
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
     finally:
@@ -395,7 +402,7 @@ def test_ctrl_c_during_a_build_leaves_no_container(docker_client, base_image, im
             proc.kill()
             proc.wait()
     assert "KeyboardInterrupt" in out
-    assert _no_new_build_containers(docker_client, before)
+    assert _no_new_build_containers(docker_client, before, "long-step-started")
 
 
 def test_full_notebook_with_papermill_in_a_container(docker_client, base_image, images, job_label, workdir):

@@ -218,17 +218,25 @@ def test_ctrl_c_in_the_submitting_process_stops_and_removes_the_job(tmp_path):
         import fairing, os, time
         @fairing.train
         def slow():
-            open({str(pidfile)!r}, "w").write(str(os.getpid()))
+            with open({str(pidfile)!r} + ".tmp", "w") as f:
+                f.write(str(os.getpid()))
+            os.rename({str(pidfile)!r} + ".tmp", {str(pidfile)!r})  # whole or absent, never half-written
             time.sleep(300)
         slow()
     """))
     proc = subprocess.Popen([sys.executable, str(submitter)], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while not pidfile.exists() and time.time() < deadline:
-        time.sleep(0.1)
-    job_pid = int(pidfile.read_text())
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
+    try:
+        deadline = time.time() + 120
+        while not pidfile.exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        assert pidfile.exists(), f"the job did not start: {proc.poll()}"
+        job_pid = int(pidfile.read_text())
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:  # the submitter's own cleanup is what is tested; this only stops a stuck run
+            proc.send_signal(signal.SIGINT)
+            proc.wait(30)
     assert "KeyboardInterrupt" in err
     deadline = time.time() + 10
     while _alive(job_pid) and time.time() < deadline:

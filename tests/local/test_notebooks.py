@@ -78,11 +78,13 @@ def test_current_notebook_through_a_real_jupyter_servers_sessions_api(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime)}
+    # its own IPython dir: kernels of other xdist workers share no history database with this one
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime), "IPYTHONDIR": str(tmp_path / "ipython")}
+    server_log = tmp_path / "server.log"
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root", f"--port={port}", "--ip=127.0.0.1",
          "--IdentityProvider.token=tok", f"--ServerApp.root_dir={root}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env=env, stdout=subprocess.DEVNULL, stderr=server_log.open("wb"))
     base = f"http://127.0.0.1:{port}/api"
     headers = {"Authorization": "token tok", "Content-Type": "application/json"}
     try:
@@ -102,12 +104,15 @@ def test_current_notebook_through_a_real_jupyter_servers_sessions_api(tmp_path):
         client.load_connection_file()
         client.start_channels()
         try:
-            client.wait_for_ready(timeout=60)
+            try:  # generous: on a loaded 2-core machine a kernel has taken over a minute to answer
+                client.wait_for_ready(timeout=240)
+            except RuntimeError as err:
+                raise AssertionError(f"{err}; the server's log:\n{server_log.read_text()[-4000:]}") from None
             printed = []
             client.execute_interactive(
                 "import os; os.environ.pop('JPY_SESSION_NAME', None)\n"
                 "from fairing.notebook.locate import current_notebook\nprint(current_notebook())",
-                timeout=60, output_hook=lambda msg: printed.append(msg["content"].get("text", "")))
+                timeout=120, output_hook=lambda msg: printed.append(msg["content"].get("text", "")))
         finally:
             client.stop_channels()
         assert "".join(printed).strip() == str(root / "exp.ipynb")
