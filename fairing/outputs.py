@@ -114,20 +114,21 @@ class Outputs:
                                    insecure=insecure or False)
 
     def modelcar(self, base_image: str, *, platform: str = "linux/amd64") -> Any:
-        """These files as a KServe modelcar image: ``base_image`` (it needs a shell, ``sh``) plus one
-        layer holding the files under ``/models``, pushed next to the artifact and pinned by digest
-        (a :class:`~fairing.artifacts.RegistryImage`). Serve it with
+        """These files as a KServe modelcar image: ``base_image`` (it needs a shell, ``sh``) plus the
+        layer the job pushed with them (the files under ``/models``), composed in the artifact's
+        repository and pinned by digest (a :class:`~fairing.artifacts.RegistryImage`). Serve it with
         ``InferenceServiceDeployer(storage_uri="oci://" + str(image))`` on a KServe whose
         ``storageInitializer`` has ``enableModelcar``: the predictor reads the files under
         ``/mnt/models`` (fairing's serving runtime links them into its working directory, so
         ``load()`` opens them as the training code wrote them). :meth:`delete` deletes it too.
-        Only the files pass through here, once, to be packed into an image layer (an
-        artifact's blobs are raw files, not layers)."""
+        The model never passes through here: only the image's config and manifest are written,
+        around layers mounted in the registry (see :mod:`fairing.images.modelcar`)."""
         from .artifacts import RegistryImage
         from .errors import ConfigurationError
+        from .images.manifest import Descriptor
         from .images.modelcar import modelcar_image
         from .images.reference import ImageRef
-        from .runtime.outputs import RESULT_TYPE, TITLE
+        from .runtime.outputs import ARTIFACT_TYPE, MODELCAR_ANNOTATION
 
         if not self.is_artifact:
             raise ConfigurationError(
@@ -135,13 +136,25 @@ class Outputs:
                 "from a cluster job's outputs. Serve local files with PredictionEndpoint(..., model=handle).")
         base = ImageRef.parse(str(base_image))
         manifest, digest = self._manifest()
-        files = {layer["annotations"][TITLE]: layer["digest"] for layer in manifest.get("layers", [])
-                 if (layer.get("annotations") or {}).get(TITLE) and layer.get("mediaType") != RESULT_TYPE}
+        if manifest.get("artifactType") != ARTIFACT_TYPE:
+            raise ConfigurationError(
+                f"{self.ref} is not a fairing job's outputs artifact (its artifact type is "
+                f"{manifest.get('artifactType')!r}, not {ARTIFACT_TYPE!r}): a modelcar is made from the outputs "
+                "a job pushed (handle.outputs_artifact()).")
+        layers = [layer for layer in manifest.get("layers", [])
+                  if (layer.get("annotations") or {}).get(MODELCAR_ANNOTATION)]
+        if not layers:
+            raise ConfigurationError(
+                f"The outputs artifact {self.ref} holds no modelcar layer: the job wrote no files, an output's name "
+                "has a part starting with '.wh.' (a whiteout in an image layer), or an older fairing runtime "
+                "pushed it. Write the model under other names and run the job again.")
         ref, client = self._client(base.registry)
         target = ImageRef(ref.registry, ref.repository, "modelcar-" + digest.split(":", 1)[1][:16], None)
         with client:
-            pushed = modelcar_image(client, ImageRef(ref.registry, ref.repository, None, digest), files, base, target,
-                                    platform=platform)
+            pushed = modelcar_image(client, ImageRef(ref.registry, ref.repository, None, digest),
+                                    Descriptor.from_json(layers[0]), base, target, platform=platform,
+                                    note=f"{len(self._files_of(manifest))} files of {ref.registry}/{ref.repository}"
+                                         f"@{digest}")
         image = RegistryImage.pin(target, pushed, plain_http=self._insecure(ref.registry))
         self._modelcars.append(image)
         return image
@@ -160,9 +173,13 @@ class Outputs:
         if not self.is_artifact:
             root = Path(self.ref)
             return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+        return self._files_of(self.manifest())
+
+    @staticmethod
+    def _files_of(manifest: dict) -> list[str]:
         from .runtime.outputs import RESULT_TYPE, TITLE
 
-        return [layer["annotations"][TITLE] for layer in self.manifest().get("layers", [])
+        return [layer["annotations"][TITLE] for layer in manifest.get("layers", [])
                 if (layer.get("annotations") or {}).get(TITLE) and layer.get("mediaType") != RESULT_TYPE]
 
     def download(self, dest: "str | Path" = ".") -> dict[str, Path]:

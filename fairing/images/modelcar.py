@@ -1,27 +1,31 @@
-"""A KServe "modelcar" image from an ORAS-style artifact: a base image with a shell plus one layer holding the
-artifact's files under ``/models``.
+"""A KServe "modelcar" image composed in the registry from layers already there: a base image with a
+shell, plus the layer a job's runtime pushed beside its outputs artifact (its files under ``/models``;
+see :func:`fairing.runtime.outputs.modelcar_layer`). The submitter writes only an image config and a
+manifest (a few KB), and makes the blobs exist in the target repository by cross-repository mounts:
+the model never passes through it, whatever its size.
 
-KServe serves ``storageUri: oci://<image>`` (with ``storageInitializer.enableModelcar``) by running the image
-as a sidecar, ``sh -c "ln -sf /proc/$$/root/models /mnt/models && sleep infinity"`` (and as an init container
-that checks ``/models`` is not empty), so the predictor reads the model under ``/mnt/models``. KServe passes
-that command as the container's arguments, so the image has no entrypoint.
+KServe (v0.15) serves ``storageUri: oci://<image>`` (with ``storageInitializer.enableModelcar``) by
+running the image as an init container that checks ``/models`` is a non-empty directory, then as a
+sidecar, ``sh -c "ln -sf /proc/$$/root/models /mnt/models && sleep infinity"`` (as ``uidModelcar``,
+in a shared process namespace), so the predictor reads the model under ``/mnt/models``. KServe
+passes that command as the container's arguments, so the image has no entrypoint.
 
-A job's outputs artifact holds each file as a raw blob (ORAS's layout), which is not an image layer, so the
-files are packed here into one reproducible tar layer: the same files, the same layer digest. The base
-image's layers are mounted from its repository (same registry) or copied, never rebuilt.
+The model layer is uncompressed, so its digest is its diff_id. A base image on another registry has
+its (base) layers copied through here; the model layer is never copied, only mounted. Interrupted
+(Ctrl-C, an error), nothing made here is left: the manifest, the config and the blobs this call
+mounted or copied are deleted again.
 """
 
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
+import tempfile
 from typing import Any
 
 from ..errors import RegistryError
-from .layers import directory_layer
-from .manifest import (DOCKER_MANIFEST_LIST, OCI_INDEX, Descriptor, LayerSpec, Platform, append_layers,
-                       build_manifest, canonical_json, config_media_type, layer_media_type, select_platform,
+from .manifest import (DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, Descriptor, LayerSpec, Platform,
+                       append_layers, build_manifest, canonical_json, config_media_type, select_platform,
                        sha256_digest)
 from .reference import ImageRef
 
@@ -29,6 +33,8 @@ __all__ = ["MODELS_DIR", "modelcar_image"]
 
 #: Where KServe's modelcar looks for the model in the image.
 MODELS_DIR = "models"
+_OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+_DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
 
 
 def _image_manifest(client: Any, ref: ImageRef, platform: Platform) -> tuple[dict, str]:
@@ -43,43 +49,70 @@ def _image_manifest(client: Any, ref: ImageRef, platform: Platform) -> tuple[dic
     return manifest, media_type
 
 
-def modelcar_image(client: Any, artifact: ImageRef, files: dict, base: ImageRef, target: ImageRef, *,
-                   platform: str = "linux/amd64") -> str:
-    """Push ``target`` (its tag), a modelcar of the ``files`` (``{title: blob digest}``) of ``artifact`` on
-    ``base``; returns the manifest's digest. ``client`` is a :class:`~fairing.images.registry.RegistryClient`
-    that reaches all three (one registry, or ``base`` on another: its layers are then copied)."""
-    from ..runtime.outputs import _safe
+def _delete(client: Any, target: ImageRef, kind: str, digest: str) -> None:
+    try:
+        client.request("DELETE", target.api_host, f"/v2/{target.repository}/{kind}/{digest}",
+                       repository=target.repository, actions="delete", ok=(202, 200), allow=(404,),
+                       what=f"removing the unfinished modelcar's {digest[:19]} from {target.repository}",
+                       retry=False).close()
+    except RegistryError:
+        pass  # best effort: the original error is the one to report
 
-    if not files:
-        raise RegistryError(f"The artifact {artifact} holds no files: there is no model to serve.")
+
+def modelcar_image(client: Any, artifact: ImageRef, model_layer: Descriptor, base: ImageRef, target: ImageRef,
+                   *, note: str = "", platform: str = "linux/amd64") -> str:
+    """Push ``target`` (its tag): ``base`` plus ``model_layer``, an uncompressed tar blob of ``artifact``'s
+    repository holding the model under ``models/``; returns the manifest's digest. ``client`` is a
+    :class:`~fairing.images.registry.RegistryClient` reaching all three. ``note`` goes in the image's
+    history. A model layer missing from the artifact's repository, or on another registry than
+    ``target``, is a :class:`~fairing.errors.RegistryError`; nothing is left behind."""
+    if artifact.registry != target.registry:
+        raise RegistryError(f"The modelcar {target} would be on another registry than the model {artifact}: its "
+                            "layer would have to pass through here. Make it on the artifact's registry.")
+    if not client.has_blob(artifact, model_layer.digest):
+        raise RegistryError(f"The model layer {model_layer.digest} of {artifact} is not in the repository "
+                            f"{artifact.registry}/{artifact.repository} (deleted, or the artifact was pushed "
+                            "elsewhere). Run the job again to push its outputs anew.", status=404,
+                            code="BLOB_UNKNOWN")
     base_manifest, media_type = _image_manifest(client, base, Platform.parse(platform))
     config = json.loads(client.get_blob(base, base_manifest["config"]["digest"]))
-    with tempfile.TemporaryDirectory(prefix="fairing-modelcar-") as tmp:
-        root = Path(tmp) / "files"
-        for title, digest in sorted(files.items()):
-            dest = root / _safe(title)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            with open(dest, "wb") as fh:
-                client.download_blob(artifact, digest, fh)
-        layer = directory_layer(root, MODELS_DIR, Path(tmp) / "layer.tar.gz")
-        same_registry = base.registry == target.registry
-        for desc in base_manifest.get("layers", []):
-            if same_registry and client.mount_blob(target, desc["digest"], base.repository):
-                continue
-            if not client.has_blob(target, desc["digest"]):
-                blob = Path(tmp) / "base-layer"
+    layer = Descriptor(_DOCKER_LAYER if media_type == DOCKER_MANIFEST else _OCI_LAYER, model_layer.digest,
+                       model_layer.size)
+    new_config = append_layers(config, [LayerSpec(layer, layer.digest, f"fairing modelcar: {note or artifact}")],
+                               entrypoint=[], cmd=["sh"], workdir="/")
+    config_bytes = canonical_json(new_config)
+    config_digest = sha256_digest(config_bytes)
+    manifest = build_manifest(Descriptor(config_media_type(media_type), config_digest, len(config_bytes)),
+                              [Descriptor.from_json(d) for d in base_manifest.get("layers", [])] + [layer],
+                              media_type=media_type)
+    added: list[str] = []  # blobs this call made exist in the target repository
+    putting = False
+    try:
+        with tempfile.TemporaryDirectory(prefix="fairing-modelcar-") as tmp:
+            for desc in [*base_manifest.get("layers", []), layer.to_json()]:
+                digest = desc["digest"]
+                if client.has_blob(target, digest):
+                    continue
+                source = artifact if digest == layer.digest else base
+                added.append(digest)
+                if source.registry == target.registry and client.mount_blob(target, digest, source.repository):
+                    continue
+                if digest == layer.digest:
+                    raise RegistryError(f"The registry {target.registry} would not mount the model layer "
+                                        f"{digest} from {source.repository} into {target.repository}; it is not "
+                                        "copied through here. Make the modelcar in the artifact's repository.")
+                blob = Path(tmp) / "base-layer"  # a base on another registry: its layers are copied
                 with open(blob, "wb") as fh:
-                    client.download_blob(base, desc["digest"], fh)
-                client.upload_blob(target, desc["digest"], blob, size=desc["size"])
-        client.upload_blob(target, layer.digest, layer.source, size=layer.size)
-        descriptor = Descriptor(layer_media_type(media_type), layer.digest, layer.size)
-        new_config = append_layers(
-            config, [LayerSpec(descriptor, layer.diff_id, f"fairing modelcar: {len(files)} files of {artifact}")],
-            entrypoint=[], cmd=["sh"], workdir="/")
-        config_bytes = canonical_json(new_config)
-        config_digest = sha256_digest(config_bytes)
-        client.upload_blob(target, config_digest, config_bytes)
-        layers = [Descriptor.from_json(d) for d in base_manifest.get("layers", [])] + [descriptor]
-        manifest = build_manifest(Descriptor(config_media_type(media_type), config_digest, len(config_bytes)),
-                                  layers, media_type=media_type)
+                    client.download_blob(base, digest, fh)
+                client.upload_blob(target, digest, blob, size=desc["size"], check_exists=False)
+        if not client.has_blob(target, config_digest):
+            added.append(config_digest)
+            client.upload_blob(target, config_digest, config_bytes, check_exists=False)
+        putting = True
         return client.put_manifest(target, manifest, media_type)
+    except BaseException:
+        if putting:
+            _delete(client, target, "manifests", sha256_digest(manifest))
+        for digest in reversed(added):
+            _delete(client, target, "blobs", digest)
+        raise

@@ -19,6 +19,17 @@ Where they go is ``FAIRING_OUTPUTS_TARGET``:
 A result envelope too large for the termination message travels as one more layer
 (media type :data:`RESULT_TYPE`); see :mod:`.result`.
 
+The files also travel as one image layer (:func:`modelcar_layer`: an uncompressed,
+reproducible tar holding them under ``models/``, annotated :data:`MODELCAR_ANNOTATION`,
+without a title so ORAS and :func:`pull` leave it alone): a KServe modelcar image is then
+only a manifest and a config that the submitter writes around this layer and a base
+image's, so the model never passes through the submitter (see
+:mod:`fairing.images.modelcar`). It costs the job a second upload of its files; raw file
+blobs cannot be image layers, and a tar of them cannot be ORAS's files. The tar is streamed
+twice (once for its digest, once to the registry), so it takes no disk. Uncompressed, so its
+digest is its diff_id: the submitter writes the image config without reading it. Outputs
+whose names a layer cannot hold (a ``.wh.`` part is a whiteout) get no such layer.
+
 Standard library only (this runs in any image, with no fairing installed), hence a small
 registry client of its own over ``urllib`` rather than the submitter's
 :mod:`fairing.images.registry`, which needs ``requests``. ``python3 -m
@@ -33,6 +44,7 @@ import os
 import re
 import shutil
 import sys
+import tarfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -43,6 +55,9 @@ FILE_TYPE = "application/octet-stream"
 EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 TITLE = "org.opencontainers.image.title"
+MODELCAR_TYPE = "application/vnd.oci.image.layer.v1.tar"
+MODELCAR_ANNOTATION = "dev.fairing.modelcar"
+MODELCAR_DIR = "models"
 RESULT_TITLE = ".fairing-result"
 _EMPTY = b"{}"
 
@@ -189,6 +204,27 @@ class Registry:
             self._open("PUT", location, data=data, headers=headers).close()
         return digest, size
 
+    def push_stream(self, repo, produce):
+        """Upload the bytes the iterators ``produce()`` yields (called twice: the digest first, then
+        the upload, so nothing is kept in memory or on disk); ``(digest, size)``."""
+        h, size = hashlib.sha256(), 0
+        for chunk in produce():
+            h.update(chunk)
+            size += len(chunk)
+        digest = "sha256:" + h.hexdigest()
+        try:
+            self._open("HEAD", f"/v2/{repo}/blobs/{digest}", ok=(200,)).close()
+            return digest, size
+        except OutputsError:
+            pass
+        resp = self._open("POST", f"/v2/{repo}/blobs/uploads/", data=b"")
+        location = urllib.parse.urljoin(self.base + "/", resp.headers["Location"])
+        resp.close()
+        location += ("&" if "?" in location else "?") + "digest=" + urllib.parse.quote(digest)
+        self._open("PUT", location, data=produce(),
+                   headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)}).close()
+        return digest, size
+
     def put_manifest(self, repo, ref, manifest):
         data = json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode()
         self._open("PUT", f"/v2/{repo}/manifests/{ref}", data=data,
@@ -239,6 +275,53 @@ def registry_from_env(target, environ=os.environ):
                     auth_file=environ.get("FAIRING_OUTPUTS_AUTH_FILE")), repo, ref
 
 
+def _tar_info(name, size=0, directory=False):
+    info = tarfile.TarInfo(name + ("/" if directory else ""))
+    info.type, info.mode = (tarfile.DIRTYPE, 0o755) if directory else (tarfile.REGTYPE, 0o644)
+    info.size, info.mtime, info.uid, info.gid, info.uname, info.gname = size, 0, 0, 0, "", ""
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def modelcar_layer(files):
+    """A function returning a fresh iterator over the bytes of the tar holding ``files``
+    (``{relative path: absolute path}``) under ``models/``: directories 0755, files 0644 (KServe
+    runs the modelcar as another user), owner 0, mtime 0, sorted; None when a name cannot be in a
+    layer. A file that changes size between the two passes is an :class:`OutputsError`."""
+    entries = {}
+    for rel, path in files.items():
+        parts = _safe(rel).split(os.sep)
+        if any(part.startswith(".wh.") for part in parts):
+            return None
+        for depth in range(1, len(parts)):
+            entries["/".join([MODELCAR_DIR, *parts[:depth]])] = None
+        entries["/".join([MODELCAR_DIR, *parts])] = path
+    sizes = {name: os.path.getsize(path) for name, path in entries.items() if path is not None}
+
+    def produce():
+        yield _tar_info(MODELCAR_DIR, directory=True)
+        for name, path in sorted(entries.items()):
+            if path is None:
+                yield _tar_info(name, directory=True)
+                continue
+            size = sizes[name]
+            yield _tar_info(name, size)
+            left = size
+            with open(path, "rb") as fh:
+                while left:
+                    chunk = fh.read(min(left, 1 << 20))
+                    if not chunk:
+                        break
+                    left -= len(chunk)
+                    yield chunk
+            if left:
+                raise OutputsError(f"the output {name[len(MODELCAR_DIR) + 1:]!r} changed while it was sent")
+            if size % tarfile.BLOCKSIZE:
+                yield tarfile.NUL * (tarfile.BLOCKSIZE - size % tarfile.BLOCKSIZE)
+        yield tarfile.NUL * (2 * tarfile.BLOCKSIZE)
+
+    return produce
+
+
 def push(target, files, result_line=None, environ=os.environ):
     """Push ``files`` (and a result line) as one artifact to ``oci://...``; its pinned reference."""
     registry, repo, tag = registry_from_env(target, environ)
@@ -247,6 +330,14 @@ def push(target, files, result_line=None, environ=os.environ):
         digest, size = registry.push_blob(repo, path=path)
         layers.append({"mediaType": FILE_TYPE, "digest": digest, "size": size,
                        "annotations": {TITLE: _safe(rel)}})
+    produce = modelcar_layer(files) if files else None
+    if produce is not None:
+        digest, size = registry.push_stream(repo, produce)
+        layers.append({"mediaType": MODELCAR_TYPE, "digest": digest, "size": size,
+                       "annotations": {MODELCAR_ANNOTATION: MODELCAR_DIR}})
+    elif files:
+        sys.stderr.write("fairing runtime: an output's name has a part starting with '.wh.' (a whiteout in an "
+                         "image layer); these outputs cannot be served as a KServe modelcar\n")
     if result_line is not None:
         digest, size = registry.push_blob(repo, data=result_line.encode("ascii"))
         layers.append({"mediaType": RESULT_TYPE, "digest": digest, "size": size,
