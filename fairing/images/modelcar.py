@@ -69,11 +69,20 @@ def modelcar_image(client: Any, artifact: ImageRef, model_layer: Descriptor, bas
     if artifact.registry != target.registry:
         raise RegistryError(f"The modelcar {target} would be on another registry than the model {artifact}: its "
                             "layer would have to pass through here. Make it on the artifact's registry.")
-    if not client.has_blob(artifact, model_layer.digest):
+    resp = client.request("HEAD", artifact.api_host, f"/v2/{artifact.repository}/blobs/{model_layer.digest}",
+                          repository=artifact.repository, allow=(404,),
+                          what=f"checking the model layer {model_layer.digest[:19]} in {artifact.repository}")
+    resp.close()
+    if resp.status_code == 404:
         raise RegistryError(f"The model layer {model_layer.digest} of {artifact} is not in the repository "
                             f"{artifact.registry}/{artifact.repository} (deleted, or the artifact was pushed "
                             "elsewhere). Run the job again to push its outputs anew.", status=404,
                             code="BLOB_UNKNOWN")
+    size = resp.headers.get("Content-Length")
+    if size is not None and int(size) != model_layer.size:
+        raise RegistryError(f"The model layer {model_layer.digest} of {artifact} is {size} bytes in the registry, "
+                            f"not the {model_layer.size} the artifact's manifest says: the artifact is corrupt. "
+                            "Run the job again to push its outputs anew.")
     base_manifest, media_type = _image_manifest(client, base, Platform.parse(platform))
     config = json.loads(client.get_blob(base, base_manifest["config"]["digest"]))
     layer = Descriptor(_DOCKER_LAYER if media_type == DOCKER_MANIFEST else _OCI_LAYER, model_layer.digest,

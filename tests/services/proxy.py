@@ -3,7 +3,9 @@
 Put it between a client and a test registry to measure what the client uploads
 (``bytes_up`` in all, ``body_bytes_up`` in request bodies) or to cut a connection part-way through an upload
 (``cut_after=N``: the first ``cuts`` connections that send more than N bytes to the
-server are closed abruptly). Threads only; ``stop()`` closes everything.
+server are closed abruptly), or to stall the answer to one request (``hold=b"PUT /v2/..."``:
+the server's answer to the first request holding those bytes is not passed on, ``held`` is
+set, and ``release()`` closes that connection). Threads only; ``stop()`` closes everything.
 """
 
 from __future__ import annotations
@@ -76,8 +78,12 @@ class _RequestMeter:
 
 
 class Proxy:
-    def __init__(self, upstream: str, *, cut_after: Optional[int] = None, cuts: int = 1) -> None:
+    def __init__(self, upstream: str, *, cut_after: Optional[int] = None, cuts: int = 1,
+                 hold: Optional[bytes] = None) -> None:
         host, port = upstream.rsplit(":", 1)
+        self.hold = hold
+        self.held = threading.Event()
+        self._released = threading.Event()
         self._upstream = (host, int(port))
         self.cut_after = cut_after
         self.cuts_left = cuts if cut_after is not None else 0
@@ -126,7 +132,7 @@ class Proxy:
             with self._lock:
                 self.connections += 1
                 self._sockets.update((client, server))
-            state = {"up": 0, "cut": False, "meter": _RequestMeter()}
+            state = {"up": 0, "cut": False, "meter": _RequestMeter(), "hold": False}
             with self._lock:
                 self._meters.append(state["meter"])
             threading.Thread(target=self._pump, args=(client, server, True, state), daemon=True).start()
@@ -143,6 +149,8 @@ class Proxy:
                         self.bytes_up += len(data)
                         state["up"] += len(data)
                         state["meter"].feed(data)
+                        if self.hold is not None and self.hold in data and not self.held.is_set():
+                            state["hold"] = True
                         cut = (self.cuts_left > 0 and self.cut_after is not None and state["up"] > self.cut_after)
                         if cut:
                             self.cuts_left -= 1
@@ -156,6 +164,10 @@ class Proxy:
                                 pass
                         break
                 else:
+                    if state["hold"]:
+                        self.held.set()
+                        self._released.wait()
+                        break
                     with self._lock:
                         self.bytes_down += len(data)
                 dst.sendall(data)
@@ -171,7 +183,12 @@ class Proxy:
                 with self._lock:
                     self._sockets.discard(s)
 
+    def release(self) -> None:
+        """End a held answer: its connection is closed, the answer never delivered."""
+        self._released.set()
+
     def stop(self) -> None:
+        self._released.set()
         self._stopped = True
         try:
             self._listener.close()
