@@ -2,8 +2,10 @@
 modelcar image (``Outputs.modelcar``), the InferenceService's storage URI is ``oci://`` that
 image, KServe's webhook runs it beside fairing's serving image (storageInitializer's
 ``enableModelcar`` in the test cluster: tests/cluster/kubeflow2.sh), and the predictor reads
-the model under /mnt/models. Deleting the endpoint and the job leaves nothing in the
-namespace or the registry."""
+the model under /mnt/models. The modelcar is composed in the registry from the layer the job
+pushed: a byte-counting proxy between the submitter and the registry sees a few KB for a
+model of 16 MiB. Deleting the endpoint and the job leaves nothing in the namespace or the
+registry."""
 
 from __future__ import annotations
 
@@ -15,23 +17,33 @@ import pytest
 
 import fairing
 from fairing import PredictionEndpoint
+from fairing.artifacts import RegistryImage
 from fairing.backends import Backend
 from fairing.deployers.job import JobDeployer
 from fairing.deployers.kserve import GROUP, PLURAL, VERSION, InferenceServiceDeployer
 from fairing.deployers.serving import ServingDeployer
+from fairing.outputs import Outputs
+from tests.services.proxy import Proxy
 
 pytestmark = pytest.mark.e2e
 
 
 class ScaleModel:
-    """y = w * x, with w from the job's model file (under /mnt/models, linked into the working directory)."""
+    """y = w * x, with w from the job's model file (under /mnt/models, linked into the working directory);
+    a weights file beside it, when the job wrote one, must be whole (its sha256 is in model.json)."""
 
     inputs = [{"name": "x", "datatype": "FP64", "shape": [-1]}]
     outputs = [{"name": "y", "datatype": "FP64", "shape": [-1]}]
 
     def load(self):
+        import hashlib
+
         with open("model.json") as fh:
-            self.w = json.load(fh)["w"]
+            model = json.load(fh)
+        if "sha256" in model:
+            with open("weights.bin", "rb") as fh:
+                assert hashlib.sha256(fh.read()).hexdigest() == model["sha256"], "weights.bin is not whole"
+        self.w = model["w"]
 
     def predict(self, x):
         return [self.w * v for v in x]
@@ -64,17 +76,30 @@ def test_a_jobs_artifact_is_served_by_an_inference_service_from_an_oci_storage_u
 
     backend = Backend("e2e", builder, JobDeployer(kube=kube, insecure_registry=True), ServingDeployer(kube=kube))
 
-    @fairing.train(backend=backend, timeout=600, outputs=["model.json"])
+    @fairing.train(backend=backend, timeout=600, outputs=["model.json", "weights.bin"])
     def train(scale):
+        import hashlib
+        import os
+
+        weights = os.urandom(16 << 20)  # incompressible
+        with open("weights.bin", "wb") as fh:
+            fh.write(weights)
         with open("model.json", "w") as fh:
-            json.dump({"w": scale * 2}, fh)
+            json.dump({"w": scale * 2, "sha256": hashlib.sha256(weights).hexdigest()}, fh)
         return "trained"
 
     handle = train.submit(1.25)
     repo = handle.outputs_target.split("/", 1)[1].rsplit(":", 1)[0]
     try:
         assert handle.result(600) == "trained"
-        image = handle.outputs_artifact().modelcar(base_image)
+        outputs = handle.outputs_artifact()
+        with Proxy(registry_address) as proxy:  # the submitter reaches the registry through it
+            via = Outputs(proxy.address + outputs.ref[outputs.ref.index("/"):], insecure=True)
+            made = via.modelcar(proxy.address + base_image[base_image.index("/"):])
+            moved = proxy.bytes_up + proxy.bytes_down
+        assert moved < 64 << 10, moved  # a 16 MiB model: configs, manifests and HEADs only
+        image = RegistryImage(registry_address, made.repository, made.tag, made.digest, plain_http=True)
+        outputs._modelcars.append(image)  # deleted with the artifact
         assert image.tag in _tags(registry_address, repo)
         deployer = InferenceServiceDeployer(kube=kube, storage_uri=f"oci://{image}")
         endpoint = PredictionEndpoint(ScaleModel, backend="kubernetes", builder=builder, kubeconfig=kubeconfig,
