@@ -158,7 +158,7 @@ class Workload:
         key = f"{name}#{restarts}"
         if not started or key in self._streams:
             return
-        thread = threading.Thread(target=self._stream, args=(name, self.replica(pod), restarts),
+        thread = threading.Thread(target=self._stream, args=(name, self.replica(pod), restarts, _main_container(pod)),
                                   name=f"fairing-log-{name}", daemon=True)
         with self._cond:
             if key in self._streams:
@@ -166,10 +166,11 @@ class Workload:
             self._streams[key] = thread
         thread.start()
 
-    def _stream(self, pod_name: str, source: str, restarts: int) -> None:
+    def _stream(self, pod_name: str, source: str, restarts: int, container: Optional[str] = None) -> None:
         core = self.kube.core
         try:
-            response = core.read_namespaced_pod_log(pod_name, self.namespace, follow=True, _preload_content=False)
+            response = core.read_namespaced_pod_log(pod_name, self.namespace, follow=True, _preload_content=False,
+                                                    **({"container": container} if container else {}))
             splitter = LineSplitter()
             for chunk in response.stream(4096):
                 for text, partial in splitter.feed(chunk):
@@ -208,7 +209,9 @@ class Workload:
             return buffered
         restarted = any(cs.get("restartCount") for cs in pod.get("status", {}).get("containerStatuses") or [])
         try:
-            return self.kube.pod_log(pod["metadata"]["name"], self.namespace, tail_lines=_TAIL, previous=restarted)
+            container = _main_container(pod)
+            return self.kube.pod_log(pod["metadata"]["name"], self.namespace, tail_lines=_TAIL, previous=restarted,
+                                     **({"container": container} if container else {}))
         except self.kube.k8s.client.ApiException:
             return ""
 
@@ -345,3 +348,14 @@ class Workload:
         # Foreground deletion: the object goes once its pods are gone.
         self.wait_until(lambda: self._obj_gone, timeout=60, diagnose_pods=False, tick=1.0)
         self._stop.set()
+
+
+def _main_container(pod: dict) -> Optional[str]:
+    """The container whose log is the workload's: the pod's default container (its
+    ``kubectl.kubernetes.io/default-container`` annotation), else the first one; sidecars a
+    webhook injects (KServe's modelcar) come after it. None for a pod of one container."""
+    containers = (pod.get("spec") or {}).get("containers") or []
+    if len(containers) < 2:
+        return None
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    return annotations.get("kubectl.kubernetes.io/default-container") or containers[0].get("name")
