@@ -41,8 +41,9 @@ class ScaleModel:
         with open("model.json") as fh:
             model = json.load(fh)
         if "sha256" in model:
-            with open("weights.bin", "rb") as fh:
-                assert hashlib.sha256(fh.read()).hexdigest() == model["sha256"], "weights.bin is not whole"
+            with open("weights.bin", "rb") as fh:  # no assert: pytest rewrites those into its own calls
+                if hashlib.sha256(fh.read()).hexdigest() != model["sha256"]:
+                    raise ValueError("weights.bin is not whole")
         self.w = model["w"]
 
     def predict(self, x):
