@@ -12,8 +12,9 @@ passes that command as the container's arguments, so the image has no entrypoint
 
 The model layer is uncompressed, so its digest is its diff_id. A base image on another registry has
 its (base) layers copied through here; the model layer is never copied, only mounted. Interrupted
-(Ctrl-C, an error), nothing made here is left: the manifest, the config and the blobs this call
-mounted or copied are deleted again.
+(Ctrl-C, SIGTERM, an error), nothing made here is left: the manifest, the config and the blobs this
+call mounted or copied are deleted again (on SIGTERM by fairing's handler, :mod:`fairing._sigterm`,
+installed here when the program has none, before the process ends).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 import tempfile
 from typing import Any
 
+from .._sigterm import _handle_sigterm, _Pending, _remove_dirs
 from ..errors import RegistryError
 from .manifest import (DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, Descriptor, LayerSpec, Platform,
                        append_layers, build_manifest, canonical_json, config_media_type, select_platform,
@@ -94,34 +96,52 @@ def modelcar_image(client: Any, artifact: ImageRef, model_layer: Descriptor, bas
     manifest = build_manifest(Descriptor(config_media_type(media_type), config_digest, len(config_bytes)),
                               [Descriptor.from_json(d) for d in base_manifest.get("layers", [])] + [layer],
                               media_type=media_type)
-    added: list[str] = []  # blobs this call made exist in the target repository
-    putting = False
-    try:
-        with tempfile.TemporaryDirectory(prefix="fairing-modelcar-") as tmp:
-            for desc in [*base_manifest.get("layers", []), layer.to_json()]:
-                digest = desc["digest"]
-                if client.has_blob(target, digest):
-                    continue
-                source = artifact if digest == layer.digest else base
-                added.append(digest)
-                if source.registry == target.registry and client.mount_blob(target, digest, source.repository):
-                    continue
-                if digest == layer.digest:
-                    raise RegistryError(f"The registry {target.registry} would not mount the model layer "
-                                        f"{digest} from {source.repository} into {target.repository}; it is not "
-                                        "copied through here. Make the modelcar in the artifact's repository.")
-                blob = Path(tmp) / "base-layer"  # a base on another registry: its layers are copied
-                with open(blob, "wb") as fh:
-                    client.download_blob(base, digest, fh)
-                client.upload_blob(target, digest, blob, size=desc["size"], check_exists=False)
-        if not client.has_blob(target, config_digest):
-            added.append(config_digest)
-            client.upload_blob(target, config_digest, config_bytes, check_exists=False)
-        putting = True
-        return client.put_manifest(target, manifest, media_type)
-    except BaseException:
-        if putting:
-            _delete(client, target, "manifests", sha256_digest(manifest))
-        for digest in reversed(added):
-            _delete(client, target, "blobs", digest)
-        raise
+    made: dict = {"blobs": [], "manifest": None}  # what this call made exist in the target repository
+    _handle_sigterm()
+    with _Pending(_undo, client, target, made):
+        try:
+            return _compose(client, artifact, layer, base, base_manifest, target, config_bytes, config_digest,
+                            manifest, media_type, made)
+        except BaseException:
+            _undo(client, target, made)
+            raise
+
+
+def _undo(client: Any, target: ImageRef, made: dict) -> None:
+    """Delete what :func:`_compose` made (idempotent: a SIGTERM's cleanup and the exception's)."""
+    if made["manifest"]:
+        digest, made["manifest"] = made["manifest"], None
+        _delete(client, target, "manifests", digest)
+    while made["blobs"]:
+        _delete(client, target, "blobs", made["blobs"].pop())
+    if made.get("tmp"):
+        _remove_dirs(made.pop("tmp"))
+
+
+def _compose(client: Any, artifact: ImageRef, layer: Descriptor, base: ImageRef, base_manifest: dict,
+             target: ImageRef, config_bytes: bytes, config_digest: str, manifest: bytes, media_type: str,
+             made: dict) -> str:
+    added = made["blobs"]
+    with tempfile.TemporaryDirectory(prefix="fairing-modelcar-") as tmp:
+        made["tmp"] = tmp  # a base layer copied from another registry passes here
+        for desc in [*base_manifest.get("layers", []), layer.to_json()]:
+            digest = desc["digest"]
+            if client.has_blob(target, digest):
+                continue
+            source = artifact if digest == layer.digest else base
+            added.append(digest)
+            if source.registry == target.registry and client.mount_blob(target, digest, source.repository):
+                continue
+            if digest == layer.digest:
+                raise RegistryError(f"The registry {target.registry} would not mount the model layer "
+                                    f"{digest} from {source.repository} into {target.repository}; it is not "
+                                    "copied through here. Make the modelcar in the artifact's repository.")
+            blob = Path(tmp) / "base-layer"  # a base on another registry: its layers are copied
+            with open(blob, "wb") as fh:
+                client.download_blob(base, digest, fh)
+            client.upload_blob(target, digest, blob, size=desc["size"], check_exists=False)
+    if not client.has_blob(target, config_digest):
+        added.append(config_digest)
+        client.upload_blob(target, config_digest, config_bytes, check_exists=False)
+    made["manifest"] = sha256_digest(manifest)
+    return client.put_manifest(target, manifest, media_type)

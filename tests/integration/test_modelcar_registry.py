@@ -180,15 +180,16 @@ def test_the_layer_of_a_large_file_is_streamed_not_held(tmp_path):
         sum(len(chunk) for chunk in produce())
 
 
-CTRL_C = """
+COMPOSE = """
 import signal, sys
-signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (a test worker may ignore it)
 from fairing.outputs import Outputs
 Outputs(sys.argv[1], insecure=True).modelcar(sys.argv[2])
 """
 
 
-def test_ctrl_c_while_composing_leaves_nothing(registry, base_image, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_signal_while_composing_leaves_nothing(registry, base_image, tmp_path, signum):
     (tmp_path / "model.json").write_text('{"w": 1}')
     repo = f"e2e/train-outputs/{uuid.uuid4().hex[:8]}"
     ref = _job_push(registry, repo, {"model.json": tmp_path / "model.json"})
@@ -196,20 +197,23 @@ def test_ctrl_c_while_composing_leaves_nothing(registry, base_image, tmp_path):
     layer = next(d for d in outputs.manifest()["layers"] if d["mediaType"] == runtime_outputs.MODELCAR_TYPE)
     # the registry takes the modelcar's manifest; its answer never comes; the user presses Ctrl-C
     with Proxy(registry.address, hold=f"PUT /v2/{repo}/manifests/modelcar-".encode()) as proxy:
-        proc = subprocess.Popen([sys.executable, "-c", CTRL_C, _via(proxy, ref), _via(proxy, base_image)],
+        proc = subprocess.Popen([sys.executable, "-c", COMPOSE, _via(proxy, ref), _via(proxy, base_image)],
                                 env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         try:
             assert proxy.held.wait(120), proc.communicate(timeout=5)
             assert any(t.startswith("modelcar-") for t in _tags(registry, repo))  # it was made...
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signum)
             _, err = proc.communicate(timeout=120)
         finally:
             proxy.release()
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    assert proc.returncode != 0 and err.rstrip().endswith("KeyboardInterrupt"), err
+    if signum == signal.SIGINT:
+        assert proc.returncode != 0 and err.rstrip().endswith("KeyboardInterrupt"), err
+    else:  # fairing's handler cleaned up, then the process ended by SIGTERM as the default would
+        assert proc.returncode == -signal.SIGTERM, (proc.returncode, err)
     assert _tags(registry, repo) == ["outputs"]  # ...and removed again, with what it mounted
     assert not any(_has_blob(registry, repo, d) for d in _base_layers(registry, base_image))
     assert _has_blob(registry, repo, layer["digest"])  # the artifact's own layer stays
