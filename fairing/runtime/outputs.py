@@ -221,7 +221,7 @@ class Registry:
         location = urllib.parse.urljoin(self.base + "/", resp.headers["Location"])
         resp.close()
         location += ("&" if "?" in location else "?") + "digest=" + urllib.parse.quote(digest)
-        self._open("PUT", location, data=produce(),
+        self._open("PUT", location, data=_Replay(produce),
                    headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)}).close()
         return digest, size
 
@@ -242,6 +242,16 @@ class Registry:
             with open(dest, "wb") as fh:
                 shutil.copyfileobj(resp, fh, 1 << 20)
         return None
+
+
+class _Replay:
+    """A request body that starts over each time it is sent (a retry after a 401 sends it whole)."""
+
+    def __init__(self, produce):
+        self.produce = produce
+
+    def __iter__(self):
+        return self.produce()
 
 
 def _basic_auth(host, auth_file):

@@ -60,6 +60,17 @@ def _tags(registry_address: str, repository: str) -> list:
         raise
 
 
+def _has_blob(registry_address: str, repository: str, digest: str) -> bool:
+    request = urllib.request.Request(f"http://{registry_address}/v2/{repository}/blobs/{digest}", method="HEAD")
+    try:
+        with urllib.request.urlopen(request, timeout=30):
+            return True
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return False
+        raise
+
+
 def _left_in(kube) -> list:
     ns = kube.namespace
     isvcs = kube.custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["items"]
@@ -94,6 +105,7 @@ def test_a_jobs_artifact_is_served_by_an_inference_service_from_an_oci_storage_u
     try:
         assert handle.result(600) == "trained"
         outputs = handle.outputs_artifact()
+        layers = [d["digest"] for d in outputs.manifest()["layers"]]
         with Proxy(registry_address) as proxy:  # the submitter reaches the registry through it
             via = Outputs(proxy.address + outputs.ref[outputs.ref.index("/"):], insecure=True)
             made = via.modelcar(proxy.address + base_image[base_image.index("/"):])
@@ -124,7 +136,8 @@ def test_a_jobs_artifact_is_served_by_an_inference_service_from_an_oci_storage_u
             endpoint.delete()
     finally:
         handle.delete()
-    assert [t for t in _tags(registry_address, repo) if t.startswith("modelcar-")] == []
+    assert _tags(registry_address, repo) == []  # the modelcar and the artifact
+    assert [d for d in layers if _has_blob(registry_address, repo, d)] == []  # the model layer too
     assert _left_in(kube) == []
 
 
@@ -159,5 +172,5 @@ def test_an_endpoint_serves_a_jobs_model_through_kserves_oci_storage(builder, ku
             endpoint.delete()
     finally:
         handle.delete()
-    assert [t for t in _tags(registry_address, repo) if t.startswith("modelcar-")] == []
+    assert _tags(registry_address, repo) == []  # the modelcar and the artifact
     assert _left_in(kube) == []
