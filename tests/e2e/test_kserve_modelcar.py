@@ -174,3 +174,35 @@ def test_an_endpoint_serves_a_jobs_model_through_kserves_oci_storage(builder, ku
         handle.delete()
     assert _tags(registry_address, repo) == []  # the modelcar and the artifact
     assert _left_in(kube) == []
+
+
+def test_a_jobs_artifact_gone_is_a_registry_error_and_leaves_nothing(builder, kube, kubeconfig, registry_address):
+    """The job's model layer deleted from the registry (the manifest kept) before the endpoint is made."""
+    backend = Backend("e2e", builder, JobDeployer(kube=kube, insecure_registry=True), ServingDeployer(kube=kube))
+
+    @fairing.train(backend=backend, timeout=600, outputs=["model.json"])
+    def train():
+        with open("model.json", "w") as fh:
+            json.dump({"w": 1.0}, fh)
+
+    handle = train.submit()
+    repo = handle.outputs_target.split("/", 1)[1].rsplit(":", 1)[0]
+    try:
+        handle.result(600)
+        layer = next(d for d in handle.outputs_artifact().manifest()["layers"]
+                     if d["mediaType"] == "application/vnd.oci.image.layer.v1.tar")
+        urllib.request.urlopen(urllib.request.Request(
+            f"http://{registry_address}/v2/{repo}/blobs/{layer['digest']}", method="DELETE"), timeout=30).close()
+        endpoint = PredictionEndpoint(ScaleModel, model=handle, model_storage="modelcar", backend="kubernetes",
+                                      builder=builder, kubeconfig=kubeconfig, namespace=kube.namespace,
+                                      deployer="kserve", model_name="scale")
+        with pytest.raises(fairing.RegistryError, match="not in the repository") as info:
+            endpoint.create(timeout=600)
+        assert info.value.code == "BLOB_UNKNOWN"
+        assert endpoint.handle is None
+        assert [t for t in _tags(registry_address, repo) if t.startswith("modelcar-")] == []
+        assert [x for x in _left_in(kube) if not x.startswith(("job/", "pod/"))] == []  # no endpoint was made
+    finally:
+        handle.delete()
+    assert _tags(registry_address, repo) == []
+    assert _left_in(kube) == []
