@@ -81,6 +81,7 @@ def kubernetes_backend(*, registry: Optional[str] = None, base_image: Optional[s
                        platform: Optional[str] = None, python_version: Optional[str] = None,
                        repository: Optional[str] = None, username: Optional[str] = None,
                        password: Optional[str] = None, credentials: Any = None, pip_args: Any = None,
+                       warm: bool = False, warm_idle: Optional[float] = None,
                        **deployer_options: Any) -> Backend:
     """Build to ``registry`` on ``base_image`` and run as a Job in ``namespace``.
 
@@ -90,6 +91,11 @@ def kubernetes_backend(*, registry: Optional[str] = None, base_image: Optional[s
     (and then those options are refused: give them to your builder). ``deployer_options``
     go to :class:`~fairing.deployers.job.JobDeployer` (mutators, backoff_limit,
     ttl_seconds_after_finished...), or are refused when ``deployer=`` is given.
+
+    ``warm=True``: each call runs on a warm worker pod that outlives it, so a re-run sends
+    only the changed files and starts no pod (see :mod:`fairing.deployers.warm`); a worker
+    with no call for ``warm_idle`` seconds [600] exits and its pod goes. Functions, scripts
+    and notebooks run as Jobs can be warm; distributed kinds and endpoints cannot.
     """
     from ..deployers.job import JobDeployer
     from ..deployers.serving import ServingDeployer
@@ -98,6 +104,11 @@ def kubernetes_backend(*, registry: Optional[str] = None, base_image: Optional[s
                        "python_version": python_version, "repository": repository, "username": username,
                        "password": password, "credentials": credentials, "pip_args": pip_args}
     kube = KubeClient(kubeconfig=kubeconfig, context=context, namespace=namespace)
+    if warm_idle is not None and not warm:
+        raise ConfigurationError("warm_idle= is how long a warm worker waits for the next call; give warm=True too.")
+    if warm:
+        return _warm_backend(kube, deployer, deployer_options, warm_idle, builder=builder, base_image=base_image,
+                             registry=registry, dockerfile=dockerfile, builder_options=builder_options)
     if deployer is None:
         deployer = JobDeployer(kube=kube, **deployer_options)
     elif set(deployer_options) - {"mutators", "pull_credentials"}:
@@ -118,6 +129,37 @@ def kubernetes_backend(*, registry: Optional[str] = None, base_image: Optional[s
     serving = ServingDeployer(kube=kube, mutators=deployer_options.get("mutators", ()),
                               pull_credentials=deployer_options.get("pull_credentials"))
     return Backend("kubernetes", builder, deployer, serving)
+
+
+#: What warm=True runs (anything else given with it is a ConfigurationError naming these).
+WARM_KINDS = ("a function (@train)", "a script", "a notebook", "run as a Job")
+
+
+def _warm_backend(kube: KubeClient, deployer: Any, deployer_options: dict, warm_idle: Optional[float], *,
+                  builder: Any, builder_options: dict, **choice: Any) -> Backend:
+    from ..builders.warm import WarmBuilder
+    from ..deployers.warm import WarmDeployer
+
+    supported = ("warm=True runs functions (@train), scripts and notebooks as single-pod Jobs on a warm worker; "
+                 "distributed kinds (TFJob, PyTorchJob, TrainJob) and endpoints cannot be warm.")
+    if deployer is not None:
+        name = deployer if isinstance(deployer, str) else type(deployer).__name__
+        raise ConfigurationError(f"deployer={name!r} cannot be combined with warm=True: {supported} "
+                                 "Drop warm=True to run it, or drop deployer= to run warm.")
+    distributed = sorted(k for k in ("replicas", "nodes") if deployer_options.get(k))
+    if distributed:
+        raise ConfigurationError(f"{'= and '.join(distributed)}= ask for a distributed job: {supported}")
+    taken = {"mutators", "pull_credentials", "labels", "annotations", "insecure_hosts", "insecure_registry"}
+    refused = sorted(set(deployer_options) - taken)
+    if refused:
+        raise ConfigurationError(f"{', '.join(refused)} do not apply to a warm worker (it is not a Job of its own "
+                                 "per call); drop them or drop warm=True.")
+    if builder is None:
+        builder = choose_builder(**choice, **builder_options)
+    options = {k: v for k, v in deployer_options.items() if k in taken}
+    warm = WarmDeployer(kube=kube, idle=600 if warm_idle is None else warm_idle,
+                        token_dir=current().cache_dir / "warm", **options)
+    return Backend("kubernetes", WarmBuilder(builder), warm, None)
 
 
 @job_options("registry", "insecure_registry", *CLUSTER_JOB_OPTIONS)
