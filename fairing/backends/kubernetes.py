@@ -103,9 +103,11 @@ def kubernetes_backend(*, registry: Optional[str] = None, base_image: Optional[s
     builder_options = {"insecure": insecure, "ca_bundle": ca_bundle, "platform": platform,
                        "python_version": python_version, "repository": repository, "username": username,
                        "password": password, "credentials": credentials, "pip_args": pip_args}
-    kube = KubeClient(kubeconfig=kubeconfig, context=context, namespace=namespace)
     if warm_idle is not None and not warm:
         raise ConfigurationError("warm_idle= is how long a warm worker waits for the next call; give warm=True too.")
+    if warm:
+        _check_warm(deployer, deployer_options)
+    kube = KubeClient(kubeconfig=kubeconfig, context=context, namespace=namespace)
     if warm:
         return _warm_backend(kube, deployer, deployer_options, warm_idle, builder=builder, base_image=base_image,
                              registry=registry, dockerfile=dockerfile, builder_options=builder_options)
@@ -131,8 +133,20 @@ def kubernetes_backend(*, registry: Optional[str] = None, base_image: Optional[s
     return Backend("kubernetes", builder, deployer, serving)
 
 
-#: What warm=True runs (anything else given with it is a ConfigurationError naming these).
-WARM_KINDS = ("a function (@train)", "a script", "a notebook", "run as a Job")
+_WARM_TAKES = {"mutators", "pull_credentials", "labels", "annotations", "insecure_hosts", "insecure_registry"}
+
+
+def _check_warm(deployer: Any, deployer_options: dict) -> None:
+    supported = ("warm=True runs functions (@train), scripts and notebooks as single-pod Jobs on a warm worker; "
+                 "distributed kinds (TFJob, PyTorchJob, TrainJob) and endpoints cannot be warm.")
+    if deployer is not None:
+        name = deployer if isinstance(deployer, str) else type(deployer).__name__
+        raise ConfigurationError(f"deployer={name!r} cannot be combined with warm=True: {supported} "
+                                 "Drop warm=True to run it, or drop deployer= to run warm.")
+    refused = sorted(set(deployer_options) - _WARM_TAKES)
+    if refused:
+        raise ConfigurationError(f"{', '.join(refused)} do not apply to a warm worker (it is not a Job of its own "
+                                 "per call); drop them or drop warm=True.")
 
 
 def _warm_backend(kube: KubeClient, deployer: Any, deployer_options: dict, warm_idle: Optional[float], *,
@@ -140,23 +154,9 @@ def _warm_backend(kube: KubeClient, deployer: Any, deployer_options: dict, warm_
     from ..builders.warm import WarmBuilder
     from ..deployers.warm import WarmDeployer
 
-    supported = ("warm=True runs functions (@train), scripts and notebooks as single-pod Jobs on a warm worker; "
-                 "distributed kinds (TFJob, PyTorchJob, TrainJob) and endpoints cannot be warm.")
-    if deployer is not None:
-        name = deployer if isinstance(deployer, str) else type(deployer).__name__
-        raise ConfigurationError(f"deployer={name!r} cannot be combined with warm=True: {supported} "
-                                 "Drop warm=True to run it, or drop deployer= to run warm.")
-    distributed = sorted(k for k in ("replicas", "nodes") if deployer_options.get(k))
-    if distributed:
-        raise ConfigurationError(f"{'= and '.join(distributed)}= ask for a distributed job: {supported}")
-    taken = {"mutators", "pull_credentials", "labels", "annotations", "insecure_hosts", "insecure_registry"}
-    refused = sorted(set(deployer_options) - taken)
-    if refused:
-        raise ConfigurationError(f"{', '.join(refused)} do not apply to a warm worker (it is not a Job of its own "
-                                 "per call); drop them or drop warm=True.")
     if builder is None:
         builder = choose_builder(**choice, **builder_options)
-    options = {k: v for k, v in deployer_options.items() if k in taken}
+    options = {k: v for k, v in deployer_options.items() if k in _WARM_TAKES}
     warm = WarmDeployer(kube=kube, idle=600 if warm_idle is None else warm_idle,
                         token_dir=current().cache_dir / "warm", **options)
     return Backend("kubernetes", WarmBuilder(builder), warm, None)

@@ -94,6 +94,7 @@ class Worker:
         self.pycache = os.path.join(state, "pycache")
         os.makedirs(self.cas, exist_ok=True)
         self.spare = None
+        self.port = 0
 
     def start_spare(self) -> None:
         """A fresh interpreter for the next run, started now so that the call does not wait for
@@ -109,6 +110,7 @@ class Worker:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", port))
         listener.listen(8)
+        self.port = listener.getsockname()[1]
         self.start_spare()
         while True:
             ready, _, _ = select.select([listener], [], [], self.idle)
@@ -217,10 +219,10 @@ class Worker:
                 if conn in ready:  # a cancel, or the submitter went away: stop the run, not the worker
                     return
                 for fd in ready:
-                    chunk = os.read(fd, 65536)
+                    chunk, ended = _read_lines(fd)
                     if chunk:
                         send(conn, streams[fd], chunk)
-                    else:
+                    if ended:
                         del streams[fd]
             stopped = False
         finally:
@@ -258,6 +260,20 @@ sys.path.insert(0, spec["cwd"])
 sys.argv = [spec["argv"][0], *spec["argv"][1:]]
 runpy.run_module(spec["argv"][0], run_name="__main__", alter_sys=True)
 """
+
+
+def _read_lines(fd: int) -> tuple:
+    """What ``fd`` has, waiting a moment for the rest of a line (unbuffered Python writes
+    ``print``'s text and its newline apart); (bytes, whether the stream ended)."""
+    chunk = os.read(fd, 65536)
+    if not chunk:
+        return b"", True
+    while not chunk.endswith(b"\n") and len(chunk) < 65536 and select.select([fd], [], [], 0.02)[0]:
+        more = os.read(fd, 65536)
+        if not more:
+            return chunk, True
+        chunk += more
+    return chunk, False
 
 
 def _stop(child) -> None:
