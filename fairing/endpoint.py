@@ -152,6 +152,11 @@ class PredictionEndpoint:
                                      "notebooks as single-pod Jobs on a warm worker (not TFJob, PyTorchJob, TrainJob "
                                      "or endpoints). Drop warm=True.")
         self.backend = BackendChoice(options.pop("backend", None), options).make()
+        inner = getattr(self.backend.builder, "unwarmed", None)
+        if inner is not None:  # the warm setting: an endpoint runs from its own image, as without it
+            import dataclasses
+
+            self.backend = dataclasses.replace(self.backend, builder=inner, deployer=self.backend.serving)
         deployer = deployer or self.backend.serving
         if isinstance(deployer, str):  # 'serving' or 'kserve', on the backend's cluster
             from .deployers.serving import serving_deployer

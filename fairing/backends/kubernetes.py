@@ -157,9 +157,14 @@ def _warm_backend(kube: KubeClient, deployer: Any, deployer_options: dict, warm_
     if builder is None:
         builder = choose_builder(**choice, **builder_options)
     options = {k: v for k, v in deployer_options.items() if k in _WARM_TAKES}
+    from ..deployers.serving import ServingDeployer
+
     warm = WarmDeployer(kube=kube, idle=600 if warm_idle is None else warm_idle,
                         token_dir=current().cache_dir / "warm", **options)
-    return Backend("kubernetes", WarmBuilder(builder), warm, None)
+    # endpoints are never warm (the warm setting leaves them as they are): they serve from their own image
+    serving = ServingDeployer(kube=kube, mutators=options.get("mutators", ()),
+                              pull_credentials=options.get("pull_credentials"))
+    return Backend("kubernetes", WarmBuilder(builder), warm, serving)
 
 
 @job_options("registry", "insecure_registry", *CLUSTER_JOB_OPTIONS)

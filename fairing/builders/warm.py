@@ -44,6 +44,11 @@ class WarmBuilder:
         self._images: dict = {}
         self._lock = threading.Lock()
 
+    @property
+    def unwarmed(self) -> Any:
+        """The registry builder this one wraps (what an endpoint builds with)."""
+        return self.builder
+
     def build(self, context: BuildContext, *, on_event: Optional[EventCallback] = None) -> WarmImage:
         worker = worker_context(context)
         key = hashlib.sha256(json.dumps([worker.digest(), list(worker.requirements), list(worker.constraints),

@@ -195,7 +195,8 @@ def test_an_idle_worker_goes_and_leaves_nothing_after_its_submitter_was_killed(b
                and not kube.batch.list_namespaced_job(namespace).items, 120, "the idle worker's pod to go")
 
 
-def test_a_requirements_change_starts_a_new_worker(builder, kube, tmp_path):
+def test_a_requirements_change_starts_a_new_worker_and_workers_are_listed_and_deleted(builder, kube, kubeconfig,
+                                                                                    tmp_path):
     backend = _warm(builder, kube, tmp_path / "tokens")
 
     @fairing.train(backend=backend, timeout=600, quiet=True)
@@ -214,6 +215,15 @@ def test_a_requirements_change_starts_a_new_worker(builder, kube, tmp_path):
     assert with_tomli() == 1
     names = {p.metadata.name for p in _worker_pods(kube)}
     assert len(names) == 2 and first.metadata.name in names
+    # `fairing list` shows the workers, `fairing delete` removes one (its pod with it)
+    from fairing import jobs
+
+    listed = {j.name: j for j in jobs.jobs(backend="kubernetes", namespace=kube.namespace, kubeconfig=kubeconfig)}
+    worker = first.metadata.labels["fairing.dev/job"]
+    assert worker in listed and listed[worker].phase == "Running"
+    jobs.delete(worker, namespace=kube.namespace, kubeconfig=kubeconfig)
+    wait_until(lambda: first.metadata.name not in {p.metadata.name for p in _worker_pods(kube)}, 60,
+               "the deleted worker's pod to go")
 
 
 def _other_identity(kube) -> KubeClient:
