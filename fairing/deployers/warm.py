@@ -183,7 +183,7 @@ class WarmDeployer(KubeDeployerBase):
         while time.monotonic() < deadline:
             pods = kube.core.list_namespaced_pod(kube.namespace, label_selector=f"{JOB_LABEL}={worker}").items
             for pod in pods:
-                if pod.status.phase == "Running":
+                if pod.status.phase == "Running" and self._listening(pod.metadata.name):
                     return pod.metadata.name
                 if pod.status.phase in ("Failed", "Succeeded"):
                     raise DeployError(f"The warm worker {worker} ended before its first call "
@@ -197,6 +197,14 @@ class WarmDeployer(KubeDeployerBase):
             time.sleep(0.2)
         self.delete_worker(worker)
         raise DeployError(f"The warm worker {worker} did not start within {self.start_timeout:.0f} s.")
+
+    def _listening(self, pod: str) -> bool:
+        """Whether the worker in ``pod`` said it listens (a port-forward to a closed port ends in
+        an error the kubernetes client's forwarding thread prints)."""
+        try:
+            return protocol.READY in self.kube.pod_log(pod, self.kube.namespace, tail_lines=5)
+        except Exception:  # no log yet
+            return False
 
     def delete_worker(self, worker: str) -> None:
         """Remove the worker ``worker`` (its Job, its pod and its token here)."""

@@ -48,6 +48,7 @@ TOKEN_ENV = "FAIRING_WARM_TOKEN_SHA256"
 IDLE_ENV = "FAIRING_WARM_IDLE"
 STATE = "/tmp/fairing-warm"
 MAX_FRAME = 1 << 30
+READY = "fairing warm worker: listening on"
 _HEAD = struct.Struct(">cI")
 
 
@@ -111,6 +112,8 @@ class Worker:
         listener.bind(("127.0.0.1", port))
         listener.listen(8)
         self.port = listener.getsockname()[1]
+        sys.stdout.write(f"{READY} 127.0.0.1:{self.port}\n")  # the pod's log: the submitter may connect now
+        sys.stdout.flush()
         self.start_spare()
         while True:
             ready, _, _ = select.select([listener], [], [], self.idle)
