@@ -39,3 +39,38 @@ def test_warm_idle_must_be_positive():
     for bad in (0, -1, "600", True):
         with pytest.raises(ConfigurationError, match="warm_idle"):
             WarmDeployer(idle=bad)
+
+
+def test_the_warm_settings_are_read_checked_and_reach_the_kubernetes_backend(tmp_path):
+    from fairing.backends import backend_factory
+    from fairing.settings import resolve
+
+    settings = resolve(cwd=tmp_path, environ={"FAIRING_WARM": "1", "FAIRING_WARM_IDLE": "30"})
+    assert settings.warm is True and settings.warm_idle == 30.0
+    _factory, kwargs = backend_factory("kubernetes", {}, settings=settings)
+    assert kwargs["warm"] is True and kwargs["warm_idle"] == 30.0
+    _factory, kwargs = backend_factory("local", {}, settings=settings)
+    assert "warm" not in kwargs  # only the kubernetes backends take it
+    assert resolve(cwd=tmp_path, environ={"FAIRING_WARM": "off"}).warm is False
+
+
+@pytest.mark.parametrize("var, value", [("FAIRING_WARM", "maybe"), ("FAIRING_WARM_IDLE", "-5"),
+                                        ("FAIRING_WARM_IDLE", "ten minutes"), ("FAIRING_WARM_IDLE", "inf"),
+                                        ("FAIRING_WARM_IDLE", "nan")])
+def test_a_bad_warm_setting_is_a_configuration_error_naming_it(tmp_path, var, value):
+    from fairing.settings import resolve
+
+    with pytest.raises(ConfigurationError, match=var.lower().replace("fairing_", "")):
+        resolve(cwd=tmp_path, environ={var: value})
+
+
+def test_fairing_run_warm_cannot_detach_and_needs_a_kubernetes_backend(tmp_path, monkeypatch, capsys):
+    from fairing.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "train.py").write_text("open('ran', 'w')\n")
+    assert main(["run", "train.py", "--warm", "--detach", "--backend", "kubernetes"]) == 2
+    assert "cannot --detach" in capsys.readouterr().err
+    assert main(["run", "train.py", "--warm", "--backend", "local"]) == 2
+    assert "Unknown option 'warm' for the local backend" in capsys.readouterr().err
+    assert not (tmp_path / "ran").exists()
