@@ -78,6 +78,27 @@ def recv(sock) -> tuple:
     return kind, _exact(sock, size)
 
 
+def _walk(top: str) -> list:
+    """Every path under ``top`` (files, links, directories), relative to it; links not followed."""
+    out = []
+    for root, dirs, files in os.walk(top):
+        rel = os.path.relpath(root, top)
+        out.extend(os.path.normpath(os.path.join(rel, name)) for name in (*dirs, *files))
+    return out
+
+
+def _inside(workdir: str, rel: str) -> str:
+    """``workdir/rel`` with its parent directories made, refused when a parent is a link
+    (a run could have planted one pointing out of the working directory)."""
+    parent = workdir
+    for part in rel.split("/")[:-1]:
+        parent = os.path.join(parent, part)
+        if os.path.islink(parent):
+            raise ProtocolError(f"a parent of {rel!r} is a link")
+        os.makedirs(parent, exist_ok=True)
+    return os.path.join(workdir, rel)
+
+
 def _safe_rel(path: str) -> str:
     parts = [p for p in path.split("/") if p not in ("", ".")]
     if not parts or ".." in parts or path.startswith("/"):
@@ -96,6 +117,7 @@ class Worker:
         os.makedirs(self.cas, exist_ok=True)
         self.spare = None
         self.port = 0
+        self.image_files = None  # (workdir, what the image has there)
 
     def start_spare(self) -> None:
         """A fresh interpreter for the next run, started now so that the call does not wait for
@@ -162,31 +184,48 @@ class Worker:
         os.replace(tmp, path)
 
     def _lay_out(self, spec: dict) -> str:
-        workdir = spec.get("workdir") or "/app"
+        workdir = os.path.normpath(spec.get("workdir") or "/app")
         if not workdir.startswith("/") or workdir in ("/", "/tmp") or workdir.startswith(STATE):
             raise ProtocolError(f"refusing workdir {workdir!r}")
         os.makedirs(workdir, exist_ok=True)
-        for name in os.listdir(workdir):  # a fresh directory for each run: nothing carried over
-            path = os.path.join(workdir, name)
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                os.unlink(path)
+        self._clean(workdir)
         executable = set(spec.get("exec", []))
         for rel, digest in spec.get("files", {}).items():
             rel = _safe_rel(rel)
-            target = os.path.join(workdir, rel)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            shutil.copyfile(self._blob(digest), target)  # a copy: the run may change its files, not the cache
+            target = _inside(workdir, rel)
+            source = self._blob(digest)
+            if os.path.lexists(target) and not os.path.isdir(target):
+                os.unlink(target)  # never written through a link the image or a run left
+            shutil.copyfile(source, target)  # a copy: the run may change its files, not the cache
             os.chmod(target, 0o755 if rel in executable else 0o644)
             # an mtime from the content: bytecode cached by (mtime, size) stays valid exactly while it is unchanged
             stamp = int(digest[:7], 16)
             os.utime(target, (stamp, stamp))
         for rel, link in spec.get("links", {}).items():
-            target = os.path.join(workdir, _safe_rel(rel))
-            os.makedirs(os.path.dirname(target), exist_ok=True)
+            rel = _safe_rel(rel)
+            resolved = os.path.normpath(os.path.join(os.path.dirname(rel), link))
+            if link.startswith("/") or resolved == ".." or resolved.startswith("../"):
+                raise ProtocolError(f"the link {rel!r} -> {link!r} leaves the working directory")
+            target = _inside(workdir, rel)
+            if os.path.lexists(target):
+                os.unlink(target)
             os.symlink(link, target)
         return workdir
+
+    def _clean(self, workdir: str) -> None:
+        """Remove what earlier runs left in ``workdir``: everything but what the image has there
+        (recorded before the first run), so each run starts from the image and its own files."""
+        if self.image_files is None or self.image_files[0] != workdir:
+            self.image_files = (workdir, set(_walk(workdir)))
+        keep = self.image_files[1]
+        for path in sorted(_walk(workdir), reverse=True):  # children before their directory
+            if path in keep:
+                continue
+            full = os.path.join(workdir, path)
+            if os.path.isdir(full) and not os.path.islink(full):
+                shutil.rmtree(full, ignore_errors=True)
+            elif os.path.lexists(full):
+                os.unlink(full)
 
     def run(self, conn, spec: dict) -> None:
         workdir = self._lay_out(spec)

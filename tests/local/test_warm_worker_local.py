@@ -132,3 +132,21 @@ def test_an_idle_worker_exits(tmp_path):
     started = time.time()
     assert w.serve(port=0) == 0
     assert time.time() - started < 10 and w.spare is None or w.spare.poll() is not None
+
+
+def test_a_run_does_not_see_what_the_last_run_left_but_sees_the_images_files(worker, tmp_path):
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "from-image.txt").write_text("base")
+    leave = b"import os\nopen('left.txt', 'w').write('x')\nos.symlink('/etc', 'out')\nprint(sorted(os.listdir('.')))\n"
+    first = _call(worker, tmp_path, {"m.py": leave}, ["python3", "-m", "m"])
+    assert first["O"] == b"['from-image.txt', 'left.txt', 'm.py', 'out']\n"
+    look = b"import os\nprint(sorted(os.listdir('.')))\n"
+    second = _call(worker, tmp_path, {"m.py": look, "out/evil.py": b""}, ["python3", "-m", "m"])
+    assert "X" in second and second["O"] == b"['from-image.txt', 'm.py', 'out']\n"  # the planted link is gone
+    assert (app / "out").is_dir() and not (app / "out").is_symlink()
+
+
+def test_a_link_leaving_the_workdir_is_refused(worker, tmp_path):
+    got = _call(worker, tmp_path, {"ok.py": b""}, [sys.executable, "-c", "pass"], links={"l": "../../etc/passwd"})
+    assert "X" not in got and not (tmp_path / "app" / "l").exists()
