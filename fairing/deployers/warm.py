@@ -155,6 +155,7 @@ class WarmDeployer(KubeDeployerBase):
             worker = (pod.metadata.labels or {}).get(JOB_LABEL, "")
             token = self._token(worker)
             if token and self.check_identity(pod):
+                os.utime(self._token_path(worker))  # in use: kept by the pruning below
                 return pod.metadata.name, worker, token
         return None
 
@@ -167,6 +168,7 @@ class WarmDeployer(KubeDeployerBase):
         token = secrets.token_hex(32)
         path = self._token_path(name)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._prune_tokens(path.parent)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(token)
@@ -176,6 +178,16 @@ class WarmDeployer(KubeDeployerBase):
             path.unlink(missing_ok=True)
             raise_for_api_error(exc, action=f"create the warm worker {name}", kind="Job", namespace=kube.namespace)
         return name, token
+
+    def _prune_tokens(self, directory: Path) -> None:
+        """Forget the tokens of workers unused for longer than they wait (they have exited)."""
+        horizon = time.time() - (self.idle + 3600)
+        for path in directory.iterdir():
+            try:
+                if path.is_file() and path.stat().st_mtime < horizon:
+                    path.unlink()
+            except OSError:
+                pass  # another process pruned it
 
     def _wait_pod(self, worker: str) -> str:
         kube = self.kube

@@ -283,3 +283,20 @@ def test_warm_with_a_distributed_kind_or_an_option_it_cannot_take_names_what_it_
             lambda: 1).submit()
     with pytest.raises(ConfigurationError, match="warm_idle"):
         WarmDeployer(kube=object(), idle=-1)
+
+
+def test_a_script_runs_warm_through_the_kubernetes_backend_with_its_arguments(builder, kubeconfig, namespace, kube,
+                                                                           tmp_path, monkeypatch):
+    from fairing import TrainJob
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "train.py").write_text("import sys\nprint('epochs', sys.argv[1:])\nsys.exit(int(sys.argv[2]))\n")
+    options = dict(backend="kubernetes", builder=builder, warm=True, warm_idle=60, namespace=namespace,
+                   kubeconfig=kubeconfig, quiet=True)
+    assert TrainJob("train.py", args=["--exit", "0"], **options).run(timeout=600) is None
+    with pytest.raises(JobFailedError) as failed:
+        TrainJob("train.py", args=["--exit", "4"], **options).run(timeout=120)
+    assert failed.value.exit_code == 4 and "epochs ['--exit', '4']" in failed.value.logs_tail
+    (pod,) = _worker_pods(kube)
+    env = {e.name: e.value for e in pod.spec.containers[0].env}
+    assert env["FAIRING_WARM_IDLE"] == "60.0" and len(env["FAIRING_WARM_TOKEN_SHA256"]) == 64
