@@ -102,6 +102,7 @@ class WarmDeployer(KubeDeployerBase):
         self.token_dir = Path(token_dir) if token_dir is not None else Path(tempfile.mkdtemp(prefix="fairing-warm-"))
         self.start_timeout = start_timeout
         self._identity: Optional[str] = None
+        self._known: dict = {}  # worker key -> (pod, worker, token) last used: no listing per call (shared by copies)
 
     @property
     def identity(self) -> str:
@@ -249,6 +250,30 @@ class WarmDeployer(KubeDeployerBase):
         if not isinstance(image, WarmImage):
             raise ConfigurationError(f"The warm deployer runs what the warm builder makes, got {type(image).__name__}.")
         blobs, paths, links, executable = _payload(image.context)
+        worker_key = self.worker_key(image.image)
+        sock = None
+        known = self._known.pop(worker_key, None)
+        if known is not None:  # the worker of the last call: no listing
+            pod, worker, token = known
+            try:
+                sock = self.connect(pod)
+                missing = self._hello(sock, token, blobs, worker)
+            except (EOFError, OSError, DeployError):  # gone since (idle, deleted): look again
+                sock = None
+        if sock is None:
+            sock, pod, worker, token, missing = self._reach(image, blobs)
+        self._known[worker_key] = (pod, worker, token)
+        for digest in missing:
+            protocol.send(sock, b"B", blobs[digest])
+        key = new_key()
+        run = {"files": paths, "links": links, "exec": executable, "entrypoint": list(image.context.entrypoint),
+               "env": dict(image.context.env), "workdir": image.context.workdir, "key": key.hex()}
+        protocol.send(sock, b"R", json.dumps(run).encode())
+        handle = WarmHandle(name or f"{worker}-{uuid.uuid4().hex[:5]}", worker, pod, sock, key, on_event=on_event)
+        return handle.start()
+
+    def _reach(self, image: WarmImage, blobs: dict) -> tuple:
+        """(socket, pod, worker, token, missing sha256s): a worker of ``image`` found, or started."""
         found = self.find_worker(image)
         started = found is None
         if found is None:
@@ -260,22 +285,13 @@ class WarmDeployer(KubeDeployerBase):
         while True:
             try:
                 sock = self.connect(pod)
-                missing = self._hello(sock, token, blobs, worker)
-                break
+                return sock, pod, worker, token, self._hello(sock, token, blobs, worker)
             except (EOFError, OSError) as exc:  # not listening yet (a new worker), or it just idled out
                 if time.monotonic() > deadline:
                     raise DeployError(f"The warm worker {worker} does not answer: {exc}.") from exc
                 if not started and self.find_worker(image) is None:
-                    return self.deploy(image, name=name, on_event=on_event)
+                    return self._reach(image, blobs)
                 time.sleep(0.1)
-        for digest in missing:
-            protocol.send(sock, b"B", blobs[digest])
-        key = new_key()
-        run = {"files": paths, "links": links, "exec": executable, "entrypoint": list(image.context.entrypoint),
-               "env": dict(image.context.env), "workdir": image.context.workdir, "key": key.hex()}
-        protocol.send(sock, b"R", json.dumps(run).encode())
-        handle = WarmHandle(name or f"{worker}-{uuid.uuid4().hex[:5]}", worker, pod, sock, key, on_event=on_event)
-        return handle.start()
 
     def _hello(self, sock: socket.socket, token: str, files: dict, worker: str) -> list:
         protocol.send(sock, b"H", json.dumps({"token": token, "have": sorted(files)}).encode())

@@ -283,10 +283,12 @@ class Worker:
                                       "seconds": round(time.monotonic() - began, 4)}).encode())
 
 
-#: The spare interpreter: imports what the image has that every function run needs, then waits
+#: The spare interpreter: imports what the image has that every run needs (no user code), then waits
 #: for its run (cwd, environment, module and arguments) on stdin.
 _SPARE = """
 import json, os, runpy, sys
+# the standard library the runtime imports (urllib.request alone takes tens of milliseconds)
+import base64, hashlib, hmac, platform, pickle, re, secrets, shutil, traceback, urllib.request, zlib
 try:
     import cloudpickle
 except ImportError:
