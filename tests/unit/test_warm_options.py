@@ -64,13 +64,21 @@ def test_a_bad_warm_setting_is_a_configuration_error_naming_it(tmp_path, var, va
         resolve(cwd=tmp_path, environ={var: value})
 
 
-def test_fairing_run_warm_cannot_detach_and_needs_a_kubernetes_backend(tmp_path, monkeypatch, capsys):
-    from fairing.cli import main
+def test_fairing_run_warm_cannot_detach_and_needs_a_kubernetes_backend(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
 
-    monkeypatch.chdir(tmp_path)
     (tmp_path / "train.py").write_text("open('ran', 'w')\n")
-    assert main(["run", "train.py", "--warm", "--detach", "--backend", "kubernetes"]) == 2
-    assert "cannot --detach" in capsys.readouterr().err
-    assert main(["run", "train.py", "--warm", "--backend", "local"]) == 2
-    assert "Unknown option 'warm' for the local backend" in capsys.readouterr().err
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+
+    def fairing_run(*args):
+        return subprocess.run([sys.executable, "-m", "fairing", "run", "train.py", "--warm", *args], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=120)
+
+    detached = fairing_run("--detach", "--backend", "kubernetes")
+    assert detached.returncode == 2 and "cannot --detach" in detached.stderr
+    local = fairing_run("--backend", "local")
+    assert local.returncode == 2 and "Unknown option 'warm' for the local backend" in local.stderr
     assert not (tmp_path / "ran").exists()
