@@ -266,6 +266,9 @@ class Worker:
                         send(conn, streams[fd], chunk)
                     if ended:
                         del streams[fd]
+            while child.poll() is None:  # its output closed, the process not ended yet
+                if select.select([conn], [], [], 0.2)[0]:
+                    return
             stopped = False
         finally:
             if stopped:

@@ -150,3 +150,19 @@ def test_a_run_does_not_see_what_the_last_run_left_but_sees_the_images_files(wor
 def test_a_link_leaving_the_workdir_is_refused(worker, tmp_path):
     got = _call(worker, tmp_path, {"ok.py": b""}, [sys.executable, "-c", "pass"], links={"l": "../../etc/passwd"})
     assert "X" not in got and not (tmp_path / "app" / "l").exists()
+
+
+def test_a_run_that_closes_its_output_and_hangs_is_still_stopped_by_the_submitter(worker, tmp_path):
+    code = b"import os, time\nprint('closing', flush=True)\nos.close(1)\nos.close(2)\ntime.sleep(60)\n"
+    sock = _connect(worker)
+    blob = hashlib.sha256(code).hexdigest()
+    protocol.send(sock, b"H", json.dumps({"token": TOKEN, "have": [blob]}).encode())
+    protocol.recv(sock)
+    protocol.send(sock, b"B", code)
+    protocol.send(sock, b"R", json.dumps({"files": {"hang.py": blob}, "entrypoint": ["python3", "-m", "hang"],
+                                          "workdir": str(tmp_path / "app"), "key": "00" * 32}).encode())
+    assert protocol.recv(sock) == (b"O", b"closing\n")
+    sock.close()
+    started = time.time()
+    assert _call(worker, tmp_path, {"ok.py": b""}, [sys.executable, "-c", "print('next')"])["O"] == b"next\n"
+    assert time.time() - started < 30
