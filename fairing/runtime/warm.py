@@ -150,6 +150,8 @@ class Worker:
                     self.call(conn)
                 except (EOFError, OSError, ProtocolError, ValueError) as exc:
                     sys.stderr.write(f"fairing warm worker: a call ended: {exc}\n")
+            if self.spare is None or self.spare.poll() is not None:
+                self.start_spare()  # after the answer (the connection is closed): no caller waits for it
 
     def call(self, conn) -> None:
         kind, body = recv(conn)
@@ -281,7 +283,6 @@ class Worker:
         outputs = _tar_of(self.out)
         if outputs:
             send(conn, b"T", outputs)
-        self.start_spare()
         send(conn, b"X", json.dumps({"code": code, "result": result,
                                       "seconds": round(time.monotonic() - began, 4)}).encode())
 
