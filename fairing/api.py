@@ -340,7 +340,9 @@ def train(
     ``options`` go to the backend (and may name ``builder``/``deployer`` objects); they
     are checked here, and the settings fill the rest when the job is submitted. The job's
     output goes to stdout unless ``quiet``. ``keep_logs=True`` saves the job's log before
-    cleanup (:func:`fairing.jobs.saved_log`).
+    cleanup (:func:`fairing.jobs.saved_log`). ``warm=True`` (the kubernetes backends) runs each
+    call on a worker pod that outlives it, so a re-run sends only the changed files and starts
+    no pod (see :mod:`fairing.deployers.warm`).
 
     >>> @fairing.train(backend="local", timeout=600)
     ... def fit(alpha):

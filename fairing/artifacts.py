@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Protocol, TypeVar
 from .errors import ConfigurationError
 from .images.reference import ImageRef
 
-__all__ = ["RegistryImage", "DockerImage", "LocalDir", "Artifact", "Builder", "Deployer", "check_pair",
+__all__ = ["RegistryImage", "DockerImage", "LocalDir", "WarmImage", "Artifact", "Builder", "Deployer", "check_pair",
            "pairs_that_work", "produced_by", "accepted_by"]
 
 
@@ -93,7 +93,19 @@ class LocalDir:
     site_dir: Optional[Path] = None
 
 
-Artifact = Union[RegistryImage, DockerImage, LocalDir]
+@dataclass(frozen=True)
+class WarmImage:
+    """What the warm deployer runs: ``image``, the worker's image (base and requirements,
+    no code), and ``context``, whose files go to the worker at each call."""
+
+    image: RegistryImage
+    context: Any  # fairing.context.BuildContext
+
+    def __str__(self) -> str:
+        return str(self.image)
+
+
+Artifact = Union[RegistryImage, DockerImage, LocalDir, WarmImage]
 T = TypeVar("T", RegistryImage, DockerImage, LocalDir)
 T_co = TypeVar("T_co", covariant=True)
 T_contra = TypeVar("T_contra", contravariant=True)

@@ -439,16 +439,23 @@ fairing run train:main --detach --env LR=0.1      # module:function; prints the 
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="seconds before the job is stopped")
 @click.option("--detach", "-d", is_flag=True, help="start the job, print its name and return")
 @click.option("--keep-logs", is_flag=True, help="save the log before the job is removed")
+@click.option("--warm", is_flag=True, default=None,
+              help="run on a warm worker pod that outlives the call: a re-run sends only the changed files "
+                   "(kubernetes backends)")
 @output_option
 @click.pass_context
 def run(ctx: click.Context, entry: str, args: tuple, backend: Optional[str], input_files: tuple,
         requirements: Optional[str], full_notebook: bool, param: dict, name: Optional[str], timeout: Optional[float],
-        detach: bool, keep_logs: bool, output: str, **_: Any) -> int:
+        detach: bool, keep_logs: bool, output: str, warm: Optional[bool] = None, **_: Any) -> int:
     """Run a script, a notebook or a function as a job; stream its log and exit with its outcome."""
     from .api import TrainJob, run_handle
 
     out = _Out(output)
     options = _backend_options(backend, _given(ctx, _RUN_OPTIONS))
+    if warm:
+        if detach:
+            raise click.UsageError("--warm runs the call on a warm worker and waits for it; it cannot --detach.")
+        options["warm"] = True
     target = _entry(entry)
     if callable(target):
         job_args: dict = {"args": tuple(args)}

@@ -147,7 +147,16 @@ class PredictionEndpoint:
             requirements = _requirements_among_inputs(input_files, requirements)
         self.model_name = model_name or model_class.__name__.lower()
         self.model = _model_outputs(model)
+        if options.get("warm"):
+            raise ConfigurationError("An endpoint cannot be warm: warm=True runs functions (@train), scripts and "
+                                     "notebooks as single-pod Jobs on a warm worker (not TFJob, PyTorchJob, TrainJob "
+                                     "or endpoints). Drop warm=True.")
         self.backend = BackendChoice(options.pop("backend", None), options).make()
+        inner = getattr(self.backend.builder, "unwarmed", None)
+        if inner is not None:  # the warm setting: an endpoint runs from its own image, as without it
+            import dataclasses
+
+            self.backend = dataclasses.replace(self.backend, builder=inner, deployer=self.backend.serving)
         deployer = deployer or self.backend.serving
         if isinstance(deployer, str):  # 'serving' or 'kserve', on the backend's cluster
             from .deployers.serving import serving_deployer

@@ -60,6 +60,8 @@ ENVIRONMENT = {
     "FAIRING_CA_BUNDLE": "ca_bundle",
     "FAIRING_PLATFORM": "platform",
     "FAIRING_PYTHON_VERSION": "python_version",
+    "FAIRING_WARM": "warm",
+    "FAIRING_WARM_IDLE": "warm_idle",
 }
 
 #: setting -> the keyword argument of the backends, builders and deployers that take it
@@ -71,6 +73,8 @@ PARAMETERS = {
     "ca_bundle": "ca_bundle",
     "platform": "platform",
     "python_version": "python_version",
+    "warm": "warm",
+    "warm_idle": "warm_idle",
 }
 
 
@@ -86,6 +90,10 @@ class Settings:
     ca_bundle: Optional[str] = None
     platform: Optional[str] = None
     python_version: Optional[str] = None
+    #: Calls run on a warm worker pod (see fairing.deployers.warm); the kubernetes backends only.
+    warm: Optional[bool] = None
+    #: Seconds a warm worker waits for the next call before it exits [600].
+    warm_idle: Optional[float] = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
     #: The settings files read (the user file first, then the project's), as paths.
     files: tuple[str, ...] = field(default=(), compare=False)
@@ -124,6 +132,21 @@ _NAMES = tuple(f.name for f in fields(Settings) if f.name not in ("sources", "fi
 
 
 def _check_value(name: str, value: Any, where: str) -> Any:
+    if name == "warm":
+        text = str(value).strip().lower() if isinstance(value, (str, bool)) else None
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off", ""):
+            return False
+        raise ConfigurationError(f"warm in {where} is true or false, got {value!r}.")
+    if name == "warm_idle":
+        try:
+            seconds = float(value) if not isinstance(value, bool) else float("nan")
+        except (TypeError, ValueError):
+            seconds = float("nan")
+        if not seconds > 0 or seconds == float("inf"):
+            raise ConfigurationError(f"warm_idle in {where} is a positive number of seconds (e.g. 600), got {value!r}.")
+        return seconds
     if name == "insecure_registries":
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]

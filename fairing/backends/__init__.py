@@ -100,6 +100,8 @@ class BackendChoice:
         if self.factory is None:
             builder, deployer = parts.get("builder"), parts.get("deployer")
             backend = self.backend
+            if builder is not None and getattr(backend.builder, "unwarmed", None) is builder:
+                builder = backend.builder  # the warm builder made around it (warm=True)
             if builder is not None or deployer is not None:
                 backend = replace(backend, builder=builder or backend.builder, deployer=deployer or backend.deployer)
             return replace(backend, deployer=with_settings(backend.deployer), serving=with_settings(backend.serving))

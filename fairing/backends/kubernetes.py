@@ -81,6 +81,7 @@ def kubernetes_backend(*, registry: Optional[str] = None, base_image: Optional[s
                        platform: Optional[str] = None, python_version: Optional[str] = None,
                        repository: Optional[str] = None, username: Optional[str] = None,
                        password: Optional[str] = None, credentials: Any = None, pip_args: Any = None,
+                       warm: bool = False, warm_idle: Optional[float] = None,
                        **deployer_options: Any) -> Backend:
     """Build to ``registry`` on ``base_image`` and run as a Job in ``namespace``.
 
@@ -90,6 +91,11 @@ def kubernetes_backend(*, registry: Optional[str] = None, base_image: Optional[s
     (and then those options are refused: give them to your builder). ``deployer_options``
     go to :class:`~fairing.deployers.job.JobDeployer` (mutators, backoff_limit,
     ttl_seconds_after_finished...), or are refused when ``deployer=`` is given.
+
+    ``warm=True``: each call runs on a warm worker pod that outlives it, so a re-run sends
+    only the changed files and starts no pod (see :mod:`fairing.deployers.warm`); a worker
+    with no call for ``warm_idle`` seconds [600] exits and its pod goes. Functions, scripts
+    and notebooks run as Jobs can be warm; distributed kinds and endpoints cannot.
     """
     from ..deployers.job import JobDeployer
     from ..deployers.serving import ServingDeployer
@@ -97,7 +103,14 @@ def kubernetes_backend(*, registry: Optional[str] = None, base_image: Optional[s
     builder_options = {"insecure": insecure, "ca_bundle": ca_bundle, "platform": platform,
                        "python_version": python_version, "repository": repository, "username": username,
                        "password": password, "credentials": credentials, "pip_args": pip_args}
+    if warm_idle is not None and not warm:
+        raise ConfigurationError("warm_idle= is how long a warm worker waits for the next call; give warm=True too.")
+    if warm:
+        _check_warm(deployer, deployer_options)
     kube = KubeClient(kubeconfig=kubeconfig, context=context, namespace=namespace)
+    if warm:
+        return _warm_backend(kube, deployer, deployer_options, warm_idle, builder=builder, base_image=base_image,
+                             registry=registry, dockerfile=dockerfile, builder_options=builder_options)
     if deployer is None:
         deployer = JobDeployer(kube=kube, **deployer_options)
     elif set(deployer_options) - {"mutators", "pull_credentials"}:
@@ -118,6 +131,40 @@ def kubernetes_backend(*, registry: Optional[str] = None, base_image: Optional[s
     serving = ServingDeployer(kube=kube, mutators=deployer_options.get("mutators", ()),
                               pull_credentials=deployer_options.get("pull_credentials"))
     return Backend("kubernetes", builder, deployer, serving)
+
+
+_WARM_TAKES = {"mutators", "pull_credentials", "labels", "annotations", "insecure_hosts", "insecure_registry"}
+
+
+def _check_warm(deployer: Any, deployer_options: dict) -> None:
+    supported = ("warm=True runs functions (@train), scripts and notebooks as single-pod Jobs on a warm worker; "
+                 "distributed kinds (TFJob, PyTorchJob, TrainJob) and endpoints cannot be warm.")
+    if deployer is not None:
+        name = deployer if isinstance(deployer, str) else type(deployer).__name__
+        raise ConfigurationError(f"deployer={name!r} cannot be combined with warm=True: {supported} "
+                                 "Drop warm=True to run it, or drop deployer= to run warm.")
+    refused = sorted(set(deployer_options) - _WARM_TAKES)
+    if refused:
+        raise ConfigurationError(f"{', '.join(refused)} do not apply to a warm worker (it is not a Job of its own "
+                                 "per call); drop them or drop warm=True.")
+
+
+def _warm_backend(kube: KubeClient, deployer: Any, deployer_options: dict, warm_idle: Optional[float], *,
+                  builder: Any, builder_options: dict, **choice: Any) -> Backend:
+    from ..builders.warm import WarmBuilder
+    from ..deployers.warm import WarmDeployer
+
+    if builder is None:
+        builder = choose_builder(**choice, **builder_options)
+    options = {k: v for k, v in deployer_options.items() if k in _WARM_TAKES}
+    from ..deployers.serving import ServingDeployer
+
+    warm = WarmDeployer(kube=kube, idle=600 if warm_idle is None else warm_idle,
+                        token_dir=current().cache_dir / "warm", **options)
+    # endpoints are never warm (the warm setting leaves them as they are): they serve from their own image
+    serving = ServingDeployer(kube=kube, mutators=options.get("mutators", ()),
+                              pull_credentials=options.get("pull_credentials"))
+    return Backend("kubernetes", WarmBuilder(builder), warm, serving)
 
 
 @job_options("registry", "insecure_registry", *CLUSTER_JOB_OPTIONS)

@@ -1,0 +1,84 @@
+"""The options that cannot be warm: each a ConfigurationError naming what warm=True runs.
+The worker's protocol: tests/local/test_warm_worker_local.py; the cluster: tests/e2e/test_warm.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from fairing import ConfigurationError
+from fairing.backends import BackendChoice
+
+
+@pytest.mark.parametrize("options, says", [
+    ({"warm": True, "deployer": "tfjob"}, "TFJob, PyTorchJob, TrainJob"),
+    ({"warm": True, "deployer": "pytorchjob"}, "TFJob, PyTorchJob, TrainJob"),
+    ({"warm": True, "ttl_seconds_after_finished": 5}, "do not apply to a warm worker"),
+    ({"warm_idle": 5}, "give warm=True"),
+])
+def test_options_that_cannot_be_warm_are_a_configuration_error(options, says):
+    with pytest.raises(ConfigurationError, match=says):
+        BackendChoice("kubernetes", {"registry": "registry.example/team", "base_image": "python:3.11",
+                                     **options}).make()
+
+
+def test_an_endpoint_cannot_be_warm():
+    import fairing
+
+    class Model:
+        def predict(self, x):
+            return x
+
+    with pytest.raises(ConfigurationError, match="endpoint cannot be warm"):
+        fairing.PredictionEndpoint(Model, backend="kubernetes", warm=True, registry="registry.example/team",
+                                   base_image="python:3.11")
+
+
+def test_warm_idle_must_be_positive():
+    from fairing.deployers.warm import WarmDeployer
+
+    for bad in (0, -1, "600", True):
+        with pytest.raises(ConfigurationError, match="warm_idle"):
+            WarmDeployer(idle=bad)
+
+
+def test_the_warm_settings_are_read_checked_and_reach_the_kubernetes_backend(tmp_path):
+    from fairing.backends import backend_factory
+    from fairing.settings import resolve
+
+    settings = resolve(cwd=tmp_path, environ={"FAIRING_WARM": "1", "FAIRING_WARM_IDLE": "30"})
+    assert settings.warm is True and settings.warm_idle == 30.0
+    _factory, kwargs = backend_factory("kubernetes", {}, settings=settings)
+    assert kwargs["warm"] is True and kwargs["warm_idle"] == 30.0
+    _factory, kwargs = backend_factory("local", {}, settings=settings)
+    assert "warm" not in kwargs  # only the kubernetes backends take it
+    assert resolve(cwd=tmp_path, environ={"FAIRING_WARM": "off"}).warm is False
+
+
+@pytest.mark.parametrize("var, value", [("FAIRING_WARM", "maybe"), ("FAIRING_WARM_IDLE", "-5"),
+                                        ("FAIRING_WARM_IDLE", "ten minutes"), ("FAIRING_WARM_IDLE", "inf"),
+                                        ("FAIRING_WARM_IDLE", "nan")])
+def test_a_bad_warm_setting_is_a_configuration_error_naming_it(tmp_path, var, value):
+    from fairing.settings import resolve
+
+    with pytest.raises(ConfigurationError, match=var.lower().replace("fairing_", "")):
+        resolve(cwd=tmp_path, environ={var: value})
+
+
+def test_fairing_run_warm_cannot_detach_and_needs_a_kubernetes_backend(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "train.py").write_text("open('ran', 'w')\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+
+    def fairing_run(*args):
+        return subprocess.run([sys.executable, "-m", "fairing", "run", "train.py", "--warm", *args], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=120)
+
+    detached = fairing_run("--detach", "--backend", "kubernetes")
+    assert detached.returncode == 2 and "cannot --detach" in detached.stderr
+    local = fairing_run("--backend", "local")
+    assert local.returncode == 2 and "Unknown option 'warm' for the local backend" in local.stderr
+    assert not (tmp_path / "ran").exists()
