@@ -96,6 +96,14 @@ class ClusterBuilder:
         self._registry_client = registry_client
         self.pip_args = tuple(pip_args)
 
+    def required_access(self) -> list:
+        """What the build pod needs in the namespace (the permission pre-flight)."""
+        from ..kube.access import Access
+
+        return [*(Access(v, "pods") for v in ("create", "get", "list", "watch", "delete")), Access("get", "pods/log"),
+                Access("create", "pods/attach"), *(Access(v, "secrets") for v in ("create", "update", "delete")),
+                *(Access(v, "events") for v in ("list", "watch"))]
+
     @property
     def kube(self) -> KubeClient:
         if self._kube is None:
