@@ -52,9 +52,9 @@ _AUTH_DIR = "/var/run/fairing-registry"  # the registry credentials the job push
 _DNS_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
-def _seconds(name: str, value: Any, default: float) -> float:
+def _seconds(name: str, value: Any, default: float) -> Optional[float]:
     if value is None:
-        return default
+        return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise ConfigurationError(f"{name} is a number of seconds (0 or more), e.g. {name}={default:g}; got {value!r}.")
     return float(value)
@@ -109,6 +109,7 @@ class KubeDeployerBase:
                  insecure_registry: Optional[bool] = None, insecure_hosts: Optional[Iterable[str]] = None,
                  unschedulable_grace: Optional[float] = None, scale_up_timeout: Optional[float] = None,
                  priority_class: Optional[str] = None) -> None:
+        # None: not given (the settings may fill them, fairing.backends.with_settings)
         self.unschedulable_grace = _seconds("unschedulable_grace", unschedulable_grace, UNSCHEDULABLE_GRACE)
         self.scale_up_timeout = _seconds("scale_up_timeout", scale_up_timeout, SCALE_UP_TIMEOUT)
         if priority_class is not None and not (isinstance(priority_class, str) and _DNS_NAME.fullmatch(priority_class)):
@@ -209,8 +210,10 @@ class KubeDeployerBase:
 
     def watching(self, handle: "KubeHandle") -> "KubeHandle":
         """``handle`` told how long its pods may wait for a node."""
-        handle.unschedulable_grace = self.unschedulable_grace
-        handle.scale_up_timeout = self.scale_up_timeout
+        if self.unschedulable_grace is not None:
+            handle.unschedulable_grace = self.unschedulable_grace
+        if self.scale_up_timeout is not None:
+            handle.scale_up_timeout = self.scale_up_timeout
         return handle
 
     def handle_for(self, handle: "KubeHandle", image: Any) -> "KubeHandle":

@@ -311,6 +311,9 @@ class Workload:
             return
         message = refused["message"]
         low = message.lower()
+        if "exceeded quota" in low and any((p.get("status") or {}).get("phase") in ("Pending", "Running")
+                                           for p in self._pods.values()):
+            return  # its own pods hold the quota (a map's next index): it frees as they end
         if "service account" in low or "serviceaccount" in low:
             fix = ("Create that service account in the namespace, or run as one that exists "
                    "(service_account=..., or the kubeflow backend's default-editor in a Kubeflow profile namespace).")
