@@ -84,3 +84,34 @@ def test_resource_quota_exceeded(kind, kube, base_image):
     assert took < 30, f"took {took:.1f} s"
     assert "exceeded quota" in str(err) and "small" in str(err) and "ResourceQuota" in str(err)
     assert _left_in(kube) == []
+
+
+def test_from_a_profile_identity_with_the_default_cleanup(make_profile, base_image, registry_address, api_client):
+    """The issue's case: submitted as a profile's default-editor, naming a service account the
+    namespace lacks; the one-liner's default cleanup removes everything."""
+    import fairing
+    from fairing.backends import Backend
+    from fairing.builders.append import AppendBuilder
+    from fairing.events import Stage
+    from fairing.kube import KubeClient
+
+    prof = make_profile()
+    kube = KubeClient(kubeconfig=prof.kubeconfig)
+    deployer = JobDeployer(kube=kube, mutators=[m.service_account("not-in-this-profile")])
+    backend = Backend("profile", AppendBuilder(base_image, f"{registry_address}/fairing-e2e", insecure=True),
+                      deployer, None)
+    deployed = []
+
+    def on_event(event):
+        if isinstance(event, Stage) and event.name == "deploy" and event.status == "finished":
+            deployed.append(time.monotonic())
+
+    @fairing.train(backend=backend, timeout=300, on_event=on_event)
+    def fit():
+        return 1
+
+    with pytest.raises(PodsRefusedError) as err:
+        fit()
+    assert deployed and time.monotonic() - deployed[0] < 30
+    assert 'serviceaccount "not-in-this-profile" not found' in str(err.value)
+    assert _left_in(KubeClient(api_client=api_client, namespace=prof.namespace)) == []  # as the admin sees it
