@@ -9,7 +9,7 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from tests.e2e.profile import kubeflow_edit_rules
+from tests.e2e.kubeflow_profile import kubeflow_edit_rules
 
 
 def test_default_editor_identity_is_namespace_scoped(make_profile):
