@@ -320,8 +320,10 @@ class Workload:
         elif "exceeded quota" in low or "resourcequota" in low or "must specify" in low:
             fix = ("Ask for less (cpu=, memory=, gpus=, fewer replicas), wait for other jobs in the namespace to "
                    "finish, or ask the namespace's owner to raise its ResourceQuota (kubectl describe quota).")
-        elif "limitrange" in low or "maximum" in low or "minimum" in low:
-            fix = "Ask for resources within the namespace's LimitRange (kubectl describe limitrange)."
+        elif any(t in low for t in ("limitrange", "maximum", "minimum", "must be less than or equal to",
+                                    "must be greater than or equal to")):
+            fix = ("Ask for resources within the namespace's LimitRange (kubectl describe limitrange): its defaults "
+                   "and bounds apply to every container.")
         elif "podsecurity" in low or "violates" in low:
             fix = ("The namespace's Pod Security level refuses the pod spec: drop what it names (privileged, host "
                    "paths, capabilities...) or run in a namespace that allows it.")

@@ -115,3 +115,20 @@ def test_from_a_profile_identity_with_the_default_cleanup(make_profile, base_ima
     assert deployed and time.monotonic() - deployed[0] < 30
     assert 'serviceaccount "not-in-this-profile" not found' in str(err.value)
     assert _left_in(KubeClient(api_client=api_client, namespace=prof.namespace)) == []  # as the admin sees it
+
+
+def test_limit_range_and_pod_security_refusals(kube, base_image):
+    """The other admissions a profile namespace carries: a LimitRange the pod exceeds, then
+    Pod Security's restricted level, which fairing's default pod does not meet."""
+    kube.core.create_namespaced_limit_range(kube.namespace, {
+        "metadata": {"name": "small-pods"},
+        "spec": {"limits": [{"type": "Container", "max": {"cpu": "100m"}}]}})
+    err, took = _refused("job", _deployer("job", kube, [], cpu="500m"), base_image)
+    # LimitRanger gives the container the maximum as its limit, under the 500m it requests
+    assert took < 30 and "cpu limit of 100m" in str(err) and "LimitRange" in str(err)
+    kube.core.delete_namespaced_limit_range("small-pods", kube.namespace)
+    kube.core.patch_namespace(kube.namespace, {"metadata": {"labels": {
+        "pod-security.kubernetes.io/enforce": "restricted"}}})
+    err, took = _refused("job", _deployer("job", kube, []), base_image)
+    assert took < 30 and 'violates PodSecurity "restricted' in str(err) and "Pod Security" in str(err)
+    assert _left_in(kube) == []
