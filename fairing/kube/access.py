@@ -4,7 +4,7 @@ the identity fairing runs as may do everything the builder and the deployer will
 Builders and deployers that act on a cluster say what they need with
 ``required_access()`` (a list of :class:`Access`) and where with ``kube``;
 :func:`preflight` checks all of it in one pass of SelfSubjectAccessReviews (one request per
-(verb, resource), which any authenticated identity may send) and raises one
+(verb, resource), sent side by side; any authenticated identity may send them) and raises one
 :class:`~fairing.errors.PermissionDeniedError` listing every refusal, who was refused, and
 the RoleBinding that fixes it. A server that cannot answer (an old one, a webhook
 authorizer that refuses the review itself) leaves the decision to the calls themselves.
@@ -69,19 +69,26 @@ def check(kube: Any, needs: Iterable[Access], namespace: Optional[str] = None) -
         api = k8s.client.AuthorizationV1Api(kube.api_client)
     except Exception:  # not a real connection (a test double): nothing to ask
         return []
-    missing = []
-    for need in dict.fromkeys(needs):  # each once, in order
+
+    def allowed(need: Access) -> Optional[bool]:
         resource, _, sub = need.resource.partition("/")
         body = k8s.client.V1SelfSubjectAccessReview(spec=k8s.client.V1SelfSubjectAccessReviewSpec(
             resource_attributes=k8s.client.V1ResourceAttributes(
                 namespace=namespace, verb=need.verb, group=need.group, resource=resource, subresource=sub or None)))
         try:
-            status = api.create_self_subject_access_review(body, _request_timeout=10).status
+            return bool(api.create_self_subject_access_review(body, _request_timeout=10).status.allowed)
         except Exception:  # cannot ask: the real calls will say
-            return []
-        if not status.allowed:
-            missing.append((need.verb, need.full_resource, namespace))
-    return missing
+            return None
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    unique = list(dict.fromkeys(needs))  # each once, in order
+    # 4 at once: within the client's connection pool (a fuller one logs warnings)
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="fairing-access") as pool:
+        answers = list(pool.map(allowed, unique))
+    if None in answers:
+        return []
+    return [(need.verb, need.full_resource, namespace) for need, ok in zip(unique, answers) if not ok]
 
 
 def _fix(namespace: str, who: Optional[str]) -> str:
