@@ -118,7 +118,10 @@ def with_settings(part: Any, settings: Any = None) -> Any:
     filled. Stages never read settings; the facade passes them down through here."""
     unset = [name for name in ("insecure_hosts", "unschedulable_grace", "scale_up_timeout")
              if hasattr(part, name) and getattr(part, name) is None]
-    if not unset:
+    kube_options = getattr(part, "_kube_options", None)  # a Kubernetes deployer that has not connected yet
+    no_context = (isinstance(kube_options, dict) and getattr(part, "_kube", True) is None
+                  and kube_options.get("context") is None)
+    if not unset and not no_context:
         return part
     import copy
 
@@ -129,6 +132,8 @@ def with_settings(part: Any, settings: Any = None) -> Any:
     for name in unset:
         value = tuple(settings.insecure_registries) if name == "insecure_hosts" else getattr(settings, name)
         setattr(new, name, value)
+    if no_context and settings.context:
+        new._kube_options = {**kube_options, "context": settings.context}
     return new
 
 

@@ -223,6 +223,13 @@ def test_settings_fill_only_what_a_deployer_left_unset(tmp_path):
     mine = with_settings(JobDeployer(namespace="x", unschedulable_grace=5), settings)
     assert mine.unschedulable_grace == 5.0
 
+    # the context setting reaches a deployer made without one (the CLI's TFJob or TrainJob deployer)
+    settings = resolve(cwd=tmp_path, environ={"HOME": str(tmp_path), "FAIRING_CONTEXT": "prod"})
+    plain = JobDeployer(namespace="x")
+    assert with_settings(plain, settings)._kube_options["context"] == "prod"
+    assert plain._kube_options["context"] is None  # a copy was changed, not the caller's deployer
+    assert with_settings(JobDeployer(namespace="x", context="mine"), settings)._kube_options["context"] == "mine"
+
 
 def test_cli_cluster_options_go_anywhere_before_the_double_dash():
     from fairing.cli import _hoist_global_options
