@@ -8,8 +8,6 @@ service account inside a cluster, as :mod:`fairing.environment` reports them.
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from typing import Any, Optional
 
 from ..environment import Environment, current
@@ -70,7 +68,9 @@ def is_status(exc: BaseException, *codes: int) -> bool:
 
 class KubeClient:
     """One connection to a cluster. ``namespace`` defaults to the kubeconfig context's,
-    or the pod's own inside a cluster, or 'default'. ``environment``: where to find the
+    or the pod's own inside a cluster, or 'default'. ``kubeconfig`` may list several files
+    (as ``KUBECONFIG`` does: merged as kubectl merges them, :mod:`.kubeconfig`);
+    ``context``: the kubeconfig context to use [its current-context]. ``environment``: where to find the
     kubeconfig and the service account [:func:`fairing.environment.current`]."""
 
     def __init__(self, *, api_client: Any = None, kubeconfig: Optional[str] = None, context: Optional[str] = None,
@@ -89,21 +89,10 @@ class KubeClient:
             configuration = k8s.client.Configuration()
             k8s.config.load_incluster_config(client_configuration=configuration)
             return k8s.client.ApiClient(configuration), env.pod_namespace
-        first = kubeconfig.split(os.pathsep)[0] if kubeconfig else str(env.kubeconfig)
-        if not Path(first).is_file():
-            raise ConfigurationError(
-                f"No kubeconfig at {first!r} and not running inside a cluster. Point KUBECONFIG at your cluster's "
-                "kubeconfig, pass kubeconfig=..., or use the 'local' or 'docker' backend."
-            )
-        try:
-            contexts, active = k8s.config.list_kube_config_contexts(config_file=first)
-            chosen = next((c for c in contexts if c["name"] == context), active) if context else active
-            configuration = k8s.client.Configuration()
-            k8s.config.load_kube_config(config_file=first, context=context, client_configuration=configuration)
-        except (k8s.config.ConfigException, ValueError, KeyError) as exc:
-            raise ConfigurationError(f"The kubeconfig {first!r} could not be used: {exc}. Check its contexts.") from exc
-        namespace = (chosen or {}).get("context", {}).get("namespace")
-        return k8s.client.ApiClient(configuration), namespace
+        from .kubeconfig import load
+
+        spec = kubeconfig or env.kubeconfig_env or str(env.kubeconfig)
+        return load(k8s, spec, context)
 
     @property
     def api_errors(self) -> tuple:
