@@ -14,8 +14,13 @@ place: a controller's ``FailedCreate`` (Job, JobSet's Jobs, the training operato
 exceeded ResourceQuota, a LimitRange, Pod Security) and raises
 :class:`~fairing.errors.PodsRefusedError` at once instead of waiting for pods that never
 come; a node autoscaler's ``TriggeredScaleUp`` / ``NotTriggerScaleUp`` on a pending pod
-goes to the diagnosis. An identity that may not read events loses only this early answer. Logs of every replica stream as soon as its container starts (the
-previous container too, after a restart), kept in order per replica.
+goes to the diagnosis. An identity that may not read events loses only this early answer.
+Logs of every replica stream as soon as its container starts (the previous container too,
+after a restart), kept in order per replica.
+
+The module runs past 450 lines because the three watches, their resumption and the one
+wait they all signal share one lock and one state: split apart, each piece would need the
+others' internals.
 """
 
 from __future__ import annotations
