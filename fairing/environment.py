@@ -8,7 +8,9 @@ points fairing at another world with :func:`use`::
 
 =====================  ==========================================================
 ``kubeconfig``          ``$KUBECONFIG`` (may list several files), else ``~/.kube/config``
-``service_account``     ``/var/run/secrets/kubernetes.io/serviceaccount`` (in a pod)
+``service_account``     ``/var/run/secrets/kubernetes.io/serviceaccount`` (in a pod): ``token``,
+                        ``ca.crt``, ``namespace`` (the pod's, :attr:`Environment.pod_namespace`)
+``api_server``          ``$KUBERNETES_SERVICE_HOST``:``$KUBERNETES_SERVICE_PORT`` (set in every pod)
 ``docker_host``         ``$DOCKER_HOST`` [None: the SDK's default socket]
 ``docker_config``       ``$DOCKER_CONFIG/config.json``, else ``~/.docker/config.json``
 ``cache_dir``           ``$XDG_CACHE_HOME/fairing``, else ``~/.cache/fairing``
@@ -27,14 +29,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Mapping, Optional
+
+from .errors import ConfigurationError
 
 __all__ = ["Environment", "current", "use", "DEFAULT_SERVICE_ACCOUNT_DIR", "DEFAULT_DOCKER_SOCKET"]
 
 DEFAULT_SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 DEFAULT_DOCKER_SOCKET = "unix:///var/run/docker.sock"
+
+#: A namespace name (an RFC 1123 label), as the API server accepts it.
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,8 @@ class Environment:
     xdg_config_home: Optional[Path] = None
     #: ``FAIRING_*`` variables; fairing.settings reads its settings from these.
     fairing_env: Mapping[str, str] = field(default_factory=dict)
+    #: ``KUBERNETES_SERVICE_HOST`` and ``_PORT``: where a pod reaches the API server.
+    kubernetes_service: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_os(cls, environ: Optional[Mapping[str, str]] = None, *,
@@ -71,6 +81,7 @@ class Environment:
             docker_env={k: v for k, v in env.items() if k.startswith("DOCKER_")},
             xdg_config_home=Path(env["XDG_CONFIG_HOME"]) if env.get("XDG_CONFIG_HOME") else None,
             fairing_env={k: v for k, v in env.items() if k.startswith("FAIRING_")},
+            kubernetes_service={k: env[k] for k in ("KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT") if k in env},
         )
 
     # -- Kubernetes ----------------------------------------------------------------------
@@ -89,9 +100,28 @@ class Environment:
 
     @property
     def pod_namespace(self) -> Optional[str]:
-        """The namespace of the pod fairing runs in, when it runs in one."""
+        """The namespace of the pod fairing runs in (the service account's ``namespace``
+        file), or None outside a pod. A file that is there but empty, not a namespace name,
+        or not a small text file is a :class:`~fairing.ConfigurationError`: a pod whose
+        namespace cannot be read must not send jobs to another one."""
         path = self.service_account_dir / "namespace"
-        return path.read_text().strip() or None if path.is_file() else None
+        if not path.exists():
+            return None
+        try:
+            with path.open("rb") as fh:
+                raw = fh.read(256)
+        except OSError as exc:
+            raise ConfigurationError(f"The pod's namespace file {path} cannot be read ({exc.strerror}). Give the "
+                                     "namespace yourself: namespace=..., FAIRING_NAMESPACE or the namespace setting."
+                                     ) from None
+        text = raw.decode("ascii", "replace").strip()
+        if len(raw) > 253 or not _NAMESPACE.fullmatch(text):
+            what = "empty" if not text else "not a namespace name"
+            raise ConfigurationError(
+                f"The pod's namespace file {path} is {what} (a namespace is up to 63 lowercase letters, digits and "
+                "'-'). The service account's volume is not what Kubernetes mounts: give the namespace yourself "
+                "(namespace=..., FAIRING_NAMESPACE or the namespace setting), or fix the pod's volumes.")
+        return text
 
     # -- Docker ----------------------------------------------------------------------------
 

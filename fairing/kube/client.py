@@ -69,26 +69,30 @@ def is_status(exc: BaseException, *codes: int) -> bool:
 
 
 class KubeClient:
-    """One connection to a cluster. ``namespace`` defaults to the kubeconfig context's,
-    or the pod's own inside a cluster, or 'default'. ``environment``: where to find the
-    kubeconfig and the service account [:func:`fairing.environment.current`]."""
+    """One connection to a cluster. ``namespace`` [the pod's own inside a pod, else the
+    kubeconfig context's, else 'default']; the facade passes the ``namespace`` setting
+    here, so the whole order is: argument > ``FAIRING_NAMESPACE`` > project and user
+    settings > the pod's namespace > the kubeconfig context's > 'default'.
+    ``environment``: where to find the kubeconfig and the service account
+    [:func:`fairing.environment.current`]. Inside a pod with no kubeconfig named, fairing
+    connects as the pod's service account (its token, refreshed as the kubelet rotates
+    it, and its CA)."""
 
     def __init__(self, *, api_client: Any = None, kubeconfig: Optional[str] = None, context: Optional[str] = None,
                  namespace: Optional[str] = None, environment: Optional[Environment] = None) -> None:
         k8s = kubernetes_module()
         self.k8s = k8s
+        env = environment or current()
         config_namespace = None
         if api_client is None:
-            api_client, config_namespace = self._load(k8s, kubeconfig, context, environment or current())
+            api_client, config_namespace = self._load(k8s, kubeconfig, context, env)
         self.api_client = api_client
-        self.namespace = namespace or config_namespace or "default"
+        self.namespace = namespace or env.pod_namespace or config_namespace or "default"
 
     @staticmethod
     def _load(k8s, kubeconfig: Optional[str], context: Optional[str], env: Environment):
         if env.in_cluster and not kubeconfig and not env.kubeconfig_env:
-            configuration = k8s.client.Configuration()
-            k8s.config.load_incluster_config(client_configuration=configuration)
-            return k8s.client.ApiClient(configuration), env.pod_namespace
+            return KubeClient._in_cluster(k8s, env), None
         first = kubeconfig.split(os.pathsep)[0] if kubeconfig else str(env.kubeconfig)
         if not Path(first).is_file():
             raise ConfigurationError(
@@ -104,6 +108,22 @@ class KubeClient:
             raise ConfigurationError(f"The kubeconfig {first!r} could not be used: {exc}. Check its contexts.") from exc
         namespace = (chosen or {}).get("context", {}).get("namespace")
         return k8s.client.ApiClient(configuration), namespace
+
+    @staticmethod
+    def _in_cluster(k8s, env: Environment):
+        from kubernetes.config.incluster_config import InClusterConfigLoader
+
+        sa = env.service_account_dir
+        configuration = k8s.client.Configuration()
+        try:
+            InClusterConfigLoader(token_filename=str(sa / "token"), cert_filename=str(sa / "ca.crt"),
+                                  environ=dict(env.kubernetes_service)).load_and_set(configuration)
+        except (k8s.config.ConfigException, OSError, ValueError) as exc:
+            raise ConfigurationError(
+                f"fairing runs in a pod (there is a service-account token in {sa}) but cannot use it: {exc}. "
+                "The pod needs its service account's token and CA mounted and KUBERNETES_SERVICE_HOST/PORT set "
+                "(automountServiceAccountToken), or name a kubeconfig (KUBECONFIG, kubeconfig=...).") from None
+        return k8s.client.ApiClient(configuration)
 
     @property
     def api_errors(self) -> tuple:

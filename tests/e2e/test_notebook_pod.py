@@ -1,0 +1,257 @@
+"""A notebook inside Kubeflow: fairing run from a notebook pod in a profile namespace.
+
+One pod per module (``notebook_pod``): the notebook image (:mod:`tests.e2e.notebook_image`)
+running as ``default-editor``, bound only to a namespaced copy of Kubeflow's
+``kubeflow-edit`` rules (:mod:`tests.e2e.profile`), in a profile-like namespace. What a
+platform team sets reaches it as a Kubeflow deployment would: a user config file
+(``$XDG_CONFIG_HOME/fairing/config.toml``, a ConfigMap: backend, registry, base image,
+insecure registry), registry credentials as a Docker config Secret named by
+``DOCKER_CONFIG``, and the wheelhouse pip installs from (the pods do not reach PyPI). No
+kubeconfig is in the pod: fairing uses the service account's token and CA and the pod's
+namespace. The notebook runs in the pod with papermill (a real ipykernel), started by
+``kubectl exec``; so do the CLI commands, from a shell there.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shlex
+import subprocess
+import textwrap
+import uuid
+from dataclasses import dataclass
+
+import pytest
+
+from tests.e2e.conftest import STATE, wait_until
+
+pytestmark = [pytest.mark.e2e]
+
+KUBECTL = [str(STATE / "bin" / "k8s"), "kubectl"]
+POD = "notebook"
+#: Credentials in the mounted Docker config (the test registry takes any: it asks for none).
+REGISTRY_USER, REGISTRY_PASSWORD = "nb-user", "nb-" + uuid.uuid4().hex
+
+
+def _cell(source: str) -> dict:
+    return {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+            "source": textwrap.dedent(source).strip()}
+
+
+#: What a Kubeflow user types: no kubeconfig, namespace or registry host anywhere.
+NOTEBOOK_CELLS = [
+    """
+    import fairing
+    from fairing import config
+
+    def train(scale):
+        import os
+        return {"scale": scale, "sa": os.path.exists("/var/run/secrets/kubernetes.io/serviceaccount/token")}
+
+    config.set_builder('append')
+    config.set_deployer('job')
+    remote_train = config.fn(train)
+    print("one-liner:", remote_train(3))
+    """,
+    """
+    def tf_task():
+        import json, os
+        tf_config = json.loads(os.environ["TF_CONFIG"])
+        task = tf_config["task"]
+        return f"{task['type']}-{task['index']}", {k: len(v) for k, v in sorted(tf_config["cluster"].items())}
+
+    config.set_deployer('tfjob', replicas={"Chief": 1, "PS": 1, "Worker": 2})
+    print("tfjob:", config.fn(tf_task)())
+    """,
+    """
+    def fit():
+        import json, os
+        os.makedirs("model", exist_ok=True)
+        json.dump({"w": 2.0, "b": 1.0}, open("model/params.json", "w"))
+        return "fitted"
+
+    handle = fairing.TrainJob(fit, outputs=["model"]).submit()
+    print("trainjob:", handle.result(600), sorted(handle.outputs_artifact().files()))
+    """,
+    """
+    class Linear:
+        def load(self):
+            import json
+            self.p = json.load(open("model/params.json"))
+
+        def predict(self, X):
+            return [self.p["w"] * x + self.p["b"] for x in X]
+
+    endpoint = fairing.PredictionEndpoint(Linear, model=handle, model_name="linear").create(timeout=600)
+    try:
+        print("prediction:", endpoint.predict([1.0, 2.5]))
+    finally:
+        endpoint.delete()
+        handle.delete()
+    """,
+]
+
+
+@dataclass(frozen=True)
+class NotebookPod:
+    namespace: str
+    kubeconfig: str  # the admin's: only the test harness uses it (exec, checks), never the pod
+
+    def kubectl(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+        return subprocess.run([*KUBECTL, "--kubeconfig", self.kubeconfig, *args], capture_output=True, text=True,
+                              timeout=timeout)
+
+    def run(self, script: str, timeout: float = 900) -> subprocess.CompletedProcess:
+        """``script`` run by ``sh`` in the notebook pod (as the pod's user, with the pod's environment)."""
+        return self.kubectl("exec", "-n", self.namespace, POD, "--", "sh", "-c", script, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def notebook_image(registry_address):
+    from tests.e2e.notebook_image import notebook_image
+    from tests.services.base_image import push_base_image
+
+    return notebook_image(registry_address, str(push_base_image(registry_address, insecure=True)))
+
+
+@pytest.fixture(scope="module")
+def notebook_pod(notebook_image, registry_address, api_client, core_v1, kubeconfig):
+    """(namespace, base image) of a running notebook pod as default-editor in a profile namespace."""
+    from kubernetes import client
+
+    from tests.e2e.profile import SERVICE_ACCOUNT, kubeflow_edit_rules
+    from tests.services.base_image import push_base_image
+
+    host = registry_address.split("/")[0]
+    base = str(push_base_image(registry_address, insecure=True))
+    ns = f"fairing-nbpod-{uuid.uuid4().hex[:10]}"
+    core_v1.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
+        name=ns, labels={"app.kubernetes.io/part-of": "kubeflow-profile"})))
+    try:
+        rbac = client.RbacAuthorizationV1Api(api_client)
+        rbac.create_namespaced_role(ns, {"metadata": {"name": "kubeflow-edit"}, "rules": kubeflow_edit_rules()})
+        core_v1.create_namespaced_service_account(ns, {"metadata": {"name": SERVICE_ACCOUNT}})
+        rbac.create_namespaced_role_binding(ns, {
+            "metadata": {"name": SERVICE_ACCOUNT},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "kubeflow-edit"},
+            "subjects": [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": ns}]})
+        auth = base64.b64encode(f"{REGISTRY_USER}:{REGISTRY_PASSWORD}".encode()).decode()
+        core_v1.create_namespaced_secret(ns, {"metadata": {"name": "registry-credentials"}, "stringData": {
+            "config.json": json.dumps({"auths": {host: {"auth": auth}}})}})
+        notebook = {"nbformat": 4, "nbformat_minor": 5, "metadata": {
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+            "cells": [_cell(c) for c in NOTEBOOK_CELLS]}
+        core_v1.create_namespaced_config_map(ns, {"metadata": {"name": "fairing-settings"}, "data": {
+            # what the platform team writes for every notebook of the profile
+            "config.toml": (f'backend = "kubeflow"\nregistry = "{registry_address}/notebooks"\n'
+                            f'base_image = "{base}"\ninsecure_registries = ["{host}"]\n'),
+            "train.ipynb": json.dumps(notebook)}})
+        core_v1.create_namespaced_pod(ns, {"metadata": {"name": POD}, "spec": {
+            "serviceAccountName": SERVICE_ACCOUNT,
+            "containers": [{
+                "name": "notebook", "image": notebook_image, "command": ["sleep", "infinity"],
+                "workingDir": "/home/jovyan",
+                "env": [{"name": "FAIRING_RUNTIME", "value": ""},  # the image's: this is no job
+                        {"name": "HOME", "value": "/home/jovyan"},
+                        {"name": "XDG_CONFIG_HOME", "value": "/etc/platform"},
+                        {"name": "DOCKER_CONFIG", "value": "/var/run/registry-credentials"},
+                        {"name": "PIP_NO_INDEX", "value": "1"},
+                        {"name": "PIP_FIND_LINKS", "value": "/opt/fairing-src/wheelhouse"}],
+                "volumeMounts": [
+                    {"name": "home", "mountPath": "/home/jovyan"},
+                    {"name": "settings", "mountPath": "/etc/platform/fairing", "readOnly": True},
+                    {"name": "registry-credentials", "mountPath": "/var/run/registry-credentials", "readOnly": True}],
+                "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}},
+            }],
+            "volumes": [{"name": "home", "emptyDir": {}},
+                        {"name": "settings", "configMap": {"name": "fairing-settings"}},
+                        {"name": "registry-credentials", "secret": {"secretName": "registry-credentials"}}],
+            "terminationGracePeriodSeconds": 1,
+        }})
+
+        def running():
+            phase = core_v1.read_namespaced_pod(POD, ns).status.phase
+            assert phase != "Failed"
+            return phase == "Running"
+
+        wait_until(running, 300, f"the notebook pod in {ns}")
+        yield NotebookPod(ns, kubeconfig)
+    finally:
+        core_v1.delete_namespace(ns, propagation_policy="Foreground")
+
+
+def _secret_values(core_v1, ns: str) -> str:
+    return "\n".join(base64.b64decode(v).decode("utf-8", "replace") for s in core_v1.list_namespaced_secret(ns).items
+                     for v in (s.data or {}).values())
+
+
+def test_a_notebook_in_the_pod_trains_serves_and_predicts(notebook_pod, core_v1):
+    ns = notebook_pod.namespace
+    proc = notebook_pod.run("cp /etc/platform/fairing/train.ipynb . && python3 -m papermill --no-progress-bar "
+                      "-k python3 train.ipynb out.ipynb >papermill.log 2>&1; rc=$?; "
+                      "python3 -c \"import json; nb=json.load(open('out.ipynb')); "
+                      "print('\\n'.join(''.join(o.get('text', '')) for c in nb['cells'] for o in c.get('outputs', [])))\"; "
+                      "[ $rc = 0 ] || { tail -50 papermill.log; exit $rc; }")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "one-liner: {'scale': 3, 'sa': True}" in out
+    assert "tfjob: ('chief-0', {'chief': 1, 'ps': 1, 'worker': 2})" in out, out
+    assert "trainjob: fitted ['model/params.json']" in out, out
+    assert "prediction: [3.0, 6.0]" in out, out
+    # nothing left behind in the namespace, and the credentials never became a plain value
+    left = notebook_pod.kubectl("get", "jobs,tfjobs,deployments,services,pods", "-n", ns, "-o", "name").stdout.split()
+    assert left == [f"pod/{POD}"], left
+    assert REGISTRY_PASSWORD not in _secret_values(core_v1, ns).replace(REGISTRY_PASSWORD, "", 1)
+
+
+def test_the_cli_from_a_shell_in_the_pod(notebook_pod, core_v1):
+    ns = notebook_pod.namespace
+    script = textwrap.dedent("""
+        set -e
+        mkdir -p cli && cd cli
+        printf 'import sys\\nprint("hello from", sys.argv[1])\\n' > hello.py
+        fairing run hello.py --timeout 600 -- pod
+        JOB=$(fairing run --detach hello.py -- detached)
+        echo "JOB=$JOB"
+        fairing list
+        fairing logs --follow "$JOB"
+        fairing delete "$JOB"
+        fairing list --output json
+    """)
+    proc = notebook_pod.run(script)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "hello from pod" in out
+    job = next(line.split("=", 1)[1] for line in proc.stdout.splitlines() if line.startswith("JOB="))
+    assert "hello from detached" in out
+    listed = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.stdout.strip().splitlines()[-1].startswith(("[", "{")) else None
+    assert listed is not None, out
+    assert job not in json.dumps(listed), listed
+    assert notebook_pod.kubectl("get", "jobs", "-n", ns, "-o", "name").stdout.split() == []
+
+
+def test_the_job_pull_secret_comes_from_the_mounted_docker_config(notebook_pod, core_v1):
+    """The credentials mounted for the builder are the job's image pull secret: a Secret in
+    the namespace, referenced by the pods, never a plain env value, gone with the job."""
+    ns = notebook_pod.namespace
+    script = textwrap.dedent("""
+        import json, fairing
+        job = fairing.TrainJob(lambda: 1, quiet=True).submit()
+        try:
+            pod = job.kube.core.list_namespaced_pod(job.namespace, label_selector="fairing.dev/job=" + job.name).items[0]
+            print(json.dumps({"job": job.name, "pull": [s.name for s in pod.spec.image_pull_secrets or []],
+                              "env": [e.to_dict() for c in pod.spec.containers for e in c.env or []]}))
+            print(job.result(600))
+        finally:
+            job.delete()
+    """)
+    proc = notebook_pod.run(f"cd /home/jovyan && python3 -c {shlex.quote(script)}")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    seen = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("{")))
+    assert seen["pull"], seen
+    assert REGISTRY_PASSWORD not in json.dumps(seen["env"])
+    assert REGISTRY_PASSWORD not in out
+    remaining = [s.metadata.name for s in core_v1.list_namespaced_secret(ns).items]
+    assert not [s for s in remaining if seen["job"] in s], remaining
