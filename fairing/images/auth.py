@@ -134,7 +134,8 @@ class DockerConfigCredentials:
                 f"Put the config.json itself there (e.g. mount the Secret at {path.parent}), or point DOCKER_CONFIG "
                 "at the directory that holds it.")
         try:
-            with real.open("rb") as fh:
+            # O_NONBLOCK: a FIFO put there would block the open itself; fstat then refuses it
+            with os.fdopen(os.open(real, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
                 if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
                     raise ConfigurationError(f"The Docker config {path} is not a regular file. Point DOCKER_CONFIG at "
                                              "a directory holding a config.json.")

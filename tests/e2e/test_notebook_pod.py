@@ -19,12 +19,13 @@ import json
 import shlex
 import subprocess
 import textwrap
+import re
 import uuid
 from dataclasses import dataclass
 
 import pytest
 
-from tests.e2e.conftest import STATE, wait_until
+from tests.e2e.conftest import REPO, STATE, wait_until
 
 pytestmark = [pytest.mark.e2e]
 
@@ -34,63 +35,26 @@ POD = "notebook"
 REGISTRY_USER, REGISTRY_PASSWORD = "nb-user", "nb-" + uuid.uuid4().hex
 
 
+def readme_block(marker: str) -> str:
+    """The README block under ``<!-- marker: ... -->``, as written."""
+    match = re.search(rf"<!-- {marker}:[^>]*-->\n```\w+\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    assert match, f"README.md has no {marker} block"
+    return match.group(1)
+
+
+def notebook_cells() -> list[str]:
+    """The README's notebook, one cell per ``# %%``."""
+    cells, current = [], []
+    for line in readme_block("kubeflow-notebook").splitlines():
+        if line.startswith("# %%") and current:
+            cells.append("\n".join(current).strip())
+            current = []
+        current.append(line)
+    return [*cells, "\n".join(current).strip()]
+
+
 def _cell(source: str) -> dict:
-    return {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
-            "source": textwrap.dedent(source).strip()}
-
-
-#: What a Kubeflow user types: no kubeconfig, namespace or registry host anywhere.
-NOTEBOOK_CELLS = [
-    """
-    import fairing
-    from fairing import config
-
-    def train(scale):
-        import os
-        return {"scale": scale, "sa": os.path.exists("/var/run/secrets/kubernetes.io/serviceaccount/token")}
-
-    config.set_builder('append')
-    config.set_deployer('job')
-    remote_train = config.fn(train)
-    print("one-liner:", remote_train(3))
-    """,
-    """
-    def tf_task():
-        import json, os
-        tf_config = json.loads(os.environ["TF_CONFIG"])
-        task = tf_config["task"]
-        return f"{task['type']}-{task['index']}", {k: len(v) for k, v in sorted(tf_config["cluster"].items())}
-
-    config.set_deployer('tfjob', replicas={"Chief": 1, "PS": 1, "Worker": 2})
-    print("tfjob:", config.fn(tf_task)())
-    """,
-    """
-    def fit():
-        import json, os
-        os.makedirs("model", exist_ok=True)
-        json.dump({"w": 2.0, "b": 1.0}, open("model/params.json", "w"))
-        return "fitted"
-
-    handle = fairing.TrainJob(fit, outputs=["model"]).submit()
-    print("trainjob:", handle.result(600), sorted(handle.outputs_artifact().files()))
-    """,
-    """
-    class Linear:
-        def load(self):
-            import json
-            self.p = json.load(open("model/params.json"))
-
-        def predict(self, X):
-            return [self.p["w"] * x + self.p["b"] for x in X]
-
-    endpoint = fairing.PredictionEndpoint(Linear, model=handle, model_name="linear").create(timeout=600)
-    try:
-        print("prediction:", endpoint.predict([1.0, 2.5]))
-    finally:
-        endpoint.delete()
-        handle.delete()
-    """,
-]
+    return {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": source}
 
 
 @dataclass(frozen=True)
@@ -141,11 +105,10 @@ def notebook_pod(notebook_image, registry_address, api_client, core_v1, kubeconf
             "config.json": json.dumps({"auths": {host: {"auth": auth}}})}})
         notebook = {"nbformat": 4, "nbformat_minor": 5, "metadata": {
             "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-            "cells": [_cell(c) for c in NOTEBOOK_CELLS]}
+            "cells": [_cell(c) for c in notebook_cells()]}
         core_v1.create_namespaced_config_map(ns, {"metadata": {"name": "fairing-settings"}, "data": {
             # what the platform team writes for every notebook of the profile
-            "config.toml": (f'backend = "kubeflow"\nregistry = "{registry_address}/notebooks"\n'
-                            f'base_image = "{base}"\ninsecure_registries = ["{host}"]\n'),
+            "config.toml": readme_block("kubeflow-platform").replace("registry.example.com:5000", host),
             "train.ipynb": json.dumps(notebook)}})
         core_v1.create_namespaced_pod(ns, {"metadata": {"name": POD}, "spec": {
             "serviceAccountName": SERVICE_ACCOUNT,
@@ -186,8 +149,11 @@ def _secret_values(core_v1, ns: str) -> str:
                      for v in (s.data or {}).values())
 
 
-def test_a_notebook_in_the_pod_trains_serves_and_predicts(notebook_pod, core_v1):
+def test_a_notebook_in_the_pod_trains_serves_and_predicts(notebook_pod, core_v1, registry_address):
     ns = notebook_pod.namespace
+    code = readme_block("kubeflow-notebook")
+    assert not re.search(r"kubeconfig|namespace|registry=|base_image|example\.com|:5000", code)
+    assert registry_address.split("/")[0] not in code
     proc = notebook_pod.run("cp /etc/platform/fairing/train.ipynb . && python3 -m papermill --no-progress-bar "
                       "-k python3 train.ipynb out.ipynb >papermill.log 2>&1; rc=$?; "
                       "python3 -c \"import json; nb=json.load(open('out.ipynb')); "
@@ -195,7 +161,7 @@ def test_a_notebook_in_the_pod_trains_serves_and_predicts(notebook_pod, core_v1)
                       "[ $rc = 0 ] || { tail -50 papermill.log; exit $rc; }")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
-    assert "one-liner: {'scale': 3, 'sa': True}" in out
+    assert "one-liner: {'scale': 3, 'in_a_pod': True}" in out
     assert "tfjob: ('chief-0', {'chief': 1, 'ps': 1, 'worker': 2})" in out, out
     assert "trainjob: fitted ['model/params.json']" in out, out
     assert "prediction: [3.0, 6.0]" in out, out
@@ -207,18 +173,7 @@ def test_a_notebook_in_the_pod_trains_serves_and_predicts(notebook_pod, core_v1)
 
 def test_the_cli_from_a_shell_in_the_pod(notebook_pod, core_v1):
     ns = notebook_pod.namespace
-    script = textwrap.dedent("""
-        set -e
-        mkdir -p cli && cd cli
-        printf 'import sys\\nprint("hello from", sys.argv[1])\\n' > hello.py
-        fairing run hello.py --timeout 600 -- pod
-        JOB=$(fairing run --detach hello.py -- detached)
-        echo "JOB=$JOB"
-        fairing list
-        fairing logs --follow "$JOB"
-        fairing delete "$JOB"
-        fairing list --output json
-    """)
+    script = "set -e\nmkdir -p cli && cd cli\n" + readme_block("kubeflow-terminal") + 'echo "JOB=$JOB"\nfairing list --output json\n'
     proc = notebook_pod.run(script)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
@@ -236,7 +191,11 @@ def test_the_job_pull_secret_comes_from_the_mounted_docker_config(notebook_pod, 
     the namespace, referenced by the pods, never a plain env value, gone with the job."""
     ns = notebook_pod.namespace
     script = textwrap.dedent("""
-        import json, fairing
+        import json, os, fairing
+        from fairing.kube import KubeClient
+        kube = KubeClient()  # no kubeconfig in the pod: the service account's token and CA
+        print(json.dumps({"kubeconfig": os.environ.get("KUBECONFIG") or os.path.exists(os.path.expanduser("~/.kube")),
+                          "host": kube.api_client.configuration.host, "namespace": kube.namespace}))
         job = fairing.TrainJob(lambda: 1, quiet=True).submit()
         try:
             pod = job.kube.core.list_namespaced_pod(job.namespace, label_selector="fairing.dev/job=" + job.name).items[0]
@@ -249,8 +208,10 @@ def test_the_job_pull_secret_comes_from_the_mounted_docker_config(notebook_pod, 
     proc = notebook_pod.run(f"cd /home/jovyan && python3 -c {shlex.quote(script)}")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
-    seen = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("{")))
-    assert seen["pull"], seen
+    connection, seen = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert connection == {"kubeconfig": False, "host": connection["host"], "namespace": ns}, connection
+    assert connection["host"].startswith("https://10.96.0.1"), connection  # the kubernetes Service's address
+    assert seen["pull"] == [seen["job"] + "-pull"], seen  # its own, from the mounted config
     assert REGISTRY_PASSWORD not in json.dumps(seen["env"])
     assert REGISTRY_PASSWORD not in out
     remaining = [s.metadata.name for s in core_v1.list_namespaced_secret(ns).items]
