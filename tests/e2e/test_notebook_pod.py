@@ -27,7 +27,8 @@ import pytest
 
 from tests.e2e.conftest import REPO, STATE, wait_until
 
-pytestmark = [pytest.mark.e2e]
+# one pod for the module: its tests stay on one xdist worker (--dist loadgroup)
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("notebook-pod")]
 
 KUBECTL = [str(STATE / "bin" / "k8s"), "kubectl"]
 POD = "notebook"
@@ -144,9 +145,12 @@ def notebook_pod(notebook_image, registry_address, api_client, core_v1, kubeconf
         core_v1.delete_namespace(ns, propagation_policy="Foreground")
 
 
-def _secret_values(core_v1, ns: str) -> str:
-    return "\n".join(base64.b64decode(v).decode("utf-8", "replace") for s in core_v1.list_namespaced_secret(ns).items
-                     for v in (s.data or {}).values())
+def _assert_no_credentials(pod: NotebookPod, *texts: str) -> None:
+    """The mounted credentials appear in no output and no event of the namespace (plain or base64)."""
+    auth = base64.b64encode(f"{REGISTRY_USER}:{REGISTRY_PASSWORD}".encode()).decode()
+    events = pod.kubectl("get", "events", "-n", pod.namespace, "-o", "json").stdout
+    for text in (*texts, events):
+        assert REGISTRY_PASSWORD not in text and auth not in text
 
 
 def test_a_notebook_in_the_pod_trains_serves_and_predicts(notebook_pod, core_v1, registry_address):
@@ -168,7 +172,9 @@ def test_a_notebook_in_the_pod_trains_serves_and_predicts(notebook_pod, core_v1,
     # nothing left behind in the namespace, and the credentials never became a plain value
     left = notebook_pod.kubectl("get", "jobs,tfjobs,deployments,services,pods", "-n", ns, "-o", "name").stdout.split()
     assert left == [f"pod/{POD}"], left
-    assert REGISTRY_PASSWORD not in _secret_values(core_v1, ns).replace(REGISTRY_PASSWORD, "", 1)
+    secrets = [s.metadata.name for s in core_v1.list_namespaced_secret(ns).items]
+    assert secrets == ["registry-credentials"], secrets  # every job's result key and pull secret went with it
+    _assert_no_credentials(notebook_pod, out)
 
 
 def test_the_cli_from_a_shell_in_the_pod(notebook_pod, core_v1):
@@ -180,27 +186,31 @@ def test_the_cli_from_a_shell_in_the_pod(notebook_pod, core_v1):
     assert "hello from pod" in out
     job = next(line.split("=", 1)[1] for line in proc.stdout.splitlines() if line.startswith("JOB="))
     assert "hello from detached" in out
-    listed = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.stdout.strip().splitlines()[-1].startswith(("[", "{")) else None
-    assert listed is not None, out
+    listed = json.loads(proc.stdout.strip().splitlines()[-1])  # after the delete: the job is gone
     assert job not in json.dumps(listed), listed
+    _assert_no_credentials(notebook_pod, out)
     assert notebook_pod.kubectl("get", "jobs", "-n", ns, "-o", "name").stdout.split() == []
 
 
-def test_the_job_pull_secret_comes_from_the_mounted_docker_config(notebook_pod, core_v1):
+def test_the_job_pull_secret_comes_from_the_mounted_docker_config(notebook_pod, core_v1, registry_address):
     """The credentials mounted for the builder are the job's image pull secret: a Secret in
     the namespace, referenced by the pods, never a plain env value, gone with the job."""
     ns = notebook_pod.namespace
     script = textwrap.dedent("""
-        import json, os, fairing
+        import base64, json, os, fairing
         from fairing.kube import KubeClient
         kube = KubeClient()  # no kubeconfig in the pod: the service account's token and CA
         print(json.dumps({"kubeconfig": os.environ.get("KUBECONFIG") or os.path.exists(os.path.expanduser("~/.kube")),
                           "host": kube.api_client.configuration.host, "namespace": kube.namespace}))
         job = fairing.TrainJob(lambda: 1, quiet=True).submit()
         try:
-            pod = job.kube.core.list_namespaced_pod(job.namespace, label_selector="fairing.dev/job=" + job.name).items[0]
-            print(json.dumps({"job": job.name, "pull": [s.name for s in pod.spec.image_pull_secrets or []],
-                              "env": [e.to_dict() for c in pod.spec.containers for e in c.env or []]}))
+            pod = kube.batch.read_namespaced_job(job.name, kube.namespace).spec.template.spec
+            pull = [s.name for s in pod.image_pull_secrets or []]
+            secret = kube.core.read_namespaced_secret(pull[0], kube.namespace)
+            hosts = sorted(json.loads(base64.b64decode(secret.data[".dockerconfigjson"]))["auths"])
+            print(json.dumps({"job": job.name, "pull": pull, "hosts": hosts,
+                              "owners": [(o.kind, o.name) for o in secret.metadata.owner_references or []],
+                              "env": [e.to_dict() for c in pod.containers for e in c.env or []]}))
             print(job.result(600))
         finally:
             job.delete()
@@ -210,9 +220,10 @@ def test_the_job_pull_secret_comes_from_the_mounted_docker_config(notebook_pod, 
     assert proc.returncode == 0, out
     connection, seen = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert connection == {"kubeconfig": False, "host": connection["host"], "namespace": ns}, connection
-    assert connection["host"].startswith("https://10.96.0.1"), connection  # the kubernetes Service's address
+    service = core_v1.read_namespaced_service("kubernetes", "default").spec.cluster_ip
+    assert connection["host"].startswith(f"https://{service}:"), connection  # KUBERNETES_SERVICE_HOST
     assert seen["pull"] == [seen["job"] + "-pull"], seen  # its own, from the mounted config
-    assert REGISTRY_PASSWORD not in json.dumps(seen["env"])
-    assert REGISTRY_PASSWORD not in out
+    assert seen["hosts"] == [registry_address.split("/")[0]] and seen["owners"] == [["Job", seen["job"]]], seen
+    _assert_no_credentials(notebook_pod, out, json.dumps(seen["env"]))
     remaining = [s.metadata.name for s in core_v1.list_namespaced_secret(ns).items]
     assert not [s for s in remaining if seen["job"] in s], remaining

@@ -218,3 +218,25 @@ def test_credentials_for_another_registry_never_reach_the_jobs_pull_secret(tmp_p
         config = json.loads(docker_config_json(DockerConfigCredentials(), ["reg.example:5000"]))
     assert written == []
     assert set(config["auths"]) == {"reg.example:5000"} and SECRET not in json.dumps(config)
+
+
+# -- a notebook pod's file systems ----------------------------------------------------------------
+
+def test_a_layer_made_on_another_file_system_than_the_cache_is_kept(tmp_path):
+    """A notebook pod's /tmp is the container's, its home (the cache) a volume: a rename
+    between them fails with EXDEV. /dev/shm is another file system here, as /tmp is there."""
+    import tempfile
+
+    from fairing.images.layers import Layer, LocalCache
+
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as other:
+        made = os.path.join(other, "deps.tar.gz")
+        with open(made, "wb") as fh:
+            fh.write(b"layer bytes")
+        assert os.stat(other).st_dev != os.stat(tmp_path).st_dev
+        cache = LocalCache(tmp_path / "cache")
+        kept = cache.put_layer("k" * 64, Layer(path=__import__("pathlib").Path(made), digest="sha256:d",
+                                                diff_id="sha256:i", size=11))
+        assert kept.path.read_bytes() == b"layer bytes" and not os.path.exists(made)
+        assert cache.get_layer("k" * 64).path == kept.path
+        assert sorted(p.name for p in kept.path.parent.iterdir()) == [f"{'k' * 64}.json", f"{'k' * 64}.tar.gz"]
