@@ -29,20 +29,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Mapping, Optional
-
-from .errors import ConfigurationError
 
 __all__ = ["Environment", "current", "use", "DEFAULT_SERVICE_ACCOUNT_DIR", "DEFAULT_DOCKER_SOCKET"]
 
 DEFAULT_SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 DEFAULT_DOCKER_SOCKET = "unix:///var/run/docker.sock"
-
-#: A namespace name (an RFC 1123 label), as the API server accepts it.
-_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 @dataclass(frozen=True)
@@ -100,28 +94,15 @@ class Environment:
 
     @property
     def pod_namespace(self) -> Optional[str]:
-        """The namespace of the pod fairing runs in (the service account's ``namespace``
-        file), or None outside a pod. A file that is there but empty, not a namespace name,
-        or not a small text file is a :class:`~fairing.ConfigurationError`: a pod whose
-        namespace cannot be read must not send jobs to another one."""
+        """The service account's ``namespace`` file, as text (stripped; at most 256 bytes are
+        read, so a longer file reads as longer than any name), or None outside a pod. It is
+        not checked here: :func:`fairing.kube.client.pod_namespace` refuses what is not a
+        namespace name. An unreadable file raises OSError."""
         path = self.service_account_dir / "namespace"
         if not path.exists():
             return None
-        try:
-            with path.open("rb") as fh:
-                raw = fh.read(256)
-        except OSError as exc:
-            raise ConfigurationError(f"The pod's namespace file {path} cannot be read ({exc.strerror}). Give the "
-                                     "namespace yourself: namespace=..., FAIRING_NAMESPACE or the namespace setting."
-                                     ) from None
-        text = raw.decode("ascii", "replace").strip()
-        if len(raw) > 253 or not _NAMESPACE.fullmatch(text):
-            what = "empty" if not text else "not a namespace name"
-            raise ConfigurationError(
-                f"The pod's namespace file {path} is {what} (a namespace is up to 63 lowercase letters, digits and "
-                "'-'). The service account's volume is not what Kubernetes mounts: give the namespace yourself "
-                "(namespace=..., FAIRING_NAMESPACE or the namespace setting), or fix the pod's volumes.")
-        return text
+        with path.open("rb") as fh:
+            return fh.read(256).decode("ascii", "replace").strip()
 
     # -- Docker ----------------------------------------------------------------------------
 

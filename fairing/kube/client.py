@@ -9,13 +9,36 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Optional
 
 from ..environment import Environment, current
 from ..errors import ConfigurationError, DeployError, MissingCRDError, MissingDependencyError, PermissionDeniedError
 
-__all__ = ["KubeClient", "kubernetes_module", "raise_for_api_error", "is_status"]
+__all__ = ["KubeClient", "kubernetes_module", "raise_for_api_error", "is_status", "pod_namespace"]
+
+#: A namespace name (an RFC 1123 label), as the API server accepts it.
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def pod_namespace(env: Environment) -> Optional[str]:
+    """The namespace of the pod fairing runs in, or None outside a pod. A namespace file that
+    is there but empty, not a namespace name, or unreadable is a ConfigurationError: a pod
+    whose namespace cannot be read must not send jobs to another one."""
+    try:
+        text = env.pod_namespace
+    except OSError as exc:
+        raise ConfigurationError(
+            f"The pod's namespace file {env.service_account_dir / 'namespace'} cannot be read ({exc.strerror}). "
+            "Give the namespace yourself: namespace=..., FAIRING_NAMESPACE or the namespace setting.") from None
+    if text is None or _NAMESPACE.fullmatch(text):
+        return text
+    what = "empty" if not text else "not a namespace name"
+    raise ConfigurationError(
+        f"The pod's namespace file {env.service_account_dir / 'namespace'} is {what} (a namespace is up to 63 "
+        "lowercase letters, digits and '-'). The service account's volume is not what Kubernetes mounts: give the "
+        "namespace yourself (namespace=..., FAIRING_NAMESPACE or the namespace setting), or fix the pod's volumes.")
 
 
 def kubernetes_module():
@@ -87,7 +110,7 @@ class KubeClient:
         if api_client is None:
             api_client, config_namespace = self._load(k8s, kubeconfig, context, env)
         self.api_client = api_client
-        self.namespace = namespace or env.pod_namespace or config_namespace or "default"
+        self.namespace = namespace or pod_namespace(env) or config_namespace or "default"
 
     @staticmethod
     def _load(k8s, kubeconfig: Optional[str], context: Optional[str], env: Environment):

@@ -15,6 +15,7 @@ import pytest
 from fairing import ConfigurationError, environment
 from fairing.environment import Environment
 from fairing.images.auth import Credential, DockerConfigCredentials
+from fairing.kube.client import pod_namespace
 from fairing.kube.secrets import registry_secret
 
 SECRET = "s3cret-" + "x" * 12
@@ -55,14 +56,14 @@ def _auth(user: str, password: str) -> dict:
 def test_a_namespace_file_that_is_no_namespace_is_a_typed_error(tmp_path, content, what):
     env = _pod(tmp_path, content)
     with pytest.raises(ConfigurationError, match=f"namespace file .* is {what}.*FAIRING_NAMESPACE") as info:
-        env.pod_namespace
+        pod_namespace(env)
     assert len(str(info.value)) < 600  # the file's content is not quoted
 
 
 def test_a_namespace_file_that_is_a_directory_is_a_typed_error(tmp_path):
     (tmp_path / "sa" / "namespace").mkdir(parents=True)
     with pytest.raises(ConfigurationError, match="cannot be read"):
-        _env(tmp_path).pod_namespace
+        pod_namespace(_env(tmp_path))
 
 
 def test_a_bad_namespace_file_does_not_matter_when_the_namespace_is_given(tmp_path):
