@@ -227,3 +227,30 @@ def test_the_job_pull_secret_comes_from_the_mounted_docker_config(notebook_pod, 
     _assert_no_credentials(notebook_pod, out, json.dumps(seen["env"]))
     remaining = [s.metadata.name for s in core_v1.list_namespaced_secret(ns).items]
     assert not [s for s in remaining if seen["job"] in s], remaining
+
+
+@pytest.mark.parametrize("make_config, message", [
+    # the service account's token linked in as the Docker config: refused, and never quoted
+    ("ln -s /var/run/secrets/kubernetes.io/serviceaccount/token $D/config.json", "is a link to a file outside"),
+    ("printf '{\"auths\": {' > $D/config.json", "is not valid JSON"),
+    ("head -c 2000000 /dev/zero > $D/config.json", "larger than 1 MiB"),
+])
+def test_a_bad_docker_config_in_the_pod_stops_the_job_before_its_namespace_gets_anything(
+        notebook_pod, core_v1, make_config, message):
+    ns = notebook_pod.namespace
+    before = sorted(s.metadata.name for s in core_v1.list_namespaced_secret(ns).items)
+    script = textwrap.dedent("""
+        import fairing
+        try:
+            fairing.TrainJob(lambda: 1, quiet=True).submit()
+        except fairing.ConfigurationError as exc:
+            print("refused:", exc)
+    """)
+    proc = notebook_pod.run(f"D=$(mktemp -d) && {make_config} && DOCKER_CONFIG=$D python3 -c {shlex.quote(script)}; "
+                            "rc=$?; rm -rf $D; exit $rc")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "refused:" in out and message in out, out
+    token = notebook_pod.run("cat /var/run/secrets/kubernetes.io/serviceaccount/token").stdout.strip()
+    assert token and token not in out
+    assert notebook_pod.kubectl("get", "jobs", "-n", ns, "-o", "name").stdout.split() == []
+    assert sorted(s.metadata.name for s in core_v1.list_namespaced_secret(ns).items) == before
