@@ -2,7 +2,7 @@
 
 One pod per module (``notebook_pod``): the notebook image (:mod:`tests.e2e.notebook_image`)
 running as ``default-editor``, bound only to a namespaced copy of Kubeflow's
-``kubeflow-edit`` rules (:mod:`tests.e2e.profile`), in a profile-like namespace. What a
+``kubeflow-edit`` rules (:mod:`tests.e2e.kubeflow_profile`), in a profile-like namespace. What a
 platform team sets reaches it as a Kubeflow deployment would: a user config file
 (``$XDG_CONFIG_HOME/fairing/config.toml``, a ConfigMap: backend, registry, base image,
 insecure registry), registry credentials as a Docker config Secret named by
@@ -85,7 +85,7 @@ def notebook_pod(notebook_image, registry_address, api_client, core_v1, kubeconf
     """(namespace, base image) of a running notebook pod as default-editor in a profile namespace."""
     from kubernetes import client
 
-    from tests.e2e.profile import SERVICE_ACCOUNT, kubeflow_edit_rules
+    from tests.e2e.kubeflow_profile import SERVICE_ACCOUNT, kubeflow_edit_rules
     from tests.services.base_image import push_base_image
 
     host = registry_address.split("/")[0]

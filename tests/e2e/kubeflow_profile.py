@@ -1,4 +1,6 @@
 """A Kubeflow-profile-like namespace for e2e tests: where a Kubeflow user's notebook sits.
+(Not named ``profile.py``: tests/e2e is on sys.path, and that would shadow the standard
+library's ``profile``, which IPython imports.)
 
 ``make_profile(drop=...)`` (function-scoped factory; ``profile`` is one with every rule) creates
 
