@@ -81,7 +81,10 @@ def pipeline(preprocessor: Any, builder: Any, deployer: Any, *, backend_name: st
     "deploy" finishes with its URL, once it is recorded."""
     from . import jobs
 
+    from .kube.access import preflight
+
     emit = emitter(on_event)
+    preflight(builder, deployer)  # a missing permission is found before anything is built or pushed
     context = run_stage(emit, "package", preprocessor.context)
     origin = jobs.origin_of(context, preprocessor)
     image = run_stage(emit, "build", lambda: builder.build(context, on_event=on_event), detail=_settings_note())
@@ -196,6 +199,15 @@ class _MapDeployer:
         self.accepts = deployer.accepts
         self.labels = getattr(deployer, "labels", None)
         self.annotations = getattr(deployer, "annotations", None)
+
+    def required_access(self) -> list:
+        """The Job deployer's (the permission pre-flight checks it)."""
+        needs = getattr(self.deployer, "required_access", None)
+        return needs() if needs else []
+
+    @property
+    def kube(self) -> Any:
+        return self.deployer.kube
 
     def deploy(self, image: Any, *, name: Optional[str] = None, on_event: Optional[EventCallback] = None) -> Any:
         import copy

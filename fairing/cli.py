@@ -383,8 +383,52 @@ def _result_document(name: str, value: Any) -> dict:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="fairing", prog_name="fairing", message="%(prog)s %(version)s")
-def cli() -> None:
-    """Run ML code as a job, locally or on a cluster, and follow the jobs fairing started."""
+@click.option("--kubeconfig", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="kubeconfig file to use instead of $KUBECONFIG (as kubectl's --kubeconfig)")
+@click.option("--context", "kube_context", default=None,
+              help="kubeconfig context to use (default: the context setting, else the kubeconfig's current-context)")
+@click.pass_context
+def cli(ctx: click.Context, kubeconfig: Optional[str], kube_context: Optional[str]) -> None:
+    """Run ML code as a job, locally or on a cluster, and follow the jobs fairing started.
+
+    --kubeconfig and --context may be given anywhere before --, as with kubectl."""
+    if kube_context is not None and not kube_context.strip():
+        raise click.BadParameter("must name a context of the kubeconfig", param_hint="--context")
+    if kubeconfig or kube_context:
+        import dataclasses
+
+        from . import environment
+
+        env = environment.current()
+        fairing_env = dict(env.fairing_env)
+        if kube_context:
+            fairing_env["FAIRING_CONTEXT"] = kube_context  # the context setting, above the settings files
+        ctx.with_resource(environment.use(dataclasses.replace(
+            env, kubeconfig_env=kubeconfig or env.kubeconfig_env, fairing_env=fairing_env)))
+
+
+_GLOBAL_OPTIONS = ("--kubeconfig", "--context")
+
+
+def _hoist_global_options(args: list) -> list:
+    """``fairing run --context prod x.py`` as ``fairing --context prod run x.py``: the
+    cluster options go anywhere before ``--`` (kubectl's habit)."""
+    end = args.index("--") if "--" in args else len(args)
+    front, rest, i = [], [], 0
+    while i < end:
+        arg = args[i]
+        name = arg.split("=", 1)[0]
+        if name in _GLOBAL_OPTIONS:
+            if "=" in arg or i + 1 >= end:
+                front.append(arg)
+                i += 1
+            else:
+                front += [arg, args[i + 1]]
+                i += 2
+            continue
+        rest.append(arg)
+        i += 1
+    return front + rest + args[end:]
 
 
 _RUN_OPTIONS = ("registry", "base_image", "insecure_registry", "namespace", "deployer", "replicas", "nodes", "cpu",
@@ -874,7 +918,7 @@ def _usage_failure(exc: click.ClickException, argv: Sequence[str], code: int) ->
 
 
 def _main(argv: Optional[Sequence[str]]) -> int:
-    args = list(argv) if argv is not None else sys.argv[1:]
+    args = _hoist_global_options(list(argv) if argv is not None else sys.argv[1:])
     try:
         code = cli.main(args=args, prog_name="fairing", standalone_mode=False)
     except click.exceptions.Exit as exc:  # --help, --version

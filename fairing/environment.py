@@ -82,7 +82,9 @@ class Environment:
 
     @property
     def kubeconfig(self) -> Path:
-        """The kubeconfig file to read: the first of ``$KUBECONFIG``, else ``~/.kube/config``."""
+        """The first kubeconfig file: the first of ``$KUBECONFIG``, else ``~/.kube/config``
+        (:class:`fairing.kube.KubeClient` reads every file ``$KUBECONFIG`` lists, merged as
+        kubectl merges them: :mod:`fairing.kube.kubeconfig`)."""
         if self.kubeconfig_env:
             return Path(self.kubeconfig_env.split(os.pathsep)[0])
         return self.home / ".kube" / "config"

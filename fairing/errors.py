@@ -24,7 +24,9 @@ Each message says what happened and how to fix it. The tree::
     │   ├── ImagePullError              the node cannot pull the image (ErrImagePull, ImagePullBackOff)
     │   ├── UnschedulableError          no node can take the pod (insufficient cpu, memory, GPUs...)
     │   ├── MissingCRDError             the cluster lacks a resource type (training operator not installed)
-    │   └── PermissionDeniedError       RBAC forbids an action (names the verb and the resource)
+    │   ├── PermissionDeniedError       RBAC forbids an action (names the verb and the resource)
+    │   └── PodsRefusedError            the cluster refuses to create the job's pods (a missing service
+    │                                   account, an exceeded ResourceQuota, a LimitRange, Pod Security)
     ├── DockerEngineError           the Docker engine is not running or refused access
     │                               (both a BuildError and a DeployError)
     ├── PredictionError             an endpoint answered a prediction request with an error
@@ -67,6 +69,7 @@ __all__ = [
     "UnschedulableError",
     "MissingCRDError",
     "PermissionDeniedError",
+    "PodsRefusedError",
     "PredictionError",
     "DockerEngineError",
     "JobError",
@@ -222,7 +225,25 @@ class MissingCRDError(DeployError):
 
 
 class PermissionDeniedError(DeployError):
-    """Kubernetes RBAC forbids an action fairing needs."""
+    """Kubernetes RBAC forbids an action fairing needs. From the pre-flight check, ``missing``
+    lists each ``(verb, resource, namespace)`` refused and ``identity`` who asked."""
+
+    def __init__(self, message: str, *, missing: tuple = (), identity: "str | None" = None) -> None:
+        super().__init__(message)
+        self.missing = tuple(missing)
+        self.identity = identity
+
+
+class PodsRefusedError(DeployError):
+    """The cluster refuses to create the workload's pods: its controller reported
+    ``FailedCreate``. ``reason`` is the event's reason, ``refusal`` its message (the
+    admission's answer), ``job`` the workload."""
+
+    def __init__(self, message: str, *, job: "str | None" = None, reason: str = "", refusal: str = "") -> None:
+        super().__init__(message)
+        self.job = job
+        self.reason = reason
+        self.refusal = refusal
 
 
 class PredictionError(FairingError):

@@ -5,7 +5,8 @@ Where they come from, first match wins::
     arguments            TrainJob(..., registry=...), set_builder(..., registry=...)
     environment          FAIRING_REGISTRY, FAIRING_BASE_IMAGE, FAIRING_BACKEND, FAIRING_NAMESPACE,
                          FAIRING_INSECURE_REGISTRIES (comma-separated), FAIRING_CA_BUNDLE,
-                         FAIRING_PLATFORM, FAIRING_PYTHON_VERSION
+                         FAIRING_PLATFORM, FAIRING_PYTHON_VERSION, FAIRING_CONTEXT,
+                         FAIRING_UNSCHEDULABLE_GRACE, FAIRING_SCALE_UP_TIMEOUT
     project file         fairing.toml, else the [tool.fairing] table of pyproject.toml, in the
                          current directory or the nearest parent that has one, never above the
                          project's root: the first directory (from the current one up) with a
@@ -60,6 +61,9 @@ ENVIRONMENT = {
     "FAIRING_CA_BUNDLE": "ca_bundle",
     "FAIRING_PLATFORM": "platform",
     "FAIRING_PYTHON_VERSION": "python_version",
+    "FAIRING_CONTEXT": "context",
+    "FAIRING_UNSCHEDULABLE_GRACE": "unschedulable_grace",
+    "FAIRING_SCALE_UP_TIMEOUT": "scale_up_timeout",
 }
 
 #: setting -> the keyword argument of the backends, builders and deployers that take it
@@ -71,6 +75,7 @@ PARAMETERS = {
     "ca_bundle": "ca_bundle",
     "platform": "platform",
     "python_version": "python_version",
+    "context": "context",
 }
 
 
@@ -86,6 +91,12 @@ class Settings:
     ca_bundle: Optional[str] = None
     platform: Optional[str] = None
     python_version: Optional[str] = None
+    #: The kubeconfig context to use [the kubeconfig's current-context].
+    context: Optional[str] = None
+    #: Seconds a pod may stay unschedulable before the job fails [20]; and once a node
+    #: autoscaler said it adds a node for it [600] (the deployers' options of these names).
+    unschedulable_grace: Optional[float] = None
+    scale_up_timeout: Optional[float] = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
     #: The settings files read (the user file first, then the project's), as paths.
     files: tuple[str, ...] = field(default=(), compare=False)
@@ -123,7 +134,25 @@ class Settings:
 _NAMES = tuple(f.name for f in fields(Settings) if f.name not in ("sources", "files"))
 
 
+_SECONDS = ("unschedulable_grace", "scale_up_timeout")
+
+
+def _seconds(name: str, value: Any, where: str) -> float:
+    import math
+
+    try:
+        number = float(value.strip()) if isinstance(value, str) else value
+    except ValueError:
+        number = None
+    if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number) or number < 0:
+        raise ConfigurationError(f"{name} in {where} is a number of seconds (0 or more), e.g. {name} = 600; "
+                                 f"got {value!r}.")
+    return float(number)
+
+
 def _check_value(name: str, value: Any, where: str) -> Any:
+    if name in _SECONDS:
+        return _seconds(name, value, where)
     if name == "insecure_registries":
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
@@ -158,7 +187,8 @@ def _check_value(name: str, value: Any, where: str) -> Any:
 
 #: The keyword arguments that carry one string setting, checked like the setting when given.
 _STRING_ARGUMENTS = {"registry": "registry", "base_image": "base_image", "namespace": "namespace",
-                     "ca_bundle": "ca_bundle", "platform": "platform", "python_version": "python_version"}
+                     "ca_bundle": "ca_bundle", "platform": "platform", "python_version": "python_version",
+                     "context": "context"}
 
 
 def check_arguments(options: Mapping[str, Any], what: str) -> None:
@@ -171,7 +201,7 @@ def check_arguments(options: Mapping[str, Any], what: str) -> None:
         if not isinstance(value, str):
             example = {"registry": "'registry.example.com:5000/team'", "base_image": "'python:3.11-slim'",
                        "namespace": "'ml-jobs'", "platform": "'linux/amd64'", "python_version": "'3.11'",
-                       "ca_bundle": "'certs/ca.pem'"}[name]
+                       "ca_bundle": "'certs/ca.pem'", "context": "'team-cluster'"}[name]
             raise ConfigurationError(f"{key}= of {what} takes one string, e.g. {key}={example}; got "
                                      f"{type(value).__name__} {value!r}.")
         _check_value(name, value, f"{key}= of {what}")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 # fairing-level e2e fixtures (base image, builder, backend...) on top of tests/e2e/conftest.py
-pytest_plugins = ["tests.e2e.fairing_fixtures", "tests.timing"]
+pytest_plugins = ["tests.e2e.fairing_fixtures", "tests.e2e.kubeflow_profile", "tests.timing"]
 
 
 def pytest_configure(config):

@@ -116,7 +116,12 @@ def with_settings(part: Any, settings: Any = None) -> Any:
     """``part`` (a deployer) with the options it left unset filled from the settings
     [:func:`fairing.settings.resolve` now]: a copy, or ``part`` itself when nothing is
     filled. Stages never read settings; the facade passes them down through here."""
-    if getattr(part, "insecure_hosts", ()) is not None:
+    unset = [name for name in ("insecure_hosts", "unschedulable_grace", "scale_up_timeout")
+             if hasattr(part, name) and getattr(part, name) is None]
+    kube_options = getattr(part, "_kube_options", None)  # a Kubernetes deployer that has not connected yet
+    no_context = (isinstance(kube_options, dict) and getattr(part, "_kube", True) is None
+                  and kube_options.get("context") is None)
+    if not unset and not no_context:
         return part
     import copy
 
@@ -124,7 +129,11 @@ def with_settings(part: Any, settings: Any = None) -> Any:
 
     settings = settings if settings is not None else resolve()
     new = copy.copy(part)
-    new.insecure_hosts = tuple(settings.insecure_registries)
+    for name in unset:
+        value = tuple(settings.insecure_registries) if name == "insecure_hosts" else getattr(settings, name)
+        setattr(new, name, value)
+    if no_context and settings.context:
+        new._kube_options = {**kube_options, "context": settings.context}
     return new
 
 

@@ -59,7 +59,7 @@ class ClusterBuilder:
     * ``insecure`` - True, or registry hosts to reach over plain HTTP [none].
     * ``username``/``password`` or ``credentials`` - push credentials
       [``~/.docker/config.json`` through fairing's credential lookup].
-    * ``kube`` / ``namespace`` - where the pod runs [kubeconfig's].
+    * ``kube`` / ``namespace`` / ``kubeconfig`` / ``context`` - where the pod runs [kubeconfig's].
     * ``timeout`` - seconds for the whole build [1800].
     * ``pip_args`` - extra ``pip install`` options for the requirements step, e.g. a
       private index: ``("--index-url", "https://pypi.internal/simple")`` [none].
@@ -73,7 +73,7 @@ class ClusterBuilder:
                  cache: bool = True, cache_repo: Optional[str] = None, insecure: "bool | Iterable[str]" = False,
                  username: Optional[str] = None, password: Optional[str] = None, credentials: Any = None,
                  kube: Optional[KubeClient] = None, namespace: Optional[str] = None,
-                 kubeconfig: Optional[str] = None, timeout: float = 1800, registry_client: Any = None,
+                 kubeconfig: Optional[str] = None, context: Optional[str] = None, timeout: float = 1800, registry_client: Any = None,
                  pip_args: Iterable[str] = ()) -> None:
         if not registry or not base_image and not dockerfile:
             raise ConfigurationError("ClusterBuilder needs a registry and a base image (or your own Dockerfile).")
@@ -91,10 +91,18 @@ class ClusterBuilder:
 
         self._credentials = resolve_credentials(username=username, password=password, credentials=credentials)
         self._kube = kube
-        self._kube_options = {"namespace": namespace, "kubeconfig": kubeconfig}
+        self._kube_options = {"namespace": namespace, "kubeconfig": kubeconfig, "context": context}
         self.timeout = timeout
         self._registry_client = registry_client
         self.pip_args = tuple(pip_args)
+
+    def required_access(self) -> list:
+        """What the build pod needs in the namespace (the permission pre-flight)."""
+        from ..kube.access import Access
+
+        return [*(Access(v, "pods") for v in ("create", "get", "list", "watch", "delete")), Access("get", "pods/log"),
+                Access("create", "pods/attach"), *(Access(v, "secrets") for v in ("create", "update", "delete")),
+                *(Access(v, "events") for v in ("list", "watch"))]
 
     @property
     def kube(self) -> KubeClient:

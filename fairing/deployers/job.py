@@ -90,6 +90,8 @@ class JobDeployer(KubeDeployerBase):
     Options: see :class:`~fairing.deployers.kubernetes.KubeDeployerBase`.
     """
 
+    workload_kind = JobHandle.WORKLOAD
+
     def manifest(self, image: Any, name: str, *, count: Optional[int] = None, parallelism: int = 1) -> dict:
         spec: dict = {"backoffLimit": self.backoff_limit, "template": self.pod_template(image, name)}
         if count is not None:  # a map: every index runs, retried on its own

@@ -158,6 +158,8 @@ class InferenceServiceDeployer(KubeDeployerBase):
 
     container_name = "kserve-container"  # the name KServe expects for a custom predictor
 
+    workload_kind = InferenceServiceHandle.WORKLOAD
+
     def __init__(self, *, replicas: int = 1, dry_run: bool = False, storage_uri: Optional[str] = None,
                  **options: Any) -> None:
         super().__init__(name_prefix=options.pop("name_prefix", "fairing-isvc"), **options)

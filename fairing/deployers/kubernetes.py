@@ -28,14 +28,17 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import math
+import re
 import time
 import uuid
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 from .._options import checks_options
 from ..artifacts import RegistryImage
-from ..errors import DeployError, ImagePullError, JobFailedError, ResultError
+from ..errors import ConfigurationError, DeployError, ImagePullError, JobFailedError, ResultError
 from ..handle import HasOutputs, Hooks
+from ..kube.diagnose import SCALE_UP_TIMEOUT, UNSCHEDULABLE_GRACE
 from ..kube.workloads import condition_phase
 from ..kube import JOB_LABEL, MANAGED_BY, KubeClient, Workload, raise_for_api_error
 from ..kube.secrets import DOCKER_CONFIG_KEY, delete_secret, registry_secret, write_secret
@@ -47,6 +50,17 @@ __all__ = ["KubeDeployerBase", "KubeHandle", "JOB_LABEL", "result_key_secret", "
 
 _KEY_DIR = "/var/run/fairing-result"  # where pods find their result key (a mounted Secret)
 _AUTH_DIR = "/var/run/fairing-registry"  # the registry credentials the job pushes its outputs with
+
+
+_DNS_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def _seconds(name: str, value: Any, default: float) -> Optional[float]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ConfigurationError(f"{name} is a number of seconds (0 or more), e.g. {name}={default:g}; got {value!r}.")
+    return float(value)
 
 
 def result_key_secret(job: str) -> str:
@@ -84,17 +98,33 @@ class KubeDeployerBase:
     reached the image's registry so, or it is one of ``insecure_hosts``].
     ``insecure_hosts``: registries reached over plain HTTP [None: none; the backends fill
     it from the ``insecure_registries`` setting].
+    ``unschedulable_grace``: seconds a pod may stay unschedulable before the job fails with
+    :class:`~fairing.errors.UnschedulableError` [20; the ``unschedulable_grace`` setting];
+    ``scale_up_timeout``: how long, once a node autoscaler reported ``TriggeredScaleUp`` for
+    the pod (a node is being added) [600; the ``scale_up_timeout`` setting].
+    ``priority_class``: the pods' ``priorityClassName`` (a PriorityClass on the cluster).
     """
 
     container_name = "fairing-job"
     accepts = (RegistryImage,)
+    #: The WorkloadKind this deployer starts (what :meth:`required_access` asks for).
+    workload_kind: Any = None
 
     def __init__(self, *, namespace: Optional[str] = None, kube: Optional[KubeClient] = None,
                  kubeconfig: Optional[str] = None, context: Optional[str] = None, mutators=(),
                  labels: Optional[dict] = None, annotations: Optional[dict] = None,
                  ttl_seconds_after_finished: Optional[int] = None, active_deadline_seconds: Optional[int] = None,
                  backoff_limit: int = 0, name_prefix: str = "fairing", pull_credentials: Any = None,
-                 insecure_registry: Optional[bool] = None, insecure_hosts: Optional[Iterable[str]] = None) -> None:
+                 insecure_registry: Optional[bool] = None, insecure_hosts: Optional[Iterable[str]] = None,
+                 unschedulable_grace: Optional[float] = None, scale_up_timeout: Optional[float] = None,
+                 priority_class: Optional[str] = None) -> None:
+        # None: not given (the settings may fill them, fairing.backends.with_settings)
+        self.unschedulable_grace = _seconds("unschedulable_grace", unschedulable_grace, UNSCHEDULABLE_GRACE)
+        self.scale_up_timeout = _seconds("scale_up_timeout", scale_up_timeout, SCALE_UP_TIMEOUT)
+        if priority_class is not None and not (isinstance(priority_class, str) and _DNS_NAME.fullmatch(priority_class)):
+            raise ConfigurationError(f"priority_class must name a PriorityClass (a lowercase DNS name such as "
+                                     f"'high-priority'), got {priority_class!r}.")
+        self.priority_class = priority_class
         self._kube = kube
         self._kube_options = {"kubeconfig": kubeconfig, "context": context, "namespace": namespace}
         self.mutators: list[Mutator] = list(mutators)
@@ -113,6 +143,19 @@ class KubeDeployerBase:
         if self._kube is None:
             self._kube = KubeClient(**self._kube_options)
         return self._kube
+
+    def required_access(self) -> list:
+        """What the identity needs in the namespace to run this deployer's workloads (the
+        permission pre-flight, :func:`fairing.kube.access.preflight`)."""
+        from ..kube.access import Access, workload_access
+
+        if self.workload_kind is None:
+            return []
+        group, _version = self.workload_kind.group_version
+        needs = workload_access(group, self.workload_kind.plural)
+        if self.pull_credentials is not False:
+            needs.append(Access("update", "secrets"))
+        return needs
 
     def new_name(self) -> str:
         return f"{self.name_prefix}-{time.strftime('%m%d-%H%M%S')}-{uuid.uuid4().hex[:5]}"
@@ -185,8 +228,17 @@ class KubeDeployerBase:
         ref = ImageRef.parse(str(image))
         return f"{ref.registry}/{outputs_repository(ref.repository, name)}:outputs"
 
+    def watching(self, handle: "KubeHandle") -> "KubeHandle":
+        """``handle`` told how long its pods may wait for a node."""
+        if self.unschedulable_grace is not None:
+            handle.unschedulable_grace = self.unschedulable_grace
+        if self.scale_up_timeout is not None:
+            handle.scale_up_timeout = self.scale_up_timeout
+        return handle
+
     def handle_for(self, handle: "KubeHandle", image: Any) -> "KubeHandle":
-        """``handle`` told where its outputs go, then started."""
+        """``handle`` told where its outputs go and how long its pods may wait, then started."""
+        self.watching(handle)
         handle.outputs_target = self.outputs_target(image, handle.name)
         handle.insecure_registry = self.insecure(image)
         return handle.start()
@@ -224,6 +276,8 @@ class KubeDeployerBase:
                    *out_volumes]
         spec = apply({"containers": [container], "volumes": volumes, "restartPolicy": "Never"},
                      [*self.mutators, *extra_mutators])
+        if self.priority_class:
+            spec["priorityClassName"] = self.priority_class
         secret = self.pull_secret(image, name)
         if secret:
             spec = image_pull_secrets(secret)(spec)

@@ -221,6 +221,13 @@ class ServingDeployer(KubeDeployerBase):
     """A Deployment with ``replicas`` pods and a ClusterIP Service on port 8080."""
 
     container_name = "fairing-serving"
+    workload_kind = KubeEndpointHandle.WORKLOAD
+
+    def required_access(self) -> list:
+        from ..kube.access import Access
+
+        return [*super().required_access(), Access("patch", "deployments/scale", "apps"),
+                *(Access(v, "services") for v in ("create", "get", "delete"))]
 
     def __init__(self, *, replicas: int = 1, **options: Any) -> None:
         super().__init__(name_prefix=options.pop("name_prefix", "fairing-endpoint"), **options)

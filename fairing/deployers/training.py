@@ -182,6 +182,7 @@ class TFJobDeployer(_TrainingDeployer):
 
     kind, plural, spec_key = "TFJob", "tfjobs", "tfReplicaSpecs"
     handle_class = TFJobHandle
+    workload_kind = TFJobHandle.WORKLOAD
     clean_pod_policy = "Running"  # parameter servers never exit by themselves
     replica_types = ("Chief", "Master", "PS", "Evaluator", "Worker")
     container_name = "tensorflow"  # the operator finds the main container by this name
@@ -195,6 +196,7 @@ class PyTorchJobDeployer(_TrainingDeployer):
 
     kind, plural, spec_key = "PyTorchJob", "pytorchjobs", "pytorchReplicaSpecs"
     handle_class = PyTorchJobHandle
+    workload_kind = PyTorchJobHandle.WORKLOAD
     clean_pod_policy = "None"  # workers finish with the master; keep them for their logs
     replica_types = ("Master", "Worker")
     container_name = "pytorch"

@@ -75,6 +75,16 @@ class TrainJobHandle(KubeHandle):
         # once no pod is left and none has appeared for a moment.
         self.wait_until(lambda: self._obj_gone, timeout=DELETE_TIMEOUT, diagnose_pods=False, tick=1.0)
         self.wait_until(self._no_pods_left, timeout=DELETE_TIMEOUT, diagnose_pods=False, tick=0.5)
+        # A JobSet's Jobs are collected after it: one whose pods were never created (refused)
+        # would outlive the TrainJob by a moment; wait for the garbage collector.
+        self.wait_until(self._no_jobs_left, timeout=DELETE_TIMEOUT, diagnose_pods=False, tick=0.5)
+
+    def _no_jobs_left(self) -> bool:
+        try:
+            return not self.kube.batch.list_namespaced_job(
+                self.namespace, label_selector=f"jobset.sigs.k8s.io/jobset-name={self.name}", _request_timeout=10).items
+        except self.kube.api_errors:
+            return True  # may not list Jobs: nothing more to wait for here
 
     _pod_event_at = 0.0
 
@@ -144,12 +154,17 @@ class TrainJobDeployer(KubeDeployerBase):
 
     container_name = TRAINER_JOB
 
+    @property
+    def workload_kind(self):  # the API version is an option
+        return WorkloadKind("TrainJob", self.api_version, "TrainJob", PLURAL)
+
     def __init__(self, *, runtime: str = "torch-distributed", runtime_kind: str = "ClusterTrainingRuntime",
                  num_nodes: int = 1, resources_per_node: Optional[Mapping[str, Any]] = None,
                  num_proc_per_node: Any = None, api_version: str = TRAINER_API, **options: Any) -> None:
         super().__init__(name_prefix=options.pop("name_prefix", "fairing-trainjob"), **options)
         fixed = [key for key, default in (("backoff_limit", 0), ("ttl_seconds_after_finished", None),
-                                          ("active_deadline_seconds", None)) if getattr(self, key) != default]
+                                          ("active_deadline_seconds", None), ("priority_class", None))
+                 if getattr(self, key) != default]
         if fixed:
             raise ConfigurationError(
                 f"A TrainJob cannot set {', '.join(fixed)}: its training runtime decides how its Jobs are retried and "
@@ -224,4 +239,4 @@ class TrainJobDeployer(KubeDeployerBase):
             owned_by(self.api_version, "TrainJob", created["metadata"]["uid"])
         handle = TrainJobHandle(kube, name, kube.namespace, on_event=on_event)
         handle.api_version = self.api_version
-        return handle.start()
+        return self.watching(handle).start()

@@ -152,8 +152,13 @@ def _cluster_jobs(kube: Any, namespace: str) -> list[JobInfo]:
 
 
 def _kube(namespace: Optional[str], kubeconfig: Optional[str], context: Optional[str]):
+    """A client for the cluster; ``context`` [the ``context`` setting, else the kubeconfig's]."""
     from ..kube import KubeClient
 
+    if context is None:
+        from ..settings import resolve
+
+        context = resolve().context
     return KubeClient(kubeconfig=kubeconfig, context=context, namespace=namespace)
 
 

@@ -2,8 +2,10 @@
 
 * :mod:`.client` - :class:`KubeClient` (one connection; kubeconfig or service account
   from :mod:`fairing.environment`) and API errors as typed FairingErrors.
-* :mod:`.watch` - :class:`Workload`: watches on an object and its pods, log streams,
-  and the one waiting loop, :meth:`Workload.wait_until`.
+* :mod:`.kubeconfig` - every file of ``KUBECONFIG`` merged as kubectl merges them; the context.
+* :mod:`.access` - the permission pre-flight: SelfSubjectAccessReviews for all a job needs.
+* :mod:`.watch` - :class:`Workload`: watches on an object, its pods and their events, log
+  streams, and the one waiting loop, :meth:`Workload.wait_until`.
 * :mod:`.diagnose` - :func:`diagnose`: a pod's status as the error that explains it (pure).
 * :mod:`.secrets` - Secrets: registry credentials as ``dockerconfigjson``, short-lived ones.
 * :mod:`.pods` - :func:`run_pod`: a bare pod run to completion (the Kaniko build).

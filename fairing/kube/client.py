@@ -8,9 +8,7 @@ service account inside a cluster, as :mod:`fairing.environment` reports them.
 from __future__ import annotations
 
 import json
-import os
 import re
-from pathlib import Path
 from typing import Any, Optional
 
 from ..environment import Environment, current
@@ -92,8 +90,10 @@ def is_status(exc: BaseException, *codes: int) -> bool:
 
 
 class KubeClient:
-    """One connection to a cluster. ``namespace`` [the pod's own inside a pod, else the
-    kubeconfig context's, else 'default']; the facade passes the ``namespace`` setting
+    """One connection to a cluster. ``kubeconfig`` may list several files (as ``KUBECONFIG``
+    does: merged as kubectl merges them, :mod:`.kubeconfig`); ``context``: the kubeconfig
+    context to use [its current-context]. ``namespace`` [the pod's own inside a pod, else
+    the kubeconfig context's, else 'default']; the facade passes the ``namespace`` setting
     here, so the whole order is: argument > ``FAIRING_NAMESPACE`` > project and user
     settings > the pod's namespace > the kubeconfig context's > 'default'.
     ``environment``: where to find the kubeconfig and the service account
@@ -116,21 +116,10 @@ class KubeClient:
     def _load(k8s, kubeconfig: Optional[str], context: Optional[str], env: Environment):
         if env.in_cluster and not kubeconfig and not env.kubeconfig_env:
             return KubeClient._in_cluster(k8s, env), None
-        first = kubeconfig.split(os.pathsep)[0] if kubeconfig else str(env.kubeconfig)
-        if not Path(first).is_file():
-            raise ConfigurationError(
-                f"No kubeconfig at {first!r} and not running inside a cluster. Point KUBECONFIG at your cluster's "
-                "kubeconfig, pass kubeconfig=..., or use the 'local' or 'docker' backend."
-            )
-        try:
-            contexts, active = k8s.config.list_kube_config_contexts(config_file=first)
-            chosen = next((c for c in contexts if c["name"] == context), active) if context else active
-            configuration = k8s.client.Configuration()
-            k8s.config.load_kube_config(config_file=first, context=context, client_configuration=configuration)
-        except (k8s.config.ConfigException, ValueError, KeyError) as exc:
-            raise ConfigurationError(f"The kubeconfig {first!r} could not be used: {exc}. Check its contexts.") from exc
-        namespace = (chosen or {}).get("context", {}).get("namespace")
-        return k8s.client.ApiClient(configuration), namespace
+        from .kubeconfig import load
+
+        spec = kubeconfig or env.kubeconfig_env or str(env.kubeconfig)
+        return load(k8s, spec, context)
 
     @staticmethod
     def _in_cluster(k8s, env: Environment):

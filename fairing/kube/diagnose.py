@@ -6,6 +6,11 @@ nothing is wrong yet, including states that may still heal: a pod unschedulable 
 less than ``grace`` seconds (a claim being bound, a node being added), an
 ``ErrImagePull`` that is not a plain "not found" (Kubernetes retries and then reports
 ``ImagePullBackOff``).
+
+A node autoscaler (cluster-autoscaler) says what it does about an unschedulable pod with
+events on the pod; the caller passes the newest as ``autoscaler`` (reason, message):
+``TriggeredScaleUp`` (a node is being added) stretches the grace to ``scale_up_timeout``;
+``NotTriggerScaleUp`` (no node group can take it) is an error at once, quoting why.
 """
 
 from __future__ import annotations
@@ -16,10 +21,14 @@ from typing import Any, Optional
 
 from ..errors import DeployError, FairingError, ImagePullError, JobFailedError, UnschedulableError
 
-__all__ = ["diagnose", "as_dict", "UNSCHEDULABLE_GRACE"]
+__all__ = ["diagnose", "as_dict", "UNSCHEDULABLE_GRACE", "SCALE_UP_TIMEOUT", "SCALE_UP", "NO_SCALE_UP"]
 
 #: Seconds a pod may stay unschedulable before it is an error.
 UNSCHEDULABLE_GRACE = 20.0
+#: ... once a node autoscaler said it adds a node for it: cloud nodes take minutes to join.
+SCALE_UP_TIMEOUT = 600.0
+#: The event reasons cluster-autoscaler posts on a pending pod.
+SCALE_UP, NO_SCALE_UP = "TriggeredScaleUp", "NotTriggerScaleUp"
 #: ... when what it waits for is a claim being bound: provisioning a volume (or the PV
 #: controller of a loaded control plane) may take minutes, and is no reason to give up.
 UNBOUND_CLAIM_GRACE = 300.0
@@ -55,7 +64,8 @@ def _age(timestamp: Any, now: float) -> float:
 
 
 def diagnose(pod: Any, *, kind: str = "", workload: str = "", grace: float = UNSCHEDULABLE_GRACE,
-             now: Optional[float] = None) -> Optional[FairingError]:
+             now: Optional[float] = None, autoscaler: Optional[tuple[str, str]] = None,
+             scale_up_timeout: float = SCALE_UP_TIMEOUT) -> Optional[FairingError]:
     """The error that explains why ``pod`` cannot start or keeps failing, or None.
 
     ``kind`` and ``workload`` name what the pod belongs to (``"Job"``, ``"train-1"``) in
@@ -73,8 +83,22 @@ def diagnose(pod: Any, *, kind: str = "", workload: str = "", grace: float = UNS
                 and cond.get("reason") == "Unschedulable":
             message = cond.get("message") or ""
             claim_unbound = "unbound immediate PersistentVolumeClaims" in message
-            if _age(cond.get("lastTransitionTime"), now) < (max(grace, UNBOUND_CLAIM_GRACE) if claim_unbound else grace):
+            scaler_reason, scaler_message = autoscaler or ("", "")
+            if scaler_reason == NO_SCALE_UP and not claim_unbound:
+                return UnschedulableError(
+                    f"The pod {name}{of} cannot be scheduled ({message}) and the node autoscaler will not add a node "
+                    f"for it: {scaler_message}. Ask for fewer resources (cpu, memory, GPUs) or resources a node group "
+                    "offers, or fix the node selector, affinity or tolerations.")
+            limit = max(grace, UNBOUND_CLAIM_GRACE) if claim_unbound else grace
+            if scaler_reason == SCALE_UP:
+                limit = max(limit, scale_up_timeout)
+            if _age(cond.get("lastTransitionTime"), now) < limit:
                 continue
+            if scaler_reason == SCALE_UP:
+                return UnschedulableError(
+                    f"The pod {name}{of} waited {limit:g} s for a new node and none took it (the autoscaler: "
+                    f"{scaler_message}; the scheduler: {message}). Raise scale_up_timeout, or check the node group "
+                    "(its quota, its instance type's availability).")
             if claim_unbound:
                 return UnschedulableError(
                     f"The pod {name}{of} cannot be scheduled: {message}. A PersistentVolumeClaim it mounts has "

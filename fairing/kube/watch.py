@@ -6,7 +6,15 @@ A :class:`Workload` keeps two watches open in background threads - one on the ob
 resourceVersion when the server closes it (re-listing after ``410 Gone``). Every wait
 goes through :meth:`Workload.wait_until`, which sleeps on a condition those watches
 signal (no polling loop) and raises what :func:`~fairing.kube.diagnose.diagnose` finds
-wrong with a pod. Logs of every replica stream as soon as its container starts (the
+wrong with a pod.
+
+A third watch reads the namespace's events about the workload, for every kind in this one
+place: a controller's ``FailedCreate`` (Job, JobSet's Jobs, the training operator's
+``FailedCreatePod``) means the cluster refuses the pods (a missing service account, an
+exceeded ResourceQuota, a LimitRange, Pod Security) and raises
+:class:`~fairing.errors.PodsRefusedError` at once instead of waiting for pods that never
+come; a node autoscaler's ``TriggeredScaleUp`` / ``NotTriggerScaleUp`` on a pending pod
+goes to the diagnosis. An identity that may not read events loses only this early answer. Logs of every replica stream as soon as its container starts (the
 previous container too, after a restart), kept in order per replica.
 """
 
@@ -16,29 +24,37 @@ import threading
 import time
 from typing import Any, Callable, Iterator, Optional
 
-from ..errors import DeployError, FairingError, JobFailedError, JobTimeoutError
-from ..events import EventCallback, emitter
+from ..errors import DeployError, FairingError, JobFailedError, JobTimeoutError, PodsRefusedError
+from ..events import EventCallback, Stage, emitter
 from ..handle import JobStatus, LineSplitter, LogBuffer, publish_lines
 from ..runtime.result import PREFIX
 from .client import is_status, raise_for_api_error
-from .diagnose import UNSCHEDULABLE_GRACE, diagnose
+from .diagnose import NO_SCALE_UP, SCALE_UP, SCALE_UP_TIMEOUT, UNSCHEDULABLE_GRACE, diagnose
 from .labels import JOB_LABEL
 
 __all__ = ["Workload"]
 
 _TAIL = 40
 _WATCH_SECONDS = 60
+#: The reasons a controller reports a pod it could not create with (batch Job and JobSet's
+#: Jobs: FailedCreate; training-operator: FailedCreatePod).
+_FAILED_CREATE = ("FailedCreate", "FailedCreatePod")
+#: FailedCreate messages that are a retry, not a refusal (the controller tries again).
+_TRANSIENT = ("the object has been modified", "Operation cannot be fulfilled", "already exists",
+              "etcdserver", "Timeout", "timed out", "connection refused", "TooManyRequests")
 
 
 class Workload:
     """A workload on a cluster. Subclasses say how to list, judge and delete it.
 
-    ``unschedulable_grace``: seconds a pod may stay unschedulable (an unbound claim, a
-    node being added) before :class:`~fairing.errors.UnschedulableError` is raised.
+    ``unschedulable_grace``: seconds a pod may stay unschedulable before
+    :class:`~fairing.errors.UnschedulableError` is raised; ``scale_up_timeout``: how long,
+    once a node autoscaler said it adds a node for the pod (the deployers set both).
     """
 
     kind = "Job"
     unschedulable_grace = UNSCHEDULABLE_GRACE
+    scale_up_timeout = SCALE_UP_TIMEOUT
 
     def __init__(self, kube: Any, name: str, namespace: str, *, on_event: Optional[EventCallback]) -> None:
         self.kube = kube
@@ -55,6 +71,9 @@ class Workload:
         self._watch_error: Optional[BaseException] = None
         self._deleted = False
         self._listed: set = set()  # the watches' handlers whose first listing is in
+        self._refused: Optional[dict] = None  # the first FailedCreate event that refuses a pod
+        self._autoscaler: dict[str, tuple[str, str, str]] = {}  # pod -> (time, reason, message), the newest
+        self._waiting_node: set = set()  # pods reported as waiting for a new node
 
     # -- what subclasses provide -------------------------------------------------------
 
@@ -85,9 +104,12 @@ class Workload:
         threading.Thread(target=self._watch_loop,
                          args=(self.kube.core.list_namespaced_pod, {"label_selector": selector}, self._on_pod),
                          name=f"fairing-pods-{self.name}", daemon=True).start()
+        threading.Thread(target=self._watch_loop, args=(self.kube.core.list_namespaced_event, {}, self._on_k8s_event),
+                         kwargs={"optional": True}, name=f"fairing-events-{self.name}", daemon=True).start()
         return self
 
-    def _watch_loop(self, list_fn, selector: dict, on_event) -> None:
+    def _watch_loop(self, list_fn, selector: dict, on_event, optional: bool = False) -> None:
+        """``optional``: a watch the handle works without; a refusal (403) ends it quietly."""
         k8s = self.kube.k8s
         resource_version = None
         failures = 0
@@ -121,7 +143,11 @@ class Workload:
                 if is_status(exc, 410):
                     resource_version = None
                     continue
+                if optional and is_status(exc, 401, 403, 404):
+                    return
                 failures += 1
+                if failures > 5 and optional:
+                    return
                 if failures > 5:
                     with self._cond:
                         self._watch_error = exc
@@ -137,6 +163,28 @@ class Workload:
                 self._obj = obj
             self._cond.notify_all()
 
+    def _on_k8s_event(self, kind: str, event: dict) -> None:
+        if kind == "DELETED":
+            return
+        involved = event.get("involvedObject") or {}
+        subject = involved.get("name") or ""
+        if subject != self.name and not subject.startswith(self.name + "-"):
+            return
+        reason, message = event.get("reason") or "", event.get("message") or ""
+        when = str(event.get("lastTimestamp") or event.get("eventTime") or event.get("firstTimestamp") or "")
+        with self._cond:
+            if reason in _FAILED_CREATE and event.get("type") == "Warning" and involved.get("kind") != "Pod" \
+                    and not any(t in message for t in _TRANSIENT):
+                if self._refused is None:
+                    self._refused = {"reason": reason, "message": message, "kind": involved.get("kind") or "",
+                                     "name": subject}
+            elif reason in (SCALE_UP, NO_SCALE_UP) and involved.get("kind") == "Pod":
+                if when >= self._autoscaler.get(subject, ("",))[0]:
+                    self._autoscaler[subject] = (when, reason, message)
+            else:
+                return
+            self._cond.notify_all()
+
     def _on_pod(self, kind: str, pod: dict) -> None:
         name = pod["metadata"]["name"]
         with self._cond:
@@ -145,6 +193,13 @@ class Workload:
             else:
                 self._pods[name] = pod
             self._cond.notify_all()
+            scheduled = any(c.get("type") == "PodScheduled" and c.get("status") == "True"
+                            for c in (pod.get("status") or {}).get("conditions") or [])
+            got_node = name in self._waiting_node and scheduled
+            if got_node:
+                self._waiting_node.discard(name)
+        if got_node:
+            self._emit(Stage("node", "finished", f"pod {name} is on node {(pod.get('spec') or {}).get('nodeName')}"))
         if kind != "DELETED":
             self._maybe_stream(pod)
 
@@ -250,9 +305,48 @@ class Workload:
                     return pod, state
         return None, {}
 
+    def _raise_refusal(self) -> None:
+        refused = self._refused
+        if refused is None:
+            return
+        message = refused["message"]
+        low = message.lower()
+        if "exceeded quota" in low and any((p.get("status") or {}).get("phase") in ("Pending", "Running")
+                                           for p in self._pods.values()):
+            return  # its own pods hold the quota (a map's next index): it frees as they end
+        if "service account" in low or "serviceaccount" in low:
+            fix = ("Create that service account in the namespace, or run as one that exists "
+                   "(service_account=..., or the kubeflow backend's default-editor in a Kubeflow profile namespace).")
+        elif "exceeded quota" in low or "resourcequota" in low or "must specify" in low:
+            fix = ("Ask for less (cpu=, memory=, gpus=, fewer replicas), wait for other jobs in the namespace to "
+                   "finish, or ask the namespace's owner to raise its ResourceQuota (kubectl describe quota).")
+        elif any(t in low for t in ("limitrange", "maximum", "minimum", "must be less than or equal to",
+                                    "must be greater than or equal to")):
+            fix = ("Ask for resources within the namespace's LimitRange (kubectl describe limitrange): its defaults "
+                   "and bounds apply to every container.")
+        elif "podsecurity" in low or "violates" in low:
+            fix = ("The namespace's Pod Security level refuses the pod spec: drop what it names (privileged, host "
+                   "paths, capabilities...) or run in a namespace that allows it.")
+        else:
+            fix = "Fix what the message names, then run the job again."
+        raise PodsRefusedError(
+            f"The cluster refuses to create the pods of {self.kind} {self.name} ({refused['reason']} on "
+            f"{refused['kind']} {refused['name']}): {message}. {fix}",
+            job=self.name, reason=refused["reason"], refusal=message)
+
     def _raise_diagnosis(self) -> None:
+        self._raise_refusal()
         for pod in list(self._pods.values()):
-            error = diagnose(pod, kind=self.kind, workload=self.name, grace=self.unschedulable_grace)
+            pod_name = pod["metadata"]["name"]
+            scaler = self._autoscaler.get(pod_name)
+            if scaler and scaler[1] == SCALE_UP and pod_name not in self._waiting_node and not any(
+                    c.get("type") == "PodScheduled" and c.get("status") == "True"
+                    for c in (pod.get("status") or {}).get("conditions") or []):
+                self._waiting_node.add(pod_name)
+                self._emit(Stage("node", "started", f"waiting for a new node for pod {pod_name} "
+                                 f"(up to {self.scale_up_timeout:g} s): {scaler[2]}"))
+            error = diagnose(pod, kind=self.kind, workload=self.name, grace=self.unschedulable_grace,
+                             autoscaler=scaler[1:] if scaler else None, scale_up_timeout=self.scale_up_timeout)
             if isinstance(error, JobFailedError) and error.logs_tail is None:
                 error = JobFailedError(str(error), job=error.job, exit_code=error.exit_code,
                                        logs_tail=self.pod_log_tail(pod))
