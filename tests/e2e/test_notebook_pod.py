@@ -8,8 +8,11 @@ platform team sets reaches it as a Kubeflow deployment would: a user config file
 insecure registry), registry credentials as a Docker config Secret named by
 ``DOCKER_CONFIG``, and the wheelhouse pip installs from (the pods do not reach PyPI). No
 kubeconfig is in the pod: fairing uses the service account's token and CA and the pod's
-namespace. The notebook runs in the pod with papermill (a real ipykernel), started by
-``kubectl exec``; so do the CLI commands, from a shell there.
+namespace. The notebook (the README's, "From a notebook inside Kubeflow") runs in the pod with
+papermill (a real ipykernel), started by ``kubectl exec``; so do the README's CLI commands,
+from a shell there. The job's image pull secret comes from the mounted Docker config and
+goes with the job; a Docker config that links out of its directory (to the pod's token), is
+corrupt or huge stops a job with a ConfigurationError before its namespace gets anything.
 """
 
 from __future__ import annotations
