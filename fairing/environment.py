@@ -8,7 +8,9 @@ points fairing at another world with :func:`use`::
 
 =====================  ==========================================================
 ``kubeconfig``          ``$KUBECONFIG`` (may list several files), else ``~/.kube/config``
-``service_account``     ``/var/run/secrets/kubernetes.io/serviceaccount`` (in a pod)
+``service_account``     ``/var/run/secrets/kubernetes.io/serviceaccount`` (in a pod): ``token``,
+                        ``ca.crt``, ``namespace`` (the pod's, :attr:`Environment.pod_namespace`)
+``api_server``          ``$KUBERNETES_SERVICE_HOST``:``$KUBERNETES_SERVICE_PORT`` (set in every pod)
 ``docker_host``         ``$DOCKER_HOST`` [None: the SDK's default socket]
 ``docker_config``       ``$DOCKER_CONFIG/config.json``, else ``~/.docker/config.json``
 ``cache_dir``           ``$XDG_CACHE_HOME/fairing``, else ``~/.cache/fairing``
@@ -54,6 +56,8 @@ class Environment:
     xdg_config_home: Optional[Path] = None
     #: ``FAIRING_*`` variables; fairing.settings reads its settings from these.
     fairing_env: Mapping[str, str] = field(default_factory=dict)
+    #: ``KUBERNETES_SERVICE_HOST`` and ``_PORT``: where a pod reaches the API server.
+    kubernetes_service: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_os(cls, environ: Optional[Mapping[str, str]] = None, *,
@@ -71,6 +75,7 @@ class Environment:
             docker_env={k: v for k, v in env.items() if k.startswith("DOCKER_")},
             xdg_config_home=Path(env["XDG_CONFIG_HOME"]) if env.get("XDG_CONFIG_HOME") else None,
             fairing_env={k: v for k, v in env.items() if k.startswith("FAIRING_")},
+            kubernetes_service={k: env[k] for k in ("KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT") if k in env},
         )
 
     # -- Kubernetes ----------------------------------------------------------------------
@@ -91,9 +96,15 @@ class Environment:
 
     @property
     def pod_namespace(self) -> Optional[str]:
-        """The namespace of the pod fairing runs in, when it runs in one."""
+        """The service account's ``namespace`` file, as text (stripped; at most 256 bytes are
+        read, so a longer file reads as longer than any name), or None outside a pod. It is
+        not checked here: :func:`fairing.kube.client.pod_namespace` refuses what is not a
+        namespace name. An unreadable file raises OSError."""
         path = self.service_account_dir / "namespace"
-        return path.read_text().strip() or None if path.is_file() else None
+        if not path.exists():
+            return None
+        with path.open("rb") as fh:
+            return fh.read(256).decode("ascii", "replace").strip()
 
     # -- Docker ----------------------------------------------------------------------------
 

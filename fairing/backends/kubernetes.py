@@ -171,11 +171,9 @@ def _warm_backend(kube: KubeClient, deployer: Any, deployer_options: dict, warm_
 @checks_options
 @forwards_to(kubernetes_backend)
 def kubeflow_backend(*, service_account: str = "default-editor", **options: Any) -> Backend:
-    """Inside a Kubeflow notebook: the profile namespace (the pod's own) and its default-editor account."""
+    """Inside a Kubeflow notebook: the profile namespace (the pod's own, as for every cluster
+    backend: see :class:`fairing.kube.KubeClient`) and its default-editor account."""
     from ..deployers.mutators import service_account as use_account
 
-    pod_namespace = current().pod_namespace
-    if "namespace" not in options and pod_namespace:
-        options["namespace"] = pod_namespace
     options["mutators"] = [use_account(service_account), *options.get("mutators", [])]
     return kubernetes_backend(**options)

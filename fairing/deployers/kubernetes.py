@@ -7,7 +7,10 @@ job's result.
 
 Results are signed with a per-job key (see :mod:`fairing.runtime.result`) kept in a
 Secret ``<job>-result-key``: created before the workload, owned by it once it exists,
-mounted into its pods (never a plain env value), and deleted with it.
+mounted into its pods (never a plain env value), and deleted with it. The registry
+credentials of the image (``pull_credentials``, by default the Docker config, which in a
+notebook pod is the one mounted at ``DOCKER_CONFIG``) go the same way, as the image pull
+secret ``<job>-pull`` of that workload alone.
 Results travel through the termination message (``/dev/termination-log``, at most
 4096 bytes per container) and, for larger ones, through the last line of the result
 replica's log (``FAIRING_RESULT_LOG=1``); the limit then is the log kept by the
@@ -38,12 +41,12 @@ from ..handle import HasOutputs, Hooks
 from ..kube.diagnose import SCALE_UP_TIMEOUT, UNSCHEDULABLE_GRACE
 from ..kube.workloads import condition_phase
 from ..kube import JOB_LABEL, MANAGED_BY, KubeClient, Workload, raise_for_api_error
-from ..kube.secrets import DOCKER_CONFIG_KEY, delete_secret, pull_secret_name, registry_secret, write_secret
+from ..kube.secrets import DOCKER_CONFIG_KEY, delete_secret, registry_secret, write_secret
 from ..results import outcome, read_envelope
 from ..runtime.result import KEY_FILE_ENV, PREFIX, new_key
 from .mutators import Mutator, apply, image_pull_secrets
 
-__all__ = ["KubeDeployerBase", "KubeHandle", "JOB_LABEL", "result_key_secret"]
+__all__ = ["KubeDeployerBase", "KubeHandle", "JOB_LABEL", "result_key_secret", "pull_secret_for"]
 
 _KEY_DIR = "/var/run/fairing-result"  # where pods find their result key (a mounted Secret)
 _AUTH_DIR = "/var/run/fairing-registry"  # the registry credentials the job pushes its outputs with
@@ -65,6 +68,11 @@ def result_key_secret(job: str) -> str:
     return f"{job[:200]}-result-key"
 
 
+def pull_secret_for(job: str) -> str:
+    """The name of the image pull secret of a job (its registry credentials, if any)."""
+    return f"{job[:200]}-pull"
+
+
 def _image_name(image: Any) -> str:
     text = str(image)
     if not text or any(c.isspace() for c in text):
@@ -83,8 +91,9 @@ class KubeDeployerBase:
     ``active_deadline_seconds`` and ``backoff_limit`` (default 0: no retries) bound them.
     ``pull_credentials`` finds credentials for the image's registry (a provider as in
     :mod:`fairing.images.auth`; default: the ones ``docker login`` stored, as the builders
-    use); when there are some, an image pull secret ``fairing-pull-<registry>`` is created
-    or updated in the namespace and referenced from the pods. ``False`` turns this off.
+    use); when there are some, an image pull secret ``<job>-pull`` with them for the image's
+    registry only is created in the namespace, referenced from the pods, owned by the
+    workload and deleted with it. ``False`` turns this off.
     ``insecure_registry``: the job pushes its outputs over plain HTTP [when the builder
     reached the image's registry so, or it is one of ``insecure_hosts``].
     ``insecure_hosts``: registries reached over plain HTTP [None: none; the backends fill
@@ -151,18 +160,38 @@ class KubeDeployerBase:
     def new_name(self) -> str:
         return f"{self.name_prefix}-{time.strftime('%m%d-%H%M%S')}-{uuid.uuid4().hex[:5]}"
 
-    def pull_secret(self, image: Any) -> Optional[str]:
-        """Create or update the image pull secret for ``image``'s registry; its name, or None."""
+    def pull_secret(self, image: Any, name: str) -> Optional[str]:
+        """Create the image pull secret of job ``name`` with the credentials for ``image``'s
+        registry (only those); its name, or None when there are none."""
         if self.pull_credentials is False:
             return None
         from ..images import ImageRef
         from ..images.auth import resolve_credentials
 
         host = ImageRef.parse(str(image)).registry
-        name = pull_secret_name(host)
-        written = registry_secret(lambda: self.kube, name, resolve_credentials(credentials=self.pull_credentials), [host],
-                                  replace=True, error=ImagePullError)
-        return name if written else None
+        secret = pull_secret_for(name)
+        written = registry_secret(lambda: self.kube, secret, resolve_credentials(credentials=self.pull_credentials),
+                                  [host], replace=True, error=ImagePullError)
+        return secret if written else None
+
+    def own_secrets(self, name: str, api_version: str, kind: str, uid: str) -> None:
+        """Make the workload ``name`` the owner of its Secrets (result key, pull secret), so the
+        cluster removes them with it even if this process dies; the handle deletes them otherwise."""
+        kube = self.kube
+        owner = {"apiVersion": api_version, "kind": kind, "name": name, "uid": uid}
+        for secret in (result_key_secret(name), pull_secret_for(name)):
+            try:
+                kube.core.patch_namespaced_secret(secret, kube.namespace, {"metadata": {"ownerReferences": [owner]}})
+            except kube.api_errors:
+                pass  # not made (no credentials, an endpoint's key), or the handle still deletes it
+
+    def delete_secrets(self, name: str) -> None:
+        """Delete job ``name``'s Secrets (a workload that could not be made); errors are dropped."""
+        for secret in (result_key_secret(name), pull_secret_for(name)):
+            try:
+                delete_secret(self.kube, secret)
+            except Exception:
+                pass  # the original error matters more
 
     @contextlib.contextmanager
     def result_key(self, name: str) -> Iterator[Callable[[str, str, str], None]]:
@@ -170,24 +199,15 @@ class KubeDeployerBase:
         (deleted again if that fails). It yields ``owned_by(api_version, kind, uid)``, which
         makes the workload the Secret's owner, so the cluster removes it with the workload
         even if this process dies; the handle deletes both otherwise."""
-        kube = self.kube
-        secret = result_key_secret(name)
-        delete = write_secret(kube, secret, {"key": new_key().hex()})
-
-        def owned_by(api_version: str, kind: str, uid: str) -> None:
-            owner = {"apiVersion": api_version, "kind": kind, "name": name, "uid": uid}
-            try:
-                kube.core.patch_namespaced_secret(secret, kube.namespace, {"metadata": {"ownerReferences": [owner]}})
-            except kube.api_errors:
-                pass  # the handle still deletes it with the workload
-
         try:
+            write_secret(self.kube, result_key_secret(name), {"key": new_key().hex()})
+
+            def owned_by(api_version: str, kind: str, uid: str) -> None:
+                self.own_secrets(name, api_version, kind, uid)
+
             yield owned_by
         except BaseException:
-            try:
-                delete()
-            except Exception:
-                pass  # the original error matters more
+            self.delete_secrets(name)  # the pull secret the pod template made too
             raise
 
     def insecure(self, image: Any) -> bool:
@@ -234,7 +254,7 @@ class KubeDeployerBase:
             env.append({"name": "FAIRING_OUTPUTS_INSECURE", "value": "1"})
         mounts = [{"name": "fairing-registry-auth", "mountPath": _AUTH_DIR, "readOnly": True}]
         volumes = [{"name": "fairing-registry-auth",
-                    "secret": {"secretName": pull_secret_name(ref.registry), "optional": True, "defaultMode": 0o444,
+                    "secret": {"secretName": pull_secret_for(name), "optional": True, "defaultMode": 0o444,
                                "items": [{"key": DOCKER_CONFIG_KEY, "path": "config.json"}]}}]
         return env, mounts, volumes
 
@@ -258,7 +278,7 @@ class KubeDeployerBase:
                      [*self.mutators, *extra_mutators])
         if self.priority_class:
             spec["priorityClassName"] = self.priority_class
-        secret = self.pull_secret(image)
+        secret = self.pull_secret(image, name)
         if secret:
             spec = image_pull_secrets(secret)(spec)
         return {
@@ -349,6 +369,7 @@ class KubeHandle(Hooks, HasOutputs, Workload):
             self._target_from_pods()
         super().delete()
         delete_secret(self.kube, result_key_secret(self.name))
+        delete_secret(self.kube, pull_secret_for(self.name))
         for outputs in self._pushed.values():  # what the results read named
             outputs.delete()
         if not self._results_read and self._streams and self.outputs_target:

@@ -258,13 +258,17 @@ class ServingDeployer(KubeDeployerBase):
         name = name or self.new_name()
         deployment, service = self.manifests(image, name)
         try:
-            kube.apps.create_namespaced_deployment(kube.namespace, deployment)
+            created = kube.apps.create_namespaced_deployment(kube.namespace, deployment)
+            self.own_secrets(name, "apps/v1", "Deployment", created.metadata.uid)
             kube.core.create_namespaced_service(kube.namespace, service)
-        except kube.api_errors as exc:
+        except BaseException as exc:
             try:
                 kube.apps.delete_namespaced_deployment(name, kube.namespace)
             except kube.k8s.client.ApiException:
                 pass  # it was never created
+            self.delete_secrets(name)
+            if not isinstance(exc, kube.api_errors):
+                raise
             raise_for_api_error(exc, action=f"create the endpoint {name}", kind="Deployment", namespace=kube.namespace)
         return KubeEndpointHandle(kube, name, kube.namespace, on_event=on_event, replicas=self.replicas).start()
 

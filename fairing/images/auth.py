@@ -4,7 +4,9 @@ A credentials provider is any callable ``provider(registry_host) -> Credential |
 
 * :class:`StaticCredentials` - a username and password given in code.
 * :class:`DockerConfigCredentials` - what ``docker login`` stored: ``$DOCKER_CONFIG/config.json``
-  (default ``~/.docker/config.json``), looking in ``credHelpers`` (per registry), then
+  (default ``~/.docker/config.json``; in a notebook pod, a Secret mounted at the directory
+  ``DOCKER_CONFIG`` names), a regular UTF-8 file of at most 1 MiB whose links stay inside
+  its directory (as a mounted Secret's do), looking in ``credHelpers`` (per registry), then
   ``auths`` (inline ``auth`` or ``username``/``password``/``identitytoken``), then
   ``credsStore``; helpers are run as ``docker-credential-<name> get`` with the registry on
   stdin, as the Docker CLI does.
@@ -26,6 +28,7 @@ import base64
 import json
 import os
 import shutil
+import stat
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +47,9 @@ __all__ = [
     "docker_auth_config",
     "docker_config_json",
 ]
+
+#: No credentials file comes near this; a bigger one is not what DOCKER_CONFIG should name.
+_MAX_CONFIG_BYTES = 1 << 20
 
 _DOCKER_HUB_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "docker.io", "registry-1.docker.io")
 
@@ -112,21 +118,48 @@ class DockerConfigCredentials:
         return current().docker_config
 
     def _load(self) -> dict:
+        path = self.config_path
         try:
-            text = self.config_path.read_text()
+            real = path.resolve(strict=True)
         except FileNotFoundError:
             return {}
+        except (OSError, RuntimeError) as exc:  # a loop of links, a directory we may not enter
+            raise ConfigurationError(f"Cannot read the Docker config {path}: {exc}.") from None
+        # A Secret mounted as a directory links config.json to ..data/config.json: links within
+        # the directory are fine; one that leads out of it is not the file that was mounted there.
+        home = path.parent.resolve()
+        if home not in real.parents:
+            raise ConfigurationError(
+                f"The Docker config {path} is a link to a file outside {path.parent}, so fairing does not read it. "
+                f"Put the config.json itself there (e.g. mount the Secret at {path.parent}), or point DOCKER_CONFIG "
+                "at the directory that holds it.")
+        try:
+            # O_NONBLOCK: a FIFO put there would block the open itself; fstat then refuses it
+            with os.fdopen(os.open(real, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
+                if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                    raise ConfigurationError(f"The Docker config {path} is not a regular file. Point DOCKER_CONFIG at "
+                                             "a directory holding a config.json.")
+                raw = fh.read(_MAX_CONFIG_BYTES + 1)
         except OSError as exc:
-            raise ConfigurationError(f"Cannot read the Docker config {self.config_path}: {exc}.") from None
+            raise ConfigurationError(f"Cannot read the Docker config {path}: {exc.strerror}.") from None
+        if len(raw) > _MAX_CONFIG_BYTES:
+            raise ConfigurationError(
+                f"The Docker config {path} is larger than {_MAX_CONFIG_BYTES >> 20} MiB, which no credentials file is. "
+                "Check that DOCKER_CONFIG names the right directory, or replace the file (docker login).")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ConfigurationError(f"The Docker config {path} is not UTF-8 text. Fix or remove it, or run 'docker "
+                                     "login' again.") from None
         try:
             value = json.loads(text) if text.strip() else {}
         except json.JSONDecodeError as exc:
             raise ConfigurationError(
-                f"The Docker config {self.config_path} is not valid JSON ({exc.msg} at line {exc.lineno}). "
+                f"The Docker config {path} is not valid JSON ({exc.msg} at line {exc.lineno}). "
                 "Fix or remove it, or run 'docker login' again."
             ) from None
         if not isinstance(value, dict):
-            raise ConfigurationError(f"The Docker config {self.config_path} must hold a JSON object.")
+            raise ConfigurationError(f"The Docker config {path} must hold a JSON object.")
         return value
 
     def __call__(self, host: str) -> Optional[Credential]:

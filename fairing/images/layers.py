@@ -16,9 +16,11 @@ repository, base tags, layer digests by stat) is :mod:`fairing._cache`.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
 import stat
 import tempfile
 from dataclasses import dataclass
@@ -192,7 +194,20 @@ class LocalCache:
         if layer.path is None:
             self._atomic_write(path, layer.data or b"")
         else:
-            os.replace(layer.path, path)
+            try:
+                os.replace(layer.path, path)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                # the temporary directory and the cache on different file systems (a notebook
+                # pod's /tmp and its home volume): copy beside the target, then rename
+                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+                try:
+                    shutil.copyfile(layer.path, tmp)
+                    os.replace(tmp, path)
+                finally:
+                    tmp.unlink(missing_ok=True)
+                os.unlink(layer.path)
         info = {"digest": layer.digest, "diff_id": layer.diff_id, "size": layer.size}
         self._atomic_write(d / f"{key}.json", json.dumps(info).encode())
         from .._cache import prune_directory

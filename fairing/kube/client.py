@@ -8,12 +8,35 @@ service account inside a cluster, as :mod:`fairing.environment` reports them.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Optional
 
 from ..environment import Environment, current
 from ..errors import ConfigurationError, DeployError, MissingCRDError, MissingDependencyError, PermissionDeniedError
 
-__all__ = ["KubeClient", "kubernetes_module", "raise_for_api_error", "is_status"]
+__all__ = ["KubeClient", "kubernetes_module", "raise_for_api_error", "is_status", "pod_namespace"]
+
+#: A namespace name (an RFC 1123 label), as the API server accepts it.
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def pod_namespace(env: Environment) -> Optional[str]:
+    """The namespace of the pod fairing runs in, or None outside a pod. A namespace file that
+    is there but empty, not a namespace name, or unreadable is a ConfigurationError: a pod
+    whose namespace cannot be read must not send jobs to another one."""
+    try:
+        text = env.pod_namespace
+    except OSError as exc:
+        raise ConfigurationError(
+            f"The pod's namespace file {env.service_account_dir / 'namespace'} cannot be read ({exc.strerror}). "
+            "Give the namespace yourself: namespace=..., FAIRING_NAMESPACE or the namespace setting.") from None
+    if text is None or _NAMESPACE.fullmatch(text):
+        return text
+    what = "empty" if not text else "not a namespace name"
+    raise ConfigurationError(
+        f"The pod's namespace file {env.service_account_dir / 'namespace'} is {what} (a namespace is up to 63 "
+        "lowercase letters, digits and '-'). The service account's volume is not what Kubernetes mounts: give the "
+        "namespace yourself (namespace=..., FAIRING_NAMESPACE or the namespace setting), or fix the pod's volumes.")
 
 
 def kubernetes_module():
@@ -67,32 +90,52 @@ def is_status(exc: BaseException, *codes: int) -> bool:
 
 
 class KubeClient:
-    """One connection to a cluster. ``namespace`` defaults to the kubeconfig context's,
-    or the pod's own inside a cluster, or 'default'. ``kubeconfig`` may list several files
-    (as ``KUBECONFIG`` does: merged as kubectl merges them, :mod:`.kubeconfig`);
-    ``context``: the kubeconfig context to use [its current-context]. ``environment``: where to find the
-    kubeconfig and the service account [:func:`fairing.environment.current`]."""
+    """One connection to a cluster. ``kubeconfig`` may list several files (as ``KUBECONFIG``
+    does: merged as kubectl merges them, :mod:`.kubeconfig`); ``context``: the kubeconfig
+    context to use [its current-context]. ``namespace`` [the pod's own inside a pod, else
+    the kubeconfig context's, else 'default']; the facade passes the ``namespace`` setting
+    here, so the whole order is: argument > ``FAIRING_NAMESPACE`` > project and user
+    settings > the pod's namespace > the kubeconfig context's > 'default'.
+    ``environment``: where to find the kubeconfig and the service account
+    [:func:`fairing.environment.current`]. Inside a pod with no kubeconfig named, fairing
+    connects as the pod's service account (its token, refreshed as the kubelet rotates
+    it, and its CA)."""
 
     def __init__(self, *, api_client: Any = None, kubeconfig: Optional[str] = None, context: Optional[str] = None,
                  namespace: Optional[str] = None, environment: Optional[Environment] = None) -> None:
         k8s = kubernetes_module()
         self.k8s = k8s
+        env = environment or current()
         config_namespace = None
         if api_client is None:
-            api_client, config_namespace = self._load(k8s, kubeconfig, context, environment or current())
+            api_client, config_namespace = self._load(k8s, kubeconfig, context, env)
         self.api_client = api_client
-        self.namespace = namespace or config_namespace or "default"
+        self.namespace = namespace or pod_namespace(env) or config_namespace or "default"
 
     @staticmethod
     def _load(k8s, kubeconfig: Optional[str], context: Optional[str], env: Environment):
         if env.in_cluster and not kubeconfig and not env.kubeconfig_env:
-            configuration = k8s.client.Configuration()
-            k8s.config.load_incluster_config(client_configuration=configuration)
-            return k8s.client.ApiClient(configuration), env.pod_namespace
+            return KubeClient._in_cluster(k8s, env), None
         from .kubeconfig import load
 
         spec = kubeconfig or env.kubeconfig_env or str(env.kubeconfig)
         return load(k8s, spec, context)
+
+    @staticmethod
+    def _in_cluster(k8s, env: Environment):
+        from kubernetes.config.incluster_config import InClusterConfigLoader
+
+        sa = env.service_account_dir
+        configuration = k8s.client.Configuration()
+        try:
+            InClusterConfigLoader(token_filename=str(sa / "token"), cert_filename=str(sa / "ca.crt"),
+                                  environ=dict(env.kubernetes_service)).load_and_set(configuration)
+        except (k8s.config.ConfigException, OSError, ValueError) as exc:
+            raise ConfigurationError(
+                f"fairing runs in a pod (there is a service-account token in {sa}) but cannot use it: {exc}. "
+                "The pod needs its service account's token and CA mounted and KUBERNETES_SERVICE_HOST/PORT set "
+                "(automountServiceAccountToken), or name a kubeconfig (KUBECONFIG, kubeconfig=...).") from None
+        return k8s.client.ApiClient(configuration)
 
     @property
     def api_errors(self) -> tuple:

@@ -8,13 +8,12 @@ Credentials reach a pod only through a Secret, mounted as a file or referenced w
 from __future__ import annotations
 
 import base64
-import re
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 from .client import is_status, raise_for_api_error
 from .labels import MANAGED_BY
 
-__all__ = ["write_secret", "delete_secret", "registry_secret", "pull_secret_name", "DOCKER_CONFIG_KEY",
+__all__ = ["write_secret", "delete_secret", "registry_secret", "DOCKER_CONFIG_KEY",
            "DOCKER_CONFIG_TYPE"]
 
 DOCKER_CONFIG_TYPE = "kubernetes.io/dockerconfigjson"
@@ -50,11 +49,6 @@ def delete_secret(kube: Any, name: str) -> None:
     except kube.api_errors as exc:
         if not is_status(exc, 404):
             raise_for_api_error(exc, action=f"delete the secret {name}", kind="Secret", namespace=kube.namespace)
-
-
-def pull_secret_name(host: str) -> str:
-    """The image pull secret fairing keeps for a registry: ``fairing-pull-<host>``."""
-    return "fairing-pull-" + re.sub(r"[^a-z0-9-]+", "-", host.lower()).strip("-")[:40]
 
 
 def registry_secret(kube: Any, name: str, provider: Any, hosts: Iterable[str], *, replace: bool = False,

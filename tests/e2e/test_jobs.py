@@ -338,12 +338,14 @@ def test_registry_credentials_become_an_image_pull_secret(backend, kube, registr
         assert handle.result(600) == "pulled"
         job = kube.batch.read_namespaced_job(handle.name, kube.namespace)
         secrets = [s.name for s in job.spec.template.spec.image_pull_secrets or []]
+        assert secrets == [f"{handle.name}-pull"]  # the job's own
+        secret = kube.core.read_namespaced_secret(secrets[0], kube.namespace)
+        assert [(o.kind, o.name) for o in secret.metadata.owner_references] == [("Job", handle.name)]
     finally:
         handle.delete()
-    assert len(secrets) == 1 and secrets[0].startswith("fairing-pull-")
-    secret = kube.core.read_namespaced_secret(secrets[0], kube.namespace)
     assert secret.type == "kubernetes.io/dockerconfigjson"
     config = json.loads(__import__("base64").b64decode(secret.data[".dockerconfigjson"]))
     assert set(config["auths"]) == {host}
+    assert secrets[0] not in [s.metadata.name for s in kube.core.list_namespaced_secret(kube.namespace).items]
     container = job.spec.template.spec.containers[0]
     assert all("s3cret" not in (e.value or "") for e in container.env or [])  # never a plain env var

@@ -106,6 +106,8 @@ def test_kubernetes_backend_uses_the_builder_it_is_given(kubeconfig):
 
 
 def test_kubeflow_backend_takes_the_pods_namespace(tmp_path, kubeconfig):
+    """The order only (the pod's namespace before the kubeconfig context's): the in-cluster
+    connection itself is tested from a real pod, tests/e2e/test_notebook_pod.py."""
     (tmp_path / "sa").mkdir()
     (tmp_path / "sa" / "namespace").write_text("kubeflow-user\n")
     with environment.use(_env(tmp_path, kubeconfig_env=str(kubeconfig))):

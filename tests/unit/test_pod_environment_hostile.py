@@ -1,0 +1,243 @@
+"""What a notebook pod hands fairing, when it is wrong: the service account's namespace file,
+the in-cluster connection, and a Docker config mounted at ``DOCKER_CONFIG``.
+
+Each case gives a :class:`~fairing.ConfigurationError` saying what and how to fix it, and
+no secret in the message. (The working case is tested from a real pod:
+tests/e2e/test_notebook_pod.py.)"""
+
+import base64
+import json
+import os
+import socket
+
+import pytest
+
+from fairing import ConfigurationError, environment
+from fairing.environment import Environment
+from fairing.images.auth import Credential, DockerConfigCredentials
+from fairing.kube.client import pod_namespace
+from fairing.kube.secrets import registry_secret
+
+SECRET = "s3cret-" + "x" * 12
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(tmp_path, **values) -> Environment:
+    return Environment(home=tmp_path / "home", service_account_dir=tmp_path / "sa", **values)
+
+
+def _pod(tmp_path, namespace: "str | bytes" = "team-a", **service) -> Environment:
+    sa = tmp_path / "sa"
+    sa.mkdir(exist_ok=True)
+    (sa / "token").write_text("not-a-real-token")
+    (sa / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n")
+    if namespace is not None:
+        (sa / "namespace").write_bytes(namespace if isinstance(namespace, bytes) else namespace.encode())
+    return _env(tmp_path, kubernetes_service=service or {"KUBERNETES_SERVICE_HOST": "127.0.0.1",
+                                                         "KUBERNETES_SERVICE_PORT": str(_closed_port())})
+
+
+def _auth(user: str, password: str) -> dict:
+    return {"auth": base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+# -- the namespace -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("content, what", [
+    (b"", "empty"), (b"\n  \n", "empty"), (b"Team_A", "not a namespace name"), (b"a/../b", "not a namespace name"),
+    (b"\xff\xfe\x00n\x00s", "not a namespace name"), (b"a" * 64, "not a namespace name"),
+    (b"x" * 10_000_000, "not a namespace name"),
+])
+def test_a_namespace_file_that_is_no_namespace_is_a_typed_error(tmp_path, content, what):
+    env = _pod(tmp_path, content)
+    with pytest.raises(ConfigurationError, match=f"namespace file .* is {what}.*FAIRING_NAMESPACE") as info:
+        pod_namespace(env)
+    assert len(str(info.value)) < 600  # the file's content is not quoted
+
+
+def test_a_namespace_file_that_is_a_directory_is_a_typed_error(tmp_path):
+    (tmp_path / "sa" / "namespace").mkdir(parents=True)
+    with pytest.raises(ConfigurationError, match="cannot be read"):
+        pod_namespace(_env(tmp_path))
+
+
+def test_a_bad_namespace_file_does_not_matter_when_the_namespace_is_given(tmp_path):
+    from fairing.kube import KubeClient
+
+    env = _pod(tmp_path, b"")
+    assert KubeClient(environment=env, namespace="given").namespace == "given"
+    with pytest.raises(ConfigurationError, match="is empty"):
+        KubeClient(environment=env)
+
+
+def test_namespace_precedence_below_the_settings(tmp_path):
+    """argument > (settings, resolved by the facade) > the pod's > the kubeconfig context's > default."""
+    from fairing.kube import KubeClient
+
+    kubeconfig = tmp_path / "kc"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{_closed_port()}"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u", "namespace": "from-context"}}]}))
+    outside = _env(tmp_path, kubeconfig_env=str(kubeconfig))
+    assert KubeClient(environment=outside).namespace == "from-context"
+    inside = _pod(tmp_path, "from-pod")
+    assert KubeClient(environment=inside).namespace == "from-pod"
+    assert KubeClient(environment=inside, namespace="from-argument").namespace == "from-argument"
+    with_kubeconfig = Environment(**{**inside.__dict__, "kubeconfig_env": str(kubeconfig)})
+    assert KubeClient(environment=with_kubeconfig).namespace == "from-pod"  # the pod's before the context's
+    (tmp_path / "sa" / "namespace").unlink()
+    assert KubeClient(environment=_pod(tmp_path, None)).namespace == "default"
+
+
+def test_the_facade_passes_fairing_namespace_before_the_pods(tmp_path):
+    from fairing.backends import get_backend
+
+    env = _pod(tmp_path, "from-pod")
+    env = Environment(**{**env.__dict__, "fairing_env": {"FAIRING_NAMESPACE": "from-env"},
+                         "xdg_config_home": tmp_path / "cfg"})
+    os.chdir(tmp_path)
+    with environment.use(env):
+        backend = get_backend("kubeflow", registry="localhost:5000", base_image="python:3.11")
+        assert backend.deployer.kube.namespace == "from-env"
+        backend = get_backend("kubeflow", registry="localhost:5000", base_image="python:3.11", namespace="arg")
+        assert backend.deployer.kube.namespace == "arg"
+
+
+# -- the in-cluster connection -------------------------------------------------------------------
+
+def test_in_a_pod_fairing_uses_the_service_accounts_token_and_ca(tmp_path):
+    from fairing.kube import KubeClient
+
+    client = KubeClient(environment=_pod(tmp_path))
+    configuration = client.api_client.configuration
+    assert configuration.host.startswith("https://127.0.0.1:")
+    assert configuration.ssl_ca_cert == str(tmp_path / "sa" / "ca.crt")
+    assert configuration.api_key["authorization"].lower() == "bearer not-a-real-token"
+
+
+@pytest.mark.parametrize("service", [{"KUBERNETES_SERVICE_HOST": "10.0.0.1"}, {"KUBERNETES_SERVICE_HOST": "",
+                                                                               "KUBERNETES_SERVICE_PORT": ""}])
+def test_a_pod_without_the_api_servers_address_is_a_typed_error(tmp_path, service):
+    from fairing.kube import KubeClient
+
+    with pytest.raises(ConfigurationError, match="cannot use it.*KUBERNETES_SERVICE_HOST/PORT"):
+        KubeClient(environment=_pod(tmp_path, **service))
+
+
+def test_a_pod_without_its_ca_is_a_typed_error(tmp_path):
+    from fairing.kube import KubeClient
+
+    env = _pod(tmp_path)
+    (tmp_path / "sa" / "ca.crt").unlink()
+    with pytest.raises(ConfigurationError, match="cannot use it") as info:
+        KubeClient(environment=env)
+    assert "not-a-real-token" not in str(info.value)
+
+
+# -- the Docker config mounted at DOCKER_CONFIG ----------------------------------------------------
+
+def _mounted_secret(directory, config: "dict | bytes"):
+    """A Secret volume as the kubelet writes it: config.json -> ..data/config.json -> ..<ts>/config.json."""
+    stamp = directory / "..2026_12_08_00_00_00.1"
+    stamp.mkdir(parents=True)
+    (stamp / "config.json").write_bytes(config if isinstance(config, bytes) else json.dumps(config).encode())
+    (directory / "..data").symlink_to(stamp.name)
+    (directory / "config.json").symlink_to("..data/config.json")
+    return directory
+
+
+def test_a_secret_mounted_at_docker_config_serves_the_builder(tmp_path):
+    mounted = _mounted_secret(tmp_path / "mnt", {"auths": {"reg.example:5000": _auth("robot", SECRET)}})
+    with environment.use(_env(tmp_path, docker_config_dir=mounted)):
+        assert DockerConfigCredentials()("reg.example:5000") == Credential("robot", SECRET)
+
+
+def test_a_docker_config_linking_out_of_its_directory_is_refused(tmp_path):
+    outside = tmp_path / "elsewhere" / "config.json"
+    outside.parent.mkdir()
+    outside.write_text(json.dumps({"auths": {"reg.example": _auth("robot", SECRET)}}))
+    mounted = tmp_path / "mnt"
+    mounted.mkdir()
+    (mounted / "config.json").symlink_to(outside)
+    with environment.use(_env(tmp_path, docker_config_dir=mounted)):
+        with pytest.raises(ConfigurationError, match="is a link to a file outside") as info:
+            DockerConfigCredentials()("reg.example")
+    assert SECRET not in str(info.value)
+
+
+def test_a_docker_config_that_is_a_link_loop_or_a_device_is_refused(tmp_path):
+    mounted = tmp_path / "mnt"
+    mounted.mkdir()
+    (mounted / "config.json").symlink_to("config.json")
+    with environment.use(_env(tmp_path, docker_config_dir=mounted)):
+        with pytest.raises(ConfigurationError, match="Cannot read the Docker config"):
+            DockerConfigCredentials()("reg.example")
+    fifo = tmp_path / "fifo"
+    fifo.mkdir()
+    os.mkfifo(fifo / "config.json")  # would block a plain read forever
+    with environment.use(_env(tmp_path, docker_config_dir=fifo)):
+        with pytest.raises(ConfigurationError, match="not a regular file"):
+            DockerConfigCredentials()("reg.example")
+
+
+@pytest.mark.parametrize("content, message", [
+    (b'{"auths": {"reg.example": {"auth": "' + SECRET.encode() + b'"', "not valid JSON"),
+    (b"\xff\xfe{\x00}\x00", "not UTF-8 text"),
+    (b"[1, 2]", "must hold a JSON object"),
+    (b'{"auths": {"reg.example": {"auth": "' + b"A" * (2 << 20) + b'"}}}', "larger than 1 MiB"),
+])
+def test_a_corrupt_or_huge_docker_config_is_a_typed_error_that_quotes_nothing(tmp_path, content, message):
+    mounted = _mounted_secret(tmp_path / "mnt", content)
+    with environment.use(_env(tmp_path, docker_config_dir=mounted)):
+        with pytest.raises(ConfigurationError, match=message) as info:
+            DockerConfigCredentials()("reg.example")
+    assert SECRET not in str(info.value) and "AAAA" not in str(info.value)
+
+
+def test_credentials_for_another_registry_never_reach_the_jobs_pull_secret(tmp_path):
+    """The pull secret holds the image's registry only: none when the config knows only others
+    (and then no Secret is written at all)."""
+    mounted = _mounted_secret(tmp_path / "mnt", {"auths": {"other.example": _auth("robot", SECRET),
+                                                         "reg.example:5000": _auth("puller", "pull-pw")}})
+    written = []
+
+    def kube():
+        written.append("made")
+        raise AssertionError("no Secret should be written")
+
+    with environment.use(_env(tmp_path, docker_config_dir=mounted)):
+        assert registry_secret(kube, "job-pull", DockerConfigCredentials(), ["third.example"]) is None
+        from fairing.images.auth import docker_config_json
+
+        config = json.loads(docker_config_json(DockerConfigCredentials(), ["reg.example:5000"]))
+    assert written == []
+    assert set(config["auths"]) == {"reg.example:5000"} and SECRET not in json.dumps(config)
+
+
+# -- a notebook pod's file systems ----------------------------------------------------------------
+
+def test_a_layer_made_on_another_file_system_than_the_cache_is_kept(tmp_path):
+    """A notebook pod's /tmp is the container's, its home (the cache) a volume: a rename
+    between them fails with EXDEV. /dev/shm is another file system here, as /tmp is there."""
+    import tempfile
+
+    from fairing.images.layers import Layer, LocalCache
+
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as other:
+        made = os.path.join(other, "deps.tar.gz")
+        with open(made, "wb") as fh:
+            fh.write(b"layer bytes")
+        assert os.stat(other).st_dev != os.stat(tmp_path).st_dev
+        cache = LocalCache(tmp_path / "cache")
+        kept = cache.put_layer("k" * 64, Layer(path=__import__("pathlib").Path(made), digest="sha256:d",
+                                                diff_id="sha256:i", size=11))
+        assert kept.path.read_bytes() == b"layer bytes" and not os.path.exists(made)
+        assert cache.get_layer("k" * 64).path == kept.path
+        assert sorted(p.name for p in kept.path.parent.iterdir()) == [f"{'k' * 64}.json", f"{'k' * 64}.tar.gz"]
