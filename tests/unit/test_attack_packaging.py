@@ -402,9 +402,9 @@ def test_a_sparse_gigabyte_is_scanned_in_seconds_and_a_token_after_it_is_found(t
         fh.truncate(1 << 30)  # a hole of 1 GiB: no disk used
         fh.seek(0, os.SEEK_END)
         fh.write(f"\ntoken={token}\n".encode())
-    started = time.monotonic()
+    started = time.process_time()  # CPU time: a loaded machine (6 xdist workers) does not inflate it
     found = scan(path)
-    assert time.monotonic() - started < 20  # it took about 35 s before holes were skipped
+    assert time.process_time() - started < 10  # it took about 35 s of CPU before holes were skipped
     assert [f.kind for f in found] == ["a GitHub token"] and found[0].line == 3
 
 
