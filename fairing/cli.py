@@ -1,4 +1,5 @@
-"""The ``fairing`` command: run, build, logs, list, status, attach, delete, serve, endpoints.
+"""The ``fairing`` command: run, build, logs, list, status, attach, delete, serve, endpoints,
+config, doctor.
 
 Built on click: options go anywhere on the line, ``--`` ends fairing's options (what
 follows goes to the script), unknown options and values are usage errors. Exit codes:
@@ -378,13 +379,48 @@ def _result_document(name: str, value: Any) -> dict:
     return {"job": name, "status": "Succeeded", "exit_code": 0, "result": value}
 
 
+class _StderrHandler:
+    """Log records of the ``fairing`` loggers as ``fairing: <module>: message`` lines on the
+    stderr of the moment (rich's live display swaps it while it draws)."""
+
+    @staticmethod
+    def make() -> Any:
+        import logging
+
+        class Handler(logging.StreamHandler):
+            def emit(self, record: logging.LogRecord) -> None:
+                self.stream = sys.stderr
+                super().emit(record)
+
+        handler = Handler(sys.stderr)
+        handler.setFormatter(logging.Formatter("fairing: %(name)s: %(message)s"))
+        return handler
+
+
+def _configure_logging(verbose: int) -> None:
+    """-v: the library's diagnostics (retries, fallbacks, renewals, reconnects) at INFO;
+    -vv: DEBUG too. Only the command line configures logging; the library never does."""
+    import logging
+
+    logger = logging.getLogger("fairing")
+    logger.setLevel(logging.INFO if verbose == 1 else logging.DEBUG)
+    if not any(getattr(h, "_fairing_cli", False) for h in logger.handlers):
+        handler = _StderrHandler.make()
+        handler._fairing_cli = True
+        logger.addHandler(handler)
+
+
 # -- the commands ----------------------------------------------------------------------------
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="fairing", prog_name="fairing", message="%(prog)s %(version)s")
-def cli() -> None:
+@click.option("--verbose", "-v", count=True,
+              help="show fairing's diagnostics on stderr: -v retries and fallbacks, -vv everything")
+def cli(verbose: int) -> None:
     """Run ML code as a job, locally or on a cluster, and follow the jobs fairing started."""
+    if verbose:
+        _configure_logging(verbose)
 
 
 _RUN_OPTIONS = ("registry", "base_image", "insecure_registry", "namespace", "deployer", "replicas", "nodes", "cpu",
@@ -827,6 +863,73 @@ def endpoints(backend: Optional[str], namespace: Optional[str], output: str) -> 
     else:
         out.note("no endpoints (fairing serve MODULE:CLASS starts one)")
     return EXIT_OK
+
+
+@cli.command("config", cls=Command, example="""
+fairing config
+fairing config --output json
+""")
+@output_option
+def config_(output: str) -> int:
+    """Show the settings that apply here, where each came from, and the settings files read."""
+    from .settings import resolve
+
+    out = _Out(output)
+    try:
+        settings = resolve()
+    except FairingError as exc:
+        return _fail(out, exc)
+    values = {name: list(v) if isinstance(v, tuple) else v for name, v in settings.values().items()}
+    if out.json:
+        out.document({"settings": {name: {"value": value, "source": settings.sources.get(name)}
+                                   for name, value in values.items()},
+                      "files": list(settings.files)})
+        return EXIT_OK
+    if not values:
+        click.echo("no settings: every option has its default (backend local)")
+    width = max((len(name) for name in values), default=0)
+    for name, value in values.items():
+        shown = ", ".join(value) if isinstance(value, list) else value
+        click.echo(f"{name.ljust(width)} = {shown}  ({settings.sources.get(name, '?')})")
+    click.echo(f"settings files: {', '.join(settings.files) if settings.files else 'none'}")
+    return EXIT_OK
+
+
+@cli.command(cls=Command, example="""
+fairing doctor
+fairing doctor --backend kubernetes --output json
+""")
+@click.option("--backend", "-b", type=click.Choice(BACKEND_NAMES), default=None,
+              help="check what this backend needs (default: the backend setting, else local)")
+@click.option("--kubeconfig", type=click.Path(dir_okay=False), default=None,
+              help="the kubeconfig to check (default: $KUBECONFIG, else ~/.kube/config)")
+@output_option
+def doctor(backend: Optional[str], kubeconfig: Optional[str], output: str) -> int:
+    """Check the setup before a first submit: cluster, permissions, registry, resource types,
+    Docker, the base image's Python. Exits 1 when a check fails."""
+    from .doctor import FAIL, run_checks
+
+    out = _Out(output)
+    show = None
+    if not out.json:
+        width = len("CANNOT TELL")
+
+        def show(check: Any) -> None:
+            click.echo(f"{check.status.ljust(width)}  {check.name}: {check.detail}")
+            if check.fix and check.status != "SKIP":
+                click.echo(f"{'':{width}}  fix: {check.fix}")
+    try:
+        checks = run_checks(backend, kubeconfig=kubeconfig, on_check=show)
+    except FairingError as exc:
+        return _fail(out, exc)
+    failed = [c for c in checks if c.status == FAIL]
+    if out.json:
+        out.document({"ok": not failed, "checks": [c.as_dict() for c in checks]})
+    elif failed:
+        out.note(f"{len(failed)} check{'s' if len(failed) > 1 else ''} failed")
+    else:
+        out.note("no check failed")
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def _exit_now_if_watching(code: int) -> None:
