@@ -989,6 +989,8 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     except (click.Abort, KeyboardInterrupt):
         click.echo("fairing: interrupted", err=True)
         return EXIT_INTERRUPTED
+    except FairingError as exc:  # raised before a command's own handling: a settings file's error
+        return _fail(_Out("json" if _wants_json(args) else "text"), exc)
     return code if isinstance(code, int) else EXIT_OK
 
 

@@ -95,12 +95,19 @@ class KubeClient:
                 f"No kubeconfig at {first!r} and not running inside a cluster. Point KUBECONFIG at your cluster's "
                 "kubeconfig, pass kubeconfig=..., or use the 'local' or 'docker' backend."
             )
+        import yaml  # the kubernetes client's own dependency: a kubeconfig that is not YAML raises its error
+
         try:
             contexts, active = k8s.config.list_kube_config_contexts(config_file=first)
             chosen = next((c for c in contexts if c["name"] == context), active) if context else active
             configuration = k8s.client.Configuration()
             k8s.config.load_kube_config(config_file=first, context=context, client_configuration=configuration)
-        except (k8s.config.ConfigException, ValueError, KeyError) as exc:
+        except yaml.YAMLError as exc:
+            where = getattr(exc, "problem_mark", None)
+            at = f" (line {where.line + 1})" if where is not None else ""
+            raise ConfigurationError(f"The kubeconfig {first!r} could not be used: it is not valid YAML{at}. "
+                                     "Fix it, or point KUBECONFIG at another one.") from None
+        except (k8s.config.ConfigException, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ConfigurationError(f"The kubeconfig {first!r} could not be used: {exc}. Check its contexts.") from exc
         namespace = (chosen or {}).get("context", {}).get("namespace")
         return k8s.client.ApiClient(configuration), namespace

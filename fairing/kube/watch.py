@@ -12,6 +12,7 @@ previous container too, after a restart), kept in order per replica.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any, Callable, Iterator, Optional
@@ -25,6 +26,8 @@ from .diagnose import UNSCHEDULABLE_GRACE, diagnose
 from .labels import JOB_LABEL
 
 __all__ = ["Workload"]
+
+log = logging.getLogger(__name__)
 
 _TAIL = 40
 _WATCH_SECONDS = 60
@@ -110,6 +113,7 @@ class Workload:
                     obj = self.kube.to_dict(event["object"])
                     if event["type"] == "ERROR":
                         if obj.get("code") == 410:
+                            log.info("watch of %s expired (410 Gone); listing again", self.namespace)
                             resource_version = None
                             break
                         continue
@@ -119,9 +123,12 @@ class Workload:
                 failures = 0
             except Exception as exc:  # expired watch (410): re-list; dropped connection: retry, then report
                 if is_status(exc, 410):
+                    log.info("watch of %s expired (410 Gone); listing again", self.namespace)
                     resource_version = None
                     continue
                 failures += 1
+                log.info("watch of %s lost (%s); reconnecting (attempt %d of 5)", self.namespace,
+                         type(exc).__name__, failures)
                 if failures > 5:
                     with self._cond:
                         self._watch_error = exc
