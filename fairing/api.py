@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from .backends import BackendChoice
-from .errors import ConfigurationError
+from .errors import ConfigurationError, MapError
 from .events import EventCallback, Stage, emitter, run_stage
 from .handle import Handle
 
@@ -146,7 +146,12 @@ def run_handle(handle: Handle, *, timeout: Optional[float] = None, cleanup: str 
         raise ConfigurationError(f"cleanup must be one of {CLEANUP_POLICIES}, got {cleanup!r}.")
     succeeded = False
     try:
-        value = handle.result(timeout)
+        try:
+            value = handle.result(timeout)
+        except MapError:
+            if outputs_dir is not None:  # the calls that succeeded keep their files
+                download_outputs(handle, outputs_dir)
+            raise
         if outputs_dir is not None:
             download_outputs(handle, outputs_dir)
         if before_cleanup is not None:
@@ -160,7 +165,15 @@ def run_handle(handle: Handle, *, timeout: Optional[float] = None, cleanup: str 
 
 def download_outputs(handle: Any, dest: Any) -> dict:
     """After ``handle.result()``: download the files its job wrote under ``dest``
-    (``{relative path: local path}``; empty when it wrote none or its backend returns no files)."""
+    (``{relative path: local path}``; empty when it wrote none or its backend returns no files).
+    A map's call ``i`` writes under ``dest/i/``: the calls write the same names side by side."""
+    if callable(getattr(handle, "index_outputs", None)) and getattr(handle, "count", None):
+        got = {}
+        for i in range(handle.count):
+            artifact = handle.index_outputs(i)
+            if artifact is not None:
+                got.update({f"{i}/{rel}": path for rel, path in artifact.download(os.path.join(dest, str(i))).items()})
+        return got
     artifact = getattr(handle, "_outputs", None)  # set by result() when the job sent files (HasOutputs)
     return artifact.download(dest) if artifact is not None else {}
 
@@ -303,7 +316,9 @@ class RemoteFunction:
         if not calls:
             return []
         handle = self.map_submit(calls, parallelism=parallelism)
-        return run_handle(handle, timeout=self.timeout, cleanup=self.cleanup, keep_logs=self.keep_logs)
+        # call i's files (outputs=, or under $FAIRING_OUTPUTS) come back under outputs_dir/i/
+        return run_handle(handle, timeout=self.timeout, cleanup=self.cleanup, keep_logs=self.keep_logs,
+                          outputs_dir=self.outputs_dir)
 
     def local(self, *args: Any, **kwargs: Any) -> Any:
         """Call the function here, in this process."""
@@ -332,7 +347,8 @@ def train(
     files under ``$FAIRING_OUTPUTS`` in the job come back there too, with or without
     ``outputs`` (see :mod:`fairing.outputs`; ``.submit(...)`` keeps them with the handle
     until ``delete()``, and ``handle.outputs(dest)`` downloads them). ``.map(inputs)`` and
-    ``.starmap(inputs)`` run many calls as one job (see :meth:`RemoteFunction.map`).
+    ``.starmap(inputs)`` run many calls as one job (see :meth:`RemoteFunction.map`); call
+    ``i``'s files come back under ``outputs_dir/i/``, and its lines are prefixed ``[index-i]``.
 
     A remote exception is re-raised here with the job's traceback chained as its cause
     (a :class:`~fairing.RemoteError` when its type cannot be recreated). ``.submit(...)``

@@ -475,11 +475,14 @@ fairing run train:main --detach --env LR=0.1      # module:function; prints the 
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="seconds before the job is stopped")
 @click.option("--detach", "-d", is_flag=True, help="start the job, print its name and return")
 @click.option("--keep-logs", is_flag=True, help="save the log before the job is removed")
+@click.option("--outputs", "-O", multiple=True, metavar="PATH",
+              help="a file or directory the job writes (relative to its working directory) that comes back "
+                   "here when it succeeds (repeat for more)")
 @output_option
 @click.pass_context
 def run(ctx: click.Context, entry: str, args: tuple, backend: Optional[str], input_files: tuple,
         requirements: Optional[str], full_notebook: bool, param: dict, name: Optional[str], timeout: Optional[float],
-        detach: bool, keep_logs: bool, output: str, **_: Any) -> int:
+        detach: bool, keep_logs: bool, outputs: tuple, output: str, **_: Any) -> int:
     """Run a script, a notebook or a function as a job; stream its log and exit with its outcome."""
     from .api import TrainJob, run_handle
 
@@ -505,11 +508,15 @@ def run(ctx: click.Context, entry: str, args: tuple, backend: Optional[str], inp
     if detach and backend == "docker":
         raise click.UsageError("--detach works with the local and cluster backends: a detached Docker container "
                                "could not be found again by fairing list, logs, attach or delete.")
+    if detach and outputs:
+        raise click.UsageError("--outputs come back when fairing waits for the job; they cannot with --detach.")
     if detach and keep_logs:
         raise click.UsageError("--keep-logs applies when fairing removes the job; with --detach, give it to "
                                "fairing delete JOB --keep-logs.")
     handle = None
     try:
+        if outputs:
+            job_args["outputs"] = list(outputs)
         job = TrainJob(target, input_files=list(input_files), requirements=requirements, name=name,
                        on_event=out.events(), **job_args, **options)
         handle = job.submit()
@@ -522,7 +529,11 @@ def run(ctx: click.Context, entry: str, args: tuple, backend: Optional[str], inp
                 click.echo(handle.name)
                 out.note(f"job {handle.name} started; follow it with: fairing logs --follow {handle.name}")
             return EXIT_OK
-        value = run_handle(handle, timeout=timeout, keep_logs=keep_logs, outputs_dir=".")  # $FAIRING_OUTPUTS: here
+        from .api import download_outputs
+
+        came_back: dict = {}  # --outputs, and what the job wrote under $FAIRING_OUTPUTS: here
+        value = run_handle(handle, timeout=timeout, keep_logs=keep_logs,
+                           before_cleanup=lambda _value: came_back.update(download_outputs(handle, ".")))
     except KeyboardInterrupt:
         out.note("interrupted; the job was stopped and removed")
         return EXIT_INTERRUPTED
@@ -543,10 +554,12 @@ def run(ctx: click.Context, entry: str, args: tuple, backend: Optional[str], inp
         value = str(executed)
         out.note(f"the executed notebook is {executed}")
     if out.json:
-        out.document(_result_document(handle.name, value))
+        out.document({**_result_document(handle.name, value), "outputs": sorted(came_back)})
     else:
         if value is not None and not full_notebook:
             click.echo(repr(value))
+        if came_back:
+            out.note(f"came back: {', '.join(sorted(came_back))}")
         out.note(f"job {handle.name} succeeded")
     return EXIT_OK
 
