@@ -824,22 +824,35 @@ def serve(ctx: click.Context, model: str, backend: Optional[str], input_files: t
     if not isinstance(target, type):
         raise click.UsageError(f"{model!r} is not a class; serve takes MODULE:CLASS with a predict(X) method.")
     endpoint = None
+    shown = _ServingLines(out.events())
     try:
         endpoint = PredictionEndpoint(target, input_files=list(input_files), requirements=requirements, name=name,
-                                      replicas=replicas, on_event=out.events(), **options)
+                                      replicas=replicas, on_event=shown, **options)
         endpoint.create(timeout=timeout)
         out.close()
+        names = [endpoint.model_name] + ([target.__name__] if target.__name__ != endpoint.model_name else [])
+        routes = _serving_routes(endpoint.url, endpoint.model_name)
         if out.json:
-            out.document({"endpoint": endpoint.name, "url": endpoint.url, "status": "Running"})
+            out.document({"endpoint": endpoint.name, "url": endpoint.url, "status": "Running", "model": names[0],
+                          "model_names": names, "routes": [f"{verb} {url}" for verb, url in routes]})
         else:
             click.echo(f"{endpoint.name} {endpoint.url}")
+            also = f" (also answers as {names[1]})" if len(names) > 1 else ""
+            out.note(f"model {names[0]}{also}; routes:")
+            for verb, url in routes:
+                click.echo(f"  {verb:<4} {url}", err=True)
         if detach:
             endpoint.detach()
             out.note(f"endpoint {endpoint.name} serving at {endpoint.url}; stop it with: fairing delete {endpoint.name}")
             return EXIT_OK
         out.note(f"serving at {endpoint.url}; Ctrl-C stops it")
+        skip = shown.count  # the lines shown while it started are not shown again
         for line in endpoint.handle.logs(follow=True):
-            out.line(line)
+            if skip:
+                skip -= 1
+                continue
+            if not _ServingLines.handshake(line):
+                out.line(line)
         return _fail(out, FairingError(f"The endpoint {endpoint.name} stopped by itself; see its log above."))
     except KeyboardInterrupt:
         out.note("stopped; the endpoint was removed")
@@ -849,6 +862,38 @@ def serve(ctx: click.Context, model: str, backend: Optional[str], input_files: t
     finally:
         if endpoint is not None and not detach:
             endpoint.delete()
+
+
+class _ServingLines:
+    """The event callback of ``serve``: the serving runtime's start line (a JSON handshake
+    for the deployer) is not shown; the job lines shown are counted, so that following the
+    log afterwards does not show them twice."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.count = inner, 0
+        self.shows_job_output = True
+
+    @staticmethod
+    def handshake(line: str) -> bool:
+        return line.lstrip().startswith('{"fairing": "serving"')
+
+    def __call__(self, event: Any) -> None:
+        from .events import LogLine
+
+        if isinstance(event, LogLine) and event.source != "build":
+            if event.line.endswith("\r"):  # a line still being drawn: its final text comes later
+                self.inner(event)
+                return
+            self.count += 1
+            if self.handshake(event.line):
+                return
+        self.inner(event)
+
+
+def _serving_routes(url: str, model: str) -> list:
+    """The routes of the serving runtime (fairing.runtime.serving) for people to copy."""
+    return [("GET", f"{url}/v1/models/{model}"), ("POST", f"{url}/v1/models/{model}:predict"),
+            ("GET", f"{url}/v2/models/{model}"), ("POST", f"{url}/v2/models/{model}/infer")]
 
 
 @cli.command(cls=Command, example="fairing endpoints --output json")

@@ -465,11 +465,21 @@ class FullNotebookPreprocessor(_NotebookBase):
         self.kernel_name = kernel_name
 
     def context(self) -> BuildContext:
-        self._read()  # fail here, not in the job, on a broken notebook
+        notebook = self._read()  # fail here, not in the job, on a broken notebook
         files: dict = dict(collect_input_files(self.input_files, self.base_dir))
         path = image_path(self.notebook, self.base_dir)
         add_generated(files, path, self.notebook, f"The notebook {self.notebook}")
+        kernel = self.kernel_name
+        spec = (notebook.get("metadata") or {}).get("kernelspec")
+        if kernel is None and not (isinstance(spec, Mapping) and spec.get("name")):
+            # a notebook written by a tool (jupytext, a script, nbformat.v4.new_notebook()) may have no
+            # kernelspec; papermill then refuses it. The image's kernel is ipykernel's, 'python3'.
+            kernel = "python3"
+        metadata = notebook.get("metadata") or {}
+        known_language = (isinstance(spec, Mapping) and spec.get("language")) or \
+            (isinstance(metadata.get("language_info"), Mapping) and metadata["language_info"].get("name"))
         payload = {"kind": "notebook", "path": path, "parameters": self.parameters,
-                   "output": path[: -len(".ipynb")] + ".output.ipynb", "kernel": self.kernel_name}
+                   "output": path[: -len(".ipynb")] + ".output.ipynb", "kernel": kernel,
+                   "language": None if known_language else "python"}
         return payload_context(payload, files, requirements=self.requirements.plus(["papermill", "ipykernel"]),
                                env=self.env)

@@ -120,7 +120,7 @@ def _run(spec: dict):
 
         out = spec.get("output", spec["path"][: -len(".ipynb")] + ".output.ipynb")
         papermill.execute_notebook(spec["path"], out, parameters=spec.get("parameters") or {}, progress_bar=False,
-                                   kernel_name=spec.get("kernel"))
+                                   kernel_name=spec.get("kernel"), language=spec.get("language"))
         with open(out) as fh:
             return json.load(fh)
     raise _Mismatch(f"unknown payload kind {kind!r}; the submitting fairing is newer than this runtime")
