@@ -170,7 +170,10 @@ def download_outputs(handle: Any, dest: Any) -> dict:
     if callable(getattr(handle, "index_outputs", None)) and getattr(handle, "count", None):
         got = {}
         for i in range(handle.count):
-            artifact = handle.index_outputs(i)
+            try:
+                artifact = handle.index_outputs(i)
+            except Exception:  # this call failed (MapError names it) before it sent any files
+                continue
             if artifact is not None:
                 got.update({f"{i}/{rel}": path for rel, path in artifact.download(os.path.join(dest, str(i))).items()})
         return got

@@ -37,7 +37,7 @@ def _write(envelope: dict) -> int:
     line = encode(envelope, _KEY)
     code = 0
     try:
-        where, _files, large = outputs.send(line, limit=MESSAGE_LIMIT)
+        where, _files, large = outputs.send(line, limit=MESSAGE_LIMIT, required=bool(envelope.get("ok")))
     except outputs.OutputsError as exc:
         where, large, code = None, False, 4
         line = encode({**_base(), "ok": False, "error": "outputs", "message": str(exc)}, _KEY)
