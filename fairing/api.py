@@ -22,7 +22,7 @@ from .errors import ConfigurationError, MapError
 from .events import EventCallback, Stage, emitter, run_stage
 from .handle import Handle
 
-from .results import map_results  # noqa: F401  (it lives with the result envelope)
+from .results import is_job_exception, map_results, shown_once  # noqa: F401  (map_results lives with the envelope)
 
 __all__ = ["submit", "run_handle", "train", "TrainJob", "in_job", "sweep", "map_results", "SweepResult",
            "CLEANUP_POLICIES", "SWEEP_MODES"]
@@ -142,6 +142,7 @@ def run_handle(handle: Handle, *, timeout: Optional[float] = None, cleanup: str 
     """
     from . import jobs
 
+    __tracebackhide__ = True  # IPython and pytest leave fairing's frames out  # noqa: F841
     if cleanup not in CLEANUP_POLICIES:
         raise ConfigurationError(f"cleanup must be one of {CLEANUP_POLICIES}, got {cleanup!r}.")
     succeeded = False
@@ -279,8 +280,14 @@ class RemoteFunction:
             raise ConfigurationError(f"outputs= come back from the local and Kubernetes backends; the "
                                      f"{type(handle).__name__} cannot return files. Write them to a mounted volume.")
         # what it wrote under $FAIRING_OUTPUTS comes back too, outputs= or not
-        return run_handle(handle, timeout=self.timeout, cleanup=self.cleanup, keep_logs=self.keep_logs,
-                          outputs_dir=self.outputs_dir)
+        __tracebackhide__ = True  # IPython and pytest leave fairing's frames out  # noqa: F841
+        try:
+            return run_handle(handle, timeout=self.timeout, cleanup=self.cleanup, keep_logs=self.keep_logs,
+                              outputs_dir=self.outputs_dir)
+        except Exception as error:
+            if not is_job_exception(error):
+                raise
+            raise shown_once(error, not self.quiet)  # the job's own exception, as it raised it (traceback above)
 
     def map(self, inputs: Iterable[Any], *, parallelism: int = 4) -> list:
         """``[fit(x) for x in inputs]``, as one job of ``len(inputs)`` pods (an Indexed Job on
@@ -528,7 +535,14 @@ class TrainJob:
         """Submit, wait and return the result; ``keep_logs`` saves the log before cleanup. The files
         the job wrote (under ``$FAIRING_OUTPUTS``, or named by ``outputs``) are downloaded under
         ``outputs_dir`` before cleanup."""
-        return run_handle(self._start(), timeout=timeout, cleanup=cleanup, keep_logs=keep_logs, outputs_dir=outputs_dir)
+        __tracebackhide__ = True  # IPython and pytest leave fairing's frames out  # noqa: F841
+        try:
+            return run_handle(self._start(), timeout=timeout, cleanup=cleanup, keep_logs=keep_logs,
+                              outputs_dir=outputs_dir)
+        except Exception as error:
+            if not is_job_exception(error):
+                raise
+            raise shown_once(error, not self.quiet)  # the job's own exception, as it raised it (traceback above)
 
     def _start(self) -> Handle:
         backend = self._backend.make(builder=self.builder, deployer=self.deployer)

@@ -359,11 +359,17 @@ def _fail(out: _Out, exc: BaseException, *, name: str = "") -> int:
     elif isinstance(exc, FairingError):
         out.note(f"error: {exc}")
         code = EXIT_FAILED
-    else:  # the job's own exception, re-raised here: show its remote traceback
-        import traceback
+    else:
+        from .results import is_job_exception
 
         out.close()
-        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+        if is_job_exception(exc):  # the job's own: its traceback is in its output, shown above
+            out.note(f"error: the job {getattr(exc, 'fairing_job', name) or name} raised "
+                     f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (its traceback is above)")
+        else:  # a bug of fairing's or an unexpected failure: the whole traceback, for a report
+            import traceback
+
+            traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
         code = EXIT_FAILED
     if out.json:
         out.document({"job": name or getattr(exc, "job", None), "status": "Failed", "exit_code": code,

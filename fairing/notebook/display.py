@@ -248,11 +248,11 @@ _boxed: set = set()
 def _error_title(value: BaseException) -> Optional[str]:
     """The box's title for an error from fairing or re-raised from a job; None for others."""
     from ..errors import FairingError
-    from ..results import RemoteTraceback
+    from ..results import is_job_exception
 
     if isinstance(value, FairingError):
         return f"fairing: {type(value).__name__}"
-    if isinstance(value.__cause__, RemoteTraceback):
+    if is_job_exception(value):
         return f"fairing: the job raised {type(value).__name__}"
     return None
 
