@@ -72,8 +72,12 @@ def code_origins(target: Any) -> dict:
 
     out: dict = {}
     clashes: set = set()
-    for function in _functions(target):
-        for code in _codes(function.__code__):
+    functions = _functions(target)
+    own = {id(f) for f in functions if f is target or getattr(target, "__dict__", {}).get(f.__name__) is f}
+    for function in functions:
+        # the target's nested functions travel with it; another function's do not (only itself)
+        codes = _codes(function.__code__) if id(function) in own else [function.__code__]
+        for code in codes:
             filename = code.co_filename
             if not filename or filename.startswith("<") and not filename.startswith("<ipython-input"):
                 continue
