@@ -208,3 +208,25 @@ def test_verbose_shows_the_library_diagnostics(term, token_registry):
     code, out = term.run("-vv", "doctor", "--backend", "docker", env=env)
     assert "fairing: fairing.doctor: doctor: registry: " in out, out
     assert f"fairing: fairing.images.registry.transport: {token_registry.address} (loopback) answers plain HTTP" in out
+
+
+def test_doctor_kubeconfig_pointing_at_a_closed_port_fails_fast(term, workdir):
+    import time
+
+    port = _closed_port()
+    (workdir / "kubeconfig").write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "k", "cluster": {"server": f"https://127.0.0.1:{port}", "insecure-skip-tls-verify": True}}],
+        "users": [{"name": "u", "user": {"token": "not-a-real-token"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u", "namespace": "team"}}]}))
+    started = time.monotonic()
+    proc = term.piped("doctor", "--output", "json", "--backend", "kubernetes", "--kubeconfig",
+                      str(workdir / "kubeconfig"))
+    assert time.monotonic() - started < 60
+    checks = _checks(json.loads(proc.stdout))
+    assert proc.returncode == 1
+    check = checks["kubeconfig and context"]
+    assert check["status"] == "FAIL" and f"127.0.0.1:{port} does not answer" in check["detail"], check
+    assert "Connection refused" in check["detail"] and "kubectl cluster-info" in check["fix"]
+    assert "not-a-real-token" not in proc.stdout + proc.stderr
+    assert checks["identity and permissions"]["status"] == "SKIP"
