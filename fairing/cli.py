@@ -385,34 +385,24 @@ def _result_document(name: str, value: Any) -> dict:
     return {"job": name, "status": "Succeeded", "exit_code": 0, "result": value}
 
 
-class _StderrHandler:
-    """Log records of the ``fairing`` loggers as ``fairing: <module>: message`` lines on the
-    stderr of the moment (rich's live display swaps it while it draws)."""
-
-    @staticmethod
-    def make() -> Any:
-        import logging
-
-        class Handler(logging.StreamHandler):
-            def emit(self, record: logging.LogRecord) -> None:
-                self.stream = sys.stderr
-                super().emit(record)
-
-        handler = Handler(sys.stderr)
-        handler.setFormatter(logging.Formatter("fairing: %(name)s: %(message)s"))
-        return handler
-
-
 def _configure_logging(verbose: int) -> None:
     """-v: the library's diagnostics (retries, fallbacks, renewals, reconnects) at INFO;
-    -vv: DEBUG too. Only the command line configures logging; the library never does."""
+    -vv: DEBUG too, as ``fairing: <module>: message`` lines on stderr. Only the command line
+    configures logging; the library never does."""
     import logging
+
+    class StderrHandler(logging.StreamHandler):
+        """Writes to the stderr of the moment: rich's live display swaps it while it draws."""
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.stream = sys.stderr
+            super().emit(record)
 
     logger = logging.getLogger("fairing")
     logger.setLevel(logging.INFO if verbose == 1 else logging.DEBUG)
-    if not any(getattr(h, "_fairing_cli", False) for h in logger.handlers):
-        handler = _StderrHandler.make()
-        handler._fairing_cli = True
+    if not any(type(h).__name__ == "StderrHandler" for h in logger.handlers):
+        handler = StderrHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("fairing: %(name)s: %(message)s"))
         logger.addHandler(handler)
 
 
