@@ -51,17 +51,23 @@ def _codes(code: types.CodeType):
 
 
 def _functions(target: Any) -> list:
-    """The target's functions (a class's methods) and those of its own module it refers to."""
+    """The target's functions (a class's methods) and the functions of its own module they
+    call, and those call, by name."""
     found: list = []
     if isinstance(target, type):
         found += [v for v in vars(target).values() if isinstance(v, types.FunctionType)]
     elif isinstance(target, types.FunctionType):
         found.append(target)
     module = getattr(target, "__module__", None)
-    for function in list(found):
-        for value in list(function.__globals__.values())[:5000]:
+    i = 0
+    while i < len(found) and len(found) < MAX_FUNCTIONS:  # what they call, as cloudpickle ships it
+        function = found[i]
+        names = {name for code in _codes(function.__code__) for name in code.co_names}
+        for name in sorted(names):
+            value = function.__globals__.get(name)
             if isinstance(value, types.FunctionType) and value.__module__ == module and value not in found:
                 found.append(value)
+        i += 1
     return found[:MAX_FUNCTIONS]
 
 
