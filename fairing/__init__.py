@@ -13,6 +13,13 @@ from typing import Any
 from . import errors as _errors
 from .errors import *  # noqa: F401,F403  (the whole error tree is public)
 
+# The library's diagnostics go to the ``fairing.<module>`` loggers; the application decides
+# where they go (``fairing -v`` does). The NullHandler keeps Python's last-resort handler
+# from printing them when nothing was configured.
+import logging as _logging
+
+_logging.getLogger("fairing").addHandler(_logging.NullHandler())
+
 __version__ = "0.1.0"
 
 _LAZY = {

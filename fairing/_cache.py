@@ -24,6 +24,7 @@ is replaced by an in-memory one: slower re-submits, never a failed build.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -31,6 +32,8 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 __all__ = ["State", "state_for", "prune_directory", "MAX_ROWS"]
+
+log = logging.getLogger(__name__)
 
 #: Rows kept per table; the oldest are dropped beyond it.
 MAX_ROWS = 50_000
@@ -57,8 +60,9 @@ class State:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
                 db.executescript(_SCHEMA)
-            except sqlite3.Error:
+            except sqlite3.Error as exc:
                 db = None  # unusable (corrupt, read-only): remember in memory only
+                log.info("the cache %s cannot be used (%s); remembering in memory for this process", self.path, exc)
         if db is None:
             self.path = None
             db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from .backends import BackendChoice
-from .errors import ConfigurationError
+from .errors import ConfigurationError, MapError
 from .events import EventCallback, Stage, emitter, run_stage
 from .handle import Handle
 
-from .results import map_results  # noqa: F401  (it lives with the result envelope)
+from .results import is_job_exception, map_results, shown_once  # noqa: F401  (map_results lives with the envelope)
 
 __all__ = ["submit", "run_handle", "train", "TrainJob", "in_job", "sweep", "map_results", "SweepResult",
            "CLEANUP_POLICIES", "SWEEP_MODES"]
@@ -145,11 +145,17 @@ def run_handle(handle: Handle, *, timeout: Optional[float] = None, cleanup: str 
     """
     from . import jobs
 
+    __tracebackhide__ = True  # IPython and pytest leave fairing's frames out  # noqa: F841
     if cleanup not in CLEANUP_POLICIES:
         raise ConfigurationError(f"cleanup must be one of {CLEANUP_POLICIES}, got {cleanup!r}.")
     succeeded = False
     try:
-        value = handle.result(timeout)
+        try:
+            value = handle.result(timeout)
+        except MapError:
+            if outputs_dir is not None:  # the calls that succeeded keep their files
+                download_outputs(handle, outputs_dir)
+            raise
         if outputs_dir is not None:
             download_outputs(handle, outputs_dir)
         if before_cleanup is not None:
@@ -163,7 +169,18 @@ def run_handle(handle: Handle, *, timeout: Optional[float] = None, cleanup: str 
 
 def download_outputs(handle: Any, dest: Any) -> dict:
     """After ``handle.result()``: download the files its job wrote under ``dest``
-    (``{relative path: local path}``; empty when it wrote none or its backend returns no files)."""
+    (``{relative path: local path}``; empty when it wrote none or its backend returns no files).
+    A map's call ``i`` writes under ``dest/i/``: the calls write the same names side by side."""
+    if callable(getattr(handle, "index_outputs", None)) and getattr(handle, "count", None):
+        got = {}
+        for i in range(handle.count):
+            try:
+                artifact = handle.index_outputs(i)
+            except Exception:  # this call failed (MapError names it) before it sent any files
+                continue
+            if artifact is not None:
+                got.update({f"{i}/{rel}": path for rel, path in artifact.download(os.path.join(dest, str(i))).items()})
+        return got
     artifact = getattr(handle, "_outputs", None)  # set by result() when the job sent files (HasOutputs)
     return artifact.download(dest) if artifact is not None else {}
 
@@ -275,8 +292,14 @@ class RemoteFunction:
             raise ConfigurationError(f"outputs= come back from the local and Kubernetes backends; the "
                                      f"{type(handle).__name__} cannot return files. Write them to a mounted volume.")
         # what it wrote under $FAIRING_OUTPUTS comes back too, outputs= or not
-        return run_handle(handle, timeout=self.timeout, cleanup=self.cleanup, keep_logs=self.keep_logs,
-                          outputs_dir=self.outputs_dir)
+        __tracebackhide__ = True  # IPython and pytest leave fairing's frames out  # noqa: F841
+        try:
+            return run_handle(handle, timeout=self.timeout, cleanup=self.cleanup, keep_logs=self.keep_logs,
+                              outputs_dir=self.outputs_dir)
+        except Exception as error:
+            if not is_job_exception(error):
+                raise
+            raise shown_once(error, not self.quiet)  # the job's own exception, as it raised it (traceback above)
 
     def map(self, inputs: Iterable[Any], *, parallelism: int = 4) -> list:
         """``[fit(x) for x in inputs]``, as one job of ``len(inputs)`` pods (an Indexed Job on
@@ -315,7 +338,9 @@ class RemoteFunction:
         if not calls:
             return []
         handle = self.map_submit(calls, parallelism=parallelism)
-        return run_handle(handle, timeout=self.timeout, cleanup=self.cleanup, keep_logs=self.keep_logs)
+        # call i's files (outputs=, or under $FAIRING_OUTPUTS) come back under outputs_dir/i/
+        return run_handle(handle, timeout=self.timeout, cleanup=self.cleanup, keep_logs=self.keep_logs,
+                          outputs_dir=self.outputs_dir)
 
     def local(self, *args: Any, **kwargs: Any) -> Any:
         """Call the function here, in this process."""
@@ -344,7 +369,8 @@ def train(
     files under ``$FAIRING_OUTPUTS`` in the job come back there too, with or without
     ``outputs`` (see :mod:`fairing.outputs`; ``.submit(...)`` keeps them with the handle
     until ``delete()``, and ``handle.outputs(dest)`` downloads them). ``.map(inputs)`` and
-    ``.starmap(inputs)`` run many calls as one job (see :meth:`RemoteFunction.map`).
+    ``.starmap(inputs)`` run many calls as one job (see :meth:`RemoteFunction.map`); call
+    ``i``'s files come back under ``outputs_dir/i/``, and its lines are prefixed ``[index-i]``.
 
     A remote exception is re-raised here with the job's traceback chained as its cause
     (a :class:`~fairing.RemoteError` when its type cannot be recreated). ``.submit(...)``
@@ -523,7 +549,14 @@ class TrainJob:
         """Submit, wait and return the result; ``keep_logs`` saves the log before cleanup. The files
         the job wrote (under ``$FAIRING_OUTPUTS``, or named by ``outputs``) are downloaded under
         ``outputs_dir`` before cleanup."""
-        return run_handle(self._start(), timeout=timeout, cleanup=cleanup, keep_logs=keep_logs, outputs_dir=outputs_dir)
+        __tracebackhide__ = True  # IPython and pytest leave fairing's frames out  # noqa: F841
+        try:
+            return run_handle(self._start(), timeout=timeout, cleanup=cleanup, keep_logs=keep_logs,
+                              outputs_dir=outputs_dir)
+        except Exception as error:
+            if not is_job_exception(error):
+                raise
+            raise shown_once(error, not self.quiet)  # the job's own exception, as it raised it (traceback above)
 
     def _start(self) -> Handle:
         backend = self._backend.make(builder=self.builder, deployer=self.deployer)

@@ -1,4 +1,5 @@
-"""The ``fairing`` command: run, build, logs, list, status, attach, delete, serve, endpoints.
+"""The ``fairing`` command: run, build, logs, list, status, attach, delete, serve, endpoints,
+config, doctor.
 
 Built on click: options go anywhere on the line, ``--`` ends fairing's options (what
 follows goes to the script), unknown options and values are usage errors. Exit codes:
@@ -358,11 +359,17 @@ def _fail(out: _Out, exc: BaseException, *, name: str = "") -> int:
     elif isinstance(exc, FairingError):
         out.note(f"error: {exc}")
         code = EXIT_FAILED
-    else:  # the job's own exception, re-raised here: show its remote traceback
-        import traceback
+    else:
+        from .results import is_job_exception
 
         out.close()
-        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+        if is_job_exception(exc):  # the job's own: its traceback is in its output, shown above
+            out.note(f"error: the job {getattr(exc, 'fairing_job', name) or name} raised "
+                     f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (its traceback is above)")
+        else:  # a bug of fairing's or an unexpected failure: the whole traceback, for a report
+            import traceback
+
+            traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
         code = EXIT_FAILED
     if out.json:
         out.document({"job": name or getattr(exc, "job", None), "status": "Failed", "exit_code": code,
@@ -378,6 +385,27 @@ def _result_document(name: str, value: Any) -> dict:
     return {"job": name, "status": "Succeeded", "exit_code": 0, "result": value}
 
 
+def _configure_logging(verbose: int) -> None:
+    """-v: the library's diagnostics (retries, fallbacks, renewals, reconnects) at INFO;
+    -vv: DEBUG too, as ``fairing: <module>: message`` lines on stderr. Only the command line
+    configures logging; the library never does."""
+    import logging
+
+    class StderrHandler(logging.StreamHandler):
+        """Writes to the stderr of the moment: rich's live display swaps it while it draws."""
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.stream = sys.stderr
+            super().emit(record)
+
+    logger = logging.getLogger("fairing")
+    logger.setLevel(logging.INFO if verbose == 1 else logging.DEBUG)
+    if not any(type(h).__name__ == "StderrHandler" for h in logger.handlers):
+        handler = StderrHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("fairing: %(name)s: %(message)s"))
+        logger.addHandler(handler)
+
+
 # -- the commands ----------------------------------------------------------------------------
 
 
@@ -387,11 +415,15 @@ def _result_document(name: str, value: Any) -> dict:
               help="kubeconfig file to use instead of $KUBECONFIG (as kubectl's --kubeconfig)")
 @click.option("--context", "kube_context", default=None,
               help="kubeconfig context to use (default: the context setting, else the kubeconfig's current-context)")
+@click.option("--verbose", "-v", count=True,
+              help="show fairing's diagnostics on stderr: -v retries and fallbacks, -vv everything")
 @click.pass_context
-def cli(ctx: click.Context, kubeconfig: Optional[str], kube_context: Optional[str]) -> None:
+def cli(ctx: click.Context, kubeconfig: Optional[str], kube_context: Optional[str], verbose: int) -> None:
     """Run ML code as a job, locally or on a cluster, and follow the jobs fairing started.
 
     --kubeconfig and --context may be given anywhere before --, as with kubectl."""
+    if verbose:
+        _configure_logging(verbose)
     if kube_context is not None and not kube_context.strip():
         raise click.BadParameter("must name a context of the kubeconfig", param_hint="--context")
     if kubeconfig or kube_context:
@@ -486,11 +518,15 @@ fairing run train:main --detach --env LR=0.1      # module:function; prints the 
 @click.option("--warm", is_flag=True, default=None,
               help="run on a warm worker pod that outlives the call: a re-run sends only the changed files "
                    "(kubernetes backends)")
+@click.option("--outputs", "-O", multiple=True, metavar="PATH",
+              help="a file or directory the job writes (relative to its working directory) that comes back "
+                   "here when it succeeds (repeat for more)")
 @output_option
 @click.pass_context
 def run(ctx: click.Context, entry: str, args: tuple, backend: Optional[str], input_files: tuple,
         requirements: Optional[str], full_notebook: bool, param: dict, name: Optional[str], timeout: Optional[float],
-        detach: bool, keep_logs: bool, output: str, warm: Optional[bool] = None, **_: Any) -> int:
+        detach: bool, keep_logs: bool, outputs: tuple, output: str, warm: Optional[bool] = None,
+        **_: Any) -> int:
     """Run a script, a notebook or a function as a job; stream its log and exit with its outcome."""
     from .api import TrainJob, run_handle
 
@@ -520,11 +556,15 @@ def run(ctx: click.Context, entry: str, args: tuple, backend: Optional[str], inp
     if detach and backend == "docker":
         raise click.UsageError("--detach works with the local and cluster backends: a detached Docker container "
                                "could not be found again by fairing list, logs, attach or delete.")
+    if detach and outputs:
+        raise click.UsageError("--outputs come back when fairing waits for the job; they cannot with --detach.")
     if detach and keep_logs:
         raise click.UsageError("--keep-logs applies when fairing removes the job; with --detach, give it to "
                                "fairing delete JOB --keep-logs.")
     handle = None
     try:
+        if outputs:
+            job_args["outputs"] = list(outputs)
         job = TrainJob(target, input_files=list(input_files), requirements=requirements, name=name,
                        on_event=out.events(), **job_args, **options)
         handle = job.submit()
@@ -537,7 +577,11 @@ def run(ctx: click.Context, entry: str, args: tuple, backend: Optional[str], inp
                 click.echo(handle.name)
                 out.note(f"job {handle.name} started; follow it with: fairing logs --follow {handle.name}")
             return EXIT_OK
-        value = run_handle(handle, timeout=timeout, keep_logs=keep_logs, outputs_dir=".")  # $FAIRING_OUTPUTS: here
+        from .api import download_outputs
+
+        came_back: dict = {}  # --outputs, and what the job wrote under $FAIRING_OUTPUTS: here
+        value = run_handle(handle, timeout=timeout, keep_logs=keep_logs,
+                           before_cleanup=lambda _value: came_back.update(download_outputs(handle, ".")))
     except KeyboardInterrupt:
         out.note("interrupted; the job was stopped and removed")
         return EXIT_INTERRUPTED
@@ -558,10 +602,12 @@ def run(ctx: click.Context, entry: str, args: tuple, backend: Optional[str], inp
         value = str(executed)
         out.note(f"the executed notebook is {executed}")
     if out.json:
-        out.document(_result_document(handle.name, value))
+        out.document({**_result_document(handle.name, value), "outputs": sorted(came_back)})
     else:
         if value is not None and not full_notebook:
             click.echo(repr(value))
+        if came_back:
+            out.note(f"came back: {', '.join(sorted(came_back))}")
         out.note(f"job {handle.name} succeeded")
     return EXIT_OK
 
@@ -826,22 +872,35 @@ def serve(ctx: click.Context, model: str, backend: Optional[str], input_files: t
     if not isinstance(target, type):
         raise click.UsageError(f"{model!r} is not a class; serve takes MODULE:CLASS with a predict(X) method.")
     endpoint = None
+    shown = _ServingLines(out.events())
     try:
         endpoint = PredictionEndpoint(target, input_files=list(input_files), requirements=requirements, name=name,
-                                      replicas=replicas, on_event=out.events(), **options)
+                                      replicas=replicas, on_event=shown, **options)
         endpoint.create(timeout=timeout)
         out.close()
+        names = [endpoint.model_name] + ([target.__name__] if target.__name__ != endpoint.model_name else [])
+        routes = _serving_routes(endpoint.url, endpoint.model_name)
         if out.json:
-            out.document({"endpoint": endpoint.name, "url": endpoint.url, "status": "Running"})
+            out.document({"endpoint": endpoint.name, "url": endpoint.url, "status": "Running", "model": names[0],
+                          "model_names": names, "routes": [f"{verb} {url}" for verb, url in routes]})
         else:
             click.echo(f"{endpoint.name} {endpoint.url}")
+            also = f" (also answers as {names[1]})" if len(names) > 1 else ""
+            out.note(f"model {names[0]}{also}; routes:")
+            for verb, url in routes:
+                click.echo(f"  {verb:<4} {url}", err=True)
         if detach:
             endpoint.detach()
             out.note(f"endpoint {endpoint.name} serving at {endpoint.url}; stop it with: fairing delete {endpoint.name}")
             return EXIT_OK
         out.note(f"serving at {endpoint.url}; Ctrl-C stops it")
+        skip = shown.count  # the lines shown while it started are not shown again
         for line in endpoint.handle.logs(follow=True):
-            out.line(line)
+            if skip:
+                skip -= 1
+                continue
+            if not _ServingLines.handshake(line):
+                out.line(line)
         return _fail(out, FairingError(f"The endpoint {endpoint.name} stopped by itself; see its log above."))
     except KeyboardInterrupt:
         out.note("stopped; the endpoint was removed")
@@ -851,6 +910,38 @@ def serve(ctx: click.Context, model: str, backend: Optional[str], input_files: t
     finally:
         if endpoint is not None and not detach:
             endpoint.delete()
+
+
+class _ServingLines:
+    """The event callback of ``serve``: the serving runtime's start line (a JSON handshake
+    for the deployer) is not shown; the job lines shown are counted, so that following the
+    log afterwards does not show them twice."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.count = inner, 0
+        self.shows_job_output = True
+
+    @staticmethod
+    def handshake(line: str) -> bool:
+        return line.lstrip().startswith('{"fairing": "serving"')
+
+    def __call__(self, event: Any) -> None:
+        from .events import LogLine
+
+        if isinstance(event, LogLine) and event.source != "build":
+            if event.line.endswith("\r"):  # a line still being drawn: its final text comes later
+                self.inner(event)
+                return
+            self.count += 1
+            if self.handshake(event.line):
+                return
+        self.inner(event)
+
+
+def _serving_routes(url: str, model: str) -> list:
+    """The routes of the serving runtime (fairing.runtime.serving) for people to copy."""
+    return [("GET", f"{url}/v1/models/{model}"), ("POST", f"{url}/v1/models/{model}:predict"),
+            ("GET", f"{url}/v2/models/{model}"), ("POST", f"{url}/v2/models/{model}/infer")]
 
 
 @cli.command(cls=Command, example="fairing endpoints --output json")
@@ -878,6 +969,73 @@ def endpoints(backend: Optional[str], namespace: Optional[str], output: str) -> 
     else:
         out.note("no endpoints (fairing serve MODULE:CLASS starts one)")
     return EXIT_OK
+
+
+@cli.command("config", cls=Command, example="""
+fairing config
+fairing config --output json
+""")
+@output_option
+def config_(output: str) -> int:
+    """Show the settings that apply here, where each came from, and the settings files read."""
+    from .settings import resolve
+
+    out = _Out(output)
+    try:
+        settings = resolve()
+    except FairingError as exc:
+        return _fail(out, exc)
+    values = {name: list(v) if isinstance(v, tuple) else v for name, v in settings.values().items()}
+    if out.json:
+        out.document({"settings": {name: {"value": value, "source": settings.sources.get(name)}
+                                   for name, value in values.items()},
+                      "files": list(settings.files)})
+        return EXIT_OK
+    if not values:
+        click.echo("no settings: every option has its default (backend local)")
+    width = max((len(name) for name in values), default=0)
+    for name, value in values.items():
+        shown = ", ".join(value) if isinstance(value, list) else value
+        click.echo(f"{name.ljust(width)} = {shown}  ({settings.sources.get(name, '?')})")
+    click.echo(f"settings files: {', '.join(settings.files) if settings.files else 'none'}")
+    return EXIT_OK
+
+
+@cli.command(cls=Command, example="""
+fairing doctor
+fairing doctor --backend kubernetes --output json
+""")
+@click.option("--backend", "-b", type=click.Choice(BACKEND_NAMES), default=None,
+              help="check what this backend needs (default: the backend setting, else local)")
+@click.option("--kubeconfig", type=click.Path(dir_okay=False), default=None,
+              help="the kubeconfig to check (default: $KUBECONFIG, else ~/.kube/config)")
+@output_option
+def doctor(backend: Optional[str], kubeconfig: Optional[str], output: str) -> int:
+    """Check the setup before a first submit: cluster, permissions, registry, resource types,
+    Docker, the base image's Python. Exits 1 when a check fails."""
+    from .doctor import FAIL, run_checks
+
+    out = _Out(output)
+    show = None
+    if not out.json:
+        width = len("CANNOT TELL")
+
+        def show(check: Any) -> None:
+            click.echo(f"{check.status.ljust(width)}  {check.name}: {check.detail}")
+            if check.fix and check.status != "SKIP":
+                click.echo(f"{'':{width}}  fix: {check.fix}")
+    try:
+        checks = run_checks(backend, kubeconfig=kubeconfig, on_check=show)
+    except FairingError as exc:
+        return _fail(out, exc)
+    failed = [c for c in checks if c.status == FAIL]
+    if out.json:
+        out.document({"ok": not failed, "checks": [c.as_dict() for c in checks]})
+    elif failed:
+        out.note(f"{len(failed)} check{'s' if len(failed) > 1 else ''} failed")
+    else:
+        out.note("no check failed")
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def _exit_now_if_watching(code: int) -> None:
@@ -937,6 +1095,8 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     except (click.Abort, KeyboardInterrupt):
         click.echo("fairing: interrupted", err=True)
         return EXIT_INTERRUPTED
+    except FairingError as exc:  # raised before a command's own handling: a settings file's error
+        return _fail(_Out("json" if _wants_json(args) else "text"), exc)
     return code if isinstance(code, int) else EXIT_OK
 
 

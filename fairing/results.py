@@ -6,14 +6,17 @@ from typing import Any, Optional
 
 from .errors import JobError, JobFailedError, RemoteError, ResultError, RuntimeMismatchError, SerializationError
 
-__all__ = ["RemoteTraceback", "outcome", "read_envelope", "map_results"]
+__all__ = ["RemoteTraceback", "outcome", "read_envelope", "map_results", "shown_once", "is_job_exception"]
 
 
 class RemoteTraceback(Exception):
     """Carries the job's traceback as the ``__cause__`` of a re-raised remote exception.
 
     Not a FairingError: it is never raised, only chained, so that Python prints the
-    remote traceback above the local one (as concurrent.futures does).
+    remote traceback above the local one (as concurrent.futures does). When the job's
+    output was shown as it ran (not ``quiet``), the traceback was in it, and the API
+    does not chain it again (:func:`shown_once`); the exception's ``fairing_job`` names
+    the job either way.
     """
 
     def __init__(self, tb: str) -> None:
@@ -21,6 +24,21 @@ class RemoteTraceback(Exception):
 
     def __str__(self) -> str:
         return f"\n\"\"\"\n{self.tb.rstrip()}\n\"\"\""
+
+
+def is_job_exception(exc: BaseException) -> bool:
+    """Whether ``exc`` is a job's own exception, re-raised here by :func:`outcome`."""
+    return bool(getattr(exc, "fairing_job", None)) or isinstance(exc.__cause__, RemoteTraceback)
+
+
+def shown_once(exc: BaseException, output_shown: bool) -> BaseException:
+    """``exc`` without its chained remote traceback when the job's output, which printed that
+    traceback, was shown (so that it appears once); its traceback starts afresh, so that the
+    frames of fairing it came through are not shown either."""
+    if output_shown and isinstance(exc.__cause__, RemoteTraceback):
+        exc.__cause__ = None
+        exc.__suppress_context__ = True
+    return exc.with_traceback(None) if is_job_exception(exc) else exc
 
 
 def _load_exception(data: bytes) -> Optional[BaseException]:
@@ -87,7 +105,9 @@ def outcome(envelope: Optional[dict], *, job: str, exit_code: Optional[int], log
         raise JobFailedError(f"The job {job} called sys.exit({exc.code!r}).", job=job,
                              exit_code=exc.code if isinstance(exc.code, int) else 1, logs_tail=logs_tail)
     if isinstance(exc, BaseException) and not isinstance(exc, KeyboardInterrupt):
+        __tracebackhide__ = True  # IPython and pytest leave fairing's frames out  # noqa: F841
         exc.__cause__ = RemoteTraceback(tb)
+        exc.fairing_job = job  # what the notebook's error box and the CLI recognise a job's exception by
         if hasattr(exc, "add_note"):
             exc.add_note(f"(raised in the job {job}; its traceback is shown above)")
         raise exc

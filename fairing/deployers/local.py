@@ -227,6 +227,19 @@ def _lay_out(context: Any, workdir: str, shared: Optional[str]) -> None:
             os.symlink(os.path.join(shared, rel), target)
 
 
+def _with_source(emit: EventCallback, source: str) -> EventCallback:
+    """``emit`` with the job's lines marked as coming from ``source`` (a map's ``index-3``, as a
+    cluster map's pods are), so that lines of calls running side by side can be told apart."""
+    if not source:
+        return emit
+    from ..events import LogLine
+
+    def marked(event: Any) -> None:
+        emit(LogLine(event.line, source) if isinstance(event, LogLine) and not event.source else event)
+
+    return marked
+
+
 class LocalHandle(HasOutputs):
     """A job running as a local process. See :class:`fairing.handle.Handle`.
 
@@ -235,9 +248,9 @@ class LocalHandle(HasOutputs):
 
     def __init__(self, image: Optional[LocalDir], *, name: str, env: dict, on_event: Optional[EventCallback],
                  job_dir: Optional[Path] = None, _attach: Optional[dict] = None,
-                 _shared: Optional[str] = None) -> None:
+                 _shared: Optional[str] = None, source: str = "") -> None:
         self.name = name
-        self._emit = emitter(on_event)
+        self._emit = _with_source(emitter(on_event), source)
         self._proc: Optional[subprocess.Popen] = None
         self._stop = threading.Event()
         if _attach is not None:
@@ -532,7 +545,7 @@ class LocalMapHandle:
             i = self._next
             env = {**self._deployer.env, "JOB_COMPLETION_INDEX": str(i)}
             self._handles[i] = LocalHandle(self._image, name=f"{self.name}-{i}", env=env, on_event=self._on_event,
-                                           _shared=self._shared)
+                                           _shared=self._shared, source=f"index-{i}")
             self._next += 1
             running += 1
 

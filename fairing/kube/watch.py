@@ -25,6 +25,7 @@ others' internals.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any, Callable, Iterator, Optional
@@ -38,6 +39,8 @@ from .diagnose import NO_SCALE_UP, SCALE_UP, SCALE_UP_TIMEOUT, UNSCHEDULABLE_GRA
 from .labels import JOB_LABEL
 
 __all__ = ["Workload"]
+
+log = logging.getLogger(__name__)
 
 _TAIL = 40
 _WATCH_SECONDS = 60
@@ -137,6 +140,7 @@ class Workload:
                     obj = self.kube.to_dict(event["object"])
                     if event["type"] == "ERROR":
                         if obj.get("code") == 410:
+                            log.info("watch of %s expired (410 Gone); listing again", self.namespace)
                             resource_version = None
                             break
                         continue
@@ -146,6 +150,7 @@ class Workload:
                 failures = 0
             except Exception as exc:  # expired watch (410): re-list; dropped connection: retry, then report
                 if is_status(exc, 410):
+                    log.info("watch of %s expired (410 Gone); listing again", self.namespace)
                     resource_version = None
                     continue
                 if optional and is_status(exc, 401, 403, 404):
@@ -153,6 +158,8 @@ class Workload:
                 failures += 1
                 if failures > 5 and optional:
                     return
+                log.info("watch of %s lost (%s); reconnecting (attempt %d of 5)", self.namespace,
+                         type(exc).__name__, failures)
                 if failures > 5:
                     with self._cond:
                         self._watch_error = exc

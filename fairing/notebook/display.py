@@ -248,13 +248,31 @@ _boxed: set = set()
 def _error_title(value: BaseException) -> Optional[str]:
     """The box's title for an error from fairing or re-raised from a job; None for others."""
     from ..errors import FairingError
-    from ..results import RemoteTraceback
+    from ..results import is_job_exception
 
     if isinstance(value, FairingError):
         return f"fairing: {type(value).__name__}"
-    if isinstance(value.__cause__, RemoteTraceback):
+    if is_job_exception(value):
         return f"fairing: the job raised {type(value).__name__}"
     return None
+
+
+def _without_fairing_frames(tb):
+    """The traceback ``tb`` without the frames of fairing's own code (the API that re-raised
+    a job's exception), rebuilt with :class:`types.TracebackType`; unchanged when it has none."""
+    import os
+    import types
+
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    frames = []
+    while tb is not None:
+        if not os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(package):
+            frames.append(tb)
+        tb = tb.tb_next
+    rebuilt = None
+    for kept in reversed(frames):
+        rebuilt = types.TracebackType(rebuilt, kept.tb_frame, kept.tb_lasti, kept.tb_lineno)
+    return rebuilt
 
 
 def _install_error_box() -> None:
@@ -270,6 +288,10 @@ def _install_error_box() -> None:
         if title and f"{etype.__name__}: {value}" not in _boxed:
             display(_error_bundle(title, str(value)), raw=True)
         _boxed.clear()
+        from ..results import is_job_exception
+
+        if is_job_exception(value):  # the job's traceback is in its log above: only the cell's frames here
+            tb = _without_fairing_frames(tb)
         shell_.showtraceback((etype, value, tb), tb_offset=tb_offset)
 
     shell.set_custom_exc((Exception,), show)

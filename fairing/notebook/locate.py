@@ -1,9 +1,19 @@
 """Finding the path of the notebook this kernel runs.
 
 Tried in order: VS Code's ``__vsc_ipynb_file__``; the ``JPY_SESSION_NAME`` variable that
-jupyter_server (2.x, used by Notebook 7 and JupyterLab 4) sets for each kernel; the
-running servers' sessions API (jupyter_server, or the classic notebook server), matched
-on this kernel's id. When none answers, :class:`NotebookNotFoundError` asks for the path.
+jupyter_server (2.x, used by Notebook 7 and JupyterLab 4) sets for each kernel;
+``PAPERMILL_INPUT_PATH``, which papermill puts in the notebook's namespace with
+``--inject-paths`` (or ``--inject-input-path``, or given as a parameter); the command line
+of the process that started this kernel, when it is a notebook runner's (``jupyter
+nbconvert --execute train.ipynb``, ``jupyter execute train.ipynb``, ``papermill train.ipynb
+out.ipynb``: the one notebook it names, relative to that process's directory; read from
+``/proc``, so on Linux); the running servers' sessions API (jupyter_server, or the classic
+notebook server), matched on this kernel's id.
+
+nbclient and nbconvert give the kernel only a working directory, and papermill's Python
+API the parameters: a notebook run by them from Python code cannot be found, and
+:class:`NotebookNotFoundError` says what to write instead
+(``config.set_preprocessor('notebook', notebook_file=...)``).
 """
 
 from __future__ import annotations
@@ -19,7 +29,50 @@ from ..errors import NotebookNotFoundError
 
 __all__ = ["current_notebook"]
 
-_HOW_TO_FIX = "Pass the notebook's path explicitly, e.g. NotebookPreprocessor(notebook_file='train.ipynb')."
+_HOW_TO_FIX = ("Name it before config.run(): config.set_preprocessor('notebook', notebook_file='train.ipynb') "
+               "(with TrainJob: TrainJob('train.ipynb')). Under papermill, --inject-paths (or the parameter "
+               "PAPERMILL_INPUT_PATH) lets fairing find it; a kernel started with JPY_SESSION_NAME=<path> "
+               "in its environment is found too.")
+
+#: The ancestors of the kernel process whose command lines are read (the runner is its parent,
+#: or a launcher's parent).
+_ANCESTORS = 3
+
+
+def _proc_parent(pid: int) -> Optional[int]:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read().decode("utf-8", "replace")
+        return int(stat.rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _from_runner_command_line(pid: Optional[int] = None) -> Optional[Path]:
+    """The one .ipynb named by the command line of a process that started this kernel
+    (nbconvert --execute, jupyter execute, papermill's input), or None. Two notebooks
+    (nbconvert given several) cannot be told apart: None."""
+    current = os.getpid() if pid is None else pid
+    for _ in range(_ANCESTORS):
+        parent = _proc_parent(current)
+        if not parent or parent <= 1:
+            return None
+        try:
+            with open(f"/proc/{parent}/cmdline", "rb") as fh:
+                argv = [a.decode("utf-8", "surrogateescape") for a in fh.read().split(b"\0") if a]
+            cwd = os.readlink(f"/proc/{parent}/cwd")
+        except OSError:
+            return None
+        named = [a for a in argv[1:] if a.endswith(".ipynb") and not a.startswith("-")]
+        if named:
+            runner = " ".join(os.path.basename(a) for a in argv[:3])
+            if "papermill" in runner:
+                named = named[:1]  # papermill INPUT OUTPUT: the input is the one that runs
+            found = {(Path(cwd) / a).resolve() for a in named}
+            found = {p for p in found if p.is_file()}
+            return found.pop() if len(found) == 1 else None
+        current = parent
+    return None
 
 
 def _ipython():
@@ -86,12 +139,19 @@ def current_notebook() -> Path:
     session_name = os.environ.get("JPY_SESSION_NAME")
     if session_name and Path(session_name).is_file():
         return Path(session_name)
+    papermill = shell.user_ns.get("PAPERMILL_INPUT_PATH")
+    if isinstance(papermill, str) and papermill.endswith(".ipynb") and Path(papermill).is_file():
+        return Path(papermill)
+    runner = _from_runner_command_line()
+    if runner is not None:
+        return runner
     kernel_id = _kernel_id()
     if kernel_id:
         found = _from_sessions_api(kernel_id, _running_servers())
         if found and found.is_file():
             return found
     raise NotebookNotFoundError(
-        "Could not detect the current notebook: no VS Code notebook variable, no JPY_SESSION_NAME, and no "
-        f"Jupyter server listed this kernel ({kernel_id or 'unknown id'}). {_HOW_TO_FIX}"
+        "Could not detect the current notebook: no VS Code notebook variable, no JPY_SESSION_NAME, no "
+        "PAPERMILL_INPUT_PATH, no notebook runner's command line naming one notebook, and no Jupyter server "
+        f"listed this kernel ({kernel_id or 'unknown id'}). {_HOW_TO_FIX}"
     )

@@ -176,8 +176,10 @@ class FunctionPreprocessor:
             raise ConfigurationError(f"Expected a function or a class with train(), got {type(target).__name__}.")
 
     def _payload(self, cloudpickle_version: str) -> dict:
+        from .origins import code_origins
+
         return {"kind": "function", "pickle": PICKLE_FILE, "python": "%d.%d" % sys.version_info[:2],
-                "cloudpickle": cloudpickle_version}
+                "cloudpickle": cloudpickle_version, "origins": code_origins(self.target)}
 
     def _own_module(self) -> Optional[types.ModuleType]:
         return sys.modules.get(getattr(self.target, "__module__", None) or "")

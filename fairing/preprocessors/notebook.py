@@ -349,6 +349,26 @@ def convert_notebook(notebook: Mapping[str, Any] | Any, *, allow_shell: bool = F
                              tuple(dict.fromkeys(files)))
 
 
+#: How papermill's injected parameters cell starts (its Python translator's header).
+_PAPERMILL_PARAMETERS = "# Parameters\n"
+
+
+def _with_papermill_parameters(notebook: Mapping[str, Any], inputs: list) -> Mapping[str, Any]:
+    """The saved notebook with the parameters papermill injected into this kernel (a cell it
+    ran that the file lacks, as ``papermill train.ipynb out.ipynb -p lr 0.1`` runs it), put
+    where papermill puts them: after the cell tagged ``parameters``, else first. The job then
+    runs with the same values."""
+    injected = [text for text in inputs if text.startswith(_PAPERMILL_PARAMETERS)]
+    cells = list(notebook.get("cells") or [])
+    if not injected or any(_source(c) == injected[-1] for c in cells):
+        return notebook
+    tagged = [i for i, c in enumerate(cells) if "parameters" in ((c.get("metadata") or {}).get("tags") or [])]
+    at = tagged[0] + 1 if tagged else 0
+    cells.insert(at, {"cell_type": "code", "source": injected[-1], "metadata": {"tags": ["injected-parameters"]},
+                      "outputs": [], "execution_count": None})
+    return {**notebook, "cells": cells}
+
+
 def _resolve_notebook(notebook_file) -> Path:
     if notebook_file is None:
         from ..notebook.locate import current_notebook
@@ -425,6 +445,7 @@ class NotebookPreprocessor(_NotebookBase):
             return {"cells": [{"cell_type": "code", "source": text} for text in inputs]}
         notebook = self._read()
         if self.cells == "current" and history.is_kernel_notebook(self.notebook, detected=self.detected):
+            notebook = _with_papermill_parameters(notebook, history.kernel_inputs() or [])
             missing = history.unsaved_inputs(history.kernel_inputs() or [],
                                              [_source(c) for c in notebook["cells"] if c.get("cell_type") == "code"])
             if missing:
@@ -465,11 +486,21 @@ class FullNotebookPreprocessor(_NotebookBase):
         self.kernel_name = kernel_name
 
     def context(self) -> BuildContext:
-        self._read()  # fail here, not in the job, on a broken notebook
+        notebook = self._read()  # fail here, not in the job, on a broken notebook
         files: dict = dict(collect_input_files(self.input_files, self.base_dir))
         path = image_path(self.notebook, self.base_dir)
         add_generated(files, path, self.notebook, f"The notebook {self.notebook}")
+        kernel = self.kernel_name
+        spec = (notebook.get("metadata") or {}).get("kernelspec")
+        if kernel is None and not (isinstance(spec, Mapping) and spec.get("name")):
+            # a notebook written by a tool (jupytext, a script, nbformat.v4.new_notebook()) may have no
+            # kernelspec; papermill then refuses it. The image's kernel is ipykernel's, 'python3'.
+            kernel = "python3"
+        metadata = notebook.get("metadata") or {}
+        known_language = (isinstance(spec, Mapping) and spec.get("language")) or \
+            (isinstance(metadata.get("language_info"), Mapping) and metadata["language_info"].get("name"))
         payload = {"kind": "notebook", "path": path, "parameters": self.parameters,
-                   "output": path[: -len(".ipynb")] + ".output.ipynb", "kernel": self.kernel_name}
+                   "output": path[: -len(".ipynb")] + ".output.ipynb", "kernel": kernel,
+                   "language": None if known_language else "python"}
         return payload_context(payload, files, requirements=self.requirements.plus(["papermill", "ipykernel"]),
                                env=self.env)

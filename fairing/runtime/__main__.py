@@ -37,7 +37,7 @@ def _write(envelope: dict) -> int:
     line = encode(envelope, _KEY)
     code = 0
     try:
-        where, _files, large = outputs.send(line, limit=MESSAGE_LIMIT)
+        where, _files, large = outputs.send(line, limit=MESSAGE_LIMIT, required=bool(envelope.get("ok")))
     except outputs.OutputsError as exc:
         where, large, code = None, False, 4
         line = encode({**_base(), "ok": False, "error": "outputs", "message": str(exc)}, _KEY)
@@ -120,7 +120,7 @@ def _run(spec: dict):
 
         out = spec.get("output", spec["path"][: -len(".ipynb")] + ".output.ipynb")
         papermill.execute_notebook(spec["path"], out, parameters=spec.get("parameters") or {}, progress_bar=False,
-                                   kernel_name=spec.get("kernel"))
+                                   kernel_name=spec.get("kernel"), language=spec.get("language"))
         with open(out) as fh:
             return json.load(fh)
     raise _Mismatch(f"unknown payload kind {kind!r}; the submitting fairing is newer than this runtime")
@@ -141,6 +141,7 @@ def main() -> int:
             spec = json.load(fh)
     except OSError as exc:
         return _runtime_error("payload", f"cannot read {PAYLOAD_FILE}: {exc}")
+    _ORIGINS.update(spec.get("origins") or {})
     if spec["kind"] == "serve":
         from .serving import serve
 
@@ -168,8 +169,53 @@ def main() -> int:
         return _runtime_error("result", f"the return value could not be pickled: {type(exc).__name__}: {exc}") + 1
 
 
+_ORIGINS: dict = {}  # code name -> where it came from (fairing.preprocessors.origins), for tracebacks
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _ours(filename: str) -> bool:
+    """A frame of the runtime itself, or of runpy running a script: not the user's."""
+    return os.path.dirname(os.path.abspath(filename)) == _HERE or filename in ("<frozen runpy>",) or \
+        os.path.basename(filename) == "runpy.py"
+
+
+def _user_frames(te: "traceback.TracebackException") -> None:
+    """Drop the runtime's leading frames and put back the file (or ``Cell In[3]``) and source
+    lines of code that came pickled as ``<dynamic-code>``; in place, with the chained ones."""
+    seen = set()
+    while te is not None and id(te) not in seen:
+        seen.add(id(te))
+        frames = list(te.stack)
+        while frames and _ours(frames[0].filename):
+            frames.pop(0)
+        fixed = []
+        for frame in frames:
+            origin = _ORIGINS.get(frame.name) if frame.filename == "<dynamic-code>" else None
+            if origin is not None and frame.lineno is not None:
+                index = frame.lineno - origin["first"]
+                line = origin["lines"][index] if 0 <= index < len(origin["lines"]) else None
+                frame = traceback.FrameSummary(origin["file"], frame.lineno, frame.name, lookup_line=False,
+                                               line=line)
+            fixed.append(frame)
+        te.stack = traceback.StackSummary.from_list(fixed)
+        for chained in (te.__cause__, te.__context__):
+            if chained is not None:
+                _user_frames(chained)
+        break
+
+
+def _format_exception(exc: BaseException) -> str:
+    te = traceback.TracebackException(type(exc), exc, exc.__traceback__)
+    _user_frames(te)
+    text = "".join(te.format())
+    # as IPython shows a cell: "Cell In[3], line 2, in fit"
+    import re
+
+    return re.sub(r'File "(Cell In\[\d+\])", line', r"\1, line", text)
+
+
 def _report_exception(exc: BaseException) -> int:
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    tb = _format_exception(exc)
     sys.stderr.write(tb)
     envelope = {
         **_base(),

@@ -66,8 +66,10 @@ class OutputsError(Exception):
     """The outputs could not be sent or fetched (the message says why, without credentials)."""
 
 
-def collect(cwd=".", environ=os.environ):
-    """``{relative path: absolute path}`` of the files to send."""
+def collect(cwd=".", environ=os.environ, required=True):
+    """``{relative path: absolute path}`` of the files to send. ``required``: a listed output
+    that is missing is an error (after a failure it is not: the exception is what matters,
+    and the files written before it still come back)."""
     found = {}
     root = environ.get("FAIRING_OUTPUTS")
     if root and os.path.isdir(root):
@@ -79,7 +81,7 @@ def collect(cwd=".", environ=os.environ):
             found.update(_walk(path, rel))
         elif os.path.isfile(path):
             found[rel] = os.path.abspath(path)
-        else:
+        elif required:
             raise OutputsError(f"the output {listed!r} was not written by the job (looked for {os.path.abspath(path)})")
     return dict(sorted(found.items()))
 
@@ -372,7 +374,7 @@ def copy_to(target, files):
             raise OutputsError(f"could not copy the output {rel!r}: {exc}") from None
 
 
-def send(result_line, *, limit, environ=os.environ, cwd="."):
+def send(result_line, *, limit, environ=os.environ, cwd=".", required=True):
     """Send the outputs; returns ``(where, files, large)``: the artifact reference or directory
     (None when there is nothing to send), the paths sent, and whether ``result_line`` went
     with them (it does on a registry when it is longer than ``limit``; when that push
@@ -380,7 +382,7 @@ def send(result_line, *, limit, environ=os.environ, cwd="."):
     target = environ.get("FAIRING_OUTPUTS_TARGET")
     if not target:
         return None, [], False
-    files = collect(cwd, environ)
+    files = collect(cwd, environ, required)
     if not target.startswith("oci://"):
         copy_to(target, files)
         return (target if files else None), list(files), False

@@ -19,7 +19,10 @@ Inference Protocol as NVIDIA's ``tritonclient`` speaks it by default (binary ten
 in JSON. KServe's controller serves these routes as any custom predictor
 (tests/e2e/test_kserve_controller.py).
 
-Routes (``{name}`` is the model's name; ``/versions/1`` may follow it in the v2 routes)::
+Routes (``{name}`` is the model's name, by default the class's name lowercased, as KServe's
+examples and its InferenceService names are; the class's own name, ``ChurnModel``, is
+answered too, since neither protocol restricts a model name's case; ``/versions/1`` may
+follow it in the v2 routes)::
 
     GET  /v1/models                        {"models": [name]}
     GET  /v1/models/{name}                 {"name": ..., "ready": true}
@@ -145,7 +148,7 @@ class _Model:
             self.outputs = [spec(n, d, s) for n, d, s, _ in outputs]
 
 
-def build_app(model, name, server_version="unknown", body_timeout=BODY_TIMEOUT):
+def build_app(model, name, server_version="unknown", body_timeout=BODY_TIMEOUT, aliases=()):
     import asyncio
 
     from starlette.applications import Starlette
@@ -211,7 +214,7 @@ def build_app(model, name, server_version="unknown", body_timeout=BODY_TIMEOUT):
 
     def _check_name(request):
         asked = request.path_params["name"]
-        if asked != name:
+        if asked != name and asked not in aliases:  # the class's own name too: /v1/models/ChurnModel
             raise ProtocolError(f"model {asked!r} not found; this server has {name!r}", 404)
         version = request.path_params.get("version")
         if version is not None and version != "1":
@@ -388,7 +391,8 @@ def serve(spec, load_target):
     import uvicorn
 
     port = int(os.environ.get("PORT") or spec.get("port") or 8080)
-    app = build_app(model, spec["model_name"], spec.get("server_version", "unknown"), body_timeout)
+    app = build_app(model, spec["model_name"], spec.get("server_version", "unknown"), body_timeout,
+                    aliases=(model_class.__name__,))
     sys.stdout.write(json.dumps({"fairing": "serving", "model": spec["model_name"], "port": port}) + "\n")
     sys.stdout.flush()
     uvicorn.run(app, host=os.environ.get("HOST", "0.0.0.0"), port=port, log_level="warning")

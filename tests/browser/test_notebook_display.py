@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
@@ -87,6 +88,13 @@ def test_a_failing_job_shows_an_error_box_naming_the_cause(lab, notebook):
     assert "the job raised ValueError" in box and 'the column "price" is missing from the data' in box
     assert "loading the data" in _log(notebook, 1)
     assert "ValueError" in notebook.output(1).locator("[data-mime-type='application/vnd.jupyter.stderr']").inner_text()
+    # the job's traceback once, in the log's monospace box, naming the cell; no frame of fairing's
+    shown = notebook.output(1).inner_text()
+    assert shown.count("raise ValueError('the column") == 1, shown
+    assert re.search(r"Cell In\[\d+\], line 6, in broken", _log(notebook, 1))
+    assert "<dynamic-code>" not in shown and "fairing/api.py" not in shown and "RemoteTraceback" not in shown
+    font = notebook.output(1).locator(".fairing-log pre").first.evaluate("e => getComputedStyle(e).fontFamily")
+    assert "mono" in font.lower(), font
     assert lab.job_dirs() == []
 
 

@@ -278,3 +278,21 @@ def test_outputs_come_back_from_a_plain_http_registry_with_only_the_backends_opt
     assert _tags(registry_address, repo) == []
     assert _left_in(kube) == []
 
+
+
+def test_a_cluster_map_brings_each_calls_outputs_back_and_prefixes_its_lines(outputs_backend, kube, tmp_path,
+                                                                              capsys):
+    @fairing.train(backend=outputs_backend, timeout=900, outputs=["model.txt"], outputs_dir=tmp_path)
+    def fit(x):
+        print(f"fitting {x}", flush=True)
+        with open("model.txt", "w") as fh:
+            fh.write(f"model {x}")
+        return x + 100
+
+    assert fit.map([1, 2, 3], parallelism=3) == [101, 102, 103]
+    for i in range(3):
+        assert (tmp_path / str(i) / "model.txt").read_text() == f"model {i + 1}"
+    printed = capsys.readouterr().out.splitlines()
+    for i in range(3):
+        assert f"[index-{i}] fitting {i + 1}" in printed, printed
+    assert _left_in(kube) == []

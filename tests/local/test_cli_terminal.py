@@ -236,7 +236,7 @@ def test_piped_output_is_plain_lines(term):
 
 
 @pytest.mark.parametrize("command", ["run", "build", "logs", "list", "status", "attach", "delete", "serve",
-                                     "endpoints"])
+                                     "endpoints", "config", "doctor"])
 def test_every_command_help_shows_an_example(term, command):
     code, out = term.run(command, "--help")
     assert code == 0

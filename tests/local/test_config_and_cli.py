@@ -68,6 +68,8 @@ def test_cli_reports_a_failing_job(workdir):
     out = subprocess.run([sys.executable, "-m", "fairing", "run", "bad.py"], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 1
-    assert "ValueError: bad input" in out.stderr and 'raise ValueError' in out.stderr
+    # the traceback is the job's output (stdout when piped), once; stderr has fairing's one error line
+    assert (out.stdout + out.stderr).count("raise ValueError('bad input')") == 1, out.stdout + out.stderr
+    assert "fairing: error: the job " in out.stderr and "raised ValueError: bad input" in out.stderr
     missing = subprocess.run([sys.executable, "-m", "fairing", "run", "nope.py"], capture_output=True, text=True)
     assert missing.returncode == 2 and "does not exist" in missing.stderr

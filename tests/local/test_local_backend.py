@@ -82,14 +82,23 @@ def test_class_with_train_and_handle_api(workdir):
     assert not os.path.exists(handle.workdir)
 
 
-def test_remote_exception_is_reraised_with_its_traceback(workdir):
+def test_remote_exception_is_reraised_with_its_traceback(workdir, capsys):
     @fairing.train
     def fails():
         raise KeyError("no such column: price")
 
     with pytest.raises(KeyError, match="price") as err:
         fails()
+    # the job's output showed its traceback (once: it is not chained again), naming this file
+    shown = capsys.readouterr().out
+    assert shown.count('KeyError: ') == 1 and "in fails" in shown and "<dynamic-code>" not in shown
+    assert 'raise KeyError("no such column: price")' in shown and "fairing_runtime" not in shown
+    assert err.value.__cause__ is None and err.value.fairing_job
+    # quiet: nothing was shown, so the traceback is chained as the cause
+    with pytest.raises(KeyError, match="price") as err:
+        fairing.train(fails.func, quiet=True)()
     assert "in fails" in str(err.value.__cause__) and "KeyError: " in str(err.value.__cause__)
+    assert "test_local_backend.py" in str(err.value.__cause__)
 
 
 def test_unpicklable_remote_exception_becomes_remote_error(workdir):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 import time
 from pathlib import Path
@@ -27,6 +28,8 @@ from .errors import RETRY_STATUS, error_for
 from .upload import BlobSource, BlobUpload, ProgressCallback
 
 __all__ = ["RegistryClient", "MANIFEST_ACCEPT"]
+
+log = logging.getLogger(__name__)
 
 MANIFEST_ACCEPT = ", ".join((OCI_INDEX, DOCKER_MANIFEST_LIST, OCI_MANIFEST, DOCKER_MANIFEST))
 
@@ -117,6 +120,8 @@ class RegistryClient:
             except ConnectionFailed as exc:
                 if retry and attempt < self.retries:
                     attempt += 1
+                    log.info("%s %s: %s; retry %d of %d", method, redact(url), short_reason(exc.cause), attempt,
+                             self.retries)
                     time.sleep(self.backoff * attempt)
                     continue
                 verb = "Lost the connection to" if host in transport.scheme else "Cannot connect to"
@@ -127,6 +132,7 @@ class RegistryClient:
                 ) from None
             if resp.status_code == 401 and not authed_again:
                 authed_again = True
+                log.info("%s %s: 401; answering the registry's authentication challenge", method, redact(url))
                 with self._auth_lock:  # blobs upload side by side: one token request for all of them
                     if self.auth.header(host, repository) == {k: v for k, v in hdrs.items() if k == "Authorization"}:
                         self.auth.authorize(host, repository, actions, resp)
@@ -134,6 +140,8 @@ class RegistryClient:
                 continue
             if resp.status_code in RETRY_STATUS and retry and attempt < self.retries:
                 attempt += 1
+                log.info("%s %s: HTTP %d; retry %d of %d", method, redact(url), resp.status_code, attempt,
+                         self.retries)
                 resp.close()
                 time.sleep(self.backoff * attempt)
                 continue

@@ -9,6 +9,7 @@ repository. Credentials come from the injected provider and never appear in erro
 from __future__ import annotations
 
 import base64
+import logging
 import re
 import warnings
 from typing import Optional
@@ -19,6 +20,8 @@ from ..auth import Credential, CredentialProvider
 from .transport import Transport, redact, requests_module, short_reason
 
 __all__ = ["Authenticator", "parse_challenge"]
+
+log = logging.getLogger(__name__)
 
 _CHALLENGE_PARAM = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))')
 
@@ -75,6 +78,9 @@ class Authenticator:
             scopes.extend(params["scope"].split(" "))
         if repository:
             scopes.append(f"repository:{repository}:{actions}")
+        renewing = (host, repository or "") in self._tokens
+        log.info("%s a token for %s (%s) from %s", "renewing" if renewing else "fetching", host,
+                 " ".join(sorted(set(scopes))) or "no scope", params["realm"])
         token = self._fetch_token(host, params["realm"], params.get("service"), sorted(set(scopes)), cred)
         self._tokens[(host, repository or "")] = token
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import logging
 import re
 import threading
 import warnings
@@ -27,6 +28,8 @@ from urllib.parse import urlsplit, urlunsplit
 from ...errors import ConfigurationError, MissingDependencyError, RegistryUnreachableError
 
 __all__ = ["Transport", "ConnectionFailed", "redact", "is_loopback", "short_reason", "requests_module"]
+
+log = logging.getLogger(__name__)
 
 
 def requests_module():
@@ -208,12 +211,14 @@ class Transport:
             # for HEAD): try HTTPS, and come back to HTTP below if that fails too
             if resp is not None and resp.status_code != 400:
                 self.scheme[host] = "http"
+                log.debug("%s (loopback) answers plain HTTP", host)
                 return resp
             if resp is not None:
                 resp.close()
         try:
             resp = self.send(method, url, host=host, headers=headers, data=data, stream=stream, params=params)
             self.scheme[host] = "https"
+            log.debug("%s answers HTTPS", host)
             return resp
         except requests.exceptions.SSLError as exc:
             if "certificate verify failed" in str(exc).lower():
@@ -228,6 +233,7 @@ class Transport:
         except ConnectionFailed:
             if not may_plain:
                 raise
+        log.info("%s: HTTPS failed; falling back to plain HTTP (an insecure or loopback registry)", host)
         self.scheme[host] = "http"
         url = "http://" + url[len("https://"):]
         try:
