@@ -1007,12 +1007,11 @@ fairing doctor --backend kubernetes --output json
 """)
 @click.option("--backend", "-b", type=click.Choice(BACKEND_NAMES), default=None,
               help="check what this backend needs (default: the backend setting, else local)")
-@click.option("--kubeconfig", type=click.Path(dir_okay=False), default=None,
-              help="the kubeconfig to check (default: $KUBECONFIG, else ~/.kube/config)")
 @output_option
-def doctor(backend: Optional[str], kubeconfig: Optional[str], output: str) -> int:
+def doctor(backend: Optional[str], output: str) -> int:
     """Check the setup before a first submit: cluster, permissions, registry, resource types,
-    Docker, the base image's Python. Exits 1 when a check fails."""
+    Docker, the base image's Python. Exits 1 when a check fails. The kubeconfig and context
+    checked are fairing's --kubeconfig and --context (default: $KUBECONFIG, else ~/.kube/config)."""
     from .doctor import FAIL, run_checks
 
     out = _Out(output)
@@ -1025,7 +1024,7 @@ def doctor(backend: Optional[str], kubeconfig: Optional[str], output: str) -> in
             if check.fix and check.status != "SKIP":
                 click.echo(f"{'':{width}}  fix: {check.fix}")
     try:
-        checks = run_checks(backend, kubeconfig=kubeconfig, on_check=show)
+        checks = run_checks(backend, on_check=show)
     except FairingError as exc:
         return _fail(out, exc)
     failed = [c for c in checks if c.status == FAIL]
