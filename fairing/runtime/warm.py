@@ -48,6 +48,7 @@ TOKEN_ENV = "FAIRING_WARM_TOKEN_SHA256"
 IDLE_ENV = "FAIRING_WARM_IDLE"
 STATE = "/tmp/fairing-warm"
 MAX_FRAME = 1 << 30
+MAX_IDLE = 7 * 86400.0
 READY = "fairing warm worker: listening on"
 _HEAD = struct.Struct(">cI")
 
@@ -107,9 +108,17 @@ def _safe_rel(path: str) -> str:
 
 
 class Worker:
-    def __init__(self, token_sha: str, idle: float, state: str = STATE) -> None:
+    """``scratch``: directories a run may write to besides its workdir (the pod's ``/tmp``),
+    emptied of what runs left after each run. ``reaper``: this process owns every process a
+    run starts (the pod's PID 1, or a child subreaper): after each run the ones still alive
+    (started in the background, daemonized) are killed, so no run sees another's."""
+
+    def __init__(self, token_sha: str, idle: float, state: str = STATE, *, scratch: tuple = (),
+                 reaper: bool = False) -> None:
         self.token_sha = token_sha
-        self.idle = idle
+        self.idle = min(float(idle), MAX_IDLE)  # select() refuses a timeout past ~292 years
+        self.state = os.path.realpath(state)
+        self.reaper = reaper
         self.cas = os.path.join(state, "cas")
         self.out = os.path.join(state, "outputs")
         self.result = os.path.join(state, "result")
@@ -118,6 +127,9 @@ class Worker:
         self.spare = None
         self.port = 0
         self.image_files = None  # (workdir, what the image has there)
+        self.scratch = {os.path.realpath(d): set(_walk(d)) for d in scratch if os.path.isdir(d)}
+        if reaper:
+            _become_subreaper()
 
     def start_spare(self) -> None:
         """A fresh interpreter for the next run, started now so that the call does not wait for
@@ -146,10 +158,15 @@ class Worker:
             conn, _ = listener.accept()
             with conn:
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                # a submitter that stops sending (or reading) mid-call frees the worker after the idle
+                # time, instead of holding it (and every later call, and its idle exit) for ever
+                conn.settimeout(self.idle)
                 try:
                     self.call(conn)
                 except (EOFError, OSError, ProtocolError, ValueError) as exc:
                     sys.stderr.write(f"fairing warm worker: a call ended: {exc}\n")
+                finally:
+                    self.after_run()
             if self.spare is None or self.spare.poll() is not None:
                 self.start_spare()  # after the answer (the connection is closed): no caller waits for it
 
@@ -172,6 +189,26 @@ class Worker:
                 return self.run(conn, json.loads(body))
             else:
                 raise ProtocolError(f"unexpected frame {kind!r}")
+
+    def after_run(self) -> None:
+        """What a run left outside its workdir goes: its processes, its files in the scratch
+        directories (the next run's workdir is laid out afresh anyway)."""
+        if self.reaper:
+            keep = {self.spare.pid} if self.spare is not None and self.spare.poll() is None else set()
+            _kill_children(keep)
+        for directory, keep_paths in self.scratch.items():
+            for path in sorted(_walk(directory), reverse=True):
+                full = os.path.join(directory, path)
+                if path in keep_paths or full == self.state or full.startswith(self.state + "/") \
+                        or self.state.startswith(full + "/"):
+                    continue
+                if os.path.isdir(full) and not os.path.islink(full):
+                    shutil.rmtree(full, ignore_errors=True)
+                elif os.path.lexists(full):
+                    try:
+                        os.unlink(full)
+                    except OSError:
+                        pass
 
     def _blob(self, digest: str) -> str:
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
@@ -324,6 +361,50 @@ def _read_lines(fd: int) -> tuple:
     return chunk, False
 
 
+def _become_subreaper() -> None:
+    """Processes a run detaches (double fork, setsid) are handed to this process when their
+    parent ends, not to an init out of reach (in the pod this process is PID 1 anyway)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        pass
+
+
+def _children(parent: int) -> list:
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if int(fields[1]) == parent:
+            out.append(int(name))
+    return out
+
+
+def _kill_children(keep: set) -> None:
+    """SIGKILL and reap this process's children but ``keep``; again for what their ends hand over."""
+    for _ in range(100):
+        strays = [pid for pid in _children(os.getpid()) if pid not in keep]
+        if not strays:
+            return
+        for pid in strays:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid in strays:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+
+
 def _stop(child) -> None:
     for sig, wait in ((signal.SIGTERM, 3), (signal.SIGKILL, 10)):
         try:
@@ -355,7 +436,7 @@ def main() -> int:
         return 2
     idle = float(os.environ.get(IDLE_ENV) or 600)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    return Worker(token, idle).serve()
+    return Worker(token, idle, scratch=("/tmp",), reaper=True).serve()
 
 
 if __name__ == "__main__":

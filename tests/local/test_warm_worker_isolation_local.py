@@ -1,0 +1,123 @@
+"""The warm worker attacked as a careless run or a stalled submitter would: nothing a run
+starts or writes outside its workdir reaches the next run, and a submitter that stops
+mid-call does not hold the worker (nor keep its pod) for ever. The worker runs in its own
+process here, as in the pod (it owns the processes runs start). The protocol itself:
+tests/local/test_warm_worker_local.py."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from fairing.runtime import warm as protocol
+
+from test_warm_worker_local import TOKEN, _call
+
+ROOT = Path(__file__).resolve().parents[2]
+
+_WORKER = """
+import sys
+sys.path.insert(0, {root!r})
+from fairing.runtime import warm
+w = warm.Worker({sha!r}, idle={idle!r}, state={state!r}, scratch=({scratch!r},), reaper=True)
+sys.exit(w.serve(port=0))
+"""
+
+
+def _start_worker(tmp_path: Path, idle: float) -> tuple:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    (scratch / "from-image.txt").write_text("base")
+    script = _WORKER.format(root=str(ROOT), sha=hashlib.sha256(TOKEN.encode()).hexdigest(), idle=idle,
+                            state=str(tmp_path / "state"), scratch=str(scratch))
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    assert protocol.READY in line, line + proc.stderr.read()
+    return proc, SimpleNamespace(port=int(line.rsplit(":", 1)[1])), scratch
+
+
+@pytest.fixture
+def worker(tmp_path):
+    proc, w, scratch = _start_worker(tmp_path, idle=60)
+    w.scratch = scratch
+    yield w
+    proc.terminate()
+    proc.wait(30)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_background_process_or_a_daemon_a_run_started_is_gone_before_the_next_run(worker, tmp_path):
+    pids = tmp_path / "pids"
+    start = (b"import os, subprocess, sys\n"
+             b"bg = subprocess.Popen(['sleep', '300'], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+             b"r, w = os.pipe()\n"
+             b"if os.fork() == 0:\n"  # a daemon: double fork, its own session, output closed
+             b"    os.setsid()\n"
+             b"    if os.fork() == 0:\n"
+             b"        os.write(w, str(os.getpid()).encode())\n"
+             b"        for fd in (0, 1, 2): os.close(fd)\n"
+             b"        import time; time.sleep(300)\n"
+             b"    os._exit(0)\n"
+             b"daemon = os.read(r, 32).decode()\n"
+             b"open(" + repr(str(pids)).encode() + b", 'w').write(f'{bg.pid} {daemon}')\n"
+             b"print('started', bg.pid, daemon)\n")
+    first = _call(worker, tmp_path, {"m.py": start}, ["python3", "-m", "m"])
+    assert first["X"]["code"] == 0 and first["O"].startswith(b"started"), first
+    bg, daemon = map(int, pids.read_text().split())
+    look = (b"import os\nprint([p for p in " + pids.read_text().split().__repr__().encode()
+            + b" if os.path.exists(f'/proc/{p}')])\n")
+    second = _call(worker, tmp_path, {"m.py": look}, ["python3", "-m", "m"])
+    assert second["O"] == b"[]\n", second  # neither is there for the next run
+    assert not _alive(bg) and not _alive(daemon)
+
+
+def test_files_a_run_leaves_in_tmp_are_gone_for_the_next_run_and_the_images_stay(worker, tmp_path):
+    scratch = worker.scratch
+    leave = (f"import os\nos.makedirs({str(scratch / 'sub')!r})\nopen({str(scratch / 'sub' / 'x')!r}, 'w')\n"
+             f"open({str(scratch / 'left.txt')!r}, 'w').write('secret of run 1')\n"
+             f"os.symlink('/etc', {str(scratch / 'link')!r})\n").encode()
+    assert _call(worker, tmp_path, {"m.py": leave}, ["python3", "-m", "m"])["X"]["code"] == 0
+    look = f"import os\nprint(sorted(os.listdir({str(scratch)!r})))\n".encode()
+    assert _call(worker, tmp_path, {"m.py": look}, ["python3", "-m", "m"])["O"] == b"['from-image.txt']\n"
+    assert (tmp_path / "state" / "cas").is_dir()  # the worker's own state, not a run's, stays
+
+
+def test_a_submitter_that_stalls_mid_upload_does_not_hold_the_worker_or_its_idle_exit(tmp_path):
+    proc, w, _ = _start_worker(tmp_path, idle=2)
+    try:
+        stalled = socket.create_connection(("127.0.0.1", w.port))
+        stalled.sendall(b"H" + (1000).to_bytes(4, "big") + b'{"tok')  # half a hello, then nothing (held open)
+        started = time.monotonic()
+        got = _call(w, tmp_path, {"ok.py": b""}, [sys.executable, "-c", "print('served')"])
+        assert got["O"] == b"served\n" and time.monotonic() - started < 15
+        assert proc.wait(30) == 0  # and, idle again, it exits: its pod would go
+        stalled.close()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_huge_idle_time_is_clamped_not_a_crash_of_the_worker(tmp_path):
+    proc, w, _ = _start_worker(tmp_path, idle=1e308)  # past what select() takes: was an OverflowError at start
+    try:
+        assert _call(w, tmp_path, {"ok.py": b""}, [sys.executable, "-c", "print('up')"])["O"] == b"up\n"
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait(30)
