@@ -96,8 +96,9 @@ class WarmDeployer(KubeDeployerBase):
     def __init__(self, *, idle: float = 600, token_dir: Any = None, start_timeout: float = _START_TIMEOUT,
                  **options: Any) -> None:
         super().__init__(**options)
-        if not isinstance(idle, (int, float)) or isinstance(idle, bool) or idle <= 0:
-            raise ConfigurationError(f"warm_idle must be a positive number of seconds, got {idle!r}.")
+        if not isinstance(idle, (int, float)) or isinstance(idle, bool) or not 0 < idle <= protocol.MAX_IDLE:
+            raise ConfigurationError(f"warm_idle must be a positive number of seconds up to {protocol.MAX_IDLE:.0f} "
+                                     f"(a week), got {idle!r}.")
         self.idle = float(idle)
         self.token_dir = Path(token_dir) if token_dir is not None else Path(tempfile.mkdtemp(prefix="fairing-warm-"))
         self.start_timeout = start_timeout

@@ -36,7 +36,7 @@ def test_an_endpoint_cannot_be_warm():
 def test_warm_idle_must_be_positive():
     from fairing.deployers.warm import WarmDeployer
 
-    for bad in (0, -1, "600", True):
+    for bad in (0, -1, "600", True, float("nan"), float("inf"), 1e10, 7 * 86400 + 1):  # 1e10: select() overflows
         with pytest.raises(ConfigurationError, match="warm_idle"):
             WarmDeployer(idle=bad)
 
@@ -56,7 +56,8 @@ def test_the_warm_settings_are_read_checked_and_reach_the_kubernetes_backend(tmp
 
 @pytest.mark.parametrize("var, value", [("FAIRING_WARM", "maybe"), ("FAIRING_WARM_IDLE", "-5"),
                                         ("FAIRING_WARM_IDLE", "ten minutes"), ("FAIRING_WARM_IDLE", "inf"),
-                                        ("FAIRING_WARM_IDLE", "nan")])
+                                        ("FAIRING_WARM_IDLE", "nan"), ("FAIRING_WARM_IDLE", "1e10"),
+                                        ("FAIRING_WARM_IDLE", "604801")])
 def test_a_bad_warm_setting_is_a_configuration_error_naming_it(tmp_path, var, value):
     from fairing.settings import resolve
 
