@@ -118,11 +118,32 @@ class WarmDeployer(KubeDeployerBase):
     def _token_path(self, worker: str) -> Path:
         return self.token_dir / self.kube.namespace / worker
 
+    def _token_dir(self) -> Path:
+        """The namespace's token directory, made 0700; refused when another user could swap its
+        files (a token file replaced by a link would send what it points to as the token)."""
+        directory = self.token_dir / self.kube.namespace
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for path in (self.token_dir, directory):
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+                raise ConfigurationError(
+                    f"The warm workers' token directory {path} is a link, another user's, or writable by others "
+                    f"(mode {stat.S_IMODE(st.st_mode):o}); fairing keeps the workers' tokens there. Remove it (a new "
+                    "one is made, mode 0700) or set XDG_CACHE_HOME to a directory of your own.")
+        return directory
+
     def _token(self, worker: str) -> Optional[str]:
+        """The token of ``worker``: a regular file of this user, never through a link."""
+        path = self._token_dir() / worker
         try:
-            return self._token_path(worker).read_text().strip() or None
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         except OSError:
             return None
+        with os.fdopen(fd) as fh:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_size != 64:
+                return None
+            return fh.read().strip() or None
 
     def manifest(self, image: WarmImage, name: str, token: str) -> dict:
         labels = {**MANAGED_BY, **self.labels, JOB_LABEL: name, WARM_LABEL: self.worker_key(image.image),
@@ -168,8 +189,7 @@ class WarmDeployer(KubeDeployerBase):
         kube = self.kube
         name = f"fairing-warm-{uuid.uuid4().hex[:8]}"
         token = secrets.token_hex(32)
-        path = self._token_path(name)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self._token_dir() / name
         self._prune_tokens(path.parent)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
