@@ -284,12 +284,18 @@ class WarmDeployer(KubeDeployerBase):
         if sock is None:
             sock, pod, worker, token, missing = self._reach(image, blobs)
         self._known[worker_key] = (pod, worker, token)
-        for digest in missing:
-            protocol.send(sock, b"B", blobs[digest])
         key = new_key()
         run = {"files": paths, "links": links, "exec": executable, "entrypoint": list(image.context.entrypoint),
                "env": dict(image.context.env), "workdir": image.context.workdir, "key": key.hex()}
-        protocol.send(sock, b"R", json.dumps(run).encode())
+        try:
+            for digest in missing:
+                protocol.send(sock, b"B", blobs[digest])
+            protocol.send(sock, b"R", json.dumps(run).encode())
+        except BaseException:
+            # Ctrl-C or a broken upload: the worker is freed now, not when the traceback holding this
+            # socket goes (a notebook keeps it: the worker would wait for the rest of the upload)
+            sock.close()
+            raise
         handle = WarmHandle(name or f"{worker}-{uuid.uuid4().hex[:5]}", worker, pod, sock, key, on_event=on_event)
         return handle.start()
 
@@ -315,9 +321,13 @@ class WarmDeployer(KubeDeployerBase):
                 time.sleep(0.1)
 
     def _hello(self, sock: socket.socket, token: str, files: dict, worker: str) -> list:
-        protocol.send(sock, b"H", json.dumps({"token": token, "have": sorted(files)}).encode())
-        kind, body = protocol.recv(sock)
-        answer = json.loads(body)
+        try:
+            protocol.send(sock, b"H", json.dumps({"token": token, "have": sorted(files)}).encode())
+            kind, body = protocol.recv(sock)
+            answer = json.loads(body)
+        except BaseException:  # Ctrl-C while a busy worker serves another call, or it went away
+            sock.close()
+            raise
         if kind != b"N" or "refused" in answer:
             sock.close()
             raise DeployError(f"The warm worker {worker} refused the call: {answer.get('refused', 'bad answer')}. "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -121,3 +122,66 @@ def test_a_huge_idle_time_is_clamped_not_a_crash_of_the_worker(tmp_path):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+class _LoopbackDeployer:
+    """The real WarmDeployer, its port-forward replaced by the worker's loopback port (the
+    only part that needs a cluster)."""
+
+    @staticmethod
+    def make(w, tmp_path):
+        from types import SimpleNamespace as NS
+
+        from fairing.deployers.warm import WarmDeployer
+
+        class Loopback(WarmDeployer):
+            interrupt_after_hello = 0.0
+
+            def connect(self, pod):
+                return socket.create_connection(("127.0.0.1", w.port), timeout=60)
+
+            def _hello(self, *args):
+                missing = super()._hello(*args)
+                if self.interrupt_after_hello:  # Ctrl-C while the files go up
+                    signal.setitimer(signal.ITIMER_REAL, self.interrupt_after_hello)
+                return missing
+
+        deployer = Loopback(kube=NS(namespace="team"), idle=60, token_dir=tmp_path / "tokens")
+        deployer._identity = "me"
+        return deployer
+
+
+def _image(tmp_path, files: dict):
+    from fairing.artifacts import RegistryImage, WarmImage
+    from fairing.context import BuildContext
+
+    image = RegistryImage("registry.example", "team/worker", digest="sha256:" + "0" * 64)
+    context = BuildContext(files=files, entrypoint=("python3", "-m", "m"), workdir=str(tmp_path / "app"))
+    return WarmImage(image, context)
+
+
+def test_ctrl_c_mid_upload_in_a_kernel_that_keeps_its_traceback_does_not_wedge_the_worker(worker, tmp_path):
+    deployer = _LoopbackDeployer.make(worker, tmp_path)
+    image = _image(tmp_path, {"m.py": b"print('small')\n"})
+    deployer._known[deployer.worker_key(image.image)] = ("pod", "fairing-warm-1", TOKEN)
+    big = _image(tmp_path, {"m.py": b"pass\n", "data.bin": os.urandom(1 << 20) * 400})  # 400 MiB to upload
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    deployer.interrupt_after_hello = 0.05
+    try:
+        with pytest.raises(KeyboardInterrupt) as ctrl_c:
+            deployer.deploy(big)
+        assert any(f.name == "send" for f in __import__("traceback").extract_tb(ctrl_c.value.__traceback__))
+    finally:
+        deployer.interrupt_after_hello = 0.0
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    kept = ctrl_c.value.__traceback__  # what IPython keeps in sys.last_traceback: the frames, their socket
+    deployer._known[deployer.worker_key(image.image)] = ("pod", "fairing-warm-1", TOKEN)
+    started = time.monotonic()
+    handle = deployer.deploy(image)
+    assert handle.wait(30).phase == "Succeeded"
+    assert time.monotonic() - started < 20 and kept is not None  # not held until the worker's idle time
