@@ -325,14 +325,22 @@ class WarmDeployer(KubeDeployerBase):
             protocol.send(sock, b"H", json.dumps({"token": token, "have": sorted(files)}).encode())
             kind, body = protocol.recv(sock)
             answer = json.loads(body)
+        except ValueError:
+            answer = None  # not the worker's protocol: refused below
         except BaseException:  # Ctrl-C while a busy worker serves another call, or it went away
             sock.close()
             raise
-        if kind != b"N" or "refused" in answer:
+        if kind != b"N" or not isinstance(answer, dict) or "refused" in answer:
             sock.close()
-            raise DeployError(f"The warm worker {worker} refused the call: {answer.get('refused', 'bad answer')}. "
+            why = answer.get("refused", "bad answer") if isinstance(answer, dict) else "not a worker's answer"
+            raise DeployError(f"The warm worker {worker} refused the call: {why}. "
                               "It serves the submitter that started it; this one starts its own.")
-        return answer["missing"]
+        missing = answer.get("missing")
+        if not isinstance(missing, list) or not set(missing) <= set(files):
+            sock.close()
+            raise DeployError(f"The warm worker {worker} answered with files this call does not have: not a "
+                              "fairing warm worker (or a corrupt one); delete it (`fairing delete`) and run again.")
+        return missing
 
 
 def _payload(context: Any) -> tuple:
@@ -394,7 +402,10 @@ class WarmHandle(Hooks, HasOutputs):
                 elif kind == b"T":
                     self._tar = body
                 elif kind == b"X":
-                    self._exit = json.loads(body)
+                    answer = json.loads(body)
+                    if not isinstance(answer, dict):
+                        raise ValueError("the worker's last frame is not an exit record")
+                    self._exit = answer
                     break
         except BaseException as exc:  # the connection broke (or was closed by delete)
             self._error = exc
@@ -438,12 +449,20 @@ class WarmHandle(Hooks, HasOutputs):
                                  f"{self.name}: {self._error}. Run again: a new worker starts.", job=self.name,
                                  logs_tail=tail)
         text = self._exit.get("result") or ""
-        envelope = read_envelope(text, self._key, job=self.name) if text else None
+        try:
+            envelope = read_envelope(text, self._key, job=self.name) if isinstance(text, str) and text else None
+        except ValueError:  # no envelope signed with this call's key: ignored, never unpickled
+            envelope = None
+        code = self._exit.get("code")
+        if not isinstance(code, int) or isinstance(code, bool):
+            raise JobFailedError(f"The warm worker {self.worker} (pod {self.pod}) answered the call {self.name} "
+                                 f"with no exit code ({code!r}): not a fairing warm worker, or a corrupt one.",
+                                 job=self.name, logs_tail=tail)
         if envelope and envelope.get("outputs") and self._outputs is None:
             from ..outputs import Outputs
 
             self._outputs = Outputs(self._extract())
-        return outcome(envelope, job=self.name, exit_code=self._exit.get("code"), logs_tail=tail)
+        return outcome(envelope, job=self.name, exit_code=code, logs_tail=tail)
 
     def _extract(self) -> str:
         import io

@@ -140,6 +140,9 @@ class _LoopbackDeployer:
             def connect(self, pod):
                 return socket.create_connection(("127.0.0.1", w.port), timeout=60)
 
+            def find_worker(self, image):  # the listing: the one worker there is
+                return "pod", "fairing-warm-1", TOKEN
+
             def _hello(self, *args):
                 missing = super()._hello(*args)
                 if self.interrupt_after_hello:  # Ctrl-C while the files go up
@@ -185,3 +188,58 @@ def test_ctrl_c_mid_upload_in_a_kernel_that_keeps_its_traceback_does_not_wedge_t
     handle = deployer.deploy(image)
     assert handle.wait(30).phase == "Succeeded"
     assert time.monotonic() - started < 20 and kept is not None  # not held until the worker's idle time
+
+
+def _fake_worker(frames: list):
+    """A loopback server that takes the hello and answers ``frames`` (raw bytes): what a
+    pod impersonating the worker, or a corrupt one, sends."""
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        for _ in range(2):  # the call, and the second look after a refused hello
+            conn, _ = listener.accept()
+            with conn:
+                protocol.recv(conn)
+                for frame in frames:
+                    conn.sendall(frame)
+                try:
+                    while conn.recv(1 << 16):
+                        pass
+                except OSError:
+                    pass
+        listener.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return SimpleNamespace(port=listener.getsockname()[1])
+
+
+def _frame(kind: bytes, body) -> bytes:
+    body = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return protocol._HEAD.pack(kind, len(body)) + body
+
+
+_MISSING_NONE = _frame(b"N", {"missing": []})
+
+
+@pytest.mark.parametrize("frames, error, says", [
+    ([_frame(b"N", b"\xff not json")], "DeployError", "not a worker's answer"),
+    ([_frame(b"N", [1, 2])], "DeployError", "not a worker's answer"),
+    ([_frame(b"N", {"missing": ["../../etc/passwd"]})], "DeployError", "not a fairing warm worker"),
+    ([_frame(b"N", {"missing": "all"})], "DeployError", "not a fairing warm worker"),
+    ([_MISSING_NONE, _frame(b"X", {"code": 0, "result": "no envelope here"})], "JobError", "reported no result"),
+    ([_MISSING_NONE, _frame(b"X", {"code": 0, "result": ["x"]})], "JobError", "reported no result"),
+    ([_MISSING_NONE, _frame(b"X", {"code": "0"})], "JobFailedError", "no exit code"),
+    ([_MISSING_NONE, _frame(b"X", "a string")], "JobFailedError", "went away"),
+    ([_MISSING_NONE, b"O" + (0xFFFFFFFF).to_bytes(4, "big")], "JobFailedError", "went away"),  # 4 GiB claimed
+])
+def test_a_fake_or_corrupt_worker_is_a_typed_error_and_nothing_it_sends_is_unpickled(tmp_path, frames, error, says):
+    import fairing.errors
+
+    fake = _fake_worker(frames)
+    deployer = _LoopbackDeployer.make(fake, tmp_path)
+    image = _image(tmp_path, {"m.py": b"print(1)\n"})
+    deployer._known[deployer.worker_key(image.image)] = ("pod", "fairing-warm-1", TOKEN)
+    with pytest.raises(getattr(fairing.errors, error), match=says):
+        deployer.deploy(image).result(timeout=30)
