@@ -454,6 +454,9 @@ class WarmHandle(Hooks, HasOutputs):
         except ValueError:  # no envelope signed with this call's key: ignored, never unpickled
             envelope = None
         code = self._exit.get("code")
+        if self._exit.get("error"):
+            raise JobFailedError(f"The call {self.name} on the warm worker {self.worker} ended with code {code}, "
+                                 f"but {self._exit['error']}.", job=self.name, exit_code=code, logs_tail=tail)
         if not isinstance(code, int) or isinstance(code, bool):
             raise JobFailedError(f"The warm worker {self.worker} (pod {self.pod}) answered the call {self.name} "
                                  f"with no exit code ({code!r}): not a fairing warm worker, or a corrupt one.",

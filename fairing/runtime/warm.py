@@ -30,7 +30,6 @@ Standard library only: this module runs inside the job image.
 
 import hashlib
 import hmac
-import io
 import json
 import os
 import select
@@ -317,11 +316,23 @@ class Worker:
         if os.path.exists(self.result):
             with open(self.result) as fh:
                 result = fh.read()
-        outputs = _tar_of(self.out)
-        if outputs:
-            send(conn, b"T", outputs)
-        send(conn, b"X", json.dumps({"code": code, "result": result,
-                                      "seconds": round(time.monotonic() - began, 4)}).encode())
+        end = {"code": code, "result": result}
+        tar = os.path.join(self.state, "outputs.tar")  # on disk: outputs may be larger than the pod's memory
+        try:
+            size = _tar_to(self.out, tar)
+            if size > MAX_FRAME:
+                end["error"] = (f"its outputs are {size} bytes, over the {MAX_FRAME} a warm call carries back; "
+                                "write them to a volume or a bucket, or run without warm=True")
+            elif size:
+                with open(tar, "rb") as fh:
+                    conn.sendall(_HEAD.pack(b"T", size))
+                    while chunk := fh.read(1 << 20):
+                        conn.sendall(chunk)
+        finally:
+            if os.path.exists(tar):
+                os.unlink(tar)
+        end["seconds"] = round(time.monotonic() - began, 4)
+        send(conn, b"X", json.dumps(end).encode())
 
 
 #: The spare interpreter: imports what the image has that every run needs (no user code), then waits
@@ -418,15 +429,15 @@ def _stop(child) -> None:
             continue
 
 
-def _tar_of(directory: str) -> bytes:
+def _tar_to(directory: str, path: str) -> int:
+    """Tar ``directory``'s files into ``path``; its size (0, and no file, when there are none)."""
     names = sorted(os.listdir(directory)) if os.path.isdir(directory) else []
     if not names:
-        return b""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
+        return 0
+    with tarfile.open(path, mode="w") as tar:
         for name in names:
             tar.add(os.path.join(directory, name), arcname=name)
-    return buf.getvalue()
+    return os.path.getsize(path)
 
 
 def main() -> int:

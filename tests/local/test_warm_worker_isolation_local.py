@@ -19,6 +19,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from fairing import JobFailedError
 from fairing.runtime import warm as protocol
 
 from test_warm_worker_local import TOKEN, _call
@@ -29,17 +30,18 @@ _WORKER = """
 import sys
 sys.path.insert(0, {root!r})
 from fairing.runtime import warm
+warm.MAX_FRAME = {max_frame!r}
 w = warm.Worker({sha!r}, idle={idle!r}, state={state!r}, scratch=({scratch!r},), reaper=True)
 sys.exit(w.serve(port=0))
 """
 
 
-def _start_worker(tmp_path: Path, idle: float) -> tuple:
+def _start_worker(tmp_path: Path, idle: float, max_frame: int = protocol.MAX_FRAME) -> tuple:
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     (scratch / "from-image.txt").write_text("base")
     script = _WORKER.format(root=str(ROOT), sha=hashlib.sha256(TOKEN.encode()).hexdigest(), idle=idle,
-                            state=str(tmp_path / "state"), scratch=str(scratch))
+                            state=str(tmp_path / "state"), scratch=str(scratch), max_frame=max_frame)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     assert protocol.READY in line, line + proc.stderr.read()
@@ -243,3 +245,24 @@ def test_a_fake_or_corrupt_worker_is_a_typed_error_and_nothing_it_sends_is_unpic
     deployer._known[deployer.worker_key(image.image)] = ("pod", "fairing-warm-1", TOKEN)
     with pytest.raises(getattr(fairing.errors, error), match=says):
         deployer.deploy(image).result(timeout=30)
+
+
+def test_outputs_over_what_a_call_carries_are_a_typed_error_and_the_worker_stays(tmp_path):
+    """Outputs are tarred to disk, not memory, and refused past the frame limit (1 GiB; 1 MiB
+    here): past 4 GiB the frame's length did not fit its 4 bytes and the worker died."""
+    proc, w, _ = _start_worker(tmp_path, idle=60, max_frame=1 << 20)
+    try:
+        deployer = _LoopbackDeployer.make(w, tmp_path)
+        write = (b"import os\nwith open(os.path.join(os.environ['FAIRING_OUTPUTS_TARGET'], 'model.bin'), 'wb') as fh:\n"
+                 b"    fh.write(os.urandom(3 << 20))\n")
+        big = _image(tmp_path, {"m.py": write})
+        deployer._known[deployer.worker_key(big.image)] = ("pod", "fairing-warm-1", TOKEN)
+        with pytest.raises(JobFailedError, match="over the 1048576 a warm call carries back"):
+            deployer.deploy(big).result(timeout=60)
+        assert not (tmp_path / "state" / "outputs.tar").exists()
+        small = _image(tmp_path, {"m.py": b"print('still here')\n"})
+        handle = deployer.deploy(small)
+        assert handle.wait(60).phase == "Succeeded" and proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait(30)
