@@ -22,6 +22,9 @@ hence a new worker (the old one idles out).
 
 Why a raw socket protocol and not HTTP: the frames (see :mod:`fairing.runtime.warm`) are
 a few lines of standard library on both sides, and the runtime may import nothing else.
+
+It is past 450 lines because the worker's lifecycle (find, start, reach), the token files and the
+call's handle are one protocol's client; split, each part would reach into the others.
 """
 
 from __future__ import annotations

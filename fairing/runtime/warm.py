@@ -25,7 +25,9 @@ kept by content (sha256) under the cache directory, so a file the worker has is 
 again; each run gets ``workdir`` emptied and laid out afresh from them. With no connection
 for ``FAIRING_WARM_IDLE`` seconds the worker exits 0 (its Job's TTL then removes the pod).
 
-Standard library only: this module runs inside the job image.
+Standard library only: this module runs inside the job image. It is past 450 lines because the
+protocol, the layout of a run's files and the clean-up after it (processes, scratch files) are one
+unit that the image carries as a single file.
 """
 
 import hashlib
