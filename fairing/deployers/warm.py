@@ -348,7 +348,7 @@ class WarmDeployer(KubeDeployerBase):
 
 def _payload(context: Any) -> tuple:
     """({sha256: bytes}, {path: sha256}, {path: link target}, [executable paths]) of ``context``'s files."""
-    from ..preprocessors.secrets import recheck
+    from ..preprocessors.secrets import check_files, recheck
 
     blobs: dict = {}
     paths: dict = {}
@@ -364,6 +364,10 @@ def _payload(context: Any) -> tuple:
             st = os.stat(source)
             recheck(source, st)  # changed since the scan: scanned again, or refused
             data = Path(source).read_bytes()
+            after = os.stat(source)
+            if len(data) != st.st_size or (after.st_size, after.st_mtime_ns, after.st_ino) != (
+                    st.st_size, st.st_mtime_ns, st.st_ino):
+                check_files({path: data})  # changed while read: what is sent is scanned, not what was
             if st.st_mode & stat.S_IXUSR:
                 executable.append(path)
         digest = hashlib.sha256(data).hexdigest()

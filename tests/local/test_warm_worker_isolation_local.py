@@ -266,3 +266,46 @@ def test_outputs_over_what_a_call_carries_are_a_typed_error_and_the_worker_stays
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_a_file_rewritten_with_a_token_while_it_is_read_for_the_worker_is_never_sent_unscanned(tmp_path):
+    """The warm call reads the code files itself (no tar): a file that gets a token between its
+    last scan and the read (an editor's autosave, a run writing its log) is scanned as read."""
+    import threading
+    import uuid
+
+    from fairing.context import BuildContext
+    from fairing.deployers.warm import _payload
+    from fairing.errors import SecretInContextError
+    from fairing.preprocessors.secrets import check_files
+
+    secret = ("ghp_" + uuid.uuid4().hex + "abcd").encode()
+    path = tmp_path / "train.py"
+    clean = b"x = 1\n" * 2000
+    path.write_bytes(clean)
+    check_files({"train.py": path})  # what the preprocessors' scan did
+    context = BuildContext(files={"train.py": path}, entrypoint=("python3", "train.py"))
+    stop = threading.Event()
+
+    def autosave():
+        while not stop.is_set():
+            path.write_bytes(clean + b"token = '" + secret + b"'\n")
+            path.write_bytes(clean)
+
+    writer = threading.Thread(target=autosave)
+    writer.start()
+    sent = refused = 0
+    try:
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline:
+            try:
+                blobs = _payload(context)[0]
+            except SecretInContextError:
+                refused += 1
+                continue
+            assert not any(secret in data for data in blobs.values()), "a token went out unscanned"
+            sent += 1
+    finally:
+        stop.set()
+        writer.join()
+    assert refused and sent  # both states were seen: the race was run
