@@ -171,8 +171,11 @@ def _check_value(name: str, value: Any, where: str) -> Any:
             seconds = float(value) if not isinstance(value, bool) else float("nan")
         except (TypeError, ValueError):
             seconds = float("nan")
-        if not seconds > 0 or seconds == float("inf"):
-            raise ConfigurationError(f"warm_idle in {where} is a positive number of seconds (e.g. 600), got {value!r}.")
+        from .runtime.warm import MAX_IDLE
+
+        if not 0 < seconds <= MAX_IDLE:
+            raise ConfigurationError(f"warm_idle in {where} is a positive number of seconds up to {MAX_IDLE:.0f} "
+                                     f"(a week; e.g. 600), got {value!r}.")
         return seconds
     if name in _SECONDS:
         return _seconds(name, value, where)

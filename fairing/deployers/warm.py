@@ -22,6 +22,9 @@ hence a new worker (the old one idles out).
 
 Why a raw socket protocol and not HTTP: the frames (see :mod:`fairing.runtime.warm`) are
 a few lines of standard library on both sides, and the runtime may import nothing else.
+
+It is past 450 lines because the worker's lifecycle (find, start, reach), the token files and the
+call's handle are one protocol's client; split, each part would reach into the others.
 """
 
 from __future__ import annotations
@@ -96,8 +99,9 @@ class WarmDeployer(KubeDeployerBase):
     def __init__(self, *, idle: float = 600, token_dir: Any = None, start_timeout: float = _START_TIMEOUT,
                  **options: Any) -> None:
         super().__init__(**options)
-        if not isinstance(idle, (int, float)) or isinstance(idle, bool) or idle <= 0:
-            raise ConfigurationError(f"warm_idle must be a positive number of seconds, got {idle!r}.")
+        if not isinstance(idle, (int, float)) or isinstance(idle, bool) or not 0 < idle <= protocol.MAX_IDLE:
+            raise ConfigurationError(f"warm_idle must be a positive number of seconds up to {protocol.MAX_IDLE:.0f} "
+                                     f"(a week), got {idle!r}.")
         self.idle = float(idle)
         self.token_dir = Path(token_dir) if token_dir is not None else Path(tempfile.mkdtemp(prefix="fairing-warm-"))
         self.start_timeout = start_timeout
@@ -117,11 +121,32 @@ class WarmDeployer(KubeDeployerBase):
     def _token_path(self, worker: str) -> Path:
         return self.token_dir / self.kube.namespace / worker
 
+    def _token_dir(self) -> Path:
+        """The namespace's token directory, made 0700; refused when another user could swap its
+        files (a token file replaced by a link would send what it points to as the token)."""
+        directory = self.token_dir / self.kube.namespace
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for path in (self.token_dir, directory):
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+                raise ConfigurationError(
+                    f"The warm workers' token directory {path} is a link, another user's, or writable by others "
+                    f"(mode {stat.S_IMODE(st.st_mode):o}); fairing keeps the workers' tokens there. Remove it (a new "
+                    "one is made, mode 0700) or set XDG_CACHE_HOME to a directory of your own.")
+        return directory
+
     def _token(self, worker: str) -> Optional[str]:
+        """The token of ``worker``: a regular file of this user, never through a link."""
+        path = self._token_dir() / worker
         try:
-            return self._token_path(worker).read_text().strip() or None
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         except OSError:
             return None
+        with os.fdopen(fd) as fh:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_size != 64:
+                return None
+            return fh.read().strip() or None
 
     def manifest(self, image: WarmImage, name: str, token: str) -> dict:
         labels = {**MANAGED_BY, **self.labels, JOB_LABEL: name, WARM_LABEL: self.worker_key(image.image),
@@ -167,8 +192,7 @@ class WarmDeployer(KubeDeployerBase):
         kube = self.kube
         name = f"fairing-warm-{uuid.uuid4().hex[:8]}"
         token = secrets.token_hex(32)
-        path = self._token_path(name)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self._token_dir() / name
         self._prune_tokens(path.parent)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -263,12 +287,18 @@ class WarmDeployer(KubeDeployerBase):
         if sock is None:
             sock, pod, worker, token, missing = self._reach(image, blobs)
         self._known[worker_key] = (pod, worker, token)
-        for digest in missing:
-            protocol.send(sock, b"B", blobs[digest])
         key = new_key()
         run = {"files": paths, "links": links, "exec": executable, "entrypoint": list(image.context.entrypoint),
                "env": dict(image.context.env), "workdir": image.context.workdir, "key": key.hex()}
-        protocol.send(sock, b"R", json.dumps(run).encode())
+        try:
+            for digest in missing:
+                protocol.send(sock, b"B", blobs[digest])
+            protocol.send(sock, b"R", json.dumps(run).encode())
+        except BaseException:
+            # Ctrl-C or a broken upload: the worker is freed now, not when the traceback holding this
+            # socket goes (a notebook keeps it: the worker would wait for the rest of the upload)
+            sock.close()
+            raise
         handle = WarmHandle(name or f"{worker}-{uuid.uuid4().hex[:5]}", worker, pod, sock, key, on_event=on_event)
         return handle.start()
 
@@ -294,19 +324,31 @@ class WarmDeployer(KubeDeployerBase):
                 time.sleep(0.1)
 
     def _hello(self, sock: socket.socket, token: str, files: dict, worker: str) -> list:
-        protocol.send(sock, b"H", json.dumps({"token": token, "have": sorted(files)}).encode())
-        kind, body = protocol.recv(sock)
-        answer = json.loads(body)
-        if kind != b"N" or "refused" in answer:
+        try:
+            protocol.send(sock, b"H", json.dumps({"token": token, "have": sorted(files)}).encode())
+            kind, body = protocol.recv(sock)
+            answer = json.loads(body)
+        except ValueError:
+            answer = None  # not the worker's protocol: refused below
+        except BaseException:  # Ctrl-C while a busy worker serves another call, or it went away
             sock.close()
-            raise DeployError(f"The warm worker {worker} refused the call: {answer.get('refused', 'bad answer')}. "
+            raise
+        if kind != b"N" or not isinstance(answer, dict) or "refused" in answer:
+            sock.close()
+            why = answer.get("refused", "bad answer") if isinstance(answer, dict) else "not a worker's answer"
+            raise DeployError(f"The warm worker {worker} refused the call: {why}. "
                               "It serves the submitter that started it; this one starts its own.")
-        return answer["missing"]
+        missing = answer.get("missing")
+        if not isinstance(missing, list) or not set(missing) <= set(files):
+            sock.close()
+            raise DeployError(f"The warm worker {worker} answered with files this call does not have: not a "
+                              "fairing warm worker (or a corrupt one); delete it (`fairing delete`) and run again.")
+        return missing
 
 
 def _payload(context: Any) -> tuple:
     """({sha256: bytes}, {path: sha256}, {path: link target}, [executable paths]) of ``context``'s files."""
-    from ..preprocessors.secrets import recheck
+    from ..preprocessors.secrets import check_files, recheck
 
     blobs: dict = {}
     paths: dict = {}
@@ -322,6 +364,10 @@ def _payload(context: Any) -> tuple:
             st = os.stat(source)
             recheck(source, st)  # changed since the scan: scanned again, or refused
             data = Path(source).read_bytes()
+            after = os.stat(source)
+            if len(data) != st.st_size or (after.st_size, after.st_mtime_ns, after.st_ino) != (
+                    st.st_size, st.st_mtime_ns, st.st_ino):
+                check_files({path: data})  # changed while read: what is sent is scanned, not what was
             if st.st_mode & stat.S_IXUSR:
                 executable.append(path)
         digest = hashlib.sha256(data).hexdigest()
@@ -363,7 +409,10 @@ class WarmHandle(Hooks, HasOutputs):
                 elif kind == b"T":
                     self._tar = body
                 elif kind == b"X":
-                    self._exit = json.loads(body)
+                    answer = json.loads(body)
+                    if not isinstance(answer, dict):
+                        raise ValueError("the worker's last frame is not an exit record")
+                    self._exit = answer
                     break
         except BaseException as exc:  # the connection broke (or was closed by delete)
             self._error = exc
@@ -407,12 +456,23 @@ class WarmHandle(Hooks, HasOutputs):
                                  f"{self.name}: {self._error}. Run again: a new worker starts.", job=self.name,
                                  logs_tail=tail)
         text = self._exit.get("result") or ""
-        envelope = read_envelope(text, self._key, job=self.name) if text else None
+        try:
+            envelope = read_envelope(text, self._key, job=self.name) if isinstance(text, str) and text else None
+        except ValueError:  # no envelope signed with this call's key: ignored, never unpickled
+            envelope = None
+        code = self._exit.get("code")
+        if self._exit.get("error"):
+            raise JobFailedError(f"The call {self.name} on the warm worker {self.worker} ended with code {code}, "
+                                 f"but {self._exit['error']}.", job=self.name, exit_code=code, logs_tail=tail)
+        if not isinstance(code, int) or isinstance(code, bool):
+            raise JobFailedError(f"The warm worker {self.worker} (pod {self.pod}) answered the call {self.name} "
+                                 f"with no exit code ({code!r}): not a fairing warm worker, or a corrupt one.",
+                                 job=self.name, logs_tail=tail)
         if envelope and envelope.get("outputs") and self._outputs is None:
             from ..outputs import Outputs
 
             self._outputs = Outputs(self._extract())
-        return outcome(envelope, job=self.name, exit_code=self._exit.get("code"), logs_tail=tail)
+        return outcome(envelope, job=self.name, exit_code=code, logs_tail=tail)
 
     def _extract(self) -> str:
         import io

@@ -25,12 +25,13 @@ kept by content (sha256) under the cache directory, so a file the worker has is 
 again; each run gets ``workdir`` emptied and laid out afresh from them. With no connection
 for ``FAIRING_WARM_IDLE`` seconds the worker exits 0 (its Job's TTL then removes the pod).
 
-Standard library only: this module runs inside the job image.
+Standard library only: this module runs inside the job image. It is past 450 lines because the
+protocol, the layout of a run's files and the clean-up after it (processes, scratch files) are one
+unit that the image carries as a single file.
 """
 
 import hashlib
 import hmac
-import io
 import json
 import os
 import select
@@ -48,6 +49,7 @@ TOKEN_ENV = "FAIRING_WARM_TOKEN_SHA256"
 IDLE_ENV = "FAIRING_WARM_IDLE"
 STATE = "/tmp/fairing-warm"
 MAX_FRAME = 1 << 30
+MAX_IDLE = 7 * 86400.0
 READY = "fairing warm worker: listening on"
 _HEAD = struct.Struct(">cI")
 
@@ -107,9 +109,17 @@ def _safe_rel(path: str) -> str:
 
 
 class Worker:
-    def __init__(self, token_sha: str, idle: float, state: str = STATE) -> None:
+    """``scratch``: directories a run may write to besides its workdir (the pod's ``/tmp``),
+    emptied of what runs left after each run. ``reaper``: this process owns every process a
+    run starts (the pod's PID 1, or a child subreaper): after each run the ones still alive
+    (started in the background, daemonized) are killed, so no run sees another's."""
+
+    def __init__(self, token_sha: str, idle: float, state: str = STATE, *, scratch: tuple = (),
+                 reaper: bool = False) -> None:
         self.token_sha = token_sha
-        self.idle = idle
+        self.idle = min(float(idle), MAX_IDLE)  # select() refuses a timeout past ~292 years
+        self.state = os.path.realpath(state)
+        self.reaper = reaper
         self.cas = os.path.join(state, "cas")
         self.out = os.path.join(state, "outputs")
         self.result = os.path.join(state, "result")
@@ -118,6 +128,9 @@ class Worker:
         self.spare = None
         self.port = 0
         self.image_files = None  # (workdir, what the image has there)
+        self.scratch = {os.path.realpath(d): set(_walk(d)) for d in scratch if os.path.isdir(d)}
+        if reaper:
+            _become_subreaper()
 
     def start_spare(self) -> None:
         """A fresh interpreter for the next run, started now so that the call does not wait for
@@ -146,10 +159,15 @@ class Worker:
             conn, _ = listener.accept()
             with conn:
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                # a submitter that stops sending (or reading) mid-call frees the worker after the idle
+                # time, instead of holding it (and every later call, and its idle exit) for ever
+                conn.settimeout(self.idle)
                 try:
                     self.call(conn)
                 except (EOFError, OSError, ProtocolError, ValueError) as exc:
                     sys.stderr.write(f"fairing warm worker: a call ended: {exc}\n")
+                finally:
+                    self.after_run()
             if self.spare is None or self.spare.poll() is not None:
                 self.start_spare()  # after the answer (the connection is closed): no caller waits for it
 
@@ -172,6 +190,26 @@ class Worker:
                 return self.run(conn, json.loads(body))
             else:
                 raise ProtocolError(f"unexpected frame {kind!r}")
+
+    def after_run(self) -> None:
+        """What a run left outside its workdir goes: its processes, its files in the scratch
+        directories (the next run's workdir is laid out afresh anyway)."""
+        if self.reaper:
+            keep = {self.spare.pid} if self.spare is not None and self.spare.poll() is None else set()
+            _kill_children(keep)
+        for directory, keep_paths in self.scratch.items():
+            for path in sorted(_walk(directory), reverse=True):
+                full = os.path.join(directory, path)
+                if path in keep_paths or full == self.state or full.startswith(self.state + "/") \
+                        or self.state.startswith(full + "/"):
+                    continue
+                if os.path.isdir(full) and not os.path.islink(full):
+                    shutil.rmtree(full, ignore_errors=True)
+                elif os.path.lexists(full):
+                    try:
+                        os.unlink(full)
+                    except OSError:
+                        pass
 
     def _blob(self, digest: str) -> str:
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
@@ -280,11 +318,23 @@ class Worker:
         if os.path.exists(self.result):
             with open(self.result) as fh:
                 result = fh.read()
-        outputs = _tar_of(self.out)
-        if outputs:
-            send(conn, b"T", outputs)
-        send(conn, b"X", json.dumps({"code": code, "result": result,
-                                      "seconds": round(time.monotonic() - began, 4)}).encode())
+        end = {"code": code, "result": result}
+        tar = os.path.join(self.state, "outputs.tar")  # on disk: outputs may be larger than the pod's memory
+        try:
+            size = _tar_to(self.out, tar)
+            if size > MAX_FRAME:
+                end["error"] = (f"its outputs are {size} bytes, over the {MAX_FRAME} a warm call carries back; "
+                                "write them to a volume or a bucket, or run without warm=True")
+            elif size:
+                with open(tar, "rb") as fh:
+                    conn.sendall(_HEAD.pack(b"T", size))
+                    while chunk := fh.read(1 << 20):
+                        conn.sendall(chunk)
+        finally:
+            if os.path.exists(tar):
+                os.unlink(tar)
+        end["seconds"] = round(time.monotonic() - began, 4)
+        send(conn, b"X", json.dumps(end).encode())
 
 
 #: The spare interpreter: imports what the image has that every run needs (no user code), then waits
@@ -324,6 +374,50 @@ def _read_lines(fd: int) -> tuple:
     return chunk, False
 
 
+def _become_subreaper() -> None:
+    """Processes a run detaches (double fork, setsid) are handed to this process when their
+    parent ends, not to an init out of reach (in the pod this process is PID 1 anyway)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        pass
+
+
+def _children(parent: int) -> list:
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if int(fields[1]) == parent:
+            out.append(int(name))
+    return out
+
+
+def _kill_children(keep: set) -> None:
+    """SIGKILL and reap this process's children but ``keep``; again for what their ends hand over."""
+    for _ in range(100):
+        strays = [pid for pid in _children(os.getpid()) if pid not in keep]
+        if not strays:
+            return
+        for pid in strays:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid in strays:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+
+
 def _stop(child) -> None:
     for sig, wait in ((signal.SIGTERM, 3), (signal.SIGKILL, 10)):
         try:
@@ -337,15 +431,15 @@ def _stop(child) -> None:
             continue
 
 
-def _tar_of(directory: str) -> bytes:
+def _tar_to(directory: str, path: str) -> int:
+    """Tar ``directory``'s files into ``path``; its size (0, and no file, when there are none)."""
     names = sorted(os.listdir(directory)) if os.path.isdir(directory) else []
     if not names:
-        return b""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
+        return 0
+    with tarfile.open(path, mode="w") as tar:
         for name in names:
             tar.add(os.path.join(directory, name), arcname=name)
-    return buf.getvalue()
+    return os.path.getsize(path)
 
 
 def main() -> int:
@@ -355,7 +449,7 @@ def main() -> int:
         return 2
     idle = float(os.environ.get(IDLE_ENV) or 600)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    return Worker(token, idle).serve()
+    return Worker(token, idle, scratch=("/tmp",), reaper=True).serve()
 
 
 if __name__ == "__main__":

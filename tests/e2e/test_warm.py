@@ -300,3 +300,38 @@ def test_a_script_runs_warm_through_the_kubernetes_backend_with_its_arguments(bu
     (pod,) = _worker_pods(kube)
     env = {e.name: e.value for e in pod.spec.containers[0].env}
     assert env["FAIRING_WARM_IDLE"] == "60.0" and len(env["FAIRING_WARM_TOKEN_SHA256"]) == 64
+
+
+def test_a_run_leaves_no_process_and_no_tmp_file_for_the_next_one_in_the_pod(builder, kube, tmp_path):
+    backend = _warm(builder, kube, tmp_path / "tokens")
+
+    @fairing.train(backend=backend, timeout=600, quiet=True)
+    def leave():
+        import subprocess
+        import sys
+
+        for session in (False, True):  # in the background, and daemonized (its own session)
+            subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", "left-by-run-1"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=session)
+        with open("/tmp/left-by-run-1", "w") as fh:
+            fh.write("run 1's scratch")
+        return "left"
+
+    @fairing.train(backend=backend, timeout=120, quiet=True)
+    def look():
+        import os
+
+        procs = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                    if b"left-by-run-1" in fh.read():
+                        procs.append(pid)
+            except OSError:
+                continue
+        return procs, os.path.exists("/tmp/left-by-run-1"), os.path.isdir("/tmp/fairing-warm/cas")
+
+    assert leave() == "left"
+    assert look() == ([], False, True)  # nothing of run 1 is there; the worker's own cache is
+    (pod,) = _worker_pods(kube)
+    assert pod.status.phase == "Running"

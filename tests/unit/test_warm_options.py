@@ -36,7 +36,7 @@ def test_an_endpoint_cannot_be_warm():
 def test_warm_idle_must_be_positive():
     from fairing.deployers.warm import WarmDeployer
 
-    for bad in (0, -1, "600", True):
+    for bad in (0, -1, "600", True, float("nan"), float("inf"), 1e10, 7 * 86400 + 1):  # 1e10: select() overflows
         with pytest.raises(ConfigurationError, match="warm_idle"):
             WarmDeployer(idle=bad)
 
@@ -56,7 +56,8 @@ def test_the_warm_settings_are_read_checked_and_reach_the_kubernetes_backend(tmp
 
 @pytest.mark.parametrize("var, value", [("FAIRING_WARM", "maybe"), ("FAIRING_WARM_IDLE", "-5"),
                                         ("FAIRING_WARM_IDLE", "ten minutes"), ("FAIRING_WARM_IDLE", "inf"),
-                                        ("FAIRING_WARM_IDLE", "nan")])
+                                        ("FAIRING_WARM_IDLE", "nan"), ("FAIRING_WARM_IDLE", "1e10"),
+                                        ("FAIRING_WARM_IDLE", "604801")])
 def test_a_bad_warm_setting_is_a_configuration_error_naming_it(tmp_path, var, value):
     from fairing.settings import resolve
 
@@ -82,3 +83,40 @@ def test_fairing_run_warm_cannot_detach_and_needs_a_kubernetes_backend(tmp_path)
     local = fairing_run("--backend", "local")
     assert local.returncode == 2 and "Unknown option 'warm' for the local backend" in local.stderr
     assert not (tmp_path / "ran").exists()
+
+
+def _deployer(tmp_path):
+    from types import SimpleNamespace
+
+    from fairing.deployers.warm import WarmDeployer
+
+    return WarmDeployer(kube=SimpleNamespace(namespace="team"), idle=60, token_dir=tmp_path / "tokens")
+
+
+def test_a_token_file_replaced_by_a_link_is_not_followed_nor_sent(tmp_path):
+    deployer = _deployer(tmp_path)
+    secret = tmp_path / "id_rsa"
+    secret.write_text("k" * 64)  # readable by this user: a link would send it to whoever answers as the worker
+    directory = deployer._token_dir()
+    (directory / "fairing-warm-1").symlink_to(secret)
+    assert deployer._token("fairing-warm-1") is None
+    (directory / "fairing-warm-2").write_text("a" * 64)
+    assert deployer._token("fairing-warm-2") == "a" * 64
+    assert oct(directory.stat().st_mode & 0o777) == "0o700"
+
+
+@pytest.mark.parametrize("swap", ["world-writable", "link"])
+def test_a_token_directory_others_can_write_or_a_link_is_refused(tmp_path, swap):
+    import os
+
+    deployer = _deployer(tmp_path)
+    directory = tmp_path / "tokens" / "team"
+    if swap == "link":
+        (tmp_path / "elsewhere").mkdir(mode=0o700)
+        (tmp_path / "tokens").mkdir(mode=0o700)
+        directory.symlink_to(tmp_path / "elsewhere")
+    else:
+        directory.mkdir(parents=True)
+        os.chmod(directory, 0o777)
+    with pytest.raises(ConfigurationError, match="token directory"):
+        deployer._token("fairing-warm-1")
