@@ -82,6 +82,9 @@ def pipeline(preprocessor: Any, builder: Any, deployer: Any, *, backend_name: st
     from . import jobs
 
     emit = emitter(on_event)
+    preflight = getattr(deployer, "preflight", None)
+    if callable(preflight):  # what the deployer can check before anything is built (a Kueue queue)
+        preflight()
     context = run_stage(emit, "package", preprocessor.context)
     origin = jobs.origin_of(context, preprocessor)
     image = run_stage(emit, "build", lambda: builder.build(context, on_event=on_event), detail=_settings_note())
@@ -196,6 +199,11 @@ class _MapDeployer:
         self.accepts = deployer.accepts
         self.labels = getattr(deployer, "labels", None)
         self.annotations = getattr(deployer, "annotations", None)
+
+    def preflight(self) -> None:
+        check = getattr(self.deployer, "preflight", None)
+        if callable(check):
+            check()
 
     def deploy(self, image: Any, *, name: Optional[str] = None, on_event: Optional[EventCallback] = None) -> Any:
         import copy

@@ -295,15 +295,18 @@ def _backend_options(backend: Optional[str], given: dict) -> dict:
         from .deployers.trainjob import TrainJobDeployer
 
         options["deployer"] = TrainJobDeployer(num_nodes=given.get("nodes", 1), namespace=given.get("namespace"),
-                                               mutators=mutators)
+                                               mutators=mutators, queue=given.get("queue"))
     elif deployer in ("tfjob", "pytorchjob"):
         from ._registry import load
         from .deployers import DEPLOYERS
 
         options["deployer"] = load(DEPLOYERS, deployer, "deployer")(
-            given.get("replicas"), namespace=given.get("namespace"), mutators=mutators)
-    elif mutators:
-        options["mutators"] = mutators
+            given.get("replicas"), namespace=given.get("namespace"), mutators=mutators, queue=given.get("queue"))
+    else:
+        if mutators:
+            options["mutators"] = mutators
+        if "queue" in given:
+            options["queue"] = given["queue"]
     if given.get("insecure_registry"):
         options["insecure"] = True
     return options
@@ -389,7 +392,7 @@ def cli() -> None:
 
 _RUN_OPTIONS = ("registry", "base_image", "insecure_registry", "namespace", "deployer", "replicas", "nodes", "cpu",
                 "memory",
-                "gpus", "env", "secret_env")
+                "gpus", "env", "secret_env", "queue")
 
 _JOB_OPTIONS = [
     click.option("--backend", "-b", type=click.Choice(BACKEND_NAMES), default=None,
@@ -425,6 +428,8 @@ fairing run train:main --detach --env LR=0.1      # module:function; prints the 
 @click.option("--replicas", multiple=True, callback=_replicas, metavar="TYPE=N",
               help="replicas of a TFJob/PyTorchJob, e.g. Worker=2 (repeat for more)")
 @click.option("--nodes", type=click.IntRange(min=1), help="nodes of a TrainJob (one pod each)")
+@click.option("--queue", metavar="LOCALQUEUE",
+              help="the Kueue LocalQueue the job waits in for quota (default: the queue setting)")
 @click.option("--cpu", help="CPU request, e.g. 2 or 500m")
 @click.option("--memory", help="memory request (and limit), e.g. 4Gi")
 @click.option("--gpus", type=click.IntRange(min=0), help="number of GPUs")
@@ -630,6 +635,9 @@ def _table(infos: list) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+    for info in infos:  # why Kueue holds a job: a line each, under the table (too long for a column)
+        if info.phase == "Queued" and info.message:
+            click.echo(f"{info.name}: {info.message}")
 
 
 @cli.command("list", cls=Command, example="""

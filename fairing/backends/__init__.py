@@ -114,9 +114,12 @@ class BackendChoice:
 
 def with_settings(part: Any, settings: Any = None) -> Any:
     """``part`` (a deployer) with the options it left unset filled from the settings
-    [:func:`fairing.settings.resolve` now]: a copy, or ``part`` itself when nothing is
+    [:func:`fairing.settings.resolve` now]: the insecure registries, and the ``queue`` of a
+    job deployer (one that takes a Kueue queue); a copy, or ``part`` itself when nothing is
     filled. Stages never read settings; the facade passes them down through here."""
-    if getattr(part, "insecure_hosts", ()) is not None:
+    fill_hosts = getattr(part, "insecure_hosts", ()) is None
+    fill_queue = bool(getattr(part, "queueable", False)) and getattr(part, "queue", "") is None
+    if not (fill_hosts or fill_queue):
         return part
     import copy
 
@@ -124,7 +127,10 @@ def with_settings(part: Any, settings: Any = None) -> Any:
 
     settings = settings if settings is not None else resolve()
     new = copy.copy(part)
-    new.insecure_hosts = tuple(settings.insecure_registries)
+    if fill_hosts:
+        new.insecure_hosts = tuple(settings.insecure_registries)
+    if fill_queue and settings.queue:
+        new.queue = settings.queue
     return new
 
 

@@ -31,8 +31,9 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 
 from .._options import checks_options
 from ..artifacts import RegistryImage
-from ..errors import DeployError, ImagePullError, JobFailedError, ResultError
+from ..errors import ConfigurationError, DeployError, ImagePullError, JobFailedError, ResultError
 from ..handle import HasOutputs, Hooks
+from ..kube.kueue import QUEUE_LABEL, check_local_queue, check_queue_name
 from ..kube.workloads import condition_phase
 from ..kube import JOB_LABEL, MANAGED_BY, KubeClient, Workload, raise_for_api_error
 from ..kube.secrets import DOCKER_CONFIG_KEY, delete_secret, pull_secret_name, registry_secret, write_secret
@@ -75,17 +76,28 @@ class KubeDeployerBase:
     reached the image's registry so, or it is one of ``insecure_hosts``].
     ``insecure_hosts``: registries reached over plain HTTP [None: none; the backends fill
     it from the ``insecure_registries`` setting].
+    ``queue``: the Kueue LocalQueue (in the namespace) the workload waits in for quota: the
+    ``kueue.x-k8s.io/queue-name`` label on the workload (see :mod:`fairing.kube.kueue`)
+    [None: none; the backends fill it from the ``queue`` setting]; checked to exist before
+    anything is built. Endpoints take none.
     """
 
     container_name = "fairing-job"
     accepts = (RegistryImage,)
+    queueable = True  # a batch workload Kueue can hold (endpoints are not)
 
     def __init__(self, *, namespace: Optional[str] = None, kube: Optional[KubeClient] = None,
                  kubeconfig: Optional[str] = None, context: Optional[str] = None, mutators=(),
                  labels: Optional[dict] = None, annotations: Optional[dict] = None,
                  ttl_seconds_after_finished: Optional[int] = None, active_deadline_seconds: Optional[int] = None,
                  backoff_limit: int = 0, name_prefix: str = "fairing", pull_credentials: Any = None,
-                 insecure_registry: Optional[bool] = None, insecure_hosts: Optional[Iterable[str]] = None) -> None:
+                 insecure_registry: Optional[bool] = None, insecure_hosts: Optional[Iterable[str]] = None,
+                 queue: Optional[str] = None) -> None:
+        if queue is not None and not self.queueable:
+            raise ConfigurationError(f"queue= sends a batch job to a Kueue LocalQueue; the {type(self).__name__} "
+                                     "runs an endpoint, which Kueue does not queue here. Drop queue=.")
+        self.queue = check_queue_name(queue)
+        self._queue_checked: Optional[tuple] = None  # (namespace, queue) found to exist
         self._kube = kube
         self._kube_options = {"kubeconfig": kubeconfig, "context": context, "namespace": namespace}
         self.mutators: list[Mutator] = list(mutators)
@@ -108,6 +120,13 @@ class KubeDeployerBase:
     def new_name(self) -> str:
         return f"{self.name_prefix}-{time.strftime('%m%d-%H%M%S')}-{uuid.uuid4().hex[:5]}"
 
+    def preflight(self) -> None:
+        """What can be checked before anything is built: the LocalQueue named by ``queue``
+        exists (:class:`~fairing.errors.QueueNotFoundError` otherwise)."""
+        if self.queue and self._queue_checked != (self.kube.namespace, self.queue):
+            check_local_queue(self.kube, self.kube.namespace, self.queue)
+            self._queue_checked = (self.kube.namespace, self.queue)
+
     def pull_secret(self, image: Any) -> Optional[str]:
         """Create or update the image pull secret for ``image``'s registry; its name, or None."""
         if self.pull_credentials is False:
@@ -127,6 +146,7 @@ class KubeDeployerBase:
         (deleted again if that fails). It yields ``owned_by(api_version, kind, uid)``, which
         makes the workload the Secret's owner, so the cluster removes it with the workload
         even if this process dies; the handle deletes both otherwise."""
+        self.preflight()  # a deployer used on its own: before anything is created
         kube = self.kube
         secret = result_key_secret(name)
         delete = write_secret(kube, secret, {"key": new_key().hex()})
@@ -217,7 +237,10 @@ class KubeDeployerBase:
         }
 
     def metadata(self, name: str) -> dict:
-        return {"name": name, "labels": {**MANAGED_BY, **self.labels, JOB_LABEL: name},
+        """The workload's metadata; with ``queue``, Kueue's label (on the workload only: its
+        pods are Kueue's business once it admits the workload)."""
+        queue = {QUEUE_LABEL: self.queue} if self.queue else {}
+        return {"name": name, "labels": {**MANAGED_BY, **self.labels, JOB_LABEL: name, **queue},
                 "annotations": dict(self.annotations)}
 
 

@@ -221,6 +221,7 @@ class ServingDeployer(KubeDeployerBase):
     """A Deployment with ``replicas`` pods and a ClusterIP Service on port 8080."""
 
     container_name = "fairing-serving"
+    queueable = False
 
     def __init__(self, *, replicas: int = 1, **options: Any) -> None:
         super().__init__(name_prefix=options.pop("name_prefix", "fairing-endpoint"), **options)
