@@ -152,7 +152,7 @@ def _check_value(name: str, value: Any, where: str) -> Any:
     if name == "queue":
         from .kube.kueue import check_queue_name
 
-        check_queue_name(value, f"queue in {where}")
+        check_queue_name(value, where if where.startswith("queue=") else f"queue in {where}")
     if name == "backend":
         from ._names import BACKENDS
 
