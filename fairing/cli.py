@@ -682,7 +682,8 @@ def status(job: str, namespace: Optional[str], output: str) -> int:
         out.document({"job": job, "status": state.phase, "exit_code": state.exit_code, "message": state.message})
     else:
         code = f" (exit code {state.exit_code})" if state.exit_code is not None else ""
-        click.echo(f"{job} {state.phase}{code}")
+        why = f": {state.message}" if state.phase == "Queued" and state.message else ""
+        click.echo(f"{job} {state.phase}{code}{why}")
     return EXIT_OK
 
 

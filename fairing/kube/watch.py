@@ -220,10 +220,13 @@ class Workload:
             obj, state = self._obj, self._queue_state
         if obj is None or not queue_of(obj) or not suspended(obj):
             return None
-        if state is None:
-            from .kueue import QueueState
+        if state is None:  # not read yet (a handle just attached): read it now
+            from .kueue import QueueState, workload_state
 
-            state = QueueState(queue_of(obj) or "", False, "", "waiting for Kueue to see it")
+            try:
+                state = workload_state(self.kube, self.namespace, obj)
+            except Exception:
+                state = QueueState(queue_of(obj) or "", False, "", "waiting for Kueue to see it")
         return state
 
     # -- logs ----------------------------------------------------------------------------

@@ -143,6 +143,10 @@ def test_a_queued_job_says_why_then_runs_when_the_blocker_ends(builder, kube, qu
         document = json.loads(_fairing_list(kubeconfig, kube.namespace, "--output", "json"))
         mine = next(d for d in document if d["name"] == second.name)
         assert mine["phase"] == "Queued" and mine["queue"] == queue and "quota" in mine["message"]
+        proc = subprocess.run([sys.executable, "-m", "fairing", "status", second.name, "--namespace", kube.namespace],
+                              capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "PYTHONPATH": str(ROOT), "KUBECONFIG": kubeconfig})
+        assert proc.stdout.startswith(f"{second.name} Queued: queued in the LocalQueue {queue}: "), proc.stdout + proc.stderr
 
         # queued, never unschedulable: still waiting (not raised) while the blocker runs
         assert first.result(600) == "blocker done"
@@ -223,10 +227,7 @@ def test_interrupted_while_queued_leaves_nothing(builder, kube, queue, base_imag
 
 def test_a_tfjob_with_a_queue_is_labelled_and_admitted(builder, kube, queue):
     def chief():
-        import json
-        import os
-
-        return json.loads(os.environ["TF_CONFIG"])["task"]["type"]
+        return "chief"
 
     deployer = TFJobDeployer({"Chief": 1}, kube=kube, queue=queue, mutators=[_small()])
     events: list = []
