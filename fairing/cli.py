@@ -453,7 +453,10 @@ def run(ctx: click.Context, entry: str, args: tuple, backend: Optional[str], inp
     from .api import TrainJob, run_handle
 
     out = _Out(output)
-    options = _backend_options(backend, _given(ctx, _RUN_OPTIONS))
+    try:
+        options = _backend_options(backend, _given(ctx, _RUN_OPTIONS))  # makes a TFJob/TrainJob deployer: checked
+    except FairingError as exc:
+        return _fail(out, exc)
     target = _entry(entry)
     if callable(target):
         job_args: dict = {"args": tuple(args)}

@@ -17,6 +17,7 @@ Kueue's webhook the job would then never start) and never touches queues.
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -77,11 +78,16 @@ def check_local_queue(kube: Any, namespace: str, queue: str) -> None:
             f"{GROUP}/{VERSION} LocalQueue API). Drop queue= (and the queue setting), or install Kueue.",
             queue=queue, namespace=namespace)
     names = _queue_names(kube, namespace)
-    existing = f"the LocalQueues there: {', '.join(names)}" if names else "there is no LocalQueue there"
+    if names:
+        close = difflib.get_close_matches(queue, names, n=1)
+        fix = (f"{f'Did you mean {close[0]!r}? ' if close else ''}The LocalQueues there: {', '.join(names)}; send "
+               "the job to one of them, or ask the cluster's admins for another")
+    else:
+        fix = "There is no LocalQueue there: ask the cluster's admins for one"
     raise QueueNotFoundError(
-        f"There is no Kueue LocalQueue {queue!r} in namespace {namespace!r} ({existing}). Use one of those, or ask "
-        f"the cluster's admins for a LocalQueue in {namespace!r} (kind: LocalQueue, apiVersion: {GROUP}/{VERSION}, "
-        f"spec.clusterQueue: the ClusterQueue to draw quota from).", queue=queue, namespace=namespace)
+        f"There is no Kueue LocalQueue {queue!r} in namespace {namespace!r}. {fix} (kind: LocalQueue, apiVersion: "
+        f"{GROUP}/{VERSION}, spec.clusterQueue: the ClusterQueue it draws quota from).", queue=queue,
+        namespace=namespace)
 
 
 def queue_of(obj: Optional[dict]) -> Optional[str]:

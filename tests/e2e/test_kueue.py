@@ -131,8 +131,11 @@ def test_a_queued_job_says_why_then_runs_when_the_blocker_ends(builder, kube, qu
             second.status()), 60, "the second job reported queued with Kueue's reason")
         assert queue in status.message and "insufficient" in status.message, status.message
         queued = [e for e in events if isinstance(e, Queued)]
-        assert queued and queued[0].queue == queue and queued[0].job == second.name
-        assert queued[0].status == "started" and queued[0].reason == "Pending" and "quota" in queued[0].message
+        assert queued and queued[0].status == "started"
+        assert all(e.queue == queue and e.job == second.name for e in queued)
+        pending = [e for e in queued if e.reason == "Pending"]
+        assert pending and "insufficient unused quota for cpu" in pending[0].message, queued
+        assert queue in pending[0].detail
 
         listed = _fairing_list(kubeconfig, kube.namespace)
         row = next(line for line in listed.splitlines() if line.startswith(second.name + " "))
@@ -204,7 +207,7 @@ def test_interrupted_while_queued_leaves_nothing(builder, kube, queue, base_imag
         try:
             for line in proc.stdout:
                 seen.append(line)
-                if line.startswith("Queued("):
+                if line.startswith("Queued(") and "insufficient unused quota" in line:
                     break
             assert "insufficient unused quota" in "".join(seen), "".join(seen)
             # held: the job and its Workload exist, and no pod of it
@@ -261,7 +264,7 @@ def test_an_unknown_local_queue_fails_before_the_build(kube, queue):
                        quiet=True)
     assert time.monotonic() - started < 15
     message = str(err.value)
-    assert "no-such-queue" in message and kube.namespace in message and f"LocalQueues there: {queue}" in message
+    assert "no-such-queue" in message and kube.namespace in message and f"The LocalQueues there: {queue};" in message
     assert err.value.queue == "no-such-queue" and err.value.namespace == kube.namespace
     assert _left_in(kube) == []
     with pytest.raises(ConfigurationError, match="LocalQueue"):

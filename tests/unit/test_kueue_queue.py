@@ -115,3 +115,29 @@ def test_workload_conditions_read_as_a_queue_state():
 def test_queue_not_found_is_a_configuration_error():
     err = QueueNotFoundError("no queue", queue="q", namespace="ns")
     assert isinstance(err, ConfigurationError) and err.queue == "q" and err.namespace == "ns"
+
+
+def test_the_command_line_queue_reaches_each_deployer():
+    import click
+
+    from fairing.cli import _backend_options
+
+    assert _backend_options("kubernetes", {"queue": "team-a"})["queue"] == "team-a"  # to the backend's JobDeployer
+    for deployer in ("tfjob", "pytorchjob", "trainjob"):
+        assert _backend_options("kubernetes", {"deployer": deployer, "queue": "team-a"})["deployer"].queue == "team-a"
+    with pytest.raises(click.UsageError, match="--queue does not apply to the local backend"):
+        _backend_options("local", {"queue": "team-a"})
+    with pytest.raises(click.UsageError, match="--queue does not apply to the docker backend"):
+        _backend_options("docker", {"queue": "team-a"})
+
+
+def test_a_bad_queue_on_the_command_line_is_a_usage_error_not_a_traceback(tmp_path, monkeypatch, capsys):
+    from fairing.cli import _main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "job.py").write_text("print(1)\n")
+    code = _main(["run", "job.py", "--backend", "kubernetes", "--deployer", "tfjob", "--queue", "Team A",
+                  "--registry", "r.example:5000", "--base-image", "python:3"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "LocalQueue" in err and "'Team A'" in err and "Traceback" not in err
