@@ -29,7 +29,7 @@ from fairing.deployers.training import TFJobDeployer
 from fairing.events import Queued
 from fairing.kube.kueue import GROUP, QUEUE_LABEL, VERSION
 
-from .conftest import wait_until
+from conftest import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -105,7 +105,7 @@ def _fairing_list(kubeconfig: str, namespace: str, *args: str) -> str:
 def test_a_queued_job_says_why_then_runs_when_the_blocker_ends(builder, kube, queue, kubeconfig):
     deployer = JobDeployer(kube=kube, queue=queue, mutators=[_small()])
 
-    @fairing.train(backend=Backend("e2e", builder, deployer), quiet=True, timeout=600)
+    @fairing.train(backend=Backend("kubernetes", builder, deployer), quiet=True, timeout=600)
     def blocker(seconds):
         import time
 
@@ -114,7 +114,7 @@ def test_a_queued_job_says_why_then_runs_when_the_blocker_ends(builder, kube, qu
 
     events: list = []
 
-    @fairing.train(backend=Backend("e2e", builder, deployer), quiet=True, on_event=events.append, timeout=600)
+    @fairing.train(backend=Backend("kubernetes", builder, deployer), quiet=True, on_event=events.append, timeout=600)
     def waits(x):
         return x * 2
 
@@ -130,8 +130,11 @@ def test_a_queued_job_says_why_then_runs_when_the_blocker_ends(builder, kube, qu
         status = wait_until(lambda: (lambda s: s if s.phase == "Queued" and "quota" in s.message else None)(
             second.status()), 60, "the second job reported queued with Kueue's reason")
         assert queue in status.message and "insufficient" in status.message, status.message
+        # the handle's queue thread reports it within a poll or two
+        wait_until(lambda: any(isinstance(e, Queued) and e.reason == "Pending" for e in events), 30,
+                   "a Queued event with Kueue's reason")
         queued = [e for e in events if isinstance(e, Queued)]
-        assert queued and queued[0].status == "started"
+        assert queued[0].status == "started"
         assert all(e.queue == queue and e.job == second.name for e in queued)
         pending = [e for e in queued if e.reason == "Pending"]
         assert pending and "insufficient unused quota for cpu" in pending[0].message, queued
@@ -181,7 +184,7 @@ def _submitter(tmp_path, base_image, registry_address, kubeconfig, namespace, qu
         @fairing.train(backend=backend, on_event=lambda e: print(repr(e), flush=True))
         def never_runs():
             return "ran"
-        print("returned", never_runs(), flush=True)
+        print("RESULT=" + never_runs(), flush=True)
     """))
     return script
 
@@ -221,7 +224,7 @@ def test_interrupted_while_queued_leaves_nothing(builder, kube, queue, base_imag
             assert "KeyboardInterrupt" in rest, rest
         else:
             assert proc.returncode == -signal.SIGTERM, rest
-        assert "returned" not in rest
+        assert "RESULT=ran" not in rest
         assert _left_in(kube, keep=first.name) == []  # job, Workload, pods and result key of it: gone
     finally:
         first.delete()
