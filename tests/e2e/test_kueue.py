@@ -289,3 +289,32 @@ def test_a_local_queue_without_its_cluster_queue_fails_with_kueues_reason(builde
     assert time.monotonic() - started < 120
     assert f"ClusterQueue {missing} doesn't exist" in str(err.value) and "orphan" in str(err.value)
     assert _left_in(kube) == []
+
+
+def test_a_trainjob_with_a_queue_is_labelled_and_admitted(builder, kube, queue):
+    """Admitted only: Kueue v0.17's TrainJob integration starts an admitted TrainJob through
+    Trainer v2.2's ``runtimePatches``; the cluster's Trainer v2.1.0 lacks them, so Kueue logs
+    "kueue runtime patch not found" and the TrainJob stays suspended (the run itself is
+    tests/e2e/test_trainjob_v2.py, without a queue)."""
+    from fairing.deployers.trainjob import TRAINER_API, TrainJobDeployer
+
+    small = {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
+    deployer = TrainJobDeployer(kube=kube, num_nodes=1, resources_per_node=small, queue=queue)
+    handle = fairing.submit(fairing.api.preprocessor_for(len, args=([],)), builder=builder, deployer=deployer,
+                            quiet=True)
+    group, version = TRAINER_API.split("/")
+    try:
+        obj = kube.custom.get_namespaced_custom_object(group, version, kube.namespace, "trainjobs", handle.name)
+        assert obj["metadata"]["labels"][QUEUE_LABEL] == queue
+        uid = obj["metadata"]["uid"]
+
+        def admitted():
+            mine = [w for w in _workloads(kube) if any(o["uid"] == uid for o in w["metadata"].get("ownerReferences", []))]
+            return mine if mine and any(c["type"] == "Admitted" and c["status"] == "True"
+                                        for c in (mine[0].get("status") or {}).get("conditions") or []) else None
+
+        mine = wait_until(admitted, 120, "the TrainJob's Workload admitted")
+        assert len(mine) == 1 and mine[0]["spec"]["queueName"] == queue
+    finally:
+        handle.delete()
+    wait_until(lambda: _left_in(kube) == [], 60, "the TrainJob, its Workload and result key gone")
