@@ -2,7 +2,8 @@
 sent to a LocalQueue whose quota a blocker holds is reported queued with Kueue's reason (an
 event, its status, ``fairing list``), runs once the blocker ends and returns its value;
 Ctrl-C or SIGTERM while it is queued leaves nothing behind (job, Workload, pods, result key);
-a TFJob with ``queue=`` is labelled and admitted; a queue that does not exist fails fast.
+a TFJob, a TrainJob and a map's Indexed Job with ``queue=`` are labelled and admitted; a
+queue that does not exist fails fast.
 
 Each test makes its own ClusterQueue (cohort-less, so no other test can borrow from it or
 lend to it) and LocalQueue pair: tests on other workers never share a quota."""
@@ -318,3 +319,23 @@ def test_a_trainjob_with_a_queue_is_labelled_and_admitted(builder, kube, queue):
     finally:
         handle.delete()
     wait_until(lambda: _left_in(kube) == [], 60, "the TrainJob, its Workload and result key gone")
+
+
+def test_a_map_goes_to_the_queue_as_one_indexed_job(builder, kube, queue):
+    deployer = JobDeployer(kube=kube, queue=queue, mutators=[m.resources(cpu="100m", memory="64Mi")])
+
+    @fairing.train(backend=Backend("e2e", builder, deployer), quiet=True, timeout=600)
+    def square(x):
+        return x * x
+
+    handle = square.map_submit([((x,), {}) for x in (1, 2, 3)], parallelism=2)
+    try:
+        job = kube.batch.read_namespaced_job(handle.name, kube.namespace)
+        assert job.metadata.labels[QUEUE_LABEL] == queue and job.spec.completion_mode == "Indexed"
+        assert handle.result(600) == [1, 4, 9]
+        uid = job.metadata.uid
+        assert [w["spec"]["queueName"] for w in _workloads(kube)
+                if any(o["uid"] == uid for o in w["metadata"].get("ownerReferences", []))] == [queue]
+    finally:
+        handle.delete()
+    assert _left_in(kube) == []
