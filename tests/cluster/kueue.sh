@@ -46,9 +46,19 @@ EOT
 }
 
 install_kueue() {
-  local moddir ref dir digest
-  moddir=$(_mod_dir kueue "$KUEUE_MODULE")
+  local moddir ref dir digest key
   ref=$(_controller_image kueue)
+  # Warm: the same image, module and this file applied before, and the controller
+  # serving: nothing to render or apply.
+  key=$(cat "$CLUSTER_DIR/kueue.sh" "$CLUSTER_DIR/tools/kueue/go.mod" <(echo "$ref") | sha256sum | cut -d' ' -f1)
+  if [[ -f $STATE/kueue/applied.key && $(<"$STATE/kueue/applied.key") == "$key" ]] &&
+    kubectl -n kueue-system rollout status deploy/kueue-controller-manager --timeout=2s >/dev/null 2>&1 &&
+    kubectl get clusterqueue "$KUEUE_CLUSTER_QUEUE" >/dev/null 2>&1; then
+    log "kueue: up to date"
+    return 0
+  fi
+  rm -f "$STATE/kueue/applied.key"
+  moddir=$(_mod_dir kueue "$KUEUE_MODULE")
   dir=$STATE/kueue/manifests
   rm -rf "$dir"
   mkdir -p "$dir"
@@ -150,4 +160,5 @@ EOT
   wait_for "kueue ResourceFlavor and ClusterQueue" 120 - \
     "$BIN/k8s" kubectl --kubeconfig "$STATE/kubeconfig" apply --server-side --force-conflicts -f "$STATE/kueue/queues.yaml"
   echo "$digest" >"$STATE/kueue/applied.sha"
+  echo "$key" >"$STATE/kueue/applied.key"
 }
