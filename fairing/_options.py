@@ -150,7 +150,7 @@ def check_options(target: Callable, options: Iterable[str], what: str, *, also: 
 #: The options a command line may give for a job, whatever the backend; each backend says
 #: which of them it takes (:func:`job_options`), and the CLI asks it (:func:`job_options_of`).
 JOB_OPTIONS = ("registry", "base_image", "insecure_registry", "namespace", "deployer", "replicas", "nodes", "cpu",
-               "memory", "gpus", "env", "secret_env")
+               "memory", "gpus", "env", "secret_env", "queue")
 
 
 def job_options(*names: str) -> Callable[[Callable], Callable]:

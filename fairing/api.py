@@ -85,6 +85,9 @@ def pipeline(preprocessor: Any, builder: Any, deployer: Any, *, backend_name: st
 
     emit = emitter(on_event)
     preflight(builder, deployer)  # a missing permission is found before anything is built or pushed
+    check = getattr(deployer, "preflight", None)
+    if callable(check):  # what the deployer can check before anything is built (a Kueue queue)
+        check()
     context = run_stage(emit, "package", preprocessor.context)
     origin = jobs.origin_of(context, preprocessor)
     image = run_stage(emit, "build", lambda: builder.build(context, on_event=on_event), detail=_settings_note())
@@ -225,6 +228,11 @@ class _MapDeployer:
     @property
     def kube(self) -> Any:
         return self.deployer.kube
+
+    def preflight(self) -> None:
+        check = getattr(self.deployer, "preflight", None)
+        if callable(check):
+            check()
 
     def deploy(self, image: Any, *, name: Optional[str] = None, on_event: Optional[EventCallback] = None) -> Any:
         import copy

@@ -296,15 +296,18 @@ def _backend_options(backend: Optional[str], given: dict) -> dict:
         from .deployers.trainjob import TrainJobDeployer
 
         options["deployer"] = TrainJobDeployer(num_nodes=given.get("nodes", 1), namespace=given.get("namespace"),
-                                               mutators=mutators)
+                                               mutators=mutators, queue=given.get("queue"))
     elif deployer in ("tfjob", "pytorchjob"):
         from ._registry import load
         from .deployers import DEPLOYERS
 
         options["deployer"] = load(DEPLOYERS, deployer, "deployer")(
-            given.get("replicas"), namespace=given.get("namespace"), mutators=mutators)
-    elif mutators:
-        options["mutators"] = mutators
+            given.get("replicas"), namespace=given.get("namespace"), mutators=mutators, queue=given.get("queue"))
+    else:
+        if mutators:
+            options["mutators"] = mutators
+        if "queue" in given:
+            options["queue"] = given["queue"]
     if given.get("insecure_registry"):
         options["insecure"] = True
     return options
@@ -465,7 +468,7 @@ def _hoist_global_options(args: list) -> list:
 
 _RUN_OPTIONS = ("registry", "base_image", "insecure_registry", "namespace", "deployer", "replicas", "nodes", "cpu",
                 "memory",
-                "gpus", "env", "secret_env")
+                "gpus", "env", "secret_env", "queue")
 
 _JOB_OPTIONS = [
     click.option("--backend", "-b", type=click.Choice(BACKEND_NAMES), default=None,
@@ -501,6 +504,8 @@ fairing run train:main --detach --env LR=0.1      # module:function; prints the 
 @click.option("--replicas", multiple=True, callback=_replicas, metavar="TYPE=N",
               help="replicas of a TFJob/PyTorchJob, e.g. Worker=2 (repeat for more)")
 @click.option("--nodes", type=click.IntRange(min=1), help="nodes of a TrainJob (one pod each)")
+@click.option("--queue", metavar="LOCALQUEUE",
+              help="the Kueue LocalQueue the job waits in for quota (default: the queue setting)")
 @click.option("--cpu", help="CPU request, e.g. 2 or 500m")
 @click.option("--memory", help="memory request (and limit), e.g. 4Gi")
 @click.option("--gpus", type=click.IntRange(min=0), help="number of GPUs")
@@ -531,7 +536,10 @@ def run(ctx: click.Context, entry: str, args: tuple, backend: Optional[str], inp
     from .api import TrainJob, run_handle
 
     out = _Out(output)
-    options = _backend_options(backend, _given(ctx, _RUN_OPTIONS))
+    try:
+        options = _backend_options(backend, _given(ctx, _RUN_OPTIONS))  # makes a TFJob/TrainJob deployer: checked
+    except FairingError as exc:
+        return _fail(out, exc)
     if warm:
         if detach:
             raise click.UsageError("--warm runs the call on a warm worker and waits for it; it cannot --detach.")
@@ -727,6 +735,9 @@ def _table(infos: list) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+    for info in infos:  # why Kueue holds a job: a line each, under the table (too long for a column)
+        if info.phase == "Queued" and info.message:
+            click.echo(f"{info.name}: {info.message}")
 
 
 @cli.command("list", cls=Command, example="""
@@ -771,7 +782,8 @@ def status(job: str, namespace: Optional[str], output: str) -> int:
         out.document({"job": job, "status": state.phase, "exit_code": state.exit_code, "message": state.message})
     else:
         code = f" (exit code {state.exit_code})" if state.exit_code is not None else ""
-        click.echo(f"{job} {state.phase}{code}")
+        why = f": {state.message}" if state.phase == "Queued" and state.message else ""
+        click.echo(f"{job} {state.phase}{code}{why}")
     return EXIT_OK
 
 

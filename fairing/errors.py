@@ -4,7 +4,8 @@ Each message says what happened and how to fix it. The tree::
 
     FairingError
     ├── ConfigurationError          an argument or setting is wrong
-    │   └── PythonMismatchError         the base image's Python cannot load this function
+    │   ├── PythonMismatchError         the base image's Python cannot load this function
+    │   └── QueueNotFoundError          the Kueue LocalQueue named by queue= does not exist (or no Kueue)
     ├── MissingDependencyError      an optional extra is not installed
     ├── JobRecordError              a job record on this machine is corrupt or not fairing's
     ├── PackagingError              code could not be captured into a build context
@@ -49,6 +50,7 @@ __all__ = [
     "FairingError",
     "ConfigurationError",
     "PythonMismatchError",
+    "QueueNotFoundError",
     "MissingDependencyError",
     "JobRecordError",
     "PackagingError",
@@ -110,6 +112,17 @@ class PythonMismatchError(ConfigurationError):
     def __init__(self, message: str, *, submitter: str, image: str) -> None:
         self.submitter = submitter
         self.image = image
+        super().__init__(message)
+
+
+class QueueNotFoundError(ConfigurationError):
+    """``queue=`` names a Kueue LocalQueue that does not exist in the job's namespace, or the
+    cluster has no Kueue; found before anything is built, or from Kueue's own reason when
+    the queue goes away while a job waits in it. ``queue`` and ``namespace`` name it."""
+
+    def __init__(self, message: str, *, queue: str, namespace: str) -> None:
+        self.queue = queue
+        self.namespace = namespace
         super().__init__(message)
 
 

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
 
-__all__ = ["Event", "Stage", "Progress", "LogLine", "EventCallback", "emitter", "run_stage", "failed_on_error"]
+__all__ = ["Event", "Stage", "Queued", "Progress", "LogLine", "EventCallback", "emitter", "run_stage", "failed_on_error"]
 
 _logger = logging.getLogger("fairing")
 
@@ -31,6 +31,20 @@ class Stage(Event):
     name: str
     status: str  # "started" | "finished" | "failed" | "skipped"
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class Queued(Stage):
+    """Kueue holds the job ``job`` in the LocalQueue ``queue`` (see :mod:`fairing.kube.kueue`):
+    the stage 'queue', "started" when first seen held, "waiting" when Kueue's ``reason`` or
+    ``message`` (from the job's Workload conditions) change, "finished" once admitted,
+    "failed" when the queue does not exist. Renderers that know only :class:`Stage` show it
+    as one; ``detail`` says it in words."""
+
+    job: str = ""
+    queue: str = ""
+    reason: str = ""
+    message: str = ""
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ __all__ = ["Handle", "JobStatus", "Hooks", "LogBuffer", "LineSplitter", "publish
 
 @dataclass(frozen=True)
 class JobStatus:
-    """``phase`` is one of 'Pending', 'Running', 'Succeeded', 'Failed'."""
+    """``phase`` is one of 'Pending', 'Queued' (Kueue holds it: ``message`` says where and
+    why), 'Running', 'Succeeded', 'Failed'."""
 
     phase: str
     exit_code: Optional[int] = None

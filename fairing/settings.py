@@ -6,7 +6,7 @@ Where they come from, first match wins::
     environment          FAIRING_REGISTRY, FAIRING_BASE_IMAGE, FAIRING_BACKEND, FAIRING_NAMESPACE,
                          FAIRING_INSECURE_REGISTRIES (comma-separated), FAIRING_CA_BUNDLE,
                          FAIRING_PLATFORM, FAIRING_PYTHON_VERSION, FAIRING_CONTEXT,
-                         FAIRING_UNSCHEDULABLE_GRACE, FAIRING_SCALE_UP_TIMEOUT
+                         FAIRING_UNSCHEDULABLE_GRACE, FAIRING_SCALE_UP_TIMEOUT, FAIRING_QUEUE
     project file         fairing.toml, else the [tool.fairing] table of pyproject.toml, in the
                          current directory or the nearest parent that has one, never above the
                          project's root: the first directory (from the current one up) with a
@@ -66,9 +66,12 @@ ENVIRONMENT = {
     "FAIRING_CONTEXT": "context",
     "FAIRING_UNSCHEDULABLE_GRACE": "unschedulable_grace",
     "FAIRING_SCALE_UP_TIMEOUT": "scale_up_timeout",
+    "FAIRING_QUEUE": "queue",
 }
 
-#: setting -> the keyword argument of the backends, builders and deployers that take it
+#: setting -> the keyword argument of the backends, builders and deployers that take it.
+#: ``queue`` is not here: it goes to the job deployers only, filled in by
+#: :func:`fairing.backends.with_settings` (an endpoint's deployer takes none).
 PARAMETERS = {
     "registry": "registry",
     "base_image": "base_image",
@@ -105,6 +108,7 @@ class Settings:
     #: autoscaler said it adds a node for it [600] (the deployers' options of these names).
     unschedulable_grace: Optional[float] = None
     scale_up_timeout: Optional[float] = None
+    queue: Optional[str] = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
     #: The settings files read (the user file first, then the project's), as paths.
     files: tuple[str, ...] = field(default=(), compare=False)
@@ -200,6 +204,10 @@ def _check_value(name: str, value: Any, where: str) -> Any:
         parts = value.split(".")
         if len(parts) < 2 or not all(p.isdigit() for p in parts[:2]):
             raise ConfigurationError(f"python_version in {where} must be like '3.11', got {value!r}.")
+    if name == "queue":
+        from .kube.kueue import check_queue_name
+
+        check_queue_name(value, where if where.startswith("queue=") else f"queue in {where}")
     if name == "backend":
         from ._names import BACKENDS
 
@@ -214,7 +222,7 @@ def _check_value(name: str, value: Any, where: str) -> Any:
 #: The keyword arguments that carry one string setting, checked like the setting when given.
 _STRING_ARGUMENTS = {"registry": "registry", "base_image": "base_image", "namespace": "namespace",
                      "ca_bundle": "ca_bundle", "platform": "platform", "python_version": "python_version",
-                     "context": "context"}
+                     "context": "context", "queue": "queue"}
 
 
 def check_arguments(options: Mapping[str, Any], what: str) -> None:
@@ -227,7 +235,7 @@ def check_arguments(options: Mapping[str, Any], what: str) -> None:
         if not isinstance(value, str):
             example = {"registry": "'registry.example.com:5000/team'", "base_image": "'python:3.11-slim'",
                        "namespace": "'ml-jobs'", "platform": "'linux/amd64'", "python_version": "'3.11'",
-                       "ca_bundle": "'certs/ca.pem'", "context": "'team-cluster'"}[name]
+                       "ca_bundle": "'certs/ca.pem'", "context": "'team-cluster'", "queue": "'team-a'"}[name]
             raise ConfigurationError(f"{key}= of {what} takes one string, e.g. {key}={example}; got "
                                      f"{type(value).__name__} {value!r}.")
         _check_value(name, value, f"{key}= of {what}")

@@ -116,14 +116,16 @@ class BackendChoice:
 
 def with_settings(part: Any, settings: Any = None) -> Any:
     """``part`` (a deployer) with the options it left unset filled from the settings
-    [:func:`fairing.settings.resolve` now]: a copy, or ``part`` itself when nothing is
+    [:func:`fairing.settings.resolve` now]: the insecure registries, and the ``queue`` of a
+    job deployer (one that takes a Kueue queue); a copy, or ``part`` itself when nothing is
     filled. Stages never read settings; the facade passes them down through here."""
     unset = [name for name in ("insecure_hosts", "unschedulable_grace", "scale_up_timeout")
              if hasattr(part, name) and getattr(part, name) is None]
     kube_options = getattr(part, "_kube_options", None)  # a Kubernetes deployer that has not connected yet
     no_context = (isinstance(kube_options, dict) and getattr(part, "_kube", True) is None
                   and kube_options.get("context") is None)
-    if not unset and not no_context:
+    fill_queue = bool(getattr(part, "queueable", False)) and getattr(part, "queue", "") is None
+    if not unset and not no_context and not fill_queue:
         return part
     import copy
 
@@ -136,6 +138,8 @@ def with_settings(part: Any, settings: Any = None) -> Any:
         setattr(new, name, value)
     if no_context and settings.context:
         new._kube_options = {**kube_options, "context": settings.context}
+    if fill_queue and settings.queue:
+        new.queue = settings.queue
     return new
 
 

@@ -68,7 +68,8 @@ def choose_builder(*, base_image: Optional[str], registry: Optional[str], docker
 
 
 #: The job options every cluster backend takes (the cloud ones choose the registry themselves).
-CLUSTER_JOB_OPTIONS = ("base_image", "namespace", "deployer", "replicas", "nodes", "cpu", "memory", "gpus", "env", "secret_env")
+CLUSTER_JOB_OPTIONS = ("base_image", "namespace", "deployer", "replicas", "nodes", "cpu", "memory", "gpus", "env", "secret_env",
+                       "queue")
 
 
 @job_options("registry", "insecure_registry", *CLUSTER_JOB_OPTIONS)

@@ -156,6 +156,8 @@ class InferenceServiceDeployer(KubeDeployerBase):
     :class:`~fairing.deployers.kubernetes.KubeDeployerBase`.
     """
 
+    queueable = False
+
     container_name = "kserve-container"  # the name KServe expects for a custom predictor
 
     workload_kind = InferenceServiceHandle.WORKLOAD

@@ -39,6 +39,7 @@ from ..artifacts import RegistryImage
 from ..errors import ConfigurationError, DeployError, ImagePullError, JobFailedError, ResultError
 from ..handle import HasOutputs, Hooks
 from ..kube.diagnose import SCALE_UP_TIMEOUT, UNSCHEDULABLE_GRACE
+from ..kube.kueue import QUEUE_LABEL, check_local_queue, check_queue_name
 from ..kube.workloads import condition_phase
 from ..kube import JOB_LABEL, MANAGED_BY, KubeClient, Workload, raise_for_api_error
 from ..kube.secrets import DOCKER_CONFIG_KEY, delete_secret, registry_secret, write_secret
@@ -103,12 +104,17 @@ class KubeDeployerBase:
     ``scale_up_timeout``: how long, once a node autoscaler reported ``TriggeredScaleUp`` for
     the pod (a node is being added) [600; the ``scale_up_timeout`` setting].
     ``priority_class``: the pods' ``priorityClassName`` (a PriorityClass on the cluster).
+    ``queue``: the Kueue LocalQueue (in the namespace) the workload waits in for quota: the
+    ``kueue.x-k8s.io/queue-name`` label on the workload (see :mod:`fairing.kube.kueue`)
+    [None: none; the backends fill it from the ``queue`` setting]; checked to exist before
+    anything is built. Endpoints take none.
     """
 
     container_name = "fairing-job"
     accepts = (RegistryImage,)
     #: The WorkloadKind this deployer starts (what :meth:`required_access` asks for).
     workload_kind: Any = None
+    queueable = True  # a batch workload Kueue can hold (endpoints are not)
 
     def __init__(self, *, namespace: Optional[str] = None, kube: Optional[KubeClient] = None,
                  kubeconfig: Optional[str] = None, context: Optional[str] = None, mutators=(),
@@ -117,7 +123,7 @@ class KubeDeployerBase:
                  backoff_limit: int = 0, name_prefix: str = "fairing", pull_credentials: Any = None,
                  insecure_registry: Optional[bool] = None, insecure_hosts: Optional[Iterable[str]] = None,
                  unschedulable_grace: Optional[float] = None, scale_up_timeout: Optional[float] = None,
-                 priority_class: Optional[str] = None) -> None:
+                 priority_class: Optional[str] = None, queue: Optional[str] = None) -> None:
         # None: not given (the settings may fill them, fairing.backends.with_settings)
         self.unschedulable_grace = _seconds("unschedulable_grace", unschedulable_grace, UNSCHEDULABLE_GRACE)
         self.scale_up_timeout = _seconds("scale_up_timeout", scale_up_timeout, SCALE_UP_TIMEOUT)
@@ -125,6 +131,11 @@ class KubeDeployerBase:
             raise ConfigurationError(f"priority_class must name a PriorityClass (a lowercase DNS name such as "
                                      f"'high-priority'), got {priority_class!r}.")
         self.priority_class = priority_class
+        if queue is not None and not self.queueable:
+            raise ConfigurationError(f"queue= sends a batch job to a Kueue LocalQueue; the {type(self).__name__} "
+                                     "runs an endpoint, which Kueue does not queue here. Drop queue=.")
+        self.queue = check_queue_name(queue)
+        self._queue_checked: Optional[tuple] = None  # (namespace, queue) found to exist
         self._kube = kube
         self._kube_options = {"kubeconfig": kubeconfig, "context": context, "namespace": namespace}
         self.mutators: list[Mutator] = list(mutators)
@@ -159,6 +170,13 @@ class KubeDeployerBase:
 
     def new_name(self) -> str:
         return f"{self.name_prefix}-{time.strftime('%m%d-%H%M%S')}-{uuid.uuid4().hex[:5]}"
+
+    def preflight(self) -> None:
+        """What can be checked before anything is built: the LocalQueue named by ``queue``
+        exists (:class:`~fairing.errors.QueueNotFoundError` otherwise)."""
+        if self.queue and self._queue_checked != (self.kube.namespace, self.queue):
+            check_local_queue(self.kube, self.kube.namespace, self.queue)
+            self._queue_checked = (self.kube.namespace, self.queue)
 
     def pull_secret(self, image: Any, name: str) -> Optional[str]:
         """Create the image pull secret of job ``name`` with the credentials for ``image``'s
@@ -199,6 +217,7 @@ class KubeDeployerBase:
         (deleted again if that fails). It yields ``owned_by(api_version, kind, uid)``, which
         makes the workload the Secret's owner, so the cluster removes it with the workload
         even if this process dies; the handle deletes both otherwise."""
+        self.preflight()  # a deployer used on its own: before anything is created
         try:
             write_secret(self.kube, result_key_secret(name), {"key": new_key().hex()})
 
@@ -291,7 +310,10 @@ class KubeDeployerBase:
         }
 
     def metadata(self, name: str) -> dict:
-        return {"name": name, "labels": {**MANAGED_BY, **self.labels, JOB_LABEL: name},
+        """The workload's metadata; with ``queue``, Kueue's label (on the workload only: its
+        pods are Kueue's business once it admits the workload)."""
+        queue = {QUEUE_LABEL: self.queue} if self.queue else {}
+        return {"name": name, "labels": {**MANAGED_BY, **self.labels, JOB_LABEL: name, **queue},
                 "annotations": dict(self.annotations)}
 
 

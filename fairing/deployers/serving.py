@@ -228,6 +228,7 @@ class ServingDeployer(KubeDeployerBase):
 
         return [*super().required_access(), Access("patch", "deployments/scale", "apps"),
                 *(Access(v, "services") for v in ("create", "get", "delete"))]
+    queueable = False
 
     def __init__(self, *, replicas: int = 1, **options: Any) -> None:
         super().__init__(name_prefix=options.pop("name_prefix", "fairing-endpoint"), **options)

@@ -158,7 +158,7 @@ class WarmDeployer(KubeDeployerBase):
                     {"name": protocol.IDLE_ENV, "value": str(self.idle)}],
         }
         spec = apply({"containers": [container], "restartPolicy": "Never"}, self.mutators)
-        secret = self.pull_secret(image.image)
+        secret = self.pull_secret(image.image, name)  # <name>-pull, owned by the worker's Job below
         if secret:
             spec = image_pull_secrets(secret)(spec)
         annotations = {**self.annotations, "sidecar.istio.io/inject": "false", IDENTITY_LABEL: self.identity}
@@ -198,10 +198,14 @@ class WarmDeployer(KubeDeployerBase):
         with os.fdopen(fd, "w") as fh:
             fh.write(token)
         try:
-            kube.batch.create_namespaced_job(kube.namespace, self.manifest(image, name, token))
-        except kube.api_errors as exc:
+            job = kube.batch.create_namespaced_job(kube.namespace, self.manifest(image, name, token))
+        except BaseException as exc:
             path.unlink(missing_ok=True)
-            raise_for_api_error(exc, action=f"create the warm worker {name}", kind="Job", namespace=kube.namespace)
+            self.delete_secrets(name)
+            if isinstance(exc, kube.api_errors):
+                raise_for_api_error(exc, action=f"create the warm worker {name}", kind="Job", namespace=kube.namespace)
+            raise
+        self.own_secrets(name, "batch/v1", "Job", job.metadata.uid)  # they go with the worker's Job
         return name, token
 
     def _prune_tokens(self, directory: Path) -> None:

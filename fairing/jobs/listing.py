@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -25,7 +25,8 @@ class JobInfo:
     name: str
     backend: str
     kind: str              # 'local', 'Job', 'TFJob', 'PyTorchJob', 'TrainJob', 'Endpoint', 'InferenceService'
-    phase: str             # 'Pending', 'Running', 'Succeeded', 'Failed'; 'Unknown': its cluster did not answer;
+    phase: str             # 'Pending', 'Queued' (Kueue holds it), 'Running', 'Succeeded', 'Failed';
+                           # 'Unknown': its cluster did not answer;
                            # 'Invalid': its record cannot be trusted (``problem`` says why)
     created: float         # seconds since the epoch
     image: str = ""
@@ -35,6 +36,8 @@ class JobInfo:
     labels: dict = field(default_factory=dict)
     url: str = ""          # an endpoint's address
     problem: str = ""      # why its record cannot be trusted (phase 'Invalid'): `fairing delete NAME` removes it
+    queue: str = ""        # the Kueue LocalQueue it was sent to
+    message: str = ""      # phase 'Queued': where and why Kueue holds it (its Workload's condition)
 
     @property
     def age(self) -> float:
@@ -120,8 +123,11 @@ def _kube_info(kind: str, obj: dict, namespace: str) -> JobInfo:
     if handle_class.WORKLOAD.endpoint:
         service, port = handle_class.service_for(meta.get("name", ""))
         url = f"http://{service}.{namespace}.svc:{port}"
+    from ..kube.kueue import QUEUE_LABEL
+
     return JobInfo(meta.get("name", ""), "kubernetes", kind, phase, _timestamp(meta.get("creationTimestamp")),
-                   _first_image(obj.get("spec") or {}), namespace, code, origin, dict(labels), url)
+                   _first_image(obj.get("spec") or {}), namespace, code, origin, dict(labels), url,
+                   queue=labels.get(QUEUE_LABEL, ""))
 
 
 _LIST_TIMEOUT = 15  # seconds: a cluster that does not answer must not hang `fairing list`
@@ -129,6 +135,7 @@ _LIST_TIMEOUT = 15  # seconds: a cluster that does not answer must not hang `fai
 
 def _cluster_jobs(kube: Any, namespace: str) -> list[JobInfo]:
     from ..kube import raise_for_api_error
+    from ..kube.kueue import queue_states
     from ..kube.workloads import list_objects
 
     api = kube.k8s.client.ApiException
@@ -143,11 +150,16 @@ def _cluster_jobs(kube: Any, namespace: str) -> list[JobInfo]:
             if exc.status == 404 and workload.custom:
                 continue  # no such operator in this cluster: no such jobs
             raise_for_api_error(exc, action=f"list fairing's {kind}s", kind=workload.kind, namespace=namespace)
+        held = queue_states(kube, namespace, items)  # one listing of Kueue's Workloads, when any is held
         for item in items:
             owners = (item.get("metadata") or {}).get("ownerReferences") or []
             if any(owner.get("kind") in listed_kinds for owner in owners):
                 continue  # made by one of ours (KServe's predictor Deployment): listed as its owner
-            found.append(_kube_info(kind, item, namespace))
+            info = _kube_info(kind, item, namespace)
+            state = held.get((item.get("metadata") or {}).get("uid"))
+            if state is not None and not info.done:
+                info = replace(info, phase="Queued", message=state.describe())
+            found.append(info)
     return found
 
 

@@ -6,7 +6,10 @@ A :class:`Workload` keeps two watches open in background threads - one on the ob
 resourceVersion when the server closes it (re-listing after ``410 Gone``). Every wait
 goes through :meth:`Workload.wait_until`, which sleeps on a condition those watches
 signal (no polling loop) and raises what :func:`~fairing.kube.diagnose.diagnose` finds
-wrong with a pod.
+wrong with a pod. While Kueue holds the workload (:mod:`fairing.kube.kueue`), another
+thread reads its Workload's conditions every few seconds: the handle reports it queued
+(a :class:`~fairing.events.Queued` event, a 'Queued' status) instead of judging pods that
+do not exist yet.
 
 A third watch reads the namespace's events about the workload, for every kind in this one
 place: a controller's ``FailedCreate`` (Job, JobSet's Jobs, the training operator's
@@ -18,7 +21,7 @@ goes to the diagnosis. An identity that may not read events loses only this earl
 Logs of every replica stream as soon as its container starts (the previous container too,
 after a restart), kept in order per replica.
 
-The module runs past 450 lines because the three watches, their resumption and the one
+The module runs past 450 lines because the three watches, the queue reader, their resumption and the one
 wait they all signal share one lock and one state: split apart, each piece would need the
 others' internals.
 """
@@ -31,7 +34,7 @@ import time
 from typing import Any, Callable, Iterator, Optional
 
 from ..errors import DeployError, FairingError, JobFailedError, JobTimeoutError, PodsRefusedError
-from ..events import EventCallback, Stage, emitter
+from ..events import EventCallback, Queued, Stage, emitter
 from ..handle import JobStatus, LineSplitter, LogBuffer, publish_lines
 from ..runtime.result import PREFIX
 from .client import is_status, raise_for_api_error
@@ -50,6 +53,7 @@ _FAILED_CREATE = ("FailedCreate", "FailedCreatePod")
 #: FailedCreate messages that are a retry, not a refusal (the controller tries again).
 _TRANSIENT = ("the object has been modified", "Operation cannot be fulfilled", "already exists",
               "etcdserver", "Timeout", "timed out", "connection refused", "TooManyRequests")
+_QUEUE_POLL = 2.0  # seconds between readings of a queued workload's Kueue Workload
 
 
 class Workload:
@@ -82,6 +86,8 @@ class Workload:
         self._refused: Optional[dict] = None  # the first FailedCreate event that refuses a pod
         self._autoscaler: dict[str, tuple[str, str, str]] = {}  # pod -> (time, reason, message), the newest
         self._waiting_node: set = set()  # pods reported as waiting for a new node
+        self._queue_state: Any = None  # what Kueue last said while it held the workload (kueue.QueueState)
+        self._queue_error: Optional[FairingError] = None  # its queue does not exist: it will never run
 
     # -- what subclasses provide -------------------------------------------------------
 
@@ -114,6 +120,7 @@ class Workload:
                          name=f"fairing-pods-{self.name}", daemon=True).start()
         threading.Thread(target=self._watch_loop, args=(self.kube.core.list_namespaced_event, {}, self._on_k8s_event),
                          kwargs={"optional": True}, name=f"fairing-events-{self.name}", daemon=True).start()
+        threading.Thread(target=self._queue_loop, name=f"fairing-queue-{self.name}", daemon=True).start()
         return self
 
     def _watch_loop(self, list_fn, selector: dict, on_event, optional: bool = False) -> None:
@@ -215,6 +222,80 @@ class Workload:
         if kind != "DELETED":
             self._maybe_stream(pod)
 
+    def _queue_loop(self) -> None:
+        """While Kueue holds the workload (a queue label, suspended): read what its Workload
+        says, report each change as a Queued event, and note a queue that does not exist.
+        Ends at once for a workload without a queue label."""
+        from ..errors import QueueNotFoundError
+        from .kueue import queue_of, suspended, workload_state
+
+        last: Any = None
+        held_since = time.monotonic()
+        while not self._stop.is_set():
+            with self._cond:
+                obj = None if self._obj is None else self._obj
+                ended = self._obj_gone or (obj is not None and self._phase(obj) is not None)
+            if ended:
+                return
+            if obj is None:
+                self._stop.wait(0.5)
+                continue
+            queue = queue_of(obj)
+            if not queue:
+                return
+            if not suspended(obj):
+                if last is not None and not last.admitted:
+                    self._emit(Queued("queue", "finished", f"admitted from the LocalQueue {queue} after "
+                                      f"{time.monotonic() - held_since:.0f}s", job=self.name, queue=queue))
+                with self._cond:
+                    self._queue_state = last = None
+                self._stop.wait(_QUEUE_POLL)  # Kueue may suspend it again (preempted, evicted)
+                continue
+            try:
+                state = workload_state(self.kube, self.namespace, obj)
+            except Exception:  # not readable now (or not allowed): the status says queued, without a reason
+                self._stop.wait(_QUEUE_POLL)
+                continue
+            if state.admitted:  # unsuspended a moment later
+                self._stop.wait(0.5)
+                continue
+            if last is None:
+                held_since = time.monotonic()
+            if state != last:
+                status = "failed" if state.missing else "started" if last is None else "waiting"
+                self._emit(Queued("queue", status, state.describe(), job=self.name, queue=queue,
+                                  reason=state.reason, message=state.message))
+            with self._cond:
+                self._queue_state = last = state
+                if state.missing:
+                    self._queue_error = QueueNotFoundError(
+                        f"The {self.kind} {self.name} was sent to the Kueue LocalQueue {queue!r}, and Kueue will "
+                        f"never admit it: {state.message}. Create that queue in namespace {self.namespace!r} (or "
+                        "ask the cluster's admins), or send the job to an existing one with queue=.",
+                        queue=queue, namespace=self.namespace)
+                self._cond.notify_all()
+            if state.missing:
+                return
+            self._stop.wait(_QUEUE_POLL)
+
+    def queued(self) -> Any:
+        """What Kueue said while it held the workload (:class:`fairing.kube.kueue.QueueState`),
+        or None: not held (no queue, or admitted)."""
+        from .kueue import queue_of, suspended
+
+        with self._cond:
+            obj, state = self._obj, self._queue_state
+        if obj is None or not queue_of(obj) or not suspended(obj):
+            return None
+        if state is None:  # not read yet (a handle just attached): read it now
+            from .kueue import QueueState, workload_state
+
+            try:
+                state = workload_state(self.kube, self.namespace, obj)
+            except Exception:
+                state = QueueState(queue_of(obj) or "", False, "", "waiting for Kueue to see it")
+        return state
+
     # -- logs ----------------------------------------------------------------------------
 
     def _maybe_stream(self, pod: dict) -> None:
@@ -305,6 +386,9 @@ class Workload:
         phase = self._phase(obj)
         if phase:
             return JobStatus(phase, self.terminated()[1].get("exitCode"))
+        held = self.queued()
+        if held is not None:
+            return JobStatus("Queued", message=held.describe())
         running = any(p.get("status", {}).get("phase") == "Running" for p in pods)
         return JobStatus("Running" if running else "Pending")
 
@@ -391,6 +475,8 @@ class Workload:
                     raise_for_api_error(self._watch_error, action=f"watch {self.kind} {self.name}",
                                         kind=self.kind, namespace=self.namespace)
                 if diagnose_pods:
+                    if self._queue_error is not None:
+                        raise self._queue_error
                     self._raise_diagnosis()
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
@@ -406,12 +492,18 @@ class Workload:
 
     def wait(self, timeout: Optional[float] = None) -> JobStatus:
         """Block until the workload ends (raising what keeps its pods from running);
-        on timeout raise JobTimeoutError; on Ctrl-C delete it."""
+        on timeout raise JobTimeoutError; on Ctrl-C, or a SIGTERM to a program that made a
+        job with :func:`fairing.train` or :class:`fairing.TrainJob` (see :mod:`fairing._sigterm`),
+        delete it."""
+        from .._sigterm import _Pending
+
         try:
-            self.wait_until(self._finished, timeout=timeout, on_timeout=lambda: JobTimeoutError(
-                f"The {self.kind} {self.name} did not finish within {timeout:g} s (pods: {self._pods_text()}; "
-                f"recent events: {self._events_text()}). It is deleted unless cleanup='never'; raise the timeout, "
-                "or make the job do less.", job=self.name, logs_tail=self.tail()))
+            with _Pending(self.delete):
+                self.wait_until(self._finished, timeout=timeout, on_timeout=lambda: JobTimeoutError(
+                    f"The {self.kind} {self.name} did not finish within {timeout:g} s ({self._held_text()}pods: "
+                    f"{self._pods_text()}; recent events: {self._events_text()}). It is deleted unless "
+                    "cleanup='never'; raise the timeout, or make the job do less.", job=self.name,
+                    logs_tail=self.tail()))
             # Replicas may end a little after the workload does (workers after the master):
             # give them, then their log streams, a bounded moment to finish.
             self.wait_until(self._pods_terminal, timeout=30, diagnose_pods=False, tick=1.0)
@@ -420,6 +512,10 @@ class Workload:
             self.delete()
             raise
         return self.status()
+
+    def _held_text(self) -> str:
+        held = self.queued()
+        return f"{held.describe()}; " if held is not None else ""
 
     def _pods_text(self) -> str:
         rows = []
