@@ -18,7 +18,7 @@ import json
 import os
 import shutil
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -245,11 +245,35 @@ class Outputs:
             client.request("DELETE", ref.api_host, f"/v2/{ref.repository}/manifests/{digest}",
                            repository=ref.repository, actions="delete", ok=(202, 200), allow=(404,),
                            what=f"deleting the outputs artifact {self.ref}").close()
-            for blob in dict.fromkeys(blobs):
+            # the repository's other artifacts and modelcars (a job's other pods) may share blobs: the
+            # same files, the base image's layers; a blob deleted here would be gone for them too
+            kept = _blobs_in_use(client, ref, digest)
+            for blob in dict.fromkeys(b for b in blobs if b not in kept):
                 client.request("DELETE", ref.api_host, f"/v2/{ref.repository}/blobs/{blob}",
                                repository=ref.repository, actions="delete", ok=(202, 200), allow=(404,),
                                what=f"deleting a blob of {self.ref}").close()
         self._deleted = True
+
+
+def _blobs_in_use(client: Any, ref: Any, deleted: str) -> set:
+    """The blobs of the manifests still tagged in ``ref``'s repository (but ``deleted``)."""
+    resp = client.request("GET", ref.api_host, f"/v2/{ref.repository}/tags/list", repository=ref.repository,
+                          allow=(404,), what=f"listing the tags of {ref.repository}")
+    tags = (resp.json().get("tags") or []) if resp.status_code == 200 else []
+    resp.close()
+    used: set = set()
+    for tag in tags:
+        try:
+            data, _media_type, digest = client.get_manifest(replace(ref, tag=tag, digest=None))
+        except RegistryError as exc:
+            if exc.status == 404:  # deleted meanwhile
+                continue
+            raise
+        if digest == deleted:
+            continue
+        manifest = json.loads(data)
+        used.update(d["digest"] for d in [manifest.get("config") or {}, *manifest.get("layers", [])] if "digest" in d)
+    return used
 
 
 def delete_repository(repository: str, *, insecure: Optional[bool] = None, credentials: Any = None) -> int:

@@ -143,5 +143,11 @@ def _compose(client: Any, artifact: ImageRef, layer: Descriptor, base: ImageRef,
     if not client.has_blob(target, config_digest):
         added.append(config_digest)
         client.upload_blob(target, config_digest, config_bytes, check_exists=False)
-    made["manifest"] = sha256_digest(manifest)
+    digest = sha256_digest(manifest)
+    resp = client.request("HEAD", target.api_host, f"/v2/{target.repository}/manifests/{digest}",
+                          repository=target.repository, headers={"Accept": media_type}, allow=(404,),
+                          what=f"checking the modelcar {digest[:19]} in {target.repository}")
+    resp.close()
+    if resp.status_code == 404:  # the same image made before (same bytes) is another call's: never undone here
+        made["manifest"] = digest
     return client.put_manifest(target, manifest, media_type)

@@ -81,7 +81,15 @@ def collect(cwd=".", environ=os.environ):
             found[rel] = os.path.abspath(path)
         else:
             raise OutputsError(f"the output {listed!r} was not written by the job (looked for {os.path.abspath(path)})")
-    return dict(sorted(found.items()))
+    found = dict(sorted(found.items()))
+    for rel in found:  # FAIRING_OUTPUTS' file "m" and a listed "m/x": no directory can hold both
+        parent = os.path.dirname(rel)
+        while parent:
+            if parent in found:
+                raise OutputsError(f"the outputs {parent!r} and {rel!r} collide: {parent!r} is a file and the "
+                                   "directory of another output; rename one of them")
+            parent = os.path.dirname(parent)
+    return found
 
 
 def _walk(root, prefix):

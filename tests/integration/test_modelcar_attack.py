@@ -1,0 +1,132 @@
+"""Attacks on the modelcar path (issue 29), each provoked for real against a loopback registry:
+a second modelcar() of the same outputs interrupted after the registry took its manifest (the
+same bytes as the first's), deleting one job index's outputs while another index's modelcar
+shares its base layers in the repository, and an output that is a file and a directory at once
+(``FAIRING_OUTPUTS`` holds ``model``, ``FAIRING_OUTPUT_PATHS`` lists ``model/...``)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from fairing.outputs import Outputs
+from fairing.runtime import outputs as runtime_outputs
+from tests.services.proxy import Proxy
+
+pytestmark = pytest.mark.xdist_group("docker-engine")
+
+ROOT = Path(__file__).resolve().parents[2]
+ACCEPT = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
+
+
+def _get(registry, path, method="GET"):
+    request = urllib.request.Request(f"http://{registry.address}{path}", method=method, headers={"Accept": ACCEPT})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status, (resp.read() if method == "GET" else b"")
+    except urllib.error.HTTPError as exc:
+        return exc.code, b""
+
+
+def _pullable(registry, image):
+    """Every blob of ``image`` (``host/repo@digest``) is in its repository."""
+    repo, digest = image.split("/", 1)[1].split("@")
+    status, body = _get(registry, f"/v2/{repo}/manifests/{digest}")
+    if status != 200:
+        return False
+    manifest = json.loads(body)
+    blobs = [manifest["config"]["digest"], *(layer["digest"] for layer in manifest["layers"])]
+    return all(_get(registry, f"/v2/{repo}/blobs/{d}", "HEAD")[0] == 200 for d in blobs)
+
+
+def _push(registry, repo, tag, files):
+    return runtime_outputs.push(f"oci://{registry.address}/{repo}:{tag}", {k: str(v) for k, v in files.items()},
+                                environ={"FAIRING_OUTPUTS_INSECURE": "1"})
+
+
+def _via(proxy, ref):
+    return proxy.address + str(ref)[str(ref).index("/"):]
+
+
+COMPOSE = """
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
+from fairing.outputs import Outputs
+Outputs(sys.argv[1], insecure=True).modelcar(sys.argv[2])
+"""
+
+
+def test_an_interrupted_second_modelcar_keeps_the_first(registry, base_image, tmp_path):
+    (tmp_path / "model.json").write_text('{"w": 3}')
+    repo = f"e2e/train-outputs/{uuid.uuid4().hex[:8]}"
+    ref = _push(registry, repo, "outputs", {"model.json": tmp_path / "model.json"})
+    outputs = Outputs(ref, insecure=True)
+    # both calls reach the registry by the same address (the image's history names it): the same bytes
+    with Proxy(registry.address) as proxy:
+        first = Outputs(_via(proxy, ref), insecure=True).modelcar(_via(proxy, base_image))
+        first_ref = f"{registry.address}/{repo}@{first.digest}"
+        assert _pullable(registry, first_ref)
+        # another process makes the same modelcar; the registry takes its manifest, the answer never
+        # comes, the user presses Ctrl-C: its cleanup must not delete what it did not make
+        proxy.hold = f"PUT /v2/{repo}/manifests/modelcar-".encode()
+        proc = subprocess.Popen([sys.executable, "-c", COMPOSE, _via(proxy, ref), _via(proxy, base_image)],
+                                env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            assert proxy.held.wait(120), proc.communicate(timeout=5)
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=120)
+        finally:
+            proxy.release()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode != 0 and err.rstrip().endswith("KeyboardInterrupt"), err
+    assert _pullable(registry, first_ref), "the interrupted second modelcar() deleted the first one's image"
+    Outputs(first_ref, insecure=True).delete()
+    outputs.delete()
+    assert _get(registry, f"/v2/{repo}/manifests/{first.digest}", "HEAD")[0] == 404
+
+
+def test_deleting_one_index_outputs_keeps_another_index_modelcar(registry, base_image, tmp_path):
+    (tmp_path / "a.json").write_text('{"w": "a"}')
+    (tmp_path / "b.json").write_text('{"w": "b"}')
+    (tmp_path / "shared.bin").write_bytes(b"same in both indexes")
+    repo = f"e2e/train-outputs/{uuid.uuid4().hex[:8]}"
+    # two pods of one job: one repository, a tag each (the runtime appends the pod name)
+    ref_a = _push(registry, repo, "outputs-pod-0", {"model.json": tmp_path / "a.json", "shared.bin": tmp_path / "shared.bin"})
+    ref_b = _push(registry, repo, "outputs-pod-1", {"model.json": tmp_path / "b.json", "shared.bin": tmp_path / "shared.bin"})
+    a, b = Outputs(ref_a, insecure=True), Outputs(ref_b, insecure=True)
+    car_a, car_b = a.modelcar(str(base_image)), b.modelcar(str(base_image))
+    car_b_ref = f"{registry.address}/{repo}@{car_b.digest}"
+    assert _pullable(registry, car_b_ref)
+    a.delete()  # index 0's outputs and its modelcar
+    assert _get(registry, f"/v2/{repo}/manifests/{car_a.digest}", "HEAD")[0] == 404
+    assert _pullable(registry, car_b_ref), "deleting index 0's outputs broke index 1's modelcar"
+    assert _pullable(registry, ref_b), "deleting index 0's outputs broke index 1's artifact"
+    assert b.download(tmp_path / "back")["shared.bin"].read_bytes() == b"same in both indexes"
+    b.delete()
+    for digest in (car_b.digest, ref_b.split("@")[1]):
+        assert _get(registry, f"/v2/{repo}/manifests/{digest}", "HEAD")[0] == 404
+    manifest = json.loads(_get(registry, f"/v2/{base_image.repository}/manifests/{base_image.digest}")[1])
+    left = [d["digest"] for d in manifest["layers"] if _get(registry, f"/v2/{repo}/blobs/{d['digest']}", "HEAD")[0] == 200]
+    assert left == [], "the base layers mounted for the modelcars outlived both"
+
+
+def test_an_output_that_is_a_file_and_a_directory_is_refused(tmp_path):
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    (outputs / "model").write_bytes(b"weights")
+    work = tmp_path / "work"
+    (work / "model").mkdir(parents=True)
+    (work / "model" / "vocab.txt").write_text("a b c")
+    environ = {"FAIRING_OUTPUTS": str(outputs), "FAIRING_OUTPUT_PATHS": json.dumps(["model/vocab.txt"])}
+    with pytest.raises(runtime_outputs.OutputsError, match="'model'.*'model/vocab.txt'"):
+        runtime_outputs.collect(str(work), environ)
