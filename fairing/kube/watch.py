@@ -152,7 +152,7 @@ class Workload:
 
     def _maybe_stream(self, pod: dict) -> None:
         name = pod["metadata"]["name"]
-        statuses = pod.get("status", {}).get("containerStatuses") or []
+        statuses = _main_statuses(pod)
         started = any("running" in (s.get("state") or {}) or "terminated" in (s.get("state") or {}) for s in statuses)
         restarts = sum(s.get("restartCount", 0) for s in statuses)
         key = f"{name}#{restarts}"
@@ -207,7 +207,7 @@ class Workload:
         buffered = self.tail(self.replica(pod))
         if buffered:
             return buffered
-        restarted = any(cs.get("restartCount") for cs in pod.get("status", {}).get("containerStatuses") or [])
+        restarted = any(cs.get("restartCount") for cs in _main_statuses(pod))
         try:
             container = _main_container(pod)
             return self.kube.pod_log(pod["metadata"]["name"], self.namespace, tail_lines=_TAIL, previous=restarted,
@@ -359,3 +359,11 @@ def _main_container(pod: dict) -> Optional[str]:
         return None
     annotations = (pod.get("metadata") or {}).get("annotations") or {}
     return annotations.get("kubectl.kubernetes.io/default-container") or containers[0].get("name")
+
+
+def _main_statuses(pod: dict) -> list:
+    """The status of the container whose log is streamed (all of a pod of one container): a
+    sidecar's start or restart is not the main container's, and must not stream its log again."""
+    statuses = pod.get("status", {}).get("containerStatuses") or []
+    main = _main_container(pod)
+    return [s for s in statuses if s.get("name") == main] if main else statuses
