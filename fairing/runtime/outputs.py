@@ -82,6 +82,13 @@ def collect(cwd=".", environ=os.environ):
         else:
             raise OutputsError(f"the output {listed!r} was not written by the job (looked for {os.path.abspath(path)})")
     found = dict(sorted(found.items()))
+    secret_dirs = _credential_dirs(environ)
+    for rel, path in found.items():
+        real = os.path.realpath(path)
+        if any(real == d or real.startswith(d + os.sep) for d in secret_dirs):
+            raise OutputsError(f"refusing the output {rel!r}: it is {real}, a credential mounted in the pod (the "
+                               "registry's, the result key, a service account token); remove that link or path "
+                               "from the outputs")
     for rel in found:  # FAIRING_OUTPUTS' file "m" and a listed "m/x": no directory can hold both
         parent = os.path.dirname(rel)
         while parent:
@@ -90,6 +97,14 @@ def collect(cwd=".", environ=os.environ):
                                    "directory of another output; rename one of them")
             parent = os.path.dirname(parent)
     return found
+
+
+def _credential_dirs(environ):
+    """Real paths of the directories of the credentials a job's pod holds: never outputs (a link
+    to them in FAIRING_OUTPUTS would push them to the registry, in the modelcar layer too)."""
+    dirs = [os.path.dirname(environ[k]) for k in ("FAIRING_OUTPUTS_AUTH_FILE", "FAIRING_RESULT_KEY_FILE")
+            if environ.get(k)]
+    return [os.path.realpath(d) for d in (*dirs, "/var/run/secrets")]
 
 
 def _walk(root, prefix):

@@ -130,3 +130,21 @@ def test_an_output_that_is_a_file_and_a_directory_is_refused(tmp_path):
     environ = {"FAIRING_OUTPUTS": str(outputs), "FAIRING_OUTPUT_PATHS": json.dumps(["model/vocab.txt"])}
     with pytest.raises(runtime_outputs.OutputsError, match="'model'.*'model/vocab.txt'"):
         runtime_outputs.collect(str(work), environ)
+
+
+def test_a_link_to_a_mounted_credential_is_not_an_output(registry, tmp_path):
+    auth = tmp_path / "fairing-registry"  # as the pod's mounted Secret: ..data/config.json, linked
+    (auth / "..data").mkdir(parents=True)
+    (auth / "..data" / "config.json").write_text('{"auths": {"r": {"auth": "c2VjcmV0OnRva2Vu"}}}')
+    (auth / "config.json").symlink_to("..data/config.json")
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    (outputs / "model.json").write_text("{}")
+    (outputs / "creds.json").symlink_to(auth / "config.json")  # careless or malicious job code
+    repo = f"e2e/train-outputs/{uuid.uuid4().hex[:8]}"
+    environ = {"FAIRING_OUTPUTS": str(outputs), "FAIRING_OUTPUTS_INSECURE": "1",
+               "FAIRING_OUTPUTS_AUTH_FILE": str(auth / "config.json"),
+               "FAIRING_OUTPUTS_TARGET": f"oci://{registry.address}/{repo}:outputs"}
+    with pytest.raises(runtime_outputs.OutputsError, match="'creds.json'.*a credential mounted in the pod"):
+        runtime_outputs.send("x", limit=1000, environ=environ, cwd=str(tmp_path))
+    assert _get(registry, f"/v2/{repo}/tags/list")[0] == 404  # nothing pushed: no artifact, no layer
