@@ -226,7 +226,11 @@ class Outputs:
 
     def delete(self) -> None:
         """Delete the artifact's manifest and blobs (a directory: nothing, the job's own
-        cleanup removes it). Idempotent; one already gone is fine."""
+        cleanup removes it). Idempotent; one already gone is fine. Blobs the repository's other
+        tagged images use (another pod's outputs, their modelcars) are kept."""
+        self._delete(keep_shared=True)
+
+    def _delete(self, keep_shared: bool) -> None:
         if self._deleted or not self.is_artifact:
             return
         while self._modelcars:  # the modelcar images made from it, in its repository
@@ -247,7 +251,7 @@ class Outputs:
                            what=f"deleting the outputs artifact {self.ref}").close()
             # the repository's other artifacts and modelcars (a job's other pods) may share blobs: the
             # same files, the base image's layers; a blob deleted here would be gone for them too
-            kept = _blobs_in_use(client, ref, digest)
+            kept = _blobs_in_use(client, ref, digest) if keep_shared else set()
             for blob in dict.fromkeys(b for b in blobs if b not in kept):
                 client.request("DELETE", ref.api_host, f"/v2/{ref.repository}/blobs/{blob}",
                                repository=ref.repository, actions="delete", ok=(202, 200), allow=(404,),
@@ -285,6 +289,6 @@ def delete_repository(repository: str, *, insecure: Optional[bool] = None, crede
         resp = client.request("GET", ref.api_host, f"/v2/{ref.repository}/tags/list", repository=ref.repository,
                               allow=(404,), what=f"listing the outputs in {repository}")
         tags = (resp.json().get("tags") or []) if resp.status_code == 200 else []
-    for tag in tags:
-        Outputs(f"{repository}:{tag}", insecure=insecure, credentials=credentials).delete()
+    for tag in tags:  # all of them go: no blob is kept for another (which would cost a read of each per tag)
+        Outputs(f"{repository}:{tag}", insecure=insecure, credentials=credentials)._delete(keep_shared=False)
     return len(tags)

@@ -82,10 +82,10 @@ def collect(cwd=".", environ=os.environ):
         else:
             raise OutputsError(f"the output {listed!r} was not written by the job (looked for {os.path.abspath(path)})")
     found = dict(sorted(found.items()))
-    secret_dirs = _credential_dirs(environ)
+    secret_files, secret_dir = _credentials(environ), os.path.realpath("/var/run/secrets") + os.sep
     for rel, path in found.items():
         real = os.path.realpath(path)
-        if any(real == d or real.startswith(d + os.sep) for d in secret_dirs):
+        if real in secret_files or real.startswith(secret_dir):
             raise OutputsError(f"refusing the output {rel!r}: it is {real}, a credential mounted in the pod (the "
                                "registry's, the result key, a service account token); remove that link or path "
                                "from the outputs")
@@ -99,12 +99,12 @@ def collect(cwd=".", environ=os.environ):
     return found
 
 
-def _credential_dirs(environ):
-    """Real paths of the directories of the credentials a job's pod holds: never outputs (a link
-    to them in FAIRING_OUTPUTS would push them to the registry, in the modelcar layer too)."""
-    dirs = [os.path.dirname(environ[k]) for k in ("FAIRING_OUTPUTS_AUTH_FILE", "FAIRING_RESULT_KEY_FILE")
-            if environ.get(k)]
-    return [os.path.realpath(d) for d in (*dirs, "/var/run/secrets")]
+def _credentials(environ):
+    """Real paths of the credentials fairing mounts in a job's pod: never outputs (a link to one
+    in FAIRING_OUTPUTS would push it to the registry, in the modelcar layer too), nor is anything
+    under /var/run/secrets (service account tokens)."""
+    return {os.path.realpath(environ[k]) for k in ("FAIRING_OUTPUTS_AUTH_FILE", "FAIRING_RESULT_KEY_FILE")
+            if environ.get(k)}
 
 
 def _walk(root, prefix):

@@ -148,3 +148,21 @@ def test_a_link_to_a_mounted_credential_is_not_an_output(registry, tmp_path):
     with pytest.raises(runtime_outputs.OutputsError, match="'creds.json'.*a credential mounted in the pod"):
         runtime_outputs.send("x", limit=1000, environ=environ, cwd=str(tmp_path))
     assert _get(registry, f"/v2/{repo}/tags/list")[0] == 404  # nothing pushed: no artifact, no layer
+
+
+def test_deleting_the_repository_leaves_no_blob_of_its_artifacts_and_modelcars(registry, base_image, tmp_path):
+    from fairing.outputs import delete_repository
+
+    (tmp_path / "a.json").write_text('{"w": "a"}')
+    (tmp_path / "b.json").write_text('{"w": "b"}')
+    repo = f"e2e/train-outputs/{uuid.uuid4().hex[:8]}"
+    refs = [_push(registry, repo, "outputs-pod-0", {"model.json": tmp_path / "a.json"}),
+            _push(registry, repo, "outputs-pod-1", {"model.json": tmp_path / "b.json"})]
+    cars = [Outputs(ref, insecure=True).modelcar(str(base_image)) for ref in refs]
+    blobs = set()
+    for image in [*refs, *(f"{registry.address}/{repo}@{car.digest}" for car in cars)]:
+        manifest = json.loads(_get(registry, f"/v2/{repo}/manifests/{image.split('@')[1]}")[1])
+        blobs.update([manifest["config"]["digest"], *(d["digest"] for d in manifest["layers"])])
+    with Proxy(registry.address) as proxy:
+        assert delete_repository(f"{proxy.address}/{repo}", insecure=True) == 4
+    assert [d for d in blobs if _get(registry, f"/v2/{repo}/blobs/{d}", "HEAD")[0] == 200] == []
