@@ -149,12 +149,13 @@ class Outputs:
                 "has a part starting with '.wh.' (a whiteout in an image layer), or an older fairing runtime "
                 "pushed it. Write the model under other names and run the job again.")
         ref, client = self._client(base.registry)
+        # the image's bytes never name the address the registry was reached by: the same modelcar
+        # made from another process or address is the same manifest (one tag, nothing left untagged)
         target = ImageRef(ref.registry, ref.repository, "modelcar-" + digest.split(":", 1)[1][:16], None)
         with client:
             pushed = modelcar_image(client, ImageRef(ref.registry, ref.repository, None, digest),
                                     Descriptor.from_json(layers[0]), base, target, platform=platform,
-                                    note=f"{len(self._files_of(manifest))} files of {ref.registry}/{ref.repository}"
-                                         f"@{digest}")
+                                    note=f"{len(self._files_of(manifest))} files of {ref.repository}@{digest}")
         image = RegistryImage.pin(target, pushed, plain_http=self._insecure(ref.registry))
         self._modelcars.append(image)
         return image

@@ -68,11 +68,11 @@ def test_an_interrupted_second_modelcar_keeps_the_first(registry, base_image, tm
     repo = f"e2e/train-outputs/{uuid.uuid4().hex[:8]}"
     ref = _push(registry, repo, "outputs", {"model.json": tmp_path / "model.json"})
     outputs = Outputs(ref, insecure=True)
-    # both calls reach the registry by the same address (the image's history names it): the same bytes
-    with Proxy(registry.address) as proxy:
-        first = Outputs(_via(proxy, ref), insecure=True).modelcar(_via(proxy, base_image))
-        first_ref = f"{registry.address}/{repo}@{first.digest}"
-        assert _pullable(registry, first_ref)
+    first = outputs.modelcar(str(base_image))
+    first_ref = f"{registry.address}/{repo}@{first.digest}"
+    assert _pullable(registry, first_ref)
+    with Proxy(registry.address) as proxy:  # reached by another address: still the same image
+        assert Outputs(_via(proxy, ref), insecure=True).modelcar(_via(proxy, base_image)).digest == first.digest
         # another process makes the same modelcar; the registry takes its manifest, the answer never
         # comes, the user presses Ctrl-C: its cleanup must not delete what it did not make
         proxy.hold = f"PUT /v2/{repo}/manifests/modelcar-".encode()
