@@ -35,6 +35,10 @@ registry client of its own over ``urllib`` rather than the submitter's
 :mod:`fairing.images.registry`, which needs ``requests``. ``python3 -m
 fairing_runtime.outputs pull REF DIR`` downloads an artifact (an endpoint's init
 container uses it to fetch its model).
+
+It is past 450 lines because collecting, checking, the small registry client and the modelcar
+layer are one step of a job (sending its outputs) with one error type; the registry client is
+the part to move to a module of its own if it grows.
 """
 
 import base64

@@ -166,3 +166,31 @@ def test_deleting_the_repository_leaves_no_blob_of_its_artifacts_and_modelcars(r
     with Proxy(registry.address) as proxy:
         assert delete_repository(f"{proxy.address}/{repo}", insecure=True) == 4
     assert [d for d in blobs if _get(registry, f"/v2/{repo}/blobs/{d}", "HEAD")[0] == 200] == []
+
+
+def test_a_modelcar_interrupted_while_another_call_finishes_the_same_keeps_its_blobs(registry, base_image,
+                                                                                       tmp_path):
+    (tmp_path / "model.json").write_text('{"w": 4}')
+    repo = f"e2e/train-outputs/{uuid.uuid4().hex[:8]}"
+    ref = _push(registry, repo, "outputs", {"model.json": tmp_path / "model.json"})
+    # process B mounts the base's first layer; the registry's answer never comes...
+    with Proxy(registry.address, hold=b"mount=sha256") as proxy:
+        proc = subprocess.Popen([sys.executable, "-c", COMPOSE, _via(proxy, ref), _via(proxy, base_image)],
+                                env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            assert proxy.held.wait(120), proc.communicate(timeout=5)
+            # ...meanwhile A makes the same modelcar (finding that layer already there), then B is interrupted
+            outputs = Outputs(ref, insecure=True)
+            car = outputs.modelcar(str(base_image))
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=120)
+        finally:
+            proxy.release()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode != 0 and err.rstrip().endswith("KeyboardInterrupt"), err
+    assert _pullable(registry, f"{registry.address}/{repo}@{car.digest}"), "B's cleanup broke A's modelcar"
+    outputs.delete()
+    assert _get(registry, f"/v2/{repo}/manifests/{car.digest}", "HEAD")[0] == 404
