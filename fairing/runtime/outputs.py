@@ -73,16 +73,23 @@ class OutputsError(Exception):
 def collect(cwd=".", environ=os.environ):
     """``{relative path: absolute path}`` of the files to send."""
     found = {}
+
+    def add(more):  # two different files under one name: neither may silently win
+        for rel, path in more.items():
+            if rel in found and os.path.realpath(found[rel]) != os.path.realpath(path):
+                raise OutputsError(f"two outputs are named {rel!r} ({found[rel]} and {path}); rename one of them")
+            found[rel] = path
+
     root = environ.get("FAIRING_OUTPUTS")
     if root and os.path.isdir(root):
-        found.update(_walk(root, ""))
+        add(_walk(root, ""))
     for listed in json.loads(environ.get("FAIRING_OUTPUT_PATHS") or "[]"):
         path = os.path.join(cwd, listed)
         rel = os.path.normpath(listed).lstrip("/")
         if os.path.isdir(path):
-            found.update(_walk(path, rel))
+            add(_walk(path, rel))
         elif os.path.isfile(path):
-            found[rel] = os.path.abspath(path)
+            add({rel: os.path.abspath(path)})
         else:
             raise OutputsError(f"the output {listed!r} was not written by the job (looked for {os.path.abspath(path)})")
     found = dict(sorted(found.items()))

@@ -132,6 +132,20 @@ def test_an_output_that_is_a_file_and_a_directory_is_refused(tmp_path):
         runtime_outputs.collect(str(work), environ)
 
 
+def test_two_different_outputs_under_one_name_are_refused(tmp_path):
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    (outputs / "model.bin").write_bytes(b"from FAIRING_OUTPUTS")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "model.bin").write_bytes(b"listed in outputs=")
+    environ = {"FAIRING_OUTPUTS": str(outputs), "FAIRING_OUTPUT_PATHS": json.dumps(["./model.bin"])}
+    with pytest.raises(runtime_outputs.OutputsError, match="two outputs are named 'model.bin'"):
+        runtime_outputs.collect(str(work), environ)
+    # the same file reached twice under one name is one output
+    assert list(runtime_outputs.collect(str(outputs), environ)) == ["model.bin"]
+
+
 def test_a_link_to_a_mounted_credential_is_not_an_output(registry, tmp_path):
     auth = tmp_path / "fairing-registry"  # as the pod's mounted Secret: ..data/config.json, linked
     (auth / "..data").mkdir(parents=True)
