@@ -255,7 +255,7 @@ class Registry:
         location = urllib.parse.urljoin(self.base + "/", resp.headers["Location"])
         resp.close()
         location += ("&" if "?" in location else "?") + "digest=" + urllib.parse.quote(digest)
-        self._open("PUT", location, data=_Replay(produce),
+        self._open("PUT", location, data=_Replay(produce, digest),
                    headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)}).close()
         return digest, size
 
@@ -279,13 +279,26 @@ class Registry:
 
 
 class _Replay:
-    """A request body that starts over each time it is sent (a retry after a 401 sends it whole)."""
+    """A request body that starts over each time it is sent (a retry after a 401 sends it whole),
+    checked against ``digest`` before its last chunk goes: bytes that changed since the digest was
+    taken (an output rewritten meanwhile) never complete an upload, whether or not the registry
+    would have checked."""
 
-    def __init__(self, produce):
-        self.produce = produce
+    def __init__(self, produce, digest):
+        self.produce, self.digest = produce, digest
 
     def __iter__(self):
-        return self.produce()
+        h, held = hashlib.sha256(), None
+        for chunk in self.produce():
+            if held is not None:
+                yield held
+            h.update(chunk)
+            held = chunk
+        if "sha256:" + h.hexdigest() != self.digest:
+            raise OutputsError("the outputs changed while they were sent (an output was rewritten after the job's "
+                               "code returned); write them all before it returns")
+        if held is not None:
+            yield held
 
 
 def _basic_auth(host, auth_file):

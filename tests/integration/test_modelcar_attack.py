@@ -4,6 +4,7 @@ same bytes as the first's), deleting one job index's outputs while another index
 shares its base layers in the repository, and an output that is a file and a directory at once
 (``FAIRING_OUTPUTS`` holds ``model``, ``FAIRING_OUTPUT_PATHS`` lists ``model/...``)."""
 
+import hashlib
 import json
 import os
 import signal
@@ -208,3 +209,21 @@ def test_a_modelcar_interrupted_while_another_call_finishes_the_same_keeps_its_b
     assert _pullable(registry, f"{registry.address}/{repo}@{car.digest}"), "B's cleanup broke A's modelcar"
     outputs.delete()
     assert _get(registry, f"/v2/{repo}/manifests/{car.digest}", "HEAD")[0] == 404
+
+
+def test_an_output_rewritten_between_the_layer_digest_and_its_upload_never_completes_it(registry, tmp_path):
+    model = tmp_path / "model.bin"
+    model.write_bytes(b"a" * 4096)
+    produce = runtime_outputs.modelcar_layer({"model.bin": str(model)})
+    before = b"".join(produce())  # the runtime's first read: the digest
+    body = runtime_outputs._Replay(produce, "sha256:" + hashlib.sha256(before).hexdigest())
+    model.write_bytes(b"b" * 4096)  # the job's code rewrites it: same size, so the size check cannot see it
+    registry_client = runtime_outputs.Registry(registry.address, insecure=True)
+    repo = f"e2e/train-outputs/{uuid.uuid4().hex[:8]}"
+    resp = registry_client._open("POST", f"/v2/{repo}/blobs/uploads/", data=b"")
+    location = resp.headers["Location"] + ("&" if "?" in resp.headers["Location"] else "?") + "digest=" + body.digest
+    resp.close()
+    # the second read (the upload) stops before its last bytes, with the reason, whatever the registry checks
+    with pytest.raises(runtime_outputs.OutputsError, match="changed while they were sent"):
+        registry_client._open("PUT", location, data=body, headers={"Content-Length": str(len(before))})
+    assert _get(registry, f"/v2/{repo}/blobs/{body.digest}", "HEAD")[0] == 404
