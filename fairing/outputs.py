@@ -128,7 +128,7 @@ class Outputs:
         from .images.manifest import Descriptor
         from .images.modelcar import modelcar_image
         from .images.reference import ImageRef
-        from .runtime.outputs import ARTIFACT_TYPE, MODELCAR_ANNOTATION
+        from .runtime.outputs import ARTIFACT_TYPE, MODELCAR_ANNOTATION, MODELCAR_TYPE
 
         if not self.is_artifact:
             raise ConfigurationError(
@@ -142,7 +142,8 @@ class Outputs:
                 f"{manifest.get('artifactType')!r}, not {ARTIFACT_TYPE!r}): a modelcar is made from the outputs "
                 "a job pushed (handle.outputs_artifact()).")
         layers = [layer for layer in manifest.get("layers", [])
-                  if (layer.get("annotations") or {}).get(MODELCAR_ANNOTATION)]
+                  if (layer.get("annotations") or {}).get(MODELCAR_ANNOTATION)
+                  and layer.get("mediaType") == MODELCAR_TYPE]  # a file blob is no image layer
         if not layers:
             raise ConfigurationError(
                 f"The outputs artifact {self.ref} holds no modelcar layer: the job wrote no files, an output's name "

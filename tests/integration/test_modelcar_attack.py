@@ -1,8 +1,11 @@
 """Attacks on the modelcar path (issue 29), each provoked for real against a loopback registry:
 a second modelcar() of the same outputs interrupted after the registry took its manifest (the
-same bytes as the first's), deleting one job index's outputs while another index's modelcar
-shares its base layers in the repository, and an output that is a file and a directory at once
-(``FAIRING_OUTPUTS`` holds ``model``, ``FAIRING_OUTPUT_PATHS`` lists ``model/...``)."""
+same bytes as the first's, whatever address reached the registry), one interrupted while another
+call finished the same image from the blobs it mounted, deleting one pod's outputs while another
+pod's modelcar shares blobs in the repository, deleting the whole repository, outputs whose names
+collide (a file that is another's directory, two files under one name), a link to a credential
+mounted in the pod, an output rewritten between the layer's digest and its upload, and a crafted
+artifact whose modelcar annotation sits on a raw file blob."""
 
 import hashlib
 import json
@@ -227,3 +230,23 @@ def test_an_output_rewritten_between_the_layer_digest_and_its_upload_never_compl
     with pytest.raises(runtime_outputs.OutputsError, match="changed while they were sent"):
         registry_client._open("PUT", location, data=body, headers={"Content-Length": str(len(before))})
     assert _get(registry, f"/v2/{repo}/blobs/{body.digest}", "HEAD")[0] == 404
+
+
+def test_a_modelcar_annotation_on_a_file_blob_is_no_model_layer(registry, base_image, tmp_path):
+    from fairing import ConfigurationError
+
+    (tmp_path / "model.json").write_text('{"w": 5}')
+    repo = f"e2e/train-outputs/{uuid.uuid4().hex[:8]}"
+    ref = _push(registry, repo, "outputs", {"model.json": tmp_path / "model.json"})
+    manifest = Outputs(ref, insecure=True).manifest()
+    # a crafted artifact: the annotation moved to the raw file blob (not a tar: an image of it never starts)
+    layers = [dict(d, annotations={**d["annotations"], runtime_outputs.MODELCAR_ANNOTATION: "models"})
+              if d["mediaType"] == runtime_outputs.FILE_TYPE else d
+              for d in manifest["layers"] if d["mediaType"] != runtime_outputs.MODELCAR_TYPE]
+    crafted = runtime_outputs.Registry(registry.address, insecure=True).put_manifest(
+        repo, "crafted", dict(manifest, layers=layers))
+    with pytest.raises(ConfigurationError, match="holds no modelcar layer"):
+        Outputs(f"{registry.address}/{repo}@{crafted}", insecure=True).modelcar(str(base_image))
+    assert not any(t.startswith("modelcar-") for t in json.loads(_get(registry, f"/v2/{repo}/tags/list")[1])["tags"])
+    Outputs(f"{registry.address}/{repo}@{crafted}", insecure=True).delete()
+    Outputs(ref, insecure=True).delete()
