@@ -18,7 +18,7 @@ import json
 import os
 import shutil
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -128,7 +128,7 @@ class Outputs:
         from .images.manifest import Descriptor
         from .images.modelcar import modelcar_image
         from .images.reference import ImageRef
-        from .runtime.outputs import ARTIFACT_TYPE, MODELCAR_ANNOTATION
+        from .runtime.outputs import ARTIFACT_TYPE, MODELCAR_ANNOTATION, MODELCAR_TYPE
 
         if not self.is_artifact:
             raise ConfigurationError(
@@ -142,19 +142,21 @@ class Outputs:
                 f"{manifest.get('artifactType')!r}, not {ARTIFACT_TYPE!r}): a modelcar is made from the outputs "
                 "a job pushed (handle.outputs_artifact()).")
         layers = [layer for layer in manifest.get("layers", [])
-                  if (layer.get("annotations") or {}).get(MODELCAR_ANNOTATION)]
+                  if (layer.get("annotations") or {}).get(MODELCAR_ANNOTATION)
+                  and layer.get("mediaType") == MODELCAR_TYPE]  # a file blob is no image layer
         if not layers:
             raise ConfigurationError(
                 f"The outputs artifact {self.ref} holds no modelcar layer: the job wrote no files, an output's name "
                 "has a part starting with '.wh.' (a whiteout in an image layer), or an older fairing runtime "
                 "pushed it. Write the model under other names and run the job again.")
         ref, client = self._client(base.registry)
+        # the image's bytes never name the address the registry was reached by: the same modelcar
+        # made from another process or address is the same manifest (one tag, nothing left untagged)
         target = ImageRef(ref.registry, ref.repository, "modelcar-" + digest.split(":", 1)[1][:16], None)
         with client:
             pushed = modelcar_image(client, ImageRef(ref.registry, ref.repository, None, digest),
                                     Descriptor.from_json(layers[0]), base, target, platform=platform,
-                                    note=f"{len(self._files_of(manifest))} files of {ref.registry}/{ref.repository}"
-                                         f"@{digest}")
+                                    note=f"{len(self._files_of(manifest))} files of {ref.repository}@{digest}")
         image = RegistryImage.pin(target, pushed, plain_http=self._insecure(ref.registry))
         self._modelcars.append(image)
         return image
@@ -226,7 +228,11 @@ class Outputs:
 
     def delete(self) -> None:
         """Delete the artifact's manifest and blobs (a directory: nothing, the job's own
-        cleanup removes it). Idempotent; one already gone is fine."""
+        cleanup removes it). Idempotent; one already gone is fine. Blobs the repository's other
+        tagged images use (another pod's outputs, their modelcars) are kept."""
+        self._delete(keep_shared=True)
+
+    def _delete(self, keep_shared: bool) -> None:
         if self._deleted or not self.is_artifact:
             return
         while self._modelcars:  # the modelcar images made from it, in its repository
@@ -245,11 +251,35 @@ class Outputs:
             client.request("DELETE", ref.api_host, f"/v2/{ref.repository}/manifests/{digest}",
                            repository=ref.repository, actions="delete", ok=(202, 200), allow=(404,),
                            what=f"deleting the outputs artifact {self.ref}").close()
-            for blob in dict.fromkeys(blobs):
+            # the repository's other artifacts and modelcars (a job's other pods) may share blobs: the
+            # same files, the base image's layers; a blob deleted here would be gone for them too
+            kept = _blobs_in_use(client, ref, digest) if keep_shared else set()
+            for blob in dict.fromkeys(b for b in blobs if b not in kept):
                 client.request("DELETE", ref.api_host, f"/v2/{ref.repository}/blobs/{blob}",
                                repository=ref.repository, actions="delete", ok=(202, 200), allow=(404,),
                                what=f"deleting a blob of {self.ref}").close()
         self._deleted = True
+
+
+def _blobs_in_use(client: Any, ref: Any, deleted: str) -> set:
+    """The blobs of the manifests still tagged in ``ref``'s repository (but ``deleted``)."""
+    resp = client.request("GET", ref.api_host, f"/v2/{ref.repository}/tags/list", repository=ref.repository,
+                          allow=(404,), what=f"listing the tags of {ref.repository}")
+    tags = (resp.json().get("tags") or []) if resp.status_code == 200 else []
+    resp.close()
+    used: set = set()
+    for tag in tags:
+        try:
+            data, _media_type, digest = client.get_manifest(replace(ref, tag=tag, digest=None))
+        except RegistryError as exc:
+            if exc.status == 404:  # deleted meanwhile
+                continue
+            raise
+        if digest == deleted:
+            continue
+        manifest = json.loads(data)
+        used.update(d["digest"] for d in [manifest.get("config") or {}, *manifest.get("layers", [])] if "digest" in d)
+    return used
 
 
 def delete_repository(repository: str, *, insecure: Optional[bool] = None, credentials: Any = None) -> int:
@@ -261,6 +291,6 @@ def delete_repository(repository: str, *, insecure: Optional[bool] = None, crede
         resp = client.request("GET", ref.api_host, f"/v2/{ref.repository}/tags/list", repository=ref.repository,
                               allow=(404,), what=f"listing the outputs in {repository}")
         tags = (resp.json().get("tags") or []) if resp.status_code == 200 else []
-    for tag in tags:
-        Outputs(f"{repository}:{tag}", insecure=insecure, credentials=credentials).delete()
+    for tag in tags:  # all of them go: no blob is kept for another (which would cost a read of each per tag)
+        Outputs(f"{repository}:{tag}", insecure=insecure, credentials=credentials)._delete(keep_shared=False)
     return len(tags)

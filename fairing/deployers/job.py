@@ -9,6 +9,7 @@ from typing import Any, Optional
 
 from ..events import EventCallback
 from ..kube import raise_for_api_error
+from ..kube.watch import main_statuses
 from ..kube.workloads import WorkloadKind, condition_phase
 from .kubernetes import KubeDeployerBase, KubeHandle
 
@@ -36,7 +37,7 @@ class JobHandle(KubeHandle):
             pods = list(self._pods.values())
         for pod in sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", "")):
             index = (pod["metadata"].get("annotations") or {}).get(COMPLETION_INDEX)
-            for cs in pod.get("status", {}).get("containerStatuses") or []:
+            for cs in main_statuses(pod):
                 if (cs.get("state") or {}).get("terminated") and index is not None:
                     by_index[int(index)] = (pod, cs["state"]["terminated"])  # the newest attempt wins
         found = []

@@ -17,6 +17,7 @@ from typing import Any, Mapping, Optional, Sequence
 from ..errors import ConfigurationError
 from ..events import EventCallback
 from ..kube import raise_for_api_error
+from ..kube.watch import main_statuses
 from ..kube.workloads import WorkloadKind
 from .kubernetes import KubeDeployerBase, KubeHandle
 from .mutators import Mutator
@@ -50,7 +51,7 @@ class TrainingJobHandle(KubeHandle):
         self._ended_pods: dict = {}  # pods that ended, kept when the operator deletes them (a failed job's)
 
     def _on_pod(self, kind: str, pod: dict) -> None:
-        statuses = pod.get("status", {}).get("containerStatuses") or []
+        statuses = main_statuses(pod)
         if any("terminated" in (cs.get("state") or {}) for cs in statuses):
             with self._cond:
                 self._ended_pods[pod["metadata"]["name"]] = pod
@@ -68,7 +69,7 @@ class TrainingJobHandle(KubeHandle):
         found: dict = {}
         job_failed = self.status().phase == "Failed"
         for pod in pods:  # the newest pod of a replica wins
-            for cs in pod.get("status", {}).get("containerStatuses") or []:
+            for cs in main_statuses(pod):
                 terminated = (cs.get("state") or {}).get("terminated")
                 if terminated:
                     try:

@@ -96,7 +96,8 @@ def modelcar_image(client: Any, artifact: ImageRef, model_layer: Descriptor, bas
     manifest = build_manifest(Descriptor(config_media_type(media_type), config_digest, len(config_bytes)),
                               [Descriptor.from_json(d) for d in base_manifest.get("layers", [])] + [layer],
                               media_type=media_type)
-    made: dict = {"blobs": [], "manifest": None}  # what this call made exist in the target repository
+    # what this call made exist in the target repository; "image": the manifest it composes
+    made: dict = {"blobs": [], "manifest": None, "image": (sha256_digest(manifest), media_type)}
     _handle_sigterm()
     with _Pending(_undo, client, target, made):
         try:
@@ -112,10 +113,23 @@ def _undo(client: Any, target: ImageRef, made: dict) -> None:
     if made["manifest"]:
         digest, made["manifest"] = made["manifest"], None
         _delete(client, target, "manifests", digest)
+    elif made["blobs"] and _has_manifest(client, target, *made["image"]):
+        made["blobs"].clear()  # another call made the same image meanwhile, from the blobs mounted here
     while made["blobs"]:
         _delete(client, target, "blobs", made["blobs"].pop())
     if made.get("tmp"):
         _remove_dirs(made.pop("tmp"))
+
+
+def _has_manifest(client: Any, target: ImageRef, digest: str, media_type: str) -> bool:
+    try:
+        resp = client.request("HEAD", target.api_host, f"/v2/{target.repository}/manifests/{digest}",
+                              repository=target.repository, headers={"Accept": media_type}, allow=(404,),
+                              what=f"checking the modelcar {digest[:19]} in {target.repository}", retry=False)
+    except RegistryError:
+        return False
+    resp.close()
+    return resp.status_code == 200
 
 
 def _compose(client: Any, artifact: ImageRef, layer: Descriptor, base: ImageRef, base_manifest: dict,
@@ -143,5 +157,7 @@ def _compose(client: Any, artifact: ImageRef, layer: Descriptor, base: ImageRef,
     if not client.has_blob(target, config_digest):
         added.append(config_digest)
         client.upload_blob(target, config_digest, config_bytes, check_exists=False)
-    made["manifest"] = sha256_digest(manifest)
+    digest = sha256_digest(manifest)
+    if not _has_manifest(client, target, digest, media_type):  # the same image made before is another call's
+        made["manifest"] = digest
     return client.put_manifest(target, manifest, media_type)

@@ -41,7 +41,7 @@ from .client import is_status, raise_for_api_error
 from .diagnose import NO_SCALE_UP, SCALE_UP, SCALE_UP_TIMEOUT, UNSCHEDULABLE_GRACE, diagnose
 from .labels import JOB_LABEL
 
-__all__ = ["Workload"]
+__all__ = ["Workload", "main_statuses"]
 
 log = logging.getLogger(__name__)
 
@@ -300,7 +300,7 @@ class Workload:
 
     def _maybe_stream(self, pod: dict) -> None:
         name = pod["metadata"]["name"]
-        statuses = pod.get("status", {}).get("containerStatuses") or []
+        statuses = main_statuses(pod)
         started = any("running" in (s.get("state") or {}) or "terminated" in (s.get("state") or {}) for s in statuses)
         restarts = sum(s.get("restartCount", 0) for s in statuses)
         key = f"{name}#{restarts}"
@@ -355,7 +355,7 @@ class Workload:
         buffered = self.tail(self.replica(pod))
         if buffered:
             return buffered
-        restarted = any(cs.get("restartCount") for cs in pod.get("status", {}).get("containerStatuses") or [])
+        restarted = any(cs.get("restartCount") for cs in main_statuses(pod))
         try:
             container = _main_container(pod)
             return self.kube.pod_log(pod["metadata"]["name"], self.namespace, tail_lines=_TAIL, previous=restarted,
@@ -398,7 +398,7 @@ class Workload:
         with self._cond:
             pods = [p for p in self._pods.values() if self._is_result_pod(p)]
         for pod in sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", ""), reverse=True):
-            for cs in pod.get("status", {}).get("containerStatuses") or []:
+            for cs in main_statuses(pod):  # a helper container's end is not the result
                 state = (cs.get("state") or {}).get("terminated")
                 if state:
                     return pod, state
@@ -561,3 +561,11 @@ def _main_container(pod: dict) -> Optional[str]:
         return None
     annotations = (pod.get("metadata") or {}).get("annotations") or {}
     return annotations.get("kubectl.kubernetes.io/default-container") or containers[0].get("name")
+
+
+def main_statuses(pod: dict) -> list:
+    """The status of the container whose log is streamed (all of a pod of one container): a
+    sidecar's start or restart is not the main container's, and must not stream its log again."""
+    statuses = pod.get("status", {}).get("containerStatuses") or []
+    main = _main_container(pod)
+    return [s for s in statuses if s.get("name") == main] if main else statuses

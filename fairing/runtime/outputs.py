@@ -35,6 +35,10 @@ registry client of its own over ``urllib`` rather than the submitter's
 :mod:`fairing.images.registry`, which needs ``requests``. ``python3 -m
 fairing_runtime.outputs pull REF DIR`` downloads an artifact (an endpoint's init
 container uses it to fetch its model).
+
+It is past 450 lines because collecting, checking, the small registry client and the modelcar
+layer are one step of a job (sending its outputs) with one error type; the registry client is
+the part to move to a module of its own if it grows.
 """
 
 import base64
@@ -71,19 +75,49 @@ def collect(cwd=".", environ=os.environ, required=True):
     that is missing is an error (after a failure it is not: the exception is what matters,
     and the files written before it still come back)."""
     found = {}
+
+    def add(more):  # two different files under one name: neither may silently win
+        for rel, path in more.items():
+            if rel in found and os.path.realpath(found[rel]) != os.path.realpath(path):
+                raise OutputsError(f"two outputs are named {rel!r} ({found[rel]} and {path}); rename one of them")
+            found[rel] = path
+
     root = environ.get("FAIRING_OUTPUTS")
     if root and os.path.isdir(root):
-        found.update(_walk(root, ""))
+        add(_walk(root, ""))
     for listed in json.loads(environ.get("FAIRING_OUTPUT_PATHS") or "[]"):
         path = os.path.join(cwd, listed)
         rel = os.path.normpath(listed).lstrip("/")
         if os.path.isdir(path):
-            found.update(_walk(path, rel))
+            add(_walk(path, rel))
         elif os.path.isfile(path):
-            found[rel] = os.path.abspath(path)
+            add({rel: os.path.abspath(path)})
         elif required:
             raise OutputsError(f"the output {listed!r} was not written by the job (looked for {os.path.abspath(path)})")
-    return dict(sorted(found.items()))
+    found = dict(sorted(found.items()))
+    secret_files, secret_dir = _credentials(environ), os.path.realpath("/var/run/secrets") + os.sep
+    for rel, path in found.items():
+        real = os.path.realpath(path)
+        if real in secret_files or real.startswith(secret_dir):
+            raise OutputsError(f"refusing the output {rel!r}: it is {real}, a credential mounted in the pod (the "
+                               "registry's, the result key, a service account token); remove that link or path "
+                               "from the outputs")
+    for rel in found:  # FAIRING_OUTPUTS' file "m" and a listed "m/x": no directory can hold both
+        parent = os.path.dirname(rel)
+        while parent:
+            if parent in found:
+                raise OutputsError(f"the outputs {parent!r} and {rel!r} collide: {parent!r} is a file and the "
+                                   "directory of another output; rename one of them")
+            parent = os.path.dirname(parent)
+    return found
+
+
+def _credentials(environ):
+    """Real paths of the credentials fairing mounts in a job's pod: never outputs (a link to one
+    in FAIRING_OUTPUTS would push it to the registry, in the modelcar layer too), nor is anything
+    under /var/run/secrets (service account tokens)."""
+    return {os.path.realpath(environ[k]) for k in ("FAIRING_OUTPUTS_AUTH_FILE", "FAIRING_RESULT_KEY_FILE")
+            if environ.get(k)}
 
 
 def _walk(root, prefix):
@@ -223,7 +257,7 @@ class Registry:
         location = urllib.parse.urljoin(self.base + "/", resp.headers["Location"])
         resp.close()
         location += ("&" if "?" in location else "?") + "digest=" + urllib.parse.quote(digest)
-        self._open("PUT", location, data=_Replay(produce),
+        self._open("PUT", location, data=_Replay(produce, digest),
                    headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)}).close()
         return digest, size
 
@@ -247,13 +281,26 @@ class Registry:
 
 
 class _Replay:
-    """A request body that starts over each time it is sent (a retry after a 401 sends it whole)."""
+    """A request body that starts over each time it is sent (a retry after a 401 sends it whole),
+    checked against ``digest`` before its last chunk goes: bytes that changed since the digest was
+    taken (an output rewritten meanwhile) never complete an upload, whether or not the registry
+    would have checked."""
 
-    def __init__(self, produce):
-        self.produce = produce
+    def __init__(self, produce, digest):
+        self.produce, self.digest = produce, digest
 
     def __iter__(self):
-        return self.produce()
+        h, held = hashlib.sha256(), None
+        for chunk in self.produce():
+            if held is not None:
+                yield held
+            h.update(chunk)
+            held = chunk
+        if "sha256:" + h.hexdigest() != self.digest:
+            raise OutputsError("the outputs changed while they were sent (an output was rewritten after the job's "
+                               "code returned); write them all before it returns")
+        if held is not None:
+            yield held
 
 
 def _basic_auth(host, auth_file):
