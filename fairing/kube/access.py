@@ -41,12 +41,14 @@ class Access:
         return f"{self.resource}.{self.group}" if self.group else self.resource
 
 
-def workload_access(group: str, plural: str) -> list[Access]:
-    """What a deployer needs to start, watch and delete its workload and read its pods."""
+def workload_access(group: str, plural: str, *, result_key: bool = True) -> list[Access]:
+    """What a deployer needs to start, watch and delete its workload and read its pods;
+    ``result_key``: it also writes, reads and deletes the Secret with the job's result key.
+    Events are not asked for: every reader of them (the refused-pods watch, the diagnosis)
+    works without them, so an identity that may not read events must not be refused."""
     return [*(Access(v, plural, group) for v in WORKLOAD_VERBS),
             *(Access(v, "pods") for v in ("get", "list", "watch")), Access("get", "pods/log"),
-            *(Access(v, "secrets") for v in ("create", "get", "delete", "patch")),
-            *(Access(v, "events") for v in ("list", "watch"))]
+            *((Access(v, "secrets") for v in ("create", "get", "delete", "patch")) if result_key else ())]
 
 
 def identity(kube: Any) -> Optional[str]:

@@ -77,7 +77,9 @@ class Workload:
         self._deleted = False
         self._listed: set = set()  # the watches' handlers whose first listing is in
         self._refused: Optional[dict] = None  # the first FailedCreate event that refuses a pod
-        self._autoscaler: dict[str, tuple[str, str, str]] = {}  # pod -> (time, reason, message), the newest
+        self._autoscaler: dict[str, tuple[str, str, str, str]] = {}  # pod -> (time, reason, message, pod uid)
+        self._event_versions: dict = {}  # refusal event -> (count, time) seen: a re-list replays, it adds nothing
+        self._ours: dict = {}  # involved object uid -> whether it is this workload or one of its children
         self._waiting_node: set = set()  # pods reported as waiting for a new node
 
     # -- what subclasses provide -------------------------------------------------------
@@ -177,18 +179,82 @@ class Workload:
             return
         reason, message = event.get("reason") or "", event.get("message") or ""
         when = str(event.get("lastTimestamp") or event.get("eventTime") or event.get("firstTimestamp") or "")
-        with self._cond:
-            if reason in _FAILED_CREATE and event.get("type") == "Warning" and involved.get("kind") != "Pod" \
-                    and not any(t in message for t in _TRANSIENT):
-                if self._refused is None:
-                    self._refused = {"reason": reason, "message": message, "kind": involved.get("kind") or "",
-                                     "name": subject}
-            elif reason in (SCALE_UP, NO_SCALE_UP) and involved.get("kind") == "Pod":
-                if when >= self._autoscaler.get(subject, ("",))[0]:
-                    self._autoscaler[subject] = (when, reason, message)
-            else:
+        if reason in _FAILED_CREATE and event.get("type") == "Warning" and involved.get("kind") != "Pod" \
+                and not any(t in message for t in _TRANSIENT):
+            key = (event.get("metadata") or {}).get("uid") or (involved.get("uid"), reason, message)
+            version = (event.get("count"), when)
+            if self._event_versions.get(key) == version:
+                return  # the same report again (a re-list): nothing new happened
+            self._event_versions[key] = version
+            # A name is no proof: another workload may share the prefix ("train" and "train-2"),
+            # and an event outlives its object (a previous job of the same name).
+            if not self._is_ours(involved):
                 return
-            self._cond.notify_all()
+            with self._cond:
+                self._refused = {"reason": reason, "message": message, "kind": involved.get("kind") or "",
+                                 "name": subject}
+                self._cond.notify_all()
+        elif reason in (SCALE_UP, NO_SCALE_UP) and involved.get("kind") == "Pod":
+            with self._cond:
+                if when >= self._autoscaler.get(subject, ("",))[0]:
+                    self._autoscaler[subject] = (when, reason, message, involved.get("uid") or "")
+                self._cond.notify_all()
+
+    def _my_uid(self) -> Optional[str]:
+        with self._cond:  # the object's watch lists it first; give it a moment
+            self._cond.wait_for(lambda: self._obj is not None or self._obj_gone or self._stop.is_set(), timeout=10)
+            return ((self._obj or {}).get("metadata") or {}).get("uid")
+
+    def _is_ours(self, involved: dict) -> bool:
+        """Whether the object an event is about is this workload (its uid, not only its name)
+        or one of the objects its controller made for it (a JobSet's Job, a Deployment's
+        ReplicaSet); False when that cannot be told (the wait goes on as before)."""
+        uid = involved.get("uid") or ""
+        if uid and uid in self._ours:
+            return self._ours[uid]
+        mine = self._my_uid()
+        if not mine:
+            return False
+        if involved.get("name") == self.name and involved.get("kind") == self.kind:
+            verdict = not uid or uid == mine
+        else:
+            try:
+                verdict = self._child_of(involved, mine)
+            except Exception:  # may not read it, or it is gone: cannot tell
+                return False
+        if uid:
+            self._ours[uid] = verdict
+        return verdict
+
+    def _child_of(self, involved: dict, mine: str) -> bool:
+        kube, kind, name = self.kube, involved.get("kind"), involved.get("name")
+        if kind == "Job":
+            obj = kube.to_dict(kube.batch.read_namespaced_job(name, self.namespace, _request_timeout=10))
+        elif kind == "ReplicaSet":
+            obj = kube.to_dict(kube.apps.read_namespaced_replica_set(name, self.namespace, _request_timeout=10))
+        else:
+            return False
+        meta = obj.get("metadata") or {}
+        if involved.get("uid") and meta.get("uid") != involved["uid"]:
+            return False  # the event is about an earlier object of that name
+        owners = meta.get("ownerReferences") or []
+        if any(o.get("uid") == mine for o in owners):
+            return True
+        if kind == "Job" and self.kind == "TrainJob":
+            # TrainJob -> JobSet (same name) -> Job; the JobSet itself may not be readable
+            # (kubeflow-edit has no rule for it), so: its label, and made after this TrainJob.
+            created = ((self._obj or {}).get("metadata") or {}).get("creationTimestamp") or ""
+            return ((meta.get("labels") or {}).get("jobset.sigs.k8s.io/jobset-name") == self.name
+                    and any(o.get("kind") == "JobSet" and o.get("name") == self.name for o in owners)
+                    and str(meta.get("creationTimestamp") or "") >= str(created))
+        if kind == "ReplicaSet":  # an InferenceService -> its Deployment -> this ReplicaSet
+            for owner in owners:
+                if owner.get("kind") == "Deployment":
+                    dep = kube.to_dict(kube.apps.read_namespaced_deployment(owner["name"], self.namespace,
+                                                                            _request_timeout=10))
+                    if any(o.get("uid") == mine for o in (dep.get("metadata") or {}).get("ownerReferences") or []):
+                        return True
+        return False
 
     def _on_pod(self, kind: str, pod: dict) -> None:
         name = pod["metadata"]["name"]
@@ -197,6 +263,11 @@ class Workload:
                 self._pods.pop(name, None)
             else:
                 self._pods[name] = pod
+            ended = kind == "DELETED" or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+            if ended and self._refused and "exceeded quota" in self._refused["message"].lower():
+                # One of its own pods gave its share of the quota back: the controller tries
+                # again; only a refusal reported after this counts.
+                self._refused = None
             self._cond.notify_all()
             scheduled = any(c.get("type") == "PodScheduled" and c.get("status") == "True"
                             for c in (pod.get("status") or {}).get("conditions") or [])
@@ -347,6 +418,8 @@ class Workload:
         for pod in list(self._pods.values()):
             pod_name = pod["metadata"]["name"]
             scaler = self._autoscaler.get(pod_name)
+            if scaler and scaler[3] and scaler[3] != pod["metadata"].get("uid"):
+                scaler = None  # about an earlier pod of that name (a TFJob's worker-0 of a previous run)
             if scaler and scaler[1] == SCALE_UP and pod_name not in self._waiting_node and not any(
                     c.get("type") == "PodScheduled" and c.get("status") == "True"
                     for c in (pod.get("status") or {}).get("conditions") or []):
@@ -354,7 +427,7 @@ class Workload:
                 self._emit(Stage("node", "started", f"waiting for a new node for pod {pod_name} "
                                  f"(up to {self.scale_up_timeout:g} s): {scaler[2]}"))
             error = diagnose(pod, kind=self.kind, workload=self.name, grace=self.unschedulable_grace,
-                             autoscaler=scaler[1:] if scaler else None, scale_up_timeout=self.scale_up_timeout)
+                             autoscaler=scaler[1:3] if scaler else None, scale_up_timeout=self.scale_up_timeout)
             if isinstance(error, JobFailedError) and error.logs_tail is None:
                 error = JobFailedError(str(error), job=error.job, exit_code=error.exit_code,
                                        logs_tail=self.pod_log_tail(pod))
