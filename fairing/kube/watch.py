@@ -49,6 +49,21 @@ _TRANSIENT = ("the object has been modified", "Operation cannot be fulfilled", "
               "etcdserver", "Timeout", "timed out", "connection refused", "TooManyRequests")
 
 
+def _instant(value: Any) -> float:
+    """A timestamp of the API (``...Z`` from a watch, ``...+00:00`` from a model) in seconds."""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
+#: Seconds after one of the workload's own pods ended during which an exceeded quota is
+#: still its own (the quota controller has not counted the pod out yet).
+_QUOTA_SETTLE = 15.0
+
+
 class Workload:
     """A workload on a cluster. Subclasses say how to list, judge and delete it.
 
@@ -60,6 +75,7 @@ class Workload:
     kind = "Job"
     unschedulable_grace = UNSCHEDULABLE_GRACE
     scale_up_timeout = SCALE_UP_TIMEOUT
+    _pod_ended_at = float("-inf")
 
     def __init__(self, kube: Any, name: str, namespace: str, *, on_event: Optional[EventCallback]) -> None:
         self.kube = kube
@@ -192,7 +208,7 @@ class Workload:
                 return
             with self._cond:
                 self._refused = {"reason": reason, "message": message, "kind": involved.get("kind") or "",
-                                 "name": subject}
+                                 "name": subject, "at": time.monotonic()}
                 self._cond.notify_all()
         elif reason in (SCALE_UP, NO_SCALE_UP) and involved.get("kind") == "Pod":
             with self._cond:
@@ -243,10 +259,10 @@ class Workload:
         if kind == "Job" and self.kind == "TrainJob":
             # TrainJob -> JobSet (same name) -> Job; the JobSet itself may not be readable
             # (kubeflow-edit has no rule for it), so: its label, and made after this TrainJob.
-            created = ((self._obj or {}).get("metadata") or {}).get("creationTimestamp") or ""
+            created = ((self._obj or {}).get("metadata") or {}).get("creationTimestamp")
             return ((meta.get("labels") or {}).get("jobset.sigs.k8s.io/jobset-name") == self.name
                     and any(o.get("kind") == "JobSet" and o.get("name") == self.name for o in owners)
-                    and str(meta.get("creationTimestamp") or "") >= str(created))
+                    and _instant(meta.get("creationTimestamp")) >= _instant(created))
         if kind == "ReplicaSet":  # an InferenceService -> its Deployment -> this ReplicaSet
             for owner in owners:
                 if owner.get("kind") == "Deployment":
@@ -263,11 +279,8 @@ class Workload:
                 self._pods.pop(name, None)
             else:
                 self._pods[name] = pod
-            ended = kind == "DELETED" or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
-            if ended and self._refused and "exceeded quota" in self._refused["message"].lower():
-                # One of its own pods gave its share of the quota back: the controller tries
-                # again; only a refusal reported after this counts.
-                self._refused = None
+            if kind == "DELETED" or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                self._pod_ended_at = time.monotonic()  # its share of a quota comes back (see _raise_refusal)
             self._cond.notify_all()
             scheduled = any(c.get("type") == "PodScheduled" and c.get("status") == "True"
                             for c in (pod.get("status") or {}).get("conditions") or [])
@@ -390,9 +403,13 @@ class Workload:
             return
         message = refused["message"]
         low = message.lower()
-        if "exceeded quota" in low and any((p.get("status") or {}).get("phase") in ("Pending", "Running")
-                                           for p in self._pods.values()):
-            return  # its own pods hold the quota (a map's next index): it frees as they end
+        if "exceeded quota" in low and (
+                any((p.get("status") or {}).get("phase") in ("Pending", "Running") for p in self._pods.values())
+                or refused["at"] < self._pod_ended_at + _QUOTA_SETTLE):
+            # Its own pods hold the quota (a map's next index): it frees as they end. A refusal
+            # from before one ended, or soon after (the quota controller recounts a moment
+            # later), is no answer; the controller tries again, and a refusal then is.
+            return
         if "service account" in low or "serviceaccount" in low:
             fix = ("Create that service account in the namespace, or run as one that exists "
                    "(service_account=..., or the kubeflow backend's default-editor in a Kubeflow profile namespace).")

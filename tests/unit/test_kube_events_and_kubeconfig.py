@@ -80,7 +80,9 @@ def test_an_exceeded_quota_waits_while_the_jobs_own_pods_run():
     # controller creates the next index now), and a re-list replaying it changes nothing
     job._on_k8s_event("ADDED", _event("FailedCreate", QUOTA_REFUSAL))
     assert job.wait_until(job._ended, timeout=0.3) is False
-    # refused again after that (someone else took the quota): now it is an answer
+    # refused again once the quota controller has counted that pod out (someone else took
+    # the quota): now it is an answer
+    job._pod_ended_at -= 30
     job._on_k8s_event("MODIFIED", _event("FailedCreate", QUOTA_REFUSAL, count=2, when="2026-01-01T12:00:30Z"))
     with pytest.raises(PodsRefusedError, match="exceeded quota: small.*ResourceQuota"):
         job.wait_until(job._ended, timeout=5)
