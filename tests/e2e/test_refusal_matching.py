@@ -14,6 +14,7 @@ import pytest
 from fairing import PermissionDeniedError
 from fairing.deployers.job import JobDeployer
 from fairing.deployers.serving import ServingDeployer
+from fairing.deployers.trainjob import TrainJobDeployer
 from fairing.kube import KubeClient
 from fairing.kube.access import preflight
 
@@ -91,3 +92,17 @@ def test_preflight_asks_for_no_events_and_an_endpoint_for_no_secrets(make_profil
     with pytest.raises(PermissionDeniedError) as err:  # a Job writes its result key: secrets are asked for, events never
         preflight(JobDeployer(kube=kube))
     assert {r for _v, r, _ns in err.value.missing} == {"secrets"}
+
+
+def test_upstream_kubeflow_edit_may_not_create_trainjobs_and_preflight_says_so(make_profile):
+    """kubeflow/trainer's kubeflow-trainer-edit grants create on trainjobs of kubeflow.org,
+    not trainer.kubeflow.org (tests/cluster/manifests/kubeflow-edit-role.yaml): a profile's
+    default-editor is refused before anything is built, naming the real group."""
+    prof = make_profile()
+    kube = KubeClient(kubeconfig=prof.kubeconfig)
+    with pytest.raises(PermissionDeniedError) as err:
+        preflight(TrainJobDeployer(kube=kube))
+    assert set(err.value.missing) == {("create", "trainjobs.trainer.kubeflow.org", prof.namespace),
+                                      ("delete", "trainjobs.trainer.kubeflow.org", prof.namespace)}
+    fixed = make_profile(trainer_fix=True)
+    preflight(TrainJobDeployer(kube=KubeClient(kubeconfig=fixed.kubeconfig)))
