@@ -142,7 +142,7 @@ def load(k8s: Any, spec: str, context: Optional[str]) -> tuple[Any, Optional[str
     configuration = k8s.client.Configuration()
     try:
         k8s.config.load_kube_config_from_dict(doc, context=chosen, client_configuration=configuration)
-    except (k8s.config.ConfigException, ValueError, KeyError, TypeError) as exc:
+    except (k8s.config.ConfigException, ValueError, KeyError, TypeError, OSError) as exc:  # OSError: a tokenFile
         raise ConfigurationError(f"The kubeconfig ({where}) could not be used with context {chosen!r}: {exc}. "
                                  "Check its clusters, users and contexts.") from exc
     ctx = next(c for c in doc["contexts"] if c["name"] == chosen).get("context") or {}

@@ -222,6 +222,18 @@ def test_names_that_are_not_strings_are_refused_not_crashed_on(tmp_path):
             KubeClient(kubeconfig=str(path))
 
 
+def test_a_missing_token_file_is_a_configuration_error_naming_no_secret(tmp_path):
+    from fairing.kube import KubeClient
+
+    path = tmp_path / "kc"
+    path.write_text("clusters: [{name: c, cluster: {server: 'https://127.0.0.1:6443'}}]\n"
+                    "contexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n"
+                    "users: [{name: u, user: {tokenFile: tok, password: SECRET-PW, username: me}}]\n")
+    with pytest.raises(ConfigurationError, match="tok") as err:
+        KubeClient(kubeconfig=str(path)).api_client
+    assert str(tmp_path / "tok") in str(err.value) and "SECRET-PW" not in str(err.value)
+
+
 def test_a_symlink_loop_is_an_error_and_a_dangling_link_is_skipped(tmp_path):
     loop = tmp_path / "loop"
     loop.symlink_to(loop)
