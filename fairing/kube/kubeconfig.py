@@ -146,4 +146,13 @@ def load(k8s: Any, spec: str, context: Optional[str]) -> tuple[Any, Optional[str
         raise ConfigurationError(f"The kubeconfig ({where}) could not be used with context {chosen!r}: {exc}. "
                                  "Check its clusters, users and contexts.") from exc
     ctx = next(c for c in doc["contexts"] if c["name"] == chosen).get("context") or {}
+    user = next((u.get("user") for u in doc["users"] if u["name"] == ctx.get("user")), None)
+    exec_ = user.get("exec") if isinstance(user, dict) else None
+    if isinstance(exec_, dict) and not configuration.api_key.get("authorization") and not configuration.cert_file:
+        # The client logs a failing credential plugin and goes on without credentials: every
+        # call would then fail as anonymous (401/403), far from the cause.
+        raise ConfigurationError(
+            f"The kubeconfig ({where}) context {chosen!r} gets its credentials from the command "
+            f"{str(exec_.get('command'))!r}, which gave none. Run it yourself to see why (a login expired, the "
+            "command missing from PATH), or choose another context.")
     return k8s.client.ApiClient(configuration), ctx.get("namespace")

@@ -234,6 +234,23 @@ def test_a_missing_token_file_is_a_configuration_error_naming_no_secret(tmp_path
     assert str(tmp_path / "tok") in str(err.value) and "SECRET-PW" not in str(err.value)
 
 
+def test_a_failing_credential_plugin_is_a_configuration_error(tmp_path):
+    from fairing.kube import KubeClient
+
+    plugin = tmp_path / "bin" / "get-token"
+    plugin.parent.mkdir()
+    plugin.write_text("#!/bin/sh\necho 'denied for SECRET-REFRESH-TOKEN' >&2\nexit 1\n")
+    plugin.chmod(0o755)
+    path = tmp_path / "kc"
+    path.write_text("clusters: [{name: c, cluster: {server: 'https://127.0.0.1:6443'}}]\n"
+                    "contexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n"
+                    "users: [{name: u, user: {exec: {apiVersion: client.authentication.k8s.io/v1, "
+                    "command: bin/get-token, interactiveMode: Never}}}]\n")
+    with pytest.raises(ConfigurationError, match="get-token.*gave none") as err:
+        KubeClient(kubeconfig=str(path)).api_client  # the command relative to the file, as kubectl runs it
+    assert "SECRET-REFRESH-TOKEN" not in str(err.value)
+
+
 def test_a_symlink_loop_is_an_error_and_a_dangling_link_is_skipped(tmp_path):
     loop = tmp_path / "loop"
     loop.symlink_to(loop)
