@@ -44,6 +44,8 @@ _WATCH_SECONDS = 60
 #: The reasons a controller reports a pod it could not create with (batch Job and JobSet's
 #: Jobs: FailedCreate; training-operator: FailedCreatePod).
 _FAILED_CREATE = ("FailedCreate", "FailedCreatePod")
+#: The component cluster-autoscaler's recorder reports as (source.component, reportingComponent).
+_AUTOSCALER = "cluster-autoscaler"
 #: FailedCreate messages that are a retry, not a refusal (the controller tries again).
 _TRANSIENT = ("the object has been modified", "Operation cannot be fulfilled", "already exists",
               "etcdserver", "Timeout", "timed out", "connection refused", "TooManyRequests")
@@ -210,7 +212,9 @@ class Workload:
                 self._refused = {"reason": reason, "message": message, "kind": involved.get("kind") or "",
                                  "name": subject, "at": time.monotonic()}
                 self._cond.notify_all()
-        elif reason in (SCALE_UP, NO_SCALE_UP) and involved.get("kind") == "Pod":
+        elif reason in (SCALE_UP, NO_SCALE_UP) and involved.get("kind") == "Pod" and _AUTOSCALER in (
+                (event.get("source") or {}).get("component"), event.get("reportingComponent")):
+            # only what the autoscaler reports: anyone who may post events could write the reason
             with self._cond:
                 if when >= self._autoscaler.get(subject, ("",))[0]:
                     self._autoscaler[subject] = (when, reason, message, involved.get("uid") or "")

@@ -27,10 +27,11 @@ class _Job(Workload):
 
 
 def _event(reason, message, *, kind="Job", name="train-1", type_="Warning", when="2026-01-01T12:00:00Z",
-           uid="uid-train-1", count=1):
+           uid="uid-train-1", count=1, source=None):
+    source = source or ("cluster-autoscaler" if "ScaleUp" in reason else "job-controller")
     return {"involvedObject": {"kind": kind, "name": name, "namespace": "ns", "uid": uid}, "reason": reason,
             "message": message, "type": type_, "lastTimestamp": when, "count": count,
-            "source": {"component": "job-controller"}}
+            "source": {"component": source}}
 
 
 def _job(kind="Job"):
@@ -113,6 +114,9 @@ def test_the_newest_autoscaler_event_counts_and_a_wait_is_reported():
     pod = _unschedulable(1, now=datetime.now(timezone.utc))
     pod["metadata"].update(name="train-1-abc", uid="uid-pod")
     job._on_pod("ADDED", pod)
+    # posted by someone else in the namespace (may create events): not the autoscaler's word
+    job._on_k8s_event("ADDED", _event("NotTriggerScaleUp", "posted by a user", kind="Pod", name="train-1-abc",
+                                      type_="Normal", when="2026-01-01T12:00:05Z", uid="uid-pod", source="kubectl"))
     # an earlier pod of that name (a TFJob's worker-0 of a previous run): not about this one
     job._on_k8s_event("ADDED", _event("NotTriggerScaleUp", "an earlier pod's", kind="Pod", name="train-1-abc",
                                       type_="Normal", when="2026-01-01T12:00:05Z", uid="uid-earlier-pod"))
