@@ -101,7 +101,7 @@ class ClusterBuilder:
         from ..kube.access import Access
 
         return [*(Access(v, "pods") for v in ("create", "get", "list", "watch", "delete")), Access("get", "pods/log"),
-                Access("create", "pods/attach"), *(Access(v, "secrets") for v in ("create", "update", "delete"))]
+                Access("create", "pods/attach"), *(Access(v, "secrets") for v in ("create", "delete"))]  # never replaced
 
     @property
     def kube(self) -> KubeClient:

@@ -106,3 +106,11 @@ def test_upstream_kubeflow_edit_may_not_create_trainjobs_and_preflight_says_so(m
                                       ("delete", "trainjobs.trainer.kubeflow.org", prof.namespace)}
     fixed = make_profile(trainer_fix=True)
     preflight(TrainJobDeployer(kube=KubeClient(kubeconfig=fixed.kubeconfig)))
+
+
+def test_the_cluster_builder_asks_for_no_secret_update_it_never_does(make_profile, base_image, registry_address):
+    from fairing.builders.cluster import ClusterBuilder
+
+    prof = make_profile(drop=[("update", "", "secrets")])
+    kube = KubeClient(kubeconfig=prof.kubeconfig)
+    preflight(ClusterBuilder(base_image, f"{registry_address}/fairing-e2e", kube=kube))
