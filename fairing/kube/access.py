@@ -144,6 +144,13 @@ def preflight(*parts: Any) -> None:
     who = identity(first_kube)
     namespaces = sorted({ns for _v, _r, ns in missing})
     rows = "\n".join(f"  {verb} {resource} in namespace {ns}" for verb, resource, ns in missing)
+    fix = _fix(namespaces[0], who)
+    if any(resource == "trainjobs.trainer.kubeflow.org" and verb in ("create", "delete")
+           for verb, resource, _ns in missing):
+        # kubeflow/trainer's kubeflow-trainer-edit names the kubeflow.org group for trainjobs
+        fix += ("\nNote: Kubeflow's kubeflow-edit lets its users read TrainJobs (trainer.kubeflow.org) but, as "
+                "kubeflow/trainer ships it, create them only in the kubeflow.org group: the namespace's owner needs "
+                "a rule with apiGroups [trainer.kubeflow.org], resources [trainjobs], verbs [create, delete].")
     raise PermissionDeniedError(
         f"{who or 'The kubeconfig user'} may not do what this job needs (checked before anything was built or "
-        f"pushed):\n{rows}\n{_fix(namespaces[0], who)}", missing=tuple(missing), identity=who)
+        f"pushed):\n{rows}\n{fix}", missing=tuple(missing), identity=who)

@@ -104,6 +104,7 @@ def test_upstream_kubeflow_edit_may_not_create_trainjobs_and_preflight_says_so(m
         preflight(TrainJobDeployer(kube=kube))
     assert set(err.value.missing) == {("create", "trainjobs.trainer.kubeflow.org", prof.namespace),
                                       ("delete", "trainjobs.trainer.kubeflow.org", prof.namespace)}
+    assert "apiGroups [trainer.kubeflow.org], resources [trainjobs]" in str(err.value)  # not only "bind kubeflow-edit"
     fixed = make_profile(trainer_fix=True)
     preflight(TrainJobDeployer(kube=KubeClient(kubeconfig=fixed.kubeconfig)))
 
