@@ -327,6 +327,25 @@ def test_settings_fill_only_what_a_deployer_left_unset(tmp_path):
     assert with_settings(JobDeployer(namespace="x", context="mine"), settings)._kube_options["context"] == "mine"
 
 
+def test_the_context_setting_reaches_a_cluster_builder_too(tmp_path, monkeypatch):
+    """FAIRING_CONTEXT / --context: the build pod runs in the cluster the job runs in (the
+    pre-flight checks that one too), not in the kubeconfig's current context."""
+    from fairing.backends import BackendChoice, with_settings
+    from fairing.builders.cluster import ClusterBuilder
+    from fairing.settings import resolve
+
+    settings = resolve(cwd=tmp_path, environ={"HOME": str(tmp_path), "FAIRING_CONTEXT": "prod"})
+    assert with_settings(ClusterBuilder("python:3.11-slim", "registry.example:5000/x"),
+                         settings)._kube_options["context"] == "prod"
+    a = _kc(tmp_path / "a", cluster="c1", user="u1", context="dev", current="dev", namespace="team-dev")
+    b = _kc(tmp_path / "b", cluster="c2", user="u2", context="prod", namespace="team-prod")
+    monkeypatch.setenv("KUBECONFIG", os.pathsep.join([a, b]))
+    monkeypatch.setenv("FAIRING_CONTEXT", "prod")
+    monkeypatch.chdir(tmp_path)
+    backend = BackendChoice("kubernetes").make(builder=ClusterBuilder("python:3.11-slim", "registry.example:5000/x"))
+    assert backend.builder.kube.namespace == backend.deployer.kube.namespace == "team-prod"
+
+
 def test_cli_cluster_options_go_anywhere_before_the_double_dash():
     from fairing.cli import _hoist_global_options
 
