@@ -104,20 +104,24 @@ class BackendChoice:
                 builder = backend.builder  # the warm builder made around it (warm=True)
             if builder is not None or deployer is not None:
                 backend = replace(backend, builder=builder or backend.builder, deployer=deployer or backend.deployer)
-            return replace(backend, deployer=with_settings(backend.deployer), serving=with_settings(backend.serving))
+            return replace(backend, builder=with_settings(backend.builder), deployer=with_settings(backend.deployer),
+                           serving=with_settings(backend.serving))
         from .._registry import accepted_options, call
 
         accepted = accepted_options(self.factory) or frozenset()
         given = {k: v for k, v in parts.items() if v is not None and k in accepted}
         factory, kwargs = backend_factory(self.backend, {**self.options, **given})
         backend = call(factory, kwargs, f"the {getattr(factory, '__name__', 'backend')}")
-        return replace(backend, deployer=with_settings(backend.deployer), serving=with_settings(backend.serving))
+        # the builder too: a ClusterBuilder made without a context builds where the job runs
+        return replace(backend, builder=with_settings(backend.builder), deployer=with_settings(backend.deployer),
+                       serving=with_settings(backend.serving))
 
 
 def with_settings(part: Any, settings: Any = None) -> Any:
-    """``part`` (a deployer) with the options it left unset filled from the settings
-    [:func:`fairing.settings.resolve` now]: the insecure registries, and the ``queue`` of a
-    job deployer (one that takes a Kueue queue); a copy, or ``part`` itself when nothing is
+    """``part`` (a deployer, or a builder that runs on a cluster) with the options it left
+    unset filled from the settings [:func:`fairing.settings.resolve` now]: the insecure
+    registries, the context, the grace times, and the ``queue`` of a job deployer (one that
+    takes a Kueue queue); a copy, or ``part`` itself when nothing is
     filled. Stages never read settings; the facade passes them down through here."""
     unset = [name for name in ("insecure_hosts", "unschedulable_grace", "scale_up_timeout")
              if hasattr(part, name) and getattr(part, name) is None]

@@ -117,7 +117,9 @@ def _cloud_backend(name: str, host: str, repository: str, credentials: Any, base
             from ..builders.cluster import ClusterBuilder
 
             builder = ClusterBuilder(base_image, registry, dockerfile=options.pop("dockerfile"),
-                                     credentials=credentials, context_store=context_store)
+                                     credentials=credentials, context_store=context_store,
+                                     # the build pod runs where the job will
+                                     **{k: options.get(k) for k in ("namespace", "kubeconfig", "context")})
         else:
             if not base_image:
                 raise ConfigurationError(f"The {name} backend needs base_image=... (an image in a registry the "

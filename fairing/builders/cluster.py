@@ -101,8 +101,7 @@ class ClusterBuilder:
         from ..kube.access import Access
 
         return [*(Access(v, "pods") for v in ("create", "get", "list", "watch", "delete")), Access("get", "pods/log"),
-                Access("create", "pods/attach"), *(Access(v, "secrets") for v in ("create", "update", "delete")),
-                *(Access(v, "events") for v in ("list", "watch"))]
+                Access("create", "pods/attach"), *(Access(v, "secrets") for v in ("create", "delete"))]  # never replaced
 
     @property
     def kube(self) -> KubeClient:

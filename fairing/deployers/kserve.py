@@ -161,6 +161,7 @@ class InferenceServiceDeployer(KubeDeployerBase):
     container_name = "kserve-container"  # the name KServe expects for a custom predictor
 
     workload_kind = InferenceServiceHandle.WORKLOAD
+    writes_result_key = False  # an endpoint reports no result
 
     def __init__(self, *, replicas: int = 1, dry_run: bool = False, storage_uri: Optional[str] = None,
                  **options: Any) -> None:

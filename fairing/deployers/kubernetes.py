@@ -115,6 +115,8 @@ class KubeDeployerBase:
     #: The WorkloadKind this deployer starts (what :meth:`required_access` asks for).
     workload_kind: Any = None
     queueable = True  # a batch workload Kueue can hold (endpoints are not)
+    #: Whether its workloads get a result-key Secret (endpoints report no result).
+    writes_result_key = True
 
     def __init__(self, *, namespace: Optional[str] = None, kube: Optional[KubeClient] = None,
                  kubeconfig: Optional[str] = None, context: Optional[str] = None, mutators=(),
@@ -163,10 +165,10 @@ class KubeDeployerBase:
         if self.workload_kind is None:
             return []
         group, _version = self.workload_kind.group_version
-        needs = workload_access(group, self.workload_kind.plural)
-        if self.pull_credentials is not False:
-            needs.append(Access("update", "secrets"))
-        return needs
+        needs = workload_access(group, self.workload_kind.plural, result_key=self.writes_result_key)
+        if self.pull_credentials is not False:  # the image pull secret: created, else replaced
+            needs += [Access("create", "secrets"), Access("update", "secrets")]
+        return list(dict.fromkeys(needs))
 
     def new_name(self) -> str:
         return f"{self.name_prefix}-{time.strftime('%m%d-%H%M%S')}-{uuid.uuid4().hex[:5]}"

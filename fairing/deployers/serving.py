@@ -222,6 +222,7 @@ class ServingDeployer(KubeDeployerBase):
 
     container_name = "fairing-serving"
     workload_kind = KubeEndpointHandle.WORKLOAD
+    writes_result_key = False  # an endpoint reports no result
 
     def required_access(self) -> list:
         from ..kube.access import Access

@@ -23,6 +23,9 @@ from ..errors import PermissionDeniedError
 
 __all__ = ["Access", "preflight", "check", "identity", "WORKLOAD_VERBS"]
 
+#: Seconds one review may take; a server that takes longer cannot tell (the calls will).
+REVIEW_TIMEOUT = 10  # an int: the client ignores a float _request_timeout
+
 #: What fairing does with the workload object it starts.
 WORKLOAD_VERBS = ("create", "get", "list", "watch", "delete")
 
@@ -41,12 +44,14 @@ class Access:
         return f"{self.resource}.{self.group}" if self.group else self.resource
 
 
-def workload_access(group: str, plural: str) -> list[Access]:
-    """What a deployer needs to start, watch and delete its workload and read its pods."""
+def workload_access(group: str, plural: str, *, result_key: bool = True) -> list[Access]:
+    """What a deployer needs to start, watch and delete its workload and read its pods;
+    ``result_key``: it also writes, reads and deletes the Secret with the job's result key.
+    Events are not asked for: every reader of them (the refused-pods watch, the diagnosis)
+    works without them, so an identity that may not read events must not be refused."""
     return [*(Access(v, plural, group) for v in WORKLOAD_VERBS),
             *(Access(v, "pods") for v in ("get", "list", "watch")), Access("get", "pods/log"),
-            *(Access(v, "secrets") for v in ("create", "get", "delete", "patch")),
-            *(Access(v, "events") for v in ("list", "watch"))]
+            *((Access(v, "secrets") for v in ("create", "get", "delete", "patch")) if result_key else ())]
 
 
 def identity(kube: Any) -> Optional[str]:
@@ -76,16 +81,23 @@ def check(kube: Any, needs: Iterable[Access], namespace: Optional[str] = None) -
             resource_attributes=k8s.client.V1ResourceAttributes(
                 namespace=namespace, verb=need.verb, group=need.group, resource=resource, subresource=sub or None)))
         try:
-            return bool(api.create_self_subject_access_review(body, _request_timeout=10).status.allowed)
+            return bool(api.create_self_subject_access_review(body, _request_timeout=REVIEW_TIMEOUT).status.allowed)
         except Exception:  # cannot ask: the real calls will say
             return None
 
     from concurrent.futures import ThreadPoolExecutor
 
     unique = list(dict.fromkeys(needs))  # each once, in order
-    # 4 at once: within the client's connection pool (a fuller one logs warnings)
+    if not unique:
+        return []
+    # One first: a server that cannot answer (no such API, a refused or hanging review)
+    # costs one timeout, not one per batch, before the real calls decide.
+    first = allowed(unique[0])
+    if first is None:
+        return []
+    # the rest 4 at once: within the client's connection pool (a fuller one logs warnings)
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="fairing-access") as pool:
-        answers = list(pool.map(allowed, unique))
+        answers = [first, *pool.map(allowed, unique[1:])]
     if None in answers:
         return []
     return [(need.verb, need.full_resource, namespace) for need, ok in zip(unique, answers) if not ok]
@@ -132,6 +144,13 @@ def preflight(*parts: Any) -> None:
     who = identity(first_kube)
     namespaces = sorted({ns for _v, _r, ns in missing})
     rows = "\n".join(f"  {verb} {resource} in namespace {ns}" for verb, resource, ns in missing)
+    fix = _fix(namespaces[0], who)
+    if any(resource == "trainjobs.trainer.kubeflow.org" and verb in ("create", "delete")
+           for verb, resource, _ns in missing):
+        # kubeflow/trainer's kubeflow-trainer-edit names the kubeflow.org group for trainjobs
+        fix += ("\nNote: Kubeflow's kubeflow-edit lets its users read TrainJobs (trainer.kubeflow.org) but, as "
+                "kubeflow/trainer ships it, create them only in the kubeflow.org group: the namespace's owner needs "
+                "a rule with apiGroups [trainer.kubeflow.org], resources [trainjobs], verbs [create, delete].")
     raise PermissionDeniedError(
         f"{who or 'The kubeconfig user'} may not do what this job needs (checked before anything was built or "
-        f"pushed):\n{rows}\n{_fix(namespaces[0], who)}", missing=tuple(missing), identity=who)
+        f"pushed):\n{rows}\n{fix}", missing=tuple(missing), identity=who)

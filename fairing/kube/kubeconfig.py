@@ -35,21 +35,45 @@ def paths(spec: str) -> list[Path]:
 def _read(path: Path) -> Optional[dict]:
     import yaml
 
-    if not path.exists():
-        return None  # kubectl skips a listed file that does not exist
+    try:
+        path.stat()
+    except FileNotFoundError:
+        return None  # kubectl skips a listed file that does not exist (a dangling link too)
+    except OSError as exc:  # a symlink loop, a name too long, no permission: kubectl stops there too
+        raise ConfigurationError(f"The kubeconfig {str(path)!r} could not be read: {exc.strerror}. "
+                                 "Fix KUBECONFIG or kubeconfig=.") from None
     if not path.is_file():
         raise ConfigurationError(f"The kubeconfig {str(path)!r} is not a file. Fix KUBECONFIG or kubeconfig=.")
     try:
         if path.stat().st_size > _MAX_BYTES:
             raise ConfigurationError(f"The kubeconfig {str(path)!r} is over {_MAX_BYTES >> 20} MiB: not a kubeconfig.")
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+    except yaml.YAMLError as exc:
+        # Never str(exc): PyYAML quotes the offending line, which may hold a token or a key.
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ConfigurationError(f"The kubeconfig {str(path)!r} is not valid YAML ({problem}{where}). "
+                                 "Fix or remove it.") from None
+    except (OSError, UnicodeDecodeError) as exc:
         raise ConfigurationError(f"The kubeconfig {str(path)!r} could not be read: {exc}. Fix or remove it.") from None
     if doc is None:
         return {}  # an empty file adds nothing (as with kubectl)
     if not isinstance(doc, dict) or any(not isinstance(doc.get(k) or [], list) for k in _NAMED):
         raise ConfigurationError(f"The kubeconfig {str(path)!r} is not a kubeconfig (a mapping with clusters, "
                                  "contexts and users lists). Fix or remove it.")
+    # Names and the current context are strings in every kubeconfig kubectl reads; anything
+    # else (a list, or an alias of a huge one) is refused here, before it is hashed or printed.
+    bad = [f"{section}[{i}].name" for section in _NAMED for i, entry in enumerate(doc.get(section) or [])
+           if isinstance(entry, dict) and entry.get("name") is not None and not isinstance(entry["name"], str)]
+    bad += [f"contexts[{i}].context.namespace" for i, entry in enumerate(doc.get("contexts") or [])
+            if isinstance(entry, dict) and isinstance(entry.get("context"), dict)
+            and entry["context"].get("namespace") is not None and not isinstance(entry["context"]["namespace"], str)]
+    if doc.get("current-context") is not None and not isinstance(doc["current-context"], str):
+        bad.append("current-context")
+    if bad:
+        raise ConfigurationError(f"The kubeconfig {str(path)!r} is not a kubeconfig: {', '.join(bad[:5])} "
+                                 "must be a string. Fix or remove it.")
     return doc
 
 
@@ -82,7 +106,7 @@ def merged(spec: str) -> tuple[dict, list[Path]]:
         if doc is None:
             continue
         read.append(path)
-        base = path.resolve().parent
+        base = Path(os.path.abspath(path)).parent  # kubectl: the file's own directory, symlinks not followed
         for section in _NAMED:
             have = {e.get("name") for e in out[section]}
             for entry in doc.get(section) or []:
@@ -118,8 +142,17 @@ def load(k8s: Any, spec: str, context: Optional[str]) -> tuple[Any, Optional[str
     configuration = k8s.client.Configuration()
     try:
         k8s.config.load_kube_config_from_dict(doc, context=chosen, client_configuration=configuration)
-    except (k8s.config.ConfigException, ValueError, KeyError, TypeError) as exc:
+    except (k8s.config.ConfigException, ValueError, KeyError, TypeError, OSError) as exc:  # OSError: a tokenFile
         raise ConfigurationError(f"The kubeconfig ({where}) could not be used with context {chosen!r}: {exc}. "
                                  "Check its clusters, users and contexts.") from exc
     ctx = next(c for c in doc["contexts"] if c["name"] == chosen).get("context") or {}
+    user = next((u.get("user") for u in doc["users"] if u["name"] == ctx.get("user")), None)
+    exec_ = user.get("exec") if isinstance(user, dict) else None
+    if isinstance(exec_, dict) and not configuration.api_key.get("authorization") and not configuration.cert_file:
+        # The client logs a failing credential plugin and goes on without credentials: every
+        # call would then fail as anonymous (401/403), far from the cause.
+        raise ConfigurationError(
+            f"The kubeconfig ({where}) context {chosen!r} gets its credentials from the command "
+            f"{str(exec_.get('command'))!r}, which gave none. Run it yourself to see why (a login expired, the "
+            "command missing from PATH), or choose another context.")
     return k8s.client.ApiClient(configuration), ctx.get("namespace")

@@ -50,10 +50,27 @@ _WATCH_SECONDS = 60
 #: The reasons a controller reports a pod it could not create with (batch Job and JobSet's
 #: Jobs: FailedCreate; training-operator: FailedCreatePod).
 _FAILED_CREATE = ("FailedCreate", "FailedCreatePod")
+#: The component cluster-autoscaler's recorder reports as (source.component, reportingComponent).
+_AUTOSCALER = "cluster-autoscaler"
 #: FailedCreate messages that are a retry, not a refusal (the controller tries again).
 _TRANSIENT = ("the object has been modified", "Operation cannot be fulfilled", "already exists",
               "etcdserver", "Timeout", "timed out", "connection refused", "TooManyRequests")
 _QUEUE_POLL = 2.0  # seconds between readings of a queued workload's Kueue Workload
+
+
+def _instant(value: Any) -> float:
+    """A timestamp of the API (``...Z`` from a watch, ``...+00:00`` from a model) in seconds."""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
+#: Seconds after one of the workload's own pods ended during which an exceeded quota is
+#: still its own (the quota controller has not counted the pod out yet).
+_QUOTA_SETTLE = 15.0
 
 
 class Workload:
@@ -67,6 +84,7 @@ class Workload:
     kind = "Job"
     unschedulable_grace = UNSCHEDULABLE_GRACE
     scale_up_timeout = SCALE_UP_TIMEOUT
+    _pod_ended_at = float("-inf")
 
     def __init__(self, kube: Any, name: str, namespace: str, *, on_event: Optional[EventCallback]) -> None:
         self.kube = kube
@@ -84,7 +102,9 @@ class Workload:
         self._deleted = False
         self._listed: set = set()  # the watches' handlers whose first listing is in
         self._refused: Optional[dict] = None  # the first FailedCreate event that refuses a pod
-        self._autoscaler: dict[str, tuple[str, str, str]] = {}  # pod -> (time, reason, message), the newest
+        self._autoscaler: dict[str, tuple[str, str, str, str]] = {}  # pod -> (time, reason, message, pod uid)
+        self._event_versions: dict = {}  # refusal event -> (count, time) seen: a re-list replays, it adds nothing
+        self._ours: dict = {}  # involved object uid -> whether it is this workload or one of its children
         self._waiting_node: set = set()  # pods reported as waiting for a new node
         self._queue_state: Any = None  # what Kueue last said while it held the workload (kueue.QueueState)
         self._queue_error: Optional[FairingError] = None  # its queue does not exist: it will never run
@@ -191,18 +211,84 @@ class Workload:
             return
         reason, message = event.get("reason") or "", event.get("message") or ""
         when = str(event.get("lastTimestamp") or event.get("eventTime") or event.get("firstTimestamp") or "")
-        with self._cond:
-            if reason in _FAILED_CREATE and event.get("type") == "Warning" and involved.get("kind") != "Pod" \
-                    and not any(t in message for t in _TRANSIENT):
-                if self._refused is None:
-                    self._refused = {"reason": reason, "message": message, "kind": involved.get("kind") or "",
-                                     "name": subject}
-            elif reason in (SCALE_UP, NO_SCALE_UP) and involved.get("kind") == "Pod":
-                if when >= self._autoscaler.get(subject, ("",))[0]:
-                    self._autoscaler[subject] = (when, reason, message)
-            else:
+        if reason in _FAILED_CREATE and event.get("type") == "Warning" and involved.get("kind") != "Pod" \
+                and not any(t in message for t in _TRANSIENT):
+            key = (event.get("metadata") or {}).get("uid") or (involved.get("uid"), reason, message)
+            version = (event.get("count"), when)
+            if self._event_versions.get(key) == version:
+                return  # the same report again (a re-list): nothing new happened
+            self._event_versions[key] = version
+            # A name is no proof: another workload may share the prefix ("train" and "train-2"),
+            # and an event outlives its object (a previous job of the same name).
+            if not self._is_ours(involved):
                 return
-            self._cond.notify_all()
+            with self._cond:
+                self._refused = {"reason": reason, "message": message, "kind": involved.get("kind") or "",
+                                 "name": subject, "at": time.monotonic()}
+                self._cond.notify_all()
+        elif reason in (SCALE_UP, NO_SCALE_UP) and involved.get("kind") == "Pod" and _AUTOSCALER in (
+                (event.get("source") or {}).get("component"), event.get("reportingComponent")):
+            # only what the autoscaler reports: anyone who may post events could write the reason
+            with self._cond:
+                if when >= self._autoscaler.get(subject, ("",))[0]:
+                    self._autoscaler[subject] = (when, reason, message, involved.get("uid") or "")
+                self._cond.notify_all()
+
+    def _my_uid(self) -> Optional[str]:
+        with self._cond:  # the object's watch lists it first; give it a moment
+            self._cond.wait_for(lambda: self._obj is not None or self._obj_gone or self._stop.is_set(), timeout=10)
+            return ((self._obj or {}).get("metadata") or {}).get("uid")
+
+    def _is_ours(self, involved: dict) -> bool:
+        """Whether the object an event is about is this workload (its uid, not only its name)
+        or one of the objects its controller made for it (a JobSet's Job, a Deployment's
+        ReplicaSet); False when that cannot be told (the wait goes on as before)."""
+        uid = involved.get("uid") or ""
+        if uid and uid in self._ours:
+            return self._ours[uid]
+        mine = self._my_uid()
+        if not mine:
+            return False
+        if involved.get("name") == self.name and involved.get("kind") == self.kind:
+            verdict = not uid or uid == mine
+        else:
+            try:
+                verdict = self._child_of(involved, mine)
+            except Exception:  # may not read it, or it is gone: cannot tell
+                return False
+        if uid:
+            self._ours[uid] = verdict
+        return verdict
+
+    def _child_of(self, involved: dict, mine: str) -> bool:
+        kube, kind, name = self.kube, involved.get("kind"), involved.get("name")
+        if kind == "Job":
+            obj = kube.to_dict(kube.batch.read_namespaced_job(name, self.namespace, _request_timeout=10))
+        elif kind == "ReplicaSet":
+            obj = kube.to_dict(kube.apps.read_namespaced_replica_set(name, self.namespace, _request_timeout=10))
+        else:
+            return False
+        meta = obj.get("metadata") or {}
+        if involved.get("uid") and meta.get("uid") != involved["uid"]:
+            return False  # the event is about an earlier object of that name
+        owners = meta.get("ownerReferences") or []
+        if any(o.get("uid") == mine for o in owners):
+            return True
+        if kind == "Job" and self.kind == "TrainJob":
+            # TrainJob -> JobSet (same name) -> Job; the JobSet itself may not be readable
+            # (kubeflow-edit has no rule for it), so: its label, and made after this TrainJob.
+            created = ((self._obj or {}).get("metadata") or {}).get("creationTimestamp")
+            return ((meta.get("labels") or {}).get("jobset.sigs.k8s.io/jobset-name") == self.name
+                    and any(o.get("kind") == "JobSet" and o.get("name") == self.name for o in owners)
+                    and _instant(meta.get("creationTimestamp")) >= _instant(created))
+        if kind == "ReplicaSet":  # an InferenceService -> its Deployment -> this ReplicaSet
+            for owner in owners:
+                if owner.get("kind") == "Deployment":
+                    dep = kube.to_dict(kube.apps.read_namespaced_deployment(owner["name"], self.namespace,
+                                                                            _request_timeout=10))
+                    if any(o.get("uid") == mine for o in (dep.get("metadata") or {}).get("ownerReferences") or []):
+                        return True
+        return False
 
     def _on_pod(self, kind: str, pod: dict) -> None:
         name = pod["metadata"]["name"]
@@ -211,6 +297,8 @@ class Workload:
                 self._pods.pop(name, None)
             else:
                 self._pods[name] = pod
+            if kind == "DELETED" or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                self._pod_ended_at = time.monotonic()  # its share of a quota comes back (see _raise_refusal)
             self._cond.notify_all()
             scheduled = any(c.get("type") == "PodScheduled" and c.get("status") == "True"
                             for c in (pod.get("status") or {}).get("conditions") or [])
@@ -410,9 +498,13 @@ class Workload:
             return
         message = refused["message"]
         low = message.lower()
-        if "exceeded quota" in low and any((p.get("status") or {}).get("phase") in ("Pending", "Running")
-                                           for p in self._pods.values()):
-            return  # its own pods hold the quota (a map's next index): it frees as they end
+        if "exceeded quota" in low and (
+                any((p.get("status") or {}).get("phase") in ("Pending", "Running") for p in self._pods.values())
+                or refused["at"] < self._pod_ended_at + _QUOTA_SETTLE):
+            # Its own pods hold the quota (a map's next index): it frees as they end. A refusal
+            # from before one ended, or soon after (the quota controller recounts a moment
+            # later), is no answer; the controller tries again, and a refusal then is.
+            return
         if "service account" in low or "serviceaccount" in low:
             fix = ("Create that service account in the namespace, or run as one that exists "
                    "(service_account=..., or the kubeflow backend's default-editor in a Kubeflow profile namespace).")
@@ -438,6 +530,8 @@ class Workload:
         for pod in list(self._pods.values()):
             pod_name = pod["metadata"]["name"]
             scaler = self._autoscaler.get(pod_name)
+            if scaler and scaler[3] and scaler[3] != pod["metadata"].get("uid"):
+                scaler = None  # about an earlier pod of that name (a TFJob's worker-0 of a previous run)
             if scaler and scaler[1] == SCALE_UP and pod_name not in self._waiting_node and not any(
                     c.get("type") == "PodScheduled" and c.get("status") == "True"
                     for c in (pod.get("status") or {}).get("conditions") or []):
@@ -445,7 +539,7 @@ class Workload:
                 self._emit(Stage("node", "started", f"waiting for a new node for pod {pod_name} "
                                  f"(up to {self.scale_up_timeout:g} s): {scaler[2]}"))
             error = diagnose(pod, kind=self.kind, workload=self.name, grace=self.unschedulable_grace,
-                             autoscaler=scaler[1:] if scaler else None, scale_up_timeout=self.scale_up_timeout)
+                             autoscaler=scaler[1:3] if scaler else None, scale_up_timeout=self.scale_up_timeout)
             if isinstance(error, JobFailedError) and error.logs_tail is None:
                 error = JobFailedError(str(error), job=error.job, exit_code=error.exit_code,
                                        logs_tail=self.pod_log_tail(pod))

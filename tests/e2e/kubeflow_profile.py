@@ -37,9 +37,12 @@ ROLE_FILE = Path(__file__).resolve().parents[1] / "cluster" / "manifests" / "kub
 SERVICE_ACCOUNT = "default-editor"
 
 
-def kubeflow_edit_rules(drop=()) -> list[dict]:
-    """The Role's rules as dicts, without the (verb, api_group, resource) triples in `drop`."""
-    rules = yaml.safe_load(ROLE_FILE.read_text())["rules"]
+def kubeflow_edit_rules(drop=(), trainer_fix=False) -> list[dict]:
+    """The Role's rules as dicts, without the (verb, api_group, resource) triples in `drop`;
+    ``trainer_fix``: with the file's platform_additions (create on trainer.kubeflow.org
+    TrainJobs, which upstream's kubeflow-trainer-edit grants on the wrong group)."""
+    doc = yaml.safe_load(ROLE_FILE.read_text())
+    rules = doc["rules"] + (doc["platform_additions"] if trainer_fix else [])
     drop = {tuple(d) for d in drop}
     if not drop:
         return rules
@@ -128,8 +131,8 @@ def make_profile(kubeconfig, api_client, core_v1):
 
     made: list[tuple[str, Path]] = []
 
-    def make(drop=()) -> Profile:
-        rules = kubeflow_edit_rules(drop)
+    def make(drop=(), trainer_fix=False) -> Profile:
+        rules = kubeflow_edit_rules(drop, trainer_fix)
         ns = f"fairing-prof-{uuid.uuid4().hex[:10]}"
         tmp = Path(tempfile.mkdtemp(prefix="fairing-profile-"))
         core_v1.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
