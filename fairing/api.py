@@ -13,7 +13,6 @@ import itertools
 import json
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -22,7 +21,7 @@ from .errors import ConfigurationError
 from .events import EventCallback, Stage, emitter, run_stage
 from .handle import Handle
 
-from .results import map_results  # noqa: F401  (it lives with the result envelope)
+from .results import SweepResult, map_results  # noqa: F401  (they live with the result envelope)
 
 __all__ = ["submit", "run_handle", "train", "TrainJob", "in_job", "sweep", "map_results", "SweepResult",
            "CLEANUP_POLICIES", "SWEEP_MODES"]
@@ -517,21 +516,11 @@ class TrainJob:
                       name=self.name, on_event=self.on_event, quiet=self.quiet)
 
 
-@dataclass(frozen=True)
-class SweepResult:
-    """What :func:`sweep` found: the best ``params``, their ``result`` and ``score``, the
-    best call's ``outputs`` (local paths, when the function was given ``outputs``), and
-    every ``(params, result)`` in grid order in ``trials``."""
-
-    params: dict
-    result: Any
-    score: Any
-    outputs: dict
-    trials: list
+SWEEP_ENGINES = ("grid", "katib")
 
 
-def sweep(func: "RemoteFunction", grid: Mapping[str, Iterable[Any]], *, metric: Any = None, mode: str = "max",
-          parallelism: int = 4, outputs_dir: Any = ".") -> SweepResult:
+def sweep(func: "RemoteFunction", grid: Mapping[str, Any], *, metric: Any = None, mode: str = "max",
+          parallelism: int = 4, outputs_dir: Any = ".", engine: str = "grid", **search: Any) -> SweepResult:
     """Call ``func`` with every combination of ``grid`` as keyword arguments (one map) and
     return the best: ``fairing.sweep(fit, {"alpha": [0.1, 1.0], "depth": [3, 5]}, metric="accuracy")``.
 
@@ -539,7 +528,26 @@ def sweep(func: "RemoteFunction", grid: Mapping[str, Iterable[Any]], *, metric: 
     ``result -> number``, or None for the result itself. ``mode``: 'max' or 'min'. A
     failing combination raises :class:`~fairing.MapError` (its ``.results`` keeps the
     others). The best call's outputs are downloaded under ``outputs_dir``.
+
+    ``engine="katib"``: a Katib search instead of the whole grid: ``grid`` is a search space
+    (lists, :class:`~fairing.IntRange`, :class:`~fairing.DoubleRange`, :class:`~fairing.Categorical`),
+    ``metric`` names the number, and ``search`` takes ``algorithm``, ``max_trials``,
+    ``parallel_trials``, ``max_failed_trials``, ``algorithm_settings`` (see
+    :func:`fairing.sweep_submit`, its form that does not wait).
     """
+    if engine not in SWEEP_ENGINES:
+        import difflib
+
+        hint = difflib.get_close_matches(str(engine), SWEEP_ENGINES, n=1, cutoff=0.6)
+        raise ConfigurationError(f"engine must be one of {SWEEP_ENGINES}, got {engine!r}"
+                                 + (f"; did you mean {hint[0]!r}?" if hint else "."))
+    if engine == "katib":
+        from .search import katib_sweep
+
+        return katib_sweep(func, grid, metric=metric, mode=mode, **search)
+    if search:
+        raise ConfigurationError(f"{sorted(search)} apply to engine='katib'; the grid engine takes parallelism "
+                                 "and outputs_dir.")
     if not isinstance(func, RemoteFunction):
         raise ConfigurationError("sweep() takes a function decorated with @fairing.train.")
     if mode not in SWEEP_MODES:

@@ -4,7 +4,8 @@ Each message says what happened and how to fix it. The tree::
 
     FairingError
     ├── ConfigurationError          an argument or setting is wrong
-    │   └── PythonMismatchError         the base image's Python cannot load this function
+    │   ├── PythonMismatchError         the base image's Python cannot load this function
+    │   └── KatibAlgorithmError         the installed Katib has no suggestion service for the algorithm
     ├── MissingDependencyError      an optional extra is not installed
     ├── JobRecordError              a job record on this machine is corrupt or not fairing's
     ├── PackagingError              code could not be captured into a build context
@@ -24,12 +25,15 @@ Each message says what happened and how to fix it. The tree::
     │   ├── ImagePullError              the node cannot pull the image (ErrImagePull, ImagePullBackOff)
     │   ├── UnschedulableError          no node can take the pod (insufficient cpu, memory, GPUs...)
     │   ├── MissingCRDError             the cluster lacks a resource type (training operator not installed)
+    │   │   └── KatibNotInstalledError      no Katib (Experiment) in the cluster
     │   └── PermissionDeniedError       RBAC forbids an action (names the verb and the resource)
     ├── DockerEngineError           the Docker engine is not running or refused access
     │                               (both a BuildError and a DeployError)
     ├── PredictionError             an endpoint answered a prediction request with an error
     └── JobError                    the job ran and did not succeed
         ├── JobFailedError              it exited non-zero (or was killed)
+        │   └── TrialFailedError            a trial of a Katib search failed (names it, its parameters, its log)
+        ├── SuggestionError             Katib's suggestion service for a search failed
         ├── JobTimeoutError             it did not finish in time (also a TimeoutError)
         ├── RemoteError                 it raised an exception that cannot be recreated here
         ├── RuntimeMismatchError        the job's Python or cloudpickle differs from the submitter's
@@ -47,6 +51,7 @@ __all__ = [
     "FairingError",
     "ConfigurationError",
     "PythonMismatchError",
+    "KatibAlgorithmError",
     "MissingDependencyError",
     "JobRecordError",
     "PackagingError",
@@ -67,10 +72,13 @@ __all__ = [
     "UnschedulableError",
     "MissingCRDError",
     "PermissionDeniedError",
+    "KatibNotInstalledError",
     "PredictionError",
     "DockerEngineError",
     "JobError",
     "JobFailedError",
+    "TrialFailedError",
+    "SuggestionError",
     "JobTimeoutError",
     "RemoteError",
     "RuntimeMismatchError",
@@ -98,6 +106,10 @@ class FairingError(Exception):
 
 class ConfigurationError(FairingError, ValueError):
     """An argument or setting is wrong."""
+
+
+class KatibAlgorithmError(ConfigurationError):
+    """The installed Katib has no suggestion service for the search algorithm asked for."""
 
 
 class PythonMismatchError(ConfigurationError):
@@ -221,6 +233,10 @@ class MissingCRDError(DeployError):
     """The cluster does not know the resource type (e.g. TFJob without the training operator)."""
 
 
+class KatibNotInstalledError(MissingCRDError):
+    """The cluster has no Katib: its Experiment resource is unknown."""
+
+
 class PermissionDeniedError(DeployError):
     """Kubernetes RBAC forbids an action fairing needs."""
 
@@ -258,6 +274,22 @@ class JobFailedError(JobError):
     def __init__(self, message: str, *, exit_code: int | None = None, **kwargs) -> None:
         self.exit_code = exit_code
         super().__init__(message, **kwargs)
+
+
+class TrialFailedError(JobFailedError):
+    """A trial of a Katib search failed. ``trial`` is its name, ``params`` its parameters,
+    ``logs_tail`` its log's last lines and ``trials`` every trial of the search
+    (:class:`fairing.SweepTrial`)."""
+
+    def __init__(self, message: str, *, trial: str, params: dict, trials: list, **kwargs) -> None:
+        self.trial = trial
+        self.params = dict(params)
+        self.trials = list(trials)
+        super().__init__(message, **kwargs)
+
+
+class SuggestionError(JobError):
+    """Katib's suggestion service for a search failed (its settings were refused, it crashed)."""
 
 
 class JobTimeoutError(JobError, TimeoutError):

@@ -101,6 +101,7 @@ build_all() {
     go_build training-operator "$CLUSTER_DIR/tools/training-operator" github.com/kubeflow/training-operator/cmd/training-operator.v1
     build_kaniko
     build_kubeflow2
+    build_katib
   fi
   go_build_queued
 }
