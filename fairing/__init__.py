@@ -21,7 +21,7 @@ _LAZY = {
     "TrainJob": "fairing.api",
     "PredictionEndpoint": "fairing.endpoint",
     "submit": "fairing.api",
-    "sweep": "fairing.api",
+    "sweep": "fairing.search",
     "sweep_submit": "fairing.search",
     "SweepResult": "fairing.results",
     "SweepTrial": "fairing.results",

@@ -516,38 +516,17 @@ class TrainJob:
                       name=self.name, on_event=self.on_event, quiet=self.quiet)
 
 
-SWEEP_ENGINES = ("grid", "katib")
-
-
-def sweep(func: "RemoteFunction", grid: Mapping[str, Any], *, metric: Any = None, mode: str = "max",
-          parallelism: int = 4, outputs_dir: Any = ".", engine: str = "grid", **search: Any) -> SweepResult:
+def sweep(func: "RemoteFunction", grid: Mapping[str, Iterable[Any]], *, metric: Any = None, mode: str = "max",
+          parallelism: int = 4, outputs_dir: Any = ".") -> SweepResult:
     """Call ``func`` with every combination of ``grid`` as keyword arguments (one map) and
     return the best: ``fairing.sweep(fit, {"alpha": [0.1, 1.0], "depth": [3, 5]}, metric="accuracy")``.
 
     ``metric``: how to score a result: a key of the dict it returns, a callable
     ``result -> number``, or None for the result itself. ``mode``: 'max' or 'min'. A
     failing combination raises :class:`~fairing.MapError` (its ``.results`` keeps the
-    others). The best call's outputs are downloaded under ``outputs_dir``.
-
-    ``engine="katib"``: a Katib search instead of the whole grid: ``grid`` is a search space
-    (lists, :class:`~fairing.IntRange`, :class:`~fairing.DoubleRange`, :class:`~fairing.Categorical`),
-    ``metric`` names the number, and ``search`` takes ``algorithm``, ``max_trials``,
-    ``parallel_trials``, ``max_failed_trials``, ``algorithm_settings`` (see
-    :func:`fairing.sweep_submit`, its form that does not wait).
+    others). The best call's outputs are downloaded under ``outputs_dir``. (``fairing.sweep``
+    is :func:`fairing.search.sweep`, which also searches on Katib.)
     """
-    if engine not in SWEEP_ENGINES:
-        import difflib
-
-        hint = difflib.get_close_matches(str(engine), SWEEP_ENGINES, n=1, cutoff=0.6)
-        raise ConfigurationError(f"engine must be one of {SWEEP_ENGINES}, got {engine!r}"
-                                 + (f"; did you mean {hint[0]!r}?" if hint else "."))
-    if engine == "katib":
-        from .search import katib_sweep
-
-        return katib_sweep(func, grid, metric=metric, mode=mode, **search)
-    if search:
-        raise ConfigurationError(f"{sorted(search)} apply to engine='katib'; the grid engine takes parallelism "
-                                 "and outputs_dir.")
     if not isinstance(func, RemoteFunction):
         raise ConfigurationError("sweep() takes a function decorated with @fairing.train.")
     if mode not in SWEEP_MODES:

@@ -24,10 +24,42 @@ from .deployers.katib import (ALGORITHMS, KATIB_GROUP, Categorical, DoubleRange,
 from .errors import ConfigurationError
 from .results import SweepResult
 
-__all__ = ["sweep_submit", "katib_sweep", "IntRange", "DoubleRange", "Categorical", "DEFAULT_METRIC"]
+__all__ = ["sweep", "sweep_submit", "katib_sweep", "IntRange", "DoubleRange", "Categorical", "DEFAULT_METRIC",
+           "SWEEP_ENGINES"]
+
+SWEEP_ENGINES = ("grid", "katib")
 
 #: The metric's name when the function returns a bare number and no ``metric`` is named.
 DEFAULT_METRIC = "objective"
+
+
+def sweep(func: Any, grid: Mapping[str, Any], *, metric: Any = None, mode: str = "max", parallelism: int = 4,
+          outputs_dir: Any = ".", engine: str = "grid", **search: Any) -> SweepResult:
+    """Call ``func`` with every combination of ``grid`` as keyword arguments (one map) and
+    return the best: ``fairing.sweep(fit, {"alpha": [0.1, 1.0], "depth": [3, 5]}, metric="accuracy")``
+    (see :func:`fairing.api.sweep`: ``metric`` a key, a callable or None; ``mode`` 'max' or
+    'min'; ``parallelism``; the best call's outputs downloaded under ``outputs_dir``).
+
+    ``engine="katib"``: a Katib search instead of the whole grid: ``grid`` is a search space
+    (lists, :class:`IntRange`, :class:`DoubleRange`, :class:`Categorical`), ``metric`` names
+    the number, and ``search`` takes ``algorithm``, ``max_trials``, ``parallel_trials``,
+    ``max_failed_trials``, ``algorithm_settings``... (see :func:`sweep_submit`, the form that
+    does not wait).
+    """
+    from . import api
+
+    if engine not in SWEEP_ENGINES:
+        import difflib
+
+        hint = difflib.get_close_matches(str(engine), SWEEP_ENGINES, n=1, cutoff=0.6)
+        raise ConfigurationError(f"engine must be one of {SWEEP_ENGINES}, got {engine!r}"
+                                 + (f"; did you mean {hint[0]!r}?" if hint else "."))
+    if engine == "katib":
+        return katib_sweep(func, grid, metric=metric, mode=mode, **search)
+    if search:
+        raise ConfigurationError(f"{sorted(search)} apply to engine='katib'; the grid engine takes parallelism "
+                                 "and outputs_dir.")
+    return api.sweep(func, grid, metric=metric, mode=mode, parallelism=parallelism, outputs_dir=outputs_dir)
 
 
 def _positive(name: str, value: Any) -> int:
