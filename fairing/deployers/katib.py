@@ -28,7 +28,7 @@ from typing import Any, Iterable, Mapping, Optional
 
 from ..errors import (ConfigurationError, DeployError, KatibAlgorithmError, KatibNotInstalledError, SuggestionError,
                       TrialFailedError)
-from ..events import Event, EventCallback
+from ..events import EventCallback, TrialUpdate
 from ..kube import raise_for_api_error
 from ..kube.client import is_status
 from ..kube.workloads import WorkloadKind, condition_phase
@@ -81,17 +81,6 @@ class Categorical:
 
     def __init__(self, values: Iterable[Any]) -> None:
         object.__setattr__(self, "values", tuple(values))
-
-
-@dataclass(frozen=True)
-class TrialUpdate(Event):
-    """A trial of a Katib search changed state: its ``trial`` name, ``state``, ``params``
-    (the values Katib chose) and ``value`` (the objective metric, once Katib has it)."""
-
-    trial: str
-    state: str
-    params: dict
-    value: Optional[float] = None
 
 
 _SAFE_TEXT = re.compile(r"^[A-Za-z0-9_.+\-: /]*$")

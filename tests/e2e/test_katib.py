@@ -21,7 +21,7 @@ from fairing import (DoubleRange, IntRange, KatibAlgorithmError, KatibNotInstall
                      TrialFailedError)
 from fairing.backends import Backend
 from fairing.deployers.job import JobDeployer
-from fairing.deployers.katib import TrialUpdate
+from fairing.events import TrialUpdate
 
 pytestmark = pytest.mark.e2e
 
