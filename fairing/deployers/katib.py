@@ -15,7 +15,7 @@ Katib's metrics collector is injected into pods that carry the label
 (upstream's webhook) or, as the test cluster's webhook is set, the pod itself (fairing's
 trial pods carry it).
 
-Past 450 lines because the Experiment's manifest, its handle (trial watch, results,
+It stays one module past 450 lines because the Experiment's manifest, its handle (trial watch, results,
 errors) and the space's kinds belong together and are used only here.
 """
 
