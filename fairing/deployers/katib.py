@@ -10,10 +10,9 @@ signed with the search's result key, as a job's does.
 
 The search space uses Katib's parameter kinds: :class:`IntRange`, :class:`DoubleRange`
 (both with an optional ``step``) and :class:`Categorical` (a plain list or tuple is one).
-Katib's metrics collector is injected into pods that carry the label
-``katib.kubeflow.org/metrics-collector-injection: enabled`` when their namespace has it
-(upstream's webhook) or, as the test cluster's webhook is set, the pod itself (fairing's
-trial pods carry it).
+Katib runs Experiments (and injects its metrics collector into their pods) only in
+namespaces labelled ``katib.kubeflow.org/metrics-collector-injection: enabled``, as a
+Kubeflow profile's namespace is: an unlabelled one is a ConfigurationError saying so.
 
 It stays one module past 450 lines because the Experiment's manifest, its handle (trial watch, results,
 errors) and the space's kinds belong together and are used only here.
@@ -368,6 +367,12 @@ class KatibHandle(KubeHandle):
 SEARCH_ANNOTATION = "fairing.kubeflow.org/search"
 
 
+def _unlabelled(namespace: str) -> str:
+    return (f"Katib runs searches only in namespaces labelled {INJECTION_LABEL}=enabled (a Kubeflow profile's "
+            f"namespace is); {namespace!r} is not. Label it: kubectl label namespace {namespace} "
+            f"{INJECTION_LABEL}=enabled, or use a profile's namespace.")
+
+
 class KatibDeployer(KubeDeployerBase):
     """Runs the image as the trials of a Katib Experiment.
 
@@ -422,6 +427,7 @@ class KatibDeployer(KubeDeployerBase):
             raise KatibNotInstalledError(
                 f"Katib is not installed in this cluster: it serves no {group}/{KATIB_VERSION} Experiment. "
                 + _INSTALL_HINT)
+        self._check_namespace()
         served = self.served_algorithms()
         algorithm = self.search["algorithm"]
         if served is not None and algorithm not in served:
@@ -429,6 +435,18 @@ class KatibDeployer(KubeDeployerBase):
                 f"The installed Katib has no suggestion service for the algorithm {algorithm!r}; it serves "
                 f"{sorted(served)}. Choose one of those, or add the algorithm's suggestion image to the katib-config "
                 f"ConfigMap in {self.search['katib_namespace']!r}.")
+
+    def _check_namespace(self) -> None:
+        """Katib runs Experiments only in namespaces labelled for its metrics collector (a
+        Kubeflow profile's are); say so before the image is built. Not allowed to read the
+        namespace: Katib's webhook says it instead."""
+        kube = self.kube
+        try:
+            labels = kube.core.read_namespace(kube.namespace).metadata.labels or {}
+        except Exception:
+            return
+        if labels.get(INJECTION_LABEL) != "enabled":
+            raise ConfigurationError(_unlabelled(kube.namespace))
 
     def served_algorithms(self) -> Optional[set]:
         """The algorithms the katib-config ConfigMap names (None when it cannot be read).
@@ -449,7 +467,6 @@ class KatibDeployer(KubeDeployerBase):
 
         s = self.search
         template = self.pod_template(image, name)
-        template["metadata"]["labels"][INJECTION_LABEL] = "enabled"
         container = template["spec"]["containers"][0]
         container["command"] = list(ENTRYPOINT)
         # no log channel (Katib sends stdout to its collector) and no outputs: the value
@@ -506,6 +523,8 @@ class KatibDeployer(KubeDeployerBase):
     def _raise_refused(self, exc: Exception, name: str) -> None:
         body = str(getattr(exc, "body", "") or "")
         algorithm = self.search["algorithm"]
+        if "lacks label" in body and INJECTION_LABEL in body:
+            raise ConfigurationError(_unlabelled(self.kube.namespace)) from exc
         if getattr(exc, "status", None) in (400, 403, 422) and "denied the request" in body:
             if "lgorithm" in body or "suggestion" in body:
                 raise KatibAlgorithmError(f"Katib refused the search {name}: its algorithm {algorithm!r} is not "

@@ -123,8 +123,8 @@ $suggestions
 EOT
   # upstream's katib-standalone-postgres without the UI; PostgreSQL on an emptyDir (the
   # test cluster has no volume provisioner: the observation logs live as long as its pod).
-  # Trial pods get the metrics collector when their template carries the injection label
-  # (fairing's do), in any namespace, instead of when their namespace carries it.
+  # As upstream, Experiments run in namespaces labelled
+  # katib.kubeflow.org/metrics-collector-injection=enabled (a Kubeflow profile's are).
   cat >"$dir/kustomization.yaml" <<EOT
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
@@ -190,14 +190,6 @@ patches:
       - op: add
         path: /spec/template/spec/securityContext
         value: {"runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532}
-  - target: {kind: MutatingWebhookConfiguration, name: katib.kubeflow.org}
-    patch: |-
-      - op: replace
-        path: /webhooks/1/namespaceSelector
-        value: {}
-      - op: add
-        path: /webhooks/1/objectSelector
-        value: {"matchLabels": {"katib.kubeflow.org/metrics-collector-injection": "enabled"}}
 EOT
   _apply katib "$dir"
   wait_for "katib-postgres rollout" 240 - kubectl -n "$KATIB_NAMESPACE" rollout status deploy/katib-postgres --timeout=5s

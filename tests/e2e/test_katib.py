@@ -28,8 +28,18 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 
 
+INJECTION = "katib.kubeflow.org/metrics-collector-injection"
+
+
 @pytest.fixture
-def katib_backend(builder, kube):
+def katib_namespace(core_v1, namespace):
+    """The test's namespace labelled for Katib, as a Kubeflow profile's namespace is."""
+    core_v1.patch_namespace(namespace, {"metadata": {"labels": {INJECTION: "enabled"}}})
+    return namespace
+
+
+@pytest.fixture
+def katib_backend(builder, kube, katib_namespace):
     return Backend("e2e", builder, JobDeployer(kube=kube))
 
 
@@ -106,7 +116,9 @@ def test_a_failing_trial_is_named_with_its_log(katib_backend, kube):
     assert _gone(kube) == []
 
 
-def test_ctrl_c_leaves_no_experiment_trial_or_pod(base_image, registry_address, kubeconfig, namespace, kube, tmp_path):
+def test_ctrl_c_leaves_no_experiment_trial_or_pod(base_image, registry_address, kubeconfig, katib_namespace, kube,
+                                                  tmp_path):
+    namespace = katib_namespace
     submitter = tmp_path / "submit.py"
     submitter.write_text(textwrap.dedent(f"""
         import fairing
@@ -158,6 +170,16 @@ def test_without_katib_the_error_names_it_and_how_to_install_it(katib_backend):
     assert isinstance(err.value, fairing.MissingCRDError)
 
 
+def test_an_unlabelled_namespace_is_refused_before_the_build_saying_how_to_label_it(builder, kube, namespace):
+    @fairing.train(backend=Backend("e2e", builder, JobDeployer(kube=kube)))
+    def fit(a):
+        return a
+
+    with pytest.raises(fairing.ConfigurationError) as err:
+        fairing.sweep(fit, {"a": [1, 2]}, metric="a", engine="katib")
+    assert f"kubectl label namespace {namespace} {INJECTION}=enabled" in str(err.value)
+
+
 def test_an_algorithm_the_installed_katib_lacks_is_named_with_those_it_has(katib_backend):
     @fairing.train(backend=katib_backend)
     def fit(a):
@@ -187,7 +209,8 @@ def _readme_block() -> str:
     return re.search(r"```python\n(.*?)```", text.split(marker, 1)[1], flags=re.S).group(1)
 
 
-def test_the_readme_katib_block_runs(base_image, registry_address, kubeconfig, namespace, kube, tmp_path):
+def test_the_readme_katib_block_runs(base_image, registry_address, kubeconfig, katib_namespace, kube, tmp_path):
+    namespace = katib_namespace
     env = {k: v for k, v in os.environ.items() if not k.startswith("FAIRING_")}
     env.update(FAIRING_BACKEND="kubernetes", FAIRING_BASE_IMAGE=base_image,
                FAIRING_REGISTRY=f"{registry_address}/fairing-e2e", FAIRING_INSECURE_REGISTRIES=registry_address,
