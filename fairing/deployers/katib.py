@@ -185,6 +185,13 @@ def _trial_value(trial: dict, metric: str) -> Optional[float]:
     return None
 
 
+def _trial_message(trial: dict) -> str:
+    for cond in reversed((trial.get("status") or {}).get("conditions") or []):
+        if cond.get("status") == "True":
+            return f"{cond.get('type')}: {cond.get('reason', '')} {cond.get('message', '')}".strip()
+    return "no condition"
+
+
 _KLOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ [\w./-]+:\d+\] ?")
 
 
@@ -329,23 +336,25 @@ class KatibHandle(KubeHandle):
             name, state = trial["metadata"]["name"], _trial_state(trial)
             params, value, result = _params_of(trial, self.space), _trial_value(trial, self.metric), None
             pod, terminated = pods.get(name, (None, {}))
+            failed = None
             if pod is not None:
                 self._outputs = None
                 try:
                     result = self.pod_outcome(pod, terminated)
                 except Exception as exc:
-                    failures.append((name, params, exc, self.pod_log_tail(pod)))
+                    failed = exc
                     state = "Failed" if state in ("Succeeded", "Running", "Created") else state
-            elif state in ("Failed", "MetricsUnavailable"):
-                failures.append((name, params, None, ""))
+            if failed is not None or state in ("Failed", "MetricsUnavailable"):
+                failures.append((name, params, failed, self.pod_log_tail(pod) if pod is not None else "",
+                                 _trial_message(trial)))
             details.append(SweepTrial(name, params, result, value, state))
         suggestion = self._suggestion_failure()
         if suggestion:
             raise SuggestionError(f"Katib's suggestion service for the search {self.name} failed: {suggestion}. "
                                   "Check the algorithm and its settings (algorithm_settings=...).", job=self.name)
         if failures:
-            name, params, exc, tail = failures[0]
-            why = f": {exc}" if exc is not None else " (Katib marked it failed)"
+            name, params, exc, tail, katib_says = failures[0]
+            why = f": {exc}" if exc is not None else f" (Katib: {katib_says})"
             raise TrialFailedError(
                 f"The trial {name} of the search {self.name} with {params} failed{why}. "
                 f"{len(failures)} of {len(details)} trials failed; the log's last lines:\n{tail}".rstrip(),
@@ -489,6 +498,8 @@ class KatibDeployer(KubeDeployerBase):
             "resumePolicy": "Never",
             "trialTemplate": {
                 "primaryContainerName": self.container_name,
+                # keep each trial's Job and pod until the Experiment goes: its result is read from the pod
+                "retain": True,
                 "successCondition": 'status.conditions.#(type=="Complete")#|#(status=="True")#',
                 "failureCondition": 'status.conditions.#(type=="Failed")#|#(status=="True")#',
                 "trialParameters": [{"name": p["name"], "reference": p["name"]} for p in s["parameters"]],

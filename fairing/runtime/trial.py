@@ -11,7 +11,9 @@ Standard library only, as the rest of the runtime.
 """
 
 import math
+import os
 import sys
+import time
 
 ENV_PREFIX = "FAIRING_TRIAL_"
 
@@ -82,11 +84,41 @@ def _number(value):
     return value if math.isfinite(value) else None
 
 
-def run(target, trial: dict, environ):
-    """Call ``target`` with this trial's parameters, print its metric lines, return its value."""
-    value = target(**parameters(trial["space"], environ))
-    lines = metric_lines(value, trial["metric"])
-    sys.stdout.flush()
-    sys.stdout.write("\n" + "\n".join(lines) + "\n")
-    sys.stdout.flush()
-    return value
+def run(target, trial: dict, environ, *, proc: str = "/proc"):
+    """Call ``target`` with this trial's parameters, print its metric lines, return its value
+    (or raise what it raised), once Katib's collector has seen this process."""
+    try:
+        value = target(**parameters(trial["space"], environ))
+        lines = metric_lines(value, trial["metric"])
+        sys.stdout.flush()
+        sys.stdout.write("\n" + "\n".join(lines) + "\n")
+        sys.stdout.flush()
+        return value
+    finally:
+        wait_for_collector(proc)
+
+
+def wait_for_collector(proc: str = "/proc", timeout: float = 30.0, settle: float = 2.0) -> bool:
+    """Katib's collector sidecar (in the pod's shared process namespace) looks for the
+    training process when it starts and gives up when it is gone: a trial quicker than the
+    sidecar's start would lose its metrics. So the trial ends only once the collector (the
+    process started with ``-s-db``, its database address) is up, and a moment after. False
+    when none showed up within ``timeout`` seconds (no collector: not under Katib)."""
+    own = {os.getpid(), os.getppid()}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            entries = [e for e in os.listdir(proc) if e.isdigit() and int(e) not in own]
+        except OSError:
+            return False
+        for entry in entries:
+            try:
+                with open(os.path.join(proc, entry, "cmdline"), "rb") as fh:
+                    args = fh.read().split(b"\0")
+            except OSError:
+                continue
+            if b"-s-db" in args:
+                time.sleep(settle)
+                return True
+        time.sleep(0.2)
+    return False

@@ -93,12 +93,35 @@ def test_a_result_without_the_metric_fails_the_trial_with_a_reason(value, words)
         trial.metric_lines(value, "score")
 
 
-def test_the_trial_runs_the_function_with_katibs_values_and_prints_the_metric_last(capsys):
+def _fake_proc(tmp_path, collector: bool):
+    proc = tmp_path / "proc"
+    (proc / "1").mkdir(parents=True)
+    (proc / "1" / "cmdline").write_bytes(b"/pause\0")
+    (proc / "self").mkdir()
+    if collector:
+        (proc / "42").mkdir()
+        (proc / "42" / "cmdline").write_bytes(b"/manager\0-t\0trial-x\0-m\0acc\0-s-db\0katib-db-manager.kubeflow:6789\0")
+    return str(proc)
+
+
+def test_the_trial_runs_the_function_with_katibs_values_and_prints_the_metric_last(capsys, tmp_path):
     _, runtime = katib_space({"a": IntRange(1, 3), "b": DoubleRange(0, 1)})
     got = trial.run(lambda a, b: {"acc": a * b, "loss": 1.0}, {"space": runtime, "metric": "acc"},
-                    {"FAIRING_TRIAL_0": "2", "FAIRING_TRIAL_1": "0.25"})
+                    {"FAIRING_TRIAL_0": "2", "FAIRING_TRIAL_1": "0.25"}, proc=_fake_proc(tmp_path, True))
     assert got == {"acc": 0.5, "loss": 1.0}
     assert capsys.readouterr().out.strip().splitlines()[-1] == "acc=0.5"
+
+
+def test_a_trial_ends_only_once_katibs_collector_is_up(tmp_path):
+    import time
+
+    started = time.monotonic()
+    assert trial.wait_for_collector(_fake_proc(tmp_path, True), timeout=5, settle=0.5) is True
+    assert 0.5 <= time.monotonic() - started < 3
+    started = time.monotonic()
+    assert trial.wait_for_collector(_fake_proc(tmp_path / "none", False), timeout=1, settle=0) is False
+    assert time.monotonic() - started >= 1
+    assert trial.wait_for_collector(str(tmp_path / "no-such-proc"), timeout=5) is False
 
 
 def _deployer(**search):
