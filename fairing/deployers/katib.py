@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Optional
 
@@ -192,6 +193,10 @@ def _trial_message(trial: dict) -> str:
     return "no condition"
 
 
+#: gRPC codes of a suggestion service that fails for good (not one still starting: Unavailable).
+_SUGGESTION_FAILURES = ("code = Internal", "code = InvalidArgument", "code = Unknown", "code = Unimplemented")
+SUGGESTION_CHECK_SECONDS = 5.0
+
 _KLOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ [\w./-]+:\d+\] ?")
 
 
@@ -319,6 +324,36 @@ class KatibHandle(KubeHandle):
             if cond.get("type") == "Failed" and cond.get("status") == "True":
                 return f"{cond.get('reason', '')}: {cond.get('message', '')}"
         return None
+
+    _suggestion_checked = 0.0
+
+    def _finished(self) -> bool:
+        """As a workload's, and raise :class:`~fairing.SuggestionError` when Katib's suggestion
+        service keeps failing: Katib retries it without end, and says why only in events."""
+        if super()._finished():
+            return True
+        now = time.monotonic()
+        if now - self._suggestion_checked >= SUGGESTION_CHECK_SECONDS:
+            self._suggestion_checked = now
+            why = self._suggestion_errors()
+            if why:
+                raise SuggestionError(f"Katib's suggestion service for the search {self.name} fails: {why}. Check "
+                                      "the algorithm and its settings (algorithm_settings=...).", job=self.name)
+        return False
+
+    def _suggestion_errors(self) -> str:
+        """The message of the Suggestion's repeated non-transient ReconcileError events, or ''."""
+        try:
+            events = self.kube.core.list_namespaced_event(
+                self.namespace, field_selector=f"involvedObject.kind=Suggestion,involvedObject.name={self.name}")
+        except Exception:
+            return ""
+        for event in events.items:
+            message = event.message or ""
+            if (event.reason == "ReconcileError" and (event.count or 1) >= 2
+                    and any(code in message for code in _SUGGESTION_FAILURES)):
+                return message
+        return ""
 
     def result(self, timeout: Optional[float] = None) -> SweepResult:
         self.wait(timeout)
