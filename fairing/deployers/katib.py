@@ -164,7 +164,8 @@ def _params_of(trial: dict, space: dict) -> dict:
             found[name] = convert(name, space[name], text) if name in space else text
         except TrialError:
             found[name] = text
-    return found
+    order = {name: i for i, name in enumerate(space)}  # the space's order, as the function's arguments were given
+    return dict(sorted(found.items(), key=lambda item: order.get(item[0], len(order))))
 
 
 def _trial_state(trial: dict) -> str:
