@@ -157,7 +157,7 @@ def test_ctrl_c_leaves_no_experiment_trial_or_pod(base_image, registry_address, 
         if proc.poll() is None:
             proc.kill()
     assert "KeyboardInterrupt" in rest, rest[-2000:]
-    assert _gone(kube) == []
+    assert _gone(kube, 240) == [], rest[-3000:]
 
 
 def test_without_katib_the_error_names_it_and_how_to_install_it(katib_backend):
