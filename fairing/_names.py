@@ -66,4 +66,5 @@ WORKLOAD_HANDLES = {
     "TrainJob": "fairing.deployers.trainjob:TrainJobHandle",
     "Endpoint": "fairing.deployers.serving:KubeEndpointHandle",
     "InferenceService": "fairing.deployers.kserve:InferenceServiceHandle",
+    "Experiment": "fairing.deployers.katib:KatibHandle",
 }

@@ -13,7 +13,6 @@ import itertools
 import json
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -22,7 +21,7 @@ from .errors import ConfigurationError, MapError
 from .events import EventCallback, Stage, emitter, run_stage
 from .handle import Handle
 
-from .results import is_job_exception, map_results, shown_once  # noqa: F401  (map_results lives with the envelope)
+from .results import SweepResult, is_job_exception, map_results, shown_once  # noqa: F401  (they live with the envelope)
 
 __all__ = ["submit", "run_handle", "train", "TrainJob", "in_job", "sweep", "map_results", "SweepResult",
            "CLEANUP_POLICIES", "SWEEP_MODES"]
@@ -572,19 +571,6 @@ class TrainJob:
                       name=self.name, on_event=self.on_event, quiet=self.quiet)
 
 
-@dataclass(frozen=True)
-class SweepResult:
-    """What :func:`sweep` found: the best ``params``, their ``result`` and ``score``, the
-    best call's ``outputs`` (local paths, when the function was given ``outputs``), and
-    every ``(params, result)`` in grid order in ``trials``."""
-
-    params: dict
-    result: Any
-    score: Any
-    outputs: dict
-    trials: list
-
-
 def sweep(func: "RemoteFunction", grid: Mapping[str, Iterable[Any]], *, metric: Any = None, mode: str = "max",
           parallelism: int = 4, outputs_dir: Any = ".") -> SweepResult:
     """Call ``func`` with every combination of ``grid`` as keyword arguments (one map) and
@@ -593,7 +579,8 @@ def sweep(func: "RemoteFunction", grid: Mapping[str, Iterable[Any]], *, metric: 
     ``metric``: how to score a result: a key of the dict it returns, a callable
     ``result -> number``, or None for the result itself. ``mode``: 'max' or 'min'. A
     failing combination raises :class:`~fairing.MapError` (its ``.results`` keeps the
-    others). The best call's outputs are downloaded under ``outputs_dir``.
+    others). The best call's outputs are downloaded under ``outputs_dir``. (``fairing.sweep``
+    is :func:`fairing.search.sweep`, which also searches on Katib.)
     """
     if not isinstance(func, RemoteFunction):
         raise ConfigurationError("sweep() takes a function decorated with @fairing.train.")

@@ -166,11 +166,16 @@ class RichRenderer:
             self._started = False
 
     def __call__(self, event: Any) -> None:
-        from .events import LogLine, Progress, Stage
+        from .events import LogLine, Progress, Stage, TrialUpdate
 
         if isinstance(event, LogLine):
             prefix = f"[{event.source}] " if event.source else ""
             self.console.print(f"{prefix}{event.line}", markup=False, highlight=False, soft_wrap=True)
+            return
+        if isinstance(event, TrialUpdate):
+            value = "" if event.value is None else f" = {event.value:g}"
+            self.console.print(f"trial {event.trial} {event.state} {event.params}{value}", markup=False,
+                               highlight=False)
             return
         self._start()
         if isinstance(event, Stage):

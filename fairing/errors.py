@@ -5,7 +5,8 @@ Each message says what happened and how to fix it. The tree::
     FairingError
     ├── ConfigurationError          an argument or setting is wrong
     │   ├── PythonMismatchError         the base image's Python cannot load this function
-    │   └── QueueNotFoundError          the Kueue LocalQueue named by queue= does not exist (or no Kueue)
+    │   ├── QueueNotFoundError          the Kueue LocalQueue named by queue= does not exist (or no Kueue)
+    │   └── KatibAlgorithmError         the installed Katib has no suggestion service for the algorithm
     ├── MissingDependencyError      an optional extra is not installed
     ├── JobRecordError              a job record on this machine is corrupt or not fairing's
     ├── PackagingError              code could not be captured into a build context
@@ -25,6 +26,7 @@ Each message says what happened and how to fix it. The tree::
     │   ├── ImagePullError              the node cannot pull the image (ErrImagePull, ImagePullBackOff)
     │   ├── UnschedulableError          no node can take the pod (insufficient cpu, memory, GPUs...)
     │   ├── MissingCRDError             the cluster lacks a resource type (training operator not installed)
+    │   │   └── KatibNotInstalledError      no Katib (Experiment) in the cluster
     │   ├── PermissionDeniedError       RBAC forbids an action (names the verb and the resource)
     │   └── PodsRefusedError            the cluster refuses to create the job's pods (a missing service
     │                                   account, an exceeded ResourceQuota, a LimitRange, Pod Security)
@@ -33,6 +35,8 @@ Each message says what happened and how to fix it. The tree::
     ├── PredictionError             an endpoint answered a prediction request with an error
     └── JobError                    the job ran and did not succeed
         ├── JobFailedError              it exited non-zero (or was killed)
+        │   └── TrialFailedError            a trial of a Katib search failed (names it, its parameters, its log)
+        ├── SuggestionError             Katib's suggestion service for a search failed
         ├── JobTimeoutError             it did not finish in time (also a TimeoutError)
         ├── RemoteError                 it raised an exception that cannot be recreated here
         ├── RuntimeMismatchError        the job's Python or cloudpickle differs from the submitter's
@@ -51,6 +55,7 @@ __all__ = [
     "ConfigurationError",
     "PythonMismatchError",
     "QueueNotFoundError",
+    "KatibAlgorithmError",
     "MissingDependencyError",
     "JobRecordError",
     "PackagingError",
@@ -72,10 +77,13 @@ __all__ = [
     "MissingCRDError",
     "PermissionDeniedError",
     "PodsRefusedError",
+    "KatibNotInstalledError",
     "PredictionError",
     "DockerEngineError",
     "JobError",
     "JobFailedError",
+    "TrialFailedError",
+    "SuggestionError",
     "JobTimeoutError",
     "RemoteError",
     "RuntimeMismatchError",
@@ -103,6 +111,10 @@ class FairingError(Exception):
 
 class ConfigurationError(FairingError, ValueError):
     """An argument or setting is wrong."""
+
+
+class KatibAlgorithmError(ConfigurationError):
+    """The installed Katib has no suggestion service for the search algorithm asked for."""
 
 
 class PythonMismatchError(ConfigurationError):
@@ -237,6 +249,10 @@ class MissingCRDError(DeployError):
     """The cluster does not know the resource type (e.g. TFJob without the training operator)."""
 
 
+class KatibNotInstalledError(MissingCRDError):
+    """The cluster has no Katib: its Experiment resource is unknown."""
+
+
 class PermissionDeniedError(DeployError):
     """Kubernetes RBAC forbids an action fairing needs. From the pre-flight check, ``missing``
     lists each ``(verb, resource, namespace)`` refused and ``identity`` who asked."""
@@ -292,6 +308,22 @@ class JobFailedError(JobError):
     def __init__(self, message: str, *, exit_code: int | None = None, **kwargs) -> None:
         self.exit_code = exit_code
         super().__init__(message, **kwargs)
+
+
+class TrialFailedError(JobFailedError):
+    """A trial of a Katib search failed. ``trial`` is its name, ``params`` its parameters,
+    ``logs_tail`` its log's last lines and ``trials`` every trial of the search
+    (:class:`fairing.SweepTrial`)."""
+
+    def __init__(self, message: str, *, trial: str, params: dict, trials: list, **kwargs) -> None:
+        self.trial = trial
+        self.params = dict(params)
+        self.trials = list(trials)
+        super().__init__(message, **kwargs)
+
+
+class SuggestionError(JobError):
+    """Katib's suggestion service for a search failed (its settings were refused, it crashed)."""
 
 
 class JobTimeoutError(JobError, TimeoutError):

@@ -14,7 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
 
-__all__ = ["Event", "Stage", "Queued", "Progress", "LogLine", "EventCallback", "emitter", "run_stage", "failed_on_error"]
+__all__ = ["Event", "Stage", "Queued", "Progress", "LogLine", "TrialUpdate", "EventCallback", "emitter", "run_stage",
+           "failed_on_error"]
 
 _logger = logging.getLogger("fairing")
 
@@ -64,6 +65,18 @@ class LogLine(Event):
 
     line: str
     source: str = ""
+
+
+@dataclass(frozen=True)
+class TrialUpdate(Event):
+    """A trial of a hyperparameter search (a Katib Trial) changed state: its ``trial`` name,
+    ``state`` ('Created', 'Running', 'Succeeded', 'Failed'...), ``params`` (the values
+    chosen for it) and ``value`` (the objective metric, once known)."""
+
+    trial: str
+    state: str
+    params: dict
+    value: Optional[float] = None
 
 
 EventCallback = Callable[[Event], None]

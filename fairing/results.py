@@ -2,11 +2,43 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Optional
 
 from .errors import JobError, JobFailedError, RemoteError, ResultError, RuntimeMismatchError, SerializationError
 
-__all__ = ["RemoteTraceback", "outcome", "read_envelope", "map_results", "shown_once", "is_job_exception"]
+__all__ = ["RemoteTraceback", "outcome", "read_envelope", "map_results", "shown_once", "is_job_exception",
+           "SweepResult", "SweepTrial"]
+
+
+class SweepTrial(NamedTuple):
+    """One trial of a Katib search: its ``name`` (the Trial), ``params``, the function's
+    ``result`` (None when it failed), the ``value`` Katib recorded for the objective metric
+    (None when none), and its ``state``: 'Succeeded', 'Failed', 'EarlyStopped',
+    'MetricsUnavailable', 'Killed', 'Running' or 'Created'."""
+
+    name: str
+    params: dict
+    result: Any
+    value: Optional[float]
+    state: str
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What :func:`fairing.sweep` found: the best ``params``, their ``result`` and ``score``, the
+    best call's ``outputs`` (local paths, when the function was given ``outputs``), and
+    every ``(params, result)`` in ``trials`` (grid order; Katib's creation order). A Katib
+    search also names its ``experiment`` and keeps each trial's name, value and state in
+    ``details`` (:class:`SweepTrial`)."""
+
+    params: dict
+    result: Any
+    score: Any
+    outputs: dict
+    trials: list
+    experiment: str = ""
+    details: list = field(default_factory=list)
 
 
 class RemoteTraceback(Exception):

@@ -100,6 +100,8 @@ def _workload_phase(kind: str, obj: dict) -> tuple[str, Optional[int]]:
 def _first_image(spec: dict) -> str:
     if (spec.get("trainer") or {}).get("image"):  # a TrainJob
         return spec["trainer"]["image"]
+    if (spec.get("trialTemplate") or {}).get("trialSpec"):  # a Katib Experiment: its trials' Job
+        spec = spec["trialTemplate"]["trialSpec"].get("spec") or {}
     templates = [spec.get("template")] if "template" in spec else [
         r.get("template") for key, replicas in spec.items() if key.endswith("ReplicaSpecs")
         for r in (replicas or {}).values()]

@@ -26,7 +26,7 @@ import threading
 import time
 from typing import Optional
 
-from ..events import Event, LogLine, Progress, Stage
+from ..events import Event, LogLine, Progress, Stage, TrialUpdate
 
 __all__ = ["NotebookRenderer", "TextRenderer", "in_notebook", "default_renderer"]
 
@@ -64,6 +64,10 @@ class TextRenderer:
         elif isinstance(event, Stage):
             detail = f" ({event.detail})" if event.detail else ""
             self.stream.write(f"fairing: {event.name} {event.status}{detail}\n")
+            self.stream.flush()
+        elif isinstance(event, TrialUpdate):
+            value = "" if event.value is None else f" = {event.value:g}"
+            self.stream.write(f"fairing: trial {event.trial} {event.state} {event.params}{value}\n")
             self.stream.flush()
         elif isinstance(event, Progress) and (event.total is None or event.done >= event.total or event.note):
             note = f" {event.note}" if event.note else ""

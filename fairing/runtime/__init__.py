@@ -33,7 +33,7 @@ def runtime_files() -> dict:
     return {
         f"{RUNTIME_DIR}/{PACKAGE}/{name}": here / name
         for name in ("__init__.py", "__main__.py", "component.py", "outputs.py", "result.py", "serving.py", "tensors.py",
-                     "shell.py", "warm.py")
+                     "shell.py", "trial.py", "warm.py")
     }
 
 

@@ -14,7 +14,7 @@ import traceback
 
 from . import MODULES_DIR, PAYLOAD_FILE, RUNTIME_DIR
 from . import outputs
-from .result import MAP_CALLS, MESSAGE_LIMIT, _dumps, encode, key_from_env
+from .result import MAP_CALLS, MESSAGE_LIMIT, TRIAL_CALL, _dumps, encode, key_from_env
 
 _KEY = b""  # the per-job result key, read (and removed from the environment) before the user's code runs
 
@@ -104,6 +104,10 @@ def _run(spec: dict):
         target, args, kwargs = call["target"], call["args"], call["kwargs"]
         if MAP_CALLS in kwargs:  # one input of a map: the job's completion index picks it
             args, kwargs = kwargs[MAP_CALLS][int(os.environ["JOB_COMPLETION_INDEX"])]
+        if TRIAL_CALL in kwargs:  # a Katib trial: its parameters come from the environment
+            from . import trial
+
+            return trial.run(target, kwargs[TRIAL_CALL], os.environ)
         if call.get("is_class"):
             return target(*args, **kwargs).train()
         return target(*args, **kwargs)

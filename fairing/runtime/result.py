@@ -17,7 +17,8 @@ artifact when there is one: the line written then is ``{"large": True, "outputs"
 and the artifact's result layer holds the full line, signed the same way.
 
 A map's payload is a function payload whose kwargs are ``{MAP_CALLS: [(args, kwargs), ...]}``:
-the job's ``JOB_COMPLETION_INDEX`` picks its call.
+the job's ``JOB_COMPLETION_INDEX`` picks its call. A Katib trial's payload names its
+search space (``TRIAL_CALL``, see :mod:`fairing.runtime.trial`).
 
 The line is authenticated: the HMAC is keyed with a per-job key that only the
 submitter and the job know (``FAIRING_RESULT_KEY`` in hex, or the file named by
@@ -41,6 +42,10 @@ PREFIX = "fairing-result:v1:"
 KEY_ENV = "FAIRING_RESULT_KEY"
 KEY_FILE_ENV = "FAIRING_RESULT_KEY_FILE"
 MAP_CALLS = "_fairing_map_calls"
+#: A Katib trial's payload: kwargs ``{TRIAL_CALL: {"space": {name: spec}, "metric": name}}``;
+#: the trial's parameter values come as strings in ``FAIRING_TRIAL_<i>`` (``i``: the
+#: parameter's position in the space), filled in by Katib (see fairing.runtime.trial).
+TRIAL_CALL = "_fairing_trial"
 #: Longest line for the termination message (4096 bytes), with room to spare.
 MESSAGE_LIMIT = 3584
 _LINE = re.compile(re.escape(PREFIX) + r"([A-Za-z0-9+/=]*)(?::([0-9a-f]{64}))?")

@@ -102,6 +102,7 @@ build_all() {
     build_kaniko
     build_kubeflow2
     build_kueue
+    build_katib
   fi
   go_build_queued
 }

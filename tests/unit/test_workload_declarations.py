@@ -11,7 +11,7 @@ from fairing.kube.workloads import WorkloadKind, condition_phase, listed_phase
 
 def test_every_recorded_kind_names_a_handle_that_declares_it():
     handles = workload_handles()
-    assert set(handles) == {"Job", "TFJob", "PyTorchJob", "TrainJob", "Endpoint", "InferenceService"}
+    assert set(handles) == {"Job", "TFJob", "PyTorchJob", "TrainJob", "Endpoint", "InferenceService", "Experiment"}
     for kind, handle_class in handles.items():
         workload = handle_class.WORKLOAD
         assert isinstance(workload, WorkloadKind) and workload.record_kind == kind
@@ -21,7 +21,7 @@ def test_every_recorded_kind_names_a_handle_that_declares_it():
     assert handles["Endpoint"].service_for("iris") == ("iris", 8080)
 
 
-@pytest.mark.parametrize("kind", ["Job", "TFJob", "PyTorchJob", "TrainJob"])
+@pytest.mark.parametrize("kind", ["Job", "TFJob", "PyTorchJob", "TrainJob", "Experiment"])
 @pytest.mark.parametrize("condition, phase", [("SuccessCriteriaMet", "Succeeded"), ("Complete", "Succeeded"),
                                               ("Succeeded", "Succeeded"), ("FailureTarget", "Failed"),
                                               ("Failed", "Failed")])
