@@ -207,6 +207,16 @@ class _MapDeployer:
         return deployer.deploy(image, name=name, on_event=on_event, count=self.count, parallelism=self.parallelism)
 
 
+def _caller(fn: Callable) -> tuple:
+    """(what, parameter names) of the API call ``fn``, for its options' check (see :func:`fairing._registry.make`)."""
+    import inspect
+
+    params = inspect.signature(fn).parameters.values()
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+             and p.name not in ("self", "func", "entry_point")]
+    return f"{getattr(fn, '__name__', 'the call')}()", tuple(names)
+
+
 def _watch_sigterm() -> None:
     """Let a SIGTERM to this process stop its local jobs (see :mod:`fairing.deployers.local`):
     the handler is installed now, from the main thread, for jobs later started from worker
@@ -237,7 +247,8 @@ class RemoteFunction:
         self.quiet = quiet
         options = dict(options)
         self.builder, self.deployer = options.pop("builder", None), options.pop("deployer", None)
-        self._backend = BackendChoice(options.pop("backend", None), options)
+        self._backend = BackendChoice(options.pop("backend", None), options, caller=_caller(train),
+                                      builder=self.builder, deployer=self.deployer)
         _watch_sigterm()
 
     def submit(self, *args: Any, **kwargs: Any) -> Handle:
@@ -346,10 +357,16 @@ def train(
     ... def fit(alpha):
     ...     return alpha * 2
     """
+    # None means not given, as Kubeflow Fairing code passes it
+    cleanup = "always" if cleanup is None else cleanup
+    input_files = () if input_files is None else input_files
+    outputs = () if outputs is None else outputs
+    outputs_dir = "." if outputs_dir is None else outputs_dir
     if cleanup not in CLEANUP_POLICIES:
         raise ConfigurationError(f"cleanup must be one of {CLEANUP_POLICIES}, got {cleanup!r}.")
     _check_outputs(outputs)
-    BackendChoice(backend, {k: v for k, v in options.items() if k not in ("builder", "deployer")})  # checks now
+    BackendChoice(backend, {k: v for k, v in options.items() if k not in ("builder", "deployer")},
+                  caller=_caller(train), builder=options.get("builder"), deployer=options.get("deployer"))  # checks now
 
     def wrap(f: Callable) -> RemoteFunction:
         return RemoteFunction(f, timeout=timeout, cleanup=cleanup, input_files=input_files,
@@ -473,7 +490,11 @@ class TrainJob:
         outputs: Iterable[str] = (),
         **options: Any,
     ) -> None:
-        env = {**(env or {}), **_outputs_env(_check_outputs(outputs))}
+        # None means not given, as Kubeflow Fairing code passes it
+        input_files = () if input_files is None else input_files
+        args = () if args is None else args
+        env = {**(env or {}), **_outputs_env(_check_outputs(() if outputs is None else outputs))}
+        full_notebook, quiet = bool(full_notebook), bool(quiet)
         options, self.legacy = _task_options("TrainJob", legacy_args,
                                              {"backend": backend, "input_files": input_files, **options})
         if self.legacy:
@@ -490,7 +511,8 @@ class TrainJob:
         self.on_event = on_event
         self.quiet = quiet
         self.builder, self.deployer = options.pop("builder", None), options.pop("deployer", None)
-        self._backend = BackendChoice(options.pop("backend", None), options)
+        self._backend = BackendChoice(options.pop("backend", None), options, caller=_caller(TrainJob),
+                                      builder=self.builder, deployer=self.deployer)
 
     def submit(self) -> Handle:
         """Start the job and return its handle without waiting.

@@ -262,22 +262,22 @@ def _backend_options(backend: Optional[str], given: dict) -> dict:
                                    f"{', '.join(backends)}. Choose one with --backend.")
     options: dict = {} if backend is None else {"backend": backend}
     env = given.get("env") or {}
+    # the same cpu=, memory=, gpus= on every backend (fairing.resources); checked here, before any build
+    resources = {k: given[k] for k in ("cpu", "memory", "gpus") if k in given}
+    _check_resources(resources)
     if name == "local":
+        options.update(resources)
         if env:
             options["env"] = env
         return options
     if name == "docker":
-        options.update({k: given[k] for k in ("registry", "base_image", "cpu", "memory", "gpus") if k in given})
+        options.update({k: given[k] for k in ("registry", "base_image") if k in given}, **resources)
         if env:
             options["env"] = env
         return options
     from .deployers import mutators as m
 
     mutators = []
-    if "cpu" in given or "memory" in given:
-        mutators.append(m.resources(cpu=given.get("cpu"), memory=given.get("memory")))
-    if given.get("gpus"):
-        mutators.append(m.gpus(given["gpus"]))
     if env:
         mutators.append(m.env(env))
     for secret, keys in (given.get("secret_env") or {}).items():
@@ -295,18 +295,32 @@ def _backend_options(backend: Optional[str], given: dict) -> dict:
         from .deployers.trainjob import TrainJobDeployer
 
         options["deployer"] = TrainJobDeployer(num_nodes=given.get("nodes", 1), namespace=given.get("namespace"),
-                                               mutators=mutators)
+                                               mutators=mutators, **resources)
     elif deployer in ("tfjob", "pytorchjob"):
         from ._registry import load
         from .deployers import DEPLOYERS
 
         options["deployer"] = load(DEPLOYERS, deployer, "deployer")(
-            given.get("replicas"), namespace=given.get("namespace"), mutators=mutators)
-    elif mutators:
-        options["mutators"] = mutators
+            given.get("replicas"), namespace=given.get("namespace"), mutators=mutators, **resources)
+    else:
+        options.update(resources)
+        if mutators:
+            options["mutators"] = mutators
     if given.get("insecure_registry"):
         options["insecure"] = True
     return options
+
+
+def _check_resources(resources: dict) -> None:
+    """--cpu/--memory/--gpus by Kubernetes' rules: a usage error naming the flag."""
+    from .errors import ConfigurationError
+    from .resources import check_cpu, check_gpus, check_memory
+
+    for key, check in (("cpu", check_cpu), ("memory", check_memory), ("gpus", check_gpus)):
+        try:
+            check(resources.get(key), option="--" + key)
+        except ConfigurationError as exc:
+            raise click.BadParameter(str(exc), param_hint="--" + key) from None
 
 
 def _given(ctx: click.Context, names: Sequence[str]) -> dict:
@@ -425,8 +439,8 @@ fairing run train:main --detach --env LR=0.1      # module:function; prints the 
 @click.option("--replicas", multiple=True, callback=_replicas, metavar="TYPE=N",
               help="replicas of a TFJob/PyTorchJob, e.g. Worker=2 (repeat for more)")
 @click.option("--nodes", type=click.IntRange(min=1), help="nodes of a TrainJob (one pod each)")
-@click.option("--cpu", help="CPU request, e.g. 2 or 500m")
-@click.option("--memory", help="memory request (and limit), e.g. 4Gi")
+@click.option("--cpu", help="cores the job may use (request and limit), e.g. 2 or 500m")
+@click.option("--memory", help="memory the job may use (request and limit), e.g. 4Gi or 4G")
 @click.option("--gpus", type=click.IntRange(min=0), help="number of GPUs")
 @click.option("--env", "-e", multiple=True, callback=_pairs("KEY=VALUE"), metavar="KEY=VALUE",
               help="environment variable for the job (repeat for more)")

@@ -5,7 +5,8 @@ Where they come from, first match wins::
     arguments            TrainJob(..., registry=...), set_builder(..., registry=...)
     environment          FAIRING_REGISTRY, FAIRING_BASE_IMAGE, FAIRING_BACKEND, FAIRING_NAMESPACE,
                          FAIRING_INSECURE_REGISTRIES (comma-separated), FAIRING_CA_BUNDLE,
-                         FAIRING_PLATFORM, FAIRING_PYTHON_VERSION
+                         FAIRING_PLATFORM, FAIRING_PYTHON_VERSION, FAIRING_CPU, FAIRING_MEMORY,
+                         FAIRING_GPUS
     project file         fairing.toml, else the [tool.fairing] table of pyproject.toml, in the
                          current directory or the nearest parent that has one, never above the
                          project's root: the first directory (from the current one up) with a
@@ -60,6 +61,9 @@ ENVIRONMENT = {
     "FAIRING_CA_BUNDLE": "ca_bundle",
     "FAIRING_PLATFORM": "platform",
     "FAIRING_PYTHON_VERSION": "python_version",
+    "FAIRING_CPU": "cpu",
+    "FAIRING_MEMORY": "memory",
+    "FAIRING_GPUS": "gpus",
 }
 
 #: setting -> the keyword argument of the backends, builders and deployers that take it
@@ -71,6 +75,9 @@ PARAMETERS = {
     "ca_bundle": "ca_bundle",
     "platform": "platform",
     "python_version": "python_version",
+    "cpu": "cpu",
+    "memory": "memory",
+    "gpus": "gpus",
 }
 
 
@@ -86,6 +93,10 @@ class Settings:
     ca_bundle: Optional[str] = None
     platform: Optional[str] = None
     python_version: Optional[str] = None
+    #: What each job may use (see :mod:`fairing.resources`), unless the call gives its own.
+    cpu: Optional[str] = None
+    memory: Optional[str] = None
+    gpus: Optional[int] = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
     #: The settings files read (the user file first, then the project's), as paths.
     files: tuple[str, ...] = field(default=(), compare=False)
@@ -124,6 +135,14 @@ _NAMES = tuple(f.name for f in fields(Settings) if f.name not in ("sources", "fi
 
 
 def _check_value(name: str, value: Any, where: str) -> Any:
+    if name in ("cpu", "memory", "gpus"):
+        from . import resources
+
+        check = {"cpu": resources.check_cpu, "memory": resources.check_memory, "gpus": resources.check_gpus}[name]
+        try:
+            return check(value.strip() if isinstance(value, str) else value)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"In {where}: {exc}") from None
     if name == "insecure_registries":
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]

@@ -36,6 +36,7 @@ from ..handle import HasOutputs, Hooks
 from ..kube.workloads import condition_phase
 from ..kube import JOB_LABEL, MANAGED_BY, KubeClient, Workload, raise_for_api_error
 from ..kube.secrets import DOCKER_CONFIG_KEY, delete_secret, pull_secret_name, registry_secret, write_secret
+from ..resources import Resources
 from ..results import outcome, read_envelope
 from ..runtime.result import KEY_FILE_ENV, PREFIX, new_key
 from .mutators import Mutator, apply, image_pull_secrets
@@ -75,6 +76,8 @@ class KubeDeployerBase:
     reached the image's registry so, or it is one of ``insecure_hosts``].
     ``insecure_hosts``: registries reached over plain HTTP [None: none; the backends fill
     it from the ``insecure_registries`` setting].
+    ``cpu``, ``memory``, ``gpus``: the requests and limits of the training container of every
+    pod (see :mod:`fairing.resources`; checked now); ``mutators`` may still change them.
     """
 
     container_name = "fairing-job"
@@ -85,7 +88,9 @@ class KubeDeployerBase:
                  labels: Optional[dict] = None, annotations: Optional[dict] = None,
                  ttl_seconds_after_finished: Optional[int] = None, active_deadline_seconds: Optional[int] = None,
                  backoff_limit: int = 0, name_prefix: str = "fairing", pull_credentials: Any = None,
-                 insecure_registry: Optional[bool] = None, insecure_hosts: Optional[Iterable[str]] = None) -> None:
+                 insecure_registry: Optional[bool] = None, insecure_hosts: Optional[Iterable[str]] = None,
+                 cpu: Any = None, memory: Any = None, gpus: Any = None) -> None:
+        self.resources = Resources.of(cpu, memory, gpus)
         self._kube = kube
         self._kube_options = {"kubeconfig": kubeconfig, "context": context, "namespace": namespace}
         self.mutators: list[Mutator] = list(mutators)
@@ -202,6 +207,8 @@ class KubeDeployerBase:
         volumes = [{"name": "fairing-result-key",
                     "secret": {"secretName": result_key_secret(name), "defaultMode": 0o444, "optional": True}},
                    *out_volumes]
+        if self.resources:
+            container["resources"] = self.resources.kubernetes()
         spec = apply({"containers": [container], "volumes": volumes, "restartPolicy": "Never"},
                      [*self.mutators, *extra_mutators])
         secret = self.pull_secret(image)
