@@ -8,12 +8,29 @@ dependency.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import errors as _errors
+from ._distribution import check_installed as _check_installed
 from .errors import *  # noqa: F401,F403  (the whole error tree is public)
 
+#: The one place the version is written: pyproject.toml reads it (``dynamic = ["version"]``).
 __version__ = "0.1.0"
+
+_check_installed()  # Kubeflow's old 'fairing' in the same site-packages: a ConflictingInstallError
+try:  # `import kubeflow.fairing` beside the Kubeflow SDK (installed at start by fairing-ml.pth in site dirs)
+    import _fairing_kubeflow  # noqa: F401
+except ImportError:  # pragma: no cover - a copy of the package without its top-level module
+    pass
+
+if TYPE_CHECKING:  # what type checkers and editors see; at run time these load on first use (__getattr__)
+    from . import config as config, events as events, jobs as jobs
+    from .api import TrainJob as TrainJob, submit as submit, sweep as sweep, train as train
+    from .backends import Backend as Backend, get_backend as get_backend
+    from .context import BuildContext as BuildContext
+    from .endpoint import PredictionEndpoint as PredictionEndpoint
+    from .handle import Handle as Handle, JobStatus as JobStatus
+    from .jobs import attach as attach
 
 _LAZY = {
     "BuildContext": "fairing.context",

@@ -15,8 +15,9 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Generic, Optional, overload
 
+from ._typing import P, R
 from .backends import BackendChoice
 from .errors import ConfigurationError
 from .events import EventCallback, Stage, emitter, run_stage
@@ -227,10 +228,11 @@ def _watch_sigterm() -> None:
         _handle_sigterm()
 
 
-class RemoteFunction:
-    """A function that runs as a job when called. Made by :func:`train`."""
+class RemoteFunction(Generic[P, R]):
+    """A function that runs as a job when called. Made by :func:`train`; it keeps the
+    function's parameters and return type (``RemoteFunction[P, R]``) for type checkers."""
 
-    def __init__(self, func: Callable, *, timeout: Optional[float], cleanup: str, input_files: Iterable,
+    def __init__(self, func: Callable[P, R], *, timeout: Optional[float], cleanup: str, input_files: Iterable,
                  requirements: Any, on_event: Optional[EventCallback], options: Mapping[str, Any],
                  keep_logs: bool = False, quiet: bool = False, outputs: Iterable[str] = (),
                  outputs_dir: Any = ".") -> None:
@@ -251,7 +253,7 @@ class RemoteFunction:
                                       builder=self.builder, deployer=self.deployer)
         _watch_sigterm()
 
-    def submit(self, *args: Any, **kwargs: Any) -> Handle:
+    def submit(self, *args: P.args, **kwargs: P.kwargs) -> Handle:
         """Start the job with these arguments and return its handle without waiting."""
         return self._submit(args, kwargs)
 
@@ -265,7 +267,7 @@ class RemoteFunction:
         return submit(pre, backend=backend, builder=self.builder, deployer=deployer, on_event=self.on_event,
                       quiet=self.quiet)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         if in_job():  # already inside the job: just run
             return self.func(*args, **kwargs)
         handle = self.submit(*args, **kwargs)
@@ -274,10 +276,11 @@ class RemoteFunction:
             raise ConfigurationError(f"outputs= come back from the local and Kubernetes backends; the "
                                      f"{type(handle).__name__} cannot return files. Write them to a mounted volume.")
         # what it wrote under $FAIRING_OUTPUTS comes back too, outputs= or not
-        return run_handle(handle, timeout=self.timeout, cleanup=self.cleanup, keep_logs=self.keep_logs,
-                          outputs_dir=self.outputs_dir)
+        result: R = run_handle(handle, timeout=self.timeout, cleanup=self.cleanup, keep_logs=self.keep_logs,
+                               outputs_dir=self.outputs_dir)
+        return result
 
-    def map(self, inputs: Iterable[Any], *, parallelism: int = 4) -> list:
+    def map(self, inputs: Iterable[Any], *, parallelism: int = 4) -> list[R]:
         """``[fit(x) for x in inputs]``, as one job of ``len(inputs)`` pods (an Indexed Job on
         Kubernetes, a process pool locally), ``parallelism`` at a time; results in input order.
 
@@ -287,7 +290,7 @@ class RemoteFunction:
         """
         return self._map([((x,), {}) for x in inputs], parallelism)
 
-    def starmap(self, inputs: Iterable[Any], *, parallelism: int = 4) -> list:
+    def starmap(self, inputs: Iterable[Any], *, parallelism: int = 4) -> list[R]:
         """As :meth:`map`, each input a tuple of positional arguments or a dict of keyword arguments."""
         calls = []
         for item in inputs:
@@ -308,34 +311,71 @@ class RemoteFunction:
             raise ConfigurationError(f"parallelism must be a positive integer, got {parallelism!r}.")
         return self._submit((), {MAP_CALLS: list(calls)}, count=len(calls), parallelism=min(parallelism, len(calls)))
 
-    def _map(self, calls: list, parallelism: int) -> list:
+    def _map(self, calls: list, parallelism: int) -> list[R]:
         if in_job():
             return [self.func(*args, **kwargs) for args, kwargs in calls]
         if not calls:
             return []
         handle = self.map_submit(calls, parallelism=parallelism)
-        return run_handle(handle, timeout=self.timeout, cleanup=self.cleanup, keep_logs=self.keep_logs)
+        results: list[R] = run_handle(handle, timeout=self.timeout, cleanup=self.cleanup, keep_logs=self.keep_logs)
+        return results
 
-    def local(self, *args: Any, **kwargs: Any) -> Any:
+    def local(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call the function here, in this process."""
         return self.func(*args, **kwargs)
 
 
+@overload
 def train(
-    func: Optional[Callable] = None,
+    func: Callable[P, R],
     *,
     backend: Any = None,
     timeout: Optional[float] = None,
-    cleanup: str = "always",
-    input_files: Iterable = (),
+    cleanup: Optional[str] = "always",
+    input_files: Optional[Iterable[Any]] = (),
     requirements: Any = None,
     on_event: Optional[EventCallback] = None,
     keep_logs: bool = False,
     quiet: bool = False,
-    outputs: Iterable[str] = (),
+    outputs: Optional[Iterable[str]] = (),
     outputs_dir: Any = ".",
     **options: Any,
-):
+) -> RemoteFunction[P, R]: ...
+
+
+@overload
+def train(
+    func: None = None,
+    *,
+    backend: Any = None,
+    timeout: Optional[float] = None,
+    cleanup: Optional[str] = "always",
+    input_files: Optional[Iterable[Any]] = (),
+    requirements: Any = None,
+    on_event: Optional[EventCallback] = None,
+    keep_logs: bool = False,
+    quiet: bool = False,
+    outputs: Optional[Iterable[str]] = (),
+    outputs_dir: Any = ".",
+    **options: Any,
+) -> Callable[[Callable[P, R]], RemoteFunction[P, R]]: ...
+
+
+def train(
+    func: Optional[Callable[P, R]] = None,
+    *,
+    backend: Any = None,
+    timeout: Optional[float] = None,
+    cleanup: Optional[str] = "always",
+    input_files: Optional[Iterable[Any]] = (),
+    requirements: Any = None,
+    on_event: Optional[EventCallback] = None,
+    keep_logs: bool = False,
+    quiet: bool = False,
+    outputs: Optional[Iterable[str]] = (),
+    outputs_dir: Any = ".",
+    **options: Any,
+) -> Any:
     """Decorator: calling the function runs it as a job and returns its value.
 
     ``outputs``: paths (files or directories, relative to the job's working directory)
@@ -368,7 +408,7 @@ def train(
     BackendChoice(backend, {k: v for k, v in options.items() if k not in ("builder", "deployer")},
                   caller=_caller(train), builder=options.get("builder"), deployer=options.get("deployer"))  # checks now
 
-    def wrap(f: Callable) -> RemoteFunction:
+    def wrap(f: Callable[P, R]) -> RemoteFunction[P, R]:
         return RemoteFunction(f, timeout=timeout, cleanup=cleanup, input_files=input_files,
                               requirements=requirements, on_event=on_event, quiet=quiet,
                               options={"backend": backend, **options}, keep_logs=keep_logs, outputs=outputs,
@@ -552,7 +592,7 @@ class SweepResult:
     trials: list
 
 
-def sweep(func: "RemoteFunction", grid: Mapping[str, Iterable[Any]], *, metric: Any = None, mode: str = "max",
+def sweep(func: "RemoteFunction[..., Any]", grid: Mapping[str, Iterable[Any]], *, metric: Any = None, mode: str = "max",
           parallelism: int = 4, outputs_dir: Any = ".") -> SweepResult:
     """Call ``func`` with every combination of ``grid`` as keyword arguments (one map) and
     return the best: ``fairing.sweep(fit, {"alpha": [0.1, 1.0], "depth": [3, 5]}, metric="accuracy")``.

@@ -24,6 +24,7 @@ from typing import Any, Optional, Sequence
 import click
 
 from .errors import ConfigurationError, EntryPointNotFoundError, FairingError, JobNotFoundError
+from . import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -396,7 +397,7 @@ def _result_document(name: str, value: Any) -> dict:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(package_name="fairing", prog_name="fairing", message="%(prog)s %(version)s")
+@click.version_option(version=__version__, prog_name="fairing", message="%(prog)s %(version)s")
 def cli() -> None:
     """Run ML code as a job, locally or on a cluster, and follow the jobs fairing started."""
 

@@ -6,6 +6,7 @@ Each message says what happened and how to fix it. The tree::
     ├── ConfigurationError          an argument or setting is wrong
     │   └── PythonMismatchError         the base image's Python cannot load this function
     ├── MissingDependencyError      an optional extra is not installed
+    ├── ConflictingInstallError     Kubeflow's old 'fairing' package shares this one's directory
     ├── JobRecordError              a job record on this machine is corrupt or not fairing's
     ├── PackagingError              code could not be captured into a build context
     │   ├── EntryPointNotFoundError     the script, notebook or input file does not exist
@@ -43,11 +44,14 @@ Errors that concern a job carry ``.job`` (its name) and, where known, ``.logs_ta
 
 from __future__ import annotations
 
+from ._distribution import DISTRIBUTION
+
 __all__ = [
     "FairingError",
     "ConfigurationError",
     "PythonMismatchError",
     "MissingDependencyError",
+    "ConflictingInstallError",
     "JobRecordError",
     "PackagingError",
     "EntryPointNotFoundError",
@@ -118,8 +122,14 @@ class MissingDependencyError(FairingError, ImportError):
         self.extra = extra
         super().__init__(
             f"{purpose} needs the Python package {module!r}, which is not installed. "
-            f"Install it with: pip install 'fairing[{extra}]'"
+            f"Install it with: pip install '{DISTRIBUTION}[{extra}]'"
         )
+
+
+class ConflictingInstallError(FairingError, ImportError):
+    """Kubeflow's old ``fairing`` distribution (PyPI ``fairing`` 0.5.3) is installed in the same
+    site-packages as this one (``fairing-ml``): both own the ``fairing/`` directory. Raised at
+    ``import fairing`` (see :mod:`fairing._distribution`); the message says how to repair it."""
 
 
 class JobRecordError(FairingError):

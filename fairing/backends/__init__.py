@@ -132,6 +132,10 @@ def check_parts(factory: Any, builder: Any, deployer: Any) -> None:
     name = getattr(factory, "__name__", "").replace("_backend", "")
     cluster = name in CLUSTER_BACKENDS
     for kind, value, table in (("builder", builder, BUILDERS), ("deployer", deployer, None)):
+        method = "build" if kind == "builder" else "deploy"
+        if value is not None and not isinstance(value, str) and not callable(getattr(value, method, None)):
+            raise ConfigurationError(
+                f"{kind}= takes a {kind} (an object with .{method}()) or a name, got {type(value).__name__} {value!r}.")
         if not isinstance(value, str):
             continue
         if kind == "deployer" and cluster:

@@ -32,8 +32,11 @@ ROOT = Path(__file__).resolve().parents[2]
 PYENV = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
 #: What fairing supports: the interpreters outside this range are not used.
 SUPPORTED = ((3, 9), (3, 13))
-#: The extras the unit and local tiers need (not the browser, pipelines and cloud emulators').
 TIERS = ("tests/unit", "tests/local")
+#: The test extra's requirements that only other tiers use (browser, pipelines, cloud emulators,
+#: package index); left out, they keep each environment small (and some have no wheel for 3.9).
+OTHER_TIERS_ONLY = ("kfp", "moto", "gcp-storage-emulator", "pypiserver", "jupyterlab", "playwright", "notebook",
+                    "matplotlib")
 
 
 def cache_dir() -> Path:
@@ -64,7 +67,8 @@ def interpreters() -> dict[str, Path]:
 
 
 def requirements() -> list[str]:
-    """The test extra's requirements, with fairing's own extras expanded (fairing itself left out)."""
+    """The test extra's requirements for the unit and local tiers, with fairing's own extras
+    expanded (fairing itself left out: the tests import it from the checkout)."""
     try:
         import tomllib
     except ModuleNotFoundError:  # 3.10
@@ -73,7 +77,7 @@ def requirements() -> list[str]:
     extras = project["optional-dependencies"]
     name = project["name"]
     out: list[str] = list(project["dependencies"])
-    pending, seen = ["test"], set()
+    pending, seen = ["test"], {"pipelines"}
     while pending:
         extra = pending.pop()
         if extra in seen:
@@ -83,7 +87,7 @@ def requirements() -> list[str]:
             m = re.fullmatch(rf"{re.escape(name)}\[([^\]]+)\]", req.strip())
             if m:
                 pending.extend(e.strip() for e in m.group(1).split(","))
-            else:
+            elif re.split(r"[\[<>=!~;\s]", req, maxsplit=1)[0].lower() not in OTHER_TIERS_ONLY:
                 out.append(req)
     return sorted(set(out))
 
@@ -107,7 +111,9 @@ def environment(version: str, python: Path, *, log=None) -> Path:
         run = dict(stdout=log, stderr=subprocess.STDOUT, check=True)
         if uv:
             subprocess.run([uv, "venv", "--quiet", "--python", str(python), str(venv)], **run)
-            subprocess.run([uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), *reqs], **run)
+            # wheels only: the resolver then picks versions built for this Python (the newest gevent,
+            # under tritonclient[http], has no 3.9 wheel and would compile for many minutes)
+            subprocess.run([uv, "pip", "install", "--quiet", "--only-binary", ":all:", "--python", str(venv / "bin" / "python"), *reqs], **run)
         else:
             subprocess.run([str(python), "-m", "venv", str(venv)], **run)
             subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", *reqs], **run)
