@@ -11,13 +11,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from . import errors as _errors
-from ._distribution import check_installed as _check_installed
+from ._distribution import conflict as _conflict
 from .errors import *  # noqa: F401,F403  (the whole error tree is public)
 
 #: The one place the version is written: pyproject.toml reads it (``dynamic = ["version"]``).
 __version__ = "0.1.0"
 
-_check_installed()  # Kubeflow's old 'fairing' in the same site-packages: a ConflictingInstallError
+if _conflict():  # Kubeflow's old 'fairing' in the same site-packages
+    raise _errors.ConflictingInstallError(_conflict())
 try:  # `import kubeflow.fairing` beside the Kubeflow SDK (installed at start by fairing-ml.pth in site dirs)
     import _fairing_kubeflow  # noqa: F401
 except ImportError:  # pragma: no cover - a copy of the package without its top-level module

@@ -3,8 +3,8 @@
 - :data:`DISTRIBUTION` is the name on PyPI (``pip install fairing-ml``); the import name
   stays ``fairing``. PyPI's ``fairing`` is Kubeflow's own 2019 package (0.5.3), which owns
   the same ``fairing/`` directory: installed into the same site-packages, one overwrites
-  the other's files and uninstalling either deletes the other's. :func:`check_installed`
-  (run at ``import fairing``) refuses that with :class:`~fairing.errors.ConflictingInstallError`.
+  the other's files and uninstalling either deletes the other's. :func:`conflict` says so,
+  and ``import fairing`` raises it as :class:`~fairing.errors.ConflictingInstallError`.
 - ``kubeflow.fairing`` (Kubeflow Fairing's import path) is a namespace portion. The
   Kubeflow SDK (PyPI ``kubeflow``) ships a regular ``kubeflow/__init__.py``; when the two
   are installed in different ``sys.path`` entries (a ``--user`` install over an image's
@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-__all__ = ["DISTRIBUTION", "check_installed", "extra"]
+__all__ = ["DISTRIBUTION", "conflict", "extra"]
 
 #: The name to ``pip install``.
 DISTRIBUTION = "fairing-ml"
@@ -45,23 +45,22 @@ def _old_fairing(site_dir: str) -> Optional[str]:
     return None
 
 
-def check_installed() -> None:
-    """Refuse to run where Kubeflow's ``fairing`` distribution shares this ``fairing/``
-    directory's site-packages (checked only there: one directory's metadata, a few ms)."""
+def conflict() -> Optional[str]:
+    """What is wrong when Kubeflow's ``fairing`` distribution shares this ``fairing/``
+    directory's site-packages, else None (checked only there: one directory's metadata, a
+    few ms, and only when a ``fairing-*`` metadata directory is in it)."""
     site_dir = os.path.dirname(_HERE)
     try:
         names = os.listdir(site_dir)
     except OSError:
-        return
+        return None
     if not any(n.lower().startswith(("fairing-", "fairing.")) and n.endswith((".dist-info", ".egg-info"))
                for n in names):
-        return  # a checkout, or only this distribution (fairing_ml-*.dist-info)
+        return None  # a checkout, or only this distribution (fairing_ml-*.dist-info)
     found = _old_fairing(site_dir)
-    if found:
-        from .errors import ConflictingInstallError
-
-        raise ConflictingInstallError(
-            f"Kubeflow's old 'fairing' package ({found}) is installed in {site_dir}, where this fairing "
+    if not found:
+        return None
+    return (f"Kubeflow's old 'fairing' package ({found}) is installed in {site_dir}, where this fairing "
             f"({DISTRIBUTION}) is too: both own the fairing/ directory, so their files are mixed and removing "
             f"either deletes the other's. Fix: pip uninstall -y fairing {DISTRIBUTION} && pip install {DISTRIBUTION} "
             "(fairing-ml runs Kubeflow Fairing's code through 'from kubeflow import fairing').")
