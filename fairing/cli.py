@@ -321,7 +321,7 @@ def _check_resources(resources: dict) -> None:
         try:
             check(resources.get(key), option="--" + key)
         except ConfigurationError as exc:
-            raise click.BadParameter(str(exc), param_hint="--" + key) from None
+            raise click.UsageError(str(exc)) from None
 
 
 def _given(ctx: click.Context, names: Sequence[str]) -> dict:
