@@ -95,7 +95,7 @@ def requirements() -> list[str]:
 def environment(version: str, python: Path, *, log=None) -> Path:
     """The virtual environment for ``version`` with the test dependencies (made when missing)."""
     reqs = requirements()
-    key = hashlib.sha256(json.dumps([str(python), reqs]).encode()).hexdigest()[:12]
+    key = hashlib.sha256(json.dumps([str(python), reqs, "seed"]).encode()).hexdigest()[:12]
     venv = cache_dir() / f"{version}-{key}"
     ready = venv / ".fairing-ready"
     if ready.exists():
@@ -110,7 +110,8 @@ def environment(version: str, python: Path, *, log=None) -> Path:
         uv = shutil.which("uv")
         run = dict(stdout=log, stderr=subprocess.STDOUT, check=True)
         if uv:
-            subprocess.run([uv, "venv", "--quiet", "--python", str(python), str(venv)], **run)
+            # --seed: pip too, which the local builder installs a job's requirements with
+            subprocess.run([uv, "venv", "--quiet", "--seed", "--python", str(python), str(venv)], **run)
             # wheels only: the resolver then picks versions built for this Python (the newest gevent,
             # under tritonclient[http], has no 3.9 wheel and would compile for many minutes)
             subprocess.run([uv, "pip", "install", "--quiet", "--only-binary", ":all:", "--python", str(venv / "bin" / "python"), *reqs], **run)
