@@ -5,6 +5,7 @@ SDK (``kubeflow`` 0.5.0, a regular ``kubeflow/__init__.py``) and Kubeflow's old 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -36,22 +37,36 @@ def wheels(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("wheels")
     uv = shutil.which("uv")
     assert uv, "uv builds the wheel (the `fast` extra installs it)"
-    proc = _run(uv, "build", "--offline", "--quiet", "--wheel", "-o", out, ROOT)
+    # from a copy of the tracked files: setuptools builds in the tree's build/, which two runs
+    # (xdist workers) would share, and where a stale file from an older build would be packed
+    source = out / "source"
+    listed = _run("git", "ls-files", "-z", cwd=ROOT).stdout.split("\0")
+    for rel in filter(None, listed):
+        if not rel.startswith(("tests/", "benchmarks/", "notebooks/")) and (ROOT / rel).is_file():
+            (source / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, source / rel)
+    for rel in ("fairing-ml.pth", "_fairing_kubeflow.py", "setup.py", "MANIFEST.in", "CHANGELOG.md"):
+        if not (source / rel).exists() and (ROOT / rel).exists():  # not committed yet
+            shutil.copy2(ROOT / rel, source / rel)
+    proc = _run(uv, "build", "--offline", "--quiet", "--wheel", "-o", out, source)
     if proc.returncode:  # setuptools not in uv's cache yet: let it fetch once
-        proc = _run(uv, "build", "--quiet", "--wheel", "-o", out, ROOT)
+        proc = _run(uv, "build", "--quiet", "--wheel", "-o", out, source)
     assert proc.returncode == 0, proc.stderr
     found = {"fairing-ml": next(out.glob("fairing_ml-*.whl"))}
     cache = _cache()
     cache.mkdir(parents=True, exist_ok=True)
-    for name, spec in PYPI.items():
-        version = spec.split("==")[1]
-        wheel = next(cache.glob(f"{name}-{version}-*.whl"), None)
-        if wheel is None:
-            proc = _run(sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary", ":all:",
-                        "-d", cache, spec)
-            assert proc.returncode == 0, proc.stderr
-            wheel = next(cache.glob(f"{name}-{version}-*.whl"))
-        found[name] = wheel
+    with open(cache / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # xdist workers (and other runs) download once, one at a time
+        for name, spec in PYPI.items():
+            version = spec.split("==")[1]
+            wheel = next(cache.glob(f"{name}-{version}-*.whl"), None)
+            if wheel is None:
+                proc = _run(sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary", ":all:",
+                            "--python-version", "3.12",  # what BASE_PYTHON installs (kubeflow 0.5.0 needs 3.10+)
+                            "-d", cache, spec)
+                assert proc.returncode == 0, proc.stderr
+                wheel = next(cache.glob(f"{name}-{version}-*.whl"))
+            found[name] = wheel
     return found
 
 

@@ -35,8 +35,7 @@ SUPPORTED = ((3, 9), (3, 13))
 TIERS = ("tests/unit", "tests/local")
 #: The test extra's requirements that only other tiers use (browser, pipelines, cloud emulators,
 #: package index); left out, they keep each environment small (and some have no wheel for 3.9).
-OTHER_TIERS_ONLY = ("kfp", "moto", "gcp-storage-emulator", "pypiserver", "jupyterlab", "playwright", "notebook",
-                    "matplotlib")
+OTHER_TIERS_ONLY = ("kfp", "moto", "gcp-storage-emulator", "pypiserver", "jupyterlab", "playwright", "notebook")
 
 
 def cache_dir() -> Path:
