@@ -108,12 +108,12 @@ ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("argv,code,message", ERRORS, ids=[" ".join(e[0]) + f" -> {e[1]}" for e in ERRORS])
 def _click_8_2(text: str) -> str:
     """click before 8.2 (the newest on Python 3.9) says "No such option: --x"; 8.2 "No such option '--x'"."""
     return re.sub(r"No such option: (--[\w-]+)", r"No such option '\1'", text)
 
 
+@pytest.mark.parametrize("argv,code,message", ERRORS, ids=[" ".join(e[0]) + f" -> {e[1]}" for e in ERRORS])
 def test_error_paths_give_exit_code_and_message(term, argv, code, message):
     got, out = term.run(*argv, env={"KUBECONFIG": "/nonexistent/kubeconfig"})
     assert got == code, out
