@@ -8,9 +8,10 @@ dependency.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import errors as _errors
+from ._distribution import conflict as _conflict
 from .errors import *  # noqa: F401,F403  (the whole error tree is public)
 
 # The library's diagnostics go to the ``fairing.<module>`` loggers; the application decides
@@ -20,7 +21,24 @@ import logging as _logging
 
 _logging.getLogger("fairing").addHandler(_logging.NullHandler())
 
+#: The one place the version is written: pyproject.toml reads it (``dynamic = ["version"]``).
 __version__ = "0.1.0"
+
+if _conflict():  # Kubeflow's old 'fairing' in the same site-packages
+    raise _errors.ConflictingInstallError(_conflict())
+try:  # `import kubeflow.fairing` beside the Kubeflow SDK (installed at start by fairing-ml.pth in site dirs)
+    import _fairing_kubeflow  # noqa: F401
+except ImportError:  # pragma: no cover - a copy of the package without its top-level module
+    pass
+
+if TYPE_CHECKING:  # what type checkers and editors see; at run time these load on first use (__getattr__)
+    from . import config as config, events as events, jobs as jobs
+    from .api import TrainJob as TrainJob, submit as submit, sweep as sweep, train as train
+    from .backends import Backend as Backend, get_backend as get_backend
+    from .context import BuildContext as BuildContext
+    from .endpoint import PredictionEndpoint as PredictionEndpoint
+    from .handle import Handle as Handle, JobStatus as JobStatus
+    from .jobs import attach as attach
 
 _LAZY = {
     "BuildContext": "fairing.context",

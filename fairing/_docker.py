@@ -1,6 +1,6 @@
 """The Docker SDK at the edge: a client for a Docker-compatible engine, and its errors explained.
 
-The ``docker`` package is an optional extra (``pip install 'fairing[docker]'``), imported
+The ``docker`` package is an optional extra (``pip install 'fairing-ml[docker]'``), imported
 here on first use only. ``base_url`` selects the engine: ``None`` means the environment's
 (``DOCKER_HOST``, default ``unix:///var/run/docker.sock``, see :mod:`fairing.environment`); Podman's Docker-compatible API is
 ``unix:///run/podman/podman.sock`` (root) or ``unix:///run/user/<uid>/podman/podman.sock``.

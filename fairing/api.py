@@ -14,8 +14,9 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Generic, Optional, overload
 
+from ._typing import P, R
 from .backends import BackendChoice
 from .errors import ConfigurationError, MapError
 from .events import EventCallback, Stage, emitter, run_stage
@@ -243,6 +244,16 @@ class _MapDeployer:
         return deployer.deploy(image, name=name, on_event=on_event, count=self.count, parallelism=self.parallelism)
 
 
+def _caller(fn: Callable) -> tuple:
+    """(what, parameter names) of the API call ``fn``, for its options' check (see :func:`fairing._registry.make`)."""
+    import inspect
+
+    params = inspect.signature(fn).parameters.values()
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+             and p.name not in ("self", "func", "entry_point")]
+    return f"{getattr(fn, '__name__', 'the call')}()", tuple(names)
+
+
 def _watch_sigterm() -> None:
     """Let a SIGTERM to this process stop its local jobs (see :mod:`fairing.deployers.local`):
     the handler is installed now, from the main thread, for jobs later started from worker
@@ -253,10 +264,11 @@ def _watch_sigterm() -> None:
         _handle_sigterm()
 
 
-class RemoteFunction:
-    """A function that runs as a job when called. Made by :func:`train`."""
+class RemoteFunction(Generic[P, R]):
+    """A function that runs as a job when called. Made by :func:`train`; it keeps the
+    function's parameters and return type (``RemoteFunction[P, R]``) for type checkers."""
 
-    def __init__(self, func: Callable, *, timeout: Optional[float], cleanup: str, input_files: Iterable,
+    def __init__(self, func: Callable[P, R], *, timeout: Optional[float], cleanup: str, input_files: Iterable,
                  requirements: Any, on_event: Optional[EventCallback], options: Mapping[str, Any],
                  keep_logs: bool = False, quiet: bool = False, outputs: Iterable[str] = (),
                  outputs_dir: Any = ".") -> None:
@@ -273,10 +285,11 @@ class RemoteFunction:
         self.quiet = quiet
         options = dict(options)
         self.builder, self.deployer = options.pop("builder", None), options.pop("deployer", None)
-        self._backend = BackendChoice(options.pop("backend", None), options)
+        self._backend = BackendChoice(options.pop("backend", None), options, caller=_caller(train),
+                                      builder=self.builder, deployer=self.deployer)
         _watch_sigterm()
 
-    def submit(self, *args: Any, **kwargs: Any) -> Handle:
+    def submit(self, *args: P.args, **kwargs: P.kwargs) -> Handle:
         """Start the job with these arguments and return its handle without waiting."""
         return self._submit(args, kwargs)
 
@@ -290,7 +303,7 @@ class RemoteFunction:
         return submit(pre, backend=backend, builder=self.builder, deployer=deployer, on_event=self.on_event,
                       quiet=self.quiet)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         if in_job():  # already inside the job: just run
             return self.func(*args, **kwargs)
         handle = self.submit(*args, **kwargs)
@@ -301,14 +314,15 @@ class RemoteFunction:
         # what it wrote under $FAIRING_OUTPUTS comes back too, outputs= or not
         __tracebackhide__ = True  # IPython and pytest leave fairing's frames out  # noqa: F841
         try:
-            return run_handle(handle, timeout=self.timeout, cleanup=self.cleanup, keep_logs=self.keep_logs,
-                              outputs_dir=self.outputs_dir)
+            result: R = run_handle(handle, timeout=self.timeout, cleanup=self.cleanup, keep_logs=self.keep_logs,
+                                   outputs_dir=self.outputs_dir)
+            return result
         except Exception as error:
             if not is_job_exception(error):
                 raise
             raise shown_once(error, not self.quiet)  # the job's own exception, as it raised it (traceback above)
 
-    def map(self, inputs: Iterable[Any], *, parallelism: int = 4) -> list:
+    def map(self, inputs: Iterable[Any], *, parallelism: int = 4) -> list[R]:
         """``[fit(x) for x in inputs]``, as one job of ``len(inputs)`` pods (an Indexed Job on
         Kubernetes, a process pool locally), ``parallelism`` at a time; results in input order.
 
@@ -318,7 +332,7 @@ class RemoteFunction:
         """
         return self._map([((x,), {}) for x in inputs], parallelism)
 
-    def starmap(self, inputs: Iterable[Any], *, parallelism: int = 4) -> list:
+    def starmap(self, inputs: Iterable[Any], *, parallelism: int = 4) -> list[R]:
         """As :meth:`map`, each input a tuple of positional arguments or a dict of keyword arguments."""
         calls = []
         for item in inputs:
@@ -339,36 +353,73 @@ class RemoteFunction:
             raise ConfigurationError(f"parallelism must be a positive integer, got {parallelism!r}.")
         return self._submit((), {MAP_CALLS: list(calls)}, count=len(calls), parallelism=min(parallelism, len(calls)))
 
-    def _map(self, calls: list, parallelism: int) -> list:
+    def _map(self, calls: list, parallelism: int) -> list[R]:
         if in_job():
             return [self.func(*args, **kwargs) for args, kwargs in calls]
         if not calls:
             return []
         handle = self.map_submit(calls, parallelism=parallelism)
         # call i's files (outputs=, or under $FAIRING_OUTPUTS) come back under outputs_dir/i/
-        return run_handle(handle, timeout=self.timeout, cleanup=self.cleanup, keep_logs=self.keep_logs,
-                          outputs_dir=self.outputs_dir)
+        results: list[R] = run_handle(handle, timeout=self.timeout, cleanup=self.cleanup, keep_logs=self.keep_logs,
+                                      outputs_dir=self.outputs_dir)
+        return results
 
-    def local(self, *args: Any, **kwargs: Any) -> Any:
+    def local(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call the function here, in this process."""
         return self.func(*args, **kwargs)
 
 
+@overload
 def train(
-    func: Optional[Callable] = None,
+    func: Callable[P, R],
     *,
     backend: Any = None,
     timeout: Optional[float] = None,
-    cleanup: str = "always",
-    input_files: Iterable = (),
+    cleanup: Optional[str] = "always",
+    input_files: Optional[Iterable[Any]] = (),
     requirements: Any = None,
     on_event: Optional[EventCallback] = None,
     keep_logs: bool = False,
     quiet: bool = False,
-    outputs: Iterable[str] = (),
+    outputs: Optional[Iterable[str]] = (),
     outputs_dir: Any = ".",
     **options: Any,
-):
+) -> RemoteFunction[P, R]: ...
+
+
+@overload
+def train(
+    func: None = None,
+    *,
+    backend: Any = None,
+    timeout: Optional[float] = None,
+    cleanup: Optional[str] = "always",
+    input_files: Optional[Iterable[Any]] = (),
+    requirements: Any = None,
+    on_event: Optional[EventCallback] = None,
+    keep_logs: bool = False,
+    quiet: bool = False,
+    outputs: Optional[Iterable[str]] = (),
+    outputs_dir: Any = ".",
+    **options: Any,
+) -> Callable[[Callable[P, R]], RemoteFunction[P, R]]: ...
+
+
+def train(
+    func: Optional[Callable[P, R]] = None,
+    *,
+    backend: Any = None,
+    timeout: Optional[float] = None,
+    cleanup: Optional[str] = "always",
+    input_files: Optional[Iterable[Any]] = (),
+    requirements: Any = None,
+    on_event: Optional[EventCallback] = None,
+    keep_logs: bool = False,
+    quiet: bool = False,
+    outputs: Optional[Iterable[str]] = (),
+    outputs_dir: Any = ".",
+    **options: Any,
+) -> Any:
     """Decorator: calling the function runs it as a job and returns its value.
 
     ``outputs``: paths (files or directories, relative to the job's working directory)
@@ -393,12 +444,18 @@ def train(
     ... def fit(alpha):
     ...     return alpha * 2
     """
+    # None means not given, as Kubeflow Fairing code passes it
+    cleanup = "always" if cleanup is None else cleanup
+    input_files = () if input_files is None else input_files
+    outputs = () if outputs is None else outputs
+    outputs_dir = "." if outputs_dir is None else outputs_dir
     if cleanup not in CLEANUP_POLICIES:
         raise ConfigurationError(f"cleanup must be one of {CLEANUP_POLICIES}, got {cleanup!r}.")
     _check_outputs(outputs)
-    BackendChoice(backend, {k: v for k, v in options.items() if k not in ("builder", "deployer")})  # checks now
+    BackendChoice(backend, {k: v for k, v in options.items() if k not in ("builder", "deployer")},
+                  caller=_caller(train), builder=options.get("builder"), deployer=options.get("deployer"))  # checks now
 
-    def wrap(f: Callable) -> RemoteFunction:
+    def wrap(f: Callable[P, R]) -> RemoteFunction[P, R]:
         return RemoteFunction(f, timeout=timeout, cleanup=cleanup, input_files=input_files,
                               requirements=requirements, on_event=on_event, quiet=quiet,
                               options={"backend": backend, **options}, keep_logs=keep_logs, outputs=outputs,
@@ -520,7 +577,11 @@ class TrainJob:
         outputs: Iterable[str] = (),
         **options: Any,
     ) -> None:
-        env = {**(env or {}), **_outputs_env(_check_outputs(outputs))}
+        # None means not given, as Kubeflow Fairing code passes it
+        input_files = () if input_files is None else input_files
+        args = () if args is None else args
+        env = {**(env or {}), **_outputs_env(_check_outputs(() if outputs is None else outputs))}
+        full_notebook, quiet = bool(full_notebook), bool(quiet)
         options, self.legacy = _task_options("TrainJob", legacy_args,
                                              {"backend": backend, "input_files": input_files, **options})
         if self.legacy:
@@ -537,7 +598,8 @@ class TrainJob:
         self.on_event = on_event
         self.quiet = quiet
         self.builder, self.deployer = options.pop("builder", None), options.pop("deployer", None)
-        self._backend = BackendChoice(options.pop("backend", None), options)
+        self._backend = BackendChoice(options.pop("backend", None), options, caller=_caller(TrainJob),
+                                      builder=self.builder, deployer=self.deployer)
 
     def submit(self) -> Handle:
         """Start the job and return its handle without waiting.
@@ -571,7 +633,7 @@ class TrainJob:
                       name=self.name, on_event=self.on_event, quiet=self.quiet)
 
 
-def sweep(func: "RemoteFunction", grid: Mapping[str, Iterable[Any]], *, metric: Any = None, mode: str = "max",
+def sweep(func: "RemoteFunction[..., Any]", grid: Mapping[str, Iterable[Any]], *, metric: Any = None, mode: str = "max",
           parallelism: int = 4, outputs_dir: Any = ".") -> SweepResult:
     """Call ``func`` with every combination of ``grid`` as keyword arguments (one map) and
     return the best: ``fairing.sweep(fit, {"alpha": [0.1, 1.0], "depth": [3, 5]}, metric="accuracy")``.

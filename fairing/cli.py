@@ -25,6 +25,7 @@ from typing import Any, Optional, Sequence
 import click
 
 from .errors import ConfigurationError, EntryPointNotFoundError, FairingError, JobNotFoundError
+from . import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -268,22 +269,22 @@ def _backend_options(backend: Optional[str], given: dict) -> dict:
                                    f"{', '.join(backends)}. Choose one with --backend.")
     options: dict = {} if backend is None else {"backend": backend}
     env = given.get("env") or {}
+    # the same cpu=, memory=, gpus= on every backend (fairing.resources); checked here, before any build
+    resources = {k: given[k] for k in ("cpu", "memory", "gpus") if k in given}
+    _check_resources(resources)
     if name == "local":
+        options.update(resources)
         if env:
             options["env"] = env
         return options
     if name == "docker":
-        options.update({k: given[k] for k in ("registry", "base_image", "cpu", "memory", "gpus") if k in given})
+        options.update({k: given[k] for k in ("registry", "base_image") if k in given}, **resources)
         if env:
             options["env"] = env
         return options
     from .deployers import mutators as m
 
     mutators = []
-    if "cpu" in given or "memory" in given:
-        mutators.append(m.resources(cpu=given.get("cpu"), memory=given.get("memory")))
-    if given.get("gpus"):
-        mutators.append(m.gpus(given["gpus"]))
     if env:
         mutators.append(m.env(env))
     for secret, keys in (given.get("secret_env") or {}).items():
@@ -301,14 +302,16 @@ def _backend_options(backend: Optional[str], given: dict) -> dict:
         from .deployers.trainjob import TrainJobDeployer
 
         options["deployer"] = TrainJobDeployer(num_nodes=given.get("nodes", 1), namespace=given.get("namespace"),
-                                               mutators=mutators, queue=given.get("queue"))
+                                               mutators=mutators, queue=given.get("queue"), **resources)
     elif deployer in ("tfjob", "pytorchjob"):
         from ._registry import load
         from .deployers import DEPLOYERS
 
         options["deployer"] = load(DEPLOYERS, deployer, "deployer")(
-            given.get("replicas"), namespace=given.get("namespace"), mutators=mutators, queue=given.get("queue"))
+            given.get("replicas"), namespace=given.get("namespace"), mutators=mutators, queue=given.get("queue"),
+            **resources)
     else:
+        options.update(resources)
         if mutators:
             options["mutators"] = mutators
         if "queue" in given:
@@ -316,6 +319,18 @@ def _backend_options(backend: Optional[str], given: dict) -> dict:
     if given.get("insecure_registry"):
         options["insecure"] = True
     return options
+
+
+def _check_resources(resources: dict) -> None:
+    """--cpu/--memory/--gpus by Kubernetes' rules: a usage error naming the flag."""
+    from .errors import ConfigurationError
+    from .resources import check_cpu, check_gpus, check_memory
+
+    for key, check in (("cpu", check_cpu), ("memory", check_memory), ("gpus", check_gpus)):
+        try:
+            check(resources.get(key), option="--" + key)
+        except ConfigurationError as exc:
+            raise click.UsageError(str(exc)) from None
 
 
 def _given(ctx: click.Context, names: Sequence[str]) -> dict:
@@ -418,7 +433,7 @@ def _configure_logging(verbose: int) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(package_name="fairing", prog_name="fairing", message="%(prog)s %(version)s")
+@click.version_option(version=__version__, prog_name="fairing", message="%(prog)s %(version)s")
 @click.option("--kubeconfig", type=click.Path(exists=True, dir_okay=False), default=None,
               help="kubeconfig file to use instead of $KUBECONFIG (as kubectl's --kubeconfig)")
 @click.option("--context", "kube_context", default=None,
@@ -511,8 +526,8 @@ fairing run train:main --detach --env LR=0.1      # module:function; prints the 
 @click.option("--nodes", type=click.IntRange(min=1), help="nodes of a TrainJob (one pod each)")
 @click.option("--queue", metavar="LOCALQUEUE",
               help="the Kueue LocalQueue the job waits in for quota (default: the queue setting)")
-@click.option("--cpu", help="CPU request, e.g. 2 or 500m")
-@click.option("--memory", help="memory request (and limit), e.g. 4Gi")
+@click.option("--cpu", help="cores the job may use (request and limit), e.g. 2 or 500m")
+@click.option("--memory", help="memory the job may use (request and limit), e.g. 4Gi or 4G")
 @click.option("--gpus", type=click.IntRange(min=0), help="number of GPUs")
 @click.option("--env", "-e", multiple=True, callback=_pairs("KEY=VALUE"), metavar="KEY=VALUE",
               help="environment variable for the job (repeat for more)")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Callable, Optional
 
+from ._typing import P, R
 from .errors import ConfigurationError
 
 __all__ = ["Config", "config", "set_preprocessor", "set_builder", "set_deployer", "set_backend",
@@ -176,19 +177,21 @@ class Config:
             return None
         return self._wait(self._preprocessor_obj())
 
-    def fn(self, func: Callable) -> Callable:
-        """``func`` wrapped so that calling it runs it as a job with this configuration."""
+    def fn(self, func: Callable[P, R]) -> Callable[P, R]:
+        """``func`` wrapped so that calling it runs it as a job with this configuration (its
+        parameters and return type kept, for editors and type checkers)."""
         if _in_job():
             return func
         from .preprocessors.function import FunctionPreprocessor
 
-        def remote(*args: Any, **kwargs: Any) -> Any:
+        def remote(*args: P.args, **kwargs: P.kwargs) -> R:
             if _in_job():
                 return func(*args, **kwargs)
             extra = {}
             if self._preprocessor and self._preprocessor[0] == "function":
                 extra = {k: v for k, v in self._preprocessor[1].items() if k != "target"}
-            return self._wait(FunctionPreprocessor(func, args, kwargs, **extra))
+            result: R = self._wait(FunctionPreprocessor(func, args, kwargs, **extra))
+            return result
 
         remote.__name__ = getattr(func, "__name__", "remote")
         remote.__doc__ = func.__doc__

@@ -8,6 +8,7 @@ Each message says what happened and how to fix it. The tree::
     │   ├── QueueNotFoundError          the Kueue LocalQueue named by queue= does not exist (or no Kueue)
     │   └── KatibAlgorithmError         the installed Katib has no suggestion service for the algorithm
     ├── MissingDependencyError      an optional extra is not installed
+    ├── ConflictingInstallError     Kubeflow's old 'fairing' package shares this one's directory
     ├── JobRecordError              a job record on this machine is corrupt or not fairing's
     ├── PackagingError              code could not be captured into a build context
     │   ├── EntryPointNotFoundError     the script, notebook or input file does not exist
@@ -50,6 +51,8 @@ Errors that concern a job carry ``.job`` (its name) and, where known, ``.logs_ta
 
 from __future__ import annotations
 
+from ._distribution import DISTRIBUTION
+
 __all__ = [
     "FairingError",
     "ConfigurationError",
@@ -57,6 +60,7 @@ __all__ = [
     "QueueNotFoundError",
     "KatibAlgorithmError",
     "MissingDependencyError",
+    "ConflictingInstallError",
     "JobRecordError",
     "PackagingError",
     "EntryPointNotFoundError",
@@ -146,8 +150,14 @@ class MissingDependencyError(FairingError, ImportError):
         self.extra = extra
         super().__init__(
             f"{purpose} needs the Python package {module!r}, which is not installed. "
-            f"Install it with: pip install 'fairing[{extra}]'"
+            f"Install it with: pip install '{DISTRIBUTION}[{extra}]'"
         )
+
+
+class ConflictingInstallError(FairingError, ImportError):
+    """Kubeflow's old ``fairing`` distribution (PyPI ``fairing`` 0.5.3) is installed in the same
+    site-packages as this one (``fairing-ml``): both own the ``fairing/`` directory. Raised at
+    ``import fairing`` (see :mod:`fairing._distribution`); the message says how to repair it."""
 
 
 class JobRecordError(FairingError):

@@ -48,7 +48,7 @@ __all__ = ["component"]
 RETURN_NAME = "result"
 _UNIONS = (Union, getattr(types, "UnionType", Union))
 _PARAMETER_TYPES = {str: "str", int: "int", float: "float", bool: "bool", dict: "dict", list: "list"}
-_KFP_HINT = "pip install 'fairing[pipelines]' (kfp 2.x)"
+_KFP_HINT = "pip install 'fairing-ml[pipelines]' (kfp 2.x)"
 
 
 def _kfp():

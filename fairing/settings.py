@@ -6,7 +6,8 @@ Where they come from, first match wins::
     environment          FAIRING_REGISTRY, FAIRING_BASE_IMAGE, FAIRING_BACKEND, FAIRING_NAMESPACE,
                          FAIRING_INSECURE_REGISTRIES (comma-separated), FAIRING_CA_BUNDLE,
                          FAIRING_PLATFORM, FAIRING_PYTHON_VERSION, FAIRING_CONTEXT,
-                         FAIRING_UNSCHEDULABLE_GRACE, FAIRING_SCALE_UP_TIMEOUT, FAIRING_QUEUE
+                         FAIRING_UNSCHEDULABLE_GRACE, FAIRING_SCALE_UP_TIMEOUT, FAIRING_QUEUE,
+                         FAIRING_CPU, FAIRING_MEMORY, FAIRING_GPUS
     project file         fairing.toml, else the [tool.fairing] table of pyproject.toml, in the
                          current directory or the nearest parent that has one, never above the
                          project's root: the first directory (from the current one up) with a
@@ -67,6 +68,9 @@ ENVIRONMENT = {
     "FAIRING_UNSCHEDULABLE_GRACE": "unschedulable_grace",
     "FAIRING_SCALE_UP_TIMEOUT": "scale_up_timeout",
     "FAIRING_QUEUE": "queue",
+    "FAIRING_CPU": "cpu",
+    "FAIRING_MEMORY": "memory",
+    "FAIRING_GPUS": "gpus",
 }
 
 #: setting -> the keyword argument of the backends, builders and deployers that take it.
@@ -83,6 +87,9 @@ PARAMETERS = {
     "warm": "warm",
     "warm_idle": "warm_idle",
     "context": "context",
+    "cpu": "cpu",
+    "memory": "memory",
+    "gpus": "gpus",
 }
 
 
@@ -109,6 +116,10 @@ class Settings:
     unschedulable_grace: Optional[float] = None
     scale_up_timeout: Optional[float] = None
     queue: Optional[str] = None
+    #: What each job may use (see :mod:`fairing.resources`), unless the call gives its own.
+    cpu: Optional[str] = None
+    memory: Optional[str] = None
+    gpus: Optional[int] = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
     #: The settings files read (the user file first, then the project's), as paths.
     files: tuple[str, ...] = field(default=(), compare=False)
@@ -183,6 +194,14 @@ def _check_value(name: str, value: Any, where: str) -> Any:
         return seconds
     if name in _SECONDS:
         return _seconds(name, value, where)
+    if name in ("cpu", "memory", "gpus"):
+        from . import resources
+
+        check = {"cpu": resources.check_cpu, "memory": resources.check_memory, "gpus": resources.check_gpus}[name]
+        try:
+            return check(value.strip() if isinstance(value, str) else value)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"In {where}: {exc}") from None
     if name == "insecure_registries":
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]

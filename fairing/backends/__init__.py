@@ -50,13 +50,16 @@ _OWN_SETTINGS = {
 _BUILDER_SETTINGS = ("registry", "base_image", "insecure", "ca_bundle", "platform", "python_version")
 
 
-def backend_factory(backend: Any = None, options: Optional[dict] = None, *, settings: Any = None):
+def backend_factory(backend: Any = None, options: Optional[dict] = None, *, settings: Any = None,
+                    caller: Any = None):
     """(factory, keyword arguments) for ``backend`` with ``options``, checked now.
 
     ``backend`` is a name, a Kubeflow Fairing backend object (``KubernetesBackend()``...)
     or None: the ``backend`` setting (``FAIRING_BACKEND``, ``[tool.fairing]``), else 'local'.
-    Settings fill the options not given; with ``builder=`` given, the builder's settings
-    (registry, base image...) are left to that builder.
+    Settings fill the options not given (an option given as None is not given: Kubeflow
+    Fairing code passes ``docker_registry=None``); with ``builder=`` given, the builder's
+    settings (registry, base image...) are left to that builder. ``caller``: (what, names)
+    of the call the options were given to, whose own parameters are valid and suggested.
     """
     from .._registry import make
     from ..compat import backend_spec
@@ -69,7 +72,10 @@ def backend_factory(backend: Any = None, options: Optional[dict] = None, *, sett
     exclude = set(_OWN_SETTINGS.get(name, ()))
     if given.get("builder") is not None:
         exclude.update(_BUILDER_SETTINGS)
-    factory, kwargs, _run = make("backend", BACKENDS, name, given, settings=None)
+    if given.get("deployer") is not None and not isinstance(given["deployer"], str):
+        exclude.update(("cpu", "memory", "gpus"))  # a deployer object has its own
+    factory, kwargs, _run = make("backend", BACKENDS, name, given, settings=None, caller=caller)
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
     kwargs = {**settings.options_for(factory, exclude=exclude), **kwargs}
     return factory, kwargs
 
@@ -78,9 +84,10 @@ class BackendChoice:
     """A backend chosen and its options checked now, made when first needed (with the
     settings of that moment, and the builder or deployer the caller gives then)."""
 
-    def __init__(self, backend: Any, options: Optional[dict] = None) -> None:
+    def __init__(self, backend: Any, options: Optional[dict] = None, *, caller: Any = None, builder: Any = None,
+                 deployer: Any = None) -> None:
         self.backend = backend
-        self.options = dict(options or {})
+        self.options = {k: v for k, v in (options or {}).items() if v is not None}  # None: not given
         if isinstance(backend, Backend):
             if self.options:
                 from ..errors import ConfigurationError
@@ -92,7 +99,8 @@ class BackendChoice:
                 )
             self.factory = None
         else:
-            self.factory, _kwargs = backend_factory(backend, self.options)  # checks now
+            self.factory, _kwargs = backend_factory(backend, self.options, caller=caller)  # checks now
+            check_parts(self.factory, builder, deployer)
 
     def make(self, **parts: Any) -> Backend:
         """The backend; ``parts`` (``builder=``, ``deployer=``) replace its own (a cluster
@@ -109,12 +117,47 @@ class BackendChoice:
         from .._registry import accepted_options, call
 
         accepted = accepted_options(self.factory) or frozenset()
-        given = {k: v for k, v in parts.items() if v is not None and k in accepted}
+        check_parts(self.factory, parts.get("builder"), parts.get("deployer"))
+        own = getattr(self.factory, "__name__", "").replace("_backend", "")
+        given = {k: v for k, v in parts.items() if v is not None and k in accepted and v != own}
         factory, kwargs = backend_factory(self.backend, {**self.options, **given})
         backend = call(factory, kwargs, f"the {getattr(factory, '__name__', 'backend')}")
         # the builder too: a ClusterBuilder made without a context builds where the job runs
         return replace(backend, builder=with_settings(backend.builder), deployer=with_settings(backend.deployer),
                        serving=with_settings(backend.serving))
+
+
+def check_parts(factory: Any, builder: Any, deployer: Any) -> None:
+    """Refuse now a ``builder=``/``deployer=`` given by a name that ``factory`` (a backend)
+    cannot make: unknown (naming the closest), or not one of that backend's kind."""
+    from .._names import BUILDERS, CLUSTER_BACKENDS
+    from .._options import load
+    from ..errors import ConfigurationError
+
+    name = getattr(factory, "__name__", "").replace("_backend", "")
+    cluster = name in CLUSTER_BACKENDS
+    for kind, value, table in (("builder", builder, BUILDERS), ("deployer", deployer, None)):
+        method = "build" if kind == "builder" else "deploy"
+        if value is not None and not isinstance(value, str) and not callable(getattr(value, method, None)):
+            raise ConfigurationError(
+                f"{kind}= takes a {kind} (an object with .{method}()) or a name, got {type(value).__name__} {value!r}.")
+        if not isinstance(value, str):
+            continue
+        if kind == "deployer" and cluster:
+            from .kubernetes import job_deployer_class
+
+            job_deployer_class(value)
+            continue
+        if kind == "builder" and cluster:
+            load(table, value, "builder")
+            continue
+        if value == name:  # the backend's own, by name: what it uses anyway
+            continue
+        raise ConfigurationError(
+            f"{kind}={value!r} cannot be given by name to the {name} backend, which has its own {kind}; "
+            + ("workloads by name ('job', 'tfjob', 'pytorchjob', 'trainjob') run on a cluster backend: give "
+               "backend='kubernetes'." if kind == "deployer" else "builders by name go with a cluster backend "
+               "(backend='kubernetes'); or pass a builder object."))
 
 
 def with_settings(part: Any, settings: Any = None) -> Any:

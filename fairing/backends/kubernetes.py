@@ -15,7 +15,25 @@ from ..errors import ConfigurationError
 from ..kube import KubeClient
 from . import Backend
 
-__all__ = ["kubernetes_backend", "kubeflow_backend", "choose_builder", "BUILDER_OPTIONS"]
+__all__ = ["kubernetes_backend", "kubeflow_backend", "choose_builder", "job_deployer_class", "BUILDER_OPTIONS"]
+
+
+def job_deployer_class(name: str) -> type:
+    """The Kubernetes workload deployer named ``name`` ('job', 'tfjob', 'pytorchjob',
+    'trainjob'), as ``deployer=`` takes it by name; anything else is a ConfigurationError."""
+    from .._options import load
+    from .._names import DEPLOYERS, SERVING_DEPLOYERS
+    from ..deployers.kubernetes import KubeDeployerBase
+
+    names = {k: v for k, v in DEPLOYERS.items() if k not in SERVING_DEPLOYERS and k not in ("local", "docker")}
+    if name in DEPLOYERS and name not in names:
+        raise ConfigurationError(f"deployer={name!r} does not run a training job on a cluster backend; choose one "
+                                 f"of {', '.join(repr(n) for n in names)}"
+                                 + (" (a prediction endpoint: fairing.PredictionEndpoint)." if name in SERVING_DEPLOYERS
+                                    else f", or backend={name!r}."))
+    klass = load(names, name, "deployer")
+    assert issubclass(klass, KubeDeployerBase)
+    return klass
 
 
 #: Options of the backend that go to whichever builder it chooses (when that builder takes them).
@@ -89,9 +107,11 @@ def kubernetes_backend(*, registry: Optional[str] = None, base_image: Optional[s
     ``insecure``, ``ca_bundle``, ``platform``, ``python_version``, ``repository``,
     ``username``/``password``/``credentials`` and ``pip_args`` go to the builder chosen
     for this environment (see :func:`choose_builder`); ``builder=`` replaces that choice
-    (and then those options are refused: give them to your builder). ``deployer_options``
-    go to :class:`~fairing.deployers.job.JobDeployer` (mutators, backoff_limit,
-    ttl_seconds_after_finished...), or are refused when ``deployer=`` is given.
+    (and then those options are refused: give them to your builder). ``deployer`` is a
+    deployer object or the name of a workload ('job', 'tfjob', 'pytorchjob', 'trainjob');
+    ``deployer_options`` (``cpu``, ``memory``, ``gpus``, mutators, backoff_limit,
+    ttl_seconds_after_finished...) go to the :class:`~fairing.deployers.job.JobDeployer`
+    or the named one, and are refused when a deployer object is given.
 
     ``warm=True``: each call runs on a warm worker pod that outlives it, so a re-run sends
     only the changed files and starts no pod (see :mod:`fairing.deployers.warm`); a worker
@@ -114,6 +134,8 @@ def kubernetes_backend(*, registry: Optional[str] = None, base_image: Optional[s
                              registry=registry, dockerfile=dockerfile, builder_options=builder_options)
     if deployer is None:
         deployer = JobDeployer(kube=kube, **deployer_options)
+    elif isinstance(deployer, str):
+        deployer = job_deployer_class(deployer)(kube=kube, **deployer_options)
     elif set(deployer_options) - {"mutators", "pull_credentials"}:
         raise ConfigurationError(
             f"deployer= is given, so {', '.join(sorted(deployer_options))} cannot be applied to it: give them to "

@@ -117,7 +117,7 @@ class AppendBuilder:
       [``~/.cache/fairing``].
     * ``glibc`` - the base image's glibc, for choosing manylinux wheels [``"2.28"``].
     * ``compresslevel`` - gzip level of new layers [6]; ISA-L's fast deflate is used when
-      ``isal`` is installed (``pip install 'fairing[fast]'``), see :mod:`fairing.images.tarstream`.
+      ``isal`` is installed (``pip install 'fairing-ml[fast]'``), see :mod:`fairing.images.tarstream`.
     * ``data_threshold`` - a top-level file or directory of the context whose files on disk
       add up to at least this many bytes gets a layer of its own, below the code, so a code
       change never re-packs or re-uploads it [4 MiB; 0: one layer for everything].

@@ -7,8 +7,8 @@ remote engine or Podman too) and the deployer's ``env``. Its logs stream as
 :class:`~fairing.events.LogLine` events and through :meth:`DockerHandle.logs`.
 
 Resources map to Docker's options: ``cpu`` (cores, ``2``, ``0.5`` or ``"500m"``) to
-``NanoCpus``; ``memory`` (bytes, ``"512Mi"``, ``"2Gi"``, ``"1G"`` or Docker's ``"512m"``)
-to ``Memory``; ``gpus`` (a count or ``"all"``) to a ``DeviceRequest`` for GPUs (needs
+``NanoCpus``; ``memory`` (bytes, ``"512Mi"``, ``"2Gi"``, ``"1G"``: Kubernetes' units, as on
+every backend, see :mod:`fairing.resources`) to ``Memory``; ``gpus`` (a count or ``"all"``) to a ``DeviceRequest`` for GPUs (needs
 the NVIDIA Container Toolkit).
 
 The container is removed by :meth:`DockerHandle.delete` (which ``run()`` and the
@@ -34,6 +34,7 @@ from ..errors import (ConfigurationError, DeployError, ImagePullError, JobFailed
                       JobTimeoutError)
 from ..events import EventCallback, Stage, emitter
 from ..handle import JobStatus, LineSplitter, LogBuffer, publish_lines
+from ..resources import Resources, check_gpus
 from ..results import outcome, read_envelope
 from ..runtime.result import KEY_FILE_ENV, new_key
 
@@ -45,43 +46,15 @@ KEY_FILE = "/tmp/fairing-result-key"
 #: Labels on every container fairing starts (find them with ``docker ps -a --filter label=dev.fairing.job``).
 LABEL_JOB = "dev.fairing.job"
 _TAIL = 30
-_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTP]i?|[kmgtp]b?|[KMGTP]B|b|B)?\s*$")
-_UNITS = {"": 1, "b": 1, "B": 1}
-for _i, _p in enumerate("KMGTP", start=1):
-    _UNITS[_p + "i"] = 1024 ** _i          # Kubernetes binary: Ki, Mi, Gi
-    _UNITS[_p] = 1000 ** _i                # Kubernetes decimal: K, M, G
-    _UNITS[_p + "B"] = 1000 ** _i
-    _UNITS[_p.lower()] = 1024 ** _i        # Docker's own: k, m, g (binary)
-    _UNITS[_p.lower() + "b"] = 1024 ** _i
-
-
 def parse_cpu(cpu: Any) -> int:
-    """Cores (``2``, ``0.5``, ``"1.5"``, ``"500m"``) as Docker's NanoCpus."""
-    try:
-        if isinstance(cpu, str) and cpu.strip().endswith("m"):
-            cores = float(cpu.strip()[:-1]) / 1000
-        else:
-            cores = float(cpu)
-    except (TypeError, ValueError):
-        cores = -1.0
-    if cores <= 0:
-        raise ConfigurationError(f"cpu must be a positive number of cores such as 2, 0.5 or '500m', got {cpu!r}.")
-    return int(round(cores * 1e9))
+    """Cores (``2``, ``0.5``, ``"1.5"``, ``"500m"``; Kubernetes' rules) as Docker's NanoCpus."""
+    return int(round(Resources.of(cpu=cpu).cores * 1e9))  # type: ignore[operator]
 
 
 def parse_memory(memory: Any) -> int:
-    """Bytes from an int or ``"512Mi"``/``"2Gi"``/``"1G"`` (Kubernetes) or ``"512m"``/``"2g"`` (Docker)."""
-    if isinstance(memory, int) and not isinstance(memory, bool) and memory > 0:
-        return memory
-    m = _MEMORY.match(str(memory)) if isinstance(memory, str) else None
-    if not m:
-        raise ConfigurationError(
-            f"memory must be bytes or a quantity such as '512Mi', '2Gi' or '4g', got {memory!r}."
-        )
-    value = int(float(m.group(1)) * _UNITS[m.group(2) or ""])
-    if value < 6 * 1024 * 1024:
-        raise ConfigurationError(f"memory {memory!r} is below Docker's minimum of 6 MiB; give e.g. '512Mi'.")
-    return value
+    """Bytes from an int or a Kubernetes quantity (``"512Mi"``, ``"2Gi"``, ``"1G"``): see
+    :mod:`fairing.resources` (Docker's own ``"512m"`` is refused there, naming ``512Mi``)."""
+    return Resources.of(memory=memory).memory_bytes  # type: ignore[return-value]
 
 
 def _container_name(name: str) -> str:
@@ -269,7 +242,8 @@ class DockerDeployer:
     """Runs images as containers of a local Docker (or Podman) engine.
 
     Arguments (defaults in brackets): ``cpu`` - cores [no limit]; ``memory`` - bytes or a
-    quantity such as ``"2Gi"`` [no limit]; ``gpus`` - a number of GPUs or ``"all"`` [none];
+    quantity such as ``"2Gi"`` [no limit]; ``gpus`` - a number of GPUs or ``"all"`` [none]
+    (checked as :mod:`fairing.resources` says, the meaning they have on every backend);
     ``env`` - added to each job's environment [none]; ``base_url`` - the engine's API
     [``$DOCKER_HOST``, else ``unix:///var/run/docker.sock``]; ``pull`` - pull the image
     even when the engine has it [False: only when missing]; ``credentials`` - a provider
@@ -285,10 +259,7 @@ class DockerDeployer:
                  client: Any = None) -> None:
         self.nano_cpus = parse_cpu(cpu) if cpu is not None else None
         self.memory = parse_memory(memory) if memory is not None else None
-        if gpus is not None and gpus != "all" and not (isinstance(gpus, int) and not isinstance(gpus, bool)
-                                                        and gpus > 0):
-            raise ConfigurationError(f"gpus must be a positive number of GPUs or 'all', got {gpus!r}.")
-        self.gpus = gpus
+        self.gpus = gpus if gpus == "all" else (check_gpus(gpus) or None)
         self.env = {str(k): str(v) for k, v in (env or {}).items()}
         self.base_url = base_url
         self.pull = pull

@@ -43,6 +43,7 @@ from ..kube.kueue import QUEUE_LABEL, check_local_queue, check_queue_name
 from ..kube.workloads import condition_phase
 from ..kube import JOB_LABEL, MANAGED_BY, KubeClient, Workload, raise_for_api_error
 from ..kube.secrets import DOCKER_CONFIG_KEY, delete_secret, registry_secret, write_secret
+from ..resources import Resources
 from ..results import outcome, read_envelope
 from ..runtime.result import KEY_FILE_ENV, PREFIX, new_key
 from .mutators import Mutator, apply, image_pull_secrets
@@ -108,6 +109,8 @@ class KubeDeployerBase:
     ``kueue.x-k8s.io/queue-name`` label on the workload (see :mod:`fairing.kube.kueue`)
     [None: none; the backends fill it from the ``queue`` setting]; checked to exist before
     anything is built. Endpoints take none.
+    ``cpu``, ``memory``, ``gpus``: the requests and limits of the training container of every
+    pod (see :mod:`fairing.resources`; checked now); ``mutators`` may still change them.
     """
 
     container_name = "fairing-job"
@@ -125,7 +128,9 @@ class KubeDeployerBase:
                  backoff_limit: int = 0, name_prefix: str = "fairing", pull_credentials: Any = None,
                  insecure_registry: Optional[bool] = None, insecure_hosts: Optional[Iterable[str]] = None,
                  unschedulable_grace: Optional[float] = None, scale_up_timeout: Optional[float] = None,
-                 priority_class: Optional[str] = None, queue: Optional[str] = None) -> None:
+                 priority_class: Optional[str] = None, queue: Optional[str] = None,
+                 cpu: Any = None, memory: Any = None, gpus: Any = None) -> None:
+        self.resources = Resources.of(cpu, memory, gpus)
         # None: not given (the settings may fill them, fairing.backends.with_settings)
         self.unschedulable_grace = _seconds("unschedulable_grace", unschedulable_grace, UNSCHEDULABLE_GRACE)
         self.scale_up_timeout = _seconds("scale_up_timeout", scale_up_timeout, SCALE_UP_TIMEOUT)
@@ -295,6 +300,8 @@ class KubeDeployerBase:
         volumes = [{"name": "fairing-result-key",
                     "secret": {"secretName": result_key_secret(name), "defaultMode": 0o444, "optional": True}},
                    *out_volumes]
+        if self.resources:
+            container["resources"] = self.resources.kubernetes()
         spec = apply({"containers": [container], "volumes": volumes, "restartPolicy": "Never"},
                      [*self.mutators, *extra_mutators])
         if self.priority_class:

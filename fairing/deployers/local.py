@@ -56,6 +56,7 @@ from ..artifacts import LocalDir
 from ..errors import ConfigurationError, DeployError, JobTimeoutError, ResultError
 from ..events import EventCallback, emitter
 from ..handle import HasOutputs, JobStatus, LineSplitter, LogBuffer, publish_lines
+from ..resources import Resources
 from ..results import outcome, read_envelope
 from ..runtime import PACKAGE, RUNTIME_DIR
 from ..runtime.result import KEY_FILE_ENV, new_key
@@ -238,6 +239,17 @@ def _with_source(emit: EventCallback, source: str) -> EventCallback:
         emit(LogLine(event.line, source) if isinstance(event, LogLine) and not event.source else event)
 
     return marked
+def _limited(argv: list, resources: Resources) -> list:
+    """``argv`` run with ``resources`` held as a process can be (see :mod:`fairing.resources`):
+    the address space by ``ulimit -v`` (the job only, not fairing's exit shim), the CPUs by
+    affinity (``taskset``; without it, all CPUs)."""
+    if resources.memory_bytes is not None:
+        argv = ["/bin/sh", "-c", 'ulimit -v "$0" && exec "$@"', str(resources.memory_bytes // 1024), *argv]
+    cpus = resources.local_cpus(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    taskset = shutil.which("taskset")
+    if cpus is not None and taskset:
+        argv = [taskset, "-c", ",".join(str(c) for c in sorted(cpus)), *argv]
+    return argv
 
 
 class LocalHandle(HasOutputs):
@@ -248,8 +260,9 @@ class LocalHandle(HasOutputs):
 
     def __init__(self, image: Optional[LocalDir], *, name: str, env: dict, on_event: Optional[EventCallback],
                  job_dir: Optional[Path] = None, _attach: Optional[dict] = None,
-                 _shared: Optional[str] = None, source: str = "") -> None:
+                 _shared: Optional[str] = None, source: str = "", resources: Optional[Resources] = None) -> None:
         self.name = name
+        self._resources = resources or Resources()
         self._emit = _with_source(emitter(on_event), source)
         self._proc: Optional[subprocess.Popen] = None
         self._stop = threading.Event()
@@ -318,6 +331,7 @@ class LocalHandle(HasOutputs):
             argv = list(image.context.entrypoint)
             if argv[:3] == ["python3", "-m", PACKAGE]:
                 argv[0] = image.python
+            argv = _limited(argv, self._resources)
             with open(self.job_dir / LOG_FILE, "wb") as out:
                 self._proc = subprocess.Popen(
                     ["/bin/sh", "-c", _EXIT_SHIM, str(self.job_dir / EXIT_FILE), *argv],
@@ -491,12 +505,20 @@ class LocalHandle(HasOutputs):
 
 @checks_options  # a misspelled option is a ConfigurationError, not a TypeError
 class LocalDeployer:
-    """Runs a :class:`~fairing.artifacts.LocalDir` as a subprocess; ``env`` is added to every job's environment."""
+    """Runs a :class:`~fairing.artifacts.LocalDir` as a subprocess; ``env`` is added to every job's environment.
+
+    ``cpu``, ``memory``, ``gpus`` (checked now; :mod:`fairing.resources` says how far a
+    process can be held to them): the job runs on ``ceil(cpu)`` CPUs, with an address space
+    of ``memory`` bytes, seeing the first ``gpus`` GPUs (``CUDA_VISIBLE_DEVICES``).
+    """
 
     accepts = (LocalDir,)
 
-    def __init__(self, *, env: Optional[dict] = None) -> None:
+    def __init__(self, *, env: Optional[dict] = None, cpu: Any = None, memory: Any = None, gpus: Any = None) -> None:
         self.env = dict(env or {})
+        self.resources = Resources.of(cpu, memory, gpus)
+        if self.resources.gpus is not None:
+            self.env.setdefault("CUDA_VISIBLE_DEVICES", ",".join(str(i) for i in range(self.resources.gpus)))
 
     def deploy(self, image: Any, *, name: Optional[str] = None, on_event: Optional[EventCallback] = None,
                count: Optional[int] = None, parallelism: int = 1) -> Any:
@@ -510,7 +532,7 @@ class LocalDeployer:
                 "Use set_backend('local') for both, or the 'docker' or 'kubernetes' backend for images."
             )
         name = name or f"job-{time.strftime('%H%M%S')}-{uuid.uuid4().hex[:6]}"
-        return LocalHandle(image, name=name, env=self.env, on_event=on_event)
+        return LocalHandle(image, name=name, env=self.env, on_event=on_event, resources=self.resources)
 
 
 class LocalMapHandle:
@@ -545,7 +567,8 @@ class LocalMapHandle:
             i = self._next
             env = {**self._deployer.env, "JOB_COMPLETION_INDEX": str(i)}
             self._handles[i] = LocalHandle(self._image, name=f"{self.name}-{i}", env=env, on_event=self._on_event,
-                                           _shared=self._shared, source=f"index-{i}")
+                                           _shared=self._shared, source=f"index-{i}",
+                                           resources=self._deployer.resources)
             self._next += 1
             running += 1
 

@@ -208,7 +208,7 @@ def _choose_installer(installer: str, platform: Platform) -> Optional[str]:
     if uv is None and installer == "uv":
         raise ConfigurationError(
             "installer='uv' but uv is not installed (or the platform is not linux/amd64 or linux/arm64): "
-            "pip install uv (or pip install 'fairing[fast]'), or pass installer='auto' to use pip."
+            "pip install uv (or pip install 'fairing-ml[fast]'), or pass installer='auto' to use pip."
         )
     return uv
 

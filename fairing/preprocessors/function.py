@@ -272,11 +272,7 @@ class ServingPreprocessor(FunctionPreprocessor):
                 "request's tensors become the model's metadata).") from None
 
     def _payload(self, cloudpickle_version: str) -> dict:
-        from importlib import metadata
+        from .. import __version__ as version
 
-        try:
-            version = metadata.version("fairing")
-        except metadata.PackageNotFoundError:
-            version = "unknown"
         return {**super()._payload(cloudpickle_version), "kind": "serve", "model_name": self.model_name,
                 "port": self.port, "server_version": version}

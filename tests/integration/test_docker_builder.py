@@ -334,7 +334,7 @@ from fairing.builders.dockerfile import DEFAULT_PIP_ARGS
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(ROOT), timeout=60)
     assert proc.stdout.count("RAISED") == 2, proc.stdout + proc.stderr
-    assert "pip install 'fairing[docker]'" in proc.stdout
+    assert "pip install 'fairing-ml[docker]'" in proc.stdout
 
 
 def test_docker_login_credentials_push_and_pull(docker_client, tls_registry, base_image, images, job_label, tmp_path,

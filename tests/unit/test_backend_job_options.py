@@ -16,7 +16,9 @@ CLUSTER = CLUSTER_BACKENDS
     ("insecure_registry", ("kubernetes", "kubeflow")),
     ("namespace", CLUSTER), ("deployer", CLUSTER), ("replicas", CLUSTER), ("nodes", CLUSTER),
     ("secret_env", CLUSTER),
-    ("cpu", ("docker", *CLUSTER)), ("memory", ("docker", *CLUSTER)), ("gpus", ("docker", *CLUSTER)),
+    # one meaning on every backend (fairing.resources); the local one holds a process to them
+    ("cpu", ("local", "docker", *CLUSTER)), ("memory", ("local", "docker", *CLUSTER)),
+    ("gpus", ("local", "docker", *CLUSTER)),
     ("env", tuple(BACKENDS)),
 ])
 def test_the_cli_asks_the_backends(option, backends):

@@ -53,11 +53,13 @@ def test_build_context_tar_is_reproducible_and_complete():
 def test_resource_quantities():
     assert parse_cpu(2) == 2_000_000_000 and parse_cpu("500m") == 500_000_000 and parse_cpu("1.5") == 1_500_000_000
     assert parse_memory("512Mi") == 512 * 2**20 and parse_memory("2Gi") == 2 * 2**30
-    assert parse_memory("1G") == 10**9 and parse_memory("256m") == 256 * 2**20 and parse_memory(64 * 2**20) == 64 * 2**20
+    assert parse_memory("1G") == 10**9 and parse_memory(64 * 2**20) == 64 * 2**20
+    with pytest.raises(ConfigurationError, match="Did you mean 256M or 256Mi"):
+        parse_memory("256m")  # Docker's own spelling; Kubernetes' units on every backend (fairing.resources)
     for bad in ("lots", "-1", 0):
         with pytest.raises(ConfigurationError):
             parse_memory(bad)
-    with pytest.raises(ConfigurationError, match="minimum"):
+    with pytest.raises(ConfigurationError, match="too little"):
         parse_memory("1Ki")
     with pytest.raises(ConfigurationError):
         parse_cpu("zero")

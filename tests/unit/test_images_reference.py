@@ -81,7 +81,7 @@ def test_missing_http_client_names_the_extra():
         "try:\n"
         "    AppendBuilder('python:3.11', 'localhost:5000')\n"
         "except MissingDependencyError as exc:\n"
-        "    assert \"pip install 'fairing[append]'\" in str(exc), str(exc)\n"
+        "    assert \"pip install 'fairing-ml[append]'\" in str(exc), str(exc)\n"
         "else:\n"
         "    raise SystemExit('no MissingDependencyError')\n"
     )
