@@ -25,6 +25,8 @@ __all__ = ["DISTRIBUTION", "conflict", "extra"]
 DISTRIBUTION = "fairing-ml"
 #: Kubeflow's old distribution that owns the same ``fairing/`` directory.
 KUBEFLOW_DISTRIBUTION = "fairing"
+#: A file only Kubeflow's ``fairing`` has (0.5.x; this project never had a fairing/constants).
+_KUBEFLOW_FILE = "fairing/constants/constants.py"
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -40,7 +42,11 @@ def _old_fairing(site_dir: str) -> Optional[str]:
 
     for dist in metadata.distributions(path=[site_dir]):
         name = (dist.metadata["Name"] or "").lower().replace("_", "-")
-        if name == KUBEFLOW_DISTRIBUTION:
+        # by its files, not only its name: this project was itself called 'fairing' before it
+        # was fairing-ml, and an old editable install of it (a fairing.egg-info in a checkout,
+        # 0.1.0) is no conflict; Kubeflow's has its fairing/constants/constants.py
+        if name == KUBEFLOW_DISTRIBUTION and any(
+                str(f).replace(os.sep, "/") == _KUBEFLOW_FILE for f in (dist.files or ())):
             return f"{name} {dist.version}" + (f" ({dist._path})" if hasattr(dist, "_path") else "")  # type: ignore[attr-defined]
     return None
 
