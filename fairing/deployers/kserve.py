@@ -194,9 +194,9 @@ class InferenceServiceDeployer(KubeDeployerBase):
                on_event: Optional[EventCallback] = None) -> InferenceServiceHandle:
         kube = self.kube
         name = name or self.new_name()
-        body = self.manifest(image, name)
         kwargs = {"dry_run": "All"} if self.dry_run else {}
         try:
+            body = self.manifest(image, name)  # the pull secret, undone too
             created = kube.custom.create_namespaced_custom_object(GROUP, VERSION, kube.namespace, PLURAL, body,
                                                                   **kwargs)
         except kube.api_errors as exc:
@@ -213,4 +213,5 @@ class InferenceServiceDeployer(KubeDeployerBase):
             handle._deleted = True
             return handle
         self.own_secrets(name, f"{GROUP}/{VERSION}", "InferenceService", created["metadata"]["uid"])
+        self.settled(name)
         return handle.start()

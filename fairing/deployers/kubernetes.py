@@ -170,24 +170,41 @@ class KubeDeployerBase:
 
         host = ImageRef.parse(str(image)).registry
         secret = pull_secret_for(name)
+        # created, never replaced: a Secret of that name is someone else's (a user's, or a
+        # running job's of the same name), which fairing must neither overwrite nor adopt
         written = registry_secret(lambda: self.kube, secret, resolve_credentials(credentials=self.pull_credentials),
-                                  [host], replace=True, error=ImagePullError)
-        return secret if written else None
+                                  [host], error=ImagePullError)
+        if not written:
+            return None
+        self._made(name).add(secret)
+        return secret
+
+    def _made(self, name: str) -> set:
+        """The Secrets this deployer created for job ``name`` and has not handed over yet:
+        the only ones it may adopt or delete (one of the same name may be someone else's)."""
+        made = self.__dict__.setdefault("_secrets_made", {})
+        return made.setdefault(name, set())
+
+    def settled(self, name: str) -> None:
+        """Job ``name``'s workload exists: its Secrets are its own now (owner, handle)."""
+        self.__dict__.get("_secrets_made", {}).pop(name, None)
 
     def own_secrets(self, name: str, api_version: str, kind: str, uid: str) -> None:
-        """Make the workload ``name`` the owner of its Secrets (result key, pull secret), so the
-        cluster removes them with it even if this process dies; the handle deletes them otherwise."""
+        """Make the workload ``name`` the owner of the Secrets this deployer made for it (result
+        key, pull secret), so the cluster removes them with it even if this process dies; the
+        handle deletes them otherwise."""
         kube = self.kube
         owner = {"apiVersion": api_version, "kind": kind, "name": name, "uid": uid}
-        for secret in (result_key_secret(name), pull_secret_for(name)):
+        for secret in sorted(self._made(name)):
             try:
                 kube.core.patch_namespaced_secret(secret, kube.namespace, {"metadata": {"ownerReferences": [owner]}})
             except kube.api_errors:
-                pass  # not made (no credentials, an endpoint's key), or the handle still deletes it
+                pass  # the handle still deletes it with the workload
 
     def delete_secrets(self, name: str) -> None:
-        """Delete job ``name``'s Secrets (a workload that could not be made); errors are dropped."""
-        for secret in (result_key_secret(name), pull_secret_for(name)):
+        """Delete the Secrets this deployer made for job ``name`` (a workload that could not
+        be made); errors are dropped."""
+        for secret in sorted(self.__dict__.get("_secrets_made", {}).pop(name, ())):
             try:
                 delete_secret(self.kube, secret)
             except Exception:
@@ -201,6 +218,7 @@ class KubeDeployerBase:
         even if this process dies; the handle deletes both otherwise."""
         try:
             write_secret(self.kube, result_key_secret(name), {"key": new_key().hex()})
+            self._made(name).add(result_key_secret(name))
 
             def owned_by(api_version: str, kind: str, uid: str) -> None:
                 self.own_secrets(name, api_version, kind, uid)
@@ -209,6 +227,7 @@ class KubeDeployerBase:
         except BaseException:
             self.delete_secrets(name)  # the pull secret the pod template made too
             raise
+        self.settled(name)
 
     def insecure(self, image: Any) -> bool:
         """Whether the job reaches ``image``'s registry over plain HTTP."""

@@ -256,8 +256,8 @@ class ServingDeployer(KubeDeployerBase):
                on_event: Optional[EventCallback] = None) -> KubeEndpointHandle:
         kube = self.kube
         name = name or self.new_name()
-        deployment, service = self.manifests(image, name)
         try:
+            deployment, service = self.manifests(image, name)  # the pull secret, undone too
             created = kube.apps.create_namespaced_deployment(kube.namespace, deployment)
             self.own_secrets(name, "apps/v1", "Deployment", created.metadata.uid)
             kube.core.create_namespaced_service(kube.namespace, service)
@@ -270,6 +270,7 @@ class ServingDeployer(KubeDeployerBase):
             if not isinstance(exc, kube.api_errors):
                 raise
             raise_for_api_error(exc, action=f"create the endpoint {name}", kind="Deployment", namespace=kube.namespace)
+        self.settled(name)
         return KubeEndpointHandle(kube, name, kube.namespace, on_event=on_event, replicas=self.replicas).start()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 from typing import Any, Callable, Iterable, Mapping, Optional
 
+from ..errors import DeployError
 from .client import is_status, raise_for_api_error
 from .labels import MANAGED_BY
 
@@ -34,8 +35,13 @@ def write_secret(kube: Any, name: str, data: Mapping[str, "str | bytes"], *, typ
         try:
             kube.core.create_namespaced_secret(kube.namespace, body)
         except kube.k8s.client.ApiException as exc:
-            if not (replace and is_status(exc, 409)):
+            if not is_status(exc, 409):
                 raise
+            if not replace:
+                raise DeployError(
+                    f"A Secret named {name} already exists in namespace {kube.namespace}, and fairing does not "
+                    "overwrite a Secret it did not make. Choose another job name (name=...), or delete that Secret "
+                    "if it is left over from an earlier job.") from None
             kube.core.replace_namespaced_secret(name, kube.namespace, body)
     except kube.api_errors as exc:
         raise_for_api_error(exc, action=f"write the secret {name}", kind="Secret", namespace=kube.namespace)
