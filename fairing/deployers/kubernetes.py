@@ -216,7 +216,7 @@ class KubeDeployerBase:
         (deleted again if that fails). It yields ``owned_by(api_version, kind, uid)``, which
         makes the workload the Secret's owner, so the cluster removes it with the workload
         even if this process dies; the handle deletes both otherwise."""
-        try:
+        with self.making_secrets(name):
             write_secret(self.kube, result_key_secret(name), {"key": new_key().hex()})
             self._made(name).add(result_key_secret(name))
 
@@ -224,6 +224,18 @@ class KubeDeployerBase:
                 self.own_secrets(name, api_version, kind, uid)
 
             yield owned_by
+
+    @contextlib.contextmanager
+    def making_secrets(self, name: str) -> Iterator[None]:
+        """Around making job ``name``'s Secrets and its workload: if that fails, or Ctrl-C
+        or a SIGTERM (fairing's handler, :mod:`fairing._sigterm`) ends it, the Secrets made
+        so far are deleted; once it is done they are the workload's."""
+        from .._sigterm import _handle_sigterm, _Pending
+
+        _handle_sigterm()  # before anything exists that a SIGTERM could leave behind
+        try:
+            with _Pending(self.delete_secrets, name):
+                yield
         except BaseException:
             self.delete_secrets(name)  # the pull secret the pod template made too
             raise

@@ -6,6 +6,12 @@ its own behind when the workload is not made."""
 from __future__ import annotations
 
 import base64
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -88,3 +94,50 @@ def test_a_workload_the_quota_refuses_leaves_no_secret(kube, registry_address):
         _deployer(JobDeployer, kube, registry_address).deploy(f"{registry_address}/fairing-e2e/none:1", name="refused")
     assert "s3cret" not in str(err.value)
     assert _secrets(kube) == before
+
+
+def test_a_users_deployment_namesake_survives_a_failed_endpoint_deploy(kube, registry_address):
+    user = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "shop"},
+            "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "shop"}},
+                     "template": {"metadata": {"labels": {"app": "shop"}},
+                                  "spec": {"containers": [{"name": "c", "image": "nothing:1"}]}}}}
+    kube.apps.create_namespaced_deployment(kube.namespace, user)
+    before = _secrets(kube)
+    with pytest.raises(DeployError, match="409|already exists"):
+        _deployer(ServingDeployer, kube, registry_address).deploy(f"{registry_address}/fairing-e2e/none:1", name="shop")
+    assert kube.apps.read_namespaced_deployment("shop", kube.namespace).spec.template.metadata.labels == {"app": "shop"}
+    assert _secrets(kube) == before
+
+
+def test_a_sigterm_between_the_secrets_and_the_workload_leaves_no_secret(kube, kubeconfig, registry_address,
+                                                                         tmp_path):
+    script = tmp_path / "submit.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys, time
+        from fairing.deployers.job import JobDeployer
+        from fairing.images.auth import StaticCredentials
+        from fairing.kube import KubeClient
+
+        static = StaticCredentials("robot", "s3cret", host={registry_address!r})
+
+        def slow(host):  # the result key exists by now, the workload not yet
+            print("asked", flush=True)
+            time.sleep(120)
+            return static(host)
+
+        kube = KubeClient(kubeconfig={kubeconfig!r}, namespace={kube.namespace!r})
+        JobDeployer(kube=kube, pull_credentials=slow).deploy({registry_address + '/fairing-e2e/none:1'!r}, name="term")
+    """))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+    try:
+        assert proc.stdout.readline().strip() == "asked"
+        assert "term-result-key" in _secrets(kube)
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=60)[0]
+    finally:
+        proc.kill()
+    assert proc.returncode == -signal.SIGTERM, out
+    assert "s3cret" not in out
+    assert not {"term-result-key", "term-pull"} & _secrets(kube)
+    assert not kube.batch.list_namespaced_job(kube.namespace).items
