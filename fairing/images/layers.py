@@ -200,13 +200,15 @@ class LocalCache:
                 if exc.errno != errno.EXDEV:
                     raise
                 # the temporary directory and the cache on different file systems (a notebook
-                # pod's /tmp and its home volume): copy beside the target, then rename
-                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+                # pod's /tmp and its home volume): copy beside the target, then rename; a name
+                # of its own, as threads of one process may put the same layer at once
+                fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
                 try:
-                    shutil.copyfile(layer.path, tmp)
+                    with os.fdopen(fd, "wb") as out, open(layer.path, "rb") as src:
+                        shutil.copyfileobj(src, out, 1 << 20)
                     os.replace(tmp, path)
                 finally:
-                    tmp.unlink(missing_ok=True)
+                    Path(tmp).unlink(missing_ok=True)
                 os.unlink(layer.path)
         info = {"digest": layer.digest, "diff_id": layer.diff_id, "size": layer.size}
         self._atomic_write(d / f"{key}.json", json.dumps(info).encode())

@@ -241,3 +241,41 @@ def test_a_layer_made_on_another_file_system_than_the_cache_is_kept(tmp_path):
         assert kept.path.read_bytes() == b"layer bytes" and not os.path.exists(made)
         assert cache.get_layer("k" * 64).path == kept.path
         assert sorted(p.name for p in kept.path.parent.iterdir()) == [f"{'k' * 64}.json", f"{'k' * 64}.tar.gz"]
+
+
+def test_concurrent_puts_of_one_layer_across_file_systems_all_succeed_whole(tmp_path):
+    """Two builds in one process (threads of a notebook) making the same requirements layer
+    on /dev/shm put it into one cache at once: each put succeeds, the cached file is whole,
+    and no temporary file is left beside it."""
+    import tempfile
+    import threading
+    from pathlib import Path
+
+    from fairing.images.layers import Layer, LocalCache
+
+    payload = os.urandom(8 << 20)
+    cache = LocalCache(tmp_path / "cache")
+    key = "c" * 64
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as other:
+        sources = []
+        for i in range(6):
+            sources.append(Path(other) / f"deps{i}.tar.gz")
+            sources[-1].write_bytes(payload)
+        start, errors = threading.Barrier(len(sources)), []
+
+        def put(src: Path) -> None:
+            start.wait()
+            try:
+                cache.put_layer(key, Layer(path=src, digest="sha256:d", diff_id="sha256:i", size=len(payload)))
+            except Exception as exc:  # what the test reports
+                errors.append(exc)
+
+        threads = [threading.Thread(target=put, args=(s,)) for s in sources]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert cache.get_layer(key).path.read_bytes() == payload
+        assert sorted(p.name for p in cache.layers_dir().iterdir()) == [f"{key}.json", f"{key}.tar.gz"]
+        assert list(Path(other).iterdir()) == []
