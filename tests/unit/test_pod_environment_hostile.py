@@ -131,6 +131,25 @@ def test_a_pod_without_the_api_servers_address_is_a_typed_error(tmp_path, servic
         KubeClient(environment=_pod(tmp_path, **service))
 
 
+@pytest.mark.parametrize("host, port", [("garbage host/x", "443"), ("10.0.0.1\nX-Injected: 1", "443"),
+                                        ("[::1]", "443"), ("10.0.0.1", "https"), ("10.0.0.1", "70000"),
+                                        ("10.0.0.1", "\u0661\u0662")])
+def test_a_garbage_api_server_address_is_a_typed_error_at_once(tmp_path, host, port):
+    from fairing.kube import KubeClient
+
+    with pytest.raises(ConfigurationError, match="KUBERNETES_SERVICE_HOST=.*not the API server's address"):
+        KubeClient(environment=_pod(tmp_path, KUBERNETES_SERVICE_HOST=host, KUBERNETES_SERVICE_PORT=port))
+
+
+@pytest.mark.parametrize("host", ["fd00::1", "::1", "kubernetes.default.svc", "10.96.0.1"])
+def test_an_ipv6_or_named_api_server_is_used_as_given(tmp_path, host):
+    from fairing.kube import KubeClient
+
+    client = KubeClient(environment=_pod(tmp_path, KUBERNETES_SERVICE_HOST=host, KUBERNETES_SERVICE_PORT="6443"))
+    assert client.api_client.configuration.host == (f"https://[{host}]:6443" if ":" in host
+                                                    else f"https://{host}:6443")
+
+
 def test_a_pod_without_its_ca_is_a_typed_error(tmp_path):
     from fairing.kube import KubeClient
 
