@@ -298,3 +298,23 @@ def test_concurrent_puts_of_one_layer_across_file_systems_all_succeed_whole(tmp_
         assert cache.get_layer(key).path.read_bytes() == payload
         assert sorted(p.name for p in cache.layers_dir().iterdir()) == [f"{key}.json", f"{key}.tar.gz"]
         assert list(Path(other).iterdir()) == []
+
+
+@pytest.mark.parametrize("where", ["credHelpers", "credsStore"])
+def test_a_credential_helper_named_with_a_path_is_not_run(tmp_path, monkeypatch, where):
+    """A helper is 'docker-credential-<name>' found on PATH, as the Docker CLI runs it. A name
+    with a '/' would make that a path (relative to the working directory): a config could then
+    run any program. It is refused, and nothing runs."""
+    ran = tmp_path / "ran"
+    evil = tmp_path / "evil"
+    evil.write_text(f"#!/bin/sh\ntouch {ran}\necho '{{\"Username\": \"u\", \"Secret\": \"s\"}}'\n")
+    evil.chmod(0o755)
+    (tmp_path / "docker-credential-").mkdir()
+    monkeypatch.chdir(tmp_path)
+    name = "/../evil"
+    config = {"credHelpers": {"reg.example": name}} if where == "credHelpers" else {"credsStore": name}
+    mounted = _mounted_secret(tmp_path / "mnt", config)
+    with environment.use(_env(tmp_path, docker_config_dir=mounted)):
+        with pytest.raises(ConfigurationError, match="credential helper"):
+            DockerConfigCredentials()("reg.example")
+    assert not ran.exists()
