@@ -132,6 +132,12 @@ class KubeClient:
         self.k8s = k8s
         env = environment or current()
         config_namespace = None
+        if namespace and not (isinstance(namespace, str) and _NAMESPACE.fullmatch(namespace)):
+            # before connecting: the API would only answer 404 for every call in it
+            raise ConfigurationError(
+                f"The namespace {namespace!r} (namespace=..., FAIRING_NAMESPACE or the namespace setting) is not a "
+                "namespace name: up to 63 lowercase letters, digits and '-', starting and ending with a letter or "
+                "digit, e.g. 'ml-jobs'.")
         if api_client is None:
             api_client, config_namespace = self._load(k8s, kubeconfig, context, env)
         self.api_client = api_client

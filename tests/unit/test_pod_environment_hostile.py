@@ -318,3 +318,18 @@ def test_a_credential_helper_named_with_a_path_is_not_run(tmp_path, monkeypatch,
         with pytest.raises(ConfigurationError, match="credential helper"):
             DockerConfigCredentials()("reg.example")
     assert not ran.exists()
+
+
+@pytest.mark.parametrize("value", ["Bad_NS", "a/../b", "team-a\nteam-b", "x" * 64, "-a", "ns\u00e9"])
+def test_an_invalid_fairing_namespace_is_a_typed_error_before_connecting(tmp_path, value):
+    """FAIRING_NAMESPACE (or namespace=, or the setting) that is no namespace name: refused
+    before any request, naming where it came from, also in a pod whose own namespace is fine."""
+    import dataclasses
+
+    from fairing.kube import KubeClient
+
+    with environment.use(dataclasses.replace(_pod(tmp_path), fairing_env={"FAIRING_NAMESPACE": value})):
+        from fairing import settings
+
+        with pytest.raises(ConfigurationError, match="FAIRING_NAMESPACE or the namespace setting.*not a namespace"):
+            KubeClient(namespace=settings.resolve().namespace)
