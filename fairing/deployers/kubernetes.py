@@ -147,15 +147,12 @@ class KubeDeployerBase:
     def required_access(self) -> list:
         """What the identity needs in the namespace to run this deployer's workloads (the
         permission pre-flight, :func:`fairing.kube.access.preflight`)."""
-        from ..kube.access import Access, workload_access
+        from ..kube.access import workload_access
 
         if self.workload_kind is None:
             return []
         group, _version = self.workload_kind.group_version
-        needs = workload_access(group, self.workload_kind.plural)
-        if self.pull_credentials is not False:
-            needs.append(Access("update", "secrets"))
-        return needs
+        return workload_access(group, self.workload_kind.plural)  # the pull secret: created, never updated
 
     def new_name(self) -> str:
         return f"{self.name_prefix}-{time.strftime('%m%d-%H%M%S')}-{uuid.uuid4().hex[:5]}"
