@@ -396,8 +396,8 @@ class KubeHandle(Hooks, HasOutputs, Workload):
         if not self.outputs_target:  # attached to (fairing.jobs.attach): the pods say where they push
             self._target_from_pods()
         super().delete()
-        delete_secret(self.kube, result_key_secret(self.name))
-        delete_secret(self.kube, pull_secret_for(self.name))
+        delete_secret(self.kube, result_key_secret(self.name), fairings_only=True)
+        delete_secret(self.kube, pull_secret_for(self.name), fairings_only=True)
         for outputs in self._pushed.values():  # what the results read named
             outputs.delete()
         if not self._results_read and self._streams and self.outputs_target:

@@ -48,12 +48,21 @@ def write_secret(kube: Any, name: str, data: Mapping[str, "str | bytes"], *, typ
     return lambda: delete_secret(kube, name)
 
 
-def delete_secret(kube: Any, name: str) -> None:
-    """Delete the Secret ``name``; one that is already gone is fine."""
+def delete_secret(kube: Any, name: str, *, fairings_only: bool = False) -> None:
+    """Delete the Secret ``name``; one that is already gone is fine. ``fairings_only``: only
+    if fairing made it (its label): a job's Secret is found by name, and a Secret of that
+    name that fairing did not make (a user's ``<job>-pull``) is left alone."""
     try:
-        kube.core.delete_namespaced_secret(name, kube.namespace)
+        kwargs = {}
+        if fairings_only:
+            secret = kube.core.read_namespaced_secret(name, kube.namespace)
+            labels = secret.metadata.labels or {}
+            if any(labels.get(k) != v for k, v in MANAGED_BY.items()):
+                return
+            kwargs["body"] = {"preconditions": {"uid": secret.metadata.uid}}  # that one, not a successor
+        kube.core.delete_namespaced_secret(name, kube.namespace, **kwargs)
     except kube.api_errors as exc:
-        if not is_status(exc, 404):
+        if not is_status(exc, 404, *((409,) if fairings_only else ())):  # 409: replaced meanwhile
             raise_for_api_error(exc, action=f"delete the secret {name}", kind="Secret", namespace=kube.namespace)
 
 

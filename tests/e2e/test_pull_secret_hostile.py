@@ -141,3 +141,15 @@ def test_a_sigterm_between_the_secrets_and_the_workload_leaves_no_secret(kube, k
     assert "s3cret" not in out
     assert not {"term-result-key", "term-pull"} & _secrets(kube)
     assert not kube.batch.list_namespaced_job(kube.namespace).items
+
+
+def test_deleting_a_job_without_a_pull_secret_leaves_a_users_namesake(kube, registry_address):
+    """No credentials for the image's registry: the job has no pull secret, so a user's
+    Secret named like one was no conflict; deleting the job must not take it along."""
+    _user_secret(kube, "plain-pull")
+    handle = JobDeployer(kube=kube, pull_credentials=False).deploy(f"{registry_address}/fairing-e2e/none:1",
+                                                                   name="plain")
+    assert "plain-result-key" in _secrets(kube)
+    handle.delete()
+    _intact(kube, "plain-pull")
+    assert "plain-result-key" not in _secrets(kube)
