@@ -219,6 +219,7 @@ class KubeDeployerBase:
 
             def owned_by(api_version: str, kind: str, uid: str) -> None:
                 self.own_secrets(name, api_version, kind, uid)
+                self.settled(name)  # the workload's now: a SIGTERM from here on must not delete them
 
             yield owned_by
 
