@@ -119,6 +119,23 @@ def default_cache_dir() -> Path:
     return current().cache_dir
 
 
+#: A temporary file of a put this old was left by a process that was killed (SIGKILL, OOM)
+#: mid-copy: no put takes a day.
+_STALE_TEMPORARY_SECONDS = 24 * 3600
+
+
+def _remove_stale_temporaries(directory: Path) -> None:
+    import time
+
+    limit = time.time() - _STALE_TEMPORARY_SECONDS
+    for tmp in directory.glob(".tmp-*"):
+        try:
+            if tmp.lstat().st_mtime < limit:
+                tmp.unlink()
+        except OSError:
+            pass  # another process removed it
+
+
 class LocalCache:
     """Content-addressed small blobs and keyed layers under one directory."""
 
@@ -215,4 +232,5 @@ class LocalCache:
         from .._cache import prune_directory
 
         prune_directory(d, self.max_layer_bytes, pattern="*.tar.gz")
+        _remove_stale_temporaries(d)
         return Layer(path=path, digest=layer.digest, diff_id=layer.diff_id, size=layer.size)

@@ -333,3 +333,49 @@ def test_an_invalid_fairing_namespace_is_a_typed_error_before_connecting(tmp_pat
 
         with pytest.raises(ConfigurationError, match="FAIRING_NAMESPACE or the namespace setting.*not a namespace"):
             KubeClient(namespace=settings.resolve().namespace)
+
+
+def test_a_put_killed_mid_copy_leaves_a_temporary_file_the_next_put_removes(tmp_path):
+    """SIGKILL (an OOM kill of the notebook's kernel) during a put leaves '.tmp-*' beside the
+    layers, which the size-bound pruning does not count; the next put removes it once stale,
+    and leaves a fresh one (another put under way) alone."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from fairing.images.layers import Layer, LocalCache
+
+    cache = LocalCache(tmp_path / "cache")
+    d = cache.layers_dir()
+    # a real put across file systems (/dev/shm to the cache), killed while it copies: a copy
+    # that never ends, as its source is a FIFO nobody closes
+    import tempfile
+
+    shm = Path(tempfile.mkdtemp(dir="/dev/shm"))
+    fifo = shm / "endless"
+    os.mkfifo(fifo)
+    code = ("from pathlib import Path; from fairing.images import layers as L\n"
+            f"L.LocalCache({str(tmp_path / 'cache')!r}).put_layer('k' * 64, L.Layer(path=Path({str(fifo)!r}), "
+            "digest='sha256:d', diff_id='sha256:i', size=1))\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+    with open(fifo, "wb") as writer:
+        writer.write(b"x" * 65536)
+        writer.flush()
+        deadline = time.time() + 30
+        while not list(d.glob(".tmp-*")) and time.time() < deadline:
+            time.sleep(0.05)
+        proc.kill()
+    proc.wait()
+    fifo.unlink()
+    shm.rmdir()
+    left = list(d.glob(".tmp-*"))
+    assert len(left) == 1
+    fresh = d / ".tmp-fresh"
+    fresh.write_bytes(b"under way")
+    day_ago = time.time() - 2 * 24 * 3600
+    os.utime(left[0], (day_ago, day_ago))
+    made = tmp_path / "deps.tar.gz"
+    made.write_bytes(b"layer")
+    cache.put_layer("n" * 64, Layer(path=made, digest="sha256:e", diff_id="sha256:j", size=5))
+    assert not left[0].exists() and fresh.exists()
