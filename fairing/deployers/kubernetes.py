@@ -167,6 +167,8 @@ class KubeDeployerBase:
 
         host = ImageRef.parse(str(image)).registry
         secret = pull_secret_for(name)
+        if secret in self._made(name):
+            return secret  # another replica's pod template (a TFJob's chief, PS and workers)
         # created, never replaced: a Secret of that name is someone else's (a user's, or a
         # running job's of the same name), which fairing must neither overwrite nor adopt
         written = registry_secret(lambda: self.kube, secret, resolve_credentials(credentials=self.pull_credentials),

@@ -153,3 +153,23 @@ def test_deleting_a_job_without_a_pull_secret_leaves_a_users_namesake(kube, regi
     handle.delete()
     _intact(kube, "plain-pull")
     assert "plain-result-key" not in _secrets(kube)
+
+
+def test_a_tfjob_of_several_replicas_gets_one_pull_secret(kube, registry_address):
+    """Each replica's pod template asks for the job's pull secret: it is made once, and every
+    replica refers to it."""
+    from fairing.deployers.training import TFJobDeployer
+
+    deployer = TFJobDeployer({"Chief": 1, "PS": 1, "Worker": 2}, kube=kube,
+                             pull_credentials=StaticCredentials("robot", "s3cret", host=registry_address))
+    handle = deployer.deploy(f"{registry_address}/fairing-e2e/none:1", name="several")
+    try:
+        tfjob = kube.custom.get_namespaced_custom_object("kubeflow.org", "v1", kube.namespace, "tfjobs", "several")
+        specs = tfjob["spec"]["tfReplicaSpecs"]
+        assert {r: [s["name"] for s in spec["template"]["spec"]["imagePullSecrets"]] for r, spec in specs.items()} \
+            == {r: ["several-pull"] for r in ("Chief", "PS", "Worker")}
+        secret = kube.core.read_namespaced_secret("several-pull", kube.namespace)
+        assert [(o.kind, o.name) for o in secret.metadata.owner_references] == [("TFJob", "several")]
+    finally:
+        handle.delete()
+    assert not {"several-pull", "several-result-key"} & _secrets(kube)
