@@ -110,8 +110,8 @@ class JobDeployer(KubeDeployerBase):
         """Run ``image`` once, or ``count`` times as an Indexed Job (``parallelism`` at once)."""
         kube = self.kube
         name = name or self.new_name()
-        body = self.manifest(image, name, count=count, parallelism=parallelism)
         with self.result_key(name) as owned_by:
+            body = self.manifest(image, name, count=count, parallelism=parallelism)  # the pull secret, undone too
             try:
                 created = kube.batch.create_namespaced_job(kube.namespace, body)
             except kube.api_errors as exc:

@@ -197,23 +197,22 @@ class InferenceServiceDeployer(KubeDeployerBase):
                on_event: Optional[EventCallback] = None) -> InferenceServiceHandle:
         kube = self.kube
         name = name or self.new_name()
-        body = self.manifest(image, name)
         kwargs = {"dry_run": "All"} if self.dry_run else {}
-        try:
-            created = kube.custom.create_namespaced_custom_object(GROUP, VERSION, kube.namespace, PLURAL, body,
-                                                                  **kwargs)
-        except kube.api_errors as exc:
-            self.delete_secrets(name)
-            raise_for_api_error(exc, action=f"create InferenceService {name}", kind="InferenceService",
-                                namespace=kube.namespace)
-        except BaseException:
-            self.delete_secrets(name)
-            raise
+        with self.making_secrets(name):
+            body = self.manifest(image, name)  # the pull secret, undone too
+            try:
+                created = kube.custom.create_namespaced_custom_object(GROUP, VERSION, kube.namespace, PLURAL, body,
+                                                                      **kwargs)
+            except kube.api_errors as exc:
+                raise_for_api_error(exc, action=f"create InferenceService {name}", kind="InferenceService",
+                                    namespace=kube.namespace)
+            if self.dry_run:
+                self.delete_secrets(name)  # nothing was made to use them
+            else:
+                self.own_secrets(name, f"{GROUP}/{VERSION}", "InferenceService", created["metadata"]["uid"])
         handle = InferenceServiceHandle(kube, name, kube.namespace, on_event=on_event, replicas=self.replicas)
         if self.dry_run:
-            self.delete_secrets(name)  # nothing was made to use them
             handle._obj = created  # validated by the API server; nothing to watch
             handle._deleted = True
             return handle
-        self.own_secrets(name, f"{GROUP}/{VERSION}", "InferenceService", created["metadata"]["uid"])
         return handle.start()

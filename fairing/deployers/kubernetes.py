@@ -165,14 +165,14 @@ class KubeDeployerBase:
     def required_access(self) -> list:
         """What the identity needs in the namespace to run this deployer's workloads (the
         permission pre-flight, :func:`fairing.kube.access.preflight`)."""
-        from ..kube.access import Access, workload_access
+        from ..kube.access import workload_access
 
         if self.workload_kind is None:
             return []
         group, _version = self.workload_kind.group_version
         needs = workload_access(group, self.workload_kind.plural, result_key=self.writes_result_key)
-        if self.pull_credentials is not False:  # the image pull secret: created, else replaced
-            needs += [Access("create", "secrets"), Access("update", "secrets")]
+        if self.pull_credentials is not False:  # the image pull secret: created (never updated), deleted
+            needs += [Access("create", "secrets"), Access("get", "secrets"), Access("delete", "secrets")]
         return list(dict.fromkeys(needs))
 
     def new_name(self) -> str:
@@ -195,24 +195,43 @@ class KubeDeployerBase:
 
         host = ImageRef.parse(str(image)).registry
         secret = pull_secret_for(name)
+        if secret in self._made(name):
+            return secret  # another replica's pod template (a TFJob's chief, PS and workers)
+        # created, never replaced: a Secret of that name is someone else's (a user's, or a
+        # running job's of the same name), which fairing must neither overwrite nor adopt
         written = registry_secret(lambda: self.kube, secret, resolve_credentials(credentials=self.pull_credentials),
-                                  [host], replace=True, error=ImagePullError)
-        return secret if written else None
+                                  [host], error=ImagePullError)
+        if not written:
+            return None
+        self._made(name).add(secret)
+        return secret
+
+    def _made(self, name: str) -> set:
+        """The Secrets this deployer created for job ``name`` and has not handed over yet:
+        the only ones it may adopt or delete (one of the same name may be someone else's)."""
+        made = self.__dict__.setdefault("_secrets_made", {})
+        return made.setdefault(name, set())
+
+    def settled(self, name: str) -> None:
+        """Job ``name``'s workload exists: its Secrets are its own now (owner, handle)."""
+        self.__dict__.get("_secrets_made", {}).pop(name, None)
 
     def own_secrets(self, name: str, api_version: str, kind: str, uid: str) -> None:
-        """Make the workload ``name`` the owner of its Secrets (result key, pull secret), so the
-        cluster removes them with it even if this process dies; the handle deletes them otherwise."""
+        """Make the workload ``name`` the owner of the Secrets this deployer made for it (result
+        key, pull secret), so the cluster removes them with it even if this process dies; the
+        handle deletes them otherwise."""
         kube = self.kube
         owner = {"apiVersion": api_version, "kind": kind, "name": name, "uid": uid}
-        for secret in (result_key_secret(name), pull_secret_for(name)):
+        for secret in sorted(self._made(name)):
             try:
                 kube.core.patch_namespaced_secret(secret, kube.namespace, {"metadata": {"ownerReferences": [owner]}})
             except kube.api_errors:
-                pass  # not made (no credentials, an endpoint's key), or the handle still deletes it
+                pass  # the handle still deletes it with the workload
 
     def delete_secrets(self, name: str) -> None:
-        """Delete job ``name``'s Secrets (a workload that could not be made); errors are dropped."""
-        for secret in (result_key_secret(name), pull_secret_for(name)):
+        """Delete the Secrets this deployer made for job ``name`` (a workload that could not
+        be made); errors are dropped."""
+        for secret in sorted(self.__dict__.get("_secrets_made", {}).pop(name, ())):
             try:
                 delete_secret(self.kube, secret)
             except Exception:
@@ -225,16 +244,31 @@ class KubeDeployerBase:
         makes the workload the Secret's owner, so the cluster removes it with the workload
         even if this process dies; the handle deletes both otherwise."""
         self.preflight()  # a deployer used on its own: before anything is created
-        try:
+        with self.making_secrets(name):
             write_secret(self.kube, result_key_secret(name), {"key": new_key().hex()})
+            self._made(name).add(result_key_secret(name))
 
             def owned_by(api_version: str, kind: str, uid: str) -> None:
                 self.own_secrets(name, api_version, kind, uid)
+                self.settled(name)  # the workload's now: a SIGTERM from here on must not delete them
 
             yield owned_by
+
+    @contextlib.contextmanager
+    def making_secrets(self, name: str) -> Iterator[None]:
+        """Around making job ``name``'s Secrets and its workload: if that fails, or Ctrl-C
+        or a SIGTERM (fairing's handler, :mod:`fairing._sigterm`) ends it, the Secrets made
+        so far are deleted; once it is done they are the workload's."""
+        from .._sigterm import _handle_sigterm, _Pending
+
+        _handle_sigterm()  # before anything exists that a SIGTERM could leave behind
+        try:
+            with _Pending(self.delete_secrets, name):
+                yield
         except BaseException:
             self.delete_secrets(name)  # the pull secret the pod template made too
             raise
+        self.settled(name)
 
     def insecure(self, image: Any) -> bool:
         """Whether the job reaches ``image``'s registry over plain HTTP."""
@@ -399,8 +433,8 @@ class KubeHandle(Hooks, HasOutputs, Workload):
         if not self.outputs_target:  # attached to (fairing.jobs.attach): the pods say where they push
             self._target_from_pods()
         super().delete()
-        delete_secret(self.kube, result_key_secret(self.name))
-        delete_secret(self.kube, pull_secret_for(self.name))
+        delete_secret(self.kube, result_key_secret(self.name), fairings_only=True)
+        delete_secret(self.kube, pull_secret_for(self.name), fairings_only=True)
         for outputs in self._pushed.values():  # what the results read named
             outputs.delete()
         if not self._results_read and self._streams and self.outputs_target:

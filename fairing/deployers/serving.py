@@ -258,17 +258,19 @@ class ServingDeployer(KubeDeployerBase):
                on_event: Optional[EventCallback] = None) -> KubeEndpointHandle:
         kube = self.kube
         name = name or self.new_name()
-        deployment, service = self.manifests(image, name)
+        created = None
         try:
-            created = kube.apps.create_namespaced_deployment(kube.namespace, deployment)
-            self.own_secrets(name, "apps/v1", "Deployment", created.metadata.uid)
-            kube.core.create_namespaced_service(kube.namespace, service)
+            with self.making_secrets(name):
+                deployment, service = self.manifests(image, name)  # the pull secret, undone too
+                created = kube.apps.create_namespaced_deployment(kube.namespace, deployment)
+                self.own_secrets(name, "apps/v1", "Deployment", created.metadata.uid)
+                kube.core.create_namespaced_service(kube.namespace, service)
         except BaseException as exc:
-            try:
-                kube.apps.delete_namespaced_deployment(name, kube.namespace)
-            except kube.k8s.client.ApiException:
-                pass  # it was never created
-            self.delete_secrets(name)
+            if created is not None:  # only the one made here: a Deployment of that name may be someone else's
+                try:
+                    kube.apps.delete_namespaced_deployment(name, kube.namespace)
+                except kube.k8s.client.ApiException:
+                    pass  # gone already
             if not isinstance(exc, kube.api_errors):
                 raise
             raise_for_api_error(exc, action=f"create the endpoint {name}", kind="Deployment", namespace=kube.namespace)

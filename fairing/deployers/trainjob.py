@@ -221,9 +221,9 @@ class TrainJobDeployer(KubeDeployerBase):
                on_event: Optional[EventCallback] = None) -> TrainJobHandle:
         kube = self.kube
         name = name or self.new_name()
-        body = self.manifest(image, name)
         group, version = self.api_version.split("/")
         with self.result_key(name) as owned_by:
+            body = self.manifest(image, name)  # the pull secret, undone too
             try:
                 try:
                     created = kube.custom.create_namespaced_custom_object(group, version, kube.namespace, PLURAL, body)

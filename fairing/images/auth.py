@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -261,7 +262,17 @@ def _from_auth_entry(entry: dict, key: str, path: Path) -> Optional[Credential]:
     return None
 
 
+#: A credential helper's name: 'docker-credential-<name>' is looked up on PATH; a '/' in it
+#: would make that a path, so a config could run any program.
+_HELPER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+
+
 def _run_helper(helper: str, host: str) -> Optional[Credential]:
+    if not isinstance(helper, str) or not _HELPER_NAME.fullmatch(helper):
+        raise ConfigurationError(
+            f"The Docker config names the credential helper {helper!r} for {host}, which is not a helper's name "
+            "(letters, digits, '.', '_', '+', '-'; the program is docker-credential-<name> on PATH). Fix the "
+            "credHelpers/credsStore entry, or remove it and run 'docker login' again.")
     program = f"docker-credential-{helper}"
     if shutil.which(program) is None:
         raise RegistryAuthError(

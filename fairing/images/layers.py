@@ -119,6 +119,23 @@ def default_cache_dir() -> Path:
     return current().cache_dir
 
 
+#: A temporary file of a put this old was left by a process that was killed (SIGKILL, OOM)
+#: mid-copy: no put takes a day.
+_STALE_TEMPORARY_SECONDS = 24 * 3600
+
+
+def _remove_stale_temporaries(directory: Path) -> None:
+    import time
+
+    limit = time.time() - _STALE_TEMPORARY_SECONDS
+    for tmp in directory.glob(".tmp-*"):
+        try:
+            if tmp.lstat().st_mtime < limit:
+                tmp.unlink()
+        except OSError:
+            pass  # another process removed it
+
+
 class LocalCache:
     """Content-addressed small blobs and keyed layers under one directory."""
 
@@ -200,17 +217,20 @@ class LocalCache:
                 if exc.errno != errno.EXDEV:
                     raise
                 # the temporary directory and the cache on different file systems (a notebook
-                # pod's /tmp and its home volume): copy beside the target, then rename
-                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+                # pod's /tmp and its home volume): copy beside the target, then rename; a name
+                # of its own, as threads of one process may put the same layer at once
+                fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
                 try:
-                    shutil.copyfile(layer.path, tmp)
+                    with os.fdopen(fd, "wb") as out, open(layer.path, "rb") as src:
+                        shutil.copyfileobj(src, out, 1 << 20)
                     os.replace(tmp, path)
                 finally:
-                    tmp.unlink(missing_ok=True)
+                    Path(tmp).unlink(missing_ok=True)
                 os.unlink(layer.path)
         info = {"digest": layer.digest, "diff_id": layer.diff_id, "size": layer.size}
         self._atomic_write(d / f"{key}.json", json.dumps(info).encode())
         from .._cache import prune_directory
 
         prune_directory(d, self.max_layer_bytes, pattern="*.tar.gz")
+        _remove_stale_temporaries(d)
         return Layer(path=path, digest=layer.digest, diff_id=layer.diff_id, size=layer.size)

@@ -39,6 +39,31 @@ def pod_namespace(env: Environment) -> Optional[str]:
         "namespace yourself (namespace=..., FAIRING_NAMESPACE or the namespace setting), or fix the pod's volumes.")
 
 
+_HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*")
+
+
+def _check_service_address(service: "dict | Any") -> None:
+    """KUBERNETES_SERVICE_HOST (an IP address, v4 or v6, or a host name) and _PORT (1-65535)
+    as the kubelet sets them; anything else would only fail later, inside urllib3, with no
+    word about the variables (a value with a newline would even reach the request line)."""
+    import ipaddress
+
+    host, port = service.get("KUBERNETES_SERVICE_HOST"), service.get("KUBERNETES_SERVICE_PORT")
+    if not host or not port:
+        return  # the loader says what is missing
+    try:
+        ipaddress.ip_address(host)
+        ok = True
+    except ValueError:
+        ok = bool(_HOSTNAME.fullmatch(host))
+    if ok and port.isascii() and port.isdigit() and 0 < int(port) < 65536:
+        return
+    raise ConfigurationError(
+        f"KUBERNETES_SERVICE_HOST={host!r} and KUBERNETES_SERVICE_PORT={port!r} are not the API server's address (an "
+        "IP address or host name, and a port 1-65535), as Kubernetes sets them in every pod. Unset or fix them, or "
+        "name a kubeconfig (KUBECONFIG, kubeconfig=...).")
+
+
 def kubernetes_module():
     try:
         import kubernetes
@@ -107,6 +132,12 @@ class KubeClient:
         self.k8s = k8s
         env = environment or current()
         config_namespace = None
+        if namespace and not (isinstance(namespace, str) and _NAMESPACE.fullmatch(namespace)):
+            # before connecting: the API would only answer 404 for every call in it
+            raise ConfigurationError(
+                f"The namespace {namespace!r} (namespace=..., FAIRING_NAMESPACE or the namespace setting) is not a "
+                "namespace name: up to 63 lowercase letters, digits and '-', starting and ending with a letter or "
+                "digit, e.g. 'ml-jobs'.")
         if api_client is None:
             api_client, config_namespace = self._load(k8s, kubeconfig, context, env)
         self.api_client = api_client
@@ -126,6 +157,7 @@ class KubeClient:
         from kubernetes.config.incluster_config import InClusterConfigLoader
 
         sa = env.service_account_dir
+        _check_service_address(env.kubernetes_service)
         configuration = k8s.client.Configuration()
         try:
             InClusterConfigLoader(token_filename=str(sa / "token"), cert_filename=str(sa / "ca.crt"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 from typing import Any, Callable, Iterable, Mapping, Optional
 
+from ..errors import DeployError
 from .client import is_status, raise_for_api_error
 from .labels import MANAGED_BY
 
@@ -34,20 +35,34 @@ def write_secret(kube: Any, name: str, data: Mapping[str, "str | bytes"], *, typ
         try:
             kube.core.create_namespaced_secret(kube.namespace, body)
         except kube.k8s.client.ApiException as exc:
-            if not (replace and is_status(exc, 409)):
+            if not is_status(exc, 409):
                 raise
+            if not replace:
+                raise DeployError(
+                    f"A Secret named {name} already exists in namespace {kube.namespace}, and fairing does not "
+                    "overwrite a Secret it did not make. Choose another job name (name=...), or delete that Secret "
+                    "if it is left over from an earlier job.") from None
             kube.core.replace_namespaced_secret(name, kube.namespace, body)
     except kube.api_errors as exc:
         raise_for_api_error(exc, action=f"write the secret {name}", kind="Secret", namespace=kube.namespace)
     return lambda: delete_secret(kube, name)
 
 
-def delete_secret(kube: Any, name: str) -> None:
-    """Delete the Secret ``name``; one that is already gone is fine."""
+def delete_secret(kube: Any, name: str, *, fairings_only: bool = False) -> None:
+    """Delete the Secret ``name``; one that is already gone is fine. ``fairings_only``: only
+    if fairing made it (its label): a job's Secret is found by name, and a Secret of that
+    name that fairing did not make (a user's ``<job>-pull``) is left alone."""
     try:
-        kube.core.delete_namespaced_secret(name, kube.namespace)
+        kwargs = {}
+        if fairings_only:
+            secret = kube.core.read_namespaced_secret(name, kube.namespace)
+            labels = secret.metadata.labels or {}
+            if any(labels.get(k) != v for k, v in MANAGED_BY.items()):
+                return
+            kwargs["body"] = {"preconditions": {"uid": secret.metadata.uid}}  # that one, not a successor
+        kube.core.delete_namespaced_secret(name, kube.namespace, **kwargs)
     except kube.api_errors as exc:
-        if not is_status(exc, 404):
+        if not is_status(exc, 404, *((409,) if fairings_only else ())):  # 409: replaced meanwhile
             raise_for_api_error(exc, action=f"delete the secret {name}", kind="Secret", namespace=kube.namespace)
 
 

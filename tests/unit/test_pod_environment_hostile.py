@@ -131,6 +131,25 @@ def test_a_pod_without_the_api_servers_address_is_a_typed_error(tmp_path, servic
         KubeClient(environment=_pod(tmp_path, **service))
 
 
+@pytest.mark.parametrize("host, port", [("garbage host/x", "443"), ("10.0.0.1\nX-Injected: 1", "443"),
+                                        ("[::1]", "443"), ("10.0.0.1", "https"), ("10.0.0.1", "70000"),
+                                        ("10.0.0.1", "\u0661\u0662")])
+def test_a_garbage_api_server_address_is_a_typed_error_at_once(tmp_path, host, port):
+    from fairing.kube import KubeClient
+
+    with pytest.raises(ConfigurationError, match="KUBERNETES_SERVICE_HOST=.*not the API server's address"):
+        KubeClient(environment=_pod(tmp_path, KUBERNETES_SERVICE_HOST=host, KUBERNETES_SERVICE_PORT=port))
+
+
+@pytest.mark.parametrize("host", ["fd00::1", "::1", "kubernetes.default.svc", "10.96.0.1"])
+def test_an_ipv6_or_named_api_server_is_used_as_given(tmp_path, host):
+    from fairing.kube import KubeClient
+
+    client = KubeClient(environment=_pod(tmp_path, KUBERNETES_SERVICE_HOST=host, KUBERNETES_SERVICE_PORT="6443"))
+    assert client.api_client.configuration.host == (f"https://[{host}]:6443" if ":" in host
+                                                    else f"https://{host}:6443")
+
+
 def test_a_pod_without_its_ca_is_a_typed_error(tmp_path):
     from fairing.kube import KubeClient
 
@@ -241,3 +260,122 @@ def test_a_layer_made_on_another_file_system_than_the_cache_is_kept(tmp_path):
         assert kept.path.read_bytes() == b"layer bytes" and not os.path.exists(made)
         assert cache.get_layer("k" * 64).path == kept.path
         assert sorted(p.name for p in kept.path.parent.iterdir()) == [f"{'k' * 64}.json", f"{'k' * 64}.tar.gz"]
+
+
+def test_concurrent_puts_of_one_layer_across_file_systems_all_succeed_whole(tmp_path):
+    """Two builds in one process (threads of a notebook) making the same requirements layer
+    on /dev/shm put it into one cache at once: each put succeeds, the cached file is whole,
+    and no temporary file is left beside it."""
+    import tempfile
+    import threading
+    from pathlib import Path
+
+    from fairing.images.layers import Layer, LocalCache
+
+    payload = os.urandom(8 << 20)
+    cache = LocalCache(tmp_path / "cache")
+    key = "c" * 64
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as other:
+        sources = []
+        for i in range(6):
+            sources.append(Path(other) / f"deps{i}.tar.gz")
+            sources[-1].write_bytes(payload)
+        start, errors = threading.Barrier(len(sources)), []
+
+        def put(src: Path) -> None:
+            start.wait()
+            try:
+                cache.put_layer(key, Layer(path=src, digest="sha256:d", diff_id="sha256:i", size=len(payload)))
+            except Exception as exc:  # what the test reports
+                errors.append(exc)
+
+        threads = [threading.Thread(target=put, args=(s,)) for s in sources]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert cache.get_layer(key).path.read_bytes() == payload
+        assert sorted(p.name for p in cache.layers_dir().iterdir()) == [f"{key}.json", f"{key}.tar.gz"]
+        assert list(Path(other).iterdir()) == []
+
+
+@pytest.mark.parametrize("where", ["credHelpers", "credsStore"])
+def test_a_credential_helper_named_with_a_path_is_not_run(tmp_path, monkeypatch, where):
+    """A helper is 'docker-credential-<name>' found on PATH, as the Docker CLI runs it. A name
+    with a '/' would make that a path (relative to the working directory): a config could then
+    run any program. It is refused, and nothing runs."""
+    ran = tmp_path / "ran"
+    evil = tmp_path / "evil"
+    evil.write_text(f"#!/bin/sh\ntouch {ran}\necho '{{\"Username\": \"u\", \"Secret\": \"s\"}}'\n")
+    evil.chmod(0o755)
+    (tmp_path / "docker-credential-").mkdir()
+    monkeypatch.chdir(tmp_path)
+    name = "/../evil"
+    config = {"credHelpers": {"reg.example": name}} if where == "credHelpers" else {"credsStore": name}
+    mounted = _mounted_secret(tmp_path / "mnt", config)
+    with environment.use(_env(tmp_path, docker_config_dir=mounted)):
+        with pytest.raises(ConfigurationError, match="credential helper"):
+            DockerConfigCredentials()("reg.example")
+    assert not ran.exists()
+
+
+@pytest.mark.parametrize("value", ["Bad_NS", "a/../b", "team-a\nteam-b", "x" * 64, "-a", "ns\u00e9"])
+def test_an_invalid_fairing_namespace_is_a_typed_error_before_connecting(tmp_path, value):
+    """FAIRING_NAMESPACE (or namespace=, or the setting) that is no namespace name: refused
+    before any request, naming where it came from, also in a pod whose own namespace is fine."""
+    import dataclasses
+
+    from fairing.kube import KubeClient
+
+    with environment.use(dataclasses.replace(_pod(tmp_path), fairing_env={"FAIRING_NAMESPACE": value})):
+        from fairing import settings
+
+        with pytest.raises(ConfigurationError, match="FAIRING_NAMESPACE or the namespace setting.*not a namespace"):
+            KubeClient(namespace=settings.resolve().namespace)
+
+
+def test_a_put_killed_mid_copy_leaves_a_temporary_file_the_next_put_removes(tmp_path):
+    """SIGKILL (an OOM kill of the notebook's kernel) during a put leaves '.tmp-*' beside the
+    layers, which the size-bound pruning does not count; the next put removes it once stale,
+    and leaves a fresh one (another put under way) alone."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from fairing.images.layers import Layer, LocalCache
+
+    cache = LocalCache(tmp_path / "cache")
+    d = cache.layers_dir()
+    # a real put across file systems (/dev/shm to the cache), killed while it copies: a copy
+    # that never ends, as its source is a FIFO nobody closes
+    import tempfile
+
+    shm = Path(tempfile.mkdtemp(dir="/dev/shm"))
+    fifo = shm / "endless"
+    os.mkfifo(fifo)
+    code = ("from pathlib import Path; from fairing.images import layers as L\n"
+            f"L.LocalCache({str(tmp_path / 'cache')!r}).put_layer('k' * 64, L.Layer(path=Path({str(fifo)!r}), "
+            "digest='sha256:d', diff_id='sha256:i', size=1))\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+    with open(fifo, "wb") as writer:
+        writer.write(b"x" * 65536)
+        writer.flush()
+        deadline = time.time() + 30
+        while not list(d.glob(".tmp-*")) and time.time() < deadline:
+            time.sleep(0.05)
+        proc.kill()
+    proc.wait()
+    fifo.unlink()
+    shm.rmdir()
+    left = list(d.glob(".tmp-*"))
+    assert len(left) == 1
+    fresh = d / ".tmp-fresh"
+    fresh.write_bytes(b"under way")
+    day_ago = time.time() - 2 * 24 * 3600
+    os.utime(left[0], (day_ago, day_ago))
+    made = tmp_path / "deps.tar.gz"
+    made.write_bytes(b"layer")
+    cache.put_layer("n" * 64, Layer(path=made, digest="sha256:e", diff_id="sha256:j", size=5))
+    assert not left[0].exists() and fresh.exists()
