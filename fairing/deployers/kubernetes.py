@@ -22,6 +22,10 @@ registry, pushed by the job with the image pull secret's credentials mounted as 
 (``insecure_registry``: plain HTTP [when the builder reached the registry so, or for hosts in
 the ``insecure_registries`` setting]);
 the handle deletes the artifact with the workload.
+
+The module runs past 450 lines because every option every Kubernetes workload shares
+(Secrets made and settled under one cleanup, pull secrets, queue, grace times, resources)
+lives in the one base deployer; split up, each kind would re-learn the others' rules.
 """
 
 from __future__ import annotations
@@ -165,7 +169,7 @@ class KubeDeployerBase:
     def required_access(self) -> list:
         """What the identity needs in the namespace to run this deployer's workloads (the
         permission pre-flight, :func:`fairing.kube.access.preflight`)."""
-        from ..kube.access import workload_access
+        from ..kube.access import Access, workload_access
 
         if self.workload_kind is None:
             return []
