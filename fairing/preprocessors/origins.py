@@ -89,8 +89,12 @@ def code_origins(target: Any) -> dict:
                 continue
             lines = linecache.getlines(filename)
             first = code.co_firstlineno
-            lasts = [line for _start, _end, line in code.co_lines() if line is not None] \
-                if hasattr(code, "co_lines") else [first]
+            if hasattr(code, "co_lines"):  # 3.10+
+                lasts = [line for _start, _end, line in code.co_lines() if line is not None]
+            else:  # 3.9: the line table as (offset, line) pairs
+                import dis
+
+                lasts = [line for _offset, line in dis.findlinestarts(code)]
             last = min(max(lasts, default=first), first + MAX_LINES)
             entry = {"file": shown_name(filename), "first": first,
                      "lines": [line.rstrip("\n") for line in lines[first - 1:last]]}

@@ -121,15 +121,15 @@ def environment(version: str, python: Path, *, log=None) -> Path:
     return venv
 
 
-def test_command(venv: Path, *pytest_args: str) -> tuple[list[str], dict]:
-    """(argv, environment) to run the unit and local tiers in ``venv``, from the checkout."""
+def test_command(venv: Path, *pytest_args: str, tiers: tuple = TIERS) -> tuple[list[str], dict]:
+    """(argv, environment) to run ``tiers`` [the unit and local tiers] in ``venv``, from the checkout."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("PYTEST_", "FAIRING_TESTS_REPORT", "VIRTUAL_ENV", "PYTHONHOME"))}
     env["PYTHONPATH"] = str(ROOT)
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     env["VIRTUAL_ENV"] = str(venv)
     argv = [str(venv / "bin" / "python"), "-m", "pytest", "-p", "no:cacheprovider", "-q", "--phase", "parallel",
-            *pytest_args, *TIERS]
+            *pytest_args, *tiers]
     return argv, env
 
 
