@@ -141,3 +141,14 @@ def test_a_bad_queue_on_the_command_line_is_a_usage_error_not_a_traceback(tmp_pa
     err = capsys.readouterr().err
     assert code == 2, err
     assert "LocalQueue" in err and "'Team A'" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("bad", [" team", "team ", "team\n", "", "Team"])
+def test_a_queue_argument_is_refused_when_given_as_it_is_not_stripped(bad):
+    # The argument is used as given: a name with whitespace around it must fail at train(),
+    # not pass there (stripped) and fail only later, when the job is made.
+    import fairing
+
+    with pytest.raises(ConfigurationError, match="queue= of train") as err:
+        fairing.train(backend="kubernetes", queue=bad)
+    assert repr(bad) in str(err.value)

@@ -1,0 +1,108 @@
+"""Attacks on queue=: a running job Kueue evicts (it waits again, then runs; it does not
+fail), a ClusterQueue stopped with ``stopPolicy: Hold`` (the timeout says why, nothing left,
+no thread of the handle left), a LocalQueue deleted while its job waits (QueueNotFoundError,
+nothing left)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+
+import fairing
+from fairing import JobTimeoutError, QueueNotFoundError
+from fairing.backends import Backend
+from fairing.deployers.job import JobDeployer
+from fairing.events import Queued
+from fairing.kube.kueue import GROUP, VERSION
+
+from conftest import wait_until
+from test_kueue import _left_in, _local_queue, _queue_pair, _small, _workloads, queue  # noqa: F401
+
+pytestmark = pytest.mark.e2e
+
+
+def _threads_of(name: str) -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.endswith(name) or f"-{name}-" in t.name]
+
+
+def test_an_evicted_job_is_queued_again_then_runs(builder, kube, queue):
+    events: list = []
+    deployer = JobDeployer(kube=kube, queue=queue, mutators=[_small()])
+
+    @fairing.train(backend=Backend("e2e", builder, deployer), quiet=True, on_event=events.append, timeout=600)
+    def slow():
+        import time
+
+        time.sleep(25)
+        return "done"
+
+    handle = slow.submit()
+    try:
+        wait_until(lambda: handle.status().phase == "Running", 300, "the job running")
+        workload = _workloads(kube)[0]["metadata"]["name"]
+        # Kueue evicts it (as a preemption does): the job is suspended, its pods deleted.
+        kube.custom.patch_namespaced_custom_object(GROUP, VERSION, kube.namespace, "workloads", workload,
+                                                   {"spec": {"active": False}})
+        wait_until(lambda: handle.status().phase == "Queued", 60, "the evicted job reported queued again")
+        time.sleep(8)  # pods deleted by the eviction must not read as a failure
+        assert handle.status().phase == "Queued", handle.status()
+        kube.custom.patch_namespaced_custom_object(GROUP, VERSION, kube.namespace, "workloads", workload,
+                                                   {"spec": {"active": True}})
+        assert handle.result(600) == "done"
+        assert [e for e in events if isinstance(e, Queued) and e.status == "started"], events
+    finally:
+        handle.delete()
+    assert _left_in(kube) == []
+    assert f"fairing-queue-{handle.name}" not in _threads_of(handle.name)
+
+
+def test_a_held_cluster_queue_times_out_saying_so_and_leaves_nothing(builder, kube):
+    cluster_queue = f"fairing-e2e-held-{uuid.uuid4().hex[:8]}"
+    _queue_pair(kube, cluster_queue, "held")
+    kube.custom.patch_cluster_custom_object(GROUP, VERSION, "clusterqueues", cluster_queue,
+                                            {"spec": {"stopPolicy": "Hold"}})
+    try:
+        deployer = JobDeployer(kube=kube, queue="held", mutators=[_small()])
+
+        @fairing.train(backend=Backend("e2e", builder, deployer), quiet=True, timeout=30)
+        def never():
+            return "ran"
+
+        with pytest.raises(JobTimeoutError) as err:
+            never()
+        assert "held" in str(err.value), str(err.value)
+        assert _left_in(kube) == []
+        time.sleep(3)
+        assert [t for t in _threads_of("") if t.startswith("fairing-queue-")] == []
+    finally:
+        kube.custom.delete_cluster_custom_object(GROUP, VERSION, "clusterqueues", cluster_queue)
+
+
+def test_a_local_queue_deleted_while_its_job_waits_fails_typed_and_leaves_nothing(builder, kube):
+    cluster_queue = f"fairing-e2e-gone-{uuid.uuid4().hex[:8]}"
+    _queue_pair(kube, cluster_queue, "going")
+    kube.custom.patch_cluster_custom_object(GROUP, VERSION, "clusterqueues", cluster_queue,
+                                            {"spec": {"stopPolicy": "Hold"}})
+    try:
+        events: list = []
+        deployer = JobDeployer(kube=kube, queue="going", mutators=[_small()])
+
+        @fairing.train(backend=Backend("e2e", builder, deployer), quiet=True, on_event=events.append, timeout=300)
+        def never():
+            return "ran"
+
+        handle = never.submit()
+        try:
+            wait_until(lambda: handle.status().phase == "Queued", 60, "queued")
+            kube.custom.delete_namespaced_custom_object(GROUP, VERSION, kube.namespace, "localqueues", "going")
+            with pytest.raises(QueueNotFoundError) as err:
+                handle.result(120)
+            assert "going" in str(err.value)
+        finally:
+            handle.delete()
+        assert _left_in(kube) == []
+    finally:
+        kube.custom.delete_cluster_custom_object(GROUP, VERSION, "clusterqueues", cluster_queue)
