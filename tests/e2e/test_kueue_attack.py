@@ -106,3 +106,49 @@ def test_a_local_queue_deleted_while_its_job_waits_fails_typed_and_leaves_nothin
         assert _left_in(kube) == []
     finally:
         kube.custom.delete_cluster_custom_object(GROUP, VERSION, "clusterqueues", cluster_queue)
+
+
+@pytest.fixture
+def dead_job_webhook(kube, api_client):
+    """What a cluster looks like while Kueue's controller is down: a Job admission webhook
+    (failurePolicy Fail) whose Service has no endpoint, scoped to this test's namespace."""
+    from kubernetes import client
+
+    name = f"fairing-e2e-dead-{uuid.uuid4().hex[:8]}"
+    kube.core.create_namespaced_service(kube.namespace, client.V1Service(
+        metadata=client.V1ObjectMeta(name="webhook"),
+        spec=client.V1ServiceSpec(selector={"app": "nothing-here"}, ports=[client.V1ServicePort(port=443)])))
+    admission = client.AdmissionregistrationV1Api(api_client)
+    admission.create_mutating_webhook_configuration(client.V1MutatingWebhookConfiguration(
+        metadata=client.V1ObjectMeta(name=name),
+        webhooks=[client.V1MutatingWebhook(
+            name="mjob.fairing-e2e.test", admission_review_versions=["v1"], side_effects="None",
+            failure_policy="Fail", timeout_seconds=5,
+            namespace_selector={"matchLabels": {"kubernetes.io/metadata.name": kube.namespace}},
+            client_config=client.AdmissionregistrationV1WebhookClientConfig(
+                service=client.AdmissionregistrationV1ServiceReference(namespace=kube.namespace, name="webhook",
+                                                                       path="/mutate--v1-job")),
+            rules=[client.V1RuleWithOperations(api_groups=["batch"], api_versions=["v1"], operations=["CREATE"],
+                                               resources=["jobs"])])]))
+    yield name
+    admission.delete_mutating_webhook_configuration(name)
+
+
+@pytest.mark.parametrize("queued", [False, True], ids=["no-queue", "queue"])
+def test_a_dead_admission_webhook_is_a_typed_error_naming_it_and_leaves_nothing(builder, kube, queue,
+                                                                                dead_job_webhook, queued):
+    from fairing import DeployError
+
+    deployer = JobDeployer(kube=kube, queue=queue if queued else None, mutators=[_small()])
+
+    @fairing.train(backend=Backend("e2e", builder, deployer), quiet=True, timeout=120)
+    def never():
+        return "ran"
+
+    with pytest.raises(DeployError) as err:
+        never()
+    message = str(err.value)
+    assert "mjob.fairing-e2e.test" in message and "webhook" in message, message
+    assert "no endpoints available" in message or "connection refused" in message, message
+    assert "kubectl get mutatingwebhookconfiguration" in message, message  # says how to find whose it is
+    assert _left_in(kube) == []
