@@ -118,6 +118,12 @@ class QueueState:
         return self.reason == "Inadmissible" and ("doesn't exist" in self.message
                                                   or "terminating or missing" in self.message)
 
+    @property
+    def too_small(self) -> bool:
+        """The job asks more than the queue's maximum capacity (nominal quota plus what it may
+        borrow): Kueue keeps it pending, but only a change of the queue could ever admit it."""
+        return self.reason == "Pending" and "> maximum capacity" in self.message
+
     def describe(self) -> str:
         if self.admitted:
             return f"admitted by Kueue from the LocalQueue {self.queue}"

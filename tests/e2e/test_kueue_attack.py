@@ -14,6 +14,7 @@ import pytest
 import fairing
 from fairing import JobTimeoutError, QueueNotFoundError
 from fairing.backends import Backend
+from fairing.deployers import mutators as m
 from fairing.deployers.job import JobDeployer
 from fairing.events import Queued
 from fairing.kube.kueue import GROUP, VERSION
@@ -151,4 +152,22 @@ def test_a_dead_admission_webhook_is_a_typed_error_naming_it_and_leaves_nothing(
     assert "mjob.fairing-e2e.test" in message and "webhook" in message, message
     assert "no endpoints available" in message or "connection refused" in message, message
     assert "kubectl get mutatingwebhookconfiguration" in message, message  # says how to find whose it is
+    assert _left_in(kube) == []
+
+
+def test_a_map_asking_more_than_the_queue_ever_has_fails_fast_saying_so(builder, kube, queue):
+    from fairing import QueueTooSmallError
+
+    deployer = JobDeployer(kube=kube, queue=queue, mutators=[m.resources(cpu="100m", memory="64Mi")])
+
+    @fairing.train(backend=Backend("e2e", builder, deployer), quiet=True, timeout=300)
+    def square(x):
+        return x * x
+
+    started = time.monotonic()
+    with pytest.raises(QueueTooSmallError) as err:
+        square.map(range(5), parallelism=5)  # 500m at once on a 300m queue
+    assert time.monotonic() - started < 120
+    message = str(err.value)
+    assert queue in message and "maximum capacity" in message and "parallelism" in message, message
     assert _left_in(kube) == []

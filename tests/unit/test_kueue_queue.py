@@ -152,3 +152,15 @@ def test_a_queue_argument_is_refused_when_given_as_it_is_not_stripped(bad):
     with pytest.raises(ConfigurationError, match="queue= of train") as err:
         fairing.train(backend="kubernetes", queue=bad)
     assert repr(bad) in str(err.value)
+
+
+def test_a_request_over_the_maximum_capacity_reads_as_too_small_and_a_busy_queue_does_not():
+    never = ("couldn't assign flavors to pod set main: insufficient quota for cpu in flavor f, previously considered "
+             "podsets requests (0) + current podset request (500m) > maximum capacity (300m)")
+    busy = "couldn't assign flavors to pod set main: insufficient unused quota for cpu in flavor f, 100m more needed"
+    assert QueueState("q", False, "Pending", never).too_small
+    assert not QueueState("q", False, "Pending", busy).too_small
+    assert not QueueState("q", True).too_small
+    from fairing import QueueTooSmallError
+
+    assert issubclass(QueueTooSmallError, ConfigurationError)
