@@ -32,7 +32,7 @@ QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 GROUP, VERSION = "kueue.x-k8s.io", "v1beta2"
 
 # A LocalQueue's name is a DNS-1123 subdomain, and as a label value it has at most 63 characters.
-_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")  # each dot-part a DNS label
 
 
 def check_queue_name(queue: Any, where: str = "queue=") -> Optional[str]:

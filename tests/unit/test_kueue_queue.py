@@ -20,7 +20,7 @@ IMAGE = "registry.example.com/team/job:1"
 
 
 @pytest.mark.parametrize("bad", ["", "Team", "team a", "-team", "team-", "a" * 64, "team/a", "tëam", 7, ["q"],
-                                 "q\n", "../q"])
+                                 "q\n", "../q", "a..b", "a.-b", "a-.b", ".a"])
 def test_a_bad_queue_name_is_a_configuration_error_naming_it(bad):
     with pytest.raises(ConfigurationError, match="LocalQueue") as err:
         JobDeployer(queue=bad, pull_credentials=False)
@@ -28,7 +28,7 @@ def test_a_bad_queue_name_is_a_configuration_error_naming_it(bad):
 
 
 def test_good_names_pass():
-    for name in ("team-a", "a", "q.1", "a" * 63):
+    for name in ("team-a", "a", "q.1", "a" * 63, "a.b-c.d"):
         assert check_queue_name(name) == name
     assert check_queue_name(None) is None
 
