@@ -53,6 +53,7 @@ def test_an_evicted_job_is_queued_again_then_runs(builder, kube, queue):
         kube.custom.patch_namespaced_custom_object(GROUP, VERSION, kube.namespace, "workloads", workload,
                                                    {"spec": {"active": True}})
         assert handle.result(600) == "done"
+        assert handle.status().phase == "Succeeded"  # finished: no longer read as queued
         assert [e for e in events if isinstance(e, Queued) and e.status == "started"], events
     finally:
         handle.delete()
