@@ -6,6 +6,7 @@ Each message says what happened and how to fix it. The tree::
     ├── ConfigurationError          an argument or setting is wrong
     │   ├── PythonMismatchError         the base image's Python cannot load this function
     │   ├── QueueNotFoundError          the Kueue LocalQueue named by queue= does not exist (or no Kueue)
+    │   ├── QueueTooSmallError          the job asks more at once than its Kueue queue ever has
     │   └── KatibAlgorithmError         the installed Katib has no suggestion service for the algorithm
     ├── MissingDependencyError      an optional extra is not installed
     ├── ConflictingInstallError     Kubeflow's old 'fairing' package shares this one's directory
@@ -58,6 +59,7 @@ __all__ = [
     "ConfigurationError",
     "PythonMismatchError",
     "QueueNotFoundError",
+    "QueueTooSmallError",
     "KatibAlgorithmError",
     "MissingDependencyError",
     "ConflictingInstallError",
@@ -135,6 +137,17 @@ class QueueNotFoundError(ConfigurationError):
     """``queue=`` names a Kueue LocalQueue that does not exist in the job's namespace, or the
     cluster has no Kueue; found before anything is built, or from Kueue's own reason when
     the queue goes away while a job waits in it. ``queue`` and ``namespace`` name it."""
+
+    def __init__(self, message: str, *, queue: str, namespace: str) -> None:
+        self.queue = queue
+        self.namespace = namespace
+        super().__init__(message)
+
+
+class QueueTooSmallError(ConfigurationError):
+    """The job asks more at once (its pods' requests together) than the ClusterQueue behind
+    its Kueue LocalQueue has at most, borrowing included: Kueue would hold it forever.
+    ``queue`` and ``namespace`` name the LocalQueue."""
 
     def __init__(self, message: str, *, queue: str, namespace: str) -> None:
         self.queue = queue

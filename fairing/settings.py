@@ -257,6 +257,11 @@ def check_arguments(options: Mapping[str, Any], what: str) -> None:
                        "ca_bundle": "'certs/ca.pem'", "context": "'team-cluster'", "queue": "'team-a'"}[name]
             raise ConfigurationError(f"{key}= of {what} takes one string, e.g. {key}={example}; got "
                                      f"{type(value).__name__} {value!r}.")
+        if name == "queue":  # an argument is used as given (not stripped, as a setting is): check it so
+            from .kube.kueue import check_queue_name
+
+            check_queue_name(value, f"{key}= of {what}")
+            continue
         _check_value(name, value, f"{key}= of {what}")
 
 

@@ -106,6 +106,14 @@ def raise_for_api_error(exc: Exception, *, action: str, kind: str = "", namespac
             f"Kubernetes did not accept fairing's credentials (while trying to {action}): {message}. "
             "Refresh your kubeconfig (e.g. log in to the cluster again)."
         ) from exc
+    if "failed calling webhook" in message:  # an admission webhook down refuses every such object, queued or not
+        hook = re.search(r'failed calling webhook "([^"]+)"', message)
+        kueue = " (Kueue's: its controller in kueue-system is down or starting)" if "kueue" in message else ""
+        raise DeployError(
+            f"Kubernetes could not {action}{where}: the admission webhook {hook.group(1) if hook else ''} it must "
+            f"ask first does not answer{kueue}: {message}. Until it answers, the cluster refuses every such object; "
+            "retry later, or ask the cluster's admins (kubectl get mutatingwebhookconfiguration,"
+            "validatingwebhookconfiguration names whose webhook it is).") from exc
     raise DeployError(f"Kubernetes could not {action}{where}: HTTP {status}: {message}") from exc
 
 

@@ -32,7 +32,7 @@ QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 GROUP, VERSION = "kueue.x-k8s.io", "v1beta2"
 
 # A LocalQueue's name is a DNS-1123 subdomain, and as a label value it has at most 63 characters.
-_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")  # each dot-part a DNS label
 
 
 def check_queue_name(queue: Any, where: str = "queue=") -> Optional[str]:
@@ -117,6 +117,12 @@ class QueueState:
     def missing(self) -> bool:
         return self.reason == "Inadmissible" and ("doesn't exist" in self.message
                                                   or "terminating or missing" in self.message)
+
+    @property
+    def too_small(self) -> bool:
+        """The job asks more than the queue's maximum capacity (nominal quota plus what it may
+        borrow): Kueue keeps it pending, but only a change of the queue could ever admit it."""
+        return self.reason == "Pending" and "> maximum capacity" in self.message
 
     def describe(self) -> str:
         if self.admitted:

@@ -314,7 +314,7 @@ class Workload:
         """While Kueue holds the workload (a queue label, suspended): read what its Workload
         says, report each change as a Queued event, and note a queue that does not exist.
         Ends at once for a workload without a queue label."""
-        from ..errors import QueueNotFoundError
+        from ..errors import QueueNotFoundError, QueueTooSmallError
         from .kueue import queue_of, suspended, workload_state
 
         last: Any = None
@@ -350,7 +350,7 @@ class Workload:
             if last is None:
                 held_since = time.monotonic()
             if state != last:
-                status = "failed" if state.missing else "started" if last is None else "waiting"
+                status = "failed" if state.missing or state.too_small else "started" if last is None else "waiting"
                 self._emit(Queued("queue", status, state.describe(), job=self.name, queue=queue,
                                   reason=state.reason, message=state.message))
             with self._cond:
@@ -361,8 +361,15 @@ class Workload:
                         f"never admit it: {state.message}. Create that queue in namespace {self.namespace!r} (or "
                         "ask the cluster's admins), or send the job to an existing one with queue=.",
                         queue=queue, namespace=self.namespace)
+                elif state.too_small:
+                    self._queue_error = QueueTooSmallError(
+                        f"The {self.kind} {self.name} asks more at once than the Kueue LocalQueue {queue!r} ever has, "
+                        f"so Kueue would hold it forever: {state.message}. Ask for less at once (cpu=, memory=, gpus=, "
+                        "fewer replicas, or a map's parallelism=), send it to a larger queue with queue=, or ask the "
+                        "cluster's admins to raise the ClusterQueue's nominalQuota.", queue=queue,
+                        namespace=self.namespace)
                 self._cond.notify_all()
-            if state.missing:
+            if state.missing or state.too_small:
                 return
             self._stop.wait(_QUEUE_POLL)
 

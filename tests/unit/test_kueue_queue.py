@@ -20,7 +20,7 @@ IMAGE = "registry.example.com/team/job:1"
 
 
 @pytest.mark.parametrize("bad", ["", "Team", "team a", "-team", "team-", "a" * 64, "team/a", "tëam", 7, ["q"],
-                                 "q\n", "../q"])
+                                 "q\n", "../q", "a..b", "a.-b", "a-.b", ".a"])
 def test_a_bad_queue_name_is_a_configuration_error_naming_it(bad):
     with pytest.raises(ConfigurationError, match="LocalQueue") as err:
         JobDeployer(queue=bad, pull_credentials=False)
@@ -28,7 +28,7 @@ def test_a_bad_queue_name_is_a_configuration_error_naming_it(bad):
 
 
 def test_good_names_pass():
-    for name in ("team-a", "a", "q.1", "a" * 63):
+    for name in ("team-a", "a", "q.1", "a" * 63, "a.b-c.d"):
         assert check_queue_name(name) == name
     assert check_queue_name(None) is None
 
@@ -141,3 +141,26 @@ def test_a_bad_queue_on_the_command_line_is_a_usage_error_not_a_traceback(tmp_pa
     err = capsys.readouterr().err
     assert code == 2, err
     assert "LocalQueue" in err and "'Team A'" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("bad", [" team", "team ", "team\n", "", "Team"])
+def test_a_queue_argument_is_refused_when_given_as_it_is_not_stripped(bad):
+    # The argument is used as given: a name with whitespace around it must fail at train(),
+    # not pass there (stripped) and fail only later, when the job is made.
+    import fairing
+
+    with pytest.raises(ConfigurationError, match="queue= of train") as err:
+        fairing.train(backend="kubernetes", queue=bad)
+    assert repr(bad) in str(err.value)
+
+
+def test_a_request_over_the_maximum_capacity_reads_as_too_small_and_a_busy_queue_does_not():
+    never = ("couldn't assign flavors to pod set main: insufficient quota for cpu in flavor f, previously considered "
+             "podsets requests (0) + current podset request (500m) > maximum capacity (300m)")
+    busy = "couldn't assign flavors to pod set main: insufficient unused quota for cpu in flavor f, 100m more needed"
+    assert QueueState("q", False, "Pending", never).too_small
+    assert not QueueState("q", False, "Pending", busy).too_small
+    assert not QueueState("q", True).too_small
+    from fairing import QueueTooSmallError
+
+    assert issubclass(QueueTooSmallError, ConfigurationError)
