@@ -17,6 +17,7 @@ as ``name=value`` for Katib's StdOut metrics collector.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Mapping, Optional
 
 from .deployers.katib import (ALGORITHMS, KATIB_GROUP, Categorical, DoubleRange, IntRange, KatibDeployer, KatibHandle,
@@ -63,8 +64,8 @@ def sweep(func: Any, grid: Mapping[str, Any], *, metric: Any = None, mode: str =
 
 
 def _positive(name: str, value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigurationError(f"{name} must be a positive integer, got {value!r}.")
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value < 2 ** 31:
+        raise ConfigurationError(f"{name} must be a positive integer (Katib's are 32-bit), got {value!r}.")
     return value
 
 
@@ -98,7 +99,8 @@ def sweep_submit(func: Any, space: Mapping[str, Any], *, metric: Optional[str] =
         raise ConfigurationError(f"mode must be one of {SWEEP_MODES}, got {mode!r}.")
     if metric is None:
         metric = DEFAULT_METRIC
-    if not isinstance(metric, str) or not metric.replace("-", "_").isidentifier():
+    # ASCII only: Katib's collector filter matches names with Go's \w, which is ASCII
+    if not isinstance(metric, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", metric):
         raise ConfigurationError(f"Katib's metric is a name (letters, digits, _ and -), got {metric!r}: the "
                                  "function returns a number or a dict holding it.")
     if not isinstance(algorithm, str) or not algorithm:

@@ -20,6 +20,7 @@ errors) and the space's kinds belong together and are used only here.
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -35,7 +36,7 @@ from ..kube.workloads import WorkloadKind, condition_phase
 from ..results import SweepResult, SweepTrial
 from ..runtime import ENTRYPOINT
 from ..runtime.result import TRIAL_CALL
-from ..runtime.trial import env_name
+from ..runtime.trial import METRICS_FORMAT, env_name
 from .kubernetes import KubeDeployerBase, KubeHandle
 
 __all__ = ["KatibDeployer", "KatibHandle", "IntRange", "DoubleRange", "Categorical", "TrialUpdate",
@@ -99,6 +100,9 @@ def _check_range(name: str, spec: Any) -> None:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
             raise ConfigurationError(f"The parameter {name!r}: {field}={value!r} is not {'an integer' if kind is int else 'a number'}.")
+    if not all(math.isfinite(v) and abs(v) < 2 ** 63 for v in (spec.min, spec.max, spec.step or 0)):
+        raise ConfigurationError(f"The parameter {name!r}: {spec!r} needs finite bounds within 64 bits (Katib's "
+                                 "suggestion services read them as such).")
     if spec.min > spec.max:
         raise ConfigurationError(f"The parameter {name!r}: min {spec.min!r} is above max {spec.max!r}.")
     if spec.step is not None and spec.step <= 0:
@@ -529,7 +533,9 @@ class KatibDeployer(KubeDeployerBase):
             "parallelTrialCount": s["parallel_trials"],
             "maxTrialCount": s["max_trials"],
             "maxFailedTrialCount": s["max_failed_trials"],
-            "metricsCollectorSpec": {"collector": {"kind": "StdOut"}},
+            # only the runtime's marked lines count: the function's own output cannot forge the metric
+            "metricsCollectorSpec": {"collector": {"kind": "StdOut"},
+                                     "source": {"filter": {"metricsFormat": [METRICS_FORMAT]}}},
             "parameters": s["parameters"],
             "resumePolicy": "Never",
             "trialTemplate": {
