@@ -119,10 +119,16 @@ def sweep_submit(func: Any, space: Mapping[str, Any], *, metric: Optional[str] =
         base, parameters=parameters, space=runtime_space, metric=metric, mode=mode, algorithm=algorithm,
         algorithm_settings=algorithm_settings, max_trials=max_trials, parallel_trials=parallel_trials,
         max_failed_trials=max_failed_trials, katib_group=katib_group, katib_namespace=katib_namespace)
+    # Katib's webhook refuses a name over 40 characters or not a DNS label: say so before building
+    chosen = name if name is not None else deployer.new_name()
+    if not isinstance(chosen, str) or len(chosen) > 40 or not re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", chosen):
+        raise ConfigurationError(f"Katib names a search with at most 40 lower-case letters, digits and '-' "
+                                 f"(starting with a letter); {chosen!r} is not one. Pass another name=, or a "
+                                 "name_prefix of at most 22 characters.")
     deployer.check_installed()  # before the image is built
     pre = FunctionPreprocessor(func.func, (), trial_call(runtime_space, metric), input_files=func.input_files,
                                requirements=func.requirements, env=_outputs_env(func.outputs))
-    return submit(pre, backend=backend, builder=func.builder, deployer=deployer, name=name, on_event=func.on_event,
+    return submit(pre, backend=backend, builder=func.builder, deployer=deployer, name=chosen, on_event=func.on_event,
                   quiet=func.quiet)
 
 

@@ -102,6 +102,29 @@ def test_a_random_search_reports_the_best_of_its_trials_own_values(katib_backend
     assert _gone(kube) == []
 
 
+def test_the_functions_own_metric_lines_cannot_forge_what_katib_sees(katib_backend, kube):
+    """A training log printing ``accuracy=999`` (plain, or after a timestamp, which Katib's
+    collector sorts after an untimestamped line for its 'latest' strategy) is not the metric:
+    the value the function returns is."""
+    @fairing.train(backend=katib_backend, timeout=900)
+    def fit(lr):
+        import datetime
+
+        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        print("accuracy=999", flush=True)
+        print(f"{now} epoch 9 accuracy=999", flush=True)
+        print("fairing-metric accuracy=999", flush=True)
+        return {"accuracy": lr}
+
+    best = fairing.sweep(fit, {"lr": [0.25, 0.5]}, metric="accuracy", engine="katib", algorithm="random",
+                         max_trials=2, parallel_trials=2)
+    assert [t.state for t in best.details] == ["Succeeded", "Succeeded"], best.details
+    for t in best.details:
+        assert t.value == pytest.approx(t.result["accuracy"]) == pytest.approx(t.params["lr"]), best.details
+    assert best.score in (0.25, 0.5)
+    assert _gone(kube) == []
+
+
 def test_a_failing_trial_is_named_with_its_log(katib_backend, kube):
     @fairing.train(backend=katib_backend, timeout=900)
     def fit(kind):

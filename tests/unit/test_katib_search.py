@@ -194,3 +194,40 @@ def test_sweep_refuses_what_katib_cannot_do_before_building():
         fairing.sweep(fit, {"a": [1, 2]}, engine="katib", paralel_trials=2)
     with pytest.raises(ConfigurationError, match="apply to engine='katib'"):
         fairing.sweep(fit, {"a": [1, 2]}, max_trials=3)
+
+
+def test_a_search_name_katib_would_refuse_is_refused_before_building():
+    """Katib's webhook takes at most 40 characters, a DNS label: said before the image is built
+    (the kube client here is no client: reaching the cluster would fail otherwise)."""
+    from fairing.backends import Backend
+    from fairing.builders.append import AppendBuilder
+
+    def backend(prefix):
+        return Backend("kubernetes", AppendBuilder("python:3.11", "127.0.0.1:1/x", insecure=True),
+                       JobDeployer(namespace="ns", kube=object(), name_prefix=prefix))
+
+    @fairing.train(backend=backend("a-prefix-over-22-chars-x"))
+    def fit(a):
+        return a
+
+    with pytest.raises(ConfigurationError, match="at most 40"):
+        fairing.sweep_submit(fit, {"a": [1, 2]})
+    fit = fairing.train(backend=backend("fairing"))(fit.func)
+    for bad in ("My_Search", "x" * 41, "-a", "a;b"):
+        with pytest.raises(ConfigurationError, match="at most 40"):
+            fairing.sweep_submit(fit, {"a": [1, 2]}, name=bad)
+
+
+def test_a_credential_among_the_values_is_refused_with_the_payload():
+    """Categorical values enter the payload and the Experiment (readable by anyone who may get
+    experiments): the payload's credential scan refuses a token before anything is created."""
+    from fairing.deployers.katib import trial_call
+    from fairing.errors import SecretInContextError
+    from fairing.preprocessors.function import FunctionPreprocessor
+
+    def fit(tok):
+        return 1.0
+
+    _, runtime = katib_space({"tok": ["ghp_" + "aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5", "b"]})
+    with pytest.raises(SecretInContextError, match="GitHub token"):
+        FunctionPreprocessor(fit, (), trial_call(runtime, "objective")).context()
