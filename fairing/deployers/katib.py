@@ -273,9 +273,10 @@ class KatibHandle(KubeHandle):
             self._trial_seen[name] = (state, value)
             self._emit(TrialUpdate(name, state, _params_of(trial, self.space), value))
 
-    def _stream(self, pod_name: str, source: str, restarts: int) -> None:
+    def _stream(self, pod_name: str, source: str, restarts: int, container: Optional[str] = None) -> None:
         """The trial's output: Katib sends the container's stdout to a file that its collector
-        sidecar reads and logs, so the sidecar's log (less its own log-line prefix) is it."""
+        sidecar reads and logs, so the sidecar's log (less its own log-line prefix) is it
+        (``container``, the trial's main one, has none)."""
         from ..kube.watch import LineSplitter
 
         try:

@@ -231,3 +231,16 @@ def test_a_credential_among_the_values_is_refused_with_the_payload():
     _, runtime = katib_space({"tok": ["ghp_" + "aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5", "b"]})
     with pytest.raises(SecretInContextError, match="GitHub token"):
         FunctionPreprocessor(fit, (), trial_call(runtime, "objective")).context()
+
+
+def test_the_trial_log_stream_takes_what_the_watch_passes():
+    """The watch starts a pod's stream with its main container: the Katib handle's override
+    (which reads the collector sidecar instead) must take that argument, else no trial log
+    ever streams (a TypeError in the stream's thread)."""
+    import inspect
+
+    from fairing.deployers.katib import KatibHandle
+    from fairing.kube.watch import Workload
+
+    base = inspect.signature(Workload._stream)
+    inspect.signature(KatibHandle._stream).bind(*[None] * len(base.parameters))
