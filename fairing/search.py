@@ -107,7 +107,8 @@ def sweep_submit(func: Any, space: Mapping[str, Any], *, metric: Optional[str] =
         raise ConfigurationError(f"algorithm is a Katib algorithm name such as {ALGORITHMS[:4]}, got {algorithm!r}.")
     max_trials = _positive("max_trials", max_trials)
     parallel_trials = min(_positive("parallel_trials", parallel_trials), max_trials)
-    if max_failed_trials is not None and (not isinstance(max_failed_trials, int) or max_failed_trials < 0):
+    if max_failed_trials is not None and (not isinstance(max_failed_trials, int) or isinstance(max_failed_trials, bool)
+                                          or not 0 <= max_failed_trials < 2 ** 31):
         raise ConfigurationError(f"max_failed_trials must be an integer >= 0, got {max_failed_trials!r}.")
     parameters, runtime_space = katib_space(space)
     backend = func._backend.make(builder=func.builder, deployer=func.deployer)

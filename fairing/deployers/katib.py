@@ -20,6 +20,7 @@ errors) and the space's kinds belong together and are used only here.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import threading
@@ -150,7 +151,16 @@ def katib_space(space: Any) -> tuple[list, dict]:
         else:
             raise ConfigurationError(f"The parameter {name!r}: {spec!r} is not a search space kind; use "
                                      "IntRange, DoubleRange, Categorical or a list of values.")
+    size = len(json.dumps(runtime))
+    if size > SPACE_LIMIT:  # it travels in an annotation (256 KiB with the others) and the Experiment
+        raise ConfigurationError(f"The search space takes {size} bytes as text, over {SPACE_LIMIT}: Kubernetes "
+                                 "would refuse the Experiment after the image is built. List fewer values, or "
+                                 "search an IntRange over their indices.")
     return parameters, runtime
+
+
+#: The most the search space may take as JSON (kept in the Experiment's annotation).
+SPACE_LIMIT = 64 * 1024
 
 
 def trial_call(runtime_space: dict, metric: str) -> dict:
@@ -226,8 +236,6 @@ class KatibHandle(KubeHandle):
     def attach(cls, kube: Any, name: str, *, on_event: Any = None) -> "KatibHandle":
         handle = cls(kube, name, kube.namespace, on_event=on_event)
         try:  # the search's own description: its space and metric, from its annotations
-            import json
-
             obj = kube.custom.get_namespaced_custom_object(KATIB_GROUP, KATIB_VERSION, kube.namespace, "experiments", name)
             meta = json.loads(((obj.get("metadata") or {}).get("annotations") or {}).get(SEARCH_ANNOTATION, "{}"))
             handle.space, handle.metric, handle.mode = meta.get("space", {}), meta.get("metric", ""), meta.get("mode", "max")
@@ -513,8 +521,6 @@ class KatibDeployer(KubeDeployerBase):
         return set(re.findall(r"algorithmName:\s*[\"']?([\w.-]+)", section.group(2)))
 
     def manifest(self, image: Any, name: str) -> dict:
-        import json
-
         s = self.search
         template = self.pod_template(image, name)
         container = template["spec"]["containers"][0]

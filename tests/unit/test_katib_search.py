@@ -52,6 +52,7 @@ def test_the_space_takes_katibs_kinds_and_lists():
     ({"a": DoubleRange(math.nan, 1.0)}, "finite"),  # nan > max is False: it passed the order check
     ({"a": DoubleRange(0.0, math.inf)}, "finite"),
     ({"a": IntRange(0, 10 ** 30)}, "64 bits"),
+    ({"a": [f"v{i:06d}" for i in range(20000)]}, "over 65536"),  # would overflow the annotation after building
 ])
 def test_a_space_katib_cannot_carry_is_refused(space, words):
     with pytest.raises(ConfigurationError, match=words):
@@ -185,6 +186,9 @@ def test_sweep_refuses_what_katib_cannot_do_before_building():
     for bad in (0, -3, 2 ** 31, True, 2.0):
         with pytest.raises(ConfigurationError, match="max_trials"):
             fairing.sweep(fit, {"a": [1, 2]}, engine="katib", max_trials=bad)
+    for bad in (True, -1, 2 ** 31):
+        with pytest.raises(ConfigurationError, match="max_failed_trials"):
+            fairing.sweep(fit, {"a": [1, 2]}, engine="katib", max_failed_trials=bad)
     for bad in ("préc", "a b", "a=b", "", "1a"):  # Katib's collector matches names with ASCII \w
         with pytest.raises(ConfigurationError, match="metric is a name"):
             fairing.sweep(fit, {"a": [1, 2]}, engine="katib", metric=bad)
