@@ -5,7 +5,8 @@ The function's image is built once, as for any call; the search is a Katib Exper
 whose trials run that image as batch Jobs, each with the parameters Katib's suggestion
 service chose as the function's keyword arguments (see :mod:`fairing.deployers.katib`).
 The function returns a number, or a dict holding the ``metric``; the runtime prints it
-as ``name=value`` for Katib's StdOut metrics collector.
+as a ``fairing-metric:name=value`` line for Katib's StdOut metrics collector (which
+reads only those: the function's own output cannot stand in for its result).
 
 >>> @fairing.train(backend="kubernetes")
 ... def fit(lr, depth):

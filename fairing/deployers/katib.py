@@ -4,7 +4,7 @@ whose trials are batch Jobs running the function's image.
 The trial template is the Job deployer's pod (the same image, result key, pull secret
 and mutators) with the trial's parameter values in ``FAIRING_TRIAL_<i>`` (Katib fills
 ``${trialParameters.<name>}`` in), read by the runtime (:mod:`fairing.runtime.trial`),
-which prints the objective as a ``name=value`` line for Katib's StdOut metrics
+which prints the objective as a ``fairing-metric:name=value`` line for Katib's StdOut metrics
 collector. Each trial's own return value comes back through the termination message,
 signed with the search's result key, as a job's does.
 
@@ -423,6 +423,7 @@ class KatibHandle(KubeHandle):
 
 
 SEARCH_ANNOTATION = "fairing.kubeflow.org/search"
+_AUTH_VOLUME = "fairing-registry-auth"  # the Job deployer's registry credentials, for outputs
 
 
 def _unlabelled(namespace: str) -> str:
@@ -527,8 +528,12 @@ class KatibDeployer(KubeDeployerBase):
         container["command"] = list(ENTRYPOINT)
         # no log channel (Katib sends stdout to its collector) and no outputs: the value
         # travels in the termination message
+        # and so no registry credentials to push outputs with in the function's reach
         container["env"] = [e for e in container["env"]
-                            if e["name"] not in ("FAIRING_RESULT_LOG", "FAIRING_OUTPUTS_TARGET")]
+                            if e["name"] not in ("FAIRING_RESULT_LOG", "FAIRING_OUTPUTS_TARGET",
+                                                 "FAIRING_OUTPUTS_AUTH_FILE")]
+        container["volumeMounts"] = [m for m in container.get("volumeMounts") or [] if m["name"] != _AUTH_VOLUME]
+        template["spec"]["volumes"] = [v for v in template["spec"].get("volumes") or [] if v["name"] != _AUTH_VOLUME]
         container["env"] += [{"name": env_name(i), "value": "${trialParameters.%s}" % p["name"]}
                              for i, p in enumerate(s["parameters"])]
         spec: dict = {

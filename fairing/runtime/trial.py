@@ -1,6 +1,6 @@
 """A Katib trial inside its pod: the parameters Katib chose become the function's
-keyword arguments, and its return value goes back to Katib as ``name=value`` lines on
-stdout, the format of Katib's StdOut metrics collector (the sidecar reads the
+keyword arguments, and its return value goes back to Katib as ``fairing-metric:name=value`` lines
+on stdout, read by Katib's StdOut metrics collector with the filter METRICS_FORMAT (the sidecar reads the
 container's output).
 
 The submitter describes the search space in the payload (``TRIAL_CALL``): for each
@@ -65,7 +65,7 @@ def convert(name: str, spec: dict, text: str):
 
 
 def metric_lines(value, metric: str) -> list:
-    """``name=value`` lines for Katib: the objective ``metric`` (the value itself when it is a
+    """``fairing-metric:name=value`` lines for Katib: the objective ``metric`` (the value itself when it is a
     number, else the dict's entry) and every other number of a dict result."""
     if isinstance(value, dict):
         # only names Katib's filter reads whole (a key with '=', spaces or a newline would

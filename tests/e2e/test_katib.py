@@ -141,8 +141,13 @@ def test_a_failing_trial_is_named_with_its_log(katib_backend, kube):
     assert _gone(kube) == []
 
 
+@pytest.mark.parametrize("signum, when", [
+    (signal.SIGINT, "trial running"),
+    (signal.SIGTERM, "trial running"),
+    (signal.SIGINT, "creating the Experiment"),  # the signal races the Experiment's creation
+])
 def test_ctrl_c_leaves_no_experiment_trial_or_pod(base_image, registry_address, kubeconfig, katib_namespace, kube,
-                                                  tmp_path):
+                                                  tmp_path, signum, when):
     namespace = katib_namespace
     submitter = tmp_path / "submit.py"
     submitter.write_text(textwrap.dedent(f"""
@@ -170,16 +175,21 @@ def test_ctrl_c_leaves_no_experiment_trial_or_pod(base_image, registry_address, 
     try:
         for line in proc.stdout:
             seen.append(line)
-            if "started" in line and "LogLine" in line:
+            if when == "trial running" and "started" in line and "LogLine" in line:
                 break
-        pods = kube.core.list_namespaced_pod(namespace).items
-        assert any((p.metadata.labels or {}).get("katib.kubeflow.org/trial") for p in pods), "".join(seen)
-        proc.send_signal(signal.SIGINT)
+            if when == "creating the Experiment" and "name='deploy', status='started'" in line:
+                break
+        if when == "trial running":
+            pods = kube.core.list_namespaced_pod(namespace).items
+            assert any((p.metadata.labels or {}).get("katib.kubeflow.org/trial") for p in pods), "".join(seen)
+        proc.send_signal(signum)
         rest = proc.communicate(timeout=180)[0]
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert "KeyboardInterrupt" in rest, rest[-2000:]
+    assert proc.returncode != 0, rest[-2000:]
+    if signum == signal.SIGINT:
+        assert "KeyboardInterrupt" in rest, rest[-2000:]
     assert _gone(kube, 240) == [], rest[-3000:]
 
 

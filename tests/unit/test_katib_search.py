@@ -169,6 +169,8 @@ def test_the_experiment_runs_the_image_as_batch_job_trials_with_the_parameters_i
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["FAIRING_TRIAL_0"] == "${trialParameters.a}" and env["FAIRING_TRIAL_1"] == "${trialParameters.c}"
     assert "FAIRING_RESULT_LOG" not in env  # stdout goes to Katib's collector
+    # trials push no outputs: the registry credentials stay out of the function's reach
+    assert "FAIRING_OUTPUTS_AUTH_FILE" not in env and "fairing-registry" not in str(pod["spec"])
     assert [p["name"] for p in spec["trialTemplate"]["trialParameters"]] == ["a", "c"]
     # the trial Jobs are not fairing's to list: only the Experiment is
     assert "labels" not in job.get("metadata", {})
