@@ -5,7 +5,8 @@ The function's image is built once, as for any call; the search is a Katib Exper
 whose trials run that image as batch Jobs, each with the parameters Katib's suggestion
 service chose as the function's keyword arguments (see :mod:`fairing.deployers.katib`).
 The function returns a number, or a dict holding the ``metric``; the runtime prints it
-as ``name=value`` for Katib's StdOut metrics collector.
+as a ``fairing-metric:name=value`` line for Katib's StdOut metrics collector (which
+reads only those: the function's own output cannot stand in for its result).
 
 >>> @fairing.train(backend="kubernetes")
 ... def fit(lr, depth):
@@ -17,6 +18,7 @@ as ``name=value`` for Katib's StdOut metrics collector.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Mapping, Optional
 
 from .deployers.katib import (ALGORITHMS, KATIB_GROUP, Categorical, DoubleRange, IntRange, KatibDeployer, KatibHandle,
@@ -63,8 +65,8 @@ def sweep(func: Any, grid: Mapping[str, Any], *, metric: Any = None, mode: str =
 
 
 def _positive(name: str, value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigurationError(f"{name} must be a positive integer, got {value!r}.")
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value < 2 ** 31:
+        raise ConfigurationError(f"{name} must be a positive integer (Katib's are 32-bit), got {value!r}.")
     return value
 
 
@@ -98,14 +100,16 @@ def sweep_submit(func: Any, space: Mapping[str, Any], *, metric: Optional[str] =
         raise ConfigurationError(f"mode must be one of {SWEEP_MODES}, got {mode!r}.")
     if metric is None:
         metric = DEFAULT_METRIC
-    if not isinstance(metric, str) or not metric.replace("-", "_").isidentifier():
+    # ASCII only: Katib's collector filter matches names with Go's \w, which is ASCII
+    if not isinstance(metric, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", metric):
         raise ConfigurationError(f"Katib's metric is a name (letters, digits, _ and -), got {metric!r}: the "
                                  "function returns a number or a dict holding it.")
     if not isinstance(algorithm, str) or not algorithm:
         raise ConfigurationError(f"algorithm is a Katib algorithm name such as {ALGORITHMS[:4]}, got {algorithm!r}.")
     max_trials = _positive("max_trials", max_trials)
     parallel_trials = min(_positive("parallel_trials", parallel_trials), max_trials)
-    if max_failed_trials is not None and (not isinstance(max_failed_trials, int) or max_failed_trials < 0):
+    if max_failed_trials is not None and (not isinstance(max_failed_trials, int) or isinstance(max_failed_trials, bool)
+                                          or not 0 <= max_failed_trials < 2 ** 31):
         raise ConfigurationError(f"max_failed_trials must be an integer >= 0, got {max_failed_trials!r}.")
     parameters, runtime_space = katib_space(space)
     backend = func._backend.make(builder=func.builder, deployer=func.deployer)
@@ -117,10 +121,16 @@ def sweep_submit(func: Any, space: Mapping[str, Any], *, metric: Optional[str] =
         base, parameters=parameters, space=runtime_space, metric=metric, mode=mode, algorithm=algorithm,
         algorithm_settings=algorithm_settings, max_trials=max_trials, parallel_trials=parallel_trials,
         max_failed_trials=max_failed_trials, katib_group=katib_group, katib_namespace=katib_namespace)
+    # Katib's webhook refuses a name over 40 characters or not a DNS label: say so before building
+    chosen = name if name is not None else deployer.new_name()
+    if not isinstance(chosen, str) or len(chosen) > 40 or not re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", chosen):
+        raise ConfigurationError(f"Katib names a search with at most 40 lower-case letters, digits and '-' "
+                                 f"(starting with a letter); {chosen!r} is not one. Pass another name=, or a "
+                                 "name_prefix of at most 22 characters.")
     deployer.check_installed()  # before the image is built
     pre = FunctionPreprocessor(func.func, (), trial_call(runtime_space, metric), input_files=func.input_files,
                                requirements=func.requirements, env=_outputs_env(func.outputs))
-    return submit(pre, backend=backend, builder=func.builder, deployer=deployer, name=name, on_event=func.on_event,
+    return submit(pre, backend=backend, builder=func.builder, deployer=deployer, name=chosen, on_event=func.on_event,
                   quiet=func.quiet)
 
 

@@ -4,7 +4,7 @@ whose trials are batch Jobs running the function's image.
 The trial template is the Job deployer's pod (the same image, result key, pull secret
 and mutators) with the trial's parameter values in ``FAIRING_TRIAL_<i>`` (Katib fills
 ``${trialParameters.<name>}`` in), read by the runtime (:mod:`fairing.runtime.trial`),
-which prints the objective as a ``name=value`` line for Katib's StdOut metrics
+which prints the objective as a ``fairing-metric:name=value`` line for Katib's StdOut metrics
 collector. Each trial's own return value comes back through the termination message,
 signed with the search's result key, as a job's does.
 
@@ -20,6 +20,8 @@ errors) and the space's kinds belong together and are used only here.
 
 from __future__ import annotations
 
+import json
+import math
 import re
 import threading
 import time
@@ -35,7 +37,7 @@ from ..kube.workloads import WorkloadKind, condition_phase
 from ..results import SweepResult, SweepTrial
 from ..runtime import ENTRYPOINT
 from ..runtime.result import TRIAL_CALL
-from ..runtime.trial import env_name
+from ..runtime.trial import METRICS_FORMAT, env_name
 from .kubernetes import KubeDeployerBase, KubeHandle
 
 __all__ = ["KatibDeployer", "KatibHandle", "IntRange", "DoubleRange", "Categorical", "TrialUpdate",
@@ -99,6 +101,9 @@ def _check_range(name: str, spec: Any) -> None:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
             raise ConfigurationError(f"The parameter {name!r}: {field}={value!r} is not {'an integer' if kind is int else 'a number'}.")
+    if not all(math.isfinite(v) and abs(v) < 2 ** 63 for v in (spec.min, spec.max, spec.step or 0)):
+        raise ConfigurationError(f"The parameter {name!r}: {spec!r} needs finite bounds within 64 bits (Katib's "
+                                 "suggestion services read them as such).")
     if spec.min > spec.max:
         raise ConfigurationError(f"The parameter {name!r}: min {spec.min!r} is above max {spec.max!r}.")
     if spec.step is not None and spec.step <= 0:
@@ -146,7 +151,16 @@ def katib_space(space: Any) -> tuple[list, dict]:
         else:
             raise ConfigurationError(f"The parameter {name!r}: {spec!r} is not a search space kind; use "
                                      "IntRange, DoubleRange, Categorical or a list of values.")
+    size = len(json.dumps(runtime))
+    if size > SPACE_LIMIT:  # it travels in an annotation (256 KiB with the others) and the Experiment
+        raise ConfigurationError(f"The search space takes {size} bytes as text, over {SPACE_LIMIT}: Kubernetes "
+                                 "would refuse the Experiment after the image is built. List fewer values, or "
+                                 "search an IntRange over their indices.")
     return parameters, runtime
+
+
+#: The most the search space may take as JSON (kept in the Experiment's annotation).
+SPACE_LIMIT = 64 * 1024
 
 
 def trial_call(runtime_space: dict, metric: str) -> dict:
@@ -222,8 +236,6 @@ class KatibHandle(KubeHandle):
     def attach(cls, kube: Any, name: str, *, on_event: Any = None) -> "KatibHandle":
         handle = cls(kube, name, kube.namespace, on_event=on_event)
         try:  # the search's own description: its space and metric, from its annotations
-            import json
-
             obj = kube.custom.get_namespaced_custom_object(KATIB_GROUP, KATIB_VERSION, kube.namespace, "experiments", name)
             meta = json.loads(((obj.get("metadata") or {}).get("annotations") or {}).get(SEARCH_ANNOTATION, "{}"))
             handle.space, handle.metric, handle.mode = meta.get("space", {}), meta.get("metric", ""), meta.get("mode", "max")
@@ -269,9 +281,10 @@ class KatibHandle(KubeHandle):
             self._trial_seen[name] = (state, value)
             self._emit(TrialUpdate(name, state, _params_of(trial, self.space), value))
 
-    def _stream(self, pod_name: str, source: str, restarts: int) -> None:
+    def _stream(self, pod_name: str, source: str, restarts: int, container: Optional[str] = None) -> None:
         """The trial's output: Katib sends the container's stdout to a file that its collector
-        sidecar reads and logs, so the sidecar's log (less its own log-line prefix) is it."""
+        sidecar reads and logs, so the sidecar's log (less its own log-line prefix) is it
+        (``container``, the trial's main one, has none)."""
         from ..kube.watch import LineSplitter
 
         try:
@@ -410,6 +423,7 @@ class KatibHandle(KubeHandle):
 
 
 SEARCH_ANNOTATION = "fairing.kubeflow.org/search"
+_AUTH_VOLUME = "fairing-registry-auth"  # the Job deployer's registry credentials, for outputs
 
 
 def _unlabelled(namespace: str) -> str:
@@ -508,16 +522,18 @@ class KatibDeployer(KubeDeployerBase):
         return set(re.findall(r"algorithmName:\s*[\"']?([\w.-]+)", section.group(2)))
 
     def manifest(self, image: Any, name: str) -> dict:
-        import json
-
         s = self.search
         template = self.pod_template(image, name)
         container = template["spec"]["containers"][0]
         container["command"] = list(ENTRYPOINT)
         # no log channel (Katib sends stdout to its collector) and no outputs: the value
         # travels in the termination message
+        # and so no registry credentials to push outputs with in the function's reach
         container["env"] = [e for e in container["env"]
-                            if e["name"] not in ("FAIRING_RESULT_LOG", "FAIRING_OUTPUTS_TARGET")]
+                            if e["name"] not in ("FAIRING_RESULT_LOG", "FAIRING_OUTPUTS_TARGET",
+                                                 "FAIRING_OUTPUTS_AUTH_FILE")]
+        container["volumeMounts"] = [m for m in container.get("volumeMounts") or [] if m["name"] != _AUTH_VOLUME]
+        template["spec"]["volumes"] = [v for v in template["spec"].get("volumes") or [] if v["name"] != _AUTH_VOLUME]
         container["env"] += [{"name": env_name(i), "value": "${trialParameters.%s}" % p["name"]}
                              for i, p in enumerate(s["parameters"])]
         spec: dict = {
@@ -529,7 +545,9 @@ class KatibDeployer(KubeDeployerBase):
             "parallelTrialCount": s["parallel_trials"],
             "maxTrialCount": s["max_trials"],
             "maxFailedTrialCount": s["max_failed_trials"],
-            "metricsCollectorSpec": {"collector": {"kind": "StdOut"}},
+            # only the runtime's marked lines count: the function's own output cannot forge the metric
+            "metricsCollectorSpec": {"collector": {"kind": "StdOut"},
+                                     "source": {"filter": {"metricsFormat": [METRICS_FORMAT]}}},
             "parameters": s["parameters"],
             "resumePolicy": "Never",
             "trialTemplate": {

@@ -1,6 +1,6 @@
 """A Katib trial inside its pod: the parameters Katib chose become the function's
-keyword arguments, and its return value goes back to Katib as ``name=value`` lines on
-stdout, the format of Katib's StdOut metrics collector (the sidecar reads the
+keyword arguments, and its return value goes back to Katib as ``fairing-metric:name=value`` lines
+on stdout, read by Katib's StdOut metrics collector with the filter METRICS_FORMAT (the sidecar reads the
 container's output).
 
 The submitter describes the search space in the payload (``TRIAL_CALL``): for each
@@ -12,10 +12,19 @@ Standard library only, as the rest of the runtime.
 
 import math
 import os
+import re
 import sys
 import time
 
 ENV_PREFIX = "FAIRING_TRIAL_"
+#: The runtime's metric lines start with this marker and the Experiment's collector filter
+#: (METRICS_FORMAT) reads only such lines: the function's own output (a training log that
+#: prints ``accuracy=0.1``, with or without a leading timestamp, which Katib would sort after
+#: the runtime's untimestamped line) cannot stand in for the value the function returns.
+MARKER = "fairing-metric:"
+#: Katib's filter (Go RE2, two groups: name and value; no ';', the collector's list separator).
+METRICS_FORMAT = MARKER + r"([\w|-]+)=([+-]?\d*(?:\.\d+)?(?:[Ee][+-]?\d+)?)"
+_METRIC_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 class TrialError(Exception):
@@ -56,31 +65,39 @@ def convert(name: str, spec: dict, text: str):
 
 
 def metric_lines(value, metric: str) -> list:
-    """``name=value`` lines for Katib: the objective ``metric`` (the value itself when it is a
+    """``fairing-metric:name=value`` lines for Katib: the objective ``metric`` (the value itself when it is a
     number, else the dict's entry) and every other number of a dict result."""
     if isinstance(value, dict):
-        numbers = {str(k): v for k, v in value.items() if _number(v) is not None}
+        # only names Katib's filter reads whole (a key with '=', spaces or a newline would
+        # print a line that parses as another name)
+        numbers = {k: v for k, v in value.items()
+                   if isinstance(k, str) and _METRIC_NAME.match(k) and _number(v) is not None}
         if metric not in numbers:
             raise TrialError(f"the function returned {sorted(map(str, value))} without a number for the "
                              f"objective metric {metric!r}; return it in the dict, or a number")
-        lines = [f"{k}={_number(v)!r}" for k, v in numbers.items() if k != metric]
-        return [*lines, f"{metric}={_number(numbers[metric])!r}"]  # the objective last: Katib reads the latest
+        lines = [f"{MARKER}{k}={_number(v)!r}" for k, v in numbers.items() if k != metric]
+        return [*lines, f"{MARKER}{metric}={_number(numbers[metric])!r}"]  # the objective last: Katib reads the latest
     number = _number(value)
     if number is None:
         raise TrialError(f"the function returned {type(value).__name__}, not a number Katib can compare; "
                          f"return a number or a dict naming {metric!r}")
-    return [f"{metric}={number!r}"]
+    return [f"{MARKER}{metric}={number!r}"]
 
 
 def _number(value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool):  # True is no score (float(True) would make it 1.0)
+        return None
+    if not isinstance(value, (int, float)):
         try:  # numpy scalars and the like
             value = float(value.__float__()) if hasattr(value, "__float__") and not isinstance(value, (str, bytes)) else None
         except Exception:
             return None
         if value is None:
             return None
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int past a float's range
+        return None
     return value if math.isfinite(value) else None
 
 

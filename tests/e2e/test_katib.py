@@ -102,6 +102,29 @@ def test_a_random_search_reports_the_best_of_its_trials_own_values(katib_backend
     assert _gone(kube) == []
 
 
+def test_the_functions_own_metric_lines_cannot_forge_what_katib_sees(katib_backend, kube):
+    """A training log printing ``accuracy=999`` (plain, or after a timestamp, which Katib's
+    collector sorts after an untimestamped line for its 'latest' strategy) is not the metric:
+    the value the function returns is."""
+    @fairing.train(backend=katib_backend, timeout=900)
+    def fit(lr):
+        import datetime
+
+        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        print("accuracy=999", flush=True)
+        print(f"{now} epoch 9 accuracy=999", flush=True)
+        print("fairing-metric accuracy=999", flush=True)
+        return {"accuracy": lr}
+
+    best = fairing.sweep(fit, {"lr": [0.25, 0.5]}, metric="accuracy", engine="katib", algorithm="random",
+                         max_trials=2, parallel_trials=2)
+    assert [t.state for t in best.details] == ["Succeeded", "Succeeded"], best.details
+    for t in best.details:
+        assert t.value == pytest.approx(t.result["accuracy"]) == pytest.approx(t.params["lr"]), best.details
+    assert best.score in (0.25, 0.5)
+    assert _gone(kube) == []
+
+
 def test_a_failing_trial_is_named_with_its_log(katib_backend, kube):
     @fairing.train(backend=katib_backend, timeout=900)
     def fit(kind):
@@ -118,8 +141,13 @@ def test_a_failing_trial_is_named_with_its_log(katib_backend, kube):
     assert _gone(kube) == []
 
 
+@pytest.mark.parametrize("signum, when", [
+    (signal.SIGINT, "trial running"),
+    (signal.SIGTERM, "trial running"),
+    (signal.SIGINT, "creating the Experiment"),  # the signal races the Experiment's creation
+])
 def test_ctrl_c_leaves_no_experiment_trial_or_pod(base_image, registry_address, kubeconfig, katib_namespace, kube,
-                                                  tmp_path):
+                                                  tmp_path, signum, when):
     namespace = katib_namespace
     submitter = tmp_path / "submit.py"
     submitter.write_text(textwrap.dedent(f"""
@@ -147,16 +175,21 @@ def test_ctrl_c_leaves_no_experiment_trial_or_pod(base_image, registry_address, 
     try:
         for line in proc.stdout:
             seen.append(line)
-            if "started" in line and "LogLine" in line:
+            if when == "trial running" and "started" in line and "LogLine" in line:
                 break
-        pods = kube.core.list_namespaced_pod(namespace).items
-        assert any((p.metadata.labels or {}).get("katib.kubeflow.org/trial") for p in pods), "".join(seen)
-        proc.send_signal(signal.SIGINT)
+            if when == "creating the Experiment" and "name='deploy', status='started'" in line:
+                break
+        if when == "trial running":
+            pods = kube.core.list_namespaced_pod(namespace).items
+            assert any((p.metadata.labels or {}).get("katib.kubeflow.org/trial") for p in pods), "".join(seen)
+        proc.send_signal(signum)
         rest = proc.communicate(timeout=180)[0]
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert "KeyboardInterrupt" in rest, rest[-2000:]
+    assert proc.returncode != 0, rest[-2000:]
+    if signum == signal.SIGINT:
+        assert "KeyboardInterrupt" in rest, rest[-2000:]
     assert _gone(kube, 240) == [], rest[-3000:]
 
 
