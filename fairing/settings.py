@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -173,6 +174,21 @@ def _seconds(name: str, value: Any, where: str) -> float:
     return float(number)
 
 
+#: ``user:password@`` (or ``token@``) before a registry host; ``name:tag@sha256:...`` is a digest, not that.
+_USERINFO = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*://)?[^/@\s]+@(?!sha256:|sha384:|sha512:)")
+
+
+def _no_credentials(name: str, value: str, where: str) -> None:
+    """A registry or image with credentials in it would be shown by ``fairing config``, logs and
+    errors: refused, without repeating them."""
+    if _USERINFO.match(value):
+        shown = _USERINFO.sub(lambda m: m.group(0).split("://")[0] + "://***@" if "://" in m.group(0) else "***@",
+                              value, count=1)
+        raise ConfigurationError(f"{name} in {where} has credentials in it ({shown!r}); they would be shown and "
+                                 "logged. Give the registry alone and log in with `docker login <registry>` "
+                                 "(fairing reads Docker's credential store).")
+
+
 def _check_value(name: str, value: Any, where: str) -> Any:
     if name == "warm":
         text = str(value).strip().lower() if isinstance(value, (str, bool)) else None
@@ -208,10 +224,14 @@ def _check_value(name: str, value: Any, where: str) -> Any:
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
             raise ConfigurationError(f"insecure_registries in {where} must be a list of host[:port] strings, "
                                      f"got {value!r}.")
+        for entry in value:
+            _no_credentials(name, entry, where)
         return tuple(value)
     if not isinstance(value, str) or not value.strip():
         raise ConfigurationError(f"{name} in {where} must be a non-empty string, got {value!r}.")
     value = value.strip()
+    if name in ("registry", "base_image"):
+        _no_credentials(name, value, where)
     if name == "platform":
         from .images.manifest import Platform
 
