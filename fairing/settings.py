@@ -296,12 +296,31 @@ def _from_table(table: Mapping[str, Any], where: str, base: Optional[Path]) -> d
     return out
 
 
+#: A settings file is a few lines; one larger than this is not one (and is not read into memory).
+_MAX_SETTINGS_BYTES = 1 << 20
+
+
+def _present(path: Path) -> bool:
+    """Whether a settings file is there: a dangling or looping link, a directory or a pipe in its
+    place is there too, and :func:`_read_toml` says what is wrong with it (it was skipped silently)."""
+    return os.path.lexists(path)
+
+
 def _read_toml(path: Path) -> dict:
     try:
         import tomllib
     except ImportError:  # Python < 3.11
         import tomli as tomllib  # type: ignore[no-redef]
 
+    try:
+        st = path.stat()
+    except OSError as exc:  # dangling link, a link loop
+        raise ConfigurationError(f"Cannot read {path}: {exc.strerror or exc}. Fix or remove it.") from None
+    if not stat.S_ISREG(st.st_mode):  # a pipe would block, a device never end
+        raise ConfigurationError(f"{path} is not a regular file; a settings file must be one. Remove it.")
+    if st.st_size > _MAX_SETTINGS_BYTES:
+        raise ConfigurationError(f"{path} is {st.st_size} bytes; a settings file is a few lines (at most "
+                                 f"{_MAX_SETTINGS_BYTES} bytes). Fix or remove it.")
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
@@ -357,11 +376,11 @@ def project_file(start: "os.PathLike[str] | str | None" = None) -> Optional[tupl
     chain = [here] if root is None else [here, *here.parents][: len(here.parts) - len(root.parts) + 1]
     for directory in chain:
         toml = directory / "fairing.toml"
-        if toml.is_file():
+        if _present(toml):
             _refuse_planted(toml)
             return toml, _read_toml(toml)
         pyproject = directory / "pyproject.toml"
-        if pyproject.is_file():
+        if _present(pyproject):
             _refuse_planted(pyproject)
             table = _read_toml(pyproject).get("tool", {}).get("fairing")
             if table is not None:
@@ -398,7 +417,7 @@ def resolve(arguments: Optional[Mapping[str, Any]] = None, *, cwd: "os.PathLike[
 
     files: list[str] = []
     user = machine.config_dir / "config.toml"
-    if user.is_file():
+    if _present(user):
         layer(_from_table(_read_toml(user), str(user), user.parent), str(user))
         files.append(str(user))
     project = project_file(cwd)
