@@ -1,13 +1,13 @@
 """Finding the path of the notebook this kernel runs.
 
-Tried in order: VS Code's ``__vsc_ipynb_file__``; the ``JPY_SESSION_NAME`` variable that
-jupyter_server (2.x, used by Notebook 7 and JupyterLab 4) sets for each kernel;
-``PAPERMILL_INPUT_PATH``, which papermill puts in the notebook's namespace with
+Tried in order: VS Code's ``__vsc_ipynb_file__``; ``PAPERMILL_INPUT_PATH``, which papermill puts in the notebook's namespace with
 ``--inject-paths`` (or ``--inject-input-path``, or given as a parameter); the command line
 of the process that started this kernel, when it is a notebook runner's (``jupyter
 nbconvert --execute train.ipynb``, ``jupyter execute train.ipynb``, ``papermill train.ipynb
 out.ipynb``: the one notebook it names, relative to that process's directory; read from
-``/proc``, so on Linux; only a runner's, never ``jupyter lab other.ipynb`` or a driver script's arguments); the running servers' sessions API (jupyter_server, or the classic
+``/proc``, so on Linux; only a runner's, never ``jupyter lab other.ipynb`` or a driver script's arguments); the
+``JPY_SESSION_NAME`` variable that jupyter_server (2.x, used by Notebook 7 and JupyterLab 4) sets for each
+kernel (after the runner: a kernel a runner started inherits its caller's); the running servers' sessions API (jupyter_server, or the classic
 notebook server), matched on this kernel's id.
 
 nbclient and nbconvert give the kernel only a working directory, and papermill's Python
@@ -176,15 +176,17 @@ def current_notebook() -> Path:
     vscode = shell.user_ns.get("__vsc_ipynb_file__")
     if vscode and Path(vscode).is_file():
         return Path(vscode)
-    session_name = os.environ.get("JPY_SESSION_NAME")
-    if session_name and Path(session_name).is_file():
-        return Path(session_name)
+    # A runner's before JPY_SESSION_NAME: a notebook that runs `!papermill other.ipynb ...` hands
+    # its own JPY_SESSION_NAME down to the kernel papermill starts, which would take the parent for itself.
     papermill = shell.user_ns.get("PAPERMILL_INPUT_PATH")
     if isinstance(papermill, str) and papermill.endswith(".ipynb") and Path(papermill).is_file():
         return Path(papermill)
     runner = _from_runner_command_line()
     if runner is not None:
         return runner
+    session_name = os.environ.get("JPY_SESSION_NAME")
+    if session_name and Path(session_name).is_file():
+        return Path(session_name)
     kernel_id = _kernel_id()
     if kernel_id:
         found = _from_sessions_api(kernel_id, _running_servers())

@@ -183,3 +183,19 @@ def test_papermill_option_values_are_not_its_input_and_odd_paths_work(tmp_path):
     text = _text(json.loads((work / "executed.ipynb").read_text()))
     assert "DECOY-NOTEBOOK-RAN" not in text
     assert f"{MARK} rate=7" in text, text
+
+
+def test_a_runner_started_from_a_notebook_does_not_take_the_parents_session_name(tmp_path):
+    """``!papermill train.ipynb out.ipynb`` in a notebook: papermill's kernel inherits the calling
+    kernel's JPY_SESSION_NAME; it ran the calling notebook (here decoy.ipynb) instead of train.ipynb."""
+    work = tmp_path / "project"
+    work.mkdir()
+    _notebook(work / "train.ipynb")
+    decoy = _decoy(work / "decoy.ipynb")
+    proc = subprocess.run([_tool("papermill"), "train.ipynb", "executed.ipynb", "--no-progress-bar"], cwd=work,
+                          env={**_env(tmp_path), "JPY_SESSION_NAME": str(decoy)}, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = _text(json.loads((work / "executed.ipynb").read_text()))
+    assert "DECOY-NOTEBOOK-RAN" not in text
+    assert f"{MARK} rate=1" in text, text
