@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from typing import Any, Optional, Sequence
 
@@ -374,6 +375,20 @@ def _entry(entry: str) -> Any:
     return target
 
 
+_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _summary(exc: BaseException, limit: int = 300) -> str:
+    """The first line of a job's exception for one ``fairing: error:`` line: its own ``__str__``
+    may raise, and its text (the job's, not ours) may carry terminal escapes or be megabytes."""
+    try:
+        text = str(exc)
+    except Exception as err:
+        return f"<{type(exc).__name__}.__str__ raised {type(err).__name__}>"
+    text = _CONTROL.sub("", text.splitlines()[0] if text else "")
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _fail(out: _Out, exc: BaseException, *, name: str = "") -> int:
     """Report an error; the exit code it means."""
     if isinstance(exc, (ConfigurationError, EntryPointNotFoundError)):
@@ -388,7 +403,7 @@ def _fail(out: _Out, exc: BaseException, *, name: str = "") -> int:
         out.close()
         if is_job_exception(exc):  # the job's own: its traceback is in its output, shown above
             out.note(f"error: the job {getattr(exc, 'fairing_job', name) or name} raised "
-                     f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (its traceback is above)")
+                     f"{type(exc).__name__}: {_summary(exc)} (its traceback is above)")
         else:  # a bug of fairing's or an unexpected failure: the whole traceback, for a report
             import traceback
 
@@ -396,7 +411,7 @@ def _fail(out: _Out, exc: BaseException, *, name: str = "") -> int:
         code = EXIT_FAILED
     if out.json:
         out.document({"job": name or getattr(exc, "job", None), "status": "Failed", "exit_code": code,
-                      "error": type(exc).__name__, "message": str(exc).splitlines()[0] if str(exc) else ""})
+                      "error": type(exc).__name__, "message": _summary(exc, limit=10_000)})
     return code
 
 

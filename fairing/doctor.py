@@ -322,6 +322,46 @@ def _cluster_backends() -> tuple:
     return CLUSTER_BACKENDS
 
 
+#: The longest one step may take (a registry or API server that trickles a byte every few
+#: seconds never trips a read timeout): past it, the step is a FAIL and doctor goes on.
+STEP_LIMIT = 45.0
+
+_STEP_NAMES = {"kubeconfig_check": "kubeconfig", "identity_check": "identity and permissions",
+               "crd_checks": "resource types", "registry_check": "registry",
+               "base_image_check": "base image Python", "docker_check": "Docker engine"}
+
+
+def _bounded(doctor: "_Doctor", step: str) -> list[Check]:
+    """Run ``step`` on a copy of ``doctor`` in a daemon thread for at most :data:`STEP_LIMIT`
+    seconds; its checks, or one FAIL saying it did not finish (the thread is abandoned: what it
+    adds later goes to its own list, and it ends with the process)."""
+    import copy
+    import threading
+
+    worker = copy.copy(doctor)
+    worker.checks = []
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            getattr(worker, step)()
+        except BaseException as exc:  # re-raised in the caller's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=target, name=f"fairing-doctor-{step}", daemon=True)
+    thread.start()
+    thread.join(STEP_LIMIT)
+    if thread.is_alive():
+        return [Check(_STEP_NAMES.get(step, step), FAIL, f"no answer within {STEP_LIMIT:.0f} s (a server accepted "
+                      "the connection but did not finish answering)",
+                      "Check that the address is the registry's or the cluster's, and that nothing in between holds "
+                      "connections open.")]
+    if failure:
+        raise failure[0]
+    doctor.__dict__.update({k: v for k, v in worker.__dict__.items() if k != "checks"})  # e.g. the kube client
+    return worker.checks
+
+
 def run_checks(backend: Optional[str] = None, *, kubeconfig: Optional[str] = None,
                settings: Optional[Settings] = None,
                on_check: Optional[Callable[[Check], None]] = None) -> list[Check]:
@@ -329,11 +369,9 @@ def run_checks(backend: Optional[str] = None, *, kubeconfig: Optional[str] = Non
     return them in order; ``on_check`` sees each one as it finishes."""
     settings = settings or resolve()
     doctor = _Doctor(settings, backend or settings.backend or "local", kubeconfig)
-    steps = (doctor.kubeconfig_check, doctor.identity_check, doctor.crd_checks, doctor.registry_check,
-             doctor.base_image_check, doctor.docker_check)
-    for step in steps:
+    for step in _STEP_NAMES:
         before = len(doctor.checks)
-        step()
+        doctor.checks.extend(_bounded(doctor, step))
         if on_check is not None:
             for check in doctor.checks[before:]:
                 on_check(check)

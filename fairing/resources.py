@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, DecimalException
 from typing import Any, Optional, Union
 
 from .errors import ConfigurationError
@@ -45,7 +45,9 @@ Quantity = Union[str, int, float]
 RESOURCE_OPTIONS = ("cpu", "memory", "gpus")
 
 # <quantity> ::= <signedNumber><suffix>; suffix: binarySI | decimalExponent | decimalSI
-_QUANTITY = re.compile(r"^(?P<num>[+-]?(?:\d+(?:\.\d*)?|\.\d+))(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E|[eE][+-]?\d+)?$")
+_QUANTITY = re.compile(r"^(?P<num>[+-]?(?:\d+(?:\.\d*)?|\.\d+))(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E|[eE][+-]?\d+)?$", re.ASCII)
+#: Kubernetes keeps a quantity in an int64 (bytes, or millicores for CPU): more is refused here, not by the API server.
+_MAX = Decimal(2) ** 63 - 1
 _SCALE = {None: Decimal(1), "m": Decimal("0.001"), "k": Decimal(10) ** 3, "M": Decimal(10) ** 6,
           "G": Decimal(10) ** 9, "T": Decimal(10) ** 12, "P": Decimal(10) ** 15, "E": Decimal(10) ** 18,
           "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30, "Ti": Decimal(2) ** 40,
@@ -58,16 +60,16 @@ def _parse(text: str) -> Optional[Decimal]:
         return None
     suffix = m.group("suffix")
     try:
-        if suffix and suffix[0] in "eE" and len(suffix) > 1:
+        if suffix not in _SCALE:  # "Ei" is exbibytes; "e3"/"E-2" an exponent
             return Decimal(m.group("num")) * Decimal(10) ** int(suffix[1:])
         return Decimal(m.group("num")) * _SCALE[suffix]
-    except (InvalidOperation, KeyError):
+    except (DecimalException, ValueError):  # "1e9999999": beyond Decimal's range
         return None
 
 
 def _memory_hint(text: str) -> str:
     """What ``text`` probably meant, in Kubernetes' units ("4GB" -> 4G or 4Gi)."""
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kKmMgGtTpPeE])(i?)[bB]?", text)
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kKmMgGtTpPeE])(i?)[bB]?", text, re.ASCII)
     if not m:
         return ""
     num, unit, binary = m.groups()
@@ -93,6 +95,9 @@ def check_cpu(value: Any, *, option: str = "cpu") -> Optional[str]:
     if amount < Decimal("0.001"):
         raise ConfigurationError(f"{option}={value!r} is below one millicore, the smallest CPU Kubernetes can give; "
                                  "give e.g. '100m'.")
+    if amount * 1000 > _MAX:
+        raise ConfigurationError(f"{option}={value!r} is more CPU than Kubernetes can express (2^63-1 millicores); "
+                                 "give the cores the job needs, e.g. 4.")
     return text
 
 
@@ -114,6 +119,9 @@ def check_memory(value: Any, *, option: str = "memory") -> Optional[str]:
     if amount < 4 * 2 ** 20:
         raise ConfigurationError(f"{option}={value!r} is {amount} bytes, too little for a Python job; give e.g. "
                                  "'512Mi'. (A bare number is bytes.)")
+    if amount > _MAX:
+        raise ConfigurationError(f"{option}={value!r} is more memory than Kubernetes can express (2^63-1 bytes); "
+                                 "give what the job needs, e.g. '16Gi'.")
     return text
 
 
@@ -121,7 +129,7 @@ def check_gpus(value: Any, *, option: str = "gpus") -> Optional[int]:
     """``value`` as a count of GPUs (None when not given)."""
     if value is None:
         return None
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigurationError(f"{option}= takes a whole number of GPUs, 0 or more, got {value!r}.")

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -173,6 +174,21 @@ def _seconds(name: str, value: Any, where: str) -> float:
     return float(number)
 
 
+#: ``user:password@`` (or ``token@``) before a registry host; ``name:tag@sha256:...`` is a digest, not that.
+_USERINFO = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*://)?[^/@\s]+@(?!sha256:|sha384:|sha512:)")
+
+
+def _no_credentials(name: str, value: str, where: str) -> None:
+    """A registry or image with credentials in it would be shown by ``fairing config``, logs and
+    errors: refused, without repeating them."""
+    if _USERINFO.match(value):
+        shown = _USERINFO.sub(lambda m: m.group(0).split("://")[0] + "://***@" if "://" in m.group(0) else "***@",
+                              value, count=1)
+        raise ConfigurationError(f"{name} in {where} has credentials in it ({shown!r}); they would be shown and "
+                                 "logged. Give the registry alone and log in with `docker login <registry>` "
+                                 "(fairing reads Docker's credential store).")
+
+
 def _check_value(name: str, value: Any, where: str) -> Any:
     if name == "warm":
         text = str(value).strip().lower() if isinstance(value, (str, bool)) else None
@@ -208,10 +224,14 @@ def _check_value(name: str, value: Any, where: str) -> Any:
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
             raise ConfigurationError(f"insecure_registries in {where} must be a list of host[:port] strings, "
                                      f"got {value!r}.")
+        for entry in value:
+            _no_credentials(name, entry, where)
         return tuple(value)
     if not isinstance(value, str) or not value.strip():
         raise ConfigurationError(f"{name} in {where} must be a non-empty string, got {value!r}.")
     value = value.strip()
+    if name in ("registry", "base_image"):
+        _no_credentials(name, value, where)
     if name == "platform":
         from .images.manifest import Platform
 
@@ -281,12 +301,31 @@ def _from_table(table: Mapping[str, Any], where: str, base: Optional[Path]) -> d
     return out
 
 
+#: A settings file is a few lines; one larger than this is not one (and is not read into memory).
+_MAX_SETTINGS_BYTES = 1 << 20
+
+
+def _present(path: Path) -> bool:
+    """Whether a settings file is there: a dangling or looping link, a directory or a pipe in its
+    place is there too, and :func:`_read_toml` says what is wrong with it (it was skipped silently)."""
+    return os.path.lexists(path)
+
+
 def _read_toml(path: Path) -> dict:
     try:
         import tomllib
     except ImportError:  # Python < 3.11
         import tomli as tomllib  # type: ignore[no-redef]
 
+    try:
+        st = path.stat()
+    except OSError as exc:  # dangling link, a link loop
+        raise ConfigurationError(f"Cannot read {path}: {exc.strerror or exc}. Fix or remove it.") from None
+    if not stat.S_ISREG(st.st_mode):  # a pipe would block, a device never end
+        raise ConfigurationError(f"{path} is not a regular file; a settings file must be one. Remove it.")
+    if st.st_size > _MAX_SETTINGS_BYTES:
+        raise ConfigurationError(f"{path} is {st.st_size} bytes; a settings file is a few lines (at most "
+                                 f"{_MAX_SETTINGS_BYTES} bytes). Fix or remove it.")
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
@@ -342,11 +381,11 @@ def project_file(start: "os.PathLike[str] | str | None" = None) -> Optional[tupl
     chain = [here] if root is None else [here, *here.parents][: len(here.parts) - len(root.parts) + 1]
     for directory in chain:
         toml = directory / "fairing.toml"
-        if toml.is_file():
+        if _present(toml):
             _refuse_planted(toml)
             return toml, _read_toml(toml)
         pyproject = directory / "pyproject.toml"
-        if pyproject.is_file():
+        if _present(pyproject):
             _refuse_planted(pyproject)
             table = _read_toml(pyproject).get("tool", {}).get("fairing")
             if table is not None:
@@ -383,7 +422,7 @@ def resolve(arguments: Optional[Mapping[str, Any]] = None, *, cwd: "os.PathLike[
 
     files: list[str] = []
     user = machine.config_dir / "config.toml"
-    if user.is_file():
+    if _present(user):
         layer(_from_table(_read_toml(user), str(user), user.parent), str(user))
         files.append(str(user))
     project = project_file(cwd)

@@ -1,13 +1,13 @@
 """Finding the path of the notebook this kernel runs.
 
-Tried in order: VS Code's ``__vsc_ipynb_file__``; the ``JPY_SESSION_NAME`` variable that
-jupyter_server (2.x, used by Notebook 7 and JupyterLab 4) sets for each kernel;
-``PAPERMILL_INPUT_PATH``, which papermill puts in the notebook's namespace with
+Tried in order: VS Code's ``__vsc_ipynb_file__``; ``PAPERMILL_INPUT_PATH``, which papermill puts in the notebook's namespace with
 ``--inject-paths`` (or ``--inject-input-path``, or given as a parameter); the command line
 of the process that started this kernel, when it is a notebook runner's (``jupyter
 nbconvert --execute train.ipynb``, ``jupyter execute train.ipynb``, ``papermill train.ipynb
 out.ipynb``: the one notebook it names, relative to that process's directory; read from
-``/proc``, so on Linux); the running servers' sessions API (jupyter_server, or the classic
+``/proc``, so on Linux; only a runner's, never ``jupyter lab other.ipynb`` or a driver script's arguments); the
+``JPY_SESSION_NAME`` variable that jupyter_server (2.x, used by Notebook 7 and JupyterLab 4) sets for each
+kernel (after the runner: a kernel a runner started inherits its caller's); the running servers' sessions API (jupyter_server, or the classic
 notebook server), matched on this kernel's id.
 
 nbclient and nbconvert give the kernel only a working directory, and papermill's Python
@@ -48,10 +48,47 @@ def _proc_parent(pid: int) -> Optional[int]:
         return None
 
 
+#: papermill's options that take a value (two for -p/-r): their values are not the input notebook.
+_PAPERMILL_VALUES = {"-p": 2, "--parameters": 2, "-r": 2, "--parameters_raw": 2, "-f": 1, "--parameters_file": 1,
+                     "-y": 1, "--parameters_yaml": 1, "-b": 1, "--parameters_base64": 1, "--cwd": 1, "-k": 1,
+                     "--kernel": 1, "-l": 1, "--language": 1, "--engine": 1, "--log-level": 1,
+                     "--start-timeout": 1, "--start_timeout": 1, "--execution-timeout": 1, "--inject-paths": 0}
+
+
+def _runner(argv: "list[str]") -> Optional[str]:
+    """Which notebook runner ``argv`` is ("papermill", "jupyter"), or None: only a runner's command line
+    says which notebook a kernel runs (``jupyter lab other.ipynb`` or ``python drive.py other.ipynb``
+    starting a kernel does not)."""
+    names = [os.path.basename(a) for a in argv[:4]]
+    if any(n == "papermill" or n.startswith("papermill-") for n in names):
+        return "papermill"
+    if any(n in ("jupyter-nbconvert", "jupyter-execute") for n in names):
+        return "jupyter"
+    if any(n == "jupyter" or n.startswith("jupyter.") for n in names) and any(
+            a in ("nbconvert", "execute") for a in argv[1:4]):
+        return "jupyter"
+    return None
+
+
+def _papermill_input(args: "list[str]") -> "list[str]":
+    """papermill INPUT [OUTPUT], its options' values skipped (``-p template t.ipynb in.ipynb``)."""
+    positional, i = [], 0
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith("-") and "=" not in arg:
+            i += 1 + _PAPERMILL_VALUES.get(arg, 0)
+            continue
+        if not arg.startswith("-"):
+            positional.append(arg)
+        i += 1
+    return [a for a in positional[:1] if a.endswith(".ipynb")]
+
+
 def _from_runner_command_line(pid: Optional[int] = None) -> Optional[Path]:
-    """The one .ipynb named by the command line of a process that started this kernel
+    """The one .ipynb named by the command line of the notebook runner that started this kernel
     (nbconvert --execute, jupyter execute, papermill's input), or None. Two notebooks
-    (nbconvert given several) cannot be told apart: None."""
+    (nbconvert given several) cannot be told apart: None. The path is the runner's, made
+    absolute against its directory (a symlinked notebook keeps its own directory)."""
     current = os.getpid() if pid is None else pid
     for _ in range(_ANCESTORS):
         parent = _proc_parent(current)
@@ -63,12 +100,15 @@ def _from_runner_command_line(pid: Optional[int] = None) -> Optional[Path]:
             cwd = os.readlink(f"/proc/{parent}/cwd")
         except OSError:
             return None
-        named = [a for a in argv[1:] if a.endswith(".ipynb") and not a.startswith("-")]
-        if named:
-            runner = " ".join(os.path.basename(a) for a in argv[:3])
-            if "papermill" in runner:
-                named = named[:1]  # papermill INPUT OUTPUT: the input is the one that runs
-            found = {(Path(cwd) / a).resolve() for a in named}
+        kind = _runner(argv)
+        if kind is not None:
+            start = next(i for i, a in enumerate(argv) if os.path.basename(a).startswith(("papermill", "jupyter")))
+            args = argv[start + 1:]
+            if kind == "papermill":
+                named = _papermill_input(args)
+            else:
+                named = [a for a in args if a.endswith(".ipynb") and not a.startswith("-")]
+            found = {Path(os.path.normpath(os.path.join(cwd, a))) for a in named}
             found = {p for p in found if p.is_file()}
             return found.pop() if len(found) == 1 else None
         current = parent
@@ -136,15 +176,17 @@ def current_notebook() -> Path:
     vscode = shell.user_ns.get("__vsc_ipynb_file__")
     if vscode and Path(vscode).is_file():
         return Path(vscode)
-    session_name = os.environ.get("JPY_SESSION_NAME")
-    if session_name and Path(session_name).is_file():
-        return Path(session_name)
+    # A runner's before JPY_SESSION_NAME: a notebook that runs `!papermill other.ipynb ...` hands
+    # its own JPY_SESSION_NAME down to the kernel papermill starts, which would take the parent for itself.
     papermill = shell.user_ns.get("PAPERMILL_INPUT_PATH")
     if isinstance(papermill, str) and papermill.endswith(".ipynb") and Path(papermill).is_file():
         return Path(papermill)
     runner = _from_runner_command_line()
     if runner is not None:
         return runner
+    session_name = os.environ.get("JPY_SESSION_NAME")
+    if session_name and Path(session_name).is_file():
+        return Path(session_name)
     kernel_id = _kernel_id()
     if kernel_id:
         found = _from_sessions_api(kernel_id, _running_servers())

@@ -397,7 +397,8 @@ class _NotebookBase:
     ) -> None:
         self.detected = notebook_file is None
         self.notebook = _resolve_notebook(notebook_file)
-        self.base_dir = Path(base_dir) if base_dir is not None else self.notebook.resolve().parent
+        # The notebook's own directory (a symlinked notebook is a file of the directory it sits in).
+        self.base_dir = Path(base_dir) if base_dir is not None else Path(os.path.realpath(self.notebook.absolute().parent))
         self.input_files = input_files  # a path, a list, or a dict (collect_input_files reads each form)
         self.requirements = default_requirements(requirements, self.base_dir)
         self.env = dict(env or {})

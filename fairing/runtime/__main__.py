@@ -218,6 +218,19 @@ def _format_exception(exc: BaseException) -> str:
     return re.sub(r'File "(Cell In\[\d+\])", line', r"\1, line", text)
 
 
+#: The longest exception message the envelope carries (the traceback in the log has it whole).
+_MESSAGE_MAX = 10_000
+
+
+def _message(exc: BaseException) -> str:
+    """``str(exc)``, short enough to travel, and a note when the exception's own ``__str__`` raises."""
+    try:
+        text = str(exc)
+    except Exception as err:  # the user's __str__ is broken: the job's failure is still reported
+        return f"<{type(exc).__name__}.__str__ raised {type(err).__name__}>"
+    return text if len(text) <= _MESSAGE_MAX else text[:_MESSAGE_MAX] + f"... ({len(text)} characters)"
+
+
 def _report_exception(exc: BaseException) -> int:
     tb = _format_exception(exc)
     sys.stderr.write(tb)
@@ -225,7 +238,7 @@ def _report_exception(exc: BaseException) -> int:
         **_base(),
         "ok": False,
         "exc_type": f"{type(exc).__module__}.{type(exc).__qualname__}",
-        "message": str(exc),
+        "message": _message(exc),
         "traceback": tb,
     }
     exc.__traceback__ = None

@@ -74,7 +74,7 @@ def test_doctor_broken_setup_fails_each_check_with_its_fix(term, workdir):
     fails = [line for line in lines if line.startswith("FAIL")]
     assert [f.split(":")[0] for f in fails] == ["FAIL         kubeconfig and context", "FAIL         registry",
                                                 "FAIL         base image Python"], out
-    assert "could not be read" in fails[0] and str(workdir / "kubeconfig") in fails[0]
+    assert "is not valid YAML" in fails[0] and str(workdir / "kubeconfig") in fails[0]
     assert "Connection refused" in fails[1]
     # each failure is followed by its fix; the checks that need the cluster are skipped, not failed
     for fail in fails:

@@ -116,3 +116,37 @@ def test_a_notebook_shows_the_traceback_once_in_a_monospace_box(tmp_path):
     assert "the job raised ZeroDivisionError" in boxes[0].data["text/html"]
     logs = [o for o in outputs if "fairing-log" in o.get("data", {}).get("text/html", "")]
     assert logs and "<pre" in logs[-1].data["text/html"]
+
+
+def _run_script(tmp_path: Path, source: str) -> tuple[int, str]:
+    (tmp_path / "job.py").write_text(source)
+    proc = subprocess.run([sys.executable, "-m", "fairing", "run", "job.py"], cwd=tmp_path, env=_env(tmp_path),
+                          capture_output=True, text=True, timeout=120)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_an_exception_whose_str_raises_is_still_reported_once_and_typed(tmp_path):
+    """Its __str__ raising crashed the job's runtime while reporting: the traceback twice, with
+    fairing's frames, and "exited with code 1 before reporting a result"."""
+    code, out = _run_script(tmp_path, textwrap.dedent("""
+        class Evil(Exception):
+            def __str__(self):
+                raise RuntimeError("str exploded")
+
+        raise Evil("x")
+    """))
+    assert code == 1, out
+    assert out.count("Traceback (most recent call last)") == 1, out
+    assert "During handling" not in out and "fairing_runtime" not in out and "before reporting a result" not in out
+    assert out.rstrip().splitlines()[-1].startswith("fairing: error: the job ")
+    assert "raised Evil: <Evil.__str__ raised RuntimeError> (its traceback is above)" in out, out
+
+
+def test_the_error_line_carries_no_terminal_escapes_and_no_megabytes(tmp_path):
+    """The job's message is the job's text: the one ``fairing: error:`` line about it sets no
+    terminal title, clears no screen and is not 200,000 characters long."""
+    code, out = _run_script(tmp_path, 'raise ValueError("\\x1b[2J\\x1b]0;pwned\\x07clear" + "A" * 200000)\n')
+    assert code == 1
+    last = out.rstrip().splitlines()[-1]
+    assert last.startswith("fairing: error: the job ") and "raised ValueError: clearAAA" in last
+    assert "\x1b" not in last and "\x07" not in last and len(last) < 600

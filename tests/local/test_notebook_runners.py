@@ -137,3 +137,65 @@ def test_the_notebook_extra_installs_a_kernel_and_a_runner():
     assert {"nbformat", "ipython", "ipykernel", "nbclient"} <= names, extra
     for name in names:
         assert version(name)  # installed here: the runner tests above used them
+
+
+def _decoy(path: Path) -> Path:
+    """A notebook that must never be the one submitted."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("print('DECOY-NOTEBOOK-RAN')")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path.write_text(nbformat.writes(nb))
+    return path
+
+
+def test_a_driver_naming_another_notebook_is_not_taken_for_the_runner(tmp_path):
+    """``python drive.py decoy.ipynb`` runs train.ipynb with nbclient: the driver is not a notebook
+    runner, so its argument is not the notebook (it was: decoy.ipynb was submitted instead)."""
+    work = tmp_path / "project"
+    work.mkdir()
+    _notebook(work / "train.ipynb")
+    _decoy(work / "decoy.ipynb")
+    (work / "drive.py").write_text(
+        "import nbformat\nfrom nbclient import NotebookClient\n"
+        "nb = nbformat.read('train.ipynb', as_version=4)\n"
+        "NotebookClient(nb, timeout=180, allow_errors=True, resources={'metadata': {'path': '.'}}).execute()\n"
+        "nbformat.write(nb, 'executed.ipynb')\n")
+    proc = subprocess.run([sys.executable, "drive.py", "decoy.ipynb"], cwd=work, env=_env(tmp_path),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    text = _text(json.loads((work / "executed.ipynb").read_text()))
+    assert "DECOY-NOTEBOOK-RAN" not in text
+    assert "NotebookNotFoundError" in text and MARK not in text
+
+
+def test_papermill_option_values_are_not_its_input_and_odd_paths_work(tmp_path):
+    """``papermill -p template decoy.ipynb 'trâin 1.ipynb' out.ipynb``: the input is the first
+    positional, not the first .ipynb (it was decoy.ipynb); spaces, non-ASCII and a symlink work."""
+    work = tmp_path / "my prøject"
+    (work / "real").mkdir(parents=True)
+    _notebook(work / "real" / "train.ipynb")
+    (work / "trâin 1.ipynb").symlink_to(Path("real") / "train.ipynb")
+    _decoy(work / "decoy.ipynb")
+    proc = subprocess.run([_tool("papermill"), "-p", "template", "decoy.ipynb", "trâin 1.ipynb", "executed.ipynb",
+                           "--no-progress-bar", "-p", "rate", "7"], cwd=work, env=_env(tmp_path),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = _text(json.loads((work / "executed.ipynb").read_text()))
+    assert "DECOY-NOTEBOOK-RAN" not in text
+    assert f"{MARK} rate=7" in text, text
+
+
+def test_a_runner_started_from_a_notebook_does_not_take_the_parents_session_name(tmp_path):
+    """``!papermill train.ipynb out.ipynb`` in a notebook: papermill's kernel inherits the calling
+    kernel's JPY_SESSION_NAME; it ran the calling notebook (here decoy.ipynb) instead of train.ipynb."""
+    work = tmp_path / "project"
+    work.mkdir()
+    _notebook(work / "train.ipynb")
+    decoy = _decoy(work / "decoy.ipynb")
+    proc = subprocess.run([_tool("papermill"), "train.ipynb", "executed.ipynb", "--no-progress-bar"], cwd=work,
+                          env={**_env(tmp_path), "JPY_SESSION_NAME": str(decoy)}, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = _text(json.loads((work / "executed.ipynb").read_text()))
+    assert "DECOY-NOTEBOOK-RAN" not in text
+    assert f"{MARK} rate=1" in text, text

@@ -216,3 +216,27 @@ def test_a_misspelled_option_suggests_the_closest_of_that_call(workdir, make, wa
     with pytest.raises(ConfigurationError) as exc:
         make()
     assert wanted in str(exc.value)
+
+
+# Attacks on the quantity checks (issue 28): each once crashed untyped or was passed to the API server.
+@pytest.mark.parametrize("check, value, says", [
+    (check_memory, "99999999Ei", "more memory than Kubernetes can express"),  # was ValueError: int('i')
+    (check_memory, "8Ei", "more memory than Kubernetes can express"),         # 2^63 bytes: beyond int64
+    (check_memory, "1e9999999", "not a memory quantity"),                     # was decimal.Overflow
+    (check_cpu, "1e9999999", "not a CPU quantity"),
+    (check_cpu, "1e400", "more CPU than Kubernetes can express"),
+    (check_cpu, 10 ** 30, "more CPU than Kubernetes can express"),
+    (check_memory, "４Gi", "not a memory quantity"),  # a full-width digit: \d took it, the API server would not
+    (check_cpu, "２", "not a CPU quantity"),
+    (check_gpus, "²", "whole number of GPUs"),         # was ValueError: int('²')
+    (check_gpus, "１", "whole number of GPUs"),
+])
+def test_hostile_quantities_are_typed_errors(check, value, says):
+    with pytest.raises(ConfigurationError, match=says) as info:
+        check(value)
+    assert "Did you mean ４" not in str(info.value)
+
+
+def test_the_largest_quantities_kubernetes_keeps_are_taken():
+    assert check_memory("7Ei") == "7Ei" and Resources.of(memory="7Ei").memory_bytes == 7 * 2 ** 60
+    assert check_cpu("1e-3") == "1e-3" and check_memory("1.5Gi") == "1.5Gi"
