@@ -41,7 +41,7 @@ class Kernel:
             self.client.stop_channels()
         self.client = self.manager.blocking_client()
         self.client.start_channels()
-        self.client.wait_for_ready(timeout=60)
+        self.client.wait_for_ready(timeout=180)  # a loaded machine starts kernels slowly
 
     def run(self, code: str, timeout: float = 300) -> str:
         """Execute a cell; its text as the notebook would show it at the end: stdout/stderr and

@@ -39,7 +39,7 @@ def _kernel(cwd: Path, env: dict):
     client = km.client()
     client.start_channels()
     try:
-        client.wait_for_ready(timeout=60)
+        client.wait_for_ready(timeout=180)
 
         def run(code: str) -> str:
             out: list[str] = []
