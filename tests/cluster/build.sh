@@ -68,12 +68,18 @@ go_build_queued() {
     names+=("$name")
     rm -f "$RUN/build-$name.rc"
     log "building $name from $pkg (log $LOGS/build-$name.log)"
-    script+="(t=\$(date +%s); env -C $(printf %q "$moddir") CGO_ENABLED=0 go build -buildvcs=false -trimpath"
-    script+=" -ldflags $(printf %q "$ldflags") -o $(printf %q "$BIN/$name.new") $(printf %q "$pkg")"
-    script+=" >$(printf %q "$LOGS/build-$name.log") 2>&1"
+    # A module download the network drops ("connection abort", a TLS or i/o timeout from the
+    # module proxy) fails the build without a word about the code: tried up to three times
+    # (what was downloaded stays in the module cache), any other failure at once.
+    script+="(t=\$(date +%s); rc=1; for try in 1 2 3; do env -C $(printf %q "$moddir") CGO_ENABLED=0 go build"
+    script+=" -buildvcs=false -trimpath -ldflags $(printf %q "$ldflags") -o $(printf %q "$BIN/$name.new") $(printf %q "$pkg")"
+    script+=" >$(printf %q "$LOGS/build-$name.log") 2>&1 && { rc=0; break; };"
+    script+=" grep -qE 'proxy.golang.org|dial tcp|connection (abort|reset|refused)|TLS handshake|i/o timeout|unexpected EOF'"
+    script+=" $(printf %q "$LOGS/build-$name.log") && [ \$try -lt 3 ] || break;"
+    script+=" cp $(printf %q "$LOGS/build-$name.log") $(printf %q "$LOGS/build-$name.try\$try.log"); sleep 10; done;"
     # Each binary and its stamp are kept as soon as it is built: an interrupted
     # run keeps what finished.
-    script+=" && mv $(printf %q "$BIN/$name.new") $(printf %q "$BIN/$name")"
+    script+=" [ \$rc = 0 ] && mv $(printf %q "$BIN/$name.new") $(printf %q "$BIN/$name")"
     script+=" && echo $stamp >$(printf %q "$BIN/$name.stamp")"
     script+="; echo \$? \$((\$(date +%s) - t)) >$(printf %q "$RUN/build-$name.rc")) &"$'\n'
   done
