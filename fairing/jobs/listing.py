@@ -151,6 +151,8 @@ def _cluster_jobs(kube: Any, namespace: str) -> list[JobInfo]:
         except api as exc:
             if exc.status == 404 and workload.custom:
                 continue  # no such operator in this cluster: no such jobs
+            if exc.status == 403 and workload.custom:
+                continue  # an add-on kind this identity may not read (Katib's Experiments for kubeflow-edit)
             raise_for_api_error(exc, action=f"list fairing's {kind}s", kind=workload.kind, namespace=namespace)
         held = queue_states(kube, namespace, items)  # one listing of Kueue's Workloads, when any is held
         for item in items:

@@ -86,6 +86,12 @@ def raise_for_api_error(exc: Exception, *, action: str, kind: str = "", namespac
         body = {}
     message = body.get("message") or getattr(exc, "reason", "") or str(exc)
     where = f" in namespace {namespace!r}" if namespace else ""
+    if status == 403 and kind and "custom resource definition is terminating" in message:
+        raise MissingCRDError(  # being uninstalled: as good as missing
+            f"The cluster is removing the resource type {kind} (while trying to {action}: {message}). "
+            "Install the operator that provides it again (for TFJob and PyTorchJob: the Kubeflow training operator), "
+            "or choose the 'job' deployer."
+        ) from exc
     if status == 403:
         details = body.get("details") or {}
         raise PermissionDeniedError(

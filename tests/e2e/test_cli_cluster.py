@@ -237,7 +237,10 @@ def test_cluster_serve_detached_then_endpoints_predict_and_delete(cluster_term, 
     code, doc = cluster_term.json("serve", "model:Doubler", "--detach", "--name", "cli-dbl", *cluster_flags,
                                   timeout=900)
     assert code == 0, doc
-    assert doc == {"endpoint": "cli-dbl", "url": f"http://cli-dbl.{namespace}.svc:8080", "status": "Running"}
+    url = f"http://cli-dbl.{namespace}.svc:8080"
+    assert {k: doc[k] for k in ("endpoint", "url", "status", "model")} == {
+        "endpoint": "cli-dbl", "url": url, "status": "Running", "model": "doubler"}
+    assert "Doubler" in doc["model_names"] and f"GET {url}/v1/models/doubler" in doc["routes"]
     code, rows = cluster_term.json("endpoints")  # its record names the namespace
     assert [(r["name"], r["kind"], r["phase"]) for r in rows] == [("cli-dbl", "Endpoint", "Running")]
     # another process, no record: by its labels

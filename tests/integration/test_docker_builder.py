@@ -299,7 +299,6 @@ def test_permission_denied_on_the_socket(tmp_path):
         os.chmod(tmp_path, 0o755)
         code = textwrap.dedent(f"""\
             from fairing.builders.docker import DockerBuilder
-from fairing.builders.dockerfile import DEFAULT_PIP_ARGS
             from fairing.preprocessors.function import FunctionPreprocessor
             from fairing import DockerEngineError
             try:
@@ -322,7 +321,6 @@ def test_docker_sdk_is_an_optional_extra():
         sys.modules["docker"] = None  # as if not installed
         import fairing
         from fairing.builders.docker import DockerBuilder
-from fairing.builders.dockerfile import DEFAULT_PIP_ARGS
         from fairing.deployers.docker import DockerDeployer
         from fairing.preprocessors.function import FunctionPreprocessor
         for call in (lambda: DockerBuilder("python:3.11").build(FunctionPreprocessor(print, (), {}).context()),
@@ -374,7 +372,6 @@ def test_ctrl_c_during_a_build_leaves_no_container(docker_client, base_image, im
     script = tmp_path / "build.py"
     script.write_text(textwrap.dedent(f"""\
         from fairing.builders.docker import DockerBuilder
-from fairing.builders.dockerfile import DEFAULT_PIP_ARGS
         from fairing.preprocessors.function import FunctionPreprocessor
 
         def show(event):

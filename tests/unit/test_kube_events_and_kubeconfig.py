@@ -83,7 +83,7 @@ def test_an_exceeded_quota_waits_while_the_jobs_own_pods_run():
     assert job.wait_until(job._ended, timeout=0.3) is False
     # refused again once the quota controller has counted that pod out (someone else took
     # the quota): now it is an answer
-    job._pod_ended_at -= 30
+    job._pod_ended_at -= 90
     job._on_k8s_event("MODIFIED", _event("FailedCreate", QUOTA_REFUSAL, count=2, when="2026-01-01T12:00:30Z"))
     with pytest.raises(PodsRefusedError, match="exceeded quota: small.*ResourceQuota"):
         job.wait_until(job._ended, timeout=5)
