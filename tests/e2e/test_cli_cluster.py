@@ -215,7 +215,7 @@ def test_cluster_resources_env_and_secret_env_reach_the_pod(cluster_term, cluste
     (pod,) = kube.core.list_namespaced_pod(namespace, label_selector="fairing.dev/job=cli-env").items
     container = pod.spec.containers[0]
     assert container.resources.requests == {"cpu": "100m", "memory": "96Mi"}
-    assert container.resources.limits == {"memory": "96Mi"}
+    assert container.resources.limits == {"cpu": "100m", "memory": "96Mi"}  # --cpu: a request and a limit
     env = {e.name: e for e in container.env}
     assert env["A"].value == "1"
     assert env["TOKEN"].value is None and env["TOKEN"].value_from.secret_key_ref.name == "wandb"
