@@ -217,21 +217,28 @@ class Registry:
         self._token = answer.get("token") or answer.get("access_token")
         return bool(self._token)
 
+    def _upload_location(self, repo, digest):
+        """Where to PUT blob ``digest`` of ``repo`` (a monolithic upload), or None when the
+        registry has it already."""
+        try:
+            self._open("HEAD", f"/v2/{repo}/blobs/{digest}", ok=(200,)).close()
+            return None
+        except OutputsError:
+            pass
+        resp = self._open("POST", f"/v2/{repo}/blobs/uploads/", data=b"")
+        location = urllib.parse.urljoin(self.base + "/", resp.headers["Location"])
+        resp.close()
+        return location + ("&" if "?" in location else "?") + "digest=" + urllib.parse.quote(digest)
+
     def push_blob(self, repo, path=None, data=None):
         """Upload a file (or bytes); its descriptor fields ``(digest, size)``."""
         if data is None:
             digest, size = _file_digest(path)
         else:
             digest, size = "sha256:" + hashlib.sha256(data).hexdigest(), len(data)
-        try:
-            self._open("HEAD", f"/v2/{repo}/blobs/{digest}", ok=(200,)).close()
+        location = self._upload_location(repo, digest)
+        if location is None:
             return digest, size
-        except OutputsError:
-            pass
-        resp = self._open("POST", f"/v2/{repo}/blobs/uploads/", data=b"")
-        location = urllib.parse.urljoin(self.base + "/", resp.headers["Location"])
-        resp.close()
-        location += ("&" if "?" in location else "?") + "digest=" + urllib.parse.quote(digest)
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
         if data is None:
             with open(path, "rb") as fh:
@@ -248,15 +255,9 @@ class Registry:
             h.update(chunk)
             size += len(chunk)
         digest = "sha256:" + h.hexdigest()
-        try:
-            self._open("HEAD", f"/v2/{repo}/blobs/{digest}", ok=(200,)).close()
+        location = self._upload_location(repo, digest)
+        if location is None:
             return digest, size
-        except OutputsError:
-            pass
-        resp = self._open("POST", f"/v2/{repo}/blobs/uploads/", data=b"")
-        location = urllib.parse.urljoin(self.base + "/", resp.headers["Location"])
-        resp.close()
-        location += ("&" if "?" in location else "?") + "digest=" + urllib.parse.quote(digest)
         self._open("PUT", location, data=_Replay(produce, digest),
                    headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)}).close()
         return digest, size
